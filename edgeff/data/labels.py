@@ -1,0 +1,30 @@
+"""The Forward-Forward label overlay and the choice of negative labels (NumPy; shared by every backend).
+
+Hinton's FF writes the label into the image: the first `n_classes` pixels become a one-hot vector scaled
+by `value`. Positive samples carry the true label; negative samples a wrong one.
+"""
+import numpy as np
+
+
+def embed_labels(images: np.ndarray, labels: np.ndarray, n_classes: int, value: float) -> np.ndarray:
+    """Float32 copy of `images` (scaled to [0, 1]) whose first n_classes pixels are one-hot(labels)*value."""
+    x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
+    x[:, :n_classes] = 0.0
+    x[np.arange(len(labels)), labels] = value
+    return x
+
+
+def random_wrong_labels(labels: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random label different from the true one, for every sample.
+
+    Shuffling labels instead would hand ~1/n_classes of the "negatives" their true label.
+    """
+    offset = rng.integers(1, n_classes, size=len(labels))
+    return (labels + offset) % n_classes
+
+
+def hardest_wrong_labels(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The wrong label the model scores highest (scores: (N, n_classes) goodness per label)."""
+    masked = np.array(scores, dtype=np.float64, copy=True)
+    masked[np.arange(len(labels)), labels] = -np.inf
+    return masked.argmax(axis=1)

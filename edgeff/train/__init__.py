@@ -1,0 +1,1 @@
+"""The PyTorch host trainer for Forward-Forward and Collaborative FF networks."""

@@ -1,0 +1,167 @@
+"""Training configuration: a small TOML file (models/*.toml), checked strictly on load.
+
+Sections and their keys are the dataclasses below; an unknown key, a wrong type or an out-of-range
+value is refused with the file, the key and what is allowed. Layers are numbered from 1 (the first
+hidden layer) wherever a user reads or writes them.
+"""
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeff.errors import EdgeFFError
+
+
+@dataclass
+class ModelConfig:
+    sizes: list = field(default_factory=lambda: [784, 500, 500])  # input width, then hidden widths
+    goodness: str = "mean"        # "mean" or "sum" of squared activities
+    label_value: float = 1.0      # value of the one-hot label pixels
+
+
+@dataclass
+class CollabConfig:
+    mode: str = "none"            # "none" (FF), "fixed" (F-CFF) or "adaptive" (A-CFF)
+    gamma_init: float = 1.0       # seed 003: gamma_l = 1.0
+    gamma_lr: float = 0.01        # A-CFF only (seed 003: eta_gamma = 0.01)
+
+
+@dataclass
+class TrainConfig:
+    protocol: str = "fast"        # "fast": mini-batch, all layers each step; "paper": layer after layer
+    epochs: int = 20              # fast: epochs in all; paper: epochs per layer
+    batch_size: int = 256         # paper protocol: 0 means the whole training set (full batch)
+    lr: float = 0.01
+    lr_schedule: str = "cosine"   # "cosine" (with warm-up) or "constant"
+    warmup_epochs: float = 0.5
+    loss: str = "softplus"        # "softplus" (theta threshold, seed 002 eq. 1) or "symba"
+    theta: float = 2.0
+    symba_alpha: float = 4.0
+    negatives: str = "hard"       # "random" wrong label or the "hard"est wrong label of the current model
+    seed: int = 0
+    val_size: int = 10000
+    eval_every: int = 1           # epochs between per-layer validation accuracy records
+    eval_samples: int = 5000      # validation samples scored at each record (the final pick uses all)
+
+
+@dataclass
+class EvalConfig:
+    layers: object = "auto"       # layers whose goodness is summed in multi-pass, or "auto" (best on val)
+    head_layers: list = None      # one-pass softmax head input; default: layers 2..L
+    head_epochs: int = 10
+
+
+@dataclass
+class Config:
+    name: str = "model"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    collab: CollabConfig = field(default_factory=CollabConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def n_layers(self):
+        return len(self.model.sizes) - 1
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+_CHOICES = {
+    ("model", "goodness"): ("mean", "sum"),
+    ("collab", "mode"): ("none", "fixed", "adaptive"),
+    ("train", "protocol"): ("fast", "paper"),
+    ("train", "lr_schedule"): ("cosine", "constant"),
+    ("train", "loss"): ("softplus", "symba"),
+    ("train", "negatives"): ("random", "hard"),
+}
+
+
+def _check_type(where, key, value, default):
+    if default is None or key == "layers":  # checked in _validate: a list of layers or "auto"
+        return value
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float))
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise EdgeFFError(f"{where}: '{key}' must be {type(default).__name__}, got {value!r}")
+    return value
+
+
+def layer_list(where, key, value, n_layers):
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) for v in value):
+        raise EdgeFFError(f"{where}: '{key}' must be a non-empty list of layer numbers (1..{n_layers})")
+    bad = [v for v in value if not 1 <= v <= n_layers]
+    if bad:
+        raise EdgeFFError(f"{where}: '{key}' names layer(s) {bad}; this network has layers 1..{n_layers}")
+    return sorted(set(value))
+
+
+def config_from_dict(raw: dict, source="config") -> Config:
+    cfg = Config()
+    for key, value in raw.items():
+        if key == "name":
+            if not isinstance(value, str) or not value:
+                raise EdgeFFError(f"{source}: 'name' must be a non-empty string")
+            cfg.name = value
+            continue
+        section = getattr(cfg, key, None)
+        if not dataclasses.is_dataclass(section) or not isinstance(value, dict):
+            raise EdgeFFError(f"{source}: unknown section or key [{key}]; allowed: name, "
+                              "[model], [collab], [train], [eval]")
+        known = {f.name for f in dataclasses.fields(section)}
+        for k, v in value.items():
+            where = f"{source} [{key}]"
+            if k not in known:
+                raise EdgeFFError(f"{where}: unknown key '{k}'; allowed: {', '.join(sorted(known))}")
+            v = _check_type(where, k, v, getattr(section, k))
+            choices = _CHOICES.get((key, k))
+            if choices and v not in choices:
+                raise EdgeFFError(f"{where}: '{k}' = {v!r} is not one of {', '.join(choices)}")
+            setattr(section, k, v)
+    _validate(cfg, source)
+    return cfg
+
+
+def _validate(cfg: Config, source: str):
+    m, t, e = cfg.model, cfg.train, cfg.eval
+    if len(m.sizes) < 2 or not all(isinstance(s, int) and s > 0 for s in m.sizes):
+        raise EdgeFFError(f"{source} [model]: 'sizes' must list the input width and at least one hidden "
+                          f"width, all positive integers; got {m.sizes}")
+    for key in ("epochs", "eval_every", "eval_samples", "val_size"):
+        if getattr(t, key) < 1:
+            raise EdgeFFError(f"{source} [train]: '{key}' must be at least 1")
+    if t.batch_size < 0 or (t.batch_size == 0 and t.protocol != "paper"):
+        raise EdgeFFError(f"{source} [train]: 'batch_size' must be positive (0, full batch, is for "
+                          "the paper protocol only)")
+    for key in ("lr", "theta", "symba_alpha"):
+        if getattr(t, key) <= 0:
+            raise EdgeFFError(f"{source} [train]: '{key}' must be positive")
+    if cfg.collab.gamma_lr <= 0:
+        raise EdgeFFError(f"{source} [collab]: 'gamma_lr' must be positive")
+    n = cfg.n_layers
+    if cfg.collab.mode != "none" and n < 2:
+        raise EdgeFFError(f"{source} [collab]: collaboration needs at least two hidden layers")
+    if e.layers != "auto":
+        e.layers = layer_list(f"{source} [eval]", "layers", e.layers, n)
+    if e.head_layers is None:
+        e.head_layers = list(range(2, n + 1)) if n > 1 else [1]
+    e.head_layers = layer_list(f"{source} [eval]", "head_layers", e.head_layers, n)
+    if e.head_epochs < 0:
+        raise EdgeFFError(f"{source} [eval]: 'head_epochs' must be 0 or more")
+
+
+def load_config(path) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeFFError(f"{path}: no such config file (see models/ for examples)")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise EdgeFFError(f"{path}: not valid TOML ({exc})") from None
+    raw.setdefault("name", path.stem)
+    return config_from_dict(raw, source=str(path))

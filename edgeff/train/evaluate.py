@@ -1,0 +1,61 @@
+"""Accuracy of a trained FF network: multi-pass (goodness per label) and one-pass (softmax head)."""
+from itertools import combinations
+
+import numpy as np
+import torch
+
+from edgeff.train.network import FFNetwork
+
+CHUNK = 1000
+
+
+def images_to_input(images: np.ndarray, n_classes: int) -> torch.Tensor:
+    """uint8 images -> float32 in [0, 1] with the label pixels zeroed (the x0 of FFNetwork)."""
+    x = torch.from_numpy(images.astype(np.float32) / 255.0)
+    x[:, :n_classes] = 0.0
+    return x
+
+
+@torch.no_grad()
+def label_scores(net: FFNetwork, images: np.ndarray) -> np.ndarray:
+    """(n_layers, N, n_classes) goodness of every layer for every candidate label."""
+    parts = [net.label_scores(images_to_input(images[i:i + CHUNK], net.n_classes))
+             for i in range(0, len(images), CHUNK)]
+    return torch.cat(parts, dim=1).numpy()
+
+
+def multi_pass_accuracy(scores: np.ndarray, labels: np.ndarray, layers) -> float:
+    """Accuracy of argmax over labels of goodness summed over `layers` (numbered from 1)."""
+    summed = scores[[l - 1 for l in layers]].sum(axis=0)
+    return float((summed.argmax(axis=1) == labels).mean())
+
+
+def per_layer_accuracy(scores: np.ndarray, labels: np.ndarray) -> list:
+    return [multi_pass_accuracy(scores, labels, [l]) for l in range(1, scores.shape[0] + 1)]
+
+
+def best_layer_subset(scores: np.ndarray, labels: np.ndarray) -> list:
+    """The non-empty set of layers whose summed goodness classifies `labels` best (ties: more layers)."""
+    n = scores.shape[0]
+    subsets = [list(c) for k in range(n, 0, -1) for c in combinations(range(1, n + 1), k)]
+    return max(subsets, key=lambda s: multi_pass_accuracy(scores, labels, s))
+
+
+@torch.no_grad()
+def one_pass_accuracy(net: FFNetwork, images: np.ndarray, labels: np.ndarray) -> float:
+    preds = [net.head_logits(images_to_input(images[i:i + CHUNK], net.n_classes)).argmax(dim=1)
+             for i in range(0, len(images), CHUNK)]
+    return float((torch.cat(preds).numpy() == labels).mean())
+
+
+def evaluate(net: FFNetwork, images: np.ndarray, labels: np.ndarray, layers, mode="both") -> dict:
+    """Accuracies on one split: multi-pass over `layers`, each layer alone, and the one-pass head."""
+    out = {"n_samples": int(len(labels))}
+    if mode in ("multi", "both"):
+        scores = label_scores(net, images)
+        out["multi_pass"] = multi_pass_accuracy(scores, labels, layers)
+        out["multi_pass_layers"] = list(layers)
+        out["per_layer"] = per_layer_accuracy(scores, labels)
+    if mode in ("one", "both"):
+        out["one_pass"] = one_pass_accuracy(net, images, labels)
+    return out

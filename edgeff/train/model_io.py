@@ -1,0 +1,36 @@
+"""FFNetwork <-> EdgeFF model file (edgeff.model_file): the float model every later stage starts from."""
+import torch
+
+from edgeff.errors import EdgeFFError
+from edgeff.model_file import check_ff_tensors, load_model, save_model
+from edgeff.train.network import FFNetwork
+
+
+def architecture(net: FFNetwork, eval_layers) -> dict:
+    return {"kind": "ff-mlp", "sizes": net.sizes, "n_classes": net.n_classes,
+            "label_value": net.label_value, "goodness": net.goodness_kind, "normalization": "rms",
+            "collab_mode": net.collab_mode, "eval_layers": list(eval_layers),
+            "head_layers": net.head_layers,
+            "input": "uint8 pixels / 255; the first n_classes pixels hold one-hot(label) * label_value"}
+
+
+def network_tensors(net: FFNetwork) -> dict:
+    return {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+
+
+def save_network(path, net: FFNetwork, eval_layers, **header):
+    return save_model(path, network_tensors(net), {"architecture": architecture(net, eval_layers), **header})
+
+
+def load_network(path) -> tuple[FFNetwork, dict]:
+    """Load a float FF model file; returns the network (eval mode) and the whole header."""
+    tensors, header = load_model(path)
+    arch = header.get("architecture")
+    if not isinstance(arch, dict) or arch.get("kind") != "ff-mlp":
+        raise EdgeFFError(f"{path}: not a float FF model (architecture kind "
+                          f"{(arch or {}).get('kind')!r}); this command needs a file from `edgeff train`")
+    check_ff_tensors(path, tensors, arch)
+    net = FFNetwork(arch["sizes"], arch["n_classes"], arch["label_value"], arch["goodness"],
+                    arch["collab_mode"], head_layers=arch["head_layers"])
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()})
+    return net.eval(), header

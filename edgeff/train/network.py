@@ -1,0 +1,104 @@
+"""The Forward-Forward MLP and its Collaborative variants (seed 003), in PyTorch.
+
+Each layer: normalize the input to unit mean square (length normalization scaled by sqrt(width), so
+entries sit near 1 as int8 later wants), Linear, ReLU. A layer's input is the previous layer's output
+*detached*: no gradient ever crosses a layer boundary, so every weight update is local.
+
+Goodness G_l = mean (or sum) of the squared activities of layer l. Collaborative FF (seed 003 eq. 5):
+    G_l^collab = G_l + gamma_l * sum_{k != l} alpha_lk * G_k
+with the other layers' goodness detached, so the coupling reweights layer l's own update without
+sending gradient into layer k. F-CFF keeps gamma fixed; A-CFF learns it (eq. 7).
+"""
+import torch
+from torch import nn
+
+EPS = 1e-8
+
+
+def rms_normalize(x: torch.Tensor) -> torch.Tensor:
+    """Scale each row to unit mean square: x / sqrt(mean(x^2))."""
+    return x * torch.rsqrt((x * x).mean(dim=1, keepdim=True) + EPS)
+
+
+class FFNetwork(nn.Module):
+    def __init__(self, sizes, n_classes=10, label_value=1.0, goodness="mean", collab_mode="none",
+                 gamma_init=1.0, head_layers=None):
+        super().__init__()
+        self.sizes = list(sizes)
+        self.n_classes = n_classes
+        self.label_value = float(label_value)
+        self.goodness_kind = goodness
+        self.collab_mode = collab_mode
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        n = len(self.layers)
+        self.head_layers = list(head_layers or (range(2, n + 1) if n > 1 else [1]))
+        gamma = torch.full((n,), float(gamma_init) if collab_mode != "none" else 0.0)
+        self.gamma = nn.Parameter(gamma, requires_grad=collab_mode == "adaptive")
+        # alpha_lk: equal weight on every other layer (seed 003 leaves alpha open; this keeps
+        # G^collab on the scale of one layer's goodness whatever the depth).
+        alpha = (torch.ones(n, n) - torch.eye(n)) / max(n - 1, 1)
+        self.register_buffer("alpha", alpha)
+        self.head = nn.Linear(sum(self.sizes[l] for l in self.head_layers), n_classes)
+
+    @property
+    def n_layers(self):
+        return len(self.layers)
+
+    def activities(self, x: torch.Tensor) -> list:
+        """ReLU outputs of every layer for inputs x (label already embedded)."""
+        out = []
+        for layer in self.layers:
+            x = torch.relu(layer(rms_normalize(x.detach())))
+            out.append(x)
+        return out
+
+    def goodness(self, h: torch.Tensor) -> torch.Tensor:
+        sq = h * h
+        return sq.mean(dim=-1) if self.goodness_kind == "mean" else sq.sum(dim=-1)
+
+    def layer_goodness(self, x: torch.Tensor) -> torch.Tensor:
+        """(n_layers, N) goodness of every layer."""
+        return torch.stack([self.goodness(h) for h in self.activities(x)])
+
+    def collaborative(self, g: torch.Tensor) -> torch.Tensor:
+        """Seed 003 eq. 5 on an (n_layers, N) goodness tensor; the identity for plain FF."""
+        if self.collab_mode == "none":
+            return g
+        return g + self.gamma[:, None] * (self.alpha @ g.detach())
+
+    @torch.no_grad()
+    def label_scores(self, x0: torch.Tensor) -> torch.Tensor:
+        """(n_layers, N, n_classes) goodness of every layer for every candidate label.
+
+        x0 holds images in [0, 1] with the label pixels zeroed. With a one-hot overlay of constant value,
+        every labelled copy has the same length, so the first layer is one shared matmul plus a rank-1
+        correction per label (value * column c of W1, scaled by the shared normalizer), not n_classes
+        matmuls. Later layers run on all N * n_classes activities.
+        """
+        w, b = self.layers[0].weight, self.layers[0].bias
+        n, d = x0.shape
+        c = self.n_classes
+        scale = torch.rsqrt(((x0 * x0).sum(dim=1, keepdim=True) + self.label_value ** 2) / d + EPS)
+        shared = (x0 @ w.T) * scale + b                                   # (N, H1)
+        label_cols = self.label_value * w[:, :c].T                        # (C, H1)
+        h = torch.relu(shared[:, None, :] + scale[:, :, None] * label_cols[None])  # (N, C, H1)
+        h = h.reshape(n * c, -1)
+        goods = [self.goodness(h)]
+        for layer in self.layers[1:]:
+            h = torch.relu(layer(rms_normalize(h)))
+            goods.append(self.goodness(h))
+        return torch.stack(goods).reshape(self.n_layers, n, c)
+
+    def neutral_input(self, x0: torch.Tensor) -> torch.Tensor:
+        """Images with every label pixel at label_value / n_classes: the one-pass input (no label guessed)."""
+        x = x0.clone()
+        x[:, :self.n_classes] = self.label_value / self.n_classes
+        return x
+
+    def head_features(self, x0: torch.Tensor) -> torch.Tensor:
+        """Concatenated normalized activities of the head layers, for the one-pass softmax head."""
+        acts = self.activities(self.neutral_input(x0))
+        return torch.cat([rms_normalize(acts[l - 1]) for l in self.head_layers], dim=1).detach()
+
+    def head_logits(self, x0: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_features(x0))

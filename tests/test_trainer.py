@@ -1,0 +1,138 @@
+import json
+import subprocess
+import sys
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+
+from edgeff.data.datasets import load_dataset
+from edgeff.model_file import load_model
+from edgeff.train import trainer
+from edgeff.train.config import load_config
+
+EDGEFF = [sys.executable, "-m", "edgeff.cli"]
+
+
+def run_cli(*args):
+    return subprocess.run([*EDGEFF, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def assert_png(path, min_side=200):
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and min(img.shape[:2]) >= min_side
+    assert img.std() > 0  # something was drawn
+
+
+def test_train_then_eval_end_to_end(tiny_data, tiny_config, tmp_path):
+    out = tmp_path / "run"
+    res = run_cli("train", tiny_config(mode="adaptive", epochs=4), "--data-dir", tiny_data, "--out", out, "--json")
+    assert res.returncode == 0, res.stderr
+    metrics = json.loads(res.stdout)
+    assert metrics["val"]["multi_pass"] > 0.8 and metrics["epochs_run"] == 4
+    assert (out / "metrics.json").is_file() and (out / "model.safetensors").is_file()
+    for png in ("layer_accuracy.png", "gamma.png"):
+        assert_png(out / png)
+    res = run_cli("eval", out / "model.safetensors", "--data-dir", tiny_data, "--json")
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)
+    assert result["split"] == "test" and result["n_samples"] == 200
+    assert result["multi_pass"] > 0.8 and 0.0 <= result["one_pass"] <= 1.0
+    assert len(result["per_layer"]) == 2
+    res = run_cli("eval", out / "model.safetensors", "--data-dir", tiny_data, "--mode", "multi",
+                  "--layers", "2")
+    assert res.returncode == 0 and "goodness of layers [2]" in res.stdout
+
+
+def test_cli_errors_are_one_clear_line(tiny_data, tmp_path):
+    res = run_cli("train", "no-such-config", "--data-dir", tiny_data)
+    assert res.returncode == 2 and "no config file 'no-such-config'" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = run_cli("eval", tmp_path / "missing.safetensors", "--data-dir", tiny_data)
+    assert res.returncode == 2 and "no such model file" in res.stderr
+    res = run_cli("train", "ff-784-500-500-paper", "--data-dir", tmp_path / "none")
+    assert res.returncode == 2 and "apt-get install dataset-fashion-mnist" in res.stderr
+
+
+def _weights(path):
+    tensors, _ = load_model(path)
+    return tensors
+
+
+def test_resume_after_interrupt_is_bit_identical(tiny_data, tiny_config, tmp_path, monkeypatch):
+    cfg = load_config(tiny_config(mode="adaptive", epochs=4, negatives="hard"))
+    data = load_dataset(tiny_data, val_size=cfg.train.val_size)
+    trainer.train(cfg, data, tmp_path / "clean", quiet=True)
+
+    real_save = trainer.save_checkpoint
+
+    def save_then_die(path, net, opt, header):
+        real_save(path, net, opt, header)
+        if header["epoch"] == 2:
+            raise KeyboardInterrupt  # Ctrl-C right after the epoch-2 checkpoint
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(cfg, data, tmp_path / "interrupted", quiet=True)
+    assert not (tmp_path / "interrupted" / "model.safetensors").exists()
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    metrics = trainer.train(cfg, data, tmp_path / "interrupted", quiet=True)
+    assert metrics["epochs_run"] == 4
+    clean, resumed = _weights(tmp_path / "clean/model.safetensors"), _weights(metrics["model_file"])
+    for name in clean:
+        assert np.array_equal(clean[name], resumed[name]), name
+
+
+def test_resume_refuses_a_different_config(tiny_data, tiny_config, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", tiny_config(epochs=1), "--data-dir", tiny_data, "--out", out, "--quiet").returncode == 0
+    res = run_cli("train", tiny_config(epochs=2), "--data-dir", tiny_data, "--out", out)
+    assert res.returncode == 2 and "different config; pass --fresh" in res.stderr
+    res = run_cli("train", tiny_config(epochs=2), "--data-dir", tiny_data, "--out", out, "--fresh", "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["epochs_run"] == 2
+
+
+@pytest.mark.parametrize("mode", ["none", "fixed", "adaptive"])
+def test_gamma_moves_only_under_a_cff(tiny_data, tiny_config, tmp_path, mode):
+    cfg = load_config(tiny_config(mode=mode, epochs=2))
+    metrics = trainer.train(cfg, load_dataset(tiny_data, val_size=100), tmp_path, quiet=True)
+    gammas = np.array([h["gamma"] for h in metrics["history"]])
+    if mode == "adaptive":
+        assert np.abs(gammas[-1] - 1.0).max() > 1e-3
+    else:
+        assert np.all(gammas == (1.0 if mode == "fixed" else 0.0))
+
+
+def test_paper_protocol_trains_one_layer_at_a_time(tiny_data, tiny_config, tmp_path, monkeypatch):
+    cfg = load_config(tiny_config(mode="fixed", epochs=2))
+    cfg.train.protocol, cfg.train.batch_size, cfg.train.lr_schedule = "paper", 0, "constant"
+    data = load_dataset(tiny_data, val_size=100)
+    torch.manual_seed(cfg.train.seed)  # train() seeds the same way: these are its initial weights
+    init = trainer.build_network(cfg, 10).state_dict()
+    seen = {}
+    real_save = trainer.save_checkpoint
+
+    def record(path, net, opt, header):
+        seen[header["epoch"]] = {k: v.clone() for k, v in net.state_dict().items()}
+        real_save(path, net, opt, header)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", record)
+    metrics = trainer.train(cfg, data, tmp_path, quiet=True)
+    assert [h["trained_layers"] for h in metrics["history"]] == [[1], [1], [2], [2]]
+    # full batch: one step per epoch; during layer 1's phase layer 2 keeps its initial weights
+    assert not torch.equal(seen[2]["layers.0.weight"], init["layers.0.weight"])
+    assert torch.equal(seen[2]["layers.1.weight"], init["layers.1.weight"])
+    assert torch.equal(seen[4]["layers.0.weight"], seen[2]["layers.0.weight"])
+    assert not torch.equal(seen[4]["layers.1.weight"], init["layers.1.weight"])
+
+
+def test_pipeline_writes_a_report(tiny_data, tiny_config, tmp_path):
+    out = tmp_path / "report"
+    res = run_cli("pipeline", "--config", tiny_config(), "--data-dir", tiny_data, "--out", out, "--json")
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)
+    report = (out / "report.md").read_text()
+    assert "| multi-pass" in report and "layer_accuracy.png" in report
+    assert result["test"]["n_samples"] == 200 and result["test"]["multi_pass"] > 0.8
+    assert_png(out / "layer_accuracy.png")
