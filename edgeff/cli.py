@@ -44,6 +44,12 @@ def cmd_train(args):
     from edgeff.train.trainer import train
 
     cfg = load_config(resolve_config(args.config))
+    for key in ("seed", "epochs"):
+        value = getattr(args, key)
+        if value is not None:
+            if value < (0 if key == "seed" else 1):
+                raise EdgeFFError(f"--{key} {value} is out of range")
+            setattr(cfg.train, key, value)
     data = load_dataset(args.data_dir, val_size=cfg.train.val_size)
     out = Path(args.out or Path("runs") / cfg.name)
     metrics = train(cfg, data, out, fresh=args.fresh, quiet=args.quiet or args.json)
@@ -113,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("config", help="config file, or a name from models/ such as ff-784-500-500-fast")
     sp.add_argument("--out", help="output directory (default: runs/<config name>)")
     sp.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+    sp.add_argument("--seed", type=int, help="override [train] seed")
+    sp.add_argument("--epochs", type=int, help="override [train] epochs (per layer for the paper protocol)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     data_dir(sp)
     json_flag(sp)
