@@ -60,31 +60,63 @@ def cmd_train(args):
            f"model: {metrics['model_file']}\nplots: {', '.join(metrics['plots'])}")
 
 
-def cmd_eval(args):
+def _dataset_of(header, data_dir):
+    """The dataset a model was trained on, split the same way."""
     from edgeff.data.datasets import load_dataset
-    from edgeff.train.config import layer_list
-    from edgeff.train.evaluate import evaluate
-    from edgeff.train.model_io import load_network
 
-    net, header = load_network(args.model)
-    data = load_dataset(args.data_dir, val_size=header["data"]["val_size"],
-                        split_seed=header["data"]["split_seed"])
-    split = getattr(data, args.split)
-    if split.images.shape[1] != net.sizes[0]:
-        raise EdgeFFError(f"{args.model} expects {net.sizes[0]} input pixels, but {data.directory} has "
-                          f"images of {split.images.shape[1]} pixels")
-    layers = header["architecture"]["eval_layers"]
+    data = load_dataset(data_dir, val_size=header["data"]["val_size"], split_seed=header["data"]["split_seed"])
+    width = header["architecture"]["sizes"][0]
+    if data.train.images.shape[1] != width:
+        raise EdgeFFError(f"the model expects {width} input pixels, but {data.directory} has images of "
+                          f"{data.train.images.shape[1]} pixels")
+    return data
+
+
+def cmd_eval(args):
+    from edgeff.model_file import load_model
+    from edgeff.train.config import layer_list
+
+    _, header = load_model(args.model)
+    arch = header.get("architecture") or {}
+    split = getattr(_dataset_of(header, args.data_dir), args.split)
+    layers = arch.get("eval_layers")
     if args.layers:
-        layers = layer_list("--layers", "layers", _int_list(args.layers), net.n_layers)
-    result = {"model": str(args.model), "split": args.split,
-              **evaluate(net, split.images, split.labels, layers, args.mode)}
-    lines = [f"{args.model} on {args.split} ({result['n_samples']} samples):"]
+        layers = layer_list("--layers", "layers", _int_list(args.layers), len(arch["sizes"]) - 1)
+    if arch.get("kind") == "ff-mlp-int8":
+        from edgeff.runtime.int_model import IntFFModel, evaluate_int
+
+        scores = evaluate_int(IntFFModel.from_file(args.model), split.images, split.labels, layers, args.mode)
+        arithmetic = "int8 (integer runtime)"
+    else:
+        from edgeff.train.evaluate import evaluate
+        from edgeff.train.model_io import load_network
+
+        scores = evaluate(load_network(args.model)[0], split.images, split.labels, layers, args.mode)
+        arithmetic = "float32 (torch)"
+    result = {"model": str(args.model), "split": args.split, "arithmetic": arithmetic, **scores}
+    lines = [f"{args.model} on {args.split} ({result['n_samples']} samples), {arithmetic}:"]
     if "multi_pass" in result:
         lines.append(f"  multi-pass accuracy {result['multi_pass']:.4f} (goodness of layers {layers})")
         lines += [f"    layer {i + 1} alone {a:.4f}" for i, a in enumerate(result["per_layer"])]
     if "one_pass" in result:
         lines.append(f"  one-pass accuracy   {result['one_pass']:.4f} (softmax head)")
     _print(args, result, "\n".join(lines))
+
+
+def cmd_quantize(args):
+    from edgeff.model_file import load_model
+    from edgeff.quant.ptq import quantize
+
+    _, header = load_model(args.model)
+    data = _dataset_of(header, args.data_dir)
+    if not 0 < args.calibration_samples <= len(data.train):
+        raise EdgeFFError(f"--calibration-samples must be between 1 and {len(data.train)}")
+    n = args.calibration_samples
+    written = quantize(args.model, args.out, data.train.images[:n], data.train.labels[:n], data.fingerprint)
+    scales = ", ".join(f"{layer['out_scale']:.4g}" for layer in written["quantization"]["layers"])
+    _print(args, {"model": str(args.out), **written["quantization"]},
+           f"wrote {args.out}: int8 weights (per channel), activation scales "
+           f"{scales}; check it with `edgeff eval {args.out}`")
 
 
 def cmd_pipeline(args):
@@ -125,13 +157,24 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(sp)
     json_flag(sp)
 
-    sp = add("eval", "Report the accuracy of a model file, multi-pass and/or one-pass.", cmd_eval)
-    sp.add_argument("model", help="model file written by `edgeff train`")
+    sp = add("eval", "Report the accuracy of a model file, multi-pass and/or one-pass; float models run "
+                     "in torch, int8 models in the integer runtime.", cmd_eval)
+    sp.add_argument("model", help="model file written by `edgeff train` or `edgeff quantize`")
     sp.add_argument("--split", choices=["test", "val", "train"], default="test")
     sp.add_argument("--mode", choices=["multi", "one", "both"], default="both",
                     help="multi-pass (goodness per label), one-pass (softmax head) or both")
     sp.add_argument("--layers", help="comma-separated layers to sum in multi-pass, e.g. 1,2 "
                                      "(default: the layers chosen at training)")
+    data_dir(sp)
+    json_flag(sp)
+
+    sp = add("quantize", "Post-training quantization: float model file -> int8 model file for the integer "
+                         "runtime and boards (per-channel int8 weights, calibrated activation scales).",
+             cmd_quantize)
+    sp.add_argument("model", help="float model file written by `edgeff train`")
+    sp.add_argument("--out", required=True, help="int8 model file to write")
+    sp.add_argument("--calibration-samples", type=int, default=2000,
+                    help="training samples used to calibrate activation ranges (default: %(default)s)")
     data_dir(sp)
     json_flag(sp)
 

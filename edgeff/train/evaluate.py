@@ -1,9 +1,8 @@
 """Accuracy of a trained FF network: multi-pass (goodness per label) and one-pass (softmax head)."""
-from itertools import combinations
-
 import numpy as np
 import torch
 
+from edgeff.scoring import multi_pass_accuracy, per_layer_accuracy
 from edgeff.train.network import FFNetwork
 
 CHUNK = 1000
@@ -22,23 +21,6 @@ def label_scores(net: FFNetwork, images: np.ndarray) -> np.ndarray:
     parts = [net.label_scores(images_to_input(images[i:i + CHUNK], net.n_classes))
              for i in range(0, len(images), CHUNK)]
     return torch.cat(parts, dim=1).numpy()
-
-
-def multi_pass_accuracy(scores: np.ndarray, labels: np.ndarray, layers) -> float:
-    """Accuracy of argmax over labels of goodness summed over `layers` (numbered from 1)."""
-    summed = scores[[l - 1 for l in layers]].sum(axis=0)
-    return float((summed.argmax(axis=1) == labels).mean())
-
-
-def per_layer_accuracy(scores: np.ndarray, labels: np.ndarray) -> list:
-    return [multi_pass_accuracy(scores, labels, [l]) for l in range(1, scores.shape[0] + 1)]
-
-
-def best_layer_subset(scores: np.ndarray, labels: np.ndarray) -> list:
-    """The non-empty set of layers whose summed goodness classifies `labels` best (ties: more layers)."""
-    n = scores.shape[0]
-    subsets = [list(c) for k in range(n, 0, -1) for c in combinations(range(1, n + 1), k)]
-    return max(subsets, key=lambda s: multi_pass_accuracy(scores, labels, s))
 
 
 @torch.no_grad()

@@ -1,0 +1,1 @@
+"""Quantization: float FF model file -> int8 model file (post-training quantization)."""

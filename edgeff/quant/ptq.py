@@ -1,0 +1,101 @@
+"""Post-training quantization of a float FF model into the int8 model file the runtime and boards run.
+
+Per layer l (TFLite semantics, see edgeff.runtime):
+  input a (int8, scale s_in, zero point z_in) -> L2Norm -> n (int8, scale 1/128, zp 0), a unit vector
+  FC: the float layer sees the RMS-normalized input sqrt(D) * u, so its weights are folded as
+      W' = W * sqrt(D), quantized per output channel symmetrically: s_w[c] = max|W'[c]| / 127
+      bias int32 at scale s_w[c] / 128; multiplier M[c] = (s_w[c] / 128) / s_out, fused ReLU
+  output a' (int8, scale s_out from calibration, zp -128: ReLU outputs use all 256 codes)
+  goodness G = sum (a' + 128)^2 in int32; real mean goodness = s_out^2 / D_out * G.
+The image enters as q = pixel - 128 (scale 1/255, zp -128): exact. Activation scales come from the
+largest activity seen on calibration samples, for positive and negative labels alike.
+Every float-to-integer conversion happens here, once; the header keeps the float scales for reference.
+"""
+import math
+
+import numpy as np
+import torch
+
+from edgeff.errors import EdgeFFError
+from edgeff.model_file import save_model
+from edgeff.runtime.int_model import GOODNESS_FRAC_BITS, INPUT_SCALE, INPUT_ZERO_POINT, NORM_SCALE
+from edgeff.runtime.requantize import quantize_multiplier
+from edgeff.train.evaluate import images_to_input
+from edgeff.train.model_io import load_network
+
+ACT_ZERO_POINT = -128
+
+
+def _per_channel(w: np.ndarray, input_scale: float, output_scale: float):
+    """int8 weights, their scales and the (multiplier, shift) of each output channel."""
+    max_abs = np.abs(w).max(axis=1)
+    scales = np.where(max_abs > 0, max_abs / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.round(w / scales[:, None]), -127, 127).astype(np.int8)
+    mult, shift = zip(*(quantize_multiplier(float(np.float32(input_scale * s)) / output_scale)
+                        for s in scales))
+    return q, scales, np.array(mult, np.int32), np.array(shift, np.int32)
+
+
+def _calibration_activities(net, images: np.ndarray, labels: np.ndarray):
+    """Float activities of every layer for positive and (random wrong label) negative inputs,
+    and the one-pass head's logits."""
+    x0 = images_to_input(images, net.n_classes)
+    rng = np.random.default_rng(0)
+    wrong = (labels + rng.integers(1, net.n_classes, len(labels))) % net.n_classes
+    x = torch.cat([x0, x0])
+    x[torch.arange(2 * len(labels)), torch.from_numpy(np.concatenate([labels, wrong]))] = net.label_value
+    with torch.no_grad():
+        acts = [a.numpy() for a in net.activities(x)]
+        logits = net.head_logits(x0).numpy()
+    return acts, logits
+
+
+def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels: np.ndarray,
+             data_fingerprint: dict) -> dict:
+    """Write the int8 model of `float_model_path` to `out_path`; returns the header written."""
+    net, header = load_network(float_model_path)
+    arch = header["architecture"]
+    if not 0.0 < arch["label_value"] <= 1.0:
+        raise EdgeFFError(f"{float_model_path}: label_value {arch['label_value']} cannot be an int8 input "
+                          "pixel (it must lie in (0, 1], the range of a pixel / 255)")
+    acts, logits = _calibration_activities(net, calib_images, calib_labels)
+    tensors, layers_q = {}, []
+    for i, layer in enumerate(net.layers):
+        w = layer.weight.detach().numpy().astype(np.float64)
+        b = layer.bias.detach().numpy().astype(np.float64)
+        d_in, d_out = w.shape[1], w.shape[0]
+        out_scale = max(float(acts[i].max()), 1e-6) / 255.0
+        q, scales, mult, shift = _per_channel(w * math.sqrt(d_in), NORM_SCALE, out_scale)
+        tensors |= {f"layers.{i}.weight": q, f"layers.{i}.weight_scale": scales,
+                    f"layers.{i}.bias": np.round(b / (scales * NORM_SCALE)).astype(np.int32),
+                    f"layers.{i}.multiplier": mult, f"layers.{i}.shift": shift}
+        gm, gs = quantize_multiplier(out_scale ** 2 / d_out * 2 ** GOODNESS_FRAC_BITS)
+        tensors[f"layers.{i}.goodness_multiplier"] = np.array([gm], np.int32)
+        tensors[f"layers.{i}.goodness_shift"] = np.array([gs], np.int32)
+        layers_q.append({"out_scale": out_scale, "out_zero_point": ACT_ZERO_POINT})
+    # one-pass head: normalized activities of each head layer (1/128 after L2Norm), sqrt(D) folded in
+    hw = net.head.weight.detach().numpy().astype(np.float64).copy()
+    col = 0
+    for l in net.head_layers:
+        width = net.sizes[l]
+        hw[:, col:col + width] *= math.sqrt(width)
+        col += width
+    logit_scale = max(float(np.abs(logits).max()), 1e-6) / 127.0
+    q, scales, mult, shift = _per_channel(hw, NORM_SCALE, logit_scale)
+    tensors |= {"head.weight": q, "head.weight_scale": scales,
+                "head.bias": np.round(net.head.bias.detach().numpy() / (scales * NORM_SCALE)).astype(np.int32),
+                "head.multiplier": mult, "head.shift": shift}
+    quant = {"scheme": "int8-ff-tflite", "rounding": "double",
+             "input": {"scale": INPUT_SCALE, "zero_point": INPUT_ZERO_POINT},
+             "label_q": int(round(arch["label_value"] * 255)) + INPUT_ZERO_POINT,
+             "neutral_label_q": int(round(arch["label_value"] / arch["n_classes"] * 255)) + INPUT_ZERO_POINT,
+             "norm": {"scale": NORM_SCALE, "zero_point": 0},
+             "layers": layers_q, "head": {"out_scale": logit_scale, "out_zero_point": 0},
+             "goodness_frac_bits": GOODNESS_FRAC_BITS,
+             "calibration": {"samples": int(len(calib_labels)), "statistic": "max over positive and "
+                             "negative inputs"}}
+    new_header = {"architecture": {**arch, "kind": "ff-mlp-int8"}, "quantization": quant,
+                  "training": header.get("training"), "float_metrics": header.get("metrics", {}).get("val"),
+                  "source_model": str(float_model_path), "data": data_fingerprint}
+    save_model(out_path, tensors, new_header)
+    return new_header

@@ -1,0 +1,67 @@
+"""int8 (and 16x8) FullyConnected, as TFLite's reference_integer_ops::FullyConnected computes it.
+
+    acc[n, c] = sum_k w[c, k] * (x[n, k] - zp_in) + bias[c]          (int32; int64 for 16x8)
+    out = clamp(MultiplyByQuantizedMultiplier(acc, M[c], shift[c]) + zp_out, act_min, act_max)
+
+Weights are symmetric (zero point 0), per-tensor or per-channel (M, shift broadcast over c).
+`accumulate_ref` is the plain exact product (int64 NumPy matmul, slow); `accumulate` is the fast path:
+BLAS in float32 when every partial sum provably stays below 2^24 (int8 x int8 with K <= 1024 and a zero
+input zero point, as after L2 normalization), else float64 below 2^53, else the exact int64 product.
+Integers below those bounds are exact in float, whatever order BLAS sums them in (tested at the
+worst-case bound). Both return the same int64 accumulators; the requantization is shared.
+"""
+import numpy as np
+
+from edgeff.runtime.requantize import (multiply_by_quantized_multiplier,
+                                       multiply_by_quantized_multiplier_int64, wrap_int32)
+
+FLOAT32_EXACT = 1 << 24
+FLOAT64_EXACT = 1 << 53
+
+
+def accumulate_ref(x: np.ndarray, w: np.ndarray, input_zero_point: int) -> np.ndarray:
+    """Exact sum_k w[c,k] * (x[n,k] - zp) as int64, the plain way."""
+    return (np.asarray(x, np.int64) - input_zero_point) @ np.asarray(w, np.int64).T
+
+
+def _bound(x, w, input_zero_point) -> int:
+    """Largest |partial sum| the product could reach: K * max|x - zp| * max|w|."""
+    x_span = max(abs(int(x.min()) - input_zero_point), abs(int(x.max()) - input_zero_point)) if x.size else 0
+    return w.shape[1] * x_span * (int(np.abs(w.astype(np.int64)).max()) if w.size else 0)
+
+
+def accumulate(x: np.ndarray, w: np.ndarray, input_zero_point: int) -> np.ndarray:
+    """Same result as accumulate_ref, through float64 BLAS while it is provably exact."""
+    bound = _bound(x, w, input_zero_point)
+    if bound > FLOAT64_EXACT:
+        return accumulate_ref(x, w, input_zero_point)
+    dtype = np.float32 if bound <= FLOAT32_EXACT else np.float64
+    xf = np.asarray(x, dtype) - dtype(input_zero_point)
+    return (xf @ np.asarray(w, dtype).T).astype(np.int64)
+
+
+def requantize_output(acc, bias, multiplier, shift, output_zero_point, act_min, act_max,
+                      rounding="double") -> np.ndarray:
+    """The int8 FC epilogue: add the int32 bias, rescale, add the output zero point, clamp."""
+    if bias is not None:
+        acc = acc + np.asarray(bias, np.int64)
+    acc = wrap_int32(acc)  # the board accumulates in int32
+    y = multiply_by_quantized_multiplier(acc, multiplier, shift, rounding) + output_zero_point
+    return np.clip(y, act_min, act_max)
+
+
+def fully_connected(x, w, bias, input_zero_point, multiplier, shift, output_zero_point, act_min, act_max,
+                    accumulator=accumulate, rounding="double") -> np.ndarray:
+    """int8 FullyConnected; returns int64 values in [act_min, act_max] (cast by the caller)."""
+    return requantize_output(accumulator(x, w, input_zero_point), bias, multiplier, shift,
+                             output_zero_point, act_min, act_max, rounding)
+
+
+def fully_connected_16x8(x, w, bias, multiplier, shift, act_min=-32768, act_max=32767,
+                         accumulator=accumulate) -> np.ndarray:
+    """16x8 FullyConnected: int16 activations (zero point 0), int8 weights, int64 bias and accumulator."""
+    acc = accumulator(x, w, 0)
+    if bias is not None:
+        acc = acc + np.asarray(bias, np.int64)
+    y = multiply_by_quantized_multiplier_int64(acc, multiplier, shift)
+    return np.clip(y, act_min, act_max)

@@ -1,0 +1,191 @@
+"""An int8 FF model as a board runs it: load, check, and infer with integers only.
+
+Tensors per layer i (see edgeff.quant.ptq for how they are made): weight int8 (out, in), bias int32,
+multiplier/shift int32 per output channel, goodness_multiplier/shift (1,) mapping the layer's integer
+goodness to a common fixed point (GOODNESS_FRAC_BITS) so layers can be summed in multi-pass inference.
+The head: weight, bias, multiplier, shift. Everything here is integer arithmetic on int64 lanes that
+hold int8/int32 values, exactly as the firmware computes them.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeff.errors import EdgeFFError
+from edgeff.model_file import load_model
+from edgeff.runtime.fully_connected import accumulate, requantize_output
+from edgeff.runtime.goodness import goodness
+from edgeff.runtime.l2_normalization import l2_normalization
+from edgeff.runtime.requantize import INT32_MAX, multiply_by_quantized_multiplier
+from edgeff.scoring import multi_pass_accuracy, per_layer_accuracy
+
+INPUT_SCALE = 1.0 / 255.0   # image pixel p enters as q = p - 128: exact
+INPUT_ZERO_POINT = -128
+NORM_SCALE = 1.0 / 128.0    # TFLite L2_NORMALIZATION output: scale 1/128, zero point 0
+GOODNESS_FRAC_BITS = 12     # multi-pass scores: real goodness in Q.12
+ACT_MIN, ACT_MAX = -128, 127
+
+
+@dataclass
+class IntLayer:
+    weight: np.ndarray        # int8 (out, in)
+    bias: np.ndarray          # int32 (out,)
+    multiplier: np.ndarray    # int32 (out,)
+    shift: np.ndarray         # int32 (out,)
+    out_zero_point: int
+    act_min: int              # fused ReLU: the output zero point; no activation: -128
+    goodness_multiplier: int
+    goodness_shift: int
+
+    def forward(self, n: np.ndarray, rounding: str) -> np.ndarray:
+        """FullyConnected on the normalized input n (int8, zero point 0)."""
+        return self.requantize(accumulate(n, self.weight, 0), rounding)
+
+    def requantize(self, acc: np.ndarray, rounding: str) -> np.ndarray:
+        return requantize_output(acc, self.bias, self.multiplier, self.shift, self.out_zero_point,
+                                 self.act_min, ACT_MAX, rounding)
+
+
+def _tensor(path, tensors, name, dtype, shape):
+    if name not in tensors:
+        raise EdgeFFError(f"{path}: tensor '{name}' is missing")
+    t = tensors[name]
+    if t.dtype != np.dtype(dtype) or tuple(t.shape) != tuple(shape):
+        raise EdgeFFError(f"{path}: tensor '{name}' is {t.dtype}{list(t.shape)}, expected "
+                          f"{np.dtype(dtype)}{list(shape)}")
+    return t
+
+
+def _check_requant(path, name, mult, shift):
+    bad = (mult != 0) & ((mult < (1 << 30)) | (mult > INT32_MAX))
+    if bad.any() or (shift < -31).any() or (shift > 30).any():
+        raise EdgeFFError(f"{path}: '{name}' holds an invalid quantized multiplier/shift (multipliers must "
+                          "be 0 or in [2^30, 2^31), shifts in [-31, 30]); the file is corrupt or was not "
+                          "written by `edgeff quantize`")
+
+
+class IntFFModel:
+    def __init__(self, layers, head, arch, quant):
+        self.layers, self.head, self.arch, self.quant = layers, head, arch, quant
+        self.n_classes = arch["n_classes"]
+        self.head_layers = arch["head_layers"]
+        self.eval_layers = arch["eval_layers"]
+        self.rounding = quant.get("rounding", "double")
+
+    @classmethod
+    def from_file(cls, path) -> "IntFFModel":
+        path = Path(path)
+        tensors, header = load_model(path)
+        arch, quant = header.get("architecture") or {}, header.get("quantization")
+        if arch.get("kind") != "ff-mlp-int8" or not isinstance(quant, dict):
+            raise EdgeFFError(f"{path}: not an int8 FF model (architecture kind {arch.get('kind')!r}); "
+                              "make one with `edgeff quantize MODEL --out MODEL_INT8`")
+        sizes = arch["sizes"]
+        layers = []
+        for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            p = f"layers.{i}."
+            mult = _tensor(path, tensors, p + "multiplier", np.int32, (d_out,))
+            shift = _tensor(path, tensors, p + "shift", np.int32, (d_out,))
+            gm = _tensor(path, tensors, p + "goodness_multiplier", np.int32, (1,))
+            gs = _tensor(path, tensors, p + "goodness_shift", np.int32, (1,))
+            _check_requant(path, p + "multiplier", mult, shift)
+            _check_requant(path, p + "goodness_multiplier", gm, gs)
+            zp = quant["layers"][i]["out_zero_point"]
+            if not ACT_MIN <= zp <= ACT_MAX:
+                raise EdgeFFError(f"{path}: layer {i + 1} output zero point {zp} is outside int8")
+            layers.append(IntLayer(_tensor(path, tensors, p + "weight", np.int8, (d_out, d_in)),
+                                   _tensor(path, tensors, p + "bias", np.int32, (d_out,)),
+                                   mult, shift, zp, max(ACT_MIN, zp), int(gm[0]), int(gs[0])))
+        d_head = sum(sizes[l] for l in arch["head_layers"])
+        n = arch["n_classes"]
+        hm, hs = (_tensor(path, tensors, "head.multiplier", np.int32, (n,)),
+                  _tensor(path, tensors, "head.shift", np.int32, (n,)))
+        _check_requant(path, "head.multiplier", hm, hs)
+        head = IntLayer(_tensor(path, tensors, "head.weight", np.int8, (n, d_head)),
+                        _tensor(path, tensors, "head.bias", np.int32, (n,)), hm, hs, 0, ACT_MIN, 0, 0)
+        return cls(layers, head, arch, quant)
+
+    # ------------------------------------------------------------------ inputs
+    def check_images(self, images: np.ndarray):
+        d = self.arch["sizes"][0]
+        if images.ndim != 2 or images.shape[1] != d or images.dtype != np.uint8:
+            raise EdgeFFError(f"input images must be uint8 of shape (N, {d}); got {images.dtype} "
+                              f"{list(images.shape)}")
+
+    def quantize_images(self, images: np.ndarray, labels=None) -> np.ndarray:
+        """q = pixel - 128, label pixels overwritten (one-hot label_q, or the neutral value for one-pass)."""
+        self.check_images(images)
+        q = images.astype(np.int64) + INPUT_ZERO_POINT
+        c = self.n_classes
+        if labels is None:
+            q[:, :c] = self.quant["neutral_label_q"]
+        else:
+            q[:, :c] = INPUT_ZERO_POINT
+            q[np.arange(len(q)), labels] = self.quant["label_q"]
+        return q
+
+    # ------------------------------------------------------------------ kernels per layer
+    def layer_forward(self, i: int, a: np.ndarray, in_zero_point: int) -> tuple[np.ndarray, np.ndarray]:
+        """(normalized input n, int8 output a') of layer i for int8 input a."""
+        n = l2_normalization(a, in_zero_point)
+        return n, self.layers[i].forward(n, self.rounding)
+
+    def activities(self, q: np.ndarray) -> list:
+        out, zp = [], INPUT_ZERO_POINT
+        for i, layer in enumerate(self.layers):
+            _, q = self.layer_forward(i, q, zp)
+            zp = layer.out_zero_point
+            out.append(q)
+        return out
+
+    def scaled_goodness(self, i: int, g: np.ndarray) -> np.ndarray:
+        """Integer goodness of layer i in the common fixed point (real mean goodness * 2^12)."""
+        layer = self.layers[i]
+        return multiply_by_quantized_multiplier(g, layer.goodness_multiplier, layer.goodness_shift, self.rounding)
+
+    # ------------------------------------------------------------------ multi-pass and one-pass
+    def label_scores(self, images: np.ndarray, chunk=2000) -> np.ndarray:
+        """(n_layers, N, n_classes) int goodness (common fixed point) of every layer for every label.
+
+        One-hot labels of one value leave the L2 norm of the input the same for every label, so the
+        first layer's normalized input differs only in the label pixels: one shared accumulation plus
+        the label pixel's column, bit-identical to n_classes separate passes (tested).
+        """
+        self.check_images(images)
+        parts = [self._label_scores(images[s:s + chunk]) for s in range(0, len(images), chunk)]
+        return np.concatenate(parts, axis=1)
+
+    def _label_scores(self, images):
+        c, first = self.n_classes, self.layers[0]
+        q0 = self.quantize_images(images, np.zeros(len(images), np.int64))
+        n = l2_normalization(q0, INPUT_ZERO_POINT)
+        n_label = n[:, 0].copy()                      # the normalized label pixel (same for every label)
+        n[:, :c] = 0                                   # unlabelled pixels are 0.0: centred 0, normalized 0
+        acc = accumulate(n, first.weight, 0)[:, None, :] + \
+            n_label[:, None, None] * first.weight[:, :c].T.astype(np.int64)[None]   # (N, C, out)
+        a = first.requantize(acc.reshape(len(images) * c, -1), self.rounding)
+        goods = [self.scaled_goodness(0, goodness(a, first.out_zero_point))]
+        zp = first.out_zero_point
+        for i in range(1, len(self.layers)):
+            _, a = self.layer_forward(i, a, zp)
+            zp = self.layers[i].out_zero_point
+            goods.append(self.scaled_goodness(i, goodness(a, zp)))
+        return np.stack(goods).reshape(len(self.layers), len(images), c)
+
+    def head_logits(self, images: np.ndarray) -> np.ndarray:
+        acts = self.activities(self.quantize_images(images))
+        parts = [l2_normalization(acts[l - 1], self.layers[l - 1].out_zero_point) for l in self.head_layers]
+        return self.head.forward(np.concatenate(parts, axis=1), self.rounding)
+
+
+def evaluate_int(model: IntFFModel, images: np.ndarray, labels: np.ndarray, layers, mode="both") -> dict:
+    """Accuracies of the integer model on one split, in the same form as the float evaluate()."""
+    out = {"n_samples": int(len(labels))}
+    if mode in ("multi", "both"):
+        scores = model.label_scores(images)
+        out["multi_pass"] = multi_pass_accuracy(scores, labels, layers)
+        out["multi_pass_layers"] = list(layers)
+        out["per_layer"] = per_layer_accuracy(scores, labels)
+    if mode in ("one", "both"):
+        out["one_pass"] = float((model.head_logits(images).argmax(axis=1) == labels).mean())
+    return out
