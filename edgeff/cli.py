@@ -119,6 +119,66 @@ def cmd_quantize(args):
            f"{scales}; check it with `edgeff eval {args.out}`")
 
 
+def cmd_finetune(args):
+    import numpy as np
+    from tqdm import tqdm
+
+    from edgeff.model_file import load_model, save_model
+    from edgeff.runtime.int_model import evaluate_int
+    from edgeff.runtime.int_training import IntTrainingConfig, load_trainer, trainer_tensors
+
+    _, header = load_model(args.model)
+    if (header.get("architecture") or {}).get("kind") != "ff-mlp-int8":
+        raise EdgeFFError(f"{args.model}: finetune continues training an int8 model; make one with "
+                          "`edgeff quantize MODEL --out MODEL_INT8`")
+    data = _dataset_of(header, args.data_dir)
+    config = IntTrainingConfig(lr_shift=args.lr_shift, gamma_shift=args.gamma_shift, loss=args.loss,
+                               negatives=args.negatives, rounding=args.rounding, seed=args.seed)
+    trainer = load_trainer(args.model, config)
+    n = min(args.samples or len(data.train), len(data.train))
+    if args.batch_size < 1 or args.epochs < 1:
+        raise EdgeFFError("--batch-size and --epochs must be at least 1")
+    layers = header["architecture"]["eval_layers"]
+    history = []
+    bar = tqdm(total=args.epochs * n, unit="sample", desc="finetune int8", disable=args.json)
+    for epoch in range(args.epochs):
+        order = np.random.default_rng([args.seed, epoch]).permutation(len(data.train))[:n]
+        correct = 0
+        for start in range(0, n, args.batch_size):
+            idx = order[start:start + args.batch_size]
+            correct += trainer.step(data.train.images[idx], data.train.labels[idx])["correct"]
+            bar.update(len(idx))
+        val = evaluate_int(trainer.model, data.val.images, data.val.labels, layers, "multi")
+        history.append({"epoch": epoch + 1, "samples": trainer.step_count * args.batch_size,
+                        "train_pos_above_neg": correct / n, "val_multi_pass": val["multi_pass"],
+                        "gamma_q": trainer.gamma_q.tolist()})
+        bar.set_postfix(val=f"{val['multi_pass']:.4f}")
+        save_model(args.out, trainer_tensors(trainer),
+                   {**header, "int_training": {"config": vars(config), "step": trainer.step_count,
+                                               "history": history, "source_model": str(args.model)}})
+    bar.close()
+    _print(args, {"model": str(args.out), "history": history},
+           "\n".join(f"epoch {h['epoch']}: validation multi-pass {h['val_multi_pass']:.4f}" for h in history)
+           + f"\nwrote {args.out}")
+
+
+def cmd_memory_plan(args):
+    from edgeff.model_file import load_model
+    from edgeff.runtime.memory_plan import plan_summary, training_plan
+
+    _, header = load_model(args.model)
+    arch = header.get("architecture") or {}
+    if "sizes" not in arch:
+        raise EdgeFFError(f"{args.model}: no architecture in the header; not an FF model file")
+    summary = plan_summary(training_plan(arch["sizes"], arch["n_classes"], arch["head_layers"]))
+    lines = [f"{'buffer':42s} {'region':6s} {'dtype':6s} {'shape':>12s} {'bytes':>9s}"]
+    lines += [f"{b['name']:42s} {b['region']:6s} {b['dtype']:6s} {str(tuple(b['shape'])):>12s} {b['bytes']:9d}"
+              for b in summary["buffers"]]
+    lines.append(f"SRAM {summary['sram_bytes']} bytes, flash {summary['flash_bytes']} bytes "
+                 "(integer training, batch size 1)")
+    _print(args, summary, "\n".join(lines))
+
+
 def cmd_pipeline(args):
     from edgeff.report.pipeline import run_pipeline
 
@@ -176,6 +236,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--calibration-samples", type=int, default=2000,
                     help="training samples used to calibrate activation ranges (default: %(default)s)")
     data_dir(sp)
+    json_flag(sp)
+
+    sp = add("finetune", "Continue training an int8 model with the integer-only FF rule, exactly as a "
+                         "board would (batch size 1 is the board's rule).", cmd_finetune)
+    sp.add_argument("model", help="int8 model file (from `edgeff quantize` or an earlier finetune)")
+    sp.add_argument("--out", required=True, help="int8 model file to write (with master weights)")
+    sp.add_argument("--epochs", type=int, default=1)
+    sp.add_argument("--samples", type=int, help="training samples per epoch (default: all)")
+    sp.add_argument("--batch-size", type=int, default=1, help="samples per update (default: 1, as a board)")
+    sp.add_argument("--lr-shift", type=int, default=22, help="learning rate 2^-N (default: %(default)s)")
+    sp.add_argument("--gamma-shift", type=int, default=36, help="A-CFF gamma learning rate 2^-N")
+    sp.add_argument("--loss", choices=["symba", "softplus"], default="symba")
+    sp.add_argument("--negatives", choices=["random", "hard"], default="random")
+    sp.add_argument("--rounding", choices=["stochastic", "nearest"], default="stochastic")
+    sp.add_argument("--seed", type=int, default=0)
+    data_dir(sp)
+    json_flag(sp)
+
+    sp = add("memory-plan", "Every buffer of on-device integer training with its exact size.", cmd_memory_plan)
+    sp.add_argument("model", help="float or int8 model file")
     json_flag(sp)
 
     sp = add("pipeline", "The main job: train the default collaborative model, evaluate it on the test "

@@ -18,7 +18,8 @@ import torch
 
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import save_model
-from edgeff.runtime.int_model import GOODNESS_FRAC_BITS, INPUT_SCALE, INPUT_ZERO_POINT, NORM_SCALE
+from edgeff.runtime.int_model import (GAMMA_FRAC_BITS, GOODNESS_FRAC_BITS, INPUT_SCALE, INPUT_ZERO_POINT,
+                                     NORM_SCALE)
 from edgeff.runtime.requantize import quantize_multiplier
 from edgeff.train.evaluate import images_to_input
 from edgeff.train.model_io import load_network
@@ -85,6 +86,7 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
     tensors |= {"head.weight": q, "head.weight_scale": scales,
                 "head.bias": np.round(net.head.bias.detach().numpy() / (scales * NORM_SCALE)).astype(np.int32),
                 "head.multiplier": mult, "head.shift": shift}
+    tensors["gamma_q"] = np.round(net.gamma.detach().numpy() * (1 << GAMMA_FRAC_BITS)).astype(np.int32)
     quant = {"scheme": "int8-ff-tflite", "rounding": "double",
              "input": {"scale": INPUT_SCALE, "zero_point": INPUT_ZERO_POINT},
              "label_q": int(round(arch["label_value"] * 255)) + INPUT_ZERO_POINT,

@@ -23,6 +23,7 @@ INPUT_SCALE = 1.0 / 255.0   # image pixel p enters as q = p - 128: exact
 INPUT_ZERO_POINT = -128
 NORM_SCALE = 1.0 / 128.0    # TFLite L2_NORMALIZATION output: scale 1/128, zero point 0
 GOODNESS_FRAC_BITS = 12     # multi-pass scores: real goodness in Q.12
+GAMMA_FRAC_BITS = 8         # collaboration strength gamma in Q8
 ACT_MIN, ACT_MAX = -128, 127
 
 
@@ -65,8 +66,9 @@ def _check_requant(path, name, mult, shift):
 
 
 class IntFFModel:
-    def __init__(self, layers, head, arch, quant):
+    def __init__(self, layers, head, arch, quant, gamma_q):
         self.layers, self.head, self.arch, self.quant = layers, head, arch, quant
+        self.gamma_q = gamma_q            # collaboration strength per layer, Q8 (0 for plain FF)
         self.n_classes = arch["n_classes"]
         self.head_layers = arch["head_layers"]
         self.eval_layers = arch["eval_layers"]
@@ -103,7 +105,19 @@ class IntFFModel:
         _check_requant(path, "head.multiplier", hm, hs)
         head = IntLayer(_tensor(path, tensors, "head.weight", np.int8, (n, d_head)),
                         _tensor(path, tensors, "head.bias", np.int32, (n,)), hm, hs, 0, ACT_MIN, 0, 0)
-        return cls(layers, head, arch, quant)
+        gamma_q = _tensor(path, tensors, "gamma_q", np.int32, (len(layers),))
+        return cls(layers, head, arch, quant, gamma_q)
+
+    def tensors(self) -> dict:
+        """The model's current integer tensors, by their model-file names (for saving)."""
+        out = {"gamma_q": np.asarray(self.gamma_q, np.int32)}
+        for prefix, layer in [(f"layers.{i}.", l) for i, l in enumerate(self.layers)] + [("head.", self.head)]:
+            out |= {prefix + "weight": layer.weight, prefix + "bias": layer.bias,
+                    prefix + "multiplier": layer.multiplier, prefix + "shift": layer.shift}
+            if prefix != "head.":
+                out[prefix + "goodness_multiplier"] = np.array([layer.goodness_multiplier], np.int32)
+                out[prefix + "goodness_shift"] = np.array([layer.goodness_shift], np.int32)
+        return out
 
     # ------------------------------------------------------------------ inputs
     def check_images(self, images: np.ndarray):

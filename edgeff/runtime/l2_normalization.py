@@ -68,9 +68,16 @@ def l2_normalization_ref(q: np.ndarray, zero_point: int, output_shift_bits=TFLIT
     return out
 
 
+SCALAR_BELOW = 32  # fewer rows than this: the scalar code beats NumPy's per-call overhead
+
+
 def inv_sqrt_quantized_multiplier(acc, reverse_shift: int = -1) -> tuple[np.ndarray, np.ndarray]:
     """Vectorized GetInvSqrtQuantizedMultiplierExp over an array of non-negative int32 sums."""
     acc = np.asarray(acc, np.int64)
+    if acc.size < SCALAR_BELOW:
+        pairs = [inv_sqrt_quantized_multiplier_ref(int(a), reverse_shift) for a in acc.ravel()]
+        return (np.array([m for m, _ in pairs], np.int64).reshape(acc.shape),
+                np.array([s for _, s in pairs], np.int64).reshape(acc.shape))
     small = acc <= 1
     a = np.where(small, 2, acc)
     # `while (acc >= 2^29) acc /= 4`: an int32 acc needs at most one step

@@ -1,0 +1,212 @@
+"""Integer-only FF / CFF training: the learning rule a board runs, with no float anywhere in a step.
+
+One step on samples (x, y) with negative labels y':
+ 1. Forward the positive and the negative input through every layer (the integer inference kernels),
+    keeping each layer's normalized input n (int8) and output a (int8), and its goodness G in the
+    common Q.12 fixed point.
+ 2. Collaboration (seed 003 eq. 5): Gc_l = G_l + (gamma_l * A * sum_{k!=l} G_k) >> 16, where gamma_l and
+    A = 1/(L-1) are Q8 integers (int64 product). Plain FF has gamma = 0.
+ 3. Loss derivative from a 256-entry sigmoid table (Q15) indexed by the loss argument in Q4:
+      SymBa:    e = sigma(-alpha (Gc+ - Gc-)) for both passes;
+      softplus: e+ = sigma(theta - Gc+), e- = sigma(Gc- - theta).
+ 4. Local gradient, int32 per sample: c = +e+ on positive rows, -e- on negative rows; for each layer
+      dM[j, k] = sum_rows c * (a_j - zp) * n_k         (|term| <= 2^15 * 255 * 128 < 2^30)
+      dB[j]    = sum_rows c * (a_j - zp)
+    applied to int16 master weights M (8 fractional bits over the int8 weight) and int32 master biases
+    with a power-of-two learning rate: M += round(dM / 2^lr_shift), B += round(dB / 2^(lr_shift - 14))
+    (the bias sees a constant input of 128^2 in master units, see below); the int8 weights used by
+    the forward pass are round(M / 2^8), clamped to [-127, 127].
+    Rounding is stochastic (floor after adding a uniform integer from integer_hash, unbiased) or
+    deterministic (round half away from zero).
+ 5. A-CFF: gamma_l (Q8) += round(sum_rows c * S_l / 2^gamma_shift), S_l the coupled goodness sum (int64).
+
+Why 14 for the bias: the FC computes acc = sum_k W_q n_k + b_q with n = 128 * unit vector, and the
+bias is in units of (weight unit / 128); a bias behaves as a weight on a constant input whose
+normalized value is 1 in n-units, i.e. its gradient is 128 * 128 = 2^14 times larger per master unit.
+
+With batch size 1 this is exactly the board's rule; larger batches sum the exact integer gradients of
+their samples before the one rounding (int64 sums; a host-side speed-up).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeff.errors import EdgeFFError
+from edgeff.model_file import load_model
+from edgeff.runtime.fully_connected import accumulate
+from edgeff.runtime.goodness import goodness
+from edgeff.runtime.int_model import GAMMA_FRAC_BITS, INPUT_ZERO_POINT, IntFFModel
+from edgeff.runtime.integer_hash import hash32
+from edgeff.runtime.requantize import multiply_by_quantized_multiplier, quantize_multiplier, rounding_divide_by_pot
+
+MASTER_FRAC_BITS = 8
+SIGMOID_INPUT_FRAC_BITS = 4       # table index t = round(z * 16), z in [-8, 8)
+BIAS_GAIN_BITS = 14
+
+WEIGHT_MAX = 127
+
+
+def sigmoid_table() -> np.ndarray:
+    """sigma(t / 16) for t = -128..127, in Q15 (int16). Made once, stored in the model file, so the
+    board and every host use the same 512 bytes."""
+    t = np.arange(-128, 128, dtype=np.float64) / (1 << SIGMOID_INPUT_FRAC_BITS)
+    return np.minimum(np.round(32768.0 / (1.0 + np.exp(-t))), 32767).astype(np.int16)
+
+
+@dataclass
+class IntTrainingConfig:
+    lr_shift: int = 22                # learning rate 2^-lr_shift on the integer gradient
+    gamma_shift: int = 36             # A-CFF: gamma learning rate 2^-gamma_shift
+    loss: str = "symba"               # "symba" or "softplus"
+    symba_alpha: float = 4.0
+    theta: float = 2.0
+    negatives: str = "random"         # "random" or "hard"
+    rounding: str = "stochastic"      # "stochastic" or "nearest"
+    seed: int = 0
+
+    def check(self):
+        if not BIAS_GAIN_BITS <= self.lr_shift <= 40:
+            raise EdgeFFError(f"lr_shift {self.lr_shift} must be between {BIAS_GAIN_BITS} and 40")
+        if not 1 <= self.gamma_shift <= 60:
+            raise EdgeFFError(f"gamma_shift {self.gamma_shift} must be between 1 and 60")
+        for key, allowed in (("loss", ("symba", "softplus")), ("negatives", ("random", "hard")),
+                             ("rounding", ("stochastic", "nearest"))):
+            if getattr(self, key) not in allowed:
+                raise EdgeFFError(f"{key} {getattr(self, key)!r} must be one of {', '.join(allowed)}")
+
+
+class IntTrainer:
+    """Integer training state of an IntFFModel: master weights, collaboration gamma, step counter."""
+
+    def __init__(self, model: IntFFModel, config: IntTrainingConfig, masters=None, gamma_q=None, step=0):
+        config.check()
+        self.model, self.config, self.step_count = model, config, step
+        self.n_layers = len(model.layers)
+        if masters is None:
+            masters = [(l.weight.astype(np.int16) << MASTER_FRAC_BITS,
+                        l.bias.astype(np.int64) << MASTER_FRAC_BITS) for l in model.layers]
+        self.weight_masters = [m.astype(np.int16) for m, _ in masters]
+        self.bias_masters = [b.astype(np.int64) for _, b in masters]
+        self.gamma_q = np.asarray(model.gamma_q if gamma_q is None else gamma_q, np.int64)
+        self.collab_mode = model.arch.get("collab_mode", "none")
+        self.coupling_q = round((1 << GAMMA_FRAC_BITS) / max(self.n_layers - 1, 1))   # A = 1/(L-1), Q8
+        self.lut = sigmoid_table()
+        # the loss argument in goodness units (Q.12) -> table index (Q4): made once, as in Prepare
+        alpha = config.symba_alpha if config.loss == "symba" else 1.0
+        self.arg_multiplier, self.arg_shift = quantize_multiplier(
+            alpha * (1 << SIGMOID_INPUT_FRAC_BITS) / (1 << model.quant["goodness_frac_bits"]))
+        self.theta_q = round(config.theta * (1 << model.quant["goodness_frac_bits"]))
+
+    # ------------------------------------------------------------------ pieces of a step
+    def _forward(self, q: np.ndarray):
+        """Per layer: normalized inputs n, outputs a, and goodness (common Q.12), for int8 inputs q."""
+        ns, acts, goods, zp = [], [], [], INPUT_ZERO_POINT
+        for i, layer in enumerate(self.model.layers):
+            n, q = self.model.layer_forward(i, q, zp)
+            zp = layer.out_zero_point
+            ns.append(n)
+            acts.append(q)
+            goods.append(self.model.scaled_goodness(i, goodness(q, zp)))
+        return ns, acts, np.stack(goods)
+
+    def _coupled(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Gc, S): collaborative goodness and the other layers' summed goodness, (n_layers, rows)."""
+        others = g.sum(axis=0, keepdims=True) - g
+        s = others * self.coupling_q                              # Q.12 * Q8, int64
+        gc = g + rounding_divide_by_pot(self.gamma_q[:, None] * s, 2 * GAMMA_FRAC_BITS)
+        return gc, s
+
+    def _sigmoid(self, z_goodness: np.ndarray) -> np.ndarray:
+        t = multiply_by_quantized_multiplier(np.clip(z_goodness, -(1 << 31), (1 << 31) - 1),
+                                             self.arg_multiplier, self.arg_shift)
+        return self.lut[np.clip(t, -128, 127) + 128].astype(np.int64)
+
+    def _coefficients(self, gc_pos: np.ndarray, gc_neg: np.ndarray) -> np.ndarray:
+        """Signed per-row loss derivatives (Q15): +e on positive rows, -e on negative rows."""
+        if self.config.loss == "symba":
+            e = self._sigmoid(gc_neg - gc_pos)
+            return np.concatenate([e, -e], axis=-1)
+        return np.concatenate([self._sigmoid(self.theta_q - gc_pos), -self._sigmoid(gc_neg - self.theta_q)],
+                              axis=-1)
+
+    def _round_shift(self, v: np.ndarray, shift: int, stream: int) -> np.ndarray:
+        """v / 2^shift rounded: stochastically (unbiased, integer_hash noise) or to nearest."""
+        if self.config.rounding == "nearest":
+            return rounding_divide_by_pot(v, shift) if shift <= 62 else np.zeros_like(v)
+        noise = hash32(self.config.seed, self.step_count * 64 + stream, np.arange(v.size)).reshape(v.shape)
+        noise = noise.astype(np.int64) & ((np.int64(1) << min(shift, 32)) - 1)
+        return (v + (noise << max(shift - 32, 0))) >> shift
+
+    def negative_labels(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        c = self.model.n_classes
+        if self.config.negatives == "hard":
+            scores = self.model.label_scores(images).sum(axis=0)
+            scores[np.arange(len(labels)), labels] = np.iinfo(np.int64).min
+            return scores.argmax(axis=1)
+        h = hash32(self.config.seed ^ 0x5EED, self.step_count, np.arange(len(labels))).astype(np.int64)
+        return (labels + 1 + h % (c - 1)) % c
+
+    # ------------------------------------------------------------------ the step
+    def step(self, images: np.ndarray, labels: np.ndarray) -> dict:
+        """One integer update on a batch (1 sample on a board). Returns integer diagnostics."""
+        model = self.model
+        model.check_images(images)
+        labels = np.asarray(labels, np.int64)
+        negs = self.negative_labels(images, labels)
+        b = len(labels)
+        q = np.concatenate([model.quantize_images(images, labels), model.quantize_images(images, negs)])
+        ns, acts, g = self._forward(q)
+        gc, s = self._coupled(g)
+        coef = self._coefficients(gc[:, :b], gc[:, b:])                 # (n_layers, 2b)
+        for i, layer in enumerate(model.layers):
+            ac = acts[i] - layer.out_zero_point                           # >= 0 after ReLU
+            row = coef[i][:, None] * ac                                   # (2b, out), |.| < 2^23
+            dm = accumulate(row.T, ns[i].T, 0)                            # exact int, |.| < 2b * 2^30
+            db = row.sum(axis=0)
+            self.weight_masters[i] = np.clip(
+                self.weight_masters[i] + self._round_shift(dm, self.config.lr_shift, 2 * i),
+                -32768, 32767).astype(np.int16)
+            self.bias_masters[i] = np.clip(
+                self.bias_masters[i] + self._round_shift(db, self.config.lr_shift - BIAS_GAIN_BITS, 2 * i + 1),
+                -(1 << 31), (1 << 31) - 1)
+            layer.weight = np.clip(rounding_divide_by_pot(self.weight_masters[i].astype(np.int64),
+                                                          MASTER_FRAC_BITS), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
+            layer.bias = rounding_divide_by_pot(self.bias_masters[i], MASTER_FRAC_BITS).astype(np.int32)
+        if self.collab_mode == "adaptive":
+            dg = (coef * s).sum(axis=1)                                   # int64
+            self.gamma_q = self.gamma_q + self._round_shift(dg, self.config.gamma_shift, 63)
+        self.step_count += 1
+        pos, neg = g[:, :b].sum(axis=0), g[:, b:].sum(axis=0)
+        return {"correct": int((pos > neg).sum()), "samples": b}
+
+
+
+def trainer_tensors(trainer: IntTrainer) -> dict:
+    """Model tensors plus the training state a board keeps (master weights, sigmoid table)."""
+    out = trainer.model.tensors()
+    out["gamma_q"] = trainer.gamma_q.astype(np.int32)
+    out["train.sigmoid_lut"] = trainer.lut
+    for i in range(trainer.n_layers):
+        out[f"layers.{i}.weight_master"] = trainer.weight_masters[i]
+        out[f"layers.{i}.bias_master"] = trainer.bias_masters[i].astype(np.int32)
+    return out
+
+
+def load_trainer(path, config: IntTrainingConfig) -> IntTrainer:
+    """An IntTrainer for an int8 model file, continuing from its master weights when it has them."""
+    model = IntFFModel.from_file(path)
+    tensors, header = load_model(path)
+    names = [f"layers.{i}.weight_master" for i in range(len(model.layers))]
+    if not all(n in tensors for n in names):
+        return IntTrainer(model, config)
+    masters = []
+    for i, layer in enumerate(model.layers):
+        m, b = tensors[f"layers.{i}.weight_master"], tensors.get(f"layers.{i}.bias_master")
+        if m.dtype != np.int16 or m.shape != layer.weight.shape or b is None or b.shape != layer.bias.shape:
+            raise EdgeFFError(f"{path}: master weights of layer {i + 1} do not match its int8 weights")
+        if not np.array_equal(np.clip(rounding_divide_by_pot(m.astype(np.int64), MASTER_FRAC_BITS),
+                                      -WEIGHT_MAX, WEIGHT_MAX), layer.weight):
+            raise EdgeFFError(f"{path}: layer {i + 1}'s int8 weights are not the rounding of its master "
+                              "weights; the file was edited or is corrupt")
+        masters.append((m, b.astype(np.int64)))
+    return IntTrainer(model, config, masters, step=int(header.get("int_training", {}).get("step", 0)))

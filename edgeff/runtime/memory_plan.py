@@ -1,0 +1,55 @@
+"""The memory plan of on-device FF training: every buffer a board needs, with its exact size in bytes.
+
+Laid out as the firmware lays it out. SRAM holds what changes while training (int8 weights used by the
+forward pass, int16 master weights, int32 biases and their masters, the collaboration gamma) and what
+one training step computes (the input, and per layer the normalized input and the output of one
+positive and one negative pass, plus their goodness). Flash holds what training never changes (the
+requantization multipliers and shifts, goodness rescaling, the sigmoid table and the one-pass head).
+The weight update needs no buffer: each master row is updated from (e * activity_j) and the stored
+normalized inputs as it is visited.
+"""
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass
+class Buffer:
+    name: str
+    region: str       # "sram" or "flash"
+    dtype: str
+    shape: tuple
+
+    @property
+    def bytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+def training_plan(sizes: list, n_classes: int, head_layers: list) -> list:
+    """Buffers of one integer training step (batch size 1, positive + negative pass)."""
+    n = len(sizes) - 1
+    plan = [Buffer("input image", "sram", "uint8", (sizes[0],)),
+            Buffer("gamma (Q8)", "sram", "int32", (n,))]
+    for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        p = f"layer {i + 1} "
+        plan += [Buffer(p + "weights int8", "sram", "int8", (d_out, d_in)),
+                 Buffer(p + "master weights int16", "sram", "int16", (d_out, d_in)),
+                 Buffer(p + "bias int32", "sram", "int32", (d_out,)),
+                 Buffer(p + "master bias int32", "sram", "int32", (d_out,)),
+                 Buffer(p + "normalized input, +/- pass", "sram", "int8", (2, d_in)),
+                 Buffer(p + "output, +/- pass", "sram", "int8", (2, d_out)),
+                 Buffer(p + "goodness, +/- pass", "sram", "int32", (2,)),
+                 Buffer(p + "multiplier + shift", "flash", "int32", (2, d_out)),
+                 Buffer(p + "goodness multiplier + shift", "flash", "int32", (2,))]
+    d_head = sum(sizes[l] for l in head_layers)
+    plan += [Buffer("sigmoid table Q15", "flash", "int16", (256,)),
+             Buffer("head weights int8", "flash", "int8", (n_classes, d_head)),
+             Buffer("head bias, multiplier, shift", "flash", "int32", (3, n_classes))]
+    return plan
+
+
+def plan_summary(plan: list) -> dict:
+    rows = [{**asdict(b), "shape": list(b.shape), "bytes": b.bytes} for b in plan]
+    return {"buffers": rows,
+            "sram_bytes": sum(b.bytes for b in plan if b.region == "sram"),
+            "flash_bytes": sum(b.bytes for b in plan if b.region == "flash")}

@@ -1,0 +1,94 @@
+import json
+
+import numpy as np
+import pytest
+
+from edgeff.errors import EdgeFFError
+from edgeff.model_file import load_model, save_model
+from edgeff.runtime.goodness import goodness
+from edgeff.runtime.int_model import IntFFModel
+from tests.test_trainer import run_cli
+
+
+@pytest.fixture(scope="module")
+def int_model(tmp_path_factory):
+    """A trained tiny float model, quantized by the CLI; returns (float path, int8 path, data dir)."""
+    from tests.conftest import TINY_CONFIG, write_dataset
+    root = tmp_path_factory.mktemp("int")
+    data = write_dataset(root / "data")
+    cfg = root / "tiny.toml"
+    cfg.write_text(TINY_CONFIG.format(mode="fixed", epochs=3, negatives="random"))
+    assert run_cli("train", cfg, "--data-dir", data, "--out", root / "run", "--quiet").returncode == 0
+    float_path, int_path = root / "run/model.safetensors", root / "int8.safetensors"
+    res = run_cli("quantize", float_path, "--out", int_path, "--data-dir", data, "--calibration-samples", "300")
+    assert res.returncode == 0, res.stderr
+    return float_path, int_path, data
+
+
+def test_int8_accuracy_tracks_float(int_model):
+    float_path, int_path, data = int_model
+    f = json.loads(run_cli("eval", float_path, "--data-dir", data, "--json").stdout)
+    q = json.loads(run_cli("eval", int_path, "--data-dir", data, "--json").stdout)
+    assert q["arithmetic"].startswith("int8") and f["arithmetic"].startswith("float32")
+    assert q["multi_pass"] > 0.8 and abs(q["multi_pass"] - f["multi_pass"]) <= 0.05
+    assert abs(q["one_pass"] - f["one_pass"]) <= 0.1
+
+
+def test_label_scores_shortcut_equals_one_pass_per_label(int_model):
+    _, int_path, _ = int_model
+    model = IntFFModel.from_file(int_path)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (50, 784), dtype=np.uint8)
+    fast = model.label_scores(images)
+    for c in range(10):
+        acts = model.activities(model.quantize_images(images, np.full(50, c)))
+        for i, a in enumerate(acts):
+            slow = model.scaled_goodness(i, goodness(a, model.layers[i].out_zero_point))
+            assert np.array_equal(fast[i, :, c], slow)
+
+
+def test_tensors_are_integers_with_valid_requantization(int_model):
+    _, int_path, _ = int_model
+    tensors, header = load_model(int_path)
+    assert tensors["layers.0.weight"].dtype == np.int8 and tensors["layers.0.bias"].dtype == np.int32
+    assert np.all(tensors["layers.0.multiplier"] >= 1 << 30)
+    assert header["architecture"]["kind"] == "ff-mlp-int8"
+    assert header["quantization"]["label_q"] == 127
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("layers.1.weight", np.zeros((16, 31), np.int8), r"'layers.1.weight' is int8\[16, 31\], expected int8\[16, 32\]"),
+    ("layers.0.bias", np.zeros(32, np.float32), r"'layers.0.bias' is float32\[32\], expected int32\[32\]"),
+    ("layers.0.multiplier", np.full(32, 5, np.int32), "'layers.0.multiplier' holds an invalid quantized"),
+    ("head.shift", np.full(10, 40, np.int32), "'head.multiplier' holds an invalid"),
+])
+def test_inconsistent_int_model_refused(int_model, tmp_path, name, value, message):
+    _, int_path, _ = int_model
+    tensors, header = load_model(int_path)
+    bad = save_model(tmp_path / "bad.safetensors", {**tensors, name: value}, header)
+    with pytest.raises(EdgeFFError, match=message):
+        IntFFModel.from_file(bad)
+
+
+def test_float_model_is_not_an_int_model(int_model):
+    float_path, _, _ = int_model
+    with pytest.raises(EdgeFFError, match="not an int8 FF model.*edgeff quantize"):
+        IntFFModel.from_file(float_path)
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((3, 783), np.uint8), r"must be uint8 of shape \(N, 784\); got uint8 \[3, 783\]"),
+    (np.zeros((3, 784), np.float32), r"got float32 \[3, 784\]"),
+])
+def test_bad_input_data_refused(int_model, images, message):
+    model = IntFFModel.from_file(int_model[1])
+    with pytest.raises(EdgeFFError, match=message):
+        model.label_scores(images)
+
+
+def test_runtime_imports_no_torch():
+    import subprocess
+    import sys
+    code = ("import sys; import edgeff.runtime.int_model, edgeff.runtime.fully_connected; "
+            "assert 'torch' not in sys.modules, 'the runtime imported torch'")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
