@@ -1,4 +1,7 @@
 """Shared fixtures: a tiny, learnable MNIST-format dataset written as real IDX files."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -54,3 +57,24 @@ def tiny_config(tmp_path):
         path.write_text(TINY_CONFIG.format(mode=mode, epochs=epochs, negatives=negatives))
         return path
     return make
+
+
+def run_cli(*args):
+    """Run the real `edgeff` command in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "edgeff.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def int_model(tmp_path_factory):
+    """A tiny float model trained and quantized by the CLI: (float path, int8 path, data dir)."""
+    root = tmp_path_factory.mktemp("int")
+    data = write_dataset(root / "data")
+    cfg = root / "tiny.toml"
+    cfg.write_text(TINY_CONFIG.format(mode="fixed", epochs=3, negatives="random"))
+    res = run_cli("train", cfg, "--data-dir", data, "--out", root / "run", "--quiet")
+    assert res.returncode == 0, res.stderr
+    float_path, int_path = root / "run/model.safetensors", root / "int8.safetensors"
+    res = run_cli("quantize", float_path, "--out", int_path, "--data-dir", data, "--calibration-samples", "300")
+    assert res.returncode == 0, res.stderr
+    return float_path, int_path, data

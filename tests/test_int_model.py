@@ -7,22 +7,7 @@ from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model, save_model
 from edgeff.runtime.goodness import goodness
 from edgeff.runtime.int_model import IntFFModel
-from tests.test_trainer import run_cli
-
-
-@pytest.fixture(scope="module")
-def int_model(tmp_path_factory):
-    """A trained tiny float model, quantized by the CLI; returns (float path, int8 path, data dir)."""
-    from tests.conftest import TINY_CONFIG, write_dataset
-    root = tmp_path_factory.mktemp("int")
-    data = write_dataset(root / "data")
-    cfg = root / "tiny.toml"
-    cfg.write_text(TINY_CONFIG.format(mode="fixed", epochs=3, negatives="random"))
-    assert run_cli("train", cfg, "--data-dir", data, "--out", root / "run", "--quiet").returncode == 0
-    float_path, int_path = root / "run/model.safetensors", root / "int8.safetensors"
-    res = run_cli("quantize", float_path, "--out", int_path, "--data-dir", data, "--calibration-samples", "300")
-    assert res.returncode == 0, res.stderr
-    return float_path, int_path, data
+from tests.conftest import run_cli
 
 
 def test_int8_accuracy_tracks_float(int_model):

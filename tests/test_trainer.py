@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 
 import matplotlib.image
 import numpy as np
@@ -11,13 +9,7 @@ from edgeff.data.datasets import load_dataset
 from edgeff.model_file import load_model
 from edgeff.train import trainer
 from edgeff.train.config import load_config
-
-EDGEFF = [sys.executable, "-m", "edgeff.cli"]
-
-
-def run_cli(*args):
-    return subprocess.run([*EDGEFF, *map(str, args)], capture_output=True, text=True, timeout=300)
-
+from tests.conftest import run_cli
 
 def assert_png(path, min_side=200):
     img = matplotlib.image.imread(path)
