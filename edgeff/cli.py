@@ -112,7 +112,8 @@ def cmd_quantize(args):
     if not 0 < args.calibration_samples <= len(data.train):
         raise EdgeFFError(f"--calibration-samples must be between 1 and {len(data.train)}")
     n = args.calibration_samples
-    written = quantize(args.model, args.out, data.train.images[:n], data.train.labels[:n], data.fingerprint)
+    written = quantize(args.model, args.out, data.train.images[:n], data.train.labels[:n], data.fingerprint,
+                       args.from_scratch)
     scales = ", ".join(f"{layer['out_scale']:.4g}" for layer in written["quantization"]["layers"])
     _print(args, {"model": str(args.out), **written["quantization"]},
            f"wrote {args.out}: int8 weights (per channel), activation scales "
@@ -235,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="int8 model file to write")
     sp.add_argument("--calibration-samples", type=int, default=2000,
                     help="training samples used to calibrate activation ranges (default: %(default)s)")
+    sp.add_argument("--from-scratch", type=int, metavar="SEED",
+                    help="keep only the number formats of MODEL; start the weights from a fresh random "
+                         "init (seeded), for integer training from scratch")
     data_dir(sp)
     json_flag(sp)
 

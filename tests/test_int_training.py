@@ -144,7 +144,7 @@ def test_integer_training_keeps_learning_on_tiny_data(int_model):
 
 
 def test_bad_training_config_refused():
-    with pytest.raises(EdgeFFError, match="lr_shift 3 must be between 14 and 40"):
+    with pytest.raises(EdgeFFError, match="lr_shift 3 must be between 4 and 40"):
         IntTrainingConfig(lr_shift=3).check()
     with pytest.raises(EdgeFFError, match="loss 'mse' must be one of symba, softplus"):
         IntTrainingConfig(loss="mse").check()

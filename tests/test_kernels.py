@@ -113,3 +113,16 @@ def test_goodness_is_exact_and_refuses_overflow():
     assert goodness(np.full((1, 33025), 127), -128)[0] == 33025 * 255 ** 2  # the largest that fits int32
     with pytest.raises(OverflowError):
         goodness(np.full((1, 33026), 127), -128)
+
+
+def test_fused_relu_clamp_before_rescale_changes_nothing():
+    """requantize_output clamps negative accumulators to 0 under a fused ReLU: same bits as without."""
+    rng = np.random.default_rng(6)
+    acc = np.concatenate([rng.integers(-(1 << 31), 1 << 31, 50_000), rng.integers(-5000, 5000, 50_000)])
+    bias = rng.integers(-1000, 1000, 100_000)
+    mult = rng.integers(1 << 30, INT32_MAX, 100_000)
+    shift = rng.integers(-31, 1, 100_000)
+    got = fc.requantize_output(acc, bias, mult, shift, -128, -128, 127)
+    raw = [multiply_by_quantized_multiplier_ref(((int(a) + int(b) + (1 << 31)) % (1 << 32)) - (1 << 31),
+                                                int(m), int(s)) for a, b, m, s in zip(acc, bias, mult, shift)]
+    assert np.array_equal(got, np.clip(np.array(raw) - 128, -128, 127))

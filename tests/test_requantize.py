@@ -105,3 +105,15 @@ def test_quantize_multiplier():
         assert abs(m * 2.0 ** (s - 31) - r) <= r * 2.0 ** -30
     with pytest.raises(ValueError):
         rq.quantize_multiplier(float("nan"))
+
+
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_non_negative_fast_path_equals_reference(rounding):
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.integers(0, INT32_MAX, N_RANDOM // 2, endpoint=True),
+                        rng.integers(0, 70000, N_RANDOM // 2), [0, 1, INT32_MAX]])
+    m = rng.integers(0, INT32_MAX, len(x), endpoint=True)
+    shift = rng.integers(-31, 1, len(x))
+    got = rq.multiply_by_quantized_multiplier(x, m, shift, rounding)
+    want = [rq.multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding) for a, b, c in zip(x, m, shift)]
+    assert np.array_equal(got, want)

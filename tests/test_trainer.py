@@ -127,4 +127,7 @@ def test_pipeline_writes_a_report(tiny_data, tiny_config, tmp_path):
     report = (out / "report.md").read_text()
     assert "| multi-pass" in report and "layer_accuracy.png" in report
     assert result["test"]["n_samples"] == 200 and result["test"]["multi_pass"] > 0.8
+    assert abs(result["test_int8"]["multi_pass"] - result["test"]["multi_pass"]) < 0.05
+    assert "## Integer runtime" in report and (out / "model-int8.safetensors").is_file()
+    assert result["training_memory_bytes"]["sram"] > 32 * 784  # at least the first layer's weights
     assert_png(out / "layer_accuracy.png")

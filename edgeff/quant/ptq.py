@@ -51,9 +51,30 @@ def _calibration_activities(net, images: np.ndarray, labels: np.ndarray):
     return acts, logits
 
 
+def _fresh_weights(tensors: dict, net, seed: int):
+    """Replace the weights by a new random initialization (torch's Linear init, seeded) quantized in
+    the trained model's formats; zero biases, an untrained (zero) head, gamma at its initial value."""
+    torch.manual_seed(seed)
+    fresh = type(net)(net.sizes, net.n_classes, net.label_value, net.goodness_kind, net.collab_mode,
+                      head_layers=net.head_layers)
+    for i, layer in enumerate(fresh.layers):
+        w = layer.weight.detach().numpy().astype(np.float64) * math.sqrt(net.sizes[i])
+        scales = tensors[f"layers.{i}.weight_scale"].astype(np.float64)
+        tensors[f"layers.{i}.weight"] = np.clip(np.round(w / scales[:, None]), -127, 127).astype(np.int8)
+        tensors[f"layers.{i}.bias"] = np.zeros(net.sizes[i + 1], np.int32)
+    tensors["head.weight"] = np.zeros_like(tensors["head.weight"])
+    tensors["head.bias"] = np.zeros_like(tensors["head.bias"])
+    tensors["gamma_q"] = np.round(fresh.gamma.detach().numpy() * (1 << GAMMA_FRAC_BITS)).astype(np.int32)
+
+
 def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels: np.ndarray,
-             data_fingerprint: dict) -> dict:
-    """Write the int8 model of `float_model_path` to `out_path`; returns the header written."""
+             data_fingerprint: dict, from_scratch_seed=None) -> dict:
+    """Write the int8 model of `float_model_path` to `out_path`; returns the header written.
+
+    With `from_scratch_seed`, only the number formats (scales, zero points, multipliers) come from the
+    trained model: the weights start from a fresh random initialization, for integer training from
+    scratch. Formats are a design decision made once on the host; a board cannot calibrate them.
+    """
     net, header = load_network(float_model_path)
     arch = header["architecture"]
     if not 0.0 < arch["label_value"] <= 1.0:
@@ -87,6 +108,8 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
                 "head.bias": np.round(net.head.bias.detach().numpy() / (scales * NORM_SCALE)).astype(np.int32),
                 "head.multiplier": mult, "head.shift": shift}
     tensors["gamma_q"] = np.round(net.gamma.detach().numpy() * (1 << GAMMA_FRAC_BITS)).astype(np.int32)
+    if from_scratch_seed is not None:
+        _fresh_weights(tensors, net, from_scratch_seed)
     quant = {"scheme": "int8-ff-tflite", "rounding": "double",
              "input": {"scale": INPUT_SCALE, "zero_point": INPUT_ZERO_POINT},
              "label_q": int(round(arch["label_value"] * 255)) + INPUT_ZERO_POINT,
@@ -95,7 +118,8 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
              "layers": layers_q, "head": {"out_scale": logit_scale, "out_zero_point": 0},
              "goodness_frac_bits": GOODNESS_FRAC_BITS,
              "calibration": {"samples": int(len(calib_labels)), "statistic": "max over positive and "
-                             "negative inputs"}}
+                             "negative inputs"},
+             "weights": "trained" if from_scratch_seed is None else f"fresh random init, seed {from_scratch_seed}"}
     new_header = {"architecture": {**arch, "kind": "ff-mlp-int8"}, "quantization": quant,
                   "training": header.get("training"), "float_metrics": header.get("metrics", {}).get("val"),
                   "source_model": str(float_model_path), "data": data_fingerprint}

@@ -1,14 +1,18 @@
 """`edgeff pipeline`: the main job, from data to a report folder.
 
-Today: train the default collaborative model (resuming if the folder holds a checkpoint), evaluate it
-on the test set in both inference modes, and write report.md with the plots and the model file beside
-it. Later stages (quantize, profile, export, on-device training) add their sections here.
+Stages: train the default collaborative model (resuming if the folder holds a checkpoint), evaluate it
+on the test set in both inference modes, quantize it to int8 (PTQ) and evaluate that in the integer
+runtime, with the memory plan of on-device training; write report.md with the plots and both model
+files beside it. Later stages (profile, export, on-device training) add their sections here.
 """
 import json
 from pathlib import Path
 
 from edgeff.atomic_write import atomic_write_text
 from edgeff.data.datasets import load_dataset
+from edgeff.quant.ptq import quantize
+from edgeff.runtime.int_model import IntFFModel, evaluate_int
+from edgeff.runtime.memory_plan import plan_summary, training_plan
 from edgeff.train.config import load_config
 from edgeff.train.evaluate import evaluate
 from edgeff.train.model_io import load_network
@@ -23,7 +27,14 @@ def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False) 
     net, header = load_network(metrics["model_file"])
     layers = header["architecture"]["eval_layers"]
     test = evaluate(net, data.test.images, data.test.labels, layers)
+    int_path = out_dir / "model-int8.safetensors"
+    calib = slice(0, min(2000, len(data.train)))
+    quantize(metrics["model_file"], int_path, data.train.images[calib], data.train.labels[calib], data.fingerprint)
+    test_int8 = evaluate_int(IntFFModel.from_file(int_path), data.test.images, data.test.labels, layers)
+    plan = plan_summary(training_plan(net.sizes, net.n_classes, net.head_layers))
     result = {"config": str(config_path), "data": data.fingerprint, "val": metrics["val"], "test": test,
+              "test_int8": test_int8, "int8_model_file": str(int_path),
+              "training_memory_bytes": {"sram": plan["sram_bytes"], "flash": plan["flash_bytes"]},
               "train_seconds": metrics["train_seconds"], "gamma_final": metrics["gamma_final"],
               "layer_model_correlation": metrics["layer_model_correlation"],
               "model_file": metrics["model_file"], "plots": metrics["plots"]}
@@ -33,7 +44,7 @@ def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False) 
 
 
 def _markdown(cfg, r) -> str:
-    test, val = r["test"], r["val"]
+    test, val, q = r["test"], r["val"], r["test_int8"]
     rows = [f"| layer {i + 1} alone | {v:.4f} | {t:.4f} | {c if c is None else f'{c:.3f}'} |"
             for i, (v, t, c) in enumerate(zip(val["per_layer"], test["per_layer"],
                                               r["layer_model_correlation"] or [None] * len(val["per_layer"])))]
@@ -55,9 +66,20 @@ negatives `{cfg.train.negatives}`. Training took {r['train_seconds']:.1f} s.
 
 Final collaboration strength gamma per layer: {', '.join(f'{g:.3f}' for g in r['gamma_final'])}.
 
+## Integer runtime (int8, post-training quantization)
+
+| inference | float test | int8 test | difference |
+|---|---|---|---|
+| multi-pass | {test['multi_pass']:.4f} | {q['multi_pass']:.4f} | {100 * (q['multi_pass'] - test['multi_pass']):+.2f} points |
+| one-pass | {test['one_pass']:.4f} | {q['one_pass']:.4f} | {100 * (q['one_pass'] - test['one_pass']):+.2f} points |
+
+Integer on-device training of this network needs {r['training_memory_bytes']['sram']:,} bytes of SRAM and
+{r['training_memory_bytes']['flash']:,} bytes of flash (`edgeff memory-plan {Path(r['int8_model_file']).name}`).
+
 ## Training curves
 
 {plots}
 
-Model file: `{Path(r['model_file']).name}` (EdgeFF safetensors with a JSON header).
+Model files: `{Path(r['model_file']).name}` (float) and `{Path(r['int8_model_file']).name}` (int8), EdgeFF
+safetensors with a JSON header.
 """

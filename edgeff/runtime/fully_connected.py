@@ -12,7 +12,7 @@ worst-case bound). Both return the same int64 accumulators; the requantization i
 """
 import numpy as np
 
-from edgeff.runtime.requantize import (multiply_by_quantized_multiplier,
+from edgeff.runtime.requantize import (INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier,
                                        multiply_by_quantized_multiplier_int64, wrap_int32)
 
 FLOAT32_EXACT = 1 << 24
@@ -45,7 +45,12 @@ def requantize_output(acc, bias, multiplier, shift, output_zero_point, act_min, 
     """The int8 FC epilogue: add the int32 bias, rescale, add the output zero point, clamp."""
     if bias is not None:
         acc = acc + np.asarray(bias, np.int64)
-    acc = wrap_int32(acc)  # the board accumulates in int32
+    if acc.size and (acc.max() > INT32_MAX or acc.min() < INT32_MIN):
+        acc = wrap_int32(acc)  # the board accumulates in int32
+    if act_min >= output_zero_point and np.all(np.asarray(shift) <= 0):
+        # fused ReLU: a negative accumulator rescales to <= 0 and clamps to act_min either way, so
+        # clamping it to 0 first changes nothing and lets the rescale take its non-negative path
+        acc = np.maximum(acc, 0)
     y = multiply_by_quantized_multiplier(acc, multiplier, shift, rounding) + output_zero_point
     return np.clip(y, act_min, act_max)
 

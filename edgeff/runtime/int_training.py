@@ -13,7 +13,7 @@ One step on samples (x, y) with negative labels y':
       dM[j, k] = sum_rows c * (a_j - zp) * n_k         (|term| <= 2^15 * 255 * 128 < 2^30)
       dB[j]    = sum_rows c * (a_j - zp)
     applied to int16 master weights M (8 fractional bits over the int8 weight) and int32 master biases
-    with a power-of-two learning rate: M += round(dM / 2^lr_shift), B += round(dB / 2^(lr_shift - 14))
+    with a power-of-two learning rate: M += round(dM / 2^lr_shift), B += round(dB * 2^(14 - lr_shift))
     (the bias sees a constant input of 128^2 in master units, see below); the int8 weights used by
     the forward pass are round(M / 2^8), clamped to [-127, 127].
     Rounding is stochastic (floor after adding a uniform integer from integer_hash, unbiased) or
@@ -65,8 +65,8 @@ class IntTrainingConfig:
     seed: int = 0
 
     def check(self):
-        if not BIAS_GAIN_BITS <= self.lr_shift <= 40:
-            raise EdgeFFError(f"lr_shift {self.lr_shift} must be between {BIAS_GAIN_BITS} and 40")
+        if not 4 <= self.lr_shift <= 40:
+            raise EdgeFFError(f"lr_shift {self.lr_shift} must be between 4 and 40")
         if not 1 <= self.gamma_shift <= 60:
             raise EdgeFFError(f"gamma_shift {self.gamma_shift} must be between 1 and 60")
         for key, allowed in (("loss", ("symba", "softplus")), ("negatives", ("random", "hard")),
@@ -130,7 +130,10 @@ class IntTrainer:
                               axis=-1)
 
     def _round_shift(self, v: np.ndarray, shift: int, stream: int) -> np.ndarray:
-        """v / 2^shift rounded: stochastically (unbiased, integer_hash noise) or to nearest."""
+        """v / 2^shift rounded: stochastically (unbiased, integer_hash noise) or to nearest.
+        A negative shift is an exact left shift."""
+        if shift <= 0:
+            return v << -shift
         if self.config.rounding == "nearest":
             return rounding_divide_by_pot(v, shift) if shift <= 62 else np.zeros_like(v)
         noise = hash32(self.config.seed, self.step_count * 64 + stream, np.arange(v.size)).reshape(v.shape)

@@ -102,16 +102,18 @@ def wrap_int32(x: np.ndarray) -> np.ndarray:
 
 
 def _trunc_shift_right_31(x: np.ndarray) -> np.ndarray:
-    """x / 2^31 truncated toward zero, for int64 x."""
-    return np.where(x >= 0, x >> 31, -((-x) >> 31))
+    """x / 2^31 truncated toward zero, for int64 x: add 2^31 - 1 to negatives, then shift."""
+    return (x + ((x >> 63) & np.int64((1 << 31) - 1))) >> 31
 
 
 def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
+    """Elementwise SRDHM on int32 values held in int64 (no wrap needed: only MIN*MIN leaves int32)."""
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     ab = a * b
-    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
-    out = wrap_int32(_trunc_shift_right_31(ab + nudge))
-    return np.where((a == INT32_MIN) & (b == INT32_MIN), np.int64(INT32_MAX), out)
+    nudge = np.int64(1 << 30) + ((ab >> 63) & np.int64(1 - (1 << 31)))   # 2^30, or 1 - 2^30 if ab < 0
+    out = _trunc_shift_right_31(ab + nudge)
+    both_min = (a == INT32_MIN) & (b == INT32_MIN)
+    return np.where(both_min, np.int64(INT32_MAX), out) if both_min.any() else out
 
 
 def rounding_divide_by_pot(x, exponent) -> np.ndarray:
@@ -139,7 +141,20 @@ def multiply_by_quantized_multiplier(x, multiplier, shift, rounding="double") ->
         total = 31 - shift
         return wrap_int32((x * multiplier + (np.int64(1) << (total - 1))) >> total)
     left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(wrap_int32(x << left), multiplier), right)
+    if not left.any() and x.size and x.min() >= 0 and multiplier.min() >= 0:
+        return _multiply_non_negative(x, multiplier, right)
+    if left.any():
+        x = wrap_int32(x << left)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), right)
+
+
+def _multiply_non_negative(x, multiplier, right):
+    """The same result for x >= 0, multiplier >= 0 and no left shift (ReLU outputs, L2 norms):
+    SRDHM's product is non-negative, so its nudge is 2^30 and its division a plain shift, and
+    RoundingDivideByPOT of a non-negative value is (v + 2^(r-1)) >> r."""
+    v = (x * multiplier + np.int64(1 << 30)) >> 31
+    half = np.where(right > 0, np.int64(1) << np.maximum(right - 1, 0), 0)
+    return (v + half) >> right
 
 
 def multiply_by_quantized_multiplier_int64(x, multiplier, shift) -> np.ndarray:
