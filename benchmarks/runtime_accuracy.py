@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeff.atomic_write import atomic_write_text  # noqa: E402
-from edgeff.report.plots import plt, save_figure  # noqa: E402
+from edgeff.report.plots import line_plot  # noqa: E402
 
 VARIANTS = {"FF": "ff-784-500-500-fast", "F-CFF": "fcff-784-500-500-fast", "A-CFF": "acff-784-500-500-fast"}
 BOARD = "board-784-64-32"
@@ -101,18 +101,13 @@ def main():
                         f"integer rule, batch 1, epochs:lr_shift {c['schedule']} |")
         tables.append("\n".join(rows))
         results["training"] = {"float_test": float_test, "curves": curves}
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
-        ax.plot([h["epoch"] for h in float_hist], [h["val_model"] for h in float_hist], marker=".",
-                label="float32 (torch, Adam, mini-batch)")
+        series = {"float32 (torch, Adam, mini-batch)": ([h["epoch"] for h in float_hist],
+                                                        [h["val_model"] for h in float_hist])}
         for label, c in curves.items():
-            ax.plot([h["epoch"] for h in c["history"]], [h["val_multi_pass"] for h in c["history"]],
-                    marker="o", label=f"int8 integer rule, {label}")
-        ax.set_xlabel("epoch (50,000 samples)")
-        ax.set_ylabel("validation accuracy, multi-pass")
-        ax.set_title("board network 784-64-32")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        save_figure(fig, args.out / "int_training_curve.png")
+            series[f"int8 integer rule, {label}"] = ([h["epoch"] for h in c["history"]],
+                                                     [h["val_multi_pass"] for h in c["history"]])
+        line_plot(series, args.out / "int_training_curve.png", "board network 784-64-32",
+                  "epoch (50,000 samples)", "validation accuracy, multi-pass")
     print("\n\n".join(tables))
     atomic_write_text(args.out / "results.json", json.dumps(results, indent=2))
     atomic_write_text(args.out / "results.md", "\n\n".join(tables))

@@ -26,7 +26,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeff.atomic_write import atomic_write_text  # noqa: E402
-from edgeff.report.plots import plt, save_figure  # noqa: E402
+from edgeff.report.plots import line_plot  # noqa: E402
 
 VARIANTS = {"FF": "ff-784-500-500-fast", "F-CFF": "fcff-784-500-500-fast", "A-CFF": "acff-784-500-500-fast"}
 TIMED = [("83.0% in <= 2 min", "acff-784-500-500-2min", 0.830, 120.0),
@@ -92,15 +92,10 @@ def part_variants(args, out):
 
 
 def plot_curves(by, path):
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for name, rs in by.items():
-        t, a = zip(*[(s, v) for s, v in rs[0]["curve"] if v is not None])
-        ax.plot(t, a, marker=".", label=f"{name} (seed 0)")
-    ax.set_xlabel("training wall time in the variants part (s)")
-    ax.set_ylabel("validation accuracy, multi-pass")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    save_figure(fig, path)
+    series = {f"{name} (seed 0)": tuple(zip(*[(s, v) for s, v in rs[0]["curve"] if v is not None]))
+              for name, rs in by.items()}
+    line_plot(series, path, "784-500-500, fast protocol", "training wall time in the variants part (s)",
+              "validation accuracy, multi-pass")
 
 
 def part_timed(args, out):

@@ -109,9 +109,9 @@ def cmd_quantize(args):
 
     _, header = load_model(args.model)
     data = _dataset_of(header, args.data_dir)
-    if not 0 < args.calibration_samples <= len(data.train):
+    n = args.calibration_samples or min(2000, len(data.train))
+    if not 0 < n <= len(data.train):
         raise EdgeFFError(f"--calibration-samples must be between 1 and {len(data.train)}")
-    n = args.calibration_samples
     written = quantize(args.model, args.out, data.train.images[:n], data.train.labels[:n], data.fingerprint,
                        args.from_scratch)
     scales = ", ".join(f"{layer['out_scale']:.4g}" for layer in written["quantization"]["layers"])
@@ -234,8 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
              cmd_quantize)
     sp.add_argument("model", help="float model file written by `edgeff train`")
     sp.add_argument("--out", required=True, help="int8 model file to write")
-    sp.add_argument("--calibration-samples", type=int, default=2000,
-                    help="training samples used to calibrate activation ranges (default: %(default)s)")
+    sp.add_argument("--calibration-samples", type=int,
+                    help="training samples used to calibrate activation ranges (default: 2000, or all "
+                         "when there are fewer)")
     sp.add_argument("--from-scratch", type=int, metavar="SEED",
                     help="keep only the number formats of MODEL; start the weights from a fresh random "
                          "init (seeded), for integer training from scratch")

@@ -77,3 +77,37 @@ def test_runtime_imports_no_torch():
     code = ("import sys; import edgeff.runtime.int_model, edgeff.runtime.fully_connected; "
             "assert 'torch' not in sys.modules, 'the runtime imported torch'")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_finetune_and_memory_plan_commands(int_model, tmp_path):
+    float_path, int_path, data = int_model
+    out = tmp_path / "tuned.safetensors"
+    res = run_cli("finetune", int_path, "--out", out, "--data-dir", data, "--samples", "100", "--lr-shift", "16",
+                  "--json")
+    assert res.returncode == 0, res.stderr
+    history = json.loads(res.stdout)["history"]
+    assert history[0]["samples"] == 100 and 0 <= history[0]["val_multi_pass"] <= 1
+    tensors, header = load_model(out)
+    assert tensors["layers.0.weight_master"].dtype == np.int16 and header["int_training"]["step"] == 100
+    res = run_cli("finetune", out, "--out", tmp_path / "again.safetensors", "--data-dir", data, "--samples", "10")
+    assert res.returncode == 0, res.stderr
+    res = run_cli("finetune", float_path, "--out", tmp_path / "x.safetensors", "--data-dir", data)
+    assert res.returncode == 2 and "make one with `edgeff quantize" in res.stderr
+    plan = json.loads(run_cli("memory-plan", out, "--json").stdout)
+    sizes = {b["name"]: b["bytes"] for b in plan["buffers"]}
+    assert sizes["layer 1 weights int8"] == 32 * 784 and sizes["layer 1 master weights int16"] == 2 * 32 * 784
+    assert plan["sram_bytes"] == sum(b["bytes"] for b in plan["buffers"] if b["region"] == "sram")
+
+
+def test_from_scratch_keeps_formats_and_replaces_weights(int_model, tmp_path):
+    float_path, int_path, data = int_model
+    scratch = tmp_path / "scratch.safetensors"
+    res = run_cli("quantize", float_path, "--out", scratch, "--data-dir", data, "--from-scratch", "1",
+                  "--calibration-samples", "300")
+    assert res.returncode == 0, res.stderr
+    a, ha = load_model(int_path)
+    b, hb = load_model(scratch)
+    assert np.array_equal(a["layers.0.multiplier"], b["layers.0.multiplier"])
+    assert ha["quantization"]["layers"] == hb["quantization"]["layers"]
+    assert not np.array_equal(a["layers.0.weight"], b["layers.0.weight"])
+    assert not b["layers.0.bias"].any() and hb["quantization"]["weights"].startswith("fresh random init")

@@ -16,32 +16,33 @@ def save_figure(fig, path):
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def line_plot(series: dict, path, title: str, xlabel: str, ylabel: str, marker="."):
+    """One line per entry of series: label -> (xs, ys)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for label, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker=marker, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend()
+    return save_figure(fig, path)
+
+
 def plot_layer_accuracy(history: list, path, title: str):
     """Each layer's own multi-pass validation accuracy and the model's, per epoch (seed 001's view)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
     epochs = [h["epoch"] for h in history]
+    n = len(history[0]["val_per_layer"]) if history else 0
+    series = {f"layer {i + 1}": (epochs, [h["val_per_layer"][i] for h in history]) for i in range(n)}
     if history:
-        for i in range(len(history[0]["val_per_layer"])):
-            ax.plot(epochs, [h["val_per_layer"][i] for h in history], marker=".", label=f"layer {i + 1}")
-        ax.plot(epochs, [h["val_model"] for h in history], marker="o", color="black", label="all layers")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy (multi-pass)")
-    ax.set_title(f"{title}: per-layer accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(fig, path)
+        series["all layers"] = (epochs, [h["val_model"] for h in history])
+    return line_plot(series, path, f"{title}: per-layer accuracy", "epoch", "validation accuracy (multi-pass)")
 
 
 def plot_gamma(history: list, path, title: str):
     """Collaboration strength gamma_l per layer over training (constant for F-CFF)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
     epochs = [h["epoch"] for h in history]
-    if history:
-        for i in range(len(history[0]["gamma"])):
-            ax.plot(epochs, [h["gamma"][i] for h in history], marker=".", label=f"gamma, layer {i + 1}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("gamma")
-    ax.set_title(f"{title}: collaboration strength")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(fig, path)
+    n = len(history[0]["gamma"]) if history else 0
+    series = {f"gamma, layer {i + 1}": (epochs, [h["gamma"][i] for h in history]) for i in range(n)}
+    return line_plot(series, path, f"{title}: collaboration strength", "epoch", "gamma")
