@@ -43,16 +43,18 @@ def accumulate(x: np.ndarray, w: np.ndarray, input_zero_point: int) -> np.ndarra
 def requantize_output(acc, bias, multiplier, shift, output_zero_point, act_min, act_max,
                       rounding="double") -> np.ndarray:
     """The int8 FC epilogue: add the int32 bias, rescale, add the output zero point, clamp."""
-    if bias is not None:
-        acc = acc + np.asarray(bias, np.int64)
+    acc = np.asarray(acc, np.int64)
+    # a new array either way: the steps below work in place and must not touch the caller's
+    acc = acc + np.asarray(bias, np.int64) if bias is not None else acc.copy()
     if acc.size and (acc.max() > INT32_MAX or acc.min() < INT32_MIN):
         acc = wrap_int32(acc)  # the board accumulates in int32
     if act_min >= output_zero_point and np.all(np.asarray(shift) <= 0):
         # fused ReLU: a negative accumulator rescales to <= 0 and clamps to act_min either way, so
         # clamping it to 0 first changes nothing and lets the rescale take its non-negative path
-        acc = np.maximum(acc, 0)
-    y = multiply_by_quantized_multiplier(acc, multiplier, shift, rounding) + output_zero_point
-    return np.clip(y, act_min, act_max)
+        np.maximum(acc, 0, out=acc)
+    y = multiply_by_quantized_multiplier(acc, multiplier, shift, rounding)
+    y += output_zero_point
+    return np.clip(y, act_min, act_max, out=y)
 
 
 def fully_connected(x, w, bias, input_zero_point, multiplier, shift, output_zero_point, act_min, act_max,

@@ -10,7 +10,7 @@ from edgeff.runtime.requantize import INT32_MAX
 
 def goodness(q: np.ndarray, zero_point: int) -> np.ndarray:
     centered = np.asarray(q, np.int64) - zero_point
-    g = (centered * centered).sum(axis=-1)
+    g = np.einsum("...i,...i->...", centered, centered)
     if g.size and g.max() > INT32_MAX:
         raise OverflowError("goodness overflows int32: the layer is too wide for int32 accumulation")
     return g

@@ -109,7 +109,7 @@ def l2_normalization(q: np.ndarray, zero_point: int, output_shift_bits=TFLITE_OU
                      out_min=-128, out_max=127) -> np.ndarray:
     """Vectorized kernel over the rows of q; returns int64 values in [out_min, out_max]."""
     centered = np.asarray(q, np.int64) - zero_point
-    acc = wrap_int32((centered * centered).sum(axis=1))
+    acc = wrap_int32(np.einsum("ij,ij->i", centered, centered))
     mult, shift = inv_sqrt_quantized_multiplier(acc, -1)
     y = multiply_by_quantized_multiplier(centered, mult[:, None], shift[:, None] + output_shift_bits)
-    return np.clip(y, out_min, out_max)
+    return np.clip(y, out_min, out_max, out=y)
