@@ -107,8 +107,14 @@ def test_quantize_multiplier():
         rq.quantize_multiplier(float("nan"))
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("rounding", ["double", "single"])
-def test_non_negative_fast_path_equals_reference(rounding):
+def test_non_negative_fast_path_equals_reference(rounding, fused, monkeypatch):
+    """Both the NumPy and the numexpr-fused non-negative paths give the reference's bits."""
+    if not fused:
+        monkeypatch.setattr(rq, "numexpr", None)
+    elif rq.numexpr is None:
+        pytest.skip("numexpr is not installed")
     rng = np.random.default_rng(7)
     x = np.concatenate([rng.integers(0, INT32_MAX, N_RANDOM // 2, endpoint=True),
                         rng.integers(0, 70000, N_RANDOM // 2), [0, 1, INT32_MAX]])
