@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from edgeff.atomic_write import atomic_write_text  # noqa: E402
-from edgeff.report.plots import line_plot  # noqa: E402
+from edgeff.atomic_write import atomic_write_text
+from edgeff.report.plots import line_plot
 
 VARIANTS = {"FF": "ff-784-500-500-fast", "F-CFF": "fcff-784-500-500-fast", "A-CFF": "acff-784-500-500-fast"}
 BOARD = "board-784-64-32"

@@ -13,17 +13,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from edgeff.data.datasets import load_dataset  # noqa: E402
-from edgeff.runtime.int_model import IntFFModel  # noqa: E402
-from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig  # noqa: E402
-from edgeff.train.config import config_from_dict  # noqa: E402
-from edgeff.train.evaluate import images_to_input  # noqa: E402
-from edgeff.train.model_io import load_network  # noqa: E402
-from edgeff.train.trainer import build_optimizer, train_step  # noqa: E402
+from edgeff.data.datasets import load_dataset
+from edgeff.runtime.int_model import IntFFModel
+from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig
+from edgeff.train.config import config_from_dict
+from edgeff.train.evaluate import images_to_input
+from edgeff.train.model_io import load_network
+from edgeff.train.trainer import build_optimizer, train_step
 
 
 def best_of(fn, repeats):
@@ -78,10 +77,10 @@ def main():
     p.add_argument("--images", type=int, default=10000)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
-    net, header = load_network(args.float_model)
+    net, _ = load_network(args.float_model)
     model = IntFFModel.from_file(args.int_model)
     data = load_dataset()
-    images, labels = data.test.images[:args.images], data.test.labels[:args.images]
+    images = data.test.images[:args.images]
     rows = [inference_row(net, model, images, args.repeats),
             training_row(net, IntFFModel.from_file(args.int_model), data.train.images, data.train.labels, 1, 300),
             training_row(net, IntFFModel.from_file(args.int_model), data.train.images, data.train.labels, 64, 30)]

@@ -25,8 +25,8 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from edgeff.atomic_write import atomic_write_text  # noqa: E402
-from edgeff.report.plots import line_plot  # noqa: E402
+from edgeff.atomic_write import atomic_write_text
+from edgeff.report.plots import line_plot
 
 VARIANTS = {"FF": "ff-784-500-500-fast", "F-CFF": "fcff-784-500-500-fast", "A-CFF": "acff-784-500-500-fast"}
 TIMED = [("83.0% in <= 2 min", "acff-784-500-500-2min", 0.830, 120.0),

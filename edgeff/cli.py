@@ -173,7 +173,7 @@ def cmd_memory_plan(args):
         raise EdgeFFError(f"{args.model}: no architecture in the header; not an FF model file")
     summary = plan_summary(training_plan(arch["sizes"], arch["n_classes"], arch["head_layers"]))
     lines = [f"{'buffer':42s} {'region':6s} {'dtype':6s} {'shape':>12s} {'bytes':>9s}"]
-    lines += [f"{b['name']:42s} {b['region']:6s} {b['dtype']:6s} {str(tuple(b['shape'])):>12s} {b['bytes']:9d}"
+    lines += [f"{b['name']:42s} {b['region']:6s} {b['dtype']:6s} {tuple(b['shape'])!s:>12s} {b['bytes']:9d}"
               for b in summary["buffers"]]
     lines.append(f"SRAM {summary['sram_bytes']} bytes, flash {summary['flash_bytes']} bytes "
                  "(integer training, batch size 1)")

@@ -1,8 +1,8 @@
 import pytest
 
+from edgeff.cli import MODELS_DIR
 from edgeff.errors import EdgeFFError
 from edgeff.train.config import config_from_dict, load_config
-from edgeff.cli import MODELS_DIR
 
 
 def test_defaults_and_head_layers():

@@ -8,8 +8,13 @@ from edgeff.model_file import load_model, save_model
 from edgeff.runtime import int_model as int_model_module
 from edgeff.runtime import int_training
 from edgeff.runtime.int_model import IntFFModel, evaluate_int
-from edgeff.runtime.int_training import (IntTrainer, IntTrainingConfig, load_trainer, sigmoid_table,
-                                         trainer_tensors)
+from edgeff.runtime.int_training import (
+    IntTrainer,
+    IntTrainingConfig,
+    load_trainer,
+    sigmoid_table,
+    trainer_tensors,
+)
 from edgeff.runtime.integer_hash import hash32, hash32_ref
 from edgeff.runtime.requantize import rounding_divide_by_pot
 
@@ -115,7 +120,7 @@ def test_saved_state_resumes_exactly(int_model, tmp_path):
     data = load_dataset(data_dir, val_size=100)
     straight = _train(_trainer(int_path, lr_shift=15), data, 8)
     first = _train(_trainer(int_path, lr_shift=15), data, 4)
-    tensors, header = load_model(int_path)
+    _, header = load_model(int_path)
     path = save_model(tmp_path / "mid.safetensors", trainer_tensors(first),
                       {**header, "int_training": {"step": first.step_count}})
     resumed = _train(load_trainer(path, IntTrainingConfig(lr_shift=15)), data, 4, start=4)

@@ -4,10 +4,17 @@ import pytest
 
 from edgeff.runtime import fully_connected as fc
 from edgeff.runtime.goodness import goodness
-from edgeff.runtime.l2_normalization import (inv_sqrt_quantized_multiplier, inv_sqrt_quantized_multiplier_ref,
-                                             l2_normalization, l2_normalization_ref)
-from edgeff.runtime.requantize import (INT32_MAX, multiply_by_quantized_multiplier_int64_ref,
-                                       multiply_by_quantized_multiplier_ref)
+from edgeff.runtime.l2_normalization import (
+    inv_sqrt_quantized_multiplier,
+    inv_sqrt_quantized_multiplier_ref,
+    l2_normalization,
+    l2_normalization_ref,
+)
+from edgeff.runtime.requantize import (
+    INT32_MAX,
+    multiply_by_quantized_multiplier_int64_ref,
+    multiply_by_quantized_multiplier_ref,
+)
 
 
 def test_inv_sqrt_multiplier_vectorized_equals_reference_everywhere_it_matters():

@@ -11,6 +11,7 @@ from edgeff.train import trainer
 from edgeff.train.config import load_config
 from tests.conftest import run_cli
 
+
 def assert_png(path, min_side=200):
     img = matplotlib.image.imread(path)
     assert img.ndim == 3 and min(img.shape[:2]) >= min_side

@@ -18,8 +18,13 @@ import torch
 
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import save_model
-from edgeff.runtime.int_model import (GAMMA_FRAC_BITS, GOODNESS_FRAC_BITS, INPUT_SCALE, INPUT_ZERO_POINT,
-                                     NORM_SCALE)
+from edgeff.runtime.int_model import (
+    GAMMA_FRAC_BITS,
+    GOODNESS_FRAC_BITS,
+    INPUT_SCALE,
+    INPUT_ZERO_POINT,
+    NORM_SCALE,
+)
 from edgeff.runtime.requantize import quantize_multiplier
 from edgeff.train.evaluate import images_to_input
 from edgeff.train.model_io import load_network
@@ -117,7 +122,7 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
              "norm": {"scale": NORM_SCALE, "zero_point": 0},
              "layers": layers_q, "head": {"out_scale": logit_scale, "out_zero_point": 0},
              "goodness_frac_bits": GOODNESS_FRAC_BITS,
-             "calibration": {"samples": int(len(calib_labels)), "statistic": "max over positive and "
+             "calibration": {"samples": len(calib_labels), "statistic": "max over positive and "
                              "negative inputs"},
              "weights": "trained" if from_scratch_seed is None else f"fresh random init, seed {from_scratch_seed}"}
     new_header = {"architecture": {**arch, "kind": "ff-mlp-int8"}, "quantization": quant,

@@ -4,9 +4,9 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.pyplot as plt
 
-from edgeff.atomic_write import atomic_write_bytes  # noqa: E402
+from edgeff.atomic_write import atomic_write_bytes
 
 
 def save_figure(fig, path):

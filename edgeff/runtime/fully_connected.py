@@ -12,8 +12,13 @@ worst-case bound). Both return the same int64 accumulators; the requantization i
 """
 import numpy as np
 
-from edgeff.runtime.requantize import (INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier,
-                                       multiply_by_quantized_multiplier_int64, wrap_int32)
+from edgeff.runtime.requantize import (
+    INT32_MAX,
+    INT32_MIN,
+    multiply_by_quantized_multiplier,
+    multiply_by_quantized_multiplier_int64,
+    wrap_int32,
+)
 
 FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53

@@ -194,7 +194,7 @@ class IntFFModel:
 
 def evaluate_int(model: IntFFModel, images: np.ndarray, labels: np.ndarray, layers, mode="both") -> dict:
     """Accuracies of the integer model on one split, in the same form as the float evaluate()."""
-    out = {"n_samples": int(len(labels))}
+    out = {"n_samples": len(labels)}
     if mode in ("multi", "both"):
         scores = model.label_scores(images)
         out["multi_pass"] = multi_pass_accuracy(scores, labels, layers)

@@ -37,7 +37,11 @@ from edgeff.runtime.fully_connected import accumulate
 from edgeff.runtime.goodness import goodness
 from edgeff.runtime.int_model import GAMMA_FRAC_BITS, INPUT_ZERO_POINT, IntFFModel
 from edgeff.runtime.integer_hash import hash32
-from edgeff.runtime.requantize import multiply_by_quantized_multiplier, quantize_multiplier, rounding_divide_by_pot
+from edgeff.runtime.requantize import (
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    rounding_divide_by_pot,
+)
 
 MASTER_FRAC_BITS = 8
 SIGMOID_INPUT_FRAC_BITS = 4       # table index t = round(z * 16), z in [-8, 8)

@@ -10,12 +10,17 @@ same algorithm with 15 (scale 1/32768) and an int16 clamp; TFLite has no such op
 """
 import numpy as np
 
-from edgeff.runtime.requantize import (INT32_MAX, multiply_by_quantized_multiplier,
-                                       multiply_by_quantized_multiplier_ref,
-                                       saturating_rounding_doubling_high_mul,
-                                       saturating_rounding_doubling_high_mul_ref,
-                                       saturating_rounding_multiply_by_pot,
-                                       saturating_rounding_multiply_by_pot_ref, wrap_int32, wrap_int32_ref)
+from edgeff.runtime.requantize import (
+    INT32_MAX,
+    multiply_by_quantized_multiplier,
+    multiply_by_quantized_multiplier_ref,
+    saturating_rounding_doubling_high_mul,
+    saturating_rounding_doubling_high_mul_ref,
+    saturating_rounding_multiply_by_pot,
+    saturating_rounding_multiply_by_pot_ref,
+    wrap_int32,
+    wrap_int32_ref,
+)
 
 HALF_THREE_Q3 = (1 << 28) + (1 << 27)   # 1.5 in Q3.28
 ONE_Q3 = 1 << 28                         # 1.0 in Q3.28

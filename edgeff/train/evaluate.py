@@ -32,7 +32,7 @@ def one_pass_accuracy(net: FFNetwork, images: np.ndarray, labels: np.ndarray) ->
 
 def evaluate(net: FFNetwork, images: np.ndarray, labels: np.ndarray, layers, mode="both") -> dict:
     """Accuracies on one split: multi-pass over `layers`, each layer alone, and the one-pass head."""
-    out = {"n_samples": int(len(labels))}
+    out = {"n_samples": len(labels)}
     if mode in ("multi", "both"):
         scores = label_scores(net, images)
         out["multi_pass"] = multi_pass_accuracy(scores, labels, layers)

@@ -1,5 +1,4 @@
 """Layer-local FF losses on (n_layers, B) goodness of positive and negative samples; one loss per layer."""
-import torch
 import torch.nn.functional as F
 
 

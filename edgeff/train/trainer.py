@@ -21,9 +21,9 @@ from edgeff.atomic_write import atomic_write_text
 from edgeff.data.datasets import Dataset
 from edgeff.data.labels import hardest_wrong_labels, random_wrong_labels
 from edgeff.report.plots import plot_gamma, plot_layer_accuracy
+from edgeff.scoring import best_layer_subset, multi_pass_accuracy, per_layer_accuracy
 from edgeff.train.checkpoint import load_checkpoint, save_checkpoint
 from edgeff.train.config import Config
-from edgeff.scoring import best_layer_subset, multi_pass_accuracy, per_layer_accuracy
 from edgeff.train.evaluate import evaluate, images_to_input, label_scores
 from edgeff.train.losses import ff_loss
 from edgeff.train.model_io import save_network
