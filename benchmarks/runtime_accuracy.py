@@ -30,20 +30,26 @@ def edgeff(*args):
     return json.loads(res.stdout)
 
 
+NORMS = {7: "int8 (TFLite L2_NORMALIZATION)", 15: "int16 (16x8 FC)"}
+
+
 def ptq_table(runs: Path, out: Path):
-    rows = ["| model | float test multi-pass | int8 test multi-pass | difference | float one-pass | "
-            "int8 one-pass | difference |", "|---|---|---|---|---|---|---|"]
+    rows = ["| model | normalized activations | float test multi-pass | int8 test multi-pass | difference | "
+            "float one-pass | int8 one-pass | difference |", "|---|---|---|---|---|---|---|---|"]
     results = {}
     for name, cfg in VARIANTS.items():
         float_path = runs / f"{cfg}-seed0" / "model.safetensors"
-        int_path = out / f"{cfg}-int8.safetensors"
-        edgeff("quantize", float_path, "--out", int_path)
-        f, q = edgeff("eval", float_path), edgeff("eval", int_path)
-        results[name] = {"float": f, "int8": q}
-        rows.append(f"| {name} 784-500-500 | {100 * f['multi_pass']:.2f} % | {100 * q['multi_pass']:.2f} % | "
-                    f"{100 * (q['multi_pass'] - f['multi_pass']):+.2f} | {100 * f['one_pass']:.2f} % | "
-                    f"{100 * q['one_pass']:.2f} % | {100 * (q['one_pass'] - f['one_pass']):+.2f} |")
-        print(rows[-1], flush=True)
+        f = edgeff("eval", float_path)
+        for bits, norm in NORMS.items():
+            int_path = out / f"{cfg}-int8-norm{bits}.safetensors"
+            edgeff("quantize", float_path, "--out", int_path, "--norm-bits", bits)
+            q = edgeff("eval", int_path)
+            results[f"{name} norm{bits}"] = {"float": f, "int8": q}
+            rows.append(f"| {name} 784-500-500 | {norm} | {100 * f['multi_pass']:.2f} % | "
+                        f"{100 * q['multi_pass']:.2f} % | {100 * (q['multi_pass'] - f['multi_pass']):+.2f} | "
+                        f"{100 * f['one_pass']:.2f} % | {100 * q['one_pass']:.2f} % | "
+                        f"{100 * (q['one_pass'] - f['one_pass']):+.2f} |")
+            print(rows[-1], flush=True)
     return results, "\n".join(rows)
 
 

@@ -113,7 +113,7 @@ def cmd_quantize(args):
     if not 0 < n <= len(data.train):
         raise EdgeFFError(f"--calibration-samples must be between 1 and {len(data.train)}")
     written = quantize(args.model, args.out, data.train.images[:n], data.train.labels[:n], data.fingerprint,
-                       args.from_scratch)
+                       args.from_scratch, norm_bits=args.norm_bits)
     scales = ", ".join(f"{layer['out_scale']:.4g}" for layer in written["quantization"]["layers"])
     _print(args, {"model": str(args.out), **written["quantization"]},
            f"wrote {args.out}: int8 weights (per channel), activation scales "
@@ -171,7 +171,8 @@ def cmd_memory_plan(args):
     arch = header.get("architecture") or {}
     if "sizes" not in arch:
         raise EdgeFFError(f"{args.model}: no architecture in the header; not an FF model file")
-    summary = plan_summary(training_plan(arch["sizes"], arch["n_classes"], arch["head_layers"]))
+    bits = [layer.get("norm_bits", 7) for layer in (header.get("quantization") or {}).get("layers", [])]
+    summary = plan_summary(training_plan(arch["sizes"], arch["n_classes"], arch["head_layers"], bits or None))
     lines = [f"{'buffer':42s} {'region':6s} {'dtype':6s} {'shape':>12s} {'bytes':>9s}"]
     lines += [f"{b['name']:42s} {b['region']:6s} {b['dtype']:6s} {tuple(b['shape'])!s:>12s} {b['bytes']:9d}"
               for b in summary["buffers"]]
@@ -237,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--calibration-samples", type=int,
                     help="training samples used to calibrate activation ranges (default: 2000, or all "
                          "when there are fewer)")
+    sp.add_argument("--norm-bits", type=int, choices=[7, 15], default=7,
+                    help="normalized activations: 7 = int8, TFLite's L2_NORMALIZATION (default); 15 = int16 "
+                         "with 16x8 FullyConnected, for models int8 normalization costs accuracy")
     sp.add_argument("--from-scratch", type=int, metavar="SEED",
                     help="keep only the number formats of MODEL; start the weights from a fresh random "
                          "init (seeded), for integer training from scratch")

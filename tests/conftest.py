@@ -66,15 +66,24 @@ def run_cli(*args):
 
 
 @pytest.fixture(scope="session")
-def int_model(tmp_path_factory):
-    """A tiny float model trained and quantized by the CLI: (float path, int8 path, data dir)."""
-    root = tmp_path_factory.mktemp("int")
+def float_model(tmp_path_factory):
+    """A tiny float model trained by the CLI: (float path, data dir)."""
+    root = tmp_path_factory.mktemp("float")
     data = write_dataset(root / "data")
     cfg = root / "tiny.toml"
     cfg.write_text(TINY_CONFIG.format(mode="fixed", epochs=3, negatives="random"))
     res = run_cli("train", cfg, "--data-dir", data, "--out", root / "run", "--quiet")
     assert res.returncode == 0, res.stderr
-    float_path, int_path = root / "run/model.safetensors", root / "int8.safetensors"
-    res = run_cli("quantize", float_path, "--out", int_path, "--data-dir", data, "--calibration-samples", "300")
+    return root / "run/model.safetensors", data
+
+
+@pytest.fixture(scope="session", params=[7, 15], ids=["int8-norm", "int16-norm"])
+def int_model(request, float_model, tmp_path_factory):
+    """The tiny model quantized by the CLI, with int8 (TFLite) or int16 (16x8) normalized activations:
+    (float path, int8 path, data dir)."""
+    float_path, data = float_model
+    int_path = tmp_path_factory.mktemp("int") / f"int8-norm{request.param}.safetensors"
+    res = run_cli("quantize", float_path, "--out", int_path, "--data-dir", data, "--calibration-samples", "300",
+                  "--norm-bits", request.param)
     assert res.returncode == 0, res.stderr
     return float_path, int_path, data

@@ -35,7 +35,9 @@ def test_label_scores_shortcut_equals_one_pass_per_label(int_model):
 def test_tensors_are_integers_with_valid_requantization(int_model):
     _, int_path, _ = int_model
     tensors, header = load_model(int_path)
-    assert tensors["layers.0.weight"].dtype == np.int8 and tensors["layers.0.bias"].dtype == np.int32
+    wide = header["quantization"]["layers"][0]["norm_bits"] == 15
+    assert tensors["layers.0.weight"].dtype == np.int8
+    assert tensors["layers.0.bias"].dtype == (np.int64 if wide else np.int32)
     assert np.all(tensors["layers.0.multiplier"] >= 1 << 30)
     assert header["architecture"]["kind"] == "ff-mlp-int8"
     assert header["quantization"]["label_q"] == 127
@@ -43,7 +45,7 @@ def test_tensors_are_integers_with_valid_requantization(int_model):
 
 @pytest.mark.parametrize("name, value, message", [
     ("layers.1.weight", np.zeros((16, 31), np.int8), r"'layers.1.weight' is int8\[16, 31\], expected int8\[16, 32\]"),
-    ("layers.0.bias", np.zeros(32, np.float32), r"'layers.0.bias' is float32\[32\], expected int32\[32\]"),
+    ("layers.0.bias", np.zeros(32, np.float32), r"'layers.0.bias' is float32\[32\], expected int(32|64)\[32\]"),
     ("layers.0.multiplier", np.full(32, 5, np.int32), "'layers.0.multiplier' holds an invalid quantized"),
     ("head.shift", np.full(10, 40, np.int32), "'head.multiplier' holds an invalid"),
 ])
@@ -102,8 +104,9 @@ def test_finetune_and_memory_plan_commands(int_model, tmp_path):
 def test_from_scratch_keeps_formats_and_replaces_weights(int_model, tmp_path):
     float_path, int_path, data = int_model
     scratch = tmp_path / "scratch.safetensors"
+    bits = load_model(int_path)[1]["quantization"]["layers"][0]["norm_bits"]
     res = run_cli("quantize", float_path, "--out", scratch, "--data-dir", data, "--from-scratch", "1",
-                  "--calibration-samples", "300")
+                  "--calibration-samples", "300", "--norm-bits", bits)
     assert res.returncode == 0, res.stderr
     a, ha = load_model(int_path)
     b, hb = load_model(scratch)

@@ -2,13 +2,15 @@
 
 Per layer l (TFLite semantics, see edgeff.runtime):
   input a (int8, scale s_in, zero point z_in) -> L2Norm -> n (int8, scale 1/128, zp 0), a unit vector
+      (or int16 at scale 2^-15 with --norm-bits 15, feeding a 16x8 FC with int64 bias)
   FC: the float layer sees the RMS-normalized input sqrt(D) * u, so its weights are folded as
       W' = W * sqrt(D), quantized per output channel symmetrically: s_w[c] = max|W'[c]| / 127
       bias int32 at scale s_w[c] / 128; multiplier M[c] = (s_w[c] / 128) / s_out, fused ReLU
   output a' (int8, scale s_out from calibration, zp -128: ReLU outputs use all 256 codes)
   goodness G = sum (a' + 128)^2 in int32; real mean goodness = s_out^2 / D_out * G.
 The image enters as q = pixel - 128 (scale 1/255, zp -128): exact. Activation scales come from the
-largest activity seen on calibration samples, for positive and negative labels alike.
+largest activity seen on calibration samples (or a percentile of them), for positive and negative labels
+alike.
 Every float-to-integer conversion happens here, once; the header keeps the float scales for reference.
 """
 import math
@@ -23,7 +25,7 @@ from edgeff.runtime.int_model import (
     GOODNESS_FRAC_BITS,
     INPUT_SCALE,
     INPUT_ZERO_POINT,
-    NORM_SCALE,
+    NORM_BITS_INT8,
 )
 from edgeff.runtime.requantize import quantize_multiplier
 from edgeff.train.evaluate import images_to_input
@@ -66,19 +68,22 @@ def _fresh_weights(tensors: dict, net, seed: int):
         w = layer.weight.detach().numpy().astype(np.float64) * math.sqrt(net.sizes[i])
         scales = tensors[f"layers.{i}.weight_scale"].astype(np.float64)
         tensors[f"layers.{i}.weight"] = np.clip(np.round(w / scales[:, None]), -127, 127).astype(np.int8)
-        tensors[f"layers.{i}.bias"] = np.zeros(net.sizes[i + 1], np.int32)
+        tensors[f"layers.{i}.bias"] = np.zeros_like(tensors[f"layers.{i}.bias"])
     tensors["head.weight"] = np.zeros_like(tensors["head.weight"])
     tensors["head.bias"] = np.zeros_like(tensors["head.bias"])
     tensors["gamma_q"] = np.round(fresh.gamma.detach().numpy() * (1 << GAMMA_FRAC_BITS)).astype(np.int32)
 
 
 def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels: np.ndarray,
-             data_fingerprint: dict, from_scratch_seed=None) -> dict:
+             data_fingerprint: dict, from_scratch_seed=None, percentile: float = 100.0,
+             norm_bits: int = NORM_BITS_INT8) -> dict:
     """Write the int8 model of `float_model_path` to `out_path`; returns the header written.
 
     With `from_scratch_seed`, only the number formats (scales, zero points, multipliers) come from the
     trained model: the weights start from a fresh random initialization, for integer training from
     scratch. Formats are a design decision made once on the host; a board cannot calibrate them.
+    `norm_bits` 15 gives every layer an int16 normalized input (16x8 FC, int64 bias) instead of
+    TFLite's int8 L2_NORMALIZATION output (7): 256 times finer, where int8 costs accuracy.
     """
     net, header = load_network(float_model_path)
     arch = header["architecture"]
@@ -91,15 +96,17 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
         w = layer.weight.detach().numpy().astype(np.float64)
         b = layer.bias.detach().numpy().astype(np.float64)
         d_in, d_out = w.shape[1], w.shape[0]
-        out_scale = max(float(acts[i].max()), 1e-6) / 255.0
-        q, scales, mult, shift = _per_channel(w * math.sqrt(d_in), NORM_SCALE, out_scale)
+        out_scale = max(float(np.percentile(acts[i], percentile)), 1e-6) / 255.0
+        norm_scale = 2.0 ** -norm_bits
+        q, scales, mult, shift = _per_channel(w * math.sqrt(d_in), norm_scale, out_scale)
+        bias_dtype = np.int32 if norm_bits == NORM_BITS_INT8 else np.int64
         tensors |= {f"layers.{i}.weight": q, f"layers.{i}.weight_scale": scales,
-                    f"layers.{i}.bias": np.round(b / (scales * NORM_SCALE)).astype(np.int32),
+                    f"layers.{i}.bias": np.round(b / (scales * norm_scale)).astype(bias_dtype),
                     f"layers.{i}.multiplier": mult, f"layers.{i}.shift": shift}
         gm, gs = quantize_multiplier(out_scale ** 2 / d_out * 2 ** GOODNESS_FRAC_BITS)
         tensors[f"layers.{i}.goodness_multiplier"] = np.array([gm], np.int32)
         tensors[f"layers.{i}.goodness_shift"] = np.array([gs], np.int32)
-        layers_q.append({"out_scale": out_scale, "out_zero_point": ACT_ZERO_POINT})
+        layers_q.append({"out_scale": out_scale, "out_zero_point": ACT_ZERO_POINT, "norm_bits": norm_bits})
     # one-pass head: normalized activities of each head layer (1/128 after L2Norm), sqrt(D) folded in
     hw = net.head.weight.detach().numpy().astype(np.float64).copy()
     col = 0
@@ -108,9 +115,10 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
         hw[:, col:col + width] *= math.sqrt(width)
         col += width
     logit_scale = max(float(np.abs(logits).max()), 1e-6) / 127.0
-    q, scales, mult, shift = _per_channel(hw, NORM_SCALE, logit_scale)
+    head_norm_scale = 2.0 ** -NORM_BITS_INT8  # the head keeps TFLite's int8 normalization
+    q, scales, mult, shift = _per_channel(hw, head_norm_scale, logit_scale)
     tensors |= {"head.weight": q, "head.weight_scale": scales,
-                "head.bias": np.round(net.head.bias.detach().numpy() / (scales * NORM_SCALE)).astype(np.int32),
+                "head.bias": np.round(net.head.bias.detach().numpy() / (scales * head_norm_scale)).astype(np.int32),
                 "head.multiplier": mult, "head.shift": shift}
     tensors["gamma_q"] = np.round(net.gamma.detach().numpy() * (1 << GAMMA_FRAC_BITS)).astype(np.int32)
     if from_scratch_seed is not None:
@@ -119,7 +127,7 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
              "input": {"scale": INPUT_SCALE, "zero_point": INPUT_ZERO_POINT},
              "label_q": int(round(arch["label_value"] * 255)) + INPUT_ZERO_POINT,
              "neutral_label_q": int(round(arch["label_value"] / arch["n_classes"] * 255)) + INPUT_ZERO_POINT,
-             "norm": {"scale": NORM_SCALE, "zero_point": 0},
+             "norm": {"bits": norm_bits, "zero_point": 0, "head_bits": NORM_BITS_INT8},
              "layers": layers_q, "head": {"out_scale": logit_scale, "out_zero_point": 0},
              "goodness_frac_bits": GOODNESS_FRAC_BITS,
              "calibration": {"samples": len(calib_labels), "statistic": "max over positive and "

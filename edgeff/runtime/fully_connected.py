@@ -46,11 +46,19 @@ def accumulate(x: np.ndarray, w: np.ndarray, input_zero_point: int) -> np.ndarra
 
 
 def requantize_output(acc, bias, multiplier, shift, output_zero_point, act_min, act_max,
-                      rounding="double") -> np.ndarray:
-    """The int8 FC epilogue: add the int32 bias, rescale, add the output zero point, clamp."""
+                      rounding="double", wide=False) -> np.ndarray:
+    """The FC epilogue: add the bias, rescale, add the output zero point, clamp.
+
+    wide=False: int8 inputs, int32 bias and accumulator, MultiplyByQuantizedMultiplier.
+    wide=True: 16x8 (int16 inputs), int64 bias and accumulator, the reduced-multiplier int64 variant.
+    """
     acc = np.asarray(acc, np.int64)
     # a new array either way: the steps below work in place and must not touch the caller's
     acc = acc + np.asarray(bias, np.int64) if bias is not None else acc.copy()
+    if wide:
+        y = multiply_by_quantized_multiplier_int64(acc, multiplier, shift)
+        y += output_zero_point
+        return np.clip(y, act_min, act_max, out=y)
     if acc.size and (acc.max() > INT32_MAX or acc.min() < INT32_MIN):
         acc = wrap_int32(acc)  # the board accumulates in int32
     if act_min >= output_zero_point and np.all(np.asarray(shift) <= 0):
@@ -69,11 +77,8 @@ def fully_connected(x, w, bias, input_zero_point, multiplier, shift, output_zero
                              output_zero_point, act_min, act_max, rounding)
 
 
-def fully_connected_16x8(x, w, bias, multiplier, shift, act_min=-32768, act_max=32767,
+def fully_connected_16x8(x, w, bias, multiplier, shift, output_zero_point=0, act_min=-32768, act_max=32767,
                          accumulator=accumulate) -> np.ndarray:
     """16x8 FullyConnected: int16 activations (zero point 0), int8 weights, int64 bias and accumulator."""
-    acc = accumulator(x, w, 0)
-    if bias is not None:
-        acc = acc + np.asarray(bias, np.int64)
-    y = multiply_by_quantized_multiplier_int64(acc, multiplier, shift)
-    return np.clip(y, act_min, act_max)
+    return requantize_output(accumulator(x, w, 0), bias, multiplier, shift, output_zero_point, act_min,
+                             act_max, wide=True)

@@ -21,7 +21,8 @@ from edgeff.scoring import multi_pass_accuracy, per_layer_accuracy
 
 INPUT_SCALE = 1.0 / 255.0   # image pixel p enters as q = p - 128: exact
 INPUT_ZERO_POINT = -128
-NORM_SCALE = 1.0 / 128.0    # TFLite L2_NORMALIZATION output: scale 1/128, zero point 0
+NORM_BITS_INT8 = 7          # TFLite L2_NORMALIZATION: int8 output, scale 2^-7, zero point 0
+NORM_BITS_INT16 = 15        # the same kernel with an int16 output (scale 2^-15), feeding a 16x8 FC
 GOODNESS_FRAC_BITS = 12     # multi-pass scores: real goodness in Q.12
 GAMMA_FRAC_BITS = 8         # collaboration strength gamma in Q8
 ACT_MIN, ACT_MAX = -128, 127
@@ -30,21 +31,27 @@ ACT_MIN, ACT_MAX = -128, 127
 @dataclass
 class IntLayer:
     weight: np.ndarray        # int8 (out, in)
-    bias: np.ndarray          # int32 (out,)
+    bias: np.ndarray          # int32 (out,); int64 after a 16-bit normalization
     multiplier: np.ndarray    # int32 (out,)
     shift: np.ndarray         # int32 (out,)
     out_zero_point: int
     act_min: int              # fused ReLU: the output zero point; no activation: -128
     goodness_multiplier: int
     goodness_shift: int
+    norm_bits: int = NORM_BITS_INT8   # width of this layer's normalized input: 7 (int8) or 15 (int16)
+
+    def normalize(self, a: np.ndarray, zero_point: int) -> np.ndarray:
+        """L2-normalize this layer's input: int8 (TFLite) or int16 (16x8 mode), zero point 0."""
+        limit = 1 << self.norm_bits  # int8: [-128, 127]; int16: [-32768, 32767]
+        return l2_normalization(a, zero_point, self.norm_bits, -limit, limit - 1)
 
     def forward(self, n: np.ndarray, rounding: str) -> np.ndarray:
-        """FullyConnected on the normalized input n (int8, zero point 0)."""
+        """FullyConnected on the normalized input n (zero point 0)."""
         return self.requantize(accumulate(n, self.weight, 0), rounding)
 
     def requantize(self, acc: np.ndarray, rounding: str) -> np.ndarray:
         return requantize_output(acc, self.bias, self.multiplier, self.shift, self.out_zero_point,
-                                 self.act_min, ACT_MAX, rounding)
+                                 self.act_min, ACT_MAX, rounding, wide=self.norm_bits > NORM_BITS_INT8)
 
 
 def _tensor(path, tensors, name, dtype, shape):
@@ -95,9 +102,13 @@ class IntFFModel:
             zp = quant["layers"][i]["out_zero_point"]
             if not ACT_MIN <= zp <= ACT_MAX:
                 raise EdgeFFError(f"{path}: layer {i + 1} output zero point {zp} is outside int8")
+            bits = quant["layers"][i].get("norm_bits", NORM_BITS_INT8)
+            if bits not in (NORM_BITS_INT8, NORM_BITS_INT16):
+                raise EdgeFFError(f"{path}: layer {i + 1} norm_bits {bits} must be 7 (int8) or 15 (int16)")
+            bias_dtype = np.int32 if bits == NORM_BITS_INT8 else np.int64
             layers.append(IntLayer(_tensor(path, tensors, p + "weight", np.int8, (d_out, d_in)),
-                                   _tensor(path, tensors, p + "bias", np.int32, (d_out,)),
-                                   mult, shift, zp, max(ACT_MIN, zp), int(gm[0]), int(gs[0])))
+                                   _tensor(path, tensors, p + "bias", bias_dtype, (d_out,)),
+                                   mult, shift, zp, max(ACT_MIN, zp), int(gm[0]), int(gs[0]), bits))
         d_head = sum(sizes[l] for l in arch["head_layers"])
         n = arch["n_classes"]
         hm, hs = (_tensor(path, tensors, "head.multiplier", np.int32, (n,)),
@@ -141,7 +152,7 @@ class IntFFModel:
     # ------------------------------------------------------------------ kernels per layer
     def layer_forward(self, i: int, a: np.ndarray, in_zero_point: int) -> tuple[np.ndarray, np.ndarray]:
         """(normalized input n, int8 output a') of layer i for int8 input a."""
-        n = l2_normalization(a, in_zero_point)
+        n = self.layers[i].normalize(a, in_zero_point)
         return n, self.layers[i].forward(n, self.rounding)
 
     def activities(self, q: np.ndarray) -> list:
@@ -172,7 +183,7 @@ class IntFFModel:
     def _label_scores(self, images):
         c, first = self.n_classes, self.layers[0]
         q0 = self.quantize_images(images, np.zeros(len(images), np.int64))
-        n = l2_normalization(q0, INPUT_ZERO_POINT)
+        n = first.normalize(q0, INPUT_ZERO_POINT)
         n_label = n[:, 0].copy()                      # the normalized label pixel (same for every label)
         n[:, :c] = 0                                   # unlabelled pixels are 0.0: centred 0, normalized 0
         acc = accumulate(n, first.weight, 0)[:, None, :] + \

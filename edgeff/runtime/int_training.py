@@ -12,17 +12,18 @@ One step on samples (x, y) with negative labels y':
  4. Local gradient, int32 per sample: c = +e+ on positive rows, -e- on negative rows; for each layer
       dM[j, k] = sum_rows c * (a_j - zp) * n_k         (|term| <= 2^15 * 255 * 128 < 2^30)
       dB[j]    = sum_rows c * (a_j - zp)
-    applied to int16 master weights M (8 fractional bits over the int8 weight) and int32 master biases
-    with a power-of-two learning rate: M += round(dM / 2^lr_shift), B += round(dB * 2^(14 - lr_shift))
-    (the bias sees a constant input of 128^2 in master units, see below); the int8 weights used by
-    the forward pass are round(M / 2^8), clamped to [-127, 127].
+    applied to int16 master weights M (8 fractional bits over the int8 weight) and master biases
+    with a power-of-two learning rate: M += round(dM / 2^lr_shift), B += round(dB * 2^(2b - lr_shift)),
+    b the layer's normalization bits (7 for int8, 15 for int16; see below); the int8 weights used by
+    the forward pass are round(M / 2^8), clamped to [-127, 127]. With int16 normalized inputs n is 2^8
+    times larger, and so is the gradient: add 8 to lr_shift for the same step.
     Rounding is stochastic (floor after adding a uniform integer from integer_hash, unbiased) or
     deterministic (round half away from zero).
  5. A-CFF: gamma_l (Q8) += round(sum_rows c * S_l / 2^gamma_shift), S_l the coupled goodness sum (int64).
 
-Why 14 for the bias: the FC computes acc = sum_k W_q n_k + b_q with n = 128 * unit vector, and the
-bias is in units of (weight unit / 128); a bias behaves as a weight on a constant input whose
-normalized value is 1 in n-units, i.e. its gradient is 128 * 128 = 2^14 times larger per master unit.
+Why 2b for the bias: the FC computes acc = sum_k W_q n_k + b_q with n = 2^b * unit vector, and the
+bias is in units of (weight unit / 2^b); a bias behaves as a weight on a constant input of 1 in
+unit-vector terms, 2^b in n-units, so per master unit its gradient is 2^b * 2^b = 2^(2b) times larger.
 
 With batch size 1 this is exactly the board's rule; larger batches sum the exact integer gradients of
 their samples before the one rounding (int64 sums; a host-side speed-up).
@@ -45,7 +46,6 @@ from edgeff.runtime.requantize import (
 
 MASTER_FRAC_BITS = 8
 SIGMOID_INPUT_FRAC_BITS = 4       # table index t = round(z * 16), z in [-8, 8)
-BIAS_GAIN_BITS = 14
 
 WEIGHT_MAX = 127
 
@@ -173,12 +173,14 @@ class IntTrainer:
             self.weight_masters[i] = np.clip(
                 self.weight_masters[i] + self._round_shift(dm, self.config.lr_shift, 2 * i),
                 -32768, 32767).astype(np.int16)
+            bias_gain = 2 * layer.norm_bits  # see the module docstring
+            limit = np.iinfo(layer.bias.dtype).max  # int32 biases, int64 in 16x8 mode
             self.bias_masters[i] = np.clip(
-                self.bias_masters[i] + self._round_shift(db, self.config.lr_shift - BIAS_GAIN_BITS, 2 * i + 1),
-                -(1 << 31), (1 << 31) - 1)
+                self.bias_masters[i] + self._round_shift(db, self.config.lr_shift - bias_gain, 2 * i + 1),
+                -limit - 1, limit)
             layer.weight = np.clip(rounding_divide_by_pot(self.weight_masters[i].astype(np.int64),
                                                           MASTER_FRAC_BITS), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
-            layer.bias = rounding_divide_by_pot(self.bias_masters[i], MASTER_FRAC_BITS).astype(np.int32)
+            layer.bias = rounding_divide_by_pot(self.bias_masters[i], MASTER_FRAC_BITS).astype(layer.bias.dtype)
         if self.collab_mode == "adaptive":
             dg = (coef * s).sum(axis=1)                                   # int64
             self.gamma_q = self.gamma_q + self._round_shift(dg, self.config.gamma_shift, 63)
@@ -195,7 +197,7 @@ def trainer_tensors(trainer: IntTrainer) -> dict:
     out["train.sigmoid_lut"] = trainer.lut
     for i in range(trainer.n_layers):
         out[f"layers.{i}.weight_master"] = trainer.weight_masters[i]
-        out[f"layers.{i}.bias_master"] = trainer.bias_masters[i].astype(np.int32)
+        out[f"layers.{i}.bias_master"] = trainer.bias_masters[i].astype(trainer.model.layers[i].bias.dtype)
     return out
 
 

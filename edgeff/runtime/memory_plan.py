@@ -25,18 +25,21 @@ class Buffer:
         return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
 
 
-def training_plan(sizes: list, n_classes: int, head_layers: list) -> list:
-    """Buffers of one integer training step (batch size 1, positive + negative pass)."""
+def training_plan(sizes: list, n_classes: int, head_layers: list, norm_bits=None) -> list:
+    """Buffers of one integer training step (batch size 1, positive + negative pass).
+    norm_bits per layer: 7 (int8 normalized inputs, the default) or 15 (int16, 16x8 mode)."""
     n = len(sizes) - 1
+    norm_bits = norm_bits or [7] * n
     plan = [Buffer("input image", "sram", "uint8", (sizes[0],)),
             Buffer("gamma (Q8)", "sram", "int32", (n,))]
     for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         p = f"layer {i + 1} "
+        wide = norm_bits[i] > 7
         plan += [Buffer(p + "weights int8", "sram", "int8", (d_out, d_in)),
                  Buffer(p + "master weights int16", "sram", "int16", (d_out, d_in)),
-                 Buffer(p + "bias int32", "sram", "int32", (d_out,)),
-                 Buffer(p + "master bias int32", "sram", "int32", (d_out,)),
-                 Buffer(p + "normalized input, +/- pass", "sram", "int8", (2, d_in)),
+                 Buffer(p + "bias", "sram", "int64" if wide else "int32", (d_out,)),
+                 Buffer(p + "master bias", "sram", "int64" if wide else "int32", (d_out,)),
+                 Buffer(p + "normalized input, +/- pass", "sram", "int16" if wide else "int8", (2, d_in)),
                  Buffer(p + "output, +/- pass", "sram", "int8", (2, d_out)),
                  Buffer(p + "goodness, +/- pass", "sram", "int32", (2,)),
                  Buffer(p + "multiplier + shift", "flash", "int32", (2, d_out)),
