@@ -79,10 +79,11 @@ def main():
     p.add_argument("--parts", default="ptq,training")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    results, tables = {}, []
+    results_path = args.out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
     if "ptq" in args.parts:
-        results["ptq"], table = ptq_table(args.runs, args.out)
-        tables.append(table)
+        runs, table = ptq_table(args.runs, args.out)
+        results["ptq"] = {"runs": runs, "table": table}
     if "training" in args.parts:
         float_path = args.runs / BOARD / "model.safetensors"
         float_test = edgeff("eval", float_path)
@@ -105,8 +106,7 @@ def main():
                         f"{100 * c['test']['multi_pass']:.2f} % | "
                         f"{100 * (c['test']['multi_pass'] - float_test['multi_pass']):+.2f} | "
                         f"integer rule, batch 1, epochs:lr_shift {c['schedule']} |")
-        tables.append("\n".join(rows))
-        results["training"] = {"float_test": float_test, "curves": curves}
+        results["training"] = {"float_test": float_test, "curves": curves, "table": "\n".join(rows)}
         series = {"float32 (torch, Adam, mini-batch)": ([h["epoch"] for h in float_hist],
                                                         [h["val_model"] for h in float_hist])}
         for label, c in curves.items():
@@ -114,9 +114,10 @@ def main():
                                                      [h["val_multi_pass"] for h in c["history"]])
         line_plot(series, args.out / "int_training_curve.png", "board network 784-64-32",
                   "epoch (50,000 samples)", "validation accuracy, multi-pass")
-    print("\n\n".join(tables))
-    atomic_write_text(args.out / "results.json", json.dumps(results, indent=2))
-    atomic_write_text(args.out / "results.md", "\n\n".join(tables))
+    tables = "\n\n".join(part["table"] for part in results.values())
+    print(tables)
+    atomic_write_text(results_path, json.dumps(results, indent=2))
+    atomic_write_text(args.out / "results.md", tables)
 
 
 if __name__ == "__main__":

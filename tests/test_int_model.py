@@ -114,3 +114,35 @@ def test_from_scratch_keeps_formats_and_replaces_weights(int_model, tmp_path):
     assert ha["quantization"]["layers"] == hb["quantization"]["layers"]
     assert not np.array_equal(a["layers.0.weight"], b["layers.0.weight"])
     assert not b["layers.0.bias"].any() and hb["quantization"]["weights"].startswith("fresh random init")
+
+
+def test_length_normalized_model_quantizes_consistently(float_model, tmp_path):
+    """Unit-length normalization with weights W * sqrt(D) is the same function as RMS normalization
+    with W: quantizing either must give the same int8 model (the fold is sqrt(D) for one, 1 for the other)."""
+    import math
+
+    import torch
+
+    from edgeff.train.model_io import load_network, save_network
+    float_path, data_dir = float_model
+    net, header = load_network(float_path)
+    with torch.no_grad():
+        for i, layer in enumerate(net.layers):
+            layer.weight *= math.sqrt(net.sizes[i])
+        col = 0
+        for l in net.head_layers:
+            net.head.weight[:, col:col + net.sizes[l]] *= math.sqrt(net.sizes[l])
+            col += net.sizes[l]
+    net.normalization = "length"
+    length_path = save_network(tmp_path / "length.safetensors", net, [1, 2], data=header["data"])
+    paths = {}
+    for name, src in (("rms", float_path), ("length", length_path)):
+        paths[name] = tmp_path / f"{name}-int8.safetensors"
+        assert run_cli("quantize", src, "--out", paths[name], "--data-dir", data_dir).returncode == 0
+    a, b = load_model(paths["rms"])[0], load_model(paths["length"])[0]
+    for name in ("layers.0.weight", "layers.1.weight", "head.weight"):
+        diff = np.abs(a[name].astype(int) - b[name].astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.001, name   # float rounding of the fold only
+    for i in range(2):  # per-channel weights hide a wrong fold; the rescale multipliers do not
+        real = [t[f"layers.{i}.multiplier"] * 2.0 ** t[f"layers.{i}.shift"].astype(float) for t in (a, b)]
+        assert np.allclose(real[0], real[1], rtol=1e-5)

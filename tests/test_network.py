@@ -62,10 +62,11 @@ def test_collaborative_goodness_matches_equation_5():
     assert torch.equal(FFNetwork([784, 8, 8]).collaborative(g[:2]), g[:2])
 
 
-def test_label_scores_equal_one_forward_per_label():
+@pytest.mark.parametrize("normalization", ["rms", "length"])
+def test_label_scores_equal_one_forward_per_label(normalization):
     """The shared-matmul + rank-1 shortcut gives what n_classes separate forward passes give."""
     torch.manual_seed(1)
-    net = FFNetwork([784, 50, 30], label_value=1.7, goodness="sum")
+    net = FFNetwork([784, 50, 30], label_value=1.7, goodness="sum", normalization=normalization)
     imgs, _, _ = _batch(20)
     x0 = torch.from_numpy(imgs.astype(np.float32) / 255)
     x0[:, :10] = 0

@@ -4,7 +4,7 @@ Per layer l (TFLite semantics, see edgeff.runtime):
   input a (int8, scale s_in, zero point z_in) -> L2Norm -> n (int8, scale 1/128, zp 0), a unit vector
       (or int16 at scale 2^-15 with --norm-bits 15, feeding a 16x8 FC with int64 bias)
   FC: the float layer sees the RMS-normalized input sqrt(D) * u, so its weights are folded as
-      W' = W * sqrt(D), quantized per output channel symmetrically: s_w[c] = max|W'[c]| / 127
+      W' = W * sqrt(D) (W itself for "length" normalization), quantized per output channel symmetrically: s_w[c] = max|W'[c]| / 127
       bias int32 at scale s_w[c] / 128; multiplier M[c] = (s_w[c] / 128) / s_out, fused ReLU
   output a' (int8, scale s_out from calibration, zp -128: ReLU outputs use all 256 codes)
   goodness G = sum (a' + 128)^2 in int32; real mean goodness = s_out^2 / D_out * G.
@@ -32,6 +32,11 @@ from edgeff.train.evaluate import images_to_input
 from edgeff.train.model_io import load_network
 
 ACT_ZERO_POINT = -128
+
+
+def _fold(net, width: int) -> float:
+    """The factor between the kernel's unit-length normalization and the network's."""
+    return math.sqrt(width) if net.normalization == "rms" else 1.0
 
 
 def _per_channel(w: np.ndarray, input_scale: float, output_scale: float):
@@ -63,9 +68,9 @@ def _fresh_weights(tensors: dict, net, seed: int):
     the trained model's formats; zero biases, an untrained (zero) head, gamma at its initial value."""
     torch.manual_seed(seed)
     fresh = type(net)(net.sizes, net.n_classes, net.label_value, net.goodness_kind, net.collab_mode,
-                      head_layers=net.head_layers)
+                      head_layers=net.head_layers, normalization=net.normalization)
     for i, layer in enumerate(fresh.layers):
-        w = layer.weight.detach().numpy().astype(np.float64) * math.sqrt(net.sizes[i])
+        w = layer.weight.detach().numpy().astype(np.float64) * _fold(net, net.sizes[i])
         scales = tensors[f"layers.{i}.weight_scale"].astype(np.float64)
         tensors[f"layers.{i}.weight"] = np.clip(np.round(w / scales[:, None]), -127, 127).astype(np.int8)
         tensors[f"layers.{i}.bias"] = np.zeros_like(tensors[f"layers.{i}.bias"])
@@ -98,7 +103,7 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
         d_in, d_out = w.shape[1], w.shape[0]
         out_scale = max(float(np.percentile(acts[i], percentile)), 1e-6) / 255.0
         norm_scale = 2.0 ** -norm_bits
-        q, scales, mult, shift = _per_channel(w * math.sqrt(d_in), norm_scale, out_scale)
+        q, scales, mult, shift = _per_channel(w * _fold(net, d_in), norm_scale, out_scale)
         bias_dtype = np.int32 if norm_bits == NORM_BITS_INT8 else np.int64
         tensors |= {f"layers.{i}.weight": q, f"layers.{i}.weight_scale": scales,
                     f"layers.{i}.bias": np.round(b / (scales * norm_scale)).astype(bias_dtype),
@@ -112,7 +117,7 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
     col = 0
     for l in net.head_layers:
         width = net.sizes[l]
-        hw[:, col:col + width] *= math.sqrt(width)
+        hw[:, col:col + width] *= _fold(net, width)
         col += width
     logit_scale = max(float(np.abs(logits).max()), 1e-6) / 127.0
     head_norm_scale = 2.0 ** -NORM_BITS_INT8  # the head keeps TFLite's int8 normalization

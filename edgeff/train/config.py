@@ -17,6 +17,7 @@ class ModelConfig:
     sizes: list = field(default_factory=lambda: [784, 500, 500])  # input width, then hidden widths
     goodness: str = "mean"        # "mean" or "sum" of squared activities
     label_value: float = 1.0      # value of the one-hot label pixels
+    normalization: str = "rms"    # "rms" (unit mean square) or "length" (unit length, Hinton's)
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Config:
 
 _CHOICES = {
     ("model", "goodness"): ("mean", "sum"),
+    ("model", "normalization"): ("rms", "length"),
     ("collab", "mode"): ("none", "fixed", "adaptive"),
     ("train", "protocol"): ("fast", "paper"),
     ("train", "lr_schedule"): ("cosine", "constant"),

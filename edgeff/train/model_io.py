@@ -8,7 +8,7 @@ from edgeff.train.network import FFNetwork
 
 def architecture(net: FFNetwork, eval_layers) -> dict:
     return {"kind": "ff-mlp", "sizes": net.sizes, "n_classes": net.n_classes,
-            "label_value": net.label_value, "goodness": net.goodness_kind, "normalization": "rms",
+            "label_value": net.label_value, "goodness": net.goodness_kind, "normalization": net.normalization,
             "collab_mode": net.collab_mode, "eval_layers": list(eval_layers),
             "head_layers": net.head_layers,
             "input": "uint8 pixels / 255; the first n_classes pixels hold one-hot(label) * label_value"}
@@ -31,6 +31,7 @@ def load_network(path) -> tuple[FFNetwork, dict]:
                           f"{(arch or {}).get('kind')!r}); this command needs a file from `edgeff train`")
     check_ff_tensors(path, tensors, arch)
     net = FFNetwork(arch["sizes"], arch["n_classes"], arch["label_value"], arch["goodness"],
-                    arch["collab_mode"], head_layers=arch["head_layers"])
+                    arch["collab_mode"], head_layers=arch["head_layers"],
+                    normalization=arch.get("normalization", "rms"))
     net.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()})
     return net.eval(), header

@@ -1,7 +1,8 @@
 """The Forward-Forward MLP and its Collaborative variants (seed 003), in PyTorch.
 
-Each layer: normalize the input to unit mean square (length normalization scaled by sqrt(width), so
-entries sit near 1 as int8 later wants), Linear, ReLU. A layer's input is the previous layer's output
+Each layer: normalize the input's length, Linear, ReLU. "rms" normalization (the default) scales to unit
+mean square, i.e. unit length times sqrt(width), so entries sit near 1 and Adam's steps have the same
+effect at every width; "length" is Hinton's unit length, which the paper protocol's lr 0.03 assumes. A layer's input is the previous layer's output
 *detached*: no gradient ever crosses a layer boundary, so every weight update is local.
 
 Goodness G_l = mean (or sum) of the squared activities of layer l. Collaborative FF (seed 003 eq. 5):
@@ -15,15 +16,17 @@ from torch import nn
 EPS = 1e-8
 
 
-def rms_normalize(x: torch.Tensor) -> torch.Tensor:
-    """Scale each row to unit mean square: x / sqrt(mean(x^2))."""
-    return x * torch.rsqrt((x * x).mean(dim=1, keepdim=True) + EPS)
+def normalize(x: torch.Tensor, kind: str = "rms") -> torch.Tensor:
+    """Scale each row to unit mean square ("rms") or to unit length ("length")."""
+    sq = (x * x).mean(dim=1, keepdim=True) if kind == "rms" else (x * x).sum(dim=1, keepdim=True)
+    return x * torch.rsqrt(sq + EPS)
 
 
 class FFNetwork(nn.Module):
     def __init__(self, sizes, n_classes=10, label_value=1.0, goodness="mean", collab_mode="none",
-                 gamma_init=1.0, head_layers=None):
+                 gamma_init=1.0, head_layers=None, normalization="rms"):
         super().__init__()
+        self.normalization = normalization
         self.sizes = list(sizes)
         self.n_classes = n_classes
         self.label_value = float(label_value)
@@ -48,7 +51,7 @@ class FFNetwork(nn.Module):
         """ReLU outputs of every layer for inputs x (label already embedded)."""
         out = []
         for layer in self.layers:
-            x = torch.relu(layer(rms_normalize(x.detach())))
+            x = torch.relu(layer(normalize(x.detach(), self.normalization)))
             out.append(x)
         return out
 
@@ -78,14 +81,15 @@ class FFNetwork(nn.Module):
         w, b = self.layers[0].weight, self.layers[0].bias
         n, d = x0.shape
         c = self.n_classes
-        scale = torch.rsqrt(((x0 * x0).sum(dim=1, keepdim=True) + self.label_value ** 2) / d + EPS)
+        divisor = d if self.normalization == "rms" else 1
+        scale = torch.rsqrt(((x0 * x0).sum(dim=1, keepdim=True) + self.label_value ** 2) / divisor + EPS)
         shared = (x0 @ w.T) * scale + b                                   # (N, H1)
         label_cols = self.label_value * w[:, :c].T                        # (C, H1)
         h = torch.relu(shared[:, None, :] + scale[:, :, None] * label_cols[None])  # (N, C, H1)
         h = h.reshape(n * c, -1)
         goods = [self.goodness(h)]
         for layer in self.layers[1:]:
-            h = torch.relu(layer(rms_normalize(h)))
+            h = torch.relu(layer(normalize(h, self.normalization)))
             goods.append(self.goodness(h))
         return torch.stack(goods).reshape(self.n_layers, n, c)
 
@@ -98,7 +102,7 @@ class FFNetwork(nn.Module):
     def head_features(self, x0: torch.Tensor) -> torch.Tensor:
         """Concatenated normalized activities of the head layers, for the one-pass softmax head."""
         acts = self.activities(self.neutral_input(x0))
-        return torch.cat([rms_normalize(acts[l - 1]) for l in self.head_layers], dim=1).detach()
+        return torch.cat([normalize(acts[l - 1], self.normalization) for l in self.head_layers], dim=1).detach()
 
     def head_logits(self, x0: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_features(x0))
