@@ -14,7 +14,6 @@ from edgeff.runtime.requantize import (
     INT32_MAX,
     multiply_by_quantized_multiplier,
     multiply_by_quantized_multiplier_ref,
-    saturating_rounding_doubling_high_mul,
     saturating_rounding_doubling_high_mul_ref,
     saturating_rounding_multiply_by_pot,
     saturating_rounding_multiply_by_pot_ref,
