@@ -3,7 +3,7 @@ board-sized network (from a PTQ model and from scratch) against the same network
 
 Everything runs through the `edgeff` command. Float models come from benchmarks/trainer_accuracy.py
 (--runs, seed 0); integer training uses `edgeff finetune` at batch size 1, the board's rule, with a
-power-of-two learning-rate schedule given as epochs:lr_shift pairs.
+power-of-two learning-rate schedule given as epochs:lr_shift[:negatives] stages.
 
     python benchmarks/runtime_accuracy.py --runs runs/bench-trainer --out runs/bench-runtime
 Prints Markdown tables and writes int_training_curve.png and results.json to --out.
@@ -56,26 +56,34 @@ def ptq_table(runs: Path, out: Path):
 def integer_training(start_path: Path, out: Path, schedule, label: str):
     """Run `edgeff finetune` epoch by epoch following the schedule; return the per-epoch history."""
     history, current = [], start_path
-    for i, (epochs, lr_shift) in enumerate(schedule):
+    for i, (epochs, lr_shift, negatives) in enumerate(schedule):
         nxt = out / f"{label}-{i}.safetensors"
-        r = edgeff("finetune", current, "--out", nxt, "--epochs", epochs, "--lr-shift", lr_shift)
+        r = edgeff("finetune", current, "--out", nxt, "--epochs", epochs, "--lr-shift", lr_shift,
+                   "--negatives", negatives)
         for h in r["history"]:
-            history.append({**h, "epoch": len(history) + 1, "lr_shift": lr_shift})
-            print(f"  {label} epoch {len(history)} (lr 2^-{lr_shift}): val {h['val_multi_pass']:.4f}", flush=True)
+            history.append({**h, "epoch": len(history) + 1, "lr_shift": lr_shift, "negatives": negatives})
+            print(f"  {label} epoch {len(history)} (lr 2^-{lr_shift}, {negatives} negatives): "
+                  f"val {h['val_multi_pass']:.4f}", flush=True)
         current = nxt
     return history, current
 
 
 def parse_schedule(text):
-    return [tuple(int(v) for v in part.split(":")) for part in text.split(",")]
+    """'3:14,1:18:hard' -> [(3, 14, 'random'), (1, 18, 'hard')]: epochs, lr_shift, negatives."""
+    out = []
+    for part in text.split(","):
+        fields = part.split(":")
+        out.append((int(fields[0]), int(fields[1]), fields[2] if len(fields) > 2 else "random"))
+    return out
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=Path, default=Path("runs/bench-trainer"))
     p.add_argument("--out", type=Path, default=Path("runs/bench-runtime"))
-    p.add_argument("--ptq-schedule", default="2:22", help="epochs:lr_shift,... from the PTQ model")
-    p.add_argument("--scratch-schedule", default="2:10,2:12,1:14", help="epochs:lr_shift,... from scratch")
+    p.add_argument("--ptq-schedule", default="2:20", help="epochs:lr_shift[:negatives],... from the PTQ model")
+    p.add_argument("--scratch-schedule", default="3:14,2:16,1:18",
+                   help="epochs:lr_shift[:negatives],... from scratch (negatives: random or hard)")
     p.add_argument("--parts", default="ptq,training")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +118,9 @@ def main():
         series = {"float32 (torch, Adam, mini-batch)": ([h["epoch"] for h in float_hist],
                                                         [h["val_model"] for h in float_hist])}
         for label, c in curves.items():
-            series[f"int8 integer rule, {label}"] = ([h["epoch"] for h in c["history"]],
+            # training from the PTQ model continues after the float epochs; from scratch starts at 0
+            offset = len(float_hist) if label == "from PTQ" else 0
+            series[f"int8 integer rule, {label}"] = ([offset + h["epoch"] for h in c["history"]],
                                                      [h["val_multi_pass"] for h in c["history"]])
         line_plot(series, args.out / "int_training_curve.png", "board network 784-64-32",
                   "epoch (50,000 samples)", "validation accuracy, multi-pass")
