@@ -27,13 +27,12 @@ def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False) 
     net, header = load_network(metrics["model_file"])
     layers = header["architecture"]["eval_layers"]
     test = evaluate(net, data.test.images, data.test.labels, layers)
-    int_path = out_dir / "model-int8.safetensors"
-    calib = slice(0, min(2000, len(data.train)))
-    quantize(metrics["model_file"], int_path, data.train.images[calib], data.train.labels[calib], data.fingerprint)
+    int_path, norm_bits, val_by_bits = _quantize_best(metrics["model_file"], out_dir, data, layers)
     test_int8 = evaluate_int(IntFFModel.from_file(int_path), data.test.images, data.test.labels, layers)
     plan = plan_summary(training_plan(net.sizes, net.n_classes, net.head_layers))
     result = {"config": str(config_path), "data": data.fingerprint, "val": metrics["val"], "test": test,
-              "test_int8": test_int8, "int8_model_file": str(int_path),
+              "test_int8": test_int8, "int8_model_file": str(int_path), "int8_norm_bits": norm_bits,
+              "int8_val_multi_pass_by_norm_bits": val_by_bits,
               "training_memory_bytes": {"sram": plan["sram_bytes"], "flash": plan["flash_bytes"]},
               "train_seconds": metrics["train_seconds"], "gamma_final": metrics["gamma_final"],
               "layer_model_correlation": metrics["layer_model_correlation"],
@@ -41,6 +40,26 @@ def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False) 
     result["report"] = str(atomic_write_text(out_dir / "report.md", _markdown(cfg, result)))
     atomic_write_text(out_dir / "pipeline.json", json.dumps(result, indent=2))
     return result
+
+
+def _quantize_best(float_path, out_dir, data, layers):
+    """PTQ with int8 (TFLite) and int16 (16x8) normalized activations; keep the one better on validation."""
+    calib = slice(0, min(2000, len(data.train)))
+    val_by_bits, paths = {}, {}
+    for bits in (7, 15):
+        paths[bits] = out_dir / f"model-int8-norm{bits}.safetensors"
+        quantize(float_path, paths[bits], data.train.images[calib], data.train.labels[calib], data.fingerprint,
+                 norm_bits=bits)
+        val_by_bits[bits] = evaluate_int(IntFFModel.from_file(paths[bits]), data.val.images, data.val.labels,
+                                         layers, "multi")["multi_pass"]
+    best = max(val_by_bits, key=lambda b: (val_by_bits[b], -b))   # ties: the TFLite-compatible int8
+    final = out_dir / "model-int8.safetensors"
+    for bits, path in paths.items():
+        if bits == best:
+            path.replace(final)
+        else:
+            path.unlink()
+    return final, best, val_by_bits
 
 
 def _markdown(cfg, r) -> str:
@@ -67,6 +86,10 @@ negatives `{cfg.train.negatives}`. Training took {r['train_seconds']:.1f} s.
 Final collaboration strength gamma per layer: {', '.join(f'{g:.3f}' for g in r['gamma_final'])}.
 
 ## Integer runtime (int8, post-training quantization)
+
+Normalized activations: {"int8 (TFLite L2_NORMALIZATION)" if r["int8_norm_bits"] == 7 else "int16 (16x8 FullyConnected)"},
+chosen on validation (multi-pass {r["int8_val_multi_pass_by_norm_bits"][7]:.4f} with int8,
+{r["int8_val_multi_pass_by_norm_bits"][15]:.4f} with int16).
 
 | inference | float test | int8 test | difference |
 |---|---|---|---|

@@ -82,7 +82,7 @@ class IntTrainingConfig:
 class IntTrainer:
     """Integer training state of an IntFFModel: master weights, collaboration gamma, step counter."""
 
-    def __init__(self, model: IntFFModel, config: IntTrainingConfig, masters=None, gamma_q=None, step=0):
+    def __init__(self, model: IntFFModel, config: IntTrainingConfig, masters=None, step=0):
         config.check()
         self.model, self.config, self.step_count = model, config, step
         self.n_layers = len(model.layers)
@@ -91,7 +91,7 @@ class IntTrainer:
                         l.bias.astype(np.int64) << MASTER_FRAC_BITS) for l in model.layers]
         self.weight_masters = [m.astype(np.int16) for m, _ in masters]
         self.bias_masters = [b.astype(np.int64) for _, b in masters]
-        self.gamma_q = np.asarray(model.gamma_q if gamma_q is None else gamma_q, np.int64)
+        self.gamma_q = np.asarray(model.gamma_q, np.int64)
         self.collab_mode = model.arch.get("collab_mode", "none")
         self.coupling_q = round((1 << GAMMA_FRAC_BITS) / max(self.n_layers - 1, 1))   # A = 1/(L-1), Q8
         self.lut = sigmoid_table()
