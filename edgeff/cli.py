@@ -5,6 +5,7 @@ progress bars go to stderr. User errors exit with status 2 and a one-line messag
 """
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -64,8 +65,9 @@ def _dataset_of(header, data_dir):
     """The dataset a model was trained on, split the same way."""
     from edgeff.data.datasets import load_dataset
 
-    data = load_dataset(data_dir, val_size=header["data"]["val_size"], split_seed=header["data"]["split_seed"])
-    width = header["architecture"]["sizes"][0]
+    split = header.get("data") or {}
+    data = load_dataset(data_dir, val_size=split.get("val_size", 10000), split_seed=split.get("split_seed", 0))
+    width = (header.get("architecture") or {}).get("sizes", [data.train.images.shape[1]])[0]
     if data.train.images.shape[1] != width:
         raise EdgeFFError(f"the model expects {width} input pixels, but {data.directory} has images of "
                           f"{data.train.images.shape[1]} pixels")
@@ -284,6 +286,9 @@ def main(argv=None) -> int:
     except EdgeFFError as exc:
         print(f"edgeff: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `edgeff eval ... | head`: the reader left; not an error of ours
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes stdout at exit)
+        return 0
     except KeyboardInterrupt:
         print("edgeff: interrupted; files already written are complete (writes are atomic). "
               "Run the same command again to resume training from the last finished epoch.",
