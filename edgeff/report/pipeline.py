@@ -29,7 +29,7 @@ def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False) 
     test = evaluate(net, data.test.images, data.test.labels, layers)
     int_path, norm_bits, val_by_bits = _quantize_best(metrics["model_file"], out_dir, data, layers)
     test_int8 = evaluate_int(IntFFModel.from_file(int_path), data.test.images, data.test.labels, layers)
-    plan = plan_summary(training_plan(net.sizes, net.n_classes, net.head_layers))
+    plan = plan_summary(training_plan(net.sizes, net.n_classes, net.head_layers, [norm_bits] * net.n_layers))
     result = {"config": str(config_path), "data": data.fingerprint, "val": metrics["val"], "test": test,
               "test_int8": test_int8, "int8_model_file": str(int_path), "int8_norm_bits": norm_bits,
               "int8_val_multi_pass_by_norm_bits": val_by_bits,
