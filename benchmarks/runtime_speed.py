@@ -4,6 +4,7 @@
              matmul + rank-1 label correction (FFNetwork.label_scores vs IntFFModel.label_scores).
   training:  one FF step (positive + negative pass, SymBa, update of every layer): torch float32 with
              Adam against the integer rule (IntTrainer.step), at batch sizes 1 (a board) and 64.
+  int8 GEMM: the exact float32 BLAS path the runtime takes against torch._int_mm.
 Each timing is the best of --repeats runs. Prints a Markdown table with the ratios.
 
     python benchmarks/runtime_speed.py --float-model FLOAT --int-model INT8 [--images 10000]
@@ -13,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -70,6 +72,20 @@ def training_row(net, model, images, labels, batch, steps):
             "unit": "samples/s"}
 
 
+def int_mm_row(repeats, m=20000, k=504, n=504):
+    """The int8 GEMM options for a 500-wide layer (torch._int_mm needs K and N multiples of 8)."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+    b = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b).T.contiguous()
+    af, bf = a.astype(np.float32), b.astype(np.float32).T.copy()
+    t_int_mm = best_of(lambda: torch._int_mm(ta, tb), repeats)
+    t_np = best_of(lambda: af @ bf, repeats)
+    macs = m * k * n
+    return {"what": f"int8 GEMM {m}x{k}x{n}: NumPy float32 BLAS (exact here) vs torch._int_mm",
+            "float_per_s": macs / t_np, "int_per_s": macs / t_int_mm, "unit": "MAC/s"}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--float-model", required=True)
@@ -83,13 +99,15 @@ def main():
     images = data.test.images[:args.images]
     rows = [inference_row(net, model, images, args.repeats),
             training_row(net, IntFFModel.from_file(args.int_model), data.train.images, data.train.labels, 1, 300),
-            training_row(net, IntFFModel.from_file(args.int_model), data.train.images, data.train.labels, 64, 30)]
+            training_row(net, IntFFModel.from_file(args.int_model), data.train.images, data.train.labels, 64, 30),
+            int_mm_row(args.repeats)]
     print(f"network {net.sizes}, torch {torch.__version__} with {torch.get_num_threads()} threads\n")
     print("| measurement | torch float32 | EdgeFF int8 runtime | int8 / float |")
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['what']} | {r['float_per_s']:,.0f} {r['unit']} | {r['int_per_s']:,.0f} {r['unit']} | "
               f"{r['int_per_s'] / r['float_per_s']:.2f}x |")
+    print("\n(last row: first column NumPy float32 BLAS on int8 values, second torch._int_mm)")
 
 
 if __name__ == "__main__":
