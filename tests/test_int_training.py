@@ -149,6 +149,17 @@ def test_integer_training_keeps_learning_on_tiny_data(int_model):
     assert after >= before - 0.05 and after > 0.8
 
 
+def test_bad_training_data_refused(int_model):
+    trainer = _trainer(int_model[1])
+    images = np.zeros((2, 784), np.uint8)
+    with pytest.raises(EdgeFFError, match=r"labels must lie in 0..9; got 3..10"):
+        trainer.step(images, np.array([3, 10]))
+    with pytest.raises(EdgeFFError, match=r"labels must be 2 integers, one per image; got float64 \[2\]"):
+        trainer.step(images, np.array([1.0, 2.0]))
+    with pytest.raises(EdgeFFError, match=r"must be uint8 of shape \(N, 784\)"):
+        trainer.step(np.zeros((2, 28, 28), np.uint8), np.array([1, 2]))
+
+
 def test_bad_training_config_refused():
     with pytest.raises(EdgeFFError, match="lr_shift 3 must be between 4 and 40"):
         IntTrainingConfig(lr_shift=3).check()

@@ -137,6 +137,14 @@ class IntFFModel:
             raise EdgeFFError(f"input images must be uint8 of shape (N, {d}); got {images.dtype} "
                               f"{list(images.shape)}")
 
+    def check_labels(self, labels, n: int) -> np.ndarray:
+        labels = np.asarray(labels)
+        if labels.shape != (n,) or labels.dtype.kind not in "iu":
+            raise EdgeFFError(f"labels must be {n} integers, one per image; got {labels.dtype} {list(labels.shape)}")
+        if n and (labels.min() < 0 or labels.max() >= self.n_classes):
+            raise EdgeFFError(f"labels must lie in 0..{self.n_classes - 1}; got {labels.min()}..{labels.max()}")
+        return labels.astype(np.int64)
+
     def quantize_images(self, images: np.ndarray, labels=None) -> np.ndarray:
         """q = pixel - 128, label pixels overwritten (one-hot label_q, or the neutral value for one-pass)."""
         self.check_images(images)
@@ -146,7 +154,7 @@ class IntFFModel:
             q[:, :c] = self.quant["neutral_label_q"]
         else:
             q[:, :c] = INPUT_ZERO_POINT
-            q[np.arange(len(q)), labels] = self.quant["label_q"]
+            q[np.arange(len(q)), self.check_labels(labels, len(q))] = self.quant["label_q"]
         return q
 
     # ------------------------------------------------------------------ kernels per layer

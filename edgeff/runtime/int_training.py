@@ -158,7 +158,7 @@ class IntTrainer:
         """One integer update on a batch (1 sample on a board). Returns integer diagnostics."""
         model = self.model
         model.check_images(images)
-        labels = np.asarray(labels, np.int64)
+        labels = model.check_labels(labels, len(images))
         negs = self.negative_labels(images, labels)
         b = len(labels)
         q = np.concatenate([model.quantize_images(images, labels), model.quantize_images(images, negs)])
