@@ -167,6 +167,29 @@ def test_bad_training_config_refused():
         IntTrainingConfig(loss="mse").check()
 
 
+@pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
+def test_sparse_update_equals_the_dense_update(int_model, monkeypatch, rounding):
+    """Skipping units with a zero gradient changes no bit: compare with updating every row."""
+    _, int_path, data_dir = int_model
+    data = load_dataset(data_dir, val_size=100)
+    skipped = []
+    real = int_training.active_rows
+    monkeypatch.setattr(int_training, "active_rows",
+                        lambda row: skipped.append(row.shape[1] - len(real(row))) or real(row))
+    sparse = _state(_train(_trainer(int_path, lr_shift=14, rounding=rounding), data, 15, batch=2))
+    assert max(skipped) > 0  # some units really were skipped
+    monkeypatch.setattr(int_training, "active_rows", lambda row: np.arange(row.shape[1]))
+    dense = _state(_train(_trainer(int_path, lr_shift=14, rounding=rounding), data, 15, batch=2))
+    assert all(np.array_equal(x, y) for x, y in zip(sparse, dense))
+
+
+def test_weights_from_masters_is_rounding_divide_by_pot_on_every_int16():
+    from edgeff.runtime.int_training import weights_from_masters
+    m = np.arange(-32768, 32768, dtype=np.int64)
+    want = np.clip(rounding_divide_by_pot(m, 8), -127, 127)
+    assert np.array_equal(weights_from_masters(m.astype(np.int16)), want)
+
+
 def test_sigmoid_table_and_hash():
     t = sigmoid_table()
     assert t.dtype == np.int16 and t[128] == 16384 and np.all(np.diff(t.astype(int)) >= 0)

@@ -50,6 +50,18 @@ SIGMOID_INPUT_FRAC_BITS = 4       # table index t = round(z * 16), z in [-8, 8)
 WEIGHT_MAX = 127
 
 
+def active_rows(row: np.ndarray) -> np.ndarray:
+    """Output units with a non-zero gradient in some row of the batch."""
+    return np.flatnonzero(row.any(axis=0))
+
+
+def weights_from_masters(master: np.ndarray) -> np.ndarray:
+    """int8 forward weights: RoundingDivideByPOT(master, 8), clamped to [-127, 127]. For int16 masters
+    that is (m + 128 - [m < 0]) >> 8 in int32 (tested against rounding_divide_by_pot on every int16)."""
+    m = master.astype(np.int32)
+    return np.clip((m + 128 + (m >> 15)) >> MASTER_FRAC_BITS, -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
+
+
 def sigmoid_table() -> np.ndarray:
     """sigma(t / 16) for t = -128..127, in Q15 (int16). Made once, stored in the model file, so the
     board and every host use the same 512 bytes."""
@@ -133,14 +145,15 @@ class IntTrainer:
         return np.concatenate([self._sigmoid(self.theta_q - gc_pos), -self._sigmoid(gc_neg - self.theta_q)],
                               axis=-1)
 
-    def _round_shift(self, v: np.ndarray, shift: int, stream: int) -> np.ndarray:
-        """v / 2^shift rounded: stochastically (unbiased, integer_hash noise) or to nearest.
-        A negative shift is an exact left shift."""
+    def _round_shift(self, v: np.ndarray, shift: int, stream: int, index=None) -> np.ndarray:
+        """v / 2^shift rounded: stochastically (unbiased, integer_hash noise drawn for element `index`,
+        by default the position in v) or to nearest. A negative shift is an exact left shift."""
         if shift <= 0:
             return v << -shift
         if self.config.rounding == "nearest":
             return rounding_divide_by_pot(v, shift) if shift <= 62 else np.zeros_like(v)
-        noise = hash32(self.config.seed, self.step_count * 64 + stream, np.arange(v.size)).reshape(v.shape)
+        index = np.arange(v.size) if index is None else index
+        noise = hash32(self.config.seed, self.step_count * 64 + stream, index).reshape(v.shape)
         noise = noise.astype(np.int64) & ((np.int64(1) << min(shift, 32)) - 1)
         return (v + (noise << max(shift - 32, 0))) >> shift
 
@@ -168,18 +181,23 @@ class IntTrainer:
         for i, layer in enumerate(model.layers):
             ac = acts[i] - layer.out_zero_point                           # >= 0 after ReLU
             row = coef[i][:, None] * ac                                   # (2b, out), |.| < 2^23
-            dm = accumulate(row.T, ns[i].T, 0)                            # exact int, |.| < 2b * 2^30
             db = row.sum(axis=0)
-            self.weight_masters[i] = np.clip(
-                self.weight_masters[i] + self._round_shift(dm, self.config.lr_shift, 2 * i),
-                -32768, 32767).astype(np.int16)
+            # Units whose activity is 0 in every row get a zero gradient, and a zero rounds to zero
+            # either way: only the active rows of the master are touched (exactly the dense result).
+            active = active_rows(row)
+            d_in = ns[i].shape[1]
+            dm = accumulate(row[:, active].T, ns[i].T, 0)                 # exact int, |.| < 2b * 2^30
+            element = (active[:, None] * d_in + np.arange(d_in)).ravel()  # noise index in the full matrix
+            master = self.weight_masters[i]
+            master[active] = np.clip(master[active].astype(np.int64)
+                                     + self._round_shift(dm, self.config.lr_shift, 2 * i, element),
+                                     -32768, 32767)
+            layer.weight[active] = weights_from_masters(master[active])
             bias_gain = 2 * layer.norm_bits  # see the module docstring
             limit = np.iinfo(layer.bias.dtype).max  # int32 biases, int64 in 16x8 mode
             self.bias_masters[i] = np.clip(
                 self.bias_masters[i] + self._round_shift(db, self.config.lr_shift - bias_gain, 2 * i + 1),
                 -limit - 1, limit)
-            layer.weight = np.clip(rounding_divide_by_pot(self.weight_masters[i].astype(np.int64),
-                                                          MASTER_FRAC_BITS), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
             layer.bias = rounding_divide_by_pot(self.bias_masters[i], MASTER_FRAC_BITS).astype(layer.bias.dtype)
         if self.collab_mode == "adaptive":
             dg = (coef * s).sum(axis=1)                                   # int64
@@ -213,8 +231,7 @@ def load_trainer(path, config: IntTrainingConfig) -> IntTrainer:
         m, b = tensors[f"layers.{i}.weight_master"], tensors.get(f"layers.{i}.bias_master")
         if m.dtype != np.int16 or m.shape != layer.weight.shape or b is None or b.shape != layer.bias.shape:
             raise EdgeFFError(f"{path}: master weights of layer {i + 1} do not match its int8 weights")
-        if not np.array_equal(np.clip(rounding_divide_by_pot(m.astype(np.int64), MASTER_FRAC_BITS),
-                                      -WEIGHT_MAX, WEIGHT_MAX), layer.weight):
+        if not np.array_equal(weights_from_masters(m), layer.weight):
             raise EdgeFFError(f"{path}: layer {i + 1}'s int8 weights are not the rounding of its master "
                               "weights; the file was edited or is corrupt")
         masters.append((m, b.astype(np.int64)))
