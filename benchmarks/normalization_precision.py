@@ -27,7 +27,7 @@ def multi_pass_accuracy(tensors, arch, images, labels, bits, width):
         x[:, :c] = 0.0
         x[:, label] = arch["label_value"]
         for i in range(n_layers):
-            u = x / np.linalg.norm(x, axis=1, keepdims=True)
+            u = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # an all-zero row stays 0
             if bits is not None:
                 lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
                 u = np.clip(np.round(u * 2.0 ** bits), lo, hi) / 2.0 ** bits

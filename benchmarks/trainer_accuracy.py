@@ -92,7 +92,7 @@ def part_variants(args, out):
 
 
 def plot_curves(by, path):
-    series = {f"{name} (seed 0)": tuple(zip(*[(s, v) for s, v in rs[0]["curve"] if v is not None]))
+    series = {f"{name} (seed 0)": tuple(zip(*[(s, v) for s, v in rs[0]["curve"] if v is not None], strict=True))
               for name, rs in by.items()}
     line_plot(series, path, "784-500-500, fast protocol", "training wall time in the variants part (s)",
               "validation accuracy, multi-pass")

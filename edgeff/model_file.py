@@ -89,7 +89,7 @@ def ff_tensor_shapes(arch: dict) -> dict:
     """Name -> shape of every tensor an FF MLP model file must hold, from its architecture header."""
     sizes, n = arch["sizes"], len(arch["sizes"]) - 1
     shapes = {}
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         shapes[f"layers.{i}.weight"] = (b, a)
         shapes[f"layers.{i}.bias"] = (b,)
     shapes["gamma"] = (n,)

@@ -41,8 +41,8 @@ def test_same_seed_same_weights_other_seed_other_weights(int_model):
     a = _state(_train(_trainer(int_path, seed=3, lr_shift=16), data, 20))
     b = _state(_train(_trainer(int_path, seed=3, lr_shift=16), data, 20))
     c = _state(_train(_trainer(int_path, seed=4, lr_shift=16), data, 20))
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
 
 
 def test_no_float_crosses_any_kernel_boundary(int_model, monkeypatch):
@@ -76,7 +76,7 @@ def test_no_float_crosses_any_kernel_boundary(int_model, monkeypatch):
 def test_weights_are_always_the_rounded_masters(int_model):
     _, int_path, data_dir = int_model
     trainer = _train(_trainer(int_path, lr_shift=14), load_dataset(data_dir, val_size=100), 30, batch=4)
-    for layer, master in zip(trainer.model.layers, trainer.weight_masters):
+    for layer, master in zip(trainer.model.layers, trainer.weight_masters, strict=True):
         assert master.dtype == np.int16 and layer.weight.dtype == np.int8
         assert np.array_equal(layer.weight, np.clip(rounding_divide_by_pot(master.astype(np.int64), 8), -127, 127))
     assert any(not np.array_equal(m >> 8, IntFFModel.from_file(int_path).layers[i].weight)
@@ -124,7 +124,7 @@ def test_saved_state_resumes_exactly(int_model, tmp_path):
     path = save_model(tmp_path / "mid.safetensors", trainer_tensors(first),
                       {**header, "int_training": {"step": first.step_count}})
     resumed = _train(load_trainer(path, IntTrainingConfig(lr_shift=15)), data, 4, start=4)
-    assert all(np.array_equal(x, y) for x, y in zip(_state(straight), _state(resumed)))
+    assert all(np.array_equal(x, y) for x, y in zip(_state(straight), _state(resumed), strict=True))
 
 
 def test_tampered_master_weights_refused(int_model, tmp_path):
@@ -180,7 +180,7 @@ def test_sparse_update_equals_the_dense_update(int_model, monkeypatch, rounding)
     assert max(skipped) > 0  # some units really were skipped
     monkeypatch.setattr(int_training, "active_rows", lambda row: np.arange(row.shape[1]))
     dense = _state(_train(_trainer(int_path, lr_shift=14, rounding=rounding), data, 15, batch=2))
-    assert all(np.array_equal(x, y) for x, y in zip(sparse, dense))
+    assert all(np.array_equal(x, y) for x, y in zip(sparse, dense, strict=True))
 
 
 def test_weights_from_masters_is_rounding_divide_by_pot_on_every_int16():

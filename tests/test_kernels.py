@@ -110,7 +110,7 @@ def test_fully_connected_16x8():
     got = fc.fully_connected_16x8(x, w, bias, mult, shift)
     acc = fc.accumulate_ref(x, w, 0) + bias
     want = [[max(-32768, min(32767, multiply_by_quantized_multiplier_int64_ref(int(a), int(m), int(s))))
-             for a, m, s in zip(row, mult, shift)] for row in acc]
+             for a, m, s in zip(row, mult, shift, strict=True)] for row in acc]
     assert np.array_equal(got, want)
 
 
@@ -131,5 +131,5 @@ def test_fused_relu_clamp_before_rescale_changes_nothing():
     shift = rng.integers(-31, 1, 100_000)
     got = fc.requantize_output(acc, bias, mult, shift, -128, -128, 127)
     raw = [multiply_by_quantized_multiplier_ref(((int(a) + int(b) + (1 << 31)) % (1 << 32)) - (1 << 31),
-                                                int(m), int(s)) for a, b, m, s in zip(acc, bias, mult, shift)]
+                                                int(m), int(s)) for a, b, m, s in zip(acc, bias, mult, shift, strict=True)]
     assert np.array_equal(got, np.clip(np.array(raw) - 128, -128, 127))

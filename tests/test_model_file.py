@@ -26,7 +26,7 @@ def saved(tmp_path):
 def test_round_trip_keeps_every_tensor_and_the_header(saved):
     net, path = saved
     back, header = load_network(path)
-    for (k, v), (k2, v2) in zip(net.state_dict().items(), back.state_dict().items()):
+    for (k, v), (k2, v2) in zip(net.state_dict().items(), back.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(v, v2)
     assert header["version"] == model_file.VERSION and header["metrics"] == {"val": 0.5}
     assert header["architecture"]["sizes"] == [784, 20, 10]

@@ -33,7 +33,7 @@ def test_srdhm_vectorized_equals_reference():
     a = np.concatenate([a, np.repeat(grid, len(grid))])
     b = np.concatenate([b, np.tile(grid, len(grid))])
     got = rq.saturating_rounding_doubling_high_mul(a, b)
-    want = [rq.saturating_rounding_doubling_high_mul_ref(int(x), int(y)) for x, y in zip(a, b)]
+    want = [rq.saturating_rounding_doubling_high_mul_ref(int(x), int(y)) for x, y in zip(a, b, strict=True)]
     assert np.array_equal(got, want)
 
 
@@ -43,10 +43,10 @@ def test_rounding_divide_by_pot_rounds_half_away_from_zero():
     rng = np.random.default_rng(2)
     xs, es = _random_int32(rng, N_RANDOM), rng.integers(0, 32, N_RANDOM)
     got = rq.rounding_divide_by_pot(xs, es)
-    want = [rq.rounding_divide_by_pot_ref(int(x), int(e)) for x, e in zip(xs, es)]
+    want = [rq.rounding_divide_by_pot_ref(int(x), int(e)) for x, e in zip(xs, es, strict=True)]
     assert np.array_equal(got, want)
     # against exact rational arithmetic: round(x / 2^e), ties away from zero
-    for x, e in zip(xs[:2000], es[:2000]):
+    for x, e in zip(xs[:2000], es[:2000], strict=True):
         q = Fraction(int(x), 1 << int(e))
         exact = math.floor(abs(q) + Fraction(1, 2)) * (1 if q >= 0 else -1)
         assert rq.rounding_divide_by_pot_ref(int(x), int(e)) == exact
@@ -65,7 +65,7 @@ def test_multiply_by_quantized_multiplier_vectorized_equals_reference(rounding):
     m = np.concatenate([m, np.full(len(EDGES), INT32_MAX), np.full(len(EDGES), 1 << 30)])
     shift = np.concatenate([shift, np.zeros(len(EDGES), np.int64), np.full(len(EDGES), -31 if rounding == "double" else -30)])
     got = rq.multiply_by_quantized_multiplier(x, m, shift, rounding)
-    want = [rq.multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding) for a, b, c in zip(x, m, shift)]
+    want = [rq.multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding) for a, b, c in zip(x, m, shift, strict=True)]
     assert np.array_equal(got, want)
 
 
@@ -86,7 +86,7 @@ def test_int64_variant_equals_reference():
     m = rng.integers(1 << 30, INT32_MAX, N_RANDOM, endpoint=True)
     shift = rng.integers(-31, -14, N_RANDOM)
     got = rq.multiply_by_quantized_multiplier_int64(x, m, shift)
-    want = [rq.multiply_by_quantized_multiplier_int64_ref(int(a), int(b), int(c)) for a, b, c in zip(x, m, shift)]
+    want = [rq.multiply_by_quantized_multiplier_int64_ref(int(a), int(b), int(c)) for a, b, c in zip(x, m, shift, strict=True)]
     assert np.array_equal(got, want)
     assert rq.multiply_by_quantized_multiplier_int64_ref(1 << 20, 0x7FFF0000, 0) == (1 << 20) * 0x7FFF >> 15
 
@@ -121,5 +121,5 @@ def test_non_negative_fast_path_equals_reference(rounding, fused, monkeypatch):
     m = rng.integers(0, INT32_MAX, len(x), endpoint=True)
     shift = rng.integers(-31, 1, len(x))
     got = rq.multiply_by_quantized_multiplier(x, m, shift, rounding)
-    want = [rq.multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding) for a, b, c in zip(x, m, shift)]
+    want = [rq.multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding) for a, b, c in zip(x, m, shift, strict=True)]
     assert np.array_equal(got, want)

@@ -45,7 +45,7 @@ def _per_channel(w: np.ndarray, input_scale: float, output_scale: float):
     scales = np.where(max_abs > 0, max_abs / 127.0, 1.0).astype(np.float32)
     q = np.clip(np.round(w / scales[:, None]), -127, 127).astype(np.int8)
     mult, shift = zip(*(quantize_multiplier(float(np.float32(input_scale * s)) / output_scale)
-                        for s in scales))
+                        for s in scales), strict=True)
     return q, scales, np.array(mult, np.int32), np.array(shift, np.int32)
 
 

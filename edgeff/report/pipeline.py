@@ -64,9 +64,9 @@ def _quantize_best(float_path, out_dir, data, layers):
 
 def _markdown(cfg, r) -> str:
     test, val, q = r["test"], r["val"], r["test_int8"]
+    correlations = r["layer_model_correlation"] or [None] * len(val["per_layer"])
     rows = [f"| layer {i + 1} alone | {v:.4f} | {t:.4f} | {c if c is None else f'{c:.3f}'} |"
-            for i, (v, t, c) in enumerate(zip(val["per_layer"], test["per_layer"],
-                                              r["layer_model_correlation"] or [None] * len(val["per_layer"])))]
+            for i, (v, t, c) in enumerate(zip(val["per_layer"], test["per_layer"], correlations, strict=True))]
     plots = "\n".join(f"![{Path(p).stem}]({Path(p).name})" for p in r["plots"])
     return f"""# EdgeFF pipeline report: {cfg.name}
 

@@ -91,7 +91,7 @@ class IntFFModel:
                               "make one with `edgeff quantize MODEL --out MODEL_INT8`")
         sizes = arch["sizes"]
         layers = []
-        for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             p = f"layers.{i}."
             mult = _tensor(path, tensors, p + "multiplier", np.int32, (d_out,))
             shift = _tensor(path, tensors, p + "shift", np.int32, (d_out,))

@@ -32,7 +32,7 @@ def training_plan(sizes: list, n_classes: int, head_layers: list, norm_bits=None
     norm_bits = norm_bits or [7] * n
     plan = [Buffer("input image", "sram", "uint8", (sizes[0],)),
             Buffer("gamma (Q8)", "sram", "int32", (n,))]
-    for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         p = f"layer {i + 1} "
         wide = norm_bits[i] > 7
         plan += [Buffer(p + "weights int8", "sram", "int8", (d_out, d_in)),

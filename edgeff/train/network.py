@@ -32,7 +32,8 @@ class FFNetwork(nn.Module):
         self.label_value = float(label_value)
         self.goodness_kind = goodness
         self.collab_mode = collab_mode
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b)
+                                    for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
         n = len(self.layers)
         self.head_layers = list(head_layers or (range(2, n + 1) if n > 1 else [1]))
         gamma = torch.full((n,), float(gamma_init) if collab_mode != "none" else 0.0)
