@@ -146,3 +146,17 @@ def test_length_normalized_model_quantizes_consistently(float_model, tmp_path):
     for i in range(2):  # per-channel weights hide a wrong fold; the rescale multipliers do not
         real = [t[f"layers.{i}.multiplier"] * 2.0 ** t[f"layers.{i}.shift"].astype(float) for t in (a, b)]
         assert np.allclose(real[0], real[1], rtol=1e-5)
+
+
+def test_calibration_percentile_narrows_the_activation_range(float_model, tmp_path):
+    float_path, data = float_model
+    scales = {}
+    for p in ("100", "99"):
+        out = tmp_path / f"p{p}.safetensors"
+        res = run_cli("quantize", float_path, "--out", out, "--data-dir", data, "--calibration-percentile", p, "--json")
+        assert res.returncode == 0, res.stderr
+        scales[p] = [layer["out_scale"] for layer in json.loads(res.stdout)["layers"]]
+    assert all(a < b for a, b in zip(scales["99"], scales["100"], strict=True))
+    res = run_cli("quantize", float_path, "--out", tmp_path / "x.safetensors", "--data-dir", data,
+                  "--calibration-percentile", "10")
+    assert res.returncode == 2 and "between 50 and 100" in res.stderr
