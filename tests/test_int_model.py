@@ -57,6 +57,15 @@ def test_inconsistent_int_model_refused(int_model, tmp_path, name, value, messag
         IntFFModel.from_file(bad)
 
 
+def test_incomplete_int_header_refused(int_model, tmp_path):
+    _, int_path, _ = int_model
+    tensors, header = load_model(int_path)
+    del header["quantization"]["layers"]
+    bad = save_model(tmp_path / "bad.safetensors", tensors, header)
+    with pytest.raises(EdgeFFError, match="int8 model header is incomplete .*'layers'"):
+        IntFFModel.from_file(bad)
+
+
 def test_float_model_is_not_an_int_model(int_model):
     float_path, _, _ = int_model
     with pytest.raises(EdgeFFError, match="not an int8 FF model.*edgeff quantize"):

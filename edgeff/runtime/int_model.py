@@ -85,6 +85,14 @@ class IntFFModel:
     def from_file(cls, path) -> "IntFFModel":
         path = Path(path)
         tensors, header = load_model(path)
+        try:
+            return cls._from_tensors(path, tensors, header)
+        except (KeyError, TypeError, IndexError) as exc:
+            raise EdgeFFError(f"{path}: the int8 model header is incomplete ({exc!r} is missing or malformed); "
+                              "the file is corrupt or was not written by `edgeff quantize`") from None
+
+    @classmethod
+    def _from_tensors(cls, path, tensors, header) -> "IntFFModel":
         arch, quant = header.get("architecture") or {}, header.get("quantization")
         if arch.get("kind") != "ff-mlp-int8" or not isinstance(quant, dict):
             raise EdgeFFError(f"{path}: not an int8 FF model (architecture kind {arch.get('kind')!r}); "
