@@ -23,3 +23,17 @@ def best_layer_subset(scores: np.ndarray, labels: np.ndarray) -> list:
     n = scores.shape[0]
     subsets = [list(c) for k in range(n, 0, -1) for c in combinations(range(1, n + 1), k)]
     return max(subsets, key=lambda s: multi_pass_accuracy(scores, labels, s))
+
+
+def evaluate_split(scores_fn, one_pass_predict_fn, labels: np.ndarray, layers, mode="both") -> dict:
+    """Accuracies on one split: multi-pass over `layers`, each layer alone, and the one-pass head.
+    scores_fn() gives the (n_layers, N, n_classes) goodness; one_pass_predict_fn() the head's labels."""
+    out = {"n_samples": len(labels)}
+    if mode in ("multi", "both"):
+        scores = scores_fn()
+        out["multi_pass"] = multi_pass_accuracy(scores, labels, layers)
+        out["multi_pass_layers"] = list(layers)
+        out["per_layer"] = per_layer_accuracy(scores, labels)
+    if mode in ("one", "both"):
+        out["one_pass"] = float((np.asarray(one_pass_predict_fn()) == labels).mean())
+    return out

@@ -30,3 +30,5 @@ def test_hardest_wrong_label_skips_the_true_one():
     scores = np.array([[5.0, 4.0, 1.0], [0.0, 3.0, 2.0], [1.0, 1.0, 9.0]])
     assert hardest_wrong_labels(scores, np.array([0, 1, 0])).tolist() == [1, 2, 2]
     assert scores[0, 0] == 5.0  # not modified in place
+    ints = np.array([[-5, -9, -7]], np.int64)  # integer goodness, all negative: the mask must go lower
+    assert hardest_wrong_labels(ints, np.array([0])).tolist() == [2]

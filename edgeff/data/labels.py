@@ -24,7 +24,9 @@ def random_wrong_labels(labels: np.ndarray, n_classes: int, rng: np.random.Gener
 
 
 def hardest_wrong_labels(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The wrong label the model scores highest (scores: (N, n_classes) goodness per label)."""
-    masked = np.array(scores, dtype=np.float64, copy=True)
-    masked[np.arange(len(labels)), labels] = -np.inf
+    """The wrong label the model scores highest (scores: (N, n_classes) goodness per label).
+    Integer scores stay integers (the board's hard negatives never touch a float)."""
+    masked = np.array(scores, copy=True)
+    lowest = np.iinfo(masked.dtype).min if masked.dtype.kind in "iu" else -np.inf
+    masked[np.arange(len(labels)), labels] = lowest
     return masked.argmax(axis=1)

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeff.data.labels import hardest_wrong_labels
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
 from edgeff.runtime.fully_connected import accumulate
-from edgeff.runtime.goodness import goodness
-from edgeff.runtime.int_model import GAMMA_FRAC_BITS, INPUT_ZERO_POINT, IntFFModel
+from edgeff.runtime.int_model import GAMMA_FRAC_BITS, IntFFModel
 from edgeff.runtime.integer_hash import hash32
 from edgeff.runtime.requantize import (
     multiply_by_quantized_multiplier,
@@ -114,17 +114,6 @@ class IntTrainer:
         self.theta_q = round(config.theta * (1 << model.quant["goodness_frac_bits"]))
 
     # ------------------------------------------------------------------ pieces of a step
-    def _forward(self, q: np.ndarray):
-        """Per layer: normalized inputs n, outputs a, and goodness (common Q.12), for int8 inputs q."""
-        ns, acts, goods, zp = [], [], [], INPUT_ZERO_POINT
-        for i, layer in enumerate(self.model.layers):
-            n, q = self.model.layer_forward(i, q, zp)
-            zp = layer.out_zero_point
-            ns.append(n)
-            acts.append(q)
-            goods.append(self.model.scaled_goodness(i, goodness(q, zp)))
-        return ns, acts, np.stack(goods)
-
     def _coupled(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(Gc, S): collaborative goodness and the other layers' summed goodness, (n_layers, rows)."""
         others = g.sum(axis=0, keepdims=True) - g
@@ -160,9 +149,7 @@ class IntTrainer:
     def negative_labels(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         c = self.model.n_classes
         if self.config.negatives == "hard":
-            scores = self.model.label_scores(images).sum(axis=0)
-            scores[np.arange(len(labels)), labels] = np.iinfo(np.int64).min
-            return scores.argmax(axis=1)
+            return hardest_wrong_labels(self.model.label_scores(images).sum(axis=0), labels)
         h = hash32(self.config.seed ^ 0x5EED, self.step_count, np.arange(len(labels))).astype(np.int64)
         return (labels + 1 + h % (c - 1)) % c
 
@@ -175,7 +162,8 @@ class IntTrainer:
         negs = self.negative_labels(images, labels)
         b = len(labels)
         q = np.concatenate([model.quantize_images(images, labels), model.quantize_images(images, negs)])
-        ns, acts, g = self._forward(q)
+        ns, acts = model.forward_layers(q)
+        g = model.layer_goodness(acts)
         gc, s = self._coupled(g)
         coef = self._coefficients(gc[:, :b], gc[:, b:])                 # (n_layers, 2b)
         for i, layer in enumerate(model.layers):

@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from edgeff.scoring import multi_pass_accuracy, per_layer_accuracy
+from edgeff.scoring import evaluate_split
 from edgeff.train.network import FFNetwork
 
 CHUNK = 1000
@@ -24,20 +24,13 @@ def label_scores(net: FFNetwork, images: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def one_pass_accuracy(net: FFNetwork, images: np.ndarray, labels: np.ndarray) -> float:
+def one_pass_predictions(net: FFNetwork, images: np.ndarray) -> np.ndarray:
     preds = [net.head_logits(images_to_input(images[i:i + CHUNK], net.n_classes)).argmax(dim=1)
              for i in range(0, len(images), CHUNK)]
-    return float((torch.cat(preds).numpy() == labels).mean())
+    return torch.cat(preds).numpy()
 
 
 def evaluate(net: FFNetwork, images: np.ndarray, labels: np.ndarray, layers, mode="both") -> dict:
     """Accuracies on one split: multi-pass over `layers`, each layer alone, and the one-pass head."""
-    out = {"n_samples": len(labels)}
-    if mode in ("multi", "both"):
-        scores = label_scores(net, images)
-        out["multi_pass"] = multi_pass_accuracy(scores, labels, layers)
-        out["multi_pass_layers"] = list(layers)
-        out["per_layer"] = per_layer_accuracy(scores, labels)
-    if mode in ("one", "both"):
-        out["one_pass"] = one_pass_accuracy(net, images, labels)
-    return out
+    return evaluate_split(lambda: label_scores(net, images), lambda: one_pass_predictions(net, images),
+                          labels, layers, mode)
