@@ -66,8 +66,8 @@ def test_no_float_crosses_any_kernel_boundary(int_model, monkeypatch):
                      "goodness", "hash32", "rounding_divide_by_pot"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, guard(name, getattr(module, name)))
-    for mode in ("symba", "softplus"):
-        trainer = _trainer(int_path, loss=mode, lr_shift=16)
+    for mode, negatives in (("symba", "random"), ("softplus", "hard")):
+        trainer = _trainer(int_path, loss=mode, lr_shift=16, negatives=negatives)
         trainer.collab_mode = "adaptive"
         _train(trainer, data, 3)
     assert {"l2_normalization", "accumulate", "requantize_output", "goodness", "hash32"} <= set(seen)
