@@ -154,7 +154,7 @@ def cmd_finetune(args):
             correct += trainer.step(data.train.images[idx], data.train.labels[idx])["correct"]
             bar.update(len(idx))
         val = evaluate_int(trainer.model, data.val.images, data.val.labels, layers, "multi")
-        history.append({"epoch": epoch + 1, "samples": trainer.step_count * args.batch_size,
+        history.append({"epoch": epoch + 1, "samples": (epoch + 1) * n, "steps_total": trainer.step_count,
                         "train_pos_above_neg": correct / n, "val_multi_pass": val["multi_pass"],
                         "gamma_q": trainer.gamma_q.tolist()})
         bar.set_postfix(val=f"{val['multi_pass']:.4f}")
