@@ -185,6 +185,13 @@ def cmd_memory_plan(args):
     _print(args, summary, "\n".join(lines))
 
 
+def cmd_profile(args):
+    from edgeff.profiler.profile_report import format_table, profile_model
+
+    result = profile_model(args.model, args.board, args.batch, args.measure, args.out)
+    _print(args, result, format_table(result))
+
+
 def cmd_pipeline(args):
     from edgeff.report.pipeline import run_pipeline
 
@@ -272,6 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("memory-plan", "Every buffer of on-device integer training with its exact size.", cmd_memory_plan)
     sp.add_argument("model", help="float or int8 model file")
+    json_flag(sp)
+
+    sp = add("profile", "Memory and energy per layer of training and inference on a board, Forward-Forward "
+                        "against backprop; a table (or --json) and PNG plots.", cmd_profile)
+    sp.add_argument("model", help="float or int8 model file")
+    sp.add_argument("--board", required=True, help="a name from hw_profiles/ (e.g. nrf52840) or a .toml path")
+    sp.add_argument("--batch", type=int, default=1, help="training batch size (default: 1, as a board)")
+    sp.add_argument("--measure", action="store_true",
+                    help="also measure host training peaks (torch float32; NumPy int8 for int8 models)")
+    sp.add_argument("--out", default="reports/profile", help="folder for the PNG plots (default: %(default)s)")
     json_flag(sp)
 
     sp = add("pipeline", "The main job: train the default collaborative model, evaluate it on the test "

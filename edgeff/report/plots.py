@@ -46,3 +46,17 @@ def plot_gamma(history: list, path, title: str):
     n = len(history[0]["gamma"]) if history else 0
     series = {f"gamma, layer {i + 1}": (epochs, [h["gamma"][i] for h in history]) for i in range(n)}
     return line_plot(series, path, f"{title}: collaboration strength", "epoch", "gamma")
+
+
+def grouped_bars(categories: list, series: dict, path, title: str, ylabel: str):
+    """One group of bars per category, one bar per entry of series: label -> values (one per category)."""
+    fig, ax = plt.subplots(figsize=(7.2, 4.0))
+    width = 0.8 / max(len(series), 1)
+    for k, (label, values) in enumerate(series.items()):
+        ax.bar([i + k * width for i in range(len(categories))], values, width, label=label)
+    ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(categories))], categories)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    return save_figure(fig, path)

@@ -19,6 +19,8 @@ class Buffer:
     region: str       # "sram" or "flash"
     dtype: str
     shape: tuple
+    role: str         # "weights", "update_state" (master weights), "activations" or "constants"
+    layer: int = 0    # 1-based FF layer the buffer belongs to; 0 for buffers the whole network shares
 
     @property
     def bytes(self) -> int:
@@ -30,24 +32,25 @@ def training_plan(sizes: list, n_classes: int, head_layers: list, norm_bits=None
     norm_bits per layer: 7 (int8 normalized inputs, the default) or 15 (int16, 16x8 mode)."""
     n = len(sizes) - 1
     norm_bits = norm_bits or [7] * n
-    plan = [Buffer("input image", "sram", "uint8", (sizes[0],)),
-            Buffer("gamma (Q8)", "sram", "int32", (n,))]
+    plan = [Buffer("input image", "sram", "uint8", (sizes[0],), "activations"),
+            Buffer("gamma (Q8)", "sram", "int32", (n,), "update_state")]
     for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        p = f"layer {i + 1} "
+        p, k = f"layer {i + 1} ", i + 1
         wide = norm_bits[i] > 7
-        plan += [Buffer(p + "weights int8", "sram", "int8", (d_out, d_in)),
-                 Buffer(p + "master weights int16", "sram", "int16", (d_out, d_in)),
-                 Buffer(p + "bias", "sram", "int64" if wide else "int32", (d_out,)),
-                 Buffer(p + "master bias", "sram", "int64" if wide else "int32", (d_out,)),
-                 Buffer(p + "normalized input, +/- pass", "sram", "int16" if wide else "int8", (2, d_in)),
-                 Buffer(p + "output, +/- pass", "sram", "int8", (2, d_out)),
-                 Buffer(p + "goodness, +/- pass", "sram", "int32", (2,)),
-                 Buffer(p + "multiplier + shift", "flash", "int32", (2, d_out)),
-                 Buffer(p + "goodness multiplier + shift", "flash", "int32", (2,))]
+        plan += [Buffer(p + "weights int8", "sram", "int8", (d_out, d_in), "weights", k),
+                 Buffer(p + "master weights int16", "sram", "int16", (d_out, d_in), "update_state", k),
+                 Buffer(p + "bias", "sram", "int64" if wide else "int32", (d_out,), "weights", k),
+                 Buffer(p + "master bias", "sram", "int64" if wide else "int32", (d_out,), "update_state", k),
+                 Buffer(p + "normalized input, +/- pass", "sram", "int16" if wide else "int8", (2, d_in),
+                        "activations", k),
+                 Buffer(p + "output, +/- pass", "sram", "int8", (2, d_out), "activations", k),
+                 Buffer(p + "goodness, +/- pass", "sram", "int32", (2,), "activations", k),
+                 Buffer(p + "multiplier + shift", "flash", "int32", (2, d_out), "constants", k),
+                 Buffer(p + "goodness multiplier + shift", "flash", "int32", (2,), "constants", k)]
     d_head = sum(sizes[l] for l in head_layers)
-    plan += [Buffer("sigmoid table Q15", "flash", "int16", (256,)),
-             Buffer("head weights int8", "flash", "int8", (n_classes, d_head)),
-             Buffer("head bias, multiplier, shift", "flash", "int32", (3, n_classes))]
+    plan += [Buffer("sigmoid table Q15", "flash", "int16", (256,), "constants"),
+             Buffer("head weights int8", "flash", "int8", (n_classes, d_head), "constants"),
+             Buffer("head bias, multiplier, shift", "flash", "int32", (3, n_classes), "constants")]
     return plan
 
 

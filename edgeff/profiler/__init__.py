@@ -1,0 +1,3 @@
+"""The profiler: memory and energy of FF training and inference per layer, on a chosen board, next to
+backprop. `hw_profile` reads the boards, `memory_model` and `energy_model` compute, `memory_measure`
+measures host training peaks, `profile_report` puts it together for `edgeff profile`."""

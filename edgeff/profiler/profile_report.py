@@ -1,0 +1,180 @@
+"""`edgeff profile`: memory and energy of a model on a board, as a table, a JSON document and PNG plots."""
+from pathlib import Path
+
+import numpy as np
+
+from edgeff.errors import EdgeFFError
+from edgeff.model_file import load_model
+from edgeff.profiler.energy_model import WORKLOADS, layer_costs, total, with_energy
+from edgeff.profiler.hw_profile import load_profile
+from edgeff.profiler.memory_measure import measure_int_training_peak, measure_torch_peak
+from edgeff.profiler.memory_model import (METHODS, PRECISIONS, inference_memory, largest_width, layer_memory,
+                                          peak_bytes)
+from edgeff.report.plots import grouped_bars
+
+
+def model_architecture(path) -> dict:
+    """sizes, n_classes, head_layers and (int8 models) norm_bits from a float or int8 model file's header."""
+    _, header = load_model(path)
+    arch = header.get("architecture") or {}
+    if "sizes" not in arch:
+        raise EdgeFFError(f"{path}: no architecture in the header; not an FF model file")
+    quant_layers = (header.get("quantization") or {}).get("layers", [])
+    return {"sizes": arch["sizes"], "n_classes": arch["n_classes"], "head_layers": arch["head_layers"],
+            "norm_bits": [q.get("norm_bits", 7) for q in quant_layers] or None, "int8": bool(quant_layers)}
+
+
+def memory_section(arch: dict, batch: int) -> dict:
+    """Per-layer analytic memory and peak for FF and backprop, float32 and int8."""
+    out = {}
+    for precision in PRECISIONS:
+        for method in METHODS:
+            rows = layer_memory(method, precision, arch["sizes"], batch, arch["n_classes"],
+                                arch["head_layers"], arch["norm_bits"])
+            out[f"{method}_{precision}"] = {"layers": [r.as_dict() for r in rows],
+                                            "peak_bytes": peak_bytes(method, precision, rows)}
+    return out
+
+
+def measured_section(arch: dict, batch: int, model_path=None) -> dict:
+    """Measured host peaks next to the analytic ones (torch float32; NumPy int8 for int8 model files)."""
+    sizes, classes = arch["sizes"], arch["n_classes"]
+    out = {}
+    for method in METHODS:
+        analytic = peak_bytes(method, "float32", layer_memory(method, "float32", sizes, batch, classes))
+        out[f"{method}_float32_torch"] = _compare(measure_torch_peak(method, sizes, batch, classes), analytic)
+    if arch["int8"] and model_path is not None:
+        from edgeff.runtime.int_model import IntFFModel
+        from edgeff.runtime.int_training import IntTrainingConfig
+
+        model = IntFFModel.from_file(model_path)
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (2 * batch, sizes[0]), dtype=np.uint8)
+        labels = rng.integers(0, classes, 2 * batch)
+        measured = measure_int_training_peak(model, IntTrainingConfig(), images, labels, batch)
+        analytic = peak_bytes("ff", "int8", layer_memory("ff", "int8", sizes, batch, classes, arch["head_layers"],
+                                                         arch["norm_bits"]))
+        out["ff_int8_numpy"] = _compare(measured, analytic)
+    return out
+
+
+def _compare(measured: int, analytic: int) -> dict:
+    return {"measured_bytes": int(measured), "analytic_bytes": int(analytic),
+            "gap": (measured - analytic) / analytic}
+
+
+def fit_section(arch: dict, profile) -> dict:
+    sram = profile.sram_bytes - profile.sram_reserved_bytes
+    flash = profile.flash_bytes
+    out = {"sram_budget_bytes": sram, "flash_budget_bytes": flash}
+    for method in METHODS:
+        rows = layer_memory(method, "int8", arch["sizes"], 1, arch["n_classes"], arch["head_layers"],
+                            arch["norm_bits"])
+        need_sram, need_flash = sum(r.sram for r in rows), sum(r.constants for r in rows)
+        out[f"train_{method}_int8"] = {"sram_bytes": need_sram, "flash_bytes": need_flash,
+                                       "fits": need_sram <= sram and need_flash <= flash,
+                                       "largest_hidden_width": largest_width(method, arch["sizes"], sram, flash,
+                                                                             arch["n_classes"])}
+    inf = inference_memory(arch["sizes"], arch["n_classes"])
+    out["inference_int8"] = {"sram_bytes": inf["sram"], "flash_bytes": inf["flash"],
+                             "fits": inf["sram"] <= sram and inf["flash"] <= flash}
+    return out
+
+
+def energy_section(arch: dict, profile) -> dict:
+    head_inputs = sum(arch["sizes"][l] for l in arch["head_layers"])
+    out = {}
+    for workload in WORKLOADS:
+        per_precision = {}
+        for precision in ("int8", "float32"):
+            rows = with_energy(layer_costs(workload, arch["sizes"], arch["n_classes"], head_inputs, precision),
+                               profile, precision)
+            per_precision[precision] = {
+                "layers": [r.as_dict() for r in rows],
+                **{f"total_{f}": total(rows, f) for f in ("macs", "updates", "cycles", "energy_board_uj",
+                                                           "energy_op_uj")}}
+        out[workload] = per_precision
+    return out
+
+
+def profile_model(model_path, board: str, batch: int = 1, measure: bool = False, out_dir=None) -> dict:
+    if batch < 1:
+        raise EdgeFFError(f"--batch {batch}: must be at least 1")
+    profile = load_profile(board)
+    arch = model_architecture(model_path)
+    result = {"model": str(model_path), "board": profile.name, "board_description": profile.description,
+              "board_kind": profile.kind, "sizes": arch["sizes"], "batch": batch,
+              "memory": memory_section(arch, batch), "fit": fit_section(arch, profile),
+              "energy": energy_section(arch, profile)}
+    if measure:
+        result["measured"] = measured_section(arch, batch, model_path)
+    if out_dir is not None:
+        result["plots"] = write_plots(result, Path(out_dir))
+    return result
+
+
+def write_plots(result: dict, out_dir: Path) -> list:
+    mem = result["memory"]
+    names = [r["name"] for r in mem["backprop_float32"]["layers"]]
+    series = {}
+    for key, label in (("ff_float32", "FF float32"), ("backprop_float32", "backprop float32"),
+                       ("ff_int8", "FF int8"), ("backprop_int8", "backprop int8")):
+        by_name = {r["name"]: r["total"] for r in mem[key]["layers"]}
+        series[label] = [by_name.get(n, 0) / 1024 for n in names]
+    stem = f"profile-{result['board']}"
+    paths = [grouped_bars(names, series, out_dir / f"{stem}-memory.png",
+                          f"Training memory per layer, batch {result['batch']} (KiB)", "KiB")]
+    energy = result["energy"]
+    layer_names = [r["name"] for r in energy["train_backprop"]["int8"]["layers"]]
+    e_series = {}
+    for workload in WORKLOADS:
+        by_name = {r["name"]: r["energy_board_uj"] for r in energy[workload]["int8"]["layers"]}
+        e_series[workload.replace("_", " ")] = [by_name.get(n, 0) for n in layer_names]
+    paths.append(grouped_bars(layer_names, e_series, out_dir / f"{stem}-energy.png",
+                              f"int8 energy per layer on {result['board']} (uJ per image or sample)", "uJ"))
+    return [str(p) for p in paths]
+
+
+def format_table(result: dict) -> str:
+    kib = 1024
+    lines = [f"{result['model']} on {result['board']} ({result['board_description']}), batch {result['batch']}",
+             "", "Training memory per layer (KiB; analytic)",
+             f"{'layer':12s} {'FF f32':>10s} {'BP f32':>10s} {'BP/FF':>6s} {'FF int8':>10s} {'BP int8':>10s} {'BP/FF':>6s}"]
+    mem = result["memory"]
+    names = [r["name"] for r in mem["backprop_int8"]["layers"]]
+    def by(key):
+        return {r["name"]: r["total"] for r in mem[key]["layers"]}
+    ff32, bp32, ff8, bp8 = by("ff_float32"), by("backprop_float32"), by("ff_int8"), by("backprop_int8")
+    for n in names:
+        r32 = f"{bp32[n] / ff32[n]:.2f}" if ff32.get(n) else "-"
+        r8 = f"{bp8[n] / ff8[n]:.2f}" if ff8.get(n) else "-"
+        lines.append(f"{n:12s} {ff32.get(n, 0) / kib:10.1f} {bp32.get(n, 0) / kib:10.1f} {r32:>6s} "
+                     f"{ff8.get(n, 0) / kib:10.1f} {bp8.get(n, 0) / kib:10.1f} {r8:>6s}")
+    peaks = {k: v["peak_bytes"] for k, v in mem.items()}
+    lines.append(f"{'peak':12s} {peaks['ff_float32'] / kib:10.1f} {peaks['backprop_float32'] / kib:10.1f} "
+                 f"{peaks['backprop_float32'] / peaks['ff_float32']:6.2f} {peaks['ff_int8'] / kib:10.1f} "
+                 f"{peaks['backprop_int8'] / kib:10.1f} {peaks['backprop_int8'] / peaks['ff_int8']:6.2f}")
+    if "measured" in result:
+        lines += ["", "Measured host peaks against the analytic model"]
+        for key, m in result["measured"].items():
+            lines.append(f"  {key:22s} measured {m['measured_bytes'] / kib:10.1f} KiB   analytic "
+                         f"{m['analytic_bytes'] / kib:10.1f} KiB   gap {100 * m['gap']:+.1f}%")
+    fit = result["fit"]
+    lines += ["", f"Fit (int8, batch 1) in {fit['sram_budget_bytes'] / kib:.0f} KiB SRAM for the model, "
+                  f"{fit['flash_budget_bytes'] / kib:.0f} KiB flash"]
+    for key in ("train_ff_int8", "train_backprop_int8", "inference_int8"):
+        f = fit[key]
+        extra = f", largest hidden width that fits: {f['largest_hidden_width']}" if "largest_hidden_width" in f else ""
+        lines.append(f"  {key:20s} SRAM {f['sram_bytes'] / kib:8.1f} KiB  flash {f['flash_bytes'] / kib:8.1f} KiB  "
+                     f"{'fits' if f['fits'] else 'DOES NOT FIT'}{extra}")
+    lines += ["", "Energy per image / training sample, int8 (board energy from cycles; op energy from Horowitz 45 nm)",
+              f"{'workload':22s} {'MACs':>10s} {'cycles':>12s} {'board uJ':>10s} {'op uJ':>8s} {'f32 op uJ':>9s}"]
+    for workload, e in result["energy"].items():
+        i8, f32 = e["int8"], e["float32"]
+        cyc = f"{i8['total_cycles']:12.0f}" if i8["total_cycles"] is not None else f"{'-':>12s}"
+        op = f"{i8['total_energy_op_uj']:8.2f}" if i8["total_energy_op_uj"] is not None else f"{'-':>8s}"
+        fop = f"{f32['total_energy_op_uj']:9.2f}" if f32["total_energy_op_uj"] is not None else f"{'-':>9s}"
+        lines.append(f"{workload:22s} {i8['total_macs']:10d} {cyc} {i8['total_energy_board_uj']:10.2f} {op} {fop}")
+    if result.get("plots"):
+        lines += ["", "plots: " + ", ".join(result["plots"])]
+    return "\n".join(lines)
