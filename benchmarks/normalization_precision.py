@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from edgeff.data.datasets import load_dataset  # noqa: E402
-from edgeff.model_file import load_model  # noqa: E402
+from edgeff.data.datasets import load_dataset
+from edgeff.model_file import load_model
 
 GRIDS = [("float (no rounding)", None, None), ("int8, scale 2^-7 (TFLite)", 7, 8), ("int8, scale 2^-9", 9, 8),
          ("int16, scale 2^-15 (16x8 mode)", 15, 16)]

@@ -6,13 +6,13 @@ import tomllib
 
 import pytest
 
-from tests.conftest import run_cli
 from edgeff.errors import EdgeFFError
 from edgeff.profiler.energy_model import layer_costs, total, with_energy
 from edgeff.profiler.hw_profile import PROFILES_DIR, load_profile, profile_from_dict, profile_names
 from edgeff.profiler.memory_measure import measure_torch_peak
 from edgeff.profiler.memory_model import fits, largest_width, layer_memory, peak_bytes, training_peak
 from edgeff.runtime.memory_plan import plan_summary, training_plan
+from tests.conftest import run_cli
 
 
 def test_the_shipped_boards_load_with_a_source_for_every_figure():

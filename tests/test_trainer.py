@@ -132,3 +132,7 @@ def test_pipeline_writes_a_report(tiny_data, tiny_config, tmp_path):
     assert "## Integer runtime" in report and (out / "model-int8.safetensors").is_file()
     assert result["training_memory_bytes"]["sram"] > 32 * 784  # at least the first layer's weights
     assert_png(out / "layer_accuracy.png")
+    assert "## Profile on nrf52840" in report and "profile-nrf52840-memory.png" in report
+    assert_png(out / "profile-nrf52840-energy.png")
+    assert result["profile"]["memory"]["ff_int8"]["peak_bytes"] == \
+        result["training_memory_bytes"]["sram"] + result["training_memory_bytes"]["flash"]

@@ -4,6 +4,7 @@ Every figure is a table `[field] value = ..., source = "..."`, so a hardware eng
 number to a datasheet, a paper, or a labelled estimate. A profile with a missing, unknown, non-numeric
 or unsourced field is refused with the field named.
 """
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,7 @@ def profile_from_dict(raw: dict, where: str = "profile") -> HardwareProfile:
         value, source = entry.get("value"), entry.get("source")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise EdgeFFError(f"{where}: field '{field}' needs a numeric value, got {value!r}")
-        if value < 0 or (value == 0 and field not in MAY_BE_ZERO) or value != value:
+        if math.isnan(value) or value < 0 or (value == 0 and field not in MAY_BE_ZERO):
             raise EdgeFFError(f"{where}: field '{field}' must be positive, got {value}")
         if not isinstance(source, str) or not source.strip():
             raise EdgeFFError(f"{where}: field '{field}' has no source; say where the figure comes from")

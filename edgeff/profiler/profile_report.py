@@ -8,8 +8,7 @@ from edgeff.model_file import load_model
 from edgeff.profiler.energy_model import WORKLOADS, layer_costs, total, with_energy
 from edgeff.profiler.hw_profile import load_profile
 from edgeff.profiler.memory_measure import measure_int_training_peak, measure_torch_peak
-from edgeff.profiler.memory_model import (METHODS, PRECISIONS, inference_memory, largest_width, layer_memory,
-                                          peak_bytes)
+from edgeff.profiler.memory_model import METHODS, PRECISIONS, inference_memory, largest_width, layer_memory, peak_bytes
 from edgeff.report.plots import grouped_bars
 
 

@@ -2,7 +2,8 @@
 
 Stages: train the default collaborative model (resuming if the folder holds a checkpoint), evaluate it
 on the test set in both inference modes, quantize it to int8 (PTQ) and evaluate that in the integer
-runtime, with the memory plan of on-device training; write report.md with the plots and both model
+runtime, with the memory plan of on-device training; profile it on the default board (memory and energy
+per layer, FF against backprop); write report.md with the plots and both model
 files beside it. Later stages (profile, export, on-device training) add their sections here.
 """
 import json
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from edgeff.atomic_write import atomic_write_text
 from edgeff.data.datasets import load_dataset
+from edgeff.profiler.profile_report import profile_model
 from edgeff.quant.ptq import quantize
 from edgeff.runtime.int_model import IntFFModel, evaluate_int
 from edgeff.runtime.memory_plan import plan_summary, training_plan
@@ -17,6 +19,8 @@ from edgeff.train.config import load_config
 from edgeff.train.evaluate import evaluate
 from edgeff.train.model_io import load_network
 from edgeff.train.trainer import train
+
+PROFILE_BOARD = "nrf52840"
 
 
 def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False) -> dict:
@@ -37,6 +41,7 @@ def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False) 
               "train_seconds": metrics["train_seconds"], "gamma_final": metrics["gamma_final"],
               "layer_model_correlation": metrics["layer_model_correlation"],
               "model_file": metrics["model_file"], "plots": metrics["plots"]}
+    result["profile"] = profile_model(int_path, PROFILE_BOARD, out_dir=out_dir)
     result["report"] = str(atomic_write_text(out_dir / "report.md", _markdown(cfg, result)))
     atomic_write_text(out_dir / "pipeline.json", json.dumps(result, indent=2))
     return result
@@ -99,6 +104,8 @@ chosen on validation (multi-pass {r["int8_val_multi_pass_by_norm_bits"][7]:.4f} 
 Integer on-device training of this network needs {r['training_memory_bytes']['sram']:,} bytes of SRAM and
 {r['training_memory_bytes']['flash']:,} bytes of flash (`edgeff memory-plan {Path(r['int8_model_file']).name}`).
 
+{_profile_markdown(r["profile"])}
+
 ## Training curves
 
 {plots}
@@ -106,3 +113,25 @@ Integer on-device training of this network needs {r['training_memory_bytes']['sr
 Model files: `{Path(r['model_file']).name}` (float) and `{Path(r['int8_model_file']).name}` (int8), EdgeFF
 safetensors with a JSON header.
 """
+
+
+def _profile_markdown(p: dict) -> str:
+    mem, fit = p["memory"], p["fit"]
+    energy = {w: e["int8"]["total_energy_board_uj"] for w, e in p["energy"].items()}
+    plots = "\n".join(f"![{Path(f).stem}]({Path(f).name})" for f in p["plots"])
+    verdict = {True: "fits", False: "does not fit"}
+    return f"""## Profile on {p['board']} ({p['board_description']})
+
+`edgeff profile {Path(p['model']).name} --board {p['board']}` (figures and their sources: hw_profiles/).
+
+| training, batch 1 | FF | backprop |
+|---|---|---|
+| peak memory, float32 host (KiB) | {mem['ff_float32']['peak_bytes'] / 1024:,.1f} | {mem['backprop_float32']['peak_bytes'] / 1024:,.1f} |
+| peak memory, int8 board (KiB) | {mem['ff_int8']['peak_bytes'] / 1024:,.1f} | {mem['backprop_int8']['peak_bytes'] / 1024:,.1f} |
+| int8 on this board | {verdict[fit['train_ff_int8']['fits']]} (widest hidden layer that fits: {fit['train_ff_int8']['largest_hidden_width']}) | {verdict[fit['train_backprop_int8']['fits']]} (widest: {fit['train_backprop_int8']['largest_hidden_width']}) |
+| energy per training sample (uJ) | {energy['train_ff']:,.1f} | {energy['train_backprop']:,.1f} |
+
+int8 inference {verdict[fit['inference_int8']['fits']]} this board: {energy['inference_one_pass']:,.1f} uJ per image one-pass,
+{energy['inference_multi_pass']:,.1f} uJ multi-pass.
+
+{plots}"""
