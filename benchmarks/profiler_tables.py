@@ -16,8 +16,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeff.profiler.energy_model import layer_costs, total, with_energy
 from edgeff.profiler.hw_profile import load_profile, profile_names
-from edgeff.profiler.memory_measure import measure_int_training_peak, measure_torch_peak
-from edgeff.profiler.memory_model import layer_memory, peak_bytes
+from edgeff.profiler.memory_measure import measure_int_training_peak, measure_torch
+from edgeff.profiler.memory_model import layer_memory, layer_update_bytes, peak_bytes
 from edgeff.profiler.profile_report import model_architecture
 
 NETWORKS = {"784-500-500": ([784, 500, 500], [2]), "784-64-32": ([784, 64, 32], [2])}
@@ -44,7 +44,8 @@ def memory_table(name, sizes, head, batch, int_model):
     print(f"| **peak, analytic** | {peaks['ff32'] / KIB:,.1f} | {peaks['bp32'] / KIB:,.1f} | "
           f"{peaks['bp32'] / peaks['ff32']:.2f} | {peaks['ff8'] / KIB:,.1f} | {peaks['bp8'] / KIB:,.1f} | "
           f"{peaks['bp8'] / peaks['ff8']:.2f} |")
-    ff_m, bp_m = (measure_torch_peak(m, sizes, batch) for m in ("ff", "backprop"))
+    ff_run, bp_run = (measure_torch(m, sizes, batch) for m in ("ff", "backprop"))
+    ff_m, bp_m = ff_run["peak_bytes"], bp_run["peak_bytes"]
     int_cell = "-"
     if int_model:
         from edgeff.runtime.int_model import IntFFModel
@@ -61,6 +62,10 @@ def memory_table(name, sizes, head, batch, int_model):
         int_cell = f"{measured / KIB:,.1f} (NumPy runtime; {measured / analytic:.2f}× the board's plan)"
     print(f"| **peak, measured** | {ff_m / KIB:,.1f} ({ff_m / peaks['ff32'] - 1:+.1%}) | {bp_m / KIB:,.1f} "
           f"({bp_m / peaks['bp32'] - 1:+.1%}) | {bp_m / ff_m:.2f} | {int_cell} | - | - |")
+    per_layer = "; ".join(f"layer {i + 1} {m / KIB:,.1f} / {a / KIB:,.1f}" for i, (m, a) in
+                          enumerate(zip(ff_run["layer_bytes"], layer_update_bytes(rows["ff32"]), strict=True)))
+    print(f"\nFF float32, what each layer's update adds on top of what is live before it, measured / analytic "
+          f"KiB: {per_layer}.")
 
 
 def energy_table(name, sizes, head):

@@ -9,8 +9,15 @@ import pytest
 from edgeff.errors import EdgeFFError
 from edgeff.profiler.energy_model import layer_costs, total, with_energy
 from edgeff.profiler.hw_profile import PROFILES_DIR, load_profile, profile_from_dict, profile_names
-from edgeff.profiler.memory_measure import measure_torch_peak
-from edgeff.profiler.memory_model import fits, largest_width, layer_memory, peak_bytes, training_peak
+from edgeff.profiler.memory_measure import measure_torch, measure_torch_peak
+from edgeff.profiler.memory_model import (
+    fits,
+    largest_width,
+    layer_memory,
+    layer_update_bytes,
+    peak_bytes,
+    training_peak,
+)
 from edgeff.runtime.memory_plan import plan_summary, training_plan
 from tests.conftest import run_cli
 
@@ -115,8 +122,13 @@ def test_torch_measurement_measures_and_agrees_with_the_analytic_model():
     large = measure_torch_peak("ff", [784, 1024], 1)
     assert large > 3 * small
     for method in ("ff", "backprop"):
-        measured = measure_torch_peak(method, [784, 1024, 1024], 64)
-        assert measured == pytest.approx(training_peak(method, "float32", [784, 1024, 1024], 64), rel=0.1)
+        measured = measure_torch(method, [784, 1024, 1024], 64)
+        assert measured["peak_bytes"] == pytest.approx(training_peak(method, "float32", [784, 1024, 1024], 64),
+                                                       rel=0.1)
+    per_layer = layer_update_bytes(layer_memory("ff", "float32", [784, 1024, 1024], 64))
+    assert measured["layer_bytes"] == [] and len(per_layer) == 2
+    ff_layers = measure_torch("ff", [784, 1024, 1024], 64)["layer_bytes"]
+    assert ff_layers == pytest.approx(per_layer, rel=0.1) and ff_layers[1] > ff_layers[0]
 
 
 def _png_size(path):

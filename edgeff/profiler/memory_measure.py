@@ -35,7 +35,8 @@ def _status_bytes(key: str) -> int:
 
 
 def _torch_training(method: str, sizes: list, batch: int, n_classes: int, steps: int, seed: int):
-    """Build a model and its optimizer and run `steps` training steps; returns nothing (memory is the point)."""
+    """A function that builds a model and its optimizer and runs `steps` training steps. FF calls
+    probe("start" | "end", layer) around each layer's update in the last step (per-layer peaks)."""
     import torch
     import torch.nn.functional as F
 
@@ -45,7 +46,7 @@ def _torch_training(method: str, sizes: list, batch: int, n_classes: int, steps:
     x0 = torch.rand(batch, sizes[0], generator=gen)
     y = torch.randint(0, n_classes, (batch,), generator=gen)
 
-    def run():
+    def run(probe=lambda phase, layer: None):
         if method == "backprop":
             dims = [*sizes, n_classes]
             mods = []
@@ -61,11 +62,13 @@ def _torch_training(method: str, sizes: list, batch: int, n_classes: int, steps:
             return
         layers = [torch.nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
         opts = [torch.optim.Adam(layer.parameters(), lr=1e-3) for layer in layers]
-        for _ in range(steps):
+        for step in range(steps):
             x = torch.cat([x0, x0])
             x[torch.arange(2 * batch), torch.cat([y, (y + 1) % n_classes])] = 1.0  # label overlay
             h = x
-            for layer, opt in zip(layers, opts, strict=True):
+            for i, (layer, opt) in enumerate(zip(layers, opts, strict=True)):
+                if step == steps - 1:
+                    probe("start", i)
                 out = torch.relu(layer(normalize(h)))
                 g = (out * out).mean(dim=1)
                 loss = F.softplus(2.0 - g[:batch]).mean() + F.softplus(g[batch:] - 2.0).mean()
@@ -74,10 +77,12 @@ def _torch_training(method: str, sizes: list, batch: int, n_classes: int, steps:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 h = out.detach()
+                if step == steps - 1:
+                    probe("end", i)
     return run
 
 
-def _child(method: str, sizes: list, batch: int, n_classes: int, steps: int) -> int:
+def _child(method: str, sizes: list, batch: int, n_classes: int, steps: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
@@ -85,12 +90,26 @@ def _child(method: str, sizes: list, batch: int, n_classes: int, steps: int) -> 
     run = _torch_training(method, sizes, batch, n_classes, steps, seed=0)  # data exist before the baseline
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     base = _status_bytes("VmRSS:")
-    run()
-    return _status_bytes("VmHWM:") - base
+    peaks, layer_bytes = [], {}
+
+    def probe(phase, layer):
+        # per layer: the peak above the RSS at the start of its update (its gradients and activations)
+        if phase == "start":
+            peaks.append(_status_bytes("VmHWM:"))
+            Path("/proc/self/clear_refs").write_text("5")
+            layer_bytes[layer] = _status_bytes("VmRSS:")
+        else:
+            # a layer whose update frees more than it allocates (the previous output) adds nothing
+            layer_bytes[layer] = max(0, _status_bytes("VmHWM:") - layer_bytes[layer])
+
+    run(probe)
+    peaks.append(_status_bytes("VmHWM:"))
+    return {"peak_bytes": max(peaks) - base, "layer_bytes": [layer_bytes[k] for k in sorted(layer_bytes)]}
 
 
-def measure_torch_peak(method: str, sizes: list, batch: int, n_classes: int = 10, steps: int = 2) -> int:
-    """Peak bytes that float32 training ('ff' or 'backprop') adds to a process, measured in a fresh one."""
+def measure_torch(method: str, sizes: list, batch: int, n_classes: int = 10, steps: int = 2) -> dict:
+    """Float32 training ('ff' or 'backprop') measured in a fresh process: peak_bytes it adds to the
+    process, and for FF layer_bytes, what each layer's update adds on top of what was live before it."""
     if method not in ("ff", "backprop"):
         raise EdgeFFError(f"unknown training method '{method}' (ff or backprop)")
     if not Path("/proc/self/clear_refs").exists():
@@ -100,7 +119,11 @@ def measure_torch_peak(method: str, sizes: list, batch: int, n_classes: int = 10
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **MALLOC_ENV}, check=False)
     if done.returncode != 0:
         raise EdgeFFError(f"memory measurement failed: {done.stderr.strip().splitlines()[-1:]}")
-    return json.loads(done.stdout)["peak_bytes"]
+    return json.loads(done.stdout)
+
+
+def measure_torch_peak(method: str, sizes: list, batch: int, n_classes: int = 10) -> int:
+    return measure_torch(method, sizes, batch, n_classes)["peak_bytes"]
 
 
 def measure_int_training_peak(model, config, images: np.ndarray, labels: np.ndarray, batch: int,
@@ -124,5 +147,4 @@ def measure_int_training_peak(model, config, images: np.ndarray, labels: np.ndar
 
 if __name__ == "__main__":
     _method, _sizes, _batch, _classes, _steps = sys.argv[1:6]
-    peak = _child(_method, [int(v) for v in _sizes.split(",")], int(_batch), int(_classes), int(_steps))
-    print(json.dumps({"peak_bytes": peak}))
+    print(json.dumps(_child(_method, [int(v) for v in _sizes.split(",")], int(_batch), int(_classes), int(_steps))))

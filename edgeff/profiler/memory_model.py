@@ -132,7 +132,7 @@ def peak_bytes(method: str, precision: str, rows: list) -> int:
         return sum(r.total for r in rows)
     persistent = sum(r.weights + r.update_state + r.constants for r in rows)
     if method == "ff":
-        return persistent + max(r.gradients + max(r.activations, r.scratch) for r in rows)
+        return persistent + max(layer_update_bytes(rows))
     return (persistent + sum(r.gradients for r in rows)
             + max(sum(r.activations for r in rows), max(r.scratch for r in rows)))
 
@@ -141,6 +141,12 @@ def training_peak(method: str, precision: str, sizes: list, batch: int = 1, n_cl
                   head_layers=None, norm_bits=None) -> int:
     return peak_bytes(method, precision, layer_memory(method, precision, sizes, batch, n_classes,
                                                       head_layers, norm_bits))
+
+
+def layer_update_bytes(rows: list) -> list:
+    """float32 FF: what each layer's update adds to what is live before it (gradients, then the larger of
+    its activations and the optimizer's scratch); measured per layer by memory_measure."""
+    return [r.gradients + max(r.activations, r.scratch) for r in rows]
 
 
 def fits(rows: list, sram_budget: int, flash_budget: int) -> bool:

@@ -7,8 +7,16 @@ from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
 from edgeff.profiler.energy_model import WORKLOADS, layer_costs, total, with_energy
 from edgeff.profiler.hw_profile import load_profile
-from edgeff.profiler.memory_measure import measure_int_training_peak, measure_torch_peak
-from edgeff.profiler.memory_model import METHODS, PRECISIONS, inference_memory, largest_width, layer_memory, peak_bytes
+from edgeff.profiler.memory_measure import measure_int_training_peak, measure_torch
+from edgeff.profiler.memory_model import (
+    METHODS,
+    PRECISIONS,
+    inference_memory,
+    largest_width,
+    layer_memory,
+    layer_update_bytes,
+    peak_bytes,
+)
 from edgeff.report.plots import grouped_bars
 
 
@@ -40,8 +48,12 @@ def measured_section(arch: dict, batch: int, model_path=None) -> dict:
     sizes, classes = arch["sizes"], arch["n_classes"]
     out = {}
     for method in METHODS:
-        analytic = peak_bytes(method, "float32", layer_memory(method, "float32", sizes, batch, classes))
-        out[f"{method}_float32_torch"] = _compare(measure_torch_peak(method, sizes, batch, classes), analytic)
+        rows = layer_memory(method, "float32", sizes, batch, classes)
+        measured = measure_torch(method, sizes, batch, classes)
+        out[f"{method}_float32_torch"] = _compare(measured["peak_bytes"], peak_bytes(method, "float32", rows))
+        if method == "ff":
+            for i, (m, a) in enumerate(zip(measured["layer_bytes"], layer_update_bytes(rows), strict=True)):
+                out[f"ff_float32_torch_layer_{i + 1}_update"] = _compare(m, a)
     if arch["int8"] and model_path is not None:
         from edgeff.runtime.int_model import IntFFModel
         from edgeff.runtime.int_training import IntTrainingConfig
