@@ -9,7 +9,7 @@ import pytest
 from edgeff.errors import EdgeFFError
 from edgeff.profiler.energy_model import layer_costs, total, with_energy
 from edgeff.profiler.hw_profile import PROFILES_DIR, load_profile, profile_from_dict, profile_names
-from edgeff.profiler.memory_measure import measure_torch, measure_torch_peak
+from edgeff.profiler.memory_measure import measure_torch
 from edgeff.profiler.memory_model import (
     fits,
     largest_width,
@@ -118,8 +118,8 @@ def test_energy_counts_and_joules_match_a_hand_computed_network():
 
 
 def test_torch_measurement_measures_and_agrees_with_the_analytic_model():
-    small = measure_torch_peak("ff", [784, 256], 1)
-    large = measure_torch_peak("ff", [784, 1024], 1)
+    small = measure_torch("ff", [784, 256], 1)["peak_bytes"]
+    large = measure_torch("ff", [784, 1024], 1)["peak_bytes"]
     assert large > 3 * small
     for method in ("ff", "backprop"):
         measured = measure_torch(method, [784, 1024, 1024], 64)

@@ -122,10 +122,6 @@ def measure_torch(method: str, sizes: list, batch: int, n_classes: int = 10, ste
     return json.loads(done.stdout)
 
 
-def measure_torch_peak(method: str, sizes: list, batch: int, n_classes: int = 10) -> int:
-    return measure_torch(method, sizes, batch, n_classes)["peak_bytes"]
-
-
 def measure_int_training_peak(model, config, images: np.ndarray, labels: np.ndarray, batch: int,
                               steps: int = 2) -> int:
     """Peak bytes (tracemalloc) of building an IntTrainer on a copy of `model` and running `steps` steps."""
