@@ -8,6 +8,9 @@ measured peaks come from edgeff.profiler.memory_measure (torch float32 in a fres
 integer runtime with tracemalloc, for the int8 model files given). Prints Markdown.
 """
 import argparse
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeff.profiler.energy_model import layer_costs, total, with_energy
 from edgeff.profiler.hw_profile import load_profile, profile_names
-from edgeff.profiler.memory_measure import measure_int_training_peak, measure_torch
+from edgeff.profiler.memory_measure import MALLOC_ENV, measure_int_training_peak, measure_torch
 from edgeff.profiler.memory_model import layer_memory, layer_update_bytes, peak_bytes
 from edgeff.profiler.profile_report import model_architecture
 
@@ -86,6 +89,35 @@ def energy_table(name, sizes, head):
               f"{'-' if op is None else f'{op:,.2f}'} |")
 
 
+RESOLUTION_PROBE = """
+import json, torch
+from pathlib import Path
+def rss(key):
+    return next(int(l.split()[1]) * 1024 for l in Path("/proc/self/status").read_text().splitlines()
+                if l.startswith(key))
+torch.ones(10)
+rise = {}
+for kib in (64, 128, 256, 512, 1024, 4096):
+    Path("/proc/self/clear_refs").write_text("5")
+    base = rss("VmRSS:")
+    block = torch.ones(kib * 256)
+    del block
+    rise[kib] = (rss("VmHWM:") - base) // 1024
+print(json.dumps(rise))
+"""
+
+
+def resolution_table():
+    """How much of a block that is allocated and freed at once reaches the peak-RSS counter."""
+    done = subprocess.run([sys.executable, "-c", RESOLUTION_PROBE], capture_output=True, text=True, check=True,
+                          env={**os.environ, **MALLOC_ENV})
+    rise = json.loads(done.stdout)
+    print("\n### Resolution of the RSS measurement: a block allocated, filled and freed\n")
+    print("| block (KiB) | " + " | ".join(rise) + " |")
+    print("|---|" + "---|" * len(rise))
+    print("| VmHWM rise (KiB) | " + " | ".join(str(v) for v in rise.values()) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--int-model", action="append", default=[], metavar="NET=PATH",
@@ -96,6 +128,7 @@ def main():
         for batch in (1, 64):
             memory_table(name, sizes, head, batch, int_models.get(name))
         energy_table(name, sizes, head)
+    resolution_table()
 
 
 if __name__ == "__main__":
