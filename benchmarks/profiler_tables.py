@@ -31,9 +31,9 @@ def memory_table(name, sizes, head, batch, int_model):
     print(f"\n### {name}, batch {batch}: training memory per layer (KiB)\n")
     print("| layer | FF float32 | backprop float32 | BP/FF | FF int8 | backprop int8 | BP/FF |")
     print("|---|---|---|---|---|---|---|")
-    rows = {key: layer_memory(m, p, sizes, batch, 10, head) for key, (m, p) in
-            {"ff32": ("ff", "float32"), "bp32": ("backprop", "float32"),
-             "ff8": ("ff", "int8"), "bp8": ("backprop", "int8")}.items()}
+    kinds = {"ff32": ("ff", "float32"), "bp32": ("backprop", "float32"), "ff8": ("ff", "int8"),
+             "bp8": ("backprop", "int8")}
+    rows = {key: layer_memory(m, p, sizes, batch, 10, head) for key, (m, p) in kinds.items()}
     names = [r.name for r in rows["bp8"]]
     by = {k: {r.name: r.total for r in v} for k, v in rows.items()}
     for n in names:
@@ -42,8 +42,7 @@ def memory_table(name, sizes, head, batch, int_model):
             fa, fb = by[a].get(n, 0), by[b].get(n, 0)
             cells += [f"{fa / KIB:,.1f}", f"{fb / KIB:,.1f}", f"{fb / fa:.2f}" if fa else "-"]
         print(f"| {n} | " + " | ".join(cells) + " |")
-    peaks = {k: peak_bytes(*{"ff32": ("ff", "float32"), "bp32": ("backprop", "float32"), "ff8": ("ff", "int8"),
-                              "bp8": ("backprop", "int8")}[k], v) for k, v in rows.items()}
+    peaks = {k: peak_bytes(*kinds[k], v) for k, v in rows.items()}
     print(f"| **peak, analytic** | {peaks['ff32'] / KIB:,.1f} | {peaks['bp32'] / KIB:,.1f} | "
           f"{peaks['bp32'] / peaks['ff32']:.2f} | {peaks['ff8'] / KIB:,.1f} | {peaks['bp8'] / KIB:,.1f} | "
           f"{peaks['bp8'] / peaks['ff8']:.2f} |")

@@ -168,15 +168,11 @@ def cmd_finetune(args):
 
 
 def cmd_memory_plan(args):
-    from edgeff.model_file import load_model
+    from edgeff.profiler.profile_report import model_architecture
     from edgeff.runtime.memory_plan import plan_summary, training_plan
 
-    _, header = load_model(args.model)
-    arch = header.get("architecture") or {}
-    if "sizes" not in arch:
-        raise EdgeFFError(f"{args.model}: no architecture in the header; not an FF model file")
-    bits = [layer.get("norm_bits", 7) for layer in (header.get("quantization") or {}).get("layers", [])]
-    summary = plan_summary(training_plan(arch["sizes"], arch["n_classes"], arch["head_layers"], bits or None))
+    arch = model_architecture(args.model)
+    summary = plan_summary(training_plan(arch["sizes"], arch["n_classes"], arch["head_layers"], arch["norm_bits"]))
     lines = [f"{'buffer':42s} {'region':6s} {'dtype':6s} {'shape':>12s} {'bytes':>9s}"]
     lines += [f"{b['name']:42s} {b['region']:6s} {b['dtype']:6s} {tuple(b['shape'])!s:>12s} {b['bytes']:9d}"
               for b in summary["buffers"]]
