@@ -130,16 +130,14 @@ def cmd_finetune(args):
 
     from edgeff.model_file import load_model, save_model
     from edgeff.runtime.int_model import evaluate_int
-    from edgeff.runtime.int_training import IntTrainingConfig, load_trainer, trainer_tensors
+    from edgeff.runtime.int_training import load_trainer, trainer_tensors
 
     _, header = load_model(args.model)
     if (header.get("architecture") or {}).get("kind") != "ff-mlp-int8":
         raise EdgeFFError(f"{args.model}: finetune continues training an int8 model; make one with "
                           "`edgeff quantize MODEL --out MODEL_INT8`")
     data = _dataset_of(header, args.data_dir)
-    config = IntTrainingConfig(lr_shift=args.lr_shift, gamma_shift=args.gamma_shift, loss=args.loss,
-                               negatives=args.negatives, rounding=args.rounding, seed=args.seed)
-    trainer = load_trainer(args.model, config)
+    trainer = load_trainer(args.model, _training_config(args))
     n = min(args.samples or len(data.train), len(data.train))
     if args.batch_size < 1 or args.epochs < 1:
         raise EdgeFFError("--batch-size and --epochs must be at least 1")
@@ -159,12 +157,19 @@ def cmd_finetune(args):
                         "gamma_q": trainer.gamma_q.tolist()})
         bar.set_postfix(val=f"{val['multi_pass']:.4f}")
         save_model(args.out, trainer_tensors(trainer),
-                   {**header, "int_training": {"config": vars(config), "step": trainer.step_count,
+                   {**header, "int_training": {"config": vars(trainer.config), "step": trainer.step_count,
                                                "history": history, "source_model": str(args.model)}})
     bar.close()
     _print(args, {"model": str(args.out), "history": history},
            "\n".join(f"epoch {h['epoch']}: validation multi-pass {h['val_multi_pass']:.4f}" for h in history)
            + f"\nwrote {args.out}")
+
+
+def _training_config(args):
+    from edgeff.runtime.int_training import IntTrainingConfig
+
+    return IntTrainingConfig(lr_shift=args.lr_shift, gamma_shift=args.gamma_shift, loss=args.loss,
+                             negatives=args.negatives, rounding=args.rounding, seed=args.seed)
 
 
 def cmd_memory_plan(args):
@@ -186,6 +191,14 @@ def cmd_profile(args):
 
     result = profile_model(args.model, args.board, args.batch, args.measure, args.out)
     _print(args, result, format_table(result))
+
+
+def cmd_board(args):
+    from firmware_bridge import commands
+
+    if args.board_command == "train":
+        return commands.cmd_train(args, _training_config(args), _dataset_of)
+    return getattr(commands, f"cmd_{args.board_command}")(args)
 
 
 def cmd_pipeline(args):
@@ -211,6 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     def data_dir(sp):
         sp.add_argument("--data-dir", help="MNIST-format IDX directory (default: $EDGEFF_DATA_DIR, then "
                                            "/usr/share/datasets/fashion-mnist)")
+
+    def training_options(sp):
+        sp.add_argument("--lr-shift", type=int, default=22, help="learning rate 2^-N (default: %(default)s)")
+        sp.add_argument("--gamma-shift", type=int, default=36, help="A-CFF gamma learning rate 2^-N")
+        sp.add_argument("--loss", choices=["symba", "softplus"], default="symba")
+        sp.add_argument("--negatives", choices=["random", "hard"], default="random",
+                        help="how negative labels are drawn: uniformly random wrong, or the model's hardest")
+        sp.add_argument("--rounding", choices=["stochastic", "nearest"], default="stochastic")
+        sp.add_argument("--seed", type=int, default=0, help="seeds the sample order and stochastic rounding")
 
     def json_flag(sp):
         sp.add_argument("--json", action="store_true", help="print one machine-readable JSON document")
@@ -264,12 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--epochs", type=int, default=1)
     sp.add_argument("--samples", type=int, help="training samples per epoch (default: all)")
     sp.add_argument("--batch-size", type=int, default=1, help="samples per update (default: 1, as a board)")
-    sp.add_argument("--lr-shift", type=int, default=22, help="learning rate 2^-N (default: %(default)s)")
-    sp.add_argument("--gamma-shift", type=int, default=36, help="A-CFF gamma learning rate 2^-N")
-    sp.add_argument("--loss", choices=["symba", "softplus"], default="symba")
-    sp.add_argument("--negatives", choices=["random", "hard"], default="random")
-    sp.add_argument("--rounding", choices=["stochastic", "nearest"], default="stochastic")
-    sp.add_argument("--seed", type=int, default=0)
+    training_options(sp)
     data_dir(sp)
     json_flag(sp)
 
@@ -286,6 +303,53 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also measure host training peaks (torch float32; NumPy int8 for int8 models)")
     sp.add_argument("--out", default="reports/profile", help="folder for the PNG plots (default: %(default)s)")
     json_flag(sp)
+
+    sp = add("board", "Talk to a board over serial: info, on-device training, pulling the model back; or run "
+                      "a virtual board.", cmd_board)
+    board = sp.add_subparsers(dest="board_command", required=True, metavar="BOARD_COMMAND")
+
+    def board_sub(name, help_text, link=True):
+        bp = board.add_parser(name, help=help_text, description=help_text)
+        bp.add_argument("--profile", default="nrf52840",
+                        help="hardware profile (memory budget) of a virtual board (default: %(default)s)")
+        bp.add_argument("--storage", default="runs/virtual-board",
+                        help="a virtual board's flash: where its checkpoint lives (default: %(default)s)")
+        bp.add_argument("--baud", type=int, help="emulate (virtual board) or expect this baud rate; "
+                                                 "default: unthrottled virtual board, 115200 for timeouts")
+        bp.add_argument("--max-payload", type=int, help="largest frame payload in bytes (default: the board's)")
+        if link:
+            bp.add_argument("--port", default="virtual",
+                            help="pyserial URL or device: /dev/ttyACM0, socket://HOST:PORT, loop://; `virtual` "
+                                 "(default) starts a virtual board for this command")
+            bp.add_argument("--timeout", type=float, default=0.5,
+                            help="seconds to wait for a reply before resending (default: %(default)s)")
+        json_flag(bp)
+        return bp
+
+    board_sub("info", "What the board is, its memory, the model and run it holds, its counters.")
+    bp = board_sub("train", "Stream training samples to the board, which trains with the integer rule; "
+                            "resumes a run the board holds; pulls the trained model into --out.")
+    bp.add_argument("--model", required=True, help="int8 model file to load onto the board")
+    bp.add_argument("--out", required=True, help="int8 model file to write with the board's trained weights")
+    bp.add_argument("--samples", type=int, help="training samples per epoch (default: all)")
+    bp.add_argument("--epochs", type=int, default=1)
+    bp.add_argument("--host-negatives", action="store_true",
+                    help="send a random wrong label with each sample (default: the board draws negatives)")
+    bp.add_argument("--checkpoint-every", type=int, default=1000,
+                    help="samples between board checkpoints (default: %(default)s)")
+    training_options(bp)
+    data_dir(bp)
+    bp = board_sub("pull", "Read the board's current model (weights, master weights, step) into a model file.")
+    bp.add_argument("--out", required=True, help="int8 model file to write")
+    bp.add_argument("--model", help="the model file the board was loaded from: its header (data split, scales, "
+                                    "history) is carried over")
+    bp = board_sub("virtual", "Run a virtual board (the integer runtime behind the serial protocol) until "
+                              "killed; prints the URL to open.", link=False)
+    bp.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT of its socket (default: %(default)s, a "
+                                                            "free port)")
+    bp.add_argument("--pty", action="store_true", help="speak over a pseudo-terminal instead of a socket")
+    bp.add_argument("--faults", default="", help="line faults to emulate, e.g. corrupt=0.01,drop=0.02,"
+                                                 "duplicate=0.02,seed=1")
 
     sp = add("pipeline", "The main job: train the default collaborative model, evaluate it on the test "
                          "set and write a report folder (Markdown, PNG plots, model file).", cmd_pipeline)

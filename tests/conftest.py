@@ -9,20 +9,22 @@ from edgeff.data.idx import write_idx
 
 
 def make_images(labels: np.ndarray, rng: np.random.Generator, side=28) -> np.ndarray:
-    """Class c: a bright 6x6 square at a class-specific place, plus uniform noise, as uint8 images."""
+    """Class c: a bright square (6x6 in 28x28 images) at a class-specific place, plus uniform noise, as
+    uint8 images."""
     imgs = rng.integers(0, 60, size=(len(labels), side, side))
+    step, margin = side * 6 // 28, side * 4 // 28
     for i, c in enumerate(labels):
-        r, col = 4 + 6 * (c // 4), 4 + 6 * (c % 4)
-        imgs[i, r:r + 6, col:col + 6] += 180
+        r, col = margin + step * (c // 4), margin + step * (c % 4)
+        imgs[i, r:r + step, col:col + step] += 180
     return np.clip(imgs, 0, 255).astype(np.uint8)
 
 
-def write_dataset(directory, n_train=600, n_test=200, seed=0, gz=True):
+def write_dataset(directory, n_train=600, n_test=200, seed=0, gz=True, side=28):
     rng = np.random.default_rng(seed)
     ext = ".gz" if gz else ""
     for split, n in (("train", n_train), ("t10k", n_test)):
         labels = rng.integers(0, 10, size=n).astype(np.uint8)
-        write_idx(directory / f"{split}-images-idx3-ubyte{ext}", make_images(labels, rng))
+        write_idx(directory / f"{split}-images-idx3-ubyte{ext}", make_images(labels, rng, side))
         write_idx(directory / f"{split}-labels-idx1-ubyte{ext}", labels)
     return directory
 
@@ -35,7 +37,7 @@ def tiny_data(tmp_path):
 TINY_CONFIG = """
 name = "tiny"
 [model]
-sizes = [784, 32, 16]
+sizes = {sizes}
 [collab]
 mode = "{mode}"
 [train]
@@ -54,7 +56,7 @@ head_epochs = 3
 def tiny_config(tmp_path):
     def make(mode="fixed", epochs=3, negatives="random", name="tiny.toml"):
         path = tmp_path / name
-        path.write_text(TINY_CONFIG.format(mode=mode, epochs=epochs, negatives=negatives))
+        path.write_text(TINY_CONFIG.format(mode=mode, epochs=epochs, negatives=negatives, sizes=[784, 32, 16]))
         return path
     return make
 
@@ -71,7 +73,7 @@ def float_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("float")
     data = write_dataset(root / "data")
     cfg = root / "tiny.toml"
-    cfg.write_text(TINY_CONFIG.format(mode="fixed", epochs=3, negatives="random"))
+    cfg.write_text(TINY_CONFIG.format(mode="fixed", epochs=3, negatives="random", sizes=[784, 32, 16]))
     res = run_cli("train", cfg, "--data-dir", data, "--out", root / "run", "--quiet")
     assert res.returncode == 0, res.stderr
     return root / "run/model.safetensors", data

@@ -85,11 +85,15 @@ class IntFFModel:
     @classmethod
     def from_file(cls, path) -> "IntFFModel":
         path = Path(path)
-        tensors, header = load_model(path)
+        return cls.from_tensors(*load_model(path), where=path)
+
+    @classmethod
+    def from_tensors(cls, tensors: dict, header: dict, where="model") -> "IntFFModel":
+        """The model held by model-file tensors and header; `where` names their origin in errors."""
         try:
-            return cls._from_tensors(path, tensors, header)
+            return cls._from_tensors(where, tensors, header)
         except (KeyError, TypeError, IndexError) as exc:
-            raise EdgeFFError(f"{path}: the int8 model header is incomplete ({exc!r} is missing or malformed); "
+            raise EdgeFFError(f"{where}: the int8 model header is incomplete ({exc!r} is missing or malformed); "
                               "the file is corrupt or was not written by `edgeff quantize`") from None
 
     @classmethod

@@ -91,10 +91,25 @@ class IntTrainingConfig:
                 raise EdgeFFError(f"{key} {getattr(self, key)!r} must be one of {', '.join(allowed)}")
 
 
+@dataclass(frozen=True)
+class LossConstants:
+    """The loss's real-valued settings as the integers a board uses (made once on the host, sent to boards)."""
+    arg_multiplier: int    # loss argument in goodness units (Q.12) -> sigmoid table index (Q4)
+    arg_shift: int
+    theta_q: int           # softplus threshold in Q.12
+
+
+def loss_constants(config: IntTrainingConfig, goodness_frac_bits: int) -> LossConstants:
+    alpha = config.symba_alpha if config.loss == "symba" else 1.0
+    multiplier, shift = quantize_multiplier(alpha * (1 << SIGMOID_INPUT_FRAC_BITS) / (1 << goodness_frac_bits))
+    return LossConstants(multiplier, shift, round(config.theta * (1 << goodness_frac_bits)))
+
+
 class IntTrainer:
     """Integer training state of an IntFFModel: master weights, collaboration gamma, step counter."""
 
-    def __init__(self, model: IntFFModel, config: IntTrainingConfig, masters=None, step=0):
+    def __init__(self, model: IntFFModel, config: IntTrainingConfig, masters=None, step=0,
+                 constants: LossConstants | None = None):
         config.check()
         self.model, self.config, self.step_count = model, config, step
         self.n_layers = len(model.layers)
@@ -107,11 +122,7 @@ class IntTrainer:
         self.collab_mode = model.arch.get("collab_mode", "none")
         self.coupling_q = round((1 << GAMMA_FRAC_BITS) / max(self.n_layers - 1, 1))   # A = 1/(L-1), Q8
         self.lut = sigmoid_table()
-        # the loss argument in goodness units (Q.12) -> table index (Q4): made once, as in Prepare
-        alpha = config.symba_alpha if config.loss == "symba" else 1.0
-        self.arg_multiplier, self.arg_shift = quantize_multiplier(
-            alpha * (1 << SIGMOID_INPUT_FRAC_BITS) / (1 << model.quant["goodness_frac_bits"]))
-        self.theta_q = round(config.theta * (1 << model.quant["goodness_frac_bits"]))
+        self.constants = constants or loss_constants(config, model.quant["goodness_frac_bits"])
 
     # ------------------------------------------------------------------ pieces of a step
     def _coupled(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +134,7 @@ class IntTrainer:
 
     def _sigmoid(self, z_goodness: np.ndarray) -> np.ndarray:
         t = multiply_by_quantized_multiplier(np.clip(z_goodness, -(1 << 31), (1 << 31) - 1),
-                                             self.arg_multiplier, self.arg_shift)
+                                             self.constants.arg_multiplier, self.constants.arg_shift)
         return self.lut[np.clip(t, -128, 127) + 128].astype(np.int64)
 
     def _coefficients(self, gc_pos: np.ndarray, gc_neg: np.ndarray) -> np.ndarray:
@@ -131,7 +142,8 @@ class IntTrainer:
         if self.config.loss == "symba":
             e = self._sigmoid(gc_neg - gc_pos)
             return np.concatenate([e, -e], axis=-1)
-        return np.concatenate([self._sigmoid(self.theta_q - gc_pos), -self._sigmoid(gc_neg - self.theta_q)],
+        theta = self.constants.theta_q
+        return np.concatenate([self._sigmoid(theta - gc_pos), -self._sigmoid(gc_neg - theta)],
                               axis=-1)
 
     def _round_shift(self, v: np.ndarray, shift: int, stream: int, index=None) -> np.ndarray:
@@ -154,12 +166,16 @@ class IntTrainer:
         return (labels + 1 + h % (c - 1)) % c
 
     # ------------------------------------------------------------------ the step
-    def step(self, images: np.ndarray, labels: np.ndarray) -> dict:
-        """One integer update on a batch (1 sample on a board). Returns integer diagnostics."""
+    def step(self, images: np.ndarray, labels: np.ndarray, negative_labels=None) -> dict:
+        """One integer update on a batch (1 sample on a board), with the given negative labels or ones
+        drawn by the configured rule. Returns integer diagnostics."""
         model = self.model
         model.check_images(images)
         labels = model.check_labels(labels, len(images))
-        negs = self.negative_labels(images, labels)
+        if negative_labels is None:
+            negs = self.negative_labels(images, labels)
+        else:
+            negs = model.check_labels(negative_labels, len(images))
         b = len(labels)
         q = np.concatenate([model.quantize_images(images, labels), model.quantize_images(images, negs)])
         ns, acts = model.forward_layers(q)
@@ -209,18 +225,24 @@ def trainer_tensors(trainer: IntTrainer) -> dict:
 
 def load_trainer(path, config: IntTrainingConfig) -> IntTrainer:
     """An IntTrainer for an int8 model file, continuing from its master weights when it has them."""
-    model = IntFFModel.from_file(path)
-    tensors, header = load_model(path)
+    return trainer_from_tensors(*load_model(path), config, where=path)
+
+
+def trainer_from_tensors(tensors: dict, header: dict, config: IntTrainingConfig, where="model",
+                         constants: "LossConstants | None" = None) -> IntTrainer:
+    """An IntTrainer for model-file tensors and header (a file, or a board image)."""
+    model = IntFFModel.from_tensors(tensors, header, where)
     names = [f"layers.{i}.weight_master" for i in range(len(model.layers))]
     if not all(n in tensors for n in names):
-        return IntTrainer(model, config)
+        return IntTrainer(model, config, constants=constants)
     masters = []
     for i, layer in enumerate(model.layers):
         m, b = tensors[f"layers.{i}.weight_master"], tensors.get(f"layers.{i}.bias_master")
         if m.dtype != np.int16 or m.shape != layer.weight.shape or b is None or b.shape != layer.bias.shape:
-            raise EdgeFFError(f"{path}: master weights of layer {i + 1} do not match its int8 weights")
+            raise EdgeFFError(f"{where}: master weights of layer {i + 1} do not match its int8 weights")
         if not np.array_equal(weights_from_masters(m), layer.weight):
-            raise EdgeFFError(f"{path}: layer {i + 1}'s int8 weights are not the rounding of its master "
+            raise EdgeFFError(f"{where}: layer {i + 1}'s int8 weights are not the rounding of its master "
                               "weights; the file was edited or is corrupt")
         masters.append((m, b.astype(np.int64)))
-    return IntTrainer(model, config, masters, step=int(header.get("int_training", {}).get("step", 0)))
+    return IntTrainer(model, config, masters, step=int(header.get("int_training", {}).get("step", 0)),
+                      constants=constants)

@@ -1,0 +1,337 @@
+"""The board side of the protocol: what a board does with each frame, independent of how bytes arrive.
+
+BoardCore is the virtual board's brain and the executable specification the C firmware follows: it keeps
+a model and its integer training state, answers every frame (good or bad) with exactly one reply frame
+as PROTOCOL.md specifies, trains with the fixed-point runtime's rule (edgeff.runtime.int_training), and
+refuses a model that would not fit the memory of its hardware profile. Its checkpoint, kept in a storage
+folder (a real board's flash), survives a reset; after a reboot it resumes from it.
+"""
+import struct
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from edgeff.atomic_write import atomic_write_bytes
+from edgeff.errors import EdgeFFError
+from edgeff.profiler.hw_profile import HardwareProfile
+from edgeff.runtime.int_model import IntFFModel
+from edgeff.runtime.int_training import IntTrainingConfig, LossConstants, trainer_from_tensors, trainer_tensors
+from edgeff.runtime.memory_plan import plan_summary, training_plan
+from firmware_bridge import messages as m
+from firmware_bridge.board_image import pack_image, unpack_image
+from firmware_bridge.framing import BadFrame, Frame, crc32, encode_frame
+
+CHECKPOINT_FILE = "checkpoint.bin"
+CHECKPOINT = struct.Struct("<4sIII")      # magic, samples applied, goodness-correct count, configured (0/1)
+CHECKPOINT_MAGIC = b"EFFC"
+RECENT = 100                              # window of the running goodness accuracy reported by METRICS
+
+
+class ProtocolError(Exception):
+    """A request the board answers with an ERROR frame."""
+
+    def __init__(self, code: m.ErrorCode, message: str, detail: int = 0):
+        super().__init__(message)
+        self.code, self.detail = code, detail
+
+
+class BoardCore:
+    def __init__(self, profile: HardwareProfile, storage=None, name="edgeff-virtual",
+                 firmware="edgeff-virtual 1", max_payload=4096, versions=(m.MIN_VERSION, m.PROTOCOL_VERSION)):
+        self.profile, self.name, self.firmware = profile, name, firmware
+        self.storage = Path(storage) if storage else None
+        self.max_payload, self.versions = max_payload, versions
+        self.sram_budget = profile.sram_bytes - profile.sram_reserved_bytes
+        self.flash_budget = profile.flash_bytes
+        self.frames_ok = self.frames_bad = self.errors_sent = 0
+        self.boot()
+
+    # ------------------------------------------------------------------ state
+    def boot(self):
+        """Power-on: RAM state is lost; the last checkpoint (if any) is restored. A checkpoint that cannot
+        be read leaves the board empty, with the reason in boot_error."""
+        self._empty()
+        self.boot_error = None
+        path = self.storage / CHECKPOINT_FILE if self.storage else None
+        if path and path.is_file():
+            try:
+                self._restore(path.read_bytes())
+            except (ProtocolError, struct.error, ValueError) as exc:
+                self._empty()
+                self.boot_error = f"checkpoint {path} not restored: {exc}"
+
+    def _empty(self):
+        self.image = None                 # board image of the model as loaded (or as checkpointed)
+        self.trainer = None               # integer training state after CONFIGURE
+        self.model = None                 # IntFFModel for inference (the trainer's once configured)
+        self.run_id, self.configure_payload = 0, None
+        self.applied = self.correct = self.checkpoint_applied = 0
+        self.recent = deque(maxlen=RECENT)
+        self.compute_ns = 0
+        self.loading = None               # (total, crc, bytearray) while a LOAD is in progress
+        self.stage, self.staged = bytearray(), 0
+        self.current_image = None         # cached image of the current training state, for READ
+
+    def _restore(self, blob: bytes):
+        magic, applied, correct, configured = CHECKPOINT.unpack_from(blob)
+        if magic != CHECKPOINT_MAGIC:
+            raise ValueError("not a checkpoint")
+        pos = CHECKPOINT.size
+        config = blob[pos:pos + m.CONFIGURE.size] if configured else None
+        pos += m.CONFIGURE.size
+        self._install_model(blob[pos:])
+        if config is not None:
+            self._configure(config)
+        self.applied = self.checkpoint_applied = applied
+        self.correct = correct
+
+    def _checkpoint(self):
+        if self.image is None:
+            raise ProtocolError(m.ErrorCode.BAD_STATE, "no model loaded: nothing to checkpoint")
+        if self.storage is None:
+            raise ProtocolError(m.ErrorCode.STORAGE, "this board has no storage for checkpoints")
+        image = self._current_image()
+        config = self.configure_payload or bytes(m.CONFIGURE.size)
+        blob = CHECKPOINT.pack(CHECKPOINT_MAGIC, self.applied, self.correct, int(self.trainer is not None))
+        try:
+            atomic_write_bytes(self.storage / CHECKPOINT_FILE, blob + config + image)
+        except OSError as exc:
+            raise ProtocolError(m.ErrorCode.STORAGE, f"checkpoint not written: {exc.strerror}") from None
+        self.checkpoint_applied = self.applied
+
+    def _current_image(self) -> bytes:
+        if self.trainer is None:
+            return self.image
+        if self.current_image is None:
+            header = {**self.model_header, "int_training": {"step": self.trainer.step_count}}
+            self.current_image = pack_image(trainer_tensors(self.trainer), header)
+        return self.current_image
+
+    def _install_model(self, image: bytes):
+        """Check an image fully (format, integer model, memory budget) before it replaces the current one."""
+        try:
+            tensors, header = unpack_image(image)
+            model = IntFFModel.from_tensors(tensors, header, "board image")
+        except EdgeFFError as exc:
+            raise ProtocolError(m.ErrorCode.BAD_MODEL, str(exc)) from None
+        arch = header["architecture"]
+        norm_bits = [layer["norm_bits"] for layer in header["quantization"]["layers"]]
+        plan = plan_summary(training_plan(arch["sizes"], arch["n_classes"], arch["head_layers"], norm_bits))
+        if plan["sram_bytes"] > self.sram_budget or plan["flash_bytes"] > self.flash_budget:
+            raise ProtocolError(m.ErrorCode.NO_MEMORY,
+                                f"model needs {plan['sram_bytes']} B SRAM and {plan['flash_bytes']} B flash to "
+                                f"train; {self.profile.name} has {self.sram_budget} B and {self.flash_budget} B",
+                                plan["sram_bytes"])
+        self.image, self.model, self.trainer = image, model, None
+        self.model_tensors, self.model_header = tensors, header
+        self.sram_used = plan["sram_bytes"]
+        self.run_id, self.configure_payload = 0, None
+        self.applied = self.correct = self.checkpoint_applied = 0
+        self.current_image = None
+
+    def _configure(self, payload: bytes):
+        run_id, lr_shift, gamma_shift, loss, negatives, rounding, seed, mult, shift, theta = \
+            m.CONFIGURE.unpack(payload)
+        if loss >= len(m.LOSSES) or negatives >= len(m.NEGATIVES) or rounding >= len(m.ROUNDINGS):
+            raise ProtocolError(m.ErrorCode.BAD_RANGE, "loss, negatives or rounding code out of range")
+        if not (mult == 0 or 1 << 30 <= mult < 1 << 31) or not -31 <= shift <= 30:
+            raise ProtocolError(m.ErrorCode.BAD_RANGE, "sigmoid argument multiplier or shift out of range")
+        config = IntTrainingConfig(lr_shift=lr_shift, gamma_shift=gamma_shift, loss=m.LOSSES[loss],
+                                   negatives=m.NEGATIVES[negatives], rounding=m.ROUNDINGS[rounding], seed=seed)
+        try:
+            trainer = trainer_from_tensors(self.model_tensors, self.model_header, config, "board image",
+                                           LossConstants(mult, shift, theta))
+        except EdgeFFError as exc:
+            raise ProtocolError(m.ErrorCode.BAD_RANGE, str(exc)) from None
+        self.trainer, self.model = trainer, trainer.model
+        self.run_id, self.configure_payload = run_id, bytes(payload)
+        self.applied = self.correct = self.checkpoint_applied = 0
+        self.recent.clear()
+        self.current_image = None
+
+    # ------------------------------------------------------------------ frames
+    def handle(self, item: Frame | BadFrame) -> bytes:
+        """The encoded reply to one received frame (a NAK for a bad one)."""
+        if isinstance(item, BadFrame):
+            self.frames_bad += 1
+            return encode_frame(m.Reply.NAK, 0xFFFF, m.NAK.pack(m.NAK_REASONS[item.reason]))
+        self.frames_ok += 1
+        try:
+            reply_type, payload = self._dispatch(item)
+        except ProtocolError as exc:
+            self.errors_sent += 1
+            reply_type = m.Reply.ERROR
+            payload = m.error_payload(exc.code, exc.detail, str(exc), self.max_payload)
+        return encode_frame(reply_type, item.seq, payload)
+
+    def _dispatch(self, frame: Frame):
+        try:
+            request = m.Request(frame.type)
+        except ValueError:
+            raise ProtocolError(m.ErrorCode.UNKNOWN_TYPE, f"unknown request type {frame.type:#04x}",
+                                frame.type) from None
+        p = frame.payload
+        if request in m.CHUNKED_REQUESTS:
+            if len(p) <= m.OFFSET.size:
+                raise ProtocolError(m.ErrorCode.BAD_LENGTH, f"{request.name} needs an offset and data", len(p))
+        elif len(p) != m.FIXED_REQUEST_SIZES[request]:
+            raise ProtocolError(m.ErrorCode.BAD_LENGTH, f"{request.name} takes {m.FIXED_REQUEST_SIZES[request]} "
+                                f"payload bytes, got {len(p)}", len(p))
+        return getattr(self, f"_on_{request.name.lower()}")(p)
+
+    def _ok(self, value: int = 0):
+        return m.Reply.OK, m.OK.pack(value & 0xFFFFFFFF)
+
+    def _require_model(self, configured=False):
+        if self.model is None or (configured and self.trainer is None):
+            what = "loaded and configured" if configured else "loaded"
+            raise ProtocolError(m.ErrorCode.BAD_STATE, f"no model {what}")
+
+    def _on_hello(self, p):
+        host_min, host_max = m.HELLO.unpack(p)
+        low, high = self.versions
+        version = min(host_max, high)
+        if version < max(host_min, low):
+            raise ProtocolError(m.ErrorCode.VERSION, f"board speaks protocol versions {low}..{high}, "
+                                f"host {host_min}..{host_max}", low << 8 | high)
+        image = self.image or b""
+        flags = int(self.model is not None) | int(self.trainer is not None) << 1
+        sram_free = self.sram_budget - (self.sram_used if self.model is not None else 0)
+        return m.Reply.INFO, m.INFO.pack(
+            version, low, high, self.max_payload, self.sram_budget, self.flash_budget, sram_free, m.MODEL_FORMAT,
+            flags, self.run_id, self.applied, self.checkpoint_applied, len(image), crc32(image),
+            self.name.encode()[:16], self.firmware.encode()[:16])
+
+    def _on_load_begin(self, p):
+        total, crc = m.LOAD_BEGIN.unpack(p)
+        if total > self.sram_budget + self.flash_budget:
+            raise ProtocolError(m.ErrorCode.NO_MEMORY, f"a {total} B model cannot fit {self.profile.name} "
+                                f"({self.sram_budget} B SRAM + {self.flash_budget} B flash)", total)
+        if self.loading is None or self.loading[:2] != (total, crc):
+            self.loading = (total, crc, bytearray(total))
+            self.loaded_bytes = 0
+        return self._ok(total)
+
+    def _on_load_chunk(self, p):
+        if self.loading is None:
+            raise ProtocolError(m.ErrorCode.BAD_STATE, "LOAD_CHUNK without LOAD_BEGIN")
+        (offset,), data = m.OFFSET.unpack_from(p), p[m.OFFSET.size:]
+        total, _, buffer = self.loading
+        if offset > self.loaded_bytes or offset + len(data) > total:
+            raise ProtocolError(m.ErrorCode.BAD_RANGE, f"chunk at {offset} (+{len(data)}) outside the received "
+                                f"{self.loaded_bytes} of {total} bytes", self.loaded_bytes)
+        buffer[offset:offset + len(data)] = data
+        self.loaded_bytes = max(self.loaded_bytes, offset + len(data))
+        return self._ok(self.loaded_bytes)
+
+    def _on_load_end(self, p):
+        if self.loading is None:   # a repeated LOAD_END after success: answer as before
+            if self.image is not None:
+                return self._ok(len(self.image))
+            raise ProtocolError(m.ErrorCode.BAD_STATE, "LOAD_END without LOAD_BEGIN")
+        total, crc, buffer = self.loading
+        if self.loaded_bytes != total or crc32(bytes(buffer)) != crc:
+            self.loading = None
+            raise ProtocolError(m.ErrorCode.BAD_MODEL, f"image incomplete or its CRC differs "
+                                f"({self.loaded_bytes} of {total} bytes); load it again")
+        self.loading = None
+        self._install_model(bytes(buffer))
+        if self.storage is not None:
+            self._checkpoint()
+        return self._ok(total)
+
+    def _on_configure(self, p):
+        self._require_model()
+        if self.trainer is not None and bytes(p) == self.configure_payload:
+            return self._ok(self.applied)           # a repeat: training continues where it is
+        self._configure(p)
+        if self.storage is not None:
+            self._checkpoint()
+        return self._ok(0)
+
+    def _record_size(self) -> int:
+        return 2 + self.model.arch["sizes"][0]     # label, negative label (or NO_NEGATIVE), image
+
+    def _on_stage(self, p):
+        self._require_model()
+        (offset,), data = m.OFFSET.unpack_from(p), p[m.OFFSET.size:]
+        size = self._record_size()
+        if offset > self.staged or offset + len(data) > size:
+            raise ProtocolError(m.ErrorCode.BAD_RANGE, f"stage at {offset} (+{len(data)}) outside the "
+                                f"{self.staged} staged of {size} bytes", self.staged)
+        if offset == 0:
+            self.stage, self.staged = bytearray(size), 0
+        self.stage[offset:offset + len(data)] = data
+        self.staged = max(self.staged, offset + len(data))
+        return self._ok(self.staged)
+
+    def _staged_record(self, crc: int):
+        size = self._record_size()
+        if self.staged != size or crc32(bytes(self.stage)) != crc:
+            raise ProtocolError(m.ErrorCode.BAD_SAMPLE, f"staged sample incomplete or its CRC differs "
+                                f"({self.staged} of {size} bytes); stage it again", self.staged)
+        label, negative = self.stage[0], self.stage[1]
+        n = self.model.n_classes
+        if label >= n or (negative != m.NO_NEGATIVE and negative >= n):
+            raise ProtocolError(m.ErrorCode.BAD_SAMPLE, f"labels {label}, {negative} outside 0..{n - 1}")
+        image = np.frombuffer(bytes(self.stage[2:]), np.uint8)[None]
+        return label, negative, image
+
+    def _on_train(self, p):
+        self._require_model(configured=True)
+        index, crc = m.TRAIN.unpack(p)
+        if index < self.applied:
+            return m.Reply.TRAINED, m.TRAINED.pack(self.applied, 0, 1)     # already applied: not again
+        if index > self.applied:
+            raise ProtocolError(m.ErrorCode.SEQUENCE, f"sample {index} sent, {self.applied} expected next",
+                                self.applied)
+        label, negative, image = self._staged_record(crc)
+        start = time.perf_counter_ns()
+        result = self.trainer.step(image, np.array([label]),
+                                   None if negative == m.NO_NEGATIVE else np.array([negative]))
+        self.compute_ns += time.perf_counter_ns() - start
+        self.applied += 1
+        self.correct += result["correct"]
+        self.recent.append(result["correct"])
+        self.current_image = None
+        return m.Reply.TRAINED, m.TRAINED.pack(self.applied, result["correct"], 0)
+
+    def _on_infer(self, p):
+        self._require_model()
+        (crc,) = m.INFER.unpack(p)
+        _, _, image = self._staged_record(crc)
+        scores = self.model.label_scores(image)[np.array(self.model.eval_layers) - 1].sum(axis=0)[0]
+        one_pass = int(self.model.head_logits(image).argmax(axis=1)[0])
+        clipped = np.clip(scores, -(1 << 31), (1 << 31) - 1).astype("<i4")
+        return m.Reply.SCORES, m.SCORES.pack(int(scores.argmax()), one_pass) + clipped.tobytes()
+
+    def _on_metrics(self, p):
+        return m.Reply.METRICS, m.METRICS.pack(self.applied, self.correct, sum(self.recent), len(self.recent),
+                                               self.compute_ns // 1000, self.frames_ok, self.frames_bad,
+                                               self.errors_sent)
+
+    def _on_read(self, p):
+        self._require_model()
+        offset, length = m.READ.unpack(p)
+        image = self._current_image()
+        if offset > len(image) or length > self.max_payload - m.DATA.size:
+            raise ProtocolError(m.ErrorCode.BAD_RANGE, f"read at {offset} (+{length}) outside the "
+                                f"{len(image)}-byte image or longer than a frame", len(image))
+        return m.Reply.DATA, m.DATA.pack(offset, len(image)) + image[offset:offset + length]
+
+    def _on_checkpoint(self, p):
+        self._checkpoint()
+        return self._ok(self.applied)
+
+    def _on_restore(self, p):
+        """Back to the last checkpoint; the link and its counters stay."""
+        self.boot()
+        return self._ok(self.applied)
+
+    def _on_reset(self, p):
+        """A reboot: RAM state and link counters are gone, the checkpoint is restored."""
+        self.frames_ok = self.frames_bad = self.errors_sent = 0
+        self.boot()
+        return self._ok(self.applied)

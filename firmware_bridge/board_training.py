@@ -1,0 +1,160 @@
+"""On-device training over the link: stream samples to a board, resume after any failure, pull the result.
+
+The host numbers every sample of the run (sample p is sample order[p mod n] of epoch p div n, orders
+seeded as in `edgeff finetune`) and sends sample p only as TRAIN(p): the board applies it only when p is
+exactly the count it has applied, so a resent or stale sample is never applied twice, and after a reboot
+the board's checkpointed count tells the host where to go on. The run id (a CRC of the model image, the
+training settings and the sample stream) tells whether the board holds this run or must start it.
+"""
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from edgeff.errors import EdgeFFError
+from edgeff.model_file import load_model, save_model
+from edgeff.runtime.int_training import IntTrainingConfig, loss_constants, trainer_from_tensors, trainer_tensors
+from firmware_bridge import messages as m
+from firmware_bridge.board_image import merge_header, pack_image, unpack_image
+from firmware_bridge.driver import BoardError, BoardLink, LinkReset
+from firmware_bridge.framing import crc32
+
+MAX_SAMPLE_RETRIES = 20
+RECENT = 500
+
+
+@dataclass
+class SampleStream:
+    """The run's samples in order: `epochs` passes over `n` samples of (images, labels)."""
+    images: np.ndarray
+    labels: np.ndarray
+    n: int
+    epochs: int = 1
+    seed: int = 0
+    host_negatives: bool = False    # send a random wrong label with each sample instead of letting the board draw
+    n_classes: int = 10
+    orders: list = field(init=False)
+
+    def __post_init__(self):
+        if not 1 <= self.n <= len(self.images) or self.epochs < 1:
+            raise EdgeFFError(f"samples per epoch must be 1..{len(self.images)} and epochs at least 1")
+        self.orders = [np.random.default_rng([self.seed, e]).permutation(len(self.images))[:self.n]
+                       for e in range(self.epochs)]
+
+    def __len__(self):
+        return self.n * self.epochs
+
+    def sample(self, p: int) -> tuple[int, int]:
+        """(index into images, negative label or NO_NEGATIVE) of sample p."""
+        epoch, pos = divmod(p, self.n)
+        index = int(self.orders[epoch][pos])
+        if not self.host_negatives:
+            return index, m.NO_NEGATIVE
+        offset = np.random.default_rng([self.seed, epoch, 1]).integers(1, self.n_classes, self.n)[pos]
+        return index, int((self.labels[index] + offset) % self.n_classes)
+
+    def record(self, p: int) -> bytes:
+        index, negative = self.sample(p)
+        return bytes([int(self.labels[index]), negative]) + self.images[index].tobytes()
+
+    def identity(self) -> bytes:
+        return struct.pack("<IIIB", self.n, self.epochs, self.seed, self.host_negatives) + \
+            struct.pack("<II", crc32(self.images.tobytes()), crc32(self.labels.astype(np.uint8).tobytes()))
+
+
+def configure_payload(config: IntTrainingConfig, goodness_frac_bits: int, run_id: int = 0) -> bytes:
+    c = loss_constants(config, goodness_frac_bits)
+    return m.CONFIGURE.pack(run_id, config.lr_shift, config.gamma_shift, m.LOSSES.index(config.loss),
+                            m.NEGATIVES.index(config.negatives), m.ROUNDINGS.index(config.rounding),
+                            config.seed & 0xFFFFFFFF, c.arg_multiplier, c.arg_shift, c.theta_q)
+
+
+def run_id_of(image: bytes, config: IntTrainingConfig, goodness_frac_bits: int, stream: SampleStream) -> int:
+    """What identifies a run: the model it starts from, its settings and its samples."""
+    return crc32(image + configure_payload(config, goodness_frac_bits) + stream.identity())
+
+
+def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: IntTrainingConfig,
+                   checkpoint_every=1000, quiet=False) -> dict:
+    """Train the board on the whole stream (resuming a run it already holds); returns the run's figures
+    and the board's final image."""
+    config.check()
+    tensors, header = load_model(model_path)
+    if (header.get("architecture") or {}).get("kind") != "ff-mlp-int8":
+        raise EdgeFFError(f"{model_path}: a board trains int8 models; make one with `edgeff quantize`")
+    image = pack_image(tensors, header)
+    frac_bits = header["quantization"]["goodness_frac_bits"]
+    run_id = run_id_of(image, config, frac_bits, stream)
+    recent = deque(maxlen=RECENT)
+    resets = sent = 0
+    start = time.monotonic()
+    bar = tqdm(total=len(stream), unit="sample", desc=f"training on {link.info.name}", disable=quiet)
+    while True:
+        try:
+            info = link.info
+            if info.configured and info.run_id == run_id:
+                position = info.applied                       # resume the run the board holds
+            else:
+                link.load_image(image)
+                link.value(m.Request.CONFIGURE, configure_payload(config, frac_bits, run_id))
+                position = 0
+            bar.n = position
+            bar.refresh()
+            while position < len(stream):
+                position, correct = _train_one(link, stream, position)
+                sent += 1
+                if correct is not None:
+                    recent.append(correct)
+                bar.n = position
+                bar.set_postfix(goodness_acc=f"{np.mean(recent):.3f}" if recent else "-", refresh=False)
+                bar.update(0)
+                if position % checkpoint_every == 0:
+                    link.value(m.Request.CHECKPOINT)
+            link.value(m.Request.CHECKPOINT)
+            metrics = link.metrics()
+            final = link.read_image()
+            break
+        except LinkReset:
+            resets += 1
+            bar.write(f"link lost; reconnected to {link.info.name}, which has applied {link.info.applied} samples")
+    bar.close()
+    seconds = time.monotonic() - start
+    return {"samples": len(stream), "sample_transmissions": sent, "seconds": seconds,
+            "samples_per_s": len(stream) / seconds, "resumes": resets,
+            "board_compute_us_per_sample": metrics["compute_us"] / max(metrics["applied"], 1),
+            "recent_goodness_accuracy": float(np.mean(recent)) if recent else None,
+            "board_metrics": metrics, "link": dict(link.stats), "run_id": run_id, "image": final}
+
+
+def _train_one(link: BoardLink, stream: SampleStream, position: int) -> tuple[int, int | None]:
+    """Stage and train sample `position`; (the board's applied count, goodness correct or None)."""
+    for _ in range(MAX_SAMPLE_RETRIES):
+        try:
+            crc = link.stage(stream.record(position))
+            applied, correct, duplicate = m.TRAINED.unpack(link.request(m.Request.TRAIN,
+                                                                        m.TRAIN.pack(position, crc), m.Reply.TRAINED))
+        except BoardError as exc:
+            if exc.code == m.ErrorCode.SEQUENCE and exc.detail <= len(stream):
+                return exc.detail, None                          # the board is elsewhere: follow it
+            if exc.code == m.ErrorCode.BAD_SAMPLE:
+                continue                                         # staging was damaged: stage again
+            raise
+        if applied > len(stream):
+            raise EdgeFFError(f"the board reports {applied} samples applied, more than the run's {len(stream)}")
+        return applied, None if duplicate else correct
+    raise EdgeFFError(f"sample {position} was refused {MAX_SAMPLE_RETRIES} times; the link is too damaged")
+
+
+def save_pulled_model(image: bytes, out_path, base_model=None, training: dict | None = None):
+    """Write a board image as an int8 model file (with master weights), keeping the base model file's
+    header and float metadata when one is given."""
+    image_tensors, image_header = unpack_image(image)
+    trainer = trainer_from_tensors(image_tensors, image_header, IntTrainingConfig(), "board image")
+    base_tensors, base_header = load_model(base_model) if base_model else ({}, {})
+    header = merge_header(base_header, image_header)
+    if training:
+        header["int_training"] = {**header["int_training"], **training}
+    return save_model(out_path, {**base_tensors, **trainer_tensors(trainer)}, header)

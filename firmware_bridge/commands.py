@@ -1,0 +1,79 @@
+"""`edgeff board ...`: what each board subcommand does (the parser lives in edgeff/cli.py)."""
+import json
+from contextlib import contextmanager
+
+from edgeff.errors import EdgeFFError
+from firmware_bridge.driver import BoardLink
+from firmware_bridge.link_model import Faults
+from firmware_bridge.virtual_board import VirtualBoard, serve_virtual_board
+
+VIRTUAL = "virtual"
+
+
+@contextmanager
+def open_board(args):
+    """A BoardLink to --port; `--port virtual` starts a virtual board for the duration of the command."""
+    link_options = dict(timeout=args.timeout, baud=args.baud or 115200, max_payload=args.max_payload)
+    if args.port != VIRTUAL:
+        with BoardLink(args.port, **link_options) as link:
+            yield link
+        return
+    with VirtualBoard(args.storage, profile=args.profile, baud=args.baud) as board, \
+            BoardLink(board.url, **link_options) as link:
+        yield link
+
+
+def _print(args, payload: dict, text: str):
+    print(json.dumps(payload, indent=2) if args.json else text)
+
+
+def cmd_info(args):
+    with open_board(args) as link:
+        info, metrics = link.info, link.metrics()
+    payload = {**vars(info), "board_versions": list(info.board_versions), "metrics": metrics}
+    model = (f"a model of {info.image_bytes} bytes, run {info.run_id:#010x}, {info.applied} samples applied "
+             f"({info.checkpoint_applied} checkpointed)" if info.model_loaded else "no model")
+    _print(args, payload, f"{info.name} ({info.firmware}), protocol v{info.version}, frames up to "
+                          f"{info.max_payload} B\nmemory: {info.sram_budget} B SRAM for models "
+                          f"({info.sram_free} B free), {info.flash_budget} B flash\nholds {model}")
+
+
+def cmd_train(args, training_config, dataset_of):
+    from edgeff.model_file import load_model
+    from firmware_bridge.board_training import SampleStream, save_pulled_model, train_on_board
+
+    _, header = load_model(args.model)
+    data = dataset_of(header, args.data_dir)
+    if args.checkpoint_every < 1:
+        raise EdgeFFError("--checkpoint-every must be at least 1")
+    stream = SampleStream(data.train.images, data.train.labels, min(args.samples or len(data.train),
+                          len(data.train)), args.epochs, args.seed, args.host_negatives,
+                          header["architecture"]["n_classes"])
+    with open_board(args) as link:
+        result = train_on_board(link, args.model, stream, training_config, args.checkpoint_every,
+                                quiet=args.json)
+    save_pulled_model(result.pop("image"), args.out, args.model,
+                      {"config": vars(training_config), "on_board": {"samples": len(stream), "port": args.port}})
+    result["model"] = str(args.out)
+    _print(args, result, f"trained {result['samples']} samples in {result['seconds']:.1f} s "
+                         f"({result['samples_per_s']:.1f} samples/s; board compute "
+                         f"{result['board_compute_us_per_sample']:.0f} us per sample); wrote {args.out}")
+
+
+def cmd_pull(args):
+    from firmware_bridge.board_training import save_pulled_model
+
+    with open_board(args) as link:
+        if not link.info.model_loaded:
+            raise EdgeFFError(f"{link.info.name} holds no model; load one with `edgeff board train`")
+        image = link.read_image()
+    save_pulled_model(image, args.out, args.model)
+    _print(args, {"model": str(args.out), "bytes": len(image)}, f"wrote {args.out} ({len(image)} bytes from the board)")
+
+
+def cmd_virtual(args):
+    if args.max_payload is not None and not 64 <= args.max_payload <= 65535:
+        raise EdgeFFError("--max-payload must be between 64 and 65535 bytes")
+    serve_virtual_board(args.profile, args.storage, None if args.pty else args.listen, args.pty, args.baud,
+                        Faults.parse(args.faults), args.max_payload or 4096,
+                        announce=lambda url: print(url, flush=True))

@@ -1,0 +1,94 @@
+"""Message types, error codes and payload layouts of the board protocol (PROTOCOL.md, "Messages").
+
+Shared by the host driver and the virtual board; the C firmware mirrors these numbers. All integers are
+little-endian. Every request is idempotent (PROTOCOL.md, "Exactly once"), so a host may resend any
+request whose answer it did not get.
+"""
+import struct
+from enum import IntEnum
+
+PROTOCOL_VERSION = 1             # the versions this side speaks: [MIN_VERSION, PROTOCOL_VERSION]
+MIN_VERSION = 1
+MODEL_FORMAT = 1                 # board image format (board_image.py)
+NO_NEGATIVE = 0xFF               # in a sample record: "the board draws the negative label itself"
+
+
+class Request(IntEnum):
+    HELLO = 0x01
+    LOAD_BEGIN = 0x02
+    LOAD_CHUNK = 0x03
+    LOAD_END = 0x04
+    CONFIGURE = 0x05
+    STAGE = 0x06
+    TRAIN = 0x07
+    INFER = 0x08
+    METRICS = 0x09
+    READ = 0x0A
+    CHECKPOINT = 0x0B
+    RESTORE = 0x0C
+    RESET = 0x0D
+
+
+class Reply(IntEnum):
+    OK = 0x80
+    INFO = 0x81
+    TRAINED = 0x82
+    SCORES = 0x83
+    METRICS = 0x84
+    DATA = 0x85
+    ERROR = 0xE0
+    NAK = 0xE1
+
+
+class ErrorCode(IntEnum):
+    UNKNOWN_TYPE = 1     # detail: the type byte
+    BAD_LENGTH = 2       # detail: the payload length received
+    BAD_STATE = 3        # e.g. TRAIN before a model is loaded and configured
+    VERSION = 4          # detail: board's (min << 8) | max
+    NO_MEMORY = 5        # detail: bytes the model needs
+    BAD_MODEL = 6        # image CRC, size or content refused
+    SEQUENCE = 7         # detail: samples applied so far (the index the board expects next)
+    BAD_SAMPLE = 8       # staged record incomplete or its CRC differs
+    BAD_RANGE = 9        # offset or length outside the buffer
+    STORAGE = 10         # checkpoint could not be written or read
+
+
+NAK_REASONS = {"cobs": 1, "crc": 2, "short": 3, "too_long": 4}
+
+# payload layouts (after the frame header); None marks a payload of bytes after a fixed part
+HELLO = struct.Struct("<BB")                      # host min version, host max version
+INFO = struct.Struct("<BBBHIIIBBIIIII16s16s")     # see PROTOCOL.md
+LOAD_BEGIN = struct.Struct("<II")                 # total bytes, crc32 of the image
+OFFSET = struct.Struct("<I")                      # LOAD_CHUNK / STAGE: offset, then bytes
+CONFIGURE = struct.Struct("<IBBBBBxxxIiii")       # run id, lr_shift, gamma_shift, loss, negatives, rounding,
+                                                  # seed, sigmoid-argument multiplier and shift, theta (Q.12)
+TRAIN = struct.Struct("<II")                      # sample index, crc32 of the staged record
+INFER = struct.Struct("<I")                       # crc32 of the staged record
+READ = struct.Struct("<IH")                       # offset, length
+OK = struct.Struct("<I")                          # a value (see each request)
+TRAINED = struct.Struct("<IBB")                   # samples applied, goodness correct (0/1), duplicate (0/1)
+SCORES = struct.Struct("<BB")                     # multi-pass prediction, one-pass prediction, then int32 scores
+METRICS = struct.Struct("<IIIIQIII")              # applied, correct, recent correct, recent n, compute us,
+                                                  # frames ok, frames bad, errors sent
+DATA = struct.Struct("<II")                       # offset, total bytes, then bytes
+ERROR = struct.Struct("<BI")                      # code, detail, then a UTF-8 message
+NAK = struct.Struct("<B")                         # reason
+
+LOSSES = ("symba", "softplus")
+NEGATIVES = ("random", "hard")
+ROUNDINGS = ("stochastic", "nearest")
+
+FIXED_REQUEST_SIZES = {Request.HELLO: HELLO.size, Request.LOAD_BEGIN: LOAD_BEGIN.size, Request.LOAD_END: 0,
+                       Request.CONFIGURE: CONFIGURE.size, Request.TRAIN: TRAIN.size, Request.INFER: INFER.size,
+                       Request.METRICS: 0, Request.READ: READ.size, Request.CHECKPOINT: 0, Request.RESTORE: 0,
+                       Request.RESET: 0}
+CHUNKED_REQUESTS = (Request.LOAD_CHUNK, Request.STAGE)   # OFFSET then at least one byte
+
+
+def error_payload(code: ErrorCode, detail: int, message: str, max_payload: int) -> bytes:
+    text = message.encode("utf-8")[:max(0, max_payload - ERROR.size)]
+    return ERROR.pack(code, detail & 0xFFFFFFFF) + text
+
+
+def text_field(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")

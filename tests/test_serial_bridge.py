@@ -1,0 +1,317 @@
+"""The serial bridge: framing, the board's answers, on-device training over real sockets and ptys, faults."""
+import random
+import struct
+import threading
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgeff.data.datasets import load_dataset
+from edgeff.errors import EdgeFFError
+from edgeff.model_file import load_model
+from edgeff.profiler.hw_profile import load_profile, profile_from_dict
+from edgeff.runtime.int_training import IntTrainingConfig, load_trainer
+from firmware_bridge import messages as m
+from firmware_bridge.board import BoardCore
+from firmware_bridge.board_image import pack_image, unpack_image
+from firmware_bridge.board_training import SampleStream, configure_payload, run_id_of, train_on_board
+from firmware_bridge.driver import BoardLink
+from firmware_bridge.framing import (
+    BadFrame,
+    Frame,
+    FrameDecoder,
+    cobs_decode,
+    cobs_encode,
+    crc32,
+    decode_frame,
+    encode_frame,
+    max_encoded_size,
+)
+from firmware_bridge.virtual_board import VirtualBoard
+from tests.conftest import TINY_CONFIG, run_cli, write_dataset
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+CONFIG = IntTrainingConfig(lr_shift=16, seed=3)
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """A [144, 16, 8] int8 model on 12x12 images, small enough for heavy fault injection: (int8 path, data)."""
+    root = tmp_path_factory.mktemp("bridge")
+    data = write_dataset(root / "data", n_train=400, n_test=100, side=12)
+    cfg = root / "small.toml"
+    cfg.write_text(TINY_CONFIG.format(mode="none", epochs=2, negatives="random", sizes=[144, 16, 8]))
+    assert run_cli("train", cfg, "--data-dir", data, "--out", root / "run", "--quiet").returncode == 0
+    int_path = root / "small-int8.safetensors"
+    res = run_cli("quantize", root / "run/model.safetensors", "--out", int_path, "--data-dir", data)
+    assert res.returncode == 0, res.stderr
+    return int_path, data
+
+
+def _stream(data_dir, n=40, **kw):
+    d = load_dataset(data_dir, val_size=100)
+    return SampleStream(d.train.images, d.train.labels, n, **kw), d
+
+
+def _reference_image(int_path, stream, config=CONFIG) -> bytes:
+    """The NumPy runtime's state after the stream's samples, as a board image."""
+    trainer = load_trainer(int_path, config)
+    for p in range(len(stream)):
+        index, negative = stream.sample(p)
+        trainer.step(stream.images[[index]], stream.labels[[index]],
+                     None if negative == m.NO_NEGATIVE else np.array([negative]))
+    from edgeff.runtime.int_training import trainer_tensors
+    _, header = load_model(int_path)
+    return pack_image(trainer_tensors(trainer), {**header, "int_training": {"step": trainer.step_count}})
+
+
+# ---------------------------------------------------------------------- framing
+@FUZZ
+@given(st.integers(0, 255), st.integers(0, 0xFFFF), st.binary(max_size=700))
+def test_frames_round_trip_with_no_zero_inside(frame_type, seq, payload):
+    wire = encode_frame(frame_type, seq, payload)
+    assert wire[0] == 0 and wire[-1] == 0 and 0 not in wire[1:-1]
+    assert len(wire) <= max_encoded_size(len(payload))
+    assert decode_frame(wire[1:-1]) == Frame(frame_type, seq, payload)
+    assert cobs_decode(cobs_encode(payload)) == payload
+
+
+@FUZZ
+@given(st.lists(st.binary(max_size=300), max_size=20))
+def test_decoder_survives_any_byte_stream(chunks):
+    decoder = FrameDecoder(max_payload=64)
+    for chunk in chunks:
+        for item in decoder.feed(chunk):
+            assert isinstance(item, (Frame, BadFrame))
+            assert not isinstance(item, Frame) or len(item.payload) <= 64 + 254
+        assert len(decoder.buffer) <= decoder.limit
+
+
+@FUZZ
+@given(st.binary(min_size=1, max_size=200), st.data())
+def test_every_damaged_frame_is_caught(payload, data):
+    wire = bytearray(encode_frame(0x06, 7, payload))
+    position = data.draw(st.integers(1, len(wire) - 2))
+    wire[position] ^= data.draw(st.integers(1, 255))
+    items = FrameDecoder(1024).feed(bytes(wire))
+    assert all(isinstance(i, BadFrame) or i == Frame(0x06, 7, payload) for i in items)
+    assert any(isinstance(i, BadFrame) for i in items)
+
+
+def test_decoder_resynchronises_after_garbage_and_drops_overlong_frames():
+    good = encode_frame(0x01, 5, b"\x01\x01")
+    items = FrameDecoder(16).feed(b"\x13garbage" + bytes(100) + b"x" * 500 + good)
+    assert items[-1] == Frame(0x01, 5, b"\x01\x01")
+    assert [i.reason for i in items[:-1]] == ["cobs", "too_long"]
+
+
+# ---------------------------------------------------------------------- board image
+def test_board_image_round_trips_and_refuses_damage(small_model):
+    tensors, header = load_model(small_model[0])
+    image = pack_image(tensors, header)
+    back, back_header = unpack_image(image)
+    for name, value in back.items():
+        assert value.dtype == tensors[name].dtype and np.array_equal(value, tensors[name]), name
+    assert back_header["architecture"]["sizes"] == [144, 16, 8]
+    for cut in range(0, len(image), 97):
+        with pytest.raises(EdgeFFError):
+            unpack_image(image[:cut])
+    with pytest.raises(EdgeFFError, match="after its last tensor"):
+        unpack_image(image + bytes(8))
+    with pytest.raises(EdgeFFError, match="magic"):
+        unpack_image(b"XXXX" + image[4:])
+
+
+# ---------------------------------------------------------------------- the board's answers
+def _loaded_core(int_path, tmp_path, profile="nrf52840", configured=True) -> BoardCore:
+    core = BoardCore(load_profile(profile), tmp_path / "flash", max_payload=256)
+    tensors, header = load_model(int_path)
+    image = pack_image(tensors, header)
+    _ask(core, m.Request.LOAD_BEGIN, m.LOAD_BEGIN.pack(len(image), crc32(image)))
+    for offset in range(0, len(image), 200):
+        _ask(core, m.Request.LOAD_CHUNK, m.OFFSET.pack(offset) + image[offset:offset + 200])
+    assert _ask(core, m.Request.LOAD_END).type == m.Reply.OK
+    if configured:
+        assert _ask(core, m.Request.CONFIGURE, configure_payload(CONFIG, 12, 77)).type == m.Reply.OK
+    return core
+
+
+def _ask(core, request, payload=b"", seq=9) -> Frame:
+    reply = decode_frame(core.handle(decode_frame(encode_frame(request, seq, payload)[1:-1]))[1:-1])
+    assert isinstance(reply, Frame) and reply.seq == seq
+    return reply
+
+
+def _train(core, record: bytes, index: int) -> Frame:
+    _ask(core, m.Request.STAGE, m.OFFSET.pack(0) + record)
+    return _ask(core, m.Request.TRAIN, m.TRAIN.pack(index, crc32(record)))
+
+
+def test_board_applies_each_sample_exactly_once(small_model, tmp_path):
+    core = _loaded_core(small_model[0], tmp_path)
+    stream, _ = _stream(small_model[1], n=3)
+    assert m.TRAINED.unpack(_train(core, stream.record(0), 0).payload)[0] == 1
+    before = [w.copy() for w in core.trainer.weight_masters]
+    again = m.TRAINED.unpack(_train(core, stream.record(0), 0).payload)
+    assert again[0] == 1 and again[2] == 1                      # answered as a duplicate ...
+    assert all(np.array_equal(a, b) for a, b in zip(before, core.trainer.weight_masters, strict=True))
+    ahead = _train(core, stream.record(2), 2)                   # ... and a gap is refused with the position
+    code, detail = m.ERROR.unpack_from(ahead.payload)
+    assert (ahead.type, code, detail) == (m.Reply.ERROR, m.ErrorCode.SEQUENCE, 1)
+    _ask(core, m.Request.STAGE, m.OFFSET.pack(0) + stream.record(1))
+    bad = _ask(core, m.Request.TRAIN, m.TRAIN.pack(1, crc32(stream.record(1)) ^ 1))
+    assert m.ERROR.unpack_from(bad.payload)[0] == m.ErrorCode.BAD_SAMPLE
+
+
+def test_board_refuses_a_model_that_does_not_fit(small_model, tmp_path):
+    raw = {k: {"value": v, "source": "test"} for k, v in load_profile("nrf52840").values.items()}
+    raw |= {"name": "tiny", "kind": "mcu", "description": "8 KB board", "sram_bytes": {"value": 8192, "source": "t"},
+            "sram_reserved_bytes": {"value": 1024, "source": "t"}}
+    core = BoardCore(profile_from_dict(raw), None, max_payload=256)
+    image = pack_image(*load_model(small_model[0]))
+    _ask(core, m.Request.LOAD_BEGIN, m.LOAD_BEGIN.pack(len(image), crc32(image)))
+    for offset in range(0, len(image), 200):
+        _ask(core, m.Request.LOAD_CHUNK, m.OFFSET.pack(offset) + image[offset:offset + 200])
+    reply = _ask(core, m.Request.LOAD_END)
+    code, needed = m.ERROR.unpack_from(reply.payload)
+    assert code == m.ErrorCode.NO_MEMORY and needed > 7168
+    assert b"7168 B" in reply.payload and core.model is None
+
+
+def test_version_negotiation(small_model, tmp_path):
+    core = BoardCore(load_profile("nrf52840"), None, versions=(2, 3))
+    refused = _ask(core, m.Request.HELLO, m.HELLO.pack(1, 1))
+    assert m.ERROR.unpack_from(refused.payload) == (m.ErrorCode.VERSION, 2 << 8 | 3)
+    agreed = _ask(core, m.Request.HELLO, m.HELLO.pack(1, 5))
+    assert agreed.type == m.Reply.INFO and agreed.payload[0] == 3
+
+
+@FUZZ
+@given(request=st.one_of(st.sampled_from(list(m.Request)), st.integers(0, 255)), payload=st.binary(max_size=300),
+       seq=st.integers(0, 0xFFFE))
+def test_board_answers_every_frame_per_spec(small_model, tmp_path_factory, request, payload, seq):
+    core = _board_for_fuzz(small_model, tmp_path_factory)
+    if request in m.FIXED_REQUEST_SIZES and request != m.Request.RESET:   # also well-sized random payloads
+        payload = payload[:m.FIXED_REQUEST_SIZES[request]].ljust(m.FIXED_REQUEST_SIZES[request], b"\1")
+    reply = decode_frame(core.handle(Frame(request, seq, payload))[1:-1])
+    assert isinstance(reply, Frame) and reply.seq == seq and reply.type in set(m.Reply)
+    if reply.type == m.Reply.ERROR:
+        assert m.ERROR.unpack_from(reply.payload)[0] in set(m.ErrorCode)
+
+
+_FUZZ_CORE = {}
+
+
+def _board_for_fuzz(small_model, tmp_path_factory):
+    if "core" not in _FUZZ_CORE:
+        _FUZZ_CORE["core"] = _loaded_core(small_model[0], tmp_path_factory.mktemp("fuzz"))
+    return _FUZZ_CORE["core"]
+
+
+@FUZZ
+@given(reply_type=st.integers(0, 255), payload=st.binary(max_size=120))
+def test_host_treats_any_reply_as_data_or_a_clear_error(reply_type, payload):
+    link = BoardLink.__new__(BoardLink)
+    link._exchange = lambda *a: Frame(reply_type, 1, payload)
+    for call in (link.hello, link.metrics, lambda: link.value(m.Request.CHECKPOINT)):
+        try:
+            call()
+        except EdgeFFError:
+            pass
+
+
+# ---------------------------------------------------------------------- over real links
+@pytest.mark.parametrize("use_pty", [False, True], ids=["socket", "pty"])
+def test_board_training_is_bit_identical_to_the_runtime(small_model, tmp_path, use_pty):
+    int_path, data_dir = small_model
+    stream, _ = _stream(data_dir, n=30, epochs=2, seed=1, host_negatives=use_pty)
+    with VirtualBoard(tmp_path / "flash", use_pty=use_pty) as board, BoardLink(board.url) as link:
+        result = train_on_board(link, int_path, stream, CONFIG, checkpoint_every=25, quiet=True)
+        assert link.hello().model_loaded and link.info.applied == 60
+    assert result["image"] == _reference_image(int_path, stream)
+    assert result["resumes"] == 0 and result["board_metrics"]["applied"] == 60
+
+
+def test_training_survives_corruption_drops_duplicates_and_two_board_resets(small_model, tmp_path):
+    int_path, data_dir = small_model
+    stream, _ = _stream(data_dir, n=40, seed=2)
+    reference = _reference_image(int_path, stream)
+    faults = "corrupt=0.01,drop=0.02,duplicate=0.02,seed=5"
+    with VirtualBoard(tmp_path / "flash", faults=faults, max_payload=64) as board:
+        kills = random.Random(11).sample(range(5, 35), 2)
+        killer = threading.Thread(target=_kill_at, args=(board, tmp_path / "flash", sorted(kills)), daemon=True)
+        with BoardLink(board.url, timeout=0.05, retries=40) as link:
+            killer.start()
+            result = train_on_board(link, int_path, stream, CONFIG, checkpoint_every=8, quiet=True)
+        killer.join()
+    assert result["image"] == reference
+    assert result["resumes"] >= 2
+    assert result["link"]["naks"] > 0 and result["link"]["resent"] > 0
+
+
+def _kill_at(board, storage, at_applied):
+    """Kill and restart the board when its checkpoint passes each count in at_applied (a random point
+    between checkpoints, since training goes on after the file is written)."""
+    for target in at_applied:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            path = storage / "checkpoint.bin"
+            if path.is_file() and struct.unpack_from("<4sI", path.read_bytes())[1] >= target:
+                break
+            time.sleep(0.01)
+        time.sleep(random.Random(target).uniform(0.0, 0.2))
+        board.restart()
+
+
+def test_host_restart_resumes_the_run_the_board_holds(small_model, tmp_path):
+    int_path, data_dir = small_model
+    stream, _ = _stream(data_dir, n=30, seed=4)
+    with VirtualBoard(tmp_path / "flash") as board:
+        with BoardLink(board.url) as link:     # a first host applies 12 samples, then goes away
+            image = pack_image(*load_model(int_path))
+            link.load_image(image)
+            run_id = run_id_of(image, CONFIG, 12, stream)
+            link.value(m.Request.CONFIGURE, configure_payload(CONFIG, 12, run_id))
+            for p in range(12):
+                crc = link.stage(stream.record(p))
+                link.request(m.Request.TRAIN, m.TRAIN.pack(p, crc), m.Reply.TRAINED)
+        with BoardLink(board.url) as link:
+            assert link.info.applied == 12 and link.info.run_id == run_id
+            result = train_on_board(link, int_path, stream, CONFIG, quiet=True)
+    assert result["sample_transmissions"] == 18
+    assert result["image"] == _reference_image(int_path, stream)
+
+
+# ---------------------------------------------------------------------- the command line
+def test_board_cli_trains_pulls_and_reports(small_model, tmp_path):
+    int_path, data_dir = small_model
+    storage, out, pulled = tmp_path / "flash", tmp_path / "trained.safetensors", tmp_path / "pulled.safetensors"
+    res = run_cli("board", "train", "--model", int_path, "--out", out, "--samples", 25, "--data-dir", data_dir,
+                  "--storage", storage, "--lr-shift", 16, "--seed", 3, "--json")
+    assert res.returncode == 0, res.stderr
+    stream, _ = _stream(data_dir, n=25, seed=3)
+    trained, header = load_model(out)
+    reference = unpack_image(_reference_image(int_path, stream))[0]
+    assert all(np.array_equal(trained[k], v) for k, v in reference.items())
+    assert header["int_training"]["step"] == 25 and header["data"] == load_model(int_path)[1]["data"]
+    assert run_cli("board", "pull", "--storage", storage, "--out", pulled, "--model", int_path).returncode == 0
+    assert all(np.array_equal(load_model(pulled)[0][k], v) for k, v in trained.items())
+    info = run_cli("board", "info", "--storage", storage, "--json")
+    assert '"applied": 25' in info.stdout and '"model_loaded": true' in info.stdout
+    assert run_cli("eval", pulled, "--data-dir", data_dir).returncode == 0
+
+
+def test_board_cli_errors_are_one_clear_line(small_model, tmp_path):
+    int_path, data_dir = small_model
+    cases = [(("board", "info", "--port", "socket://127.0.0.1:1"), "no board answers at socket://127.0.0.1:1"),
+             (("board", "info", "--port", "nonsense://x"), "not a serial port or pyserial URL"),
+             (("board", "virtual", "--faults", "zap=1"), "unknown fault 'zap'"),
+             (("board", "train", "--model", int_path.parent / "run/model.safetensors", "--out", tmp_path / "o",
+               "--data-dir", data_dir, "--storage", tmp_path / "s"), "a board trains int8 models")]
+    for args, message in cases:
+        res = run_cli(*args)
+        assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+    assert not (tmp_path / "o").exists()
