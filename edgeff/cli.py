@@ -204,8 +204,10 @@ def cmd_board(args):
 def cmd_pipeline(args):
     from edgeff.report.pipeline import run_pipeline
 
+    if args.board_samples < 0:
+        raise EdgeFFError("--board-samples must be 0 (skip on-device training) or more")
     result = run_pipeline(resolve_config(args.config), args.out, args.data_dir, fresh=args.fresh,
-                          quiet=args.json)
+                          quiet=args.json, board_port=args.board_port, board_samples=args.board_samples)
     _print(args, result, f"report: {result['report']}")
 
 
@@ -356,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--config", default=DEFAULT_PIPELINE_CONFIG, help="model config (default: %(default)s)")
     sp.add_argument("--out", default="reports/pipeline", help="report folder (default: %(default)s)")
     sp.add_argument("--fresh", action="store_true", help="retrain even if a checkpoint exists")
+    sp.add_argument("--board-port", help="train the board-sized network on the board at this pyserial URL "
+                                         "(default: a virtual board with the nRF52840's memory)")
+    sp.add_argument("--board-samples", type=int, default=10000,
+                    help="samples of on-device training (default: %(default)s; 0 skips the stage)")
     data_dir(sp)
     json_flag(sp)
     return p

@@ -90,6 +90,7 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
     run_id = run_id_of(image, config, frac_bits, stream)
     recent = deque(maxlen=RECENT)
     resets = sent = 0
+    clock = {"load": 0.0, "train": 0.0, "pull": 0.0}
     start = time.monotonic()
     bar = tqdm(total=len(stream), unit="sample", desc=f"training on {link.info.name}", disable=quiet)
     while True:
@@ -98,11 +99,14 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
             if info.configured and info.run_id == run_id:
                 position = info.applied                       # resume the run the board holds
             else:
+                t = time.monotonic()
                 link.load_image(image)
                 link.value(m.Request.CONFIGURE, configure_payload(config, frac_bits, run_id))
+                clock["load"] += time.monotonic() - t
                 position = 0
             bar.n = position
             bar.refresh()
+            t = time.monotonic()
             while position < len(stream):
                 position, correct = _train_one(link, stream, position)
                 sent += 1
@@ -115,7 +119,10 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
                     link.value(m.Request.CHECKPOINT)
             link.value(m.Request.CHECKPOINT)
             metrics = link.metrics()
+            clock["train"] += time.monotonic() - t
+            t = time.monotonic()
             final = link.read_image()
+            clock["pull"] += time.monotonic() - t
             break
         except LinkReset:
             resets += 1
@@ -123,7 +130,7 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
     bar.close()
     seconds = time.monotonic() - start
     return {"samples": len(stream), "sample_transmissions": sent, "seconds": seconds,
-            "samples_per_s": len(stream) / seconds, "resumes": resets,
+            "seconds_by_phase": clock, "samples_per_s": sent / max(clock["train"], 1e-9), "resumes": resets,
             "board_compute_us_per_sample": metrics["compute_us"] / max(metrics["applied"], 1),
             "recent_goodness_accuracy": float(np.mean(recent)) if recent else None,
             "board_metrics": metrics, "link": dict(link.stats), "run_id": run_id, "image": final}

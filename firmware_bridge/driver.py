@@ -8,6 +8,7 @@ port (for up to `reconnect_s`), says HELLO again and raises LinkReset: the opera
 from what the board reports (BoardInfo), which is how nothing is lost or applied twice.
 """
 import select
+import struct
 import time
 from dataclasses import dataclass
 
@@ -226,6 +227,22 @@ class BoardLink:
         for offset, chunk in self.chunks(record, m.OFFSET.size):
             self.value(m.Request.STAGE, m.OFFSET.pack(offset) + chunk)
         return crc32(record)
+
+    def infer(self, image) -> tuple[int, int, list]:
+        """(multi-pass prediction, one-pass prediction, multi-pass score per class) of one uint8 image,
+        computed on the board."""
+        record = bytes([0, m.NO_NEGATIVE]) + bytes(image)
+        while True:
+            crc = self.stage(record)
+            try:
+                reply = self.request(m.Request.INFER, m.INFER.pack(crc), m.Reply.SCORES)
+                break
+            except BoardError as exc:
+                if exc.code != m.ErrorCode.BAD_SAMPLE:     # a damaged staging is staged again
+                    raise
+        multi, one = self._parse(m.SCORES.unpack_from, reply, "SCORES")
+        scores = reply[m.SCORES.size:]
+        return multi, one, [v for (v,) in struct.iter_unpack("<i", scores[:len(scores) // 4 * 4])]
 
     def metrics(self) -> dict:
         keys = ("applied", "correct", "recent_correct", "recent_n", "compute_us", "frames_ok", "frames_bad",

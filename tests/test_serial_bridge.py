@@ -13,11 +13,18 @@ from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
 from edgeff.profiler.hw_profile import load_profile, profile_from_dict
-from edgeff.runtime.int_training import IntTrainingConfig, load_trainer
+from edgeff.runtime.int_model import IntFFModel
+from edgeff.runtime.int_training import IntTrainingConfig, load_trainer, trainer_tensors
 from firmware_bridge import messages as m
 from firmware_bridge.board import BoardCore
 from firmware_bridge.board_image import pack_image, unpack_image
-from firmware_bridge.board_training import SampleStream, configure_payload, run_id_of, train_on_board
+from firmware_bridge.board_training import (
+    SampleStream,
+    configure_payload,
+    run_id_of,
+    save_pulled_model,
+    train_on_board,
+)
 from firmware_bridge.driver import BoardLink
 from firmware_bridge.framing import (
     BadFrame,
@@ -63,7 +70,6 @@ def _reference_image(int_path, stream, config=CONFIG) -> bytes:
         index, negative = stream.sample(p)
         trainer.step(stream.images[[index]], stream.labels[[index]],
                      None if negative == m.NO_NEGATIVE else np.array([negative]))
-    from edgeff.runtime.int_training import trainer_tensors
     _, header = load_model(int_path)
     return pack_image(trainer_tensors(trainer), {**header, "int_training": {"step": trainer.step_count}})
 
@@ -231,6 +237,13 @@ def test_board_training_is_bit_identical_to_the_runtime(small_model, tmp_path, u
     with VirtualBoard(tmp_path / "flash", use_pty=use_pty) as board, BoardLink(board.url) as link:
         result = train_on_board(link, int_path, stream, CONFIG, checkpoint_every=25, quiet=True)
         assert link.hello().model_loaded and link.info.applied == 60
+        pulled = tmp_path / "pulled.safetensors"
+        save_pulled_model(result["image"], pulled, int_path)
+        model, images = IntFFModel.from_file(pulled), stream.images[:5]
+        expected = model.label_scores(images)[np.array(model.eval_layers) - 1].sum(axis=0)
+        one_pass = model.head_logits(images).argmax(axis=1)
+        for i, image in enumerate(images):
+            assert link.infer(image) == (expected[i].argmax(), one_pass[i], expected[i].tolist())
     assert result["image"] == _reference_image(int_path, stream)
     assert result["resumes"] == 0 and result["board_metrics"]["applied"] == 60
 

@@ -122,7 +122,8 @@ def test_paper_protocol_trains_one_layer_at_a_time(tiny_data, tiny_config, tmp_p
 
 def test_pipeline_writes_a_report(tiny_data, tiny_config, tmp_path):
     out = tmp_path / "report"
-    res = run_cli("pipeline", "--config", tiny_config(), "--data-dir", tiny_data, "--out", out, "--json")
+    res = run_cli("pipeline", "--config", tiny_config(), "--data-dir", tiny_data, "--out", out, "--json",
+                  "--board-samples", 40)
     assert res.returncode == 0, res.stderr
     result = json.loads(res.stdout)
     report = (out / "report.md").read_text()
@@ -136,3 +137,8 @@ def test_pipeline_writes_a_report(tiny_data, tiny_config, tmp_path):
     assert_png(out / "profile-nrf52840-energy.png")
     assert result["profile"]["memory"]["ff_int8"]["peak_bytes"] == \
         result["training_memory_bytes"]["sram"] + result["training_memory_bytes"]["flash"]
+    on_device = result["on_device"]
+    assert "## On-device training (virtual board with the nrf52840 profile)" in report
+    assert on_device["samples"] == 40 and on_device["inference_agreeing"] == on_device["inference_checked"] == 20
+    trained = load_model(out / "on-device/board-trained-int8.safetensors")[1]
+    assert trained["int_training"]["step"] == 40 and trained["architecture"]["sizes"] == [784, 64, 32]

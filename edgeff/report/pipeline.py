@@ -3,8 +3,9 @@
 Stages: train the default collaborative model (resuming if the folder holds a checkpoint), evaluate it
 on the test set in both inference modes, quantize it to int8 (PTQ) and evaluate that in the integer
 runtime, with the memory plan of on-device training; profile it on the default board (memory and energy
-per layer, FF against backprop); write report.md with the plots and both model
-files beside it. Later stages (profile, export, on-device training) add their sections here.
+per layer, FF against backprop); train the board-sized network on a board over the serial protocol
+(a virtual board unless a port is given; edgeff.report.on_device); write report.md with the plots and
+the model files beside it.
 """
 import json
 from pathlib import Path
@@ -13,6 +14,7 @@ from edgeff.atomic_write import atomic_write_text
 from edgeff.data.datasets import load_dataset
 from edgeff.profiler.profile_report import profile_model
 from edgeff.quant.ptq import quantize
+from edgeff.report.on_device import on_device_markdown, run_on_device
 from edgeff.runtime.int_model import IntFFModel, evaluate_int
 from edgeff.runtime.memory_plan import plan_summary, training_plan
 from edgeff.train.config import load_config
@@ -23,7 +25,8 @@ from edgeff.train.trainer import train
 PROFILE_BOARD = "nrf52840"
 
 
-def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False) -> dict:
+def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False, board_port=None,
+                 board_samples=10000) -> dict:
     cfg = load_config(config_path)
     out_dir = Path(out_dir)
     data = load_dataset(data_dir, val_size=cfg.train.val_size)
@@ -42,6 +45,7 @@ def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False) 
               "layer_model_correlation": metrics["layer_model_correlation"],
               "model_file": metrics["model_file"], "plots": metrics["plots"]}
     result["profile"] = profile_model(int_path, PROFILE_BOARD, out_dir=out_dir)
+    result["on_device"] = run_on_device(out_dir, data, board_port, board_samples, quiet) if board_samples else None
     result["report"] = str(atomic_write_text(out_dir / "report.md", _markdown(cfg, result)))
     atomic_write_text(out_dir / "pipeline.json", json.dumps(result, indent=2))
     return result
@@ -105,6 +109,8 @@ Integer on-device training of this network needs {r['training_memory_bytes']['sr
 {r['training_memory_bytes']['flash']:,} bytes of flash (`edgeff memory-plan {Path(r['int8_model_file']).name}`).
 
 {_profile_markdown(r["profile"])}
+
+{on_device_markdown(r["on_device"]) if r["on_device"] else "On-device training: skipped (--board-samples 0)."}
 
 ## Training curves
 
