@@ -71,6 +71,7 @@ class BoardCore:
         self.recent = deque(maxlen=RECENT)
         self.compute_ns = 0
         self.loading = None               # (total, crc, bytearray) while a LOAD is in progress
+        self.loaded_bytes = 0
         self.stage, self.staged = bytearray(), 0
         self.current_image = None         # cached image of the current training state, for READ
 
