@@ -35,7 +35,7 @@ def _int_list(text: str) -> list:
         raise EdgeFFError(f"--layers {text!r}: give comma-separated layer numbers such as 1,2") from None
 
 
-def _print(args, payload: dict, text: str):
+def print_result(args, payload: dict, text: str):
     print(json.dumps(payload, indent=2) if args.json else text)
 
 
@@ -55,7 +55,7 @@ def cmd_train(args):
     out = Path(args.out or Path("runs") / cfg.name)
     metrics = train(cfg, data, out, fresh=args.fresh, quiet=args.quiet or args.json)
     val = metrics["val"]
-    _print(args, {k: v for k, v in metrics.items() if k != "history"},
+    print_result(args, {k: v for k, v in metrics.items() if k != "history"},
            f"{cfg.name}: {metrics['epochs_run']} epochs in {metrics['train_seconds']:.1f} s; validation "
            f"multi-pass {val['multi_pass']:.4f}, one-pass {val['one_pass']:.4f}\n"
            f"model: {metrics['model_file']}\nplots: {', '.join(metrics['plots'])}")
@@ -102,7 +102,7 @@ def cmd_eval(args):
         lines += [f"    layer {i + 1} alone {a:.4f}" for i, a in enumerate(result["per_layer"])]
     if "one_pass" in result:
         lines.append(f"  one-pass accuracy   {result['one_pass']:.4f} (softmax head)")
-    _print(args, result, "\n".join(lines))
+    print_result(args, result, "\n".join(lines))
 
 
 def cmd_quantize(args):
@@ -119,7 +119,7 @@ def cmd_quantize(args):
     written = quantize(args.model, args.out, data.train.images[:n], data.train.labels[:n], data.fingerprint,
                        args.from_scratch, percentile=args.calibration_percentile, norm_bits=args.norm_bits)
     scales = ", ".join(f"{layer['out_scale']:.4g}" for layer in written["quantization"]["layers"])
-    _print(args, {"model": str(args.out), **written["quantization"]},
+    print_result(args, {"model": str(args.out), **written["quantization"]},
            f"wrote {args.out}: int8 weights (per channel), activation scales "
            f"{scales}; check it with `edgeff eval {args.out}`")
 
@@ -160,7 +160,7 @@ def cmd_finetune(args):
                    {**header, "int_training": {"config": vars(trainer.config), "step": trainer.step_count,
                                                "history": history, "source_model": str(args.model)}})
     bar.close()
-    _print(args, {"model": str(args.out), "history": history},
+    print_result(args, {"model": str(args.out), "history": history},
            "\n".join(f"epoch {h['epoch']}: validation multi-pass {h['val_multi_pass']:.4f}" for h in history)
            + f"\nwrote {args.out}")
 
@@ -183,14 +183,14 @@ def cmd_memory_plan(args):
               for b in summary["buffers"]]
     lines.append(f"SRAM {summary['sram_bytes']} bytes, flash {summary['flash_bytes']} bytes "
                  "(integer training, batch size 1)")
-    _print(args, summary, "\n".join(lines))
+    print_result(args, summary, "\n".join(lines))
 
 
 def cmd_profile(args):
     from edgeff.profiler.profile_report import format_table, profile_model
 
     result = profile_model(args.model, args.board, args.batch, args.measure, args.out)
-    _print(args, result, format_table(result))
+    print_result(args, result, format_table(result))
 
 
 def cmd_board(args):
@@ -208,7 +208,7 @@ def cmd_pipeline(args):
         raise EdgeFFError("--board-samples must be 0 (skip on-device training) or more")
     result = run_pipeline(resolve_config(args.config), args.out, args.data_dir, fresh=args.fresh,
                           quiet=args.json, board_port=args.board_port, board_samples=args.board_samples)
-    _print(args, result, f"report: {result['report']}")
+    print_result(args, result, f"report: {result['report']}")
 
 
 def build_parser() -> argparse.ArgumentParser:

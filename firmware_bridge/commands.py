@@ -1,7 +1,7 @@
 """`edgeff board ...`: what each board subcommand does (the parser lives in edgeff/cli.py)."""
-import json
 from contextlib import contextmanager
 
+from edgeff.cli import print_result
 from edgeff.errors import EdgeFFError
 from firmware_bridge.driver import BoardLink
 from firmware_bridge.link_model import Faults
@@ -23,17 +23,13 @@ def open_board(args):
         yield link
 
 
-def _print(args, payload: dict, text: str):
-    print(json.dumps(payload, indent=2) if args.json else text)
-
-
 def cmd_info(args):
     with open_board(args) as link:
         info, metrics = link.info, link.metrics()
     payload = {**vars(info), "board_versions": list(info.board_versions), "metrics": metrics}
     model = (f"a model of {info.image_bytes} bytes, run {info.run_id:#010x}, {info.applied} samples applied "
              f"({info.checkpoint_applied} checkpointed)" if info.model_loaded else "no model")
-    _print(args, payload, f"{info.name} ({info.firmware}), protocol v{info.version}, frames up to "
+    print_result(args, payload, f"{info.name} ({info.firmware}), protocol v{info.version}, frames up to "
                           f"{info.max_payload} B\nmemory: {info.sram_budget} B SRAM for models "
                           f"({info.sram_free} B free), {info.flash_budget} B flash\nholds {model}")
 
@@ -55,7 +51,7 @@ def cmd_train(args, training_config, dataset_of):
     save_pulled_model(result.pop("image"), args.out, args.model,
                       {"config": vars(training_config), "on_board": {"samples": len(stream), "port": args.port}})
     result["model"] = str(args.out)
-    _print(args, result, f"trained {result['samples']} samples in {result['seconds']:.1f} s "
+    print_result(args, result, f"trained {result['samples']} samples in {result['seconds']:.1f} s "
                          f"({result['samples_per_s']:.1f} samples/s; board compute "
                          f"{result['board_compute_us_per_sample']:.0f} us per sample); wrote {args.out}")
 
@@ -68,7 +64,7 @@ def cmd_pull(args):
             raise EdgeFFError(f"{link.info.name} holds no model; load one with `edgeff board train`")
         image = link.read_image()
     save_pulled_model(image, args.out, args.model)
-    _print(args, {"model": str(args.out), "bytes": len(image)}, f"wrote {args.out} ({len(image)} bytes from the board)")
+    print_result(args, {"model": str(args.out), "bytes": len(image)}, f"wrote {args.out} ({len(image)} bytes from the board)")
 
 
 def cmd_virtual(args):

@@ -196,15 +196,21 @@ class BoardLink:
         try:
             return self._checked(request_type, payload, expect)
         except ConnectionError:
-            self.stats["reconnects"] += 1
-            self.close()
-            self._open(self.reconnect_s)
-            raise LinkReset() from None
+            self._reconnect()
+
+    def _reconnect(self):
+        self.stats["reconnects"] += 1
+        self.close()
+        self._open(self.reconnect_s)
+        raise LinkReset()
 
     # ------------------------------------------------------------------ operations
     def hello(self) -> BoardInfo:
-        self.info = self._parse(BoardInfo.parse, self.request(m.Request.HELLO,
-                                m.HELLO.pack(m.MIN_VERSION, m.PROTOCOL_VERSION), m.Reply.INFO), "INFO")
+        """Ask the board again what it is and holds (also refreshes self.info)."""
+        try:
+            self.info = self._hello()
+        except ConnectionError:
+            self._reconnect()
         return self.info
 
     def value(self, request_type: int, payload: bytes = b"") -> int:

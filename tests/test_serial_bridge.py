@@ -218,9 +218,11 @@ def _board_for_fuzz(small_model, tmp_path_factory):
 
 
 @FUZZ
-@given(reply_type=st.integers(0, 255), payload=st.binary(max_size=120))
+@given(reply_type=st.one_of(st.sampled_from(list(m.Reply)), st.integers(0, 255)),
+       payload=st.one_of(st.binary(max_size=120), st.binary(min_size=m.INFO.size, max_size=m.INFO.size)))
 def test_host_treats_any_reply_as_data_or_a_clear_error(reply_type, payload):
-    link = BoardLink.__new__(BoardLink)
+    link = BoardLink.__new__(BoardLink)     # no port: every reply comes from the fuzzer
+    link.payload_limit, link.max_payload = None, 256
     link._exchange = lambda *a: Frame(reply_type, 1, payload)
     for call in (link.hello, link.metrics, lambda: link.value(m.Request.CHECKPOINT)):
         try:
