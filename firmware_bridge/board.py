@@ -303,7 +303,7 @@ class BoardCore:
         self._require_model()
         (crc,) = m.INFER.unpack(p)
         _, _, image = self._staged_record(crc)
-        scores = self.model.label_scores(image)[np.array(self.model.eval_layers) - 1].sum(axis=0)[0]
+        scores = self.model.multi_pass_scores(image)[0]
         one_pass = int(self.model.head_logits(image).argmax(axis=1)[0])
         clipped = np.clip(scores, -(1 << 31), (1 << 31) - 1).astype("<i4")
         return m.Reply.SCORES, m.SCORES.pack(int(scores.argmax()), one_pass) + clipped.tobytes()

@@ -9,8 +9,6 @@ board's own inference agrees with the integer runtime on the pulled model.
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
-
 from edgeff.quant.ptq import quantize
 from edgeff.runtime.int_model import IntFFModel, evaluate_int
 from edgeff.runtime.int_training import IntTrainingConfig
@@ -46,7 +44,7 @@ def run_on_device(out_dir, data, port=None, samples=10000, quiet=False) -> dict:
                                         {"config": vars(config), "on_board": {"samples": len(stream)}})
             model = IntFFModel.from_file(trained)
             images = data.test.images[:INFER_CHECKS]
-            expected = model.label_scores(images)[np.array(model.eval_layers) - 1].sum(axis=0)
+            expected = model.multi_pass_scores(images)
             agree = sum(link.infer(image)[2] == expected[i].tolist() for i, image in enumerate(images))
             board_name = f"{link.info.name} ({link.info.firmware})"
     after = evaluate_int(model, data.test.images, data.test.labels, model.eval_layers)

@@ -219,6 +219,10 @@ class IntFFModel:
         acts = [a] + self.forward_layers(a, 1, first.out_zero_point)[1]
         return self.layer_goodness(acts).reshape(len(self.layers), len(images), c)
 
+    def multi_pass_scores(self, images: np.ndarray) -> np.ndarray:
+        """(N, n_classes) goodness summed over the model's chosen evaluation layers."""
+        return self.label_scores(images)[np.array(self.eval_layers) - 1].sum(axis=0)
+
     def layer_goodness(self, acts: list) -> np.ndarray:
         """(n_layers, rows) goodness of every layer's output, in the common fixed point."""
         return np.stack([self.scaled_goodness(i, goodness(a, self.layers[i].out_zero_point))
