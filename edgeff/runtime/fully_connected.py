@@ -8,10 +8,12 @@ Weights are symmetric (zero point 0), per-tensor or per-channel (M, shift broadc
 BLAS in float32 when every partial sum provably stays below 2^24 (int8 x int8 with K <= 1024 and a zero
 input zero point, as after L2 normalization), else float64 below 2^53, else the exact int64 product.
 Integers below those bounds are exact in float, whatever order BLAS sums them in (tested at the
-worst-case bound). Both return the same int64 accumulators; the requantization is shared.
+worst-case bound). Both return the same accumulators (int32 from the float32 path, else int64); the
+requantization is shared, and runs in the C kernels when they are available (c_kernels.py).
 """
 import numpy as np
 
+from edgeff.runtime import c_kernels
 from edgeff.runtime.requantize import (
     INT32_MAX,
     INT32_MIN,
@@ -30,7 +32,10 @@ def accumulate_ref(x: np.ndarray, w: np.ndarray, input_zero_point: int) -> np.nd
 
 
 def _bound(x, w, input_zero_point) -> int:
-    """Largest |partial sum| the product could reach: K * max|x - zp| * max|w|."""
+    """Largest |partial sum| the product could reach: K * max|x - zp| * max|w|. Its types alone settle
+    it for int8 x int8 with K <= 1024 (no scan of the data)."""
+    if x.dtype == np.int8 and w.dtype == np.int8 and input_zero_point == 0 and w.shape[1] * 128 * 128 <= FLOAT32_EXACT:
+        return w.shape[1] * 128 * 128
     x_span = max(abs(int(x.min()) - input_zero_point), abs(int(x.max()) - input_zero_point)) if x.size else 0
     return w.shape[1] * x_span * (int(np.abs(w.astype(np.int64)).max()) if w.size else 0)
 
@@ -41,8 +46,14 @@ def accumulate(x: np.ndarray, w: np.ndarray, input_zero_point: int) -> np.ndarra
     if bound > FLOAT64_EXACT:
         return accumulate_ref(x, w, input_zero_point)
     dtype = np.float32 if bound <= FLOAT32_EXACT else np.float64
-    xf = np.asarray(x, dtype) - dtype(input_zero_point)
-    return (xf @ np.asarray(w, dtype).T).astype(np.int64)
+    xf = np.asarray(x, dtype) - dtype(input_zero_point) if input_zero_point else np.asarray(x, dtype)
+    return (xf @ np.asarray(w, dtype).T).astype(np.int32 if dtype == np.float32 else np.int64)
+
+
+def output_dtype(act_min: int, act_max: int):
+    """The narrowest integer type holding the clamp range: int8 for every layer of an FF model."""
+    return next(t for t in (np.int8, np.int16, np.int32)
+                if np.iinfo(t).min <= act_min and act_max <= np.iinfo(t).max)
 
 
 def requantize_output(acc, bias, multiplier, shift, output_zero_point, act_min, act_max,
@@ -51,14 +62,18 @@ def requantize_output(acc, bias, multiplier, shift, output_zero_point, act_min, 
 
     wide=False: int8 inputs, int32 bias and accumulator, MultiplyByQuantizedMultiplier.
     wide=True: 16x8 (int16 inputs), int64 bias and accumulator, the reduced-multiplier int64 variant.
+    Returns the narrowest integer type of [act_min, act_max] (output_dtype).
     """
+    dtype = output_dtype(act_min, act_max)
+    if dtype == np.int8 and np.ndim(acc) == 2 and c_kernels.library():
+        return c_kernels.requantize(acc, bias, multiplier, shift, output_zero_point, act_min, act_max, rounding, wide)
     acc = np.asarray(acc, np.int64)
     # a new array either way: the steps below work in place and must not touch the caller's
     acc = acc + np.asarray(bias, np.int64) if bias is not None else acc.copy()
     if wide:
         y = multiply_by_quantized_multiplier_int64(acc, multiplier, shift)
         y += output_zero_point
-        return np.clip(y, act_min, act_max, out=y)
+        return np.clip(y, act_min, act_max, out=y).astype(dtype)
     if acc.size and (acc.max() > INT32_MAX or acc.min() < INT32_MIN):
         acc = wrap_int32(acc)  # the board accumulates in int32
     if act_min >= output_zero_point and np.all(np.asarray(shift) <= 0):
@@ -67,12 +82,12 @@ def requantize_output(acc, bias, multiplier, shift, output_zero_point, act_min, 
         np.maximum(acc, 0, out=acc)
     y = multiply_by_quantized_multiplier(acc, multiplier, shift, rounding)
     y += output_zero_point
-    return np.clip(y, act_min, act_max, out=y)
+    return np.clip(y, act_min, act_max, out=y).astype(dtype)
 
 
 def fully_connected(x, w, bias, input_zero_point, multiplier, shift, output_zero_point, act_min, act_max,
                     accumulator=accumulate, rounding="double") -> np.ndarray:
-    """int8 FullyConnected; returns int64 values in [act_min, act_max] (cast by the caller)."""
+    """int8 FullyConnected; returns values in [act_min, act_max] (int8 for an int8 range)."""
     return requantize_output(accumulator(x, w, input_zero_point), bias, multiplier, shift,
                              output_zero_point, act_min, act_max, rounding)
 

@@ -159,9 +159,9 @@ class IntFFModel:
         return labels.astype(np.int64)
 
     def quantize_images(self, images: np.ndarray, labels=None) -> np.ndarray:
-        """q = pixel - 128, label pixels overwritten (one-hot label_q, or the neutral value for one-pass)."""
+        """int8 q = pixel - 128, label pixels overwritten (one-hot label_q, or the neutral value for one-pass)."""
         self.check_images(images)
-        q = images.astype(np.int64) + INPUT_ZERO_POINT
+        q = (images.astype(np.int16) + INPUT_ZERO_POINT).astype(np.int8)
         c = self.n_classes
         if labels is None:
             q[:, :c] = self.quant["neutral_label_q"]
@@ -195,7 +195,7 @@ class IntFFModel:
         return multiply_by_quantized_multiplier(g, layer.goodness_multiplier, layer.goodness_shift, self.rounding)
 
     # ------------------------------------------------------------------ multi-pass and one-pass
-    def label_scores(self, images: np.ndarray, chunk=128) -> np.ndarray:
+    def label_scores(self, images: np.ndarray, chunk=256) -> np.ndarray:
         """(n_layers, N, n_classes) int goodness (common fixed point) of every layer for every label.
 
         One-hot labels of one value leave the L2 norm of the input the same for every label, so the
@@ -213,8 +213,8 @@ class IntFFModel:
         n = first.normalize(q0, INPUT_ZERO_POINT)
         n_label = n[:, 0].copy()                      # the normalized label pixel (same for every label)
         n[:, :c] = 0                                   # unlabelled pixels are 0.0: centred 0, normalized 0
-        acc = accumulate(n, first.weight, 0)[:, None, :] + \
-            n_label[:, None, None] * first.weight[:, :c].T.astype(np.int64)[None]   # (N, C, out)
+        label_column = n_label.astype(np.int32)[:, None, None] * first.weight[:, :c].T.astype(np.int32)[None]
+        acc = accumulate(n, first.weight, 0)[:, None, :] + label_column          # (N, C, out), exact in int32
         a = first.requantize(acc.reshape(len(images) * c, -1), self.rounding)
         acts = [a] + self.forward_layers(a, 1, first.out_zero_point)[1]
         return self.layer_goodness(acts).reshape(len(self.layers), len(images), c)

@@ -35,6 +35,7 @@ import numpy as np
 from edgeff.data.labels import hardest_wrong_labels
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
+from edgeff.runtime import c_kernels
 from edgeff.runtime.fully_connected import accumulate
 from edgeff.runtime.int_model import GAMMA_FRAC_BITS, IntFFModel
 from edgeff.runtime.integer_hash import hash32
@@ -158,6 +159,20 @@ class IntTrainer:
         noise = noise.astype(np.int64) & ((np.int64(1) << min(shift, 32)) - 1)
         return (v + (noise << max(shift - 32, 0))) >> shift
 
+    def _update_weight_rows(self, i: int, active: np.ndarray, dm: np.ndarray):
+        """Master rows `active` of layer i += round(dm / 2^lr_shift), and their int8 weights re-derived."""
+        master, weight = self.weight_masters[i], self.model.layers[i].weight
+        if c_kernels.library():
+            c_kernels.update_weight_rows(master, weight, active, dm, self.config.lr_shift,
+                                         self.config.rounding == "stochastic", self.config.seed,
+                                         self.step_count * 64 + 2 * i)
+            return
+        d_in = master.shape[1]
+        element = (active[:, None] * d_in + np.arange(d_in)).ravel()  # noise index in the full matrix
+        master[active] = np.clip(master[active].astype(np.int64)
+                                 + self._round_shift(dm, self.config.lr_shift, 2 * i, element), -32768, 32767)
+        weight[active] = weights_from_masters(master[active])
+
     def negative_labels(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         c = self.model.n_classes
         if self.config.negatives == "hard":
@@ -183,20 +198,14 @@ class IntTrainer:
         gc, s = self._coupled(g)
         coef = self._coefficients(gc[:, :b], gc[:, b:])                 # (n_layers, 2b)
         for i, layer in enumerate(model.layers):
-            ac = acts[i] - layer.out_zero_point                           # >= 0 after ReLU
+            ac = acts[i].astype(np.int64) - layer.out_zero_point          # >= 0 after ReLU
             row = coef[i][:, None] * ac                                   # (2b, out), |.| < 2^23
             db = row.sum(axis=0)
             # Units whose activity is 0 in every row get a zero gradient, and a zero rounds to zero
             # either way: only the active rows of the master are touched (exactly the dense result).
             active = active_rows(row)
-            d_in = ns[i].shape[1]
             dm = accumulate(row[:, active].T, ns[i].T, 0)                 # exact int, |.| < 2b * 2^30
-            element = (active[:, None] * d_in + np.arange(d_in)).ravel()  # noise index in the full matrix
-            master = self.weight_masters[i]
-            master[active] = np.clip(master[active].astype(np.int64)
-                                     + self._round_shift(dm, self.config.lr_shift, 2 * i, element),
-                                     -32768, 32767)
-            layer.weight[active] = weights_from_masters(master[active])
+            self._update_weight_rows(i, active, dm)
             bias_gain = 2 * layer.norm_bits  # see the module docstring
             limit = np.iinfo(layer.bias.dtype).max  # int32 biases, int64 in 16x8 mode
             self.bias_masters[i] = np.clip(

@@ -6,10 +6,12 @@ Raphson steps in gemmlowp Q3.28 fixed point), then each element rescaled to an i
 1/128, zero point 0. `*_ref` is the scalar C translation; the unsuffixed functions are vectorized.
 
 `output_shift_bits` is TFLite's kOutputScale (7: output scale 1/128). EdgeFF's int16 activations use the
-same algorithm with 15 (scale 1/32768) and an int16 clamp; TFLite has no such op.
+same algorithm with 15 (scale 1/32768) and an int16 clamp; TFLite has no such op. The vectorized
+kernel hands int8 rows to the C kernels when they are available (c_kernels.py), with the same bits.
 """
 import numpy as np
 
+from edgeff.runtime import c_kernels
 from edgeff.runtime.requantize import (
     INT32_MAX,
     multiply_by_quantized_multiplier,
@@ -118,9 +120,14 @@ def inv_sqrt_quantized_multiplier(acc, reverse_shift: int = -1) -> tuple[np.ndar
 
 def l2_normalization(q: np.ndarray, zero_point: int, output_shift_bits=TFLITE_OUTPUT_SHIFT_BITS,
                      out_min=-128, out_max=127) -> np.ndarray:
-    """Vectorized kernel over the rows of q; returns int64 values in [out_min, out_max]."""
+    """Vectorized kernel over the rows of q; returns int8 (or int16 for a 16-bit range) rows."""
+    dtype = np.int8 if out_max <= 127 else np.int16
+    standard = (output_shift_bits, out_min, out_max) in ((7, -128, 127), (15, -32768, 32767))
+    q = np.asarray(q)
+    if standard and q.ndim == 2 and q.dtype == np.int8 and c_kernels.library():
+        return c_kernels.l2_normalize(q, zero_point, output_shift_bits)
     centered = np.asarray(q, np.int64) - zero_point
     acc = wrap_int32(np.einsum("ij,ij->i", centered, centered))
     mult, shift = inv_sqrt_quantized_multiplier(acc, -1)
     y = multiply_by_quantized_multiplier(centered, mult[:, None], shift[:, None] + output_shift_bits)
-    return np.clip(y, out_min, out_max, out=y)
+    return np.clip(y, out_min, out_max, out=y).astype(dtype)

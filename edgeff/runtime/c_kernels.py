@@ -1,0 +1,201 @@
+"""The firmware's C kernels (firmware_bridge/firmware/lib), built for this host and called through ctypes.
+
+The same C99 sources run on the board; here they are the runtime's fast backend. Each NumPy kernel
+(requantize_output, l2_normalization, goodness, the master-weight update) hands its work to the C twin
+when the library is available and gives the same bits (tests/test_c_kernels.py). The matrix products
+stay in exact float BLAS, which a scalar C loop cannot beat.
+
+The library is compiled once per source version with the system C compiler (`cc`, with OpenMP over
+rows) into a cache directory, and loaded from there afterwards. EDGEFF_KERNELS selects the backend:
+"auto" (default: C when it builds, else NumPy with one warning), "c" (fail if it does not build) or
+"numpy" (never build). Tests switch backends with `use_backend`.
+"""
+import ctypes
+import functools
+import hashlib
+import importlib.util
+import os
+import platform
+import subprocess
+import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from edgeff.errors import EdgeFFError
+
+FLAGS = ["-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror"]
+ROUNDING = {"double": 0, "single": 1}
+
+_backend = os.environ.get("EDGEFF_KERNELS", "auto")
+
+
+def source_dir() -> Path:
+    """firmware_bridge/firmware/lib, found without importing the bridge (the runtime sits below it)."""
+    spec = importlib.util.find_spec("firmware_bridge")
+    return Path(spec.submodule_search_locations[0]) / "firmware" / "lib"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("EDGEFF_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgeff"
+    return Path(base)
+
+
+def _cpu_model() -> str:
+    """-march=native code belongs to one CPU model: it is part of the cache key."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next((l for l in lines if l.startswith(("model name", "flags"))), "")
+    except OSError:
+        return platform.processor()
+
+
+def build() -> Path:
+    """Compile the library if this version is not cached yet; returns its path (atomic: a temp file
+    renamed into place, so concurrent builds cannot leave a half-written library)."""
+    sources = sorted(source_dir().glob("*.c"))
+    digest = hashlib.sha256()
+    for f in sorted(source_dir().glob("*.[ch]")):
+        digest.update(f.name.encode() + f.read_bytes())
+    digest.update(" ".join(FLAGS + [platform.machine(), _cpu_model()]).encode())
+    target = cache_dir() / f"edgeff_kernels-{digest.hexdigest()[:16]}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        result = subprocess.run(["cc", *FLAGS, "-o", tmp, *map(str, sources)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise EdgeFFError(f"building the C kernels failed:\n{result.stderr.strip()}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _arr(dtype):
+    return np.ctypeslib.ndpointer(dtype=dtype, flags="C_CONTIGUOUS")
+
+
+_i32, _u32, _int = ctypes.c_int32, ctypes.c_uint32, ctypes.c_int
+_SIGNATURES = {
+    "ef_multiply_by_quantized_multiplier_n": [_arr(np.int32), _arr(np.int32), _arr(np.int32), _i32, _int,
+                                              _arr(np.int32)],
+    "ef_requantize_s8": [_arr(np.int32), _i32, _i32, _arr(np.int32), _arr(np.int32), _arr(np.int32), _i32, _i32,
+                         _i32, _int, _arr(np.int8)],
+    "ef_requantize_s16": [_arr(np.int64), _i32, _i32, _arr(np.int64), _arr(np.int32), _arr(np.int32), _i32,
+                          _i32, _i32, _arr(np.int8)],
+    "ef_fully_connected_s8": [_arr(np.int8), _i32, _i32, _arr(np.int8), _i32, _arr(np.int32), _arr(np.int32),
+                              _arr(np.int32), _i32, _i32, _i32, _int, _arr(np.int8)],
+    "ef_fully_connected_s16": [_arr(np.int16), _i32, _i32, _arr(np.int8), _i32, _arr(np.int64), _arr(np.int32),
+                               _arr(np.int32), _i32, _i32, _i32, _arr(np.int8)],
+    "ef_inv_sqrt_quantized_multiplier": [_i32, ctypes.POINTER(_i32), ctypes.POINTER(_i32)],
+    "ef_l2_normalize_s8": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int8)],
+    "ef_l2_normalize_s16": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int16)],
+    "ef_goodness": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int32)],
+    "ef_hash32": [_u32, _u32, _u32],
+    "ef_update_weight_rows": [_arr(np.int16), _arr(np.int8), _i32, _arr(np.int32), _i32, _arr(np.int64), _i32,
+                              _int, _u32, _u32],
+}
+_RESTYPES = {"ef_hash32": _u32}
+
+
+@functools.cache
+def _load(required: bool):
+    try:
+        lib = ctypes.CDLL(str(build()))
+    except (EdgeFFError, OSError) as exc:
+        if required:
+            raise EdgeFFError(f"EDGEFF_KERNELS=c but the C kernels are unavailable: {exc}; install a C "
+                              "compiler (apt-get install gcc) or set EDGEFF_KERNELS=numpy") from None
+        warnings.warn(f"EdgeFF runs its NumPy kernels (same results, slower): {exc}", stacklevel=3)
+        return None
+    for name, args in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, _RESTYPES.get(name)
+    return lib
+
+
+def library():
+    """The loaded library, or None when the NumPy backend is selected or the build failed (auto)."""
+    if _backend == "numpy":
+        return None
+    if _backend not in ("auto", "c"):
+        raise EdgeFFError(f"EDGEFF_KERNELS={_backend!r} must be auto, c or numpy")
+    return _load(_backend == "c")
+
+
+def use_backend(name: str) -> str:
+    """Switch backend ("auto", "c" or "numpy") for this process; returns the previous one."""
+    global _backend
+    previous, _backend = _backend, name
+    return previous
+
+
+# ---------------------------------------------------------------- array-level calls
+
+PARALLEL_ABOVE = 1 << 16   # elements; below this one thread is faster than handing work over
+_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+
+
+def _c(x, dtype):
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def _over_rows(kernel, arrays, out, *args):
+    """kernel(*row_slices_of_arrays, rows, *args, row_slice_of_out) over every row, the rows split across
+    the CPU's cores when the work is large (ctypes releases the GIL during each C call)."""
+    rows = out.shape[0]
+    parts = min(_pool._max_workers, max(1, out.size // PARALLEL_ABOVE), rows) if rows else 1
+    bounds = np.linspace(0, rows, parts + 1).astype(int)
+
+    def run(a, b):
+        kernel(*(x[a:b] for x in arrays), b - a, *args, out[a:b])
+
+    if parts == 1:
+        run(0, rows)
+    else:
+        for f in [_pool.submit(run, a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]:
+            f.result()
+
+
+def requantize(acc, bias, multiplier, shift, zero_point, act_min, act_max, rounding, wide) -> np.ndarray:
+    """FC epilogue over a 2-D accumulator (int32 wrap-around, or int64 in 16x8 mode); int8 out."""
+    lib, rows, units = library(), acc.shape[0], acc.shape[1]
+    out = np.empty((rows, units), np.int8)
+    if wide:
+        _over_rows(lib.ef_requantize_s16, [_c(acc, np.int64)], out, units, _c(bias, np.int64),
+                   _c(multiplier, np.int32), _c(shift, np.int32), zero_point, act_min, act_max)
+    else:
+        acc = acc if acc.dtype == np.int32 else np.asarray(acc, np.int64).astype(np.int32)  # int32 wrap
+        bias = np.zeros(units, np.int32) if bias is None else bias
+        _over_rows(lib.ef_requantize_s8, [_c(acc, np.int32)], out, units, _c(bias, np.int32),
+                   _c(multiplier, np.int32), _c(shift, np.int32), zero_point, act_min, act_max, ROUNDING[rounding])
+    return out
+
+
+def l2_normalize(q, zero_point: int, output_shift_bits: int) -> np.ndarray:
+    """Rows of int8 values -> int8 (7 bits) or int16 (15 bits) normalized rows."""
+    lib, q = library(), _c(q, np.int8)
+    out = np.empty(q.shape, np.int8 if output_shift_bits == 7 else np.int16)
+    kernel = lib.ef_l2_normalize_s8 if output_shift_bits == 7 else lib.ef_l2_normalize_s16
+    _over_rows(kernel, [q], out, q.shape[1], zero_point)
+    return out
+
+
+def goodness(a, zero_point: int) -> np.ndarray:
+    lib, a = library(), _c(a, np.int8)
+    out = np.empty(a.shape[0], np.int32)
+    _over_rows(lib.ef_goodness, [a], out, a.shape[1], zero_point)
+    return out
+
+
+def update_weight_rows(master, weight, rows, grad, lr_shift: int, stochastic: bool, seed: int, stream: int):
+    """In place: master rows `rows` += rounded grad / 2^lr_shift, and their int8 weights re-derived."""
+    library().ef_update_weight_rows(master, weight, master.shape[1], _c(rows, np.int32), len(rows),
+                                    _c(grad, np.int64), lr_shift, int(stochastic), seed & 0xFFFFFFFF,
+                                    stream & 0xFFFFFFFF)

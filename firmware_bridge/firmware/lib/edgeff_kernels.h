@@ -1,0 +1,79 @@
+/* EdgeFF integer kernels: the fixed-point runtime of edgeff/runtime/ in portable C99.
+ *
+ * One library for the board (the QEMU Cortex-M4 firmware) and the host (loaded by
+ * edgeff/runtime/c_kernels.py through ctypes). No malloc, no float, no global state: every buffer is
+ * the caller's, laid out as edgeff/runtime/memory_plan.py says. Each kernel is bit-identical to its
+ * NumPy twin (tests/test_c_kernels.py proves it on random cases and the worst-case bounds).
+ *
+ * Batched kernels take `rows` and loop over them (the board passes one or two rows, the host many).
+ *
+ * Assumes two's-complement int32 and arithmetic right shifts of negative values, as gcc and
+ * arm-none-eabi-gcc give (TFLite Micro assumes the same).
+ */
+#ifndef EDGEFF_KERNELS_H
+#define EDGEFF_KERNELS_H
+
+#include <stdint.h>
+
+#define EF_ROUNDING_DOUBLE 0   /* TFLM default: SaturatingRoundingDoublingHighMul + RoundingDivideByPOT */
+#define EF_ROUNDING_SINGLE 1   /* TFLITE_SINGLE_ROUNDING: one 64-bit multiply, add, shift */
+
+/* ---- requantize.c: gemmlowp / TFLite rescaling */
+int32_t ef_saturating_rounding_doubling_high_mul(int32_t a, int32_t b);
+int32_t ef_rounding_divide_by_pot(int32_t x, int exponent);                 /* 0 <= exponent <= 31 */
+int32_t ef_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift, int rounding);
+int32_t ef_multiply_by_quantized_multiplier_int64(int64_t x, int32_t multiplier, int shift);  /* 16x8 */
+/* The same result for 0 <= x < 2^31, 0 <= multiplier and no left shift (ReLU outputs, L2 norms):
+ * SRDHM's product is non-negative, so its nudge is 2^30 and its division a shift, and rounding a
+ * non-negative value by 2^right is (v + 2^(right-1)) >> right. Every intermediate after the product
+ * fits uint32 (v < 2^31), which lets compilers vectorize loops of it; tests/test_c_kernels.py checks
+ * it against the general form. */
+static inline uint32_t ef_multiply_non_negative(uint32_t x, uint32_t multiplier, uint32_t right, int rounding)
+{
+    uint64_t product = (uint64_t)x * multiplier;
+    if (rounding == EF_ROUNDING_SINGLE)
+        return (uint32_t)((product + ((uint64_t)1 << (30 + right))) >> (31 + right));
+    uint32_t v = (uint32_t)((product + ((uint64_t)1 << 30)) >> 31);
+    return (v + ((1u << right) >> 1)) >> right;
+}
+
+/* elementwise over n values; multiplier/shift are per element (for tests and the goodness rescale) */
+void ef_multiply_by_quantized_multiplier_n(const int32_t *x, const int32_t *multiplier, const int32_t *shift,
+                                           int32_t n, int rounding, int32_t *out);
+
+/* ---- fully_connected.c: TFLite FullyConnected with per-channel requantization and fused clamp.
+ * `requantize` is the epilogue alone, for accumulators computed elsewhere (the host's exact BLAS). */
+void ef_fully_connected_s8(const int8_t *x, int32_t rows, int32_t depth, const int8_t *weight, int32_t units,
+                           const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                           int32_t out_zero_point, int32_t act_min, int32_t act_max, int rounding, int8_t *out);
+void ef_fully_connected_s16(const int16_t *x, int32_t rows, int32_t depth, const int8_t *weight, int32_t units,
+                            const int64_t *bias, const int32_t *multiplier, const int32_t *shift,
+                            int32_t out_zero_point, int32_t act_min, int32_t act_max, int8_t *out);
+void ef_requantize_s8(const int32_t *acc, int32_t rows, int32_t units, const int32_t *bias,
+                      const int32_t *multiplier, const int32_t *shift, int32_t out_zero_point,
+                      int32_t act_min, int32_t act_max, int rounding, int8_t *out);
+void ef_requantize_s16(const int64_t *acc, int32_t rows, int32_t units, const int64_t *bias,
+                       const int32_t *multiplier, const int32_t *shift, int32_t out_zero_point,
+                       int32_t act_min, int32_t act_max, int8_t *out);
+
+/* ---- l2_normalization.c: TFLite L2_NORMALIZATION (int8 out, scale 2^-7) and EdgeFF's int16 variant
+ * (scale 2^-15) over rows of int8 values */
+void ef_inv_sqrt_quantized_multiplier(int32_t acc, int32_t *multiplier, int32_t *shift);  /* reverse shift -1 */
+void ef_l2_normalize_s8(const int8_t *in, int32_t rows, int32_t depth, int32_t zero_point, int8_t *out);
+void ef_l2_normalize_s16(const int8_t *in, int32_t rows, int32_t depth, int32_t zero_point, int16_t *out);
+
+/* ---- goodness.c: FF goodness sum (q - zp)^2 per row, int32 (exact below 33,000 units) */
+void ef_goodness(const int8_t *a, int32_t rows, int32_t depth, int32_t zero_point, int32_t *out);
+
+/* ---- integer_hash.c: counter-based random words (murmur3 finalizer), same bits as integer_hash.py */
+uint32_t ef_hash32(uint32_t seed, uint32_t step, uint32_t index);
+
+/* ---- ff_update.c: the FF master-weight update of integer training.
+ * For each listed unit j (rows[r]) and input k: master[j,k] += round(grad[r,k] / 2^lr_shift) (stochastic
+ * with noise ef_hash32(seed, stream, j*depth + k), or to nearest), clamped to int16; then
+ * weight[j,k] = clamp(RoundingDivideByPOT(master[j,k], 8), -127, 127). */
+void ef_update_weight_rows(int16_t *master, int8_t *weight, int32_t depth, const int32_t *rows, int32_t n_rows,
+                           const int64_t *grad, int32_t lr_shift, int stochastic, uint32_t seed, uint32_t stream);
+int64_t ef_round_shift(int64_t v, int32_t shift, int stochastic, uint32_t noise);
+
+#endif

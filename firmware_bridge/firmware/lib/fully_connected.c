@@ -1,0 +1,124 @@
+/* int8 and 16x8 FullyConnected (mirror of edgeff/runtime/fully_connected.py): an exact integer dot
+ * product per unit, then the shared epilogue: + bias, rescale, + output zero point, clamp. The input
+ * zero point is 0 (inputs are L2-normalized), the weights symmetric. */
+#include "edgeff_kernels.h"
+
+static inline int8_t clamp_s8(int32_t v, int32_t lo, int32_t hi)
+{
+    return (int8_t)(v < lo ? lo : v > hi ? hi : v);
+}
+
+static inline int8_t epilogue_s8(int32_t acc, int32_t multiplier, int32_t shift, int32_t zp, int32_t lo,
+                                 int32_t hi, int rounding)
+{
+    return clamp_s8(ef_multiply_by_quantized_multiplier(acc, multiplier, shift, rounding) + zp, lo, hi);
+}
+
+static inline int8_t epilogue_s16(int64_t acc, int32_t multiplier, int32_t shift, int32_t zp, int32_t lo,
+                                  int32_t hi)
+{
+    return clamp_s8(ef_multiply_by_quantized_multiplier_int64(acc, multiplier, shift) + zp, lo, hi);
+}
+
+void ef_fully_connected_s8(const int8_t *x, int32_t rows, int32_t depth, const int8_t *weight, int32_t units,
+                           const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                           int32_t out_zero_point, int32_t act_min, int32_t act_max, int rounding, int8_t *out)
+{
+    for (int32_t r = 0; r < rows; ++r) {
+        const int8_t *xr = x + (int64_t)r * depth;
+        for (int32_t c = 0; c < units; ++c) {
+            const int8_t *wc = weight + (int64_t)c * depth;
+            int32_t acc = 0;
+            for (int32_t k = 0; k < depth; ++k)
+                acc += (int32_t)wc[k] * xr[k];
+            /* the bias add wraps in int32, as on the board */
+            acc = (int32_t)((uint32_t)acc + (uint32_t)bias[c]);
+            out[(int64_t)r * units + c] = epilogue_s8(acc, multiplier[c], shift[c], out_zero_point, act_min,
+                                                      act_max, rounding);
+        }
+    }
+}
+
+void ef_fully_connected_s16(const int16_t *x, int32_t rows, int32_t depth, const int8_t *weight, int32_t units,
+                            const int64_t *bias, const int32_t *multiplier, const int32_t *shift,
+                            int32_t out_zero_point, int32_t act_min, int32_t act_max, int8_t *out)
+{
+    for (int32_t r = 0; r < rows; ++r) {
+        const int16_t *xr = x + (int64_t)r * depth;
+        for (int32_t c = 0; c < units; ++c) {
+            const int8_t *wc = weight + (int64_t)c * depth;
+            int64_t acc = 0;
+            for (int32_t k = 0; k < depth; ++k)
+                acc += (int32_t)wc[k] * xr[k];
+            out[(int64_t)r * units + c] = epilogue_s16(acc + bias[c], multiplier[c], shift[c], out_zero_point,
+                                                       act_min, act_max);
+        }
+    }
+}
+
+/* Fused ReLU (act_min >= zero point) with right shifts only: a non-positive accumulator rescales to
+ * <= 0 and clamps to act_min, a positive one takes the non-negative form, clamped before the zero point
+ * is added so nothing can overflow. Branch-free, so it vectorizes. */
+static int relu_form(const int32_t *multiplier, const int32_t *shift, int32_t units, int32_t zp, int32_t act_min,
+                     int32_t act_max)
+{
+    if (act_min < zp || act_max < zp)
+        return 0;
+    for (int32_t c = 0; c < units; ++c)
+        if (shift[c] > 0 || multiplier[c] < 0)
+            return 0;
+    return 1;
+}
+
+#define REQUANTIZE_RELU_ROW(rounding)                                                                        \
+    for (int32_t c = 0; c < units; ++c) {                                                                    \
+        int32_t a = (int32_t)((uint32_t)acc[c] + (uint32_t)bias[c]);                                         \
+        uint32_t r = ef_multiply_non_negative(a > 0 ? (uint32_t)a : 0, (uint32_t)multiplier[c],              \
+                                              (uint32_t)-shift[c], rounding);                                 \
+        int32_t y = (int32_t)(r < headroom ? r : headroom) + zp;                                             \
+        out[c] = (int8_t)(y < act_min ? act_min : y);                                                        \
+    }
+
+static void requantize_relu_row(const int32_t *acc, int32_t units, const int32_t *bias, const int32_t *multiplier,
+                                const int32_t *shift, int32_t zp, int32_t act_min, int32_t act_max, int rounding,
+                                int8_t *out)
+{
+    uint32_t headroom = (uint32_t)(act_max - zp);
+    if (rounding == EF_ROUNDING_SINGLE) {
+        REQUANTIZE_RELU_ROW(EF_ROUNDING_SINGLE)
+    } else {
+        REQUANTIZE_RELU_ROW(EF_ROUNDING_DOUBLE)
+    }
+}
+
+void ef_requantize_s8(const int32_t *acc, int32_t rows, int32_t units, const int32_t *bias,
+                      const int32_t *multiplier, const int32_t *shift, int32_t out_zero_point,
+                      int32_t act_min, int32_t act_max, int rounding, int8_t *out)
+{
+    if (relu_form(multiplier, shift, units, out_zero_point, act_min, act_max)) {
+        for (int32_t r = 0; r < rows; ++r)
+            requantize_relu_row(acc + (int64_t)r * units, units, bias, multiplier, shift, out_zero_point, act_min,
+                                act_max, rounding, out + (int64_t)r * units);
+        return;
+    }
+    for (int32_t r = 0; r < rows; ++r) {
+        const int32_t *ar = acc + (int64_t)r * units;
+        int8_t *o = out + (int64_t)r * units;
+        for (int32_t c = 0; c < units; ++c) {
+            int32_t a = (int32_t)((uint32_t)ar[c] + (uint32_t)bias[c]);
+            o[c] = epilogue_s8(a, multiplier[c], shift[c], out_zero_point, act_min, act_max, rounding);
+        }
+    }
+}
+
+void ef_requantize_s16(const int64_t *acc, int32_t rows, int32_t units, const int64_t *bias,
+                       const int32_t *multiplier, const int32_t *shift, int32_t out_zero_point,
+                       int32_t act_min, int32_t act_max, int8_t *out)
+{
+    for (int32_t r = 0; r < rows; ++r) {
+        const int64_t *ar = acc + (int64_t)r * units;
+        int8_t *o = out + (int64_t)r * units;
+        for (int32_t c = 0; c < units; ++c)
+            o[c] = epilogue_s16(ar[c] + bias[c], multiplier[c], shift[c], out_zero_point, act_min, act_max);
+    }
+}

@@ -1,0 +1,110 @@
+/* TFLite's integer L2_NORMALIZATION (mirror of edgeff/runtime/l2_normalization.py): the row's sum of
+ * squares, its inverse square root as a quantized multiplier (5 Newton-Raphson steps in Q3.28, as
+ * GetInvSqrtQuantizedMultiplierExp), then every element rescaled to 2^-7 (int8) or 2^-15 (int16). */
+#include "edgeff_kernels.h"
+
+#define HALF_THREE_Q3 ((1 << 28) + (1 << 27))   /* 1.5 in Q3.28 */
+#define ONE_Q3 (1 << 28)
+#define HALF_SQRT2_Q0 1518500250                 /* sqrt(2)/2 in Q0.31 */
+
+static int32_t srdhm(int32_t a, int32_t b) { return ef_saturating_rounding_doubling_high_mul(a, b); }
+
+/* gemmlowp SaturatingRoundingMultiplyByPOT for a positive exponent: saturating left shift */
+static int32_t saturating_shift_left(int32_t x, int exponent)
+{
+    int32_t threshold = (int32_t)(((int64_t)1 << (31 - exponent)) - 1);
+    if (x > threshold)
+        return INT32_MAX;
+    if (x < -threshold)
+        return INT32_MIN;
+    return (int32_t)((uint32_t)x << exponent);
+}
+
+static int count_leading_zeros32(uint32_t x)   /* x > 0 */
+{
+#if defined(__GNUC__)
+    return __builtin_clz(x);                  /* one instruction on Cortex-M4 (CLZ) and x86 */
+#endif
+    int n = 0;
+    while (n < 32 && !(x & 0x80000000u)) {
+        x <<= 1;
+        ++n;
+    }
+    return n;
+}
+
+void ef_inv_sqrt_quantized_multiplier(int32_t acc, int32_t *multiplier, int32_t *shift)
+{
+    if (acc <= 1) {            /* TFLite treats 0 and 1 alike */
+        *multiplier = INT32_MAX;
+        *shift = 0;
+        return;
+    }
+    int32_t s = 11;
+    while (acc >= (1 << 29)) {
+        acc /= 4;
+        ++s;
+    }
+    int pairs = (count_leading_zeros32((uint32_t)acc) - 1) / 2 - 1;
+    s -= pairs;
+    acc <<= 2 * pairs;
+    int32_t half_input = ef_rounding_divide_by_pot(acc >> 1, 1);
+    int32_t x = ONE_Q3;
+    for (int i = 0; i < 5; ++i) {
+        int32_t x3 = saturating_shift_left(srdhm(srdhm(x, x), x), 6);    /* Q9 -> Q3 */
+        int32_t t1 = srdhm(HALF_THREE_Q3, x);
+        int32_t t2 = srdhm(half_input, x3);
+        x = saturating_shift_left((int32_t)((uint32_t)t1 - (uint32_t)t2), 3);  /* Q6 -> Q3 */
+    }
+    x = srdhm(x, HALF_SQRT2_Q0);
+    if (s < 0) {
+        x = (int32_t)((uint32_t)x << -s);
+        s = 0;
+    }
+    *multiplier = x;
+    *shift = -s;
+}
+
+/* the inverse-norm multiplier and shift of one row; returns whether every centred value is in [0, 255] */
+static int row_scale(const int8_t *in, int32_t depth, int32_t zero_point, int32_t *multiplier, int32_t *shift)
+{
+    int32_t acc = 0, small = 1;
+    for (int32_t k = 0; k < depth; ++k) {
+        int32_t d = in[k] - zero_point;
+        acc = (int32_t)((uint32_t)acc + (uint32_t)(d * d));
+        small &= (uint32_t)d <= 255u;
+    }
+    ef_inv_sqrt_quantized_multiplier(acc, multiplier, shift);
+    return small;
+}
+
+/* Centred values in [0, 255] (ReLU outputs, image pixels) with a positive multiplier and a left shift
+ * of at most 23 never leave int32: the non-negative form applies, after the left shift. */
+#define DEFINE_L2_NORMALIZE(name, out_t, bits, lo, hi)                                                     \
+    void name(const int8_t *in, int32_t rows, int32_t depth, int32_t zero_point, out_t *out)                 \
+    {                                                                                                        \
+        for (int32_t r = 0; r < rows; ++r) {                                                                 \
+            const int8_t *row = in + (int64_t)r * depth;                                                     \
+            out_t *o = out + (int64_t)r * depth;                                                             \
+            int32_t multiplier, shift;                                                                       \
+            int small = row_scale(row, depth, zero_point, &multiplier, &shift);                              \
+            int32_t total = shift + bits, left = total > 0 ? total : 0, right = total > 0 ? 0 : -total;      \
+            if (small && multiplier >= 0 && left <= 23) {                                                    \
+                for (int32_t k = 0; k < depth; ++k) {                                                        \
+                    uint32_t y = ef_multiply_non_negative((uint32_t)(row[k] - zero_point) << left,           \
+                                                          (uint32_t)multiplier, (uint32_t)right,             \
+                                                          EF_ROUNDING_DOUBLE);                               \
+                    o[k] = (out_t)(y > (uint32_t)hi ? (uint32_t)hi : y);                                     \
+                }                                                                                            \
+                continue;                                                                                    \
+            }                                                                                                \
+            for (int32_t k = 0; k < depth; ++k) {                                                            \
+                int32_t y = ef_multiply_by_quantized_multiplier(row[k] - zero_point, multiplier, total,      \
+                                                                EF_ROUNDING_DOUBLE);                          \
+                o[k] = (out_t)(y < lo ? lo : y > hi ? hi : y);                                               \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+
+DEFINE_L2_NORMALIZE(ef_l2_normalize_s8, int8_t, 7, -128, 127)
+DEFINE_L2_NORMALIZE(ef_l2_normalize_s16, int16_t, 15, -32768, 32767)

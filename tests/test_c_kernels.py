@@ -1,0 +1,220 @@
+"""The firmware's C kernels (built for this host) give the bits of the NumPy runtime and of the scalar
+references: over 100,000+ random cases each and at the worst-case bounds, kernel by kernel, then for a
+whole model's inference and training."""
+import ctypes
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from edgeff.data.datasets import load_dataset
+from edgeff.errors import EdgeFFError
+from edgeff.runtime import c_kernels
+from edgeff.runtime import fully_connected as fc
+from edgeff.runtime.goodness import goodness
+from edgeff.runtime.int_model import IntFFModel
+from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig
+from edgeff.runtime.integer_hash import hash32
+from edgeff.runtime.l2_normalization import inv_sqrt_quantized_multiplier_ref, l2_normalization
+from edgeff.runtime.requantize import INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier_ref
+from tests.test_requantize import EDGES, N_RANDOM, _random_int32
+
+pytestmark = pytest.mark.skipif(c_kernels.library() is None, reason="no C compiler: the C kernels cannot build")
+
+
+@pytest.fixture
+def lib():
+    return c_kernels.library()
+
+
+def both_backends(fn):
+    """fn() under the C kernels and under NumPy."""
+    previous = c_kernels.use_backend("numpy")
+    try:
+        with_numpy = fn()
+    finally:
+        c_kernels.use_backend(previous)
+    return fn(), with_numpy
+
+
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_multiply_by_quantized_multiplier_equals_reference(lib, rounding):
+    rng = np.random.default_rng(10)
+    x = _random_int32(rng, N_RANDOM)
+    m = rng.integers(1 << 30, INT32_MAX, N_RANDOM, endpoint=True)
+    shift = rng.integers(-31 if rounding == "double" else -30, 8, N_RANDOM)
+    if rounding == "single":  # TFLite DCHECKs that a single-rounding result fits int32
+        x = np.where(shift > 0, x >> 8, x)
+    grid = np.array(EDGES)
+    x = np.concatenate([x, np.repeat(grid, 4)])
+    m = np.concatenate([m, np.tile([INT32_MAX, 1 << 30, INT32_MAX, 1 << 30], len(grid))])
+    shift = np.concatenate([shift, np.tile([0, 0, -30, -30], len(grid))])
+    got = np.empty(len(x), np.int32)
+    lib.ef_multiply_by_quantized_multiplier_n(x.astype(np.int32), m.astype(np.int32), shift.astype(np.int32),
+                                              len(x), c_kernels.ROUNDING[rounding], got)
+    want = [multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding) for a, b, c in zip(x, m, shift, strict=True)]
+    assert np.array_equal(got, want)
+
+
+def _requant_case(rng, rows, units, relu, positive_shifts):
+    acc = np.concatenate([_random_int32(rng, rows * units - 4 * units),
+                          np.repeat([INT32_MAX, INT32_MIN, 0, -1], units)]).reshape(rows, units)
+    bias = rng.integers(-(1 << 20), 1 << 20, units)
+    bias[:2] = [INT32_MAX, INT32_MIN]                      # the int32 bias add wraps
+    mult = rng.integers(1 << 30, INT32_MAX, units, endpoint=True)
+    mult[2:4] = [INT32_MAX, 1 << 30]
+    shift = rng.integers(-31, 4 if positive_shifts else 1, units)
+    shift[4:6] = [0, -31]
+    zp = int(rng.integers(-128, 100))
+    act_min = max(-128, zp) if relu else -128
+    return acc.astype(np.int32), bias.astype(np.int32), mult, shift, zp, act_min
+
+
+@pytest.mark.parametrize("rounding", ["double", "single"])
+@pytest.mark.parametrize("relu, positive_shifts", [(True, False), (False, False), (True, True)])
+def test_requantize_equals_numpy(rounding, relu, positive_shifts):
+    """The vectorized ReLU form and the general form, against the NumPy kernel: 3 x 40,000 outputs."""
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        acc, bias, mult, shift, zp, act_min = _requant_case(rng, 200, 200, relu, positive_shifts)
+        if rounding == "single":
+            shift = np.minimum(shift, 0)
+            acc = np.where(shift > 0, acc >> 8, acc)
+        c, numpy = both_backends(lambda: fc.requantize_output(acc, bias, mult, shift, zp, act_min, 127, rounding))
+        assert c.dtype == numpy.dtype == np.int8 and np.array_equal(c, numpy)
+
+
+def test_requantize_16x8_equals_numpy():
+    rng = np.random.default_rng(12)
+    acc = rng.integers(-(1 << 46), 1 << 46, (300, 350))
+    bias = rng.integers(-(1 << 40), 1 << 40, 350)
+    mult = rng.integers(1 << 30, INT32_MAX, 350, endpoint=True)
+    shift = rng.integers(-31, 15, 350)
+    for zp, act_min in ((-128, -128), (-20, -20)):
+        c, numpy = both_backends(lambda: fc.requantize_output(acc, bias, mult, shift, zp, act_min, 127, wide=True))
+        assert np.array_equal(c, numpy)
+
+
+def test_inv_sqrt_equals_reference(lib):
+    rng = np.random.default_rng(13)
+    accs = np.concatenate([np.arange(0, 70_000), rng.integers(0, INT32_MAX, 30_000, endpoint=True),
+                           (1 << np.arange(31)) - 1, 1 << np.arange(31), (1 << np.arange(1, 31)) + 1, [INT32_MAX]])
+    m, s = ctypes.c_int32(), ctypes.c_int32()
+    for a in accs:
+        lib.ef_inv_sqrt_quantized_multiplier(int(a), ctypes.byref(m), ctypes.byref(s))
+        assert (m.value, s.value) == inv_sqrt_quantized_multiplier_ref(int(a)), a
+
+
+@pytest.mark.parametrize("bits", [7, 15])
+@pytest.mark.parametrize("zero_point", [-128, 0, 5])
+def test_l2_normalization_equals_numpy(bits, zero_point):
+    """Rows whose centred values all lie in [0, 255] take the vectorized form; others the general one."""
+    rng = np.random.default_rng(14)
+    limit = 1 << bits
+    relu_rows = rng.integers(zero_point, 128, (1500, 67))
+    q = np.concatenate([rng.integers(-128, 128, (1500, 67)), relu_rows,
+                        np.full((2, 67), -128), np.full((2, 67), 127), np.full((2, 67), zero_point),
+                        np.where(np.arange(67) == 3, 127, zero_point)[None].repeat(2, 0),
+                        np.where(np.arange(67) == 3, zero_point + 1, zero_point)[None]]).astype(np.int8)
+    c, numpy = both_backends(lambda: l2_normalization(q, zero_point, bits, -limit, limit - 1))
+    assert c.dtype == numpy.dtype and np.array_equal(c, numpy)
+
+
+def test_goodness_equals_numpy():
+    rng = np.random.default_rng(15)
+    a = np.concatenate([rng.integers(-128, 128, (1000, 120)), np.full((1, 120), 127),
+                        np.full((1, 120), -128)]).astype(np.int8)
+    for zp in (-128, 0, 127):
+        c, numpy = both_backends(lambda: goodness(a, zp))
+        assert np.array_equal(c, numpy)
+    widest = np.full((1, 32_767), 127, np.int8)
+    assert goodness(widest, -128)[0] == 32_767 * 255 ** 2
+
+
+def test_hash32_equals_numpy(lib):
+    idx = np.arange(0, 1 << 32, 40_009, dtype=np.uint64)
+    for seed, step in ((0, 0), (7, 123456), (0xFFFFFFFF, (1 << 32) - 1)):
+        want = hash32(seed, step, idx)
+        assert all(lib.ef_hash32(seed, step, int(i)) == int(w) for i, w in zip(idx, want, strict=True))
+
+
+@pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
+@pytest.mark.parametrize("lr_shift", [4, 14, 32, 40])
+def test_master_update_equals_numpy(rounding, lr_shift):
+    """The C update against IntTrainer's NumPy update, clamping at both int16 ends included."""
+    rng = np.random.default_rng(16)
+    rows, depth = 120, 300
+    master = rng.integers(-32768, 32768, (rows, depth)).astype(np.int16)
+    master[0, :3] = [32767, -32768, 0]
+    active = np.sort(rng.choice(rows, 70, replace=False))
+    grad = rng.integers(-(1 << 45), 1 << 45, (70, depth))
+    grad[0, :3] = [1 << 45, -(1 << 45), 0]
+
+    def update():
+        layer = SimpleNamespace(weight=np.zeros((rows, depth), np.int8))
+        trainer = SimpleNamespace(config=IntTrainingConfig(lr_shift=lr_shift, rounding=rounding, seed=9),
+                                  step_count=77, weight_masters=[master.copy()], model=SimpleNamespace(layers=[layer]))
+        trainer._round_shift = lambda *args: IntTrainer._round_shift(trainer, *args)
+        IntTrainer._update_weight_rows(trainer, 0, active, grad)
+        return trainer.weight_masters[0], layer.weight
+
+    (cm, cw), (nm, nw) = both_backends(update)
+    assert np.array_equal(cm, nm) and np.array_equal(cw, nw)
+    assert not np.array_equal(cm, master)
+
+
+def test_fully_connected_for_the_board_equals_numpy(lib):
+    """The board's whole FC (dot products in C) against accumulate + requantize."""
+    rng = np.random.default_rng(17)
+    x = rng.integers(-128, 128, (40, 500)).astype(np.int8)
+    x[0] = 127
+    w = rng.integers(-127, 128, (64, 500)).astype(np.int8)
+    w[0] = 127
+    bias = rng.integers(-(1 << 20), 1 << 20, 64).astype(np.int32)
+    mult = rng.integers(1 << 30, INT32_MAX, 64).astype(np.int32)
+    shift = rng.integers(-20, -5, 64).astype(np.int32)
+    for zp, act_min in ((-128, -128), (-30, -30)):
+        got = np.empty((40, 64), np.int8)
+        lib.ef_fully_connected_s8(x, 40, 500, w, 64, bias, mult, shift, zp, act_min, 127, 0, got)
+        assert np.array_equal(got, fc.fully_connected(x, w, bias, 0, mult, shift, zp, act_min, 127))
+    x16 = rng.integers(-32768, 32768, (40, 500)).astype(np.int16)
+    bias16 = rng.integers(-(1 << 40), 1 << 40, 64)
+    got = np.empty((40, 64), np.int8)
+    lib.ef_fully_connected_s16(x16, 40, 500, w, 64, bias16, mult, shift - 8, -128, -128, 127, got)
+    assert np.array_equal(got, fc.fully_connected_16x8(x16, w, bias16, mult, shift - 8, -128, -128, 127))
+
+
+def test_model_inference_and_training_equal_numpy(int_model):
+    """The whole integer model, scores and trained weights, under both backends."""
+    _, int_path, data_dir = int_model
+    data = load_dataset(data_dir, val_size=100)
+    images, labels = data.train.images[:96], data.train.labels[:96]
+
+    def run():
+        model = IntFFModel.from_file(int_path)
+        scores, logits = model.label_scores(images), model.head_logits(images)
+        trainer = IntTrainer(model, IntTrainingConfig(lr_shift=14))
+        for s in range(0, 96, 8):
+            trainer.step(images[s:s + 8], labels[s:s + 8])
+        return [scores, logits] + trainer.weight_masters + [l.weight for l in model.layers]
+
+    c, numpy = both_backends(run)
+    assert all(np.array_equal(a, b) for a, b in zip(c, numpy, strict=True))
+
+
+def test_build_failure_is_clear(monkeypatch, tmp_path):
+    monkeypatch.setattr(c_kernels, "FLAGS", [*c_kernels.FLAGS, "-no-such-flag"])
+    monkeypatch.setenv("EDGEFF_CACHE_DIR", str(tmp_path))
+    c_kernels._load.cache_clear()
+    previous = c_kernels.use_backend("c")
+    try:
+        with pytest.raises(EdgeFFError, match="C kernels are unavailable: building the C kernels failed"):
+            c_kernels.library()
+        c_kernels._load.cache_clear()
+        c_kernels.use_backend("auto")
+        with pytest.warns(UserWarning, match="NumPy kernels"):
+            assert c_kernels.library() is None
+        assert list(tmp_path.iterdir()) == []  # no half-written library left behind
+    finally:
+        c_kernels.use_backend(previous)
+        c_kernels._load.cache_clear()
