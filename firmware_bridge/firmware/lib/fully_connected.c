@@ -20,40 +20,34 @@ static inline int8_t epilogue_s16(int64_t acc, int32_t multiplier, int32_t shift
     return clamp_s8(ef_multiply_by_quantized_multiplier_int64(acc, multiplier, shift) + zp, lo, hi);
 }
 
+/* acc = bias + sum_k weight[c,k] * x[r,k] per row and unit, then the epilogue. int8 inputs accumulate in
+ * int32 (the bias add wraps, as on the board), int16 inputs in int64. */
+#define FULLY_CONNECTED_ROWS(acc_t, epilogue)                                                                \
+    for (int32_t r = 0; r < rows; ++r) {                                                                     \
+        for (int32_t c = 0; c < units; ++c) {                                                                \
+            const int8_t *wc = weight + (int64_t)c * depth;                                                  \
+            acc_t acc = 0;                                                                                   \
+            for (int32_t k = 0; k < depth; ++k)                                                              \
+                acc += (int32_t)wc[k] * x[(int64_t)r * depth + k];                                           \
+            out[(int64_t)r * units + c] = epilogue;                                                          \
+        }                                                                                                    \
+    }
+
 void ef_fully_connected_s8(const int8_t *x, int32_t rows, int32_t depth, const int8_t *weight, int32_t units,
                            const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
                            int32_t out_zero_point, int32_t act_min, int32_t act_max, int rounding, int8_t *out)
 {
-    for (int32_t r = 0; r < rows; ++r) {
-        const int8_t *xr = x + (int64_t)r * depth;
-        for (int32_t c = 0; c < units; ++c) {
-            const int8_t *wc = weight + (int64_t)c * depth;
-            int32_t acc = 0;
-            for (int32_t k = 0; k < depth; ++k)
-                acc += (int32_t)wc[k] * xr[k];
-            /* the bias add wraps in int32, as on the board */
-            acc = (int32_t)((uint32_t)acc + (uint32_t)bias[c]);
-            out[(int64_t)r * units + c] = epilogue_s8(acc, multiplier[c], shift[c], out_zero_point, act_min,
-                                                      act_max, rounding);
-        }
-    }
+    FULLY_CONNECTED_ROWS(int32_t,
+                         epilogue_s8((int32_t)((uint32_t)acc + (uint32_t)bias[c]), multiplier[c], shift[c],
+                                     out_zero_point, act_min, act_max, rounding))
 }
 
 void ef_fully_connected_s16(const int16_t *x, int32_t rows, int32_t depth, const int8_t *weight, int32_t units,
                             const int64_t *bias, const int32_t *multiplier, const int32_t *shift,
                             int32_t out_zero_point, int32_t act_min, int32_t act_max, int8_t *out)
 {
-    for (int32_t r = 0; r < rows; ++r) {
-        const int16_t *xr = x + (int64_t)r * depth;
-        for (int32_t c = 0; c < units; ++c) {
-            const int8_t *wc = weight + (int64_t)c * depth;
-            int64_t acc = 0;
-            for (int32_t k = 0; k < depth; ++k)
-                acc += (int32_t)wc[k] * xr[k];
-            out[(int64_t)r * units + c] = epilogue_s16(acc + bias[c], multiplier[c], shift[c], out_zero_point,
-                                                       act_min, act_max);
-        }
-    }
+    FULLY_CONNECTED_ROWS(int64_t, epilogue_s16(acc + bias[c], multiplier[c], shift[c], out_zero_point, act_min,
+                                                  act_max))
 }
 
 /* Fused ReLU (act_min >= zero point) with right shifts only: a non-positive accumulator rescales to
