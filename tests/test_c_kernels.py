@@ -2,6 +2,8 @@
 references: over 100,000+ random cases each and at the worst-case bounds, kernel by kernel, then for a
 whole model's inference and training."""
 import ctypes
+import shutil
+import subprocess
 from types import SimpleNamespace
 
 import numpy as np
@@ -218,3 +220,19 @@ def test_build_failure_is_clear(monkeypatch, tmp_path):
     finally:
         c_kernels.use_backend(previous)
         c_kernels._load.cache_clear()
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="gcc-arm-none-eabi is not installed")
+def test_library_builds_for_cortex_m4_without_float_or_runtime_calls(tmp_path):
+    """The board build: C99 for a Cortex-M4 with a soft-float ABI. Any float (or 64-bit division) would
+    pull in a libgcc helper such as __aeabi_fadd; every undefined symbol must be one of our kernels."""
+    sources = sorted(c_kernels.source_dir().glob("*.c"))
+    objects = []
+    for src in sources:
+        obj = tmp_path / (src.stem + ".o")
+        subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft", "-O2",
+                        "-Wall", "-Wextra", "-Werror", "-c", str(src), "-o", str(obj)], check=True)
+        objects.append(str(obj))
+    nm = subprocess.run(["arm-none-eabi-nm", "--undefined-only", *objects], capture_output=True, text=True, check=True)
+    undefined = {line.split()[-1] for line in nm.stdout.splitlines() if line.strip().startswith("U ")}
+    assert undefined and all(name.startswith("ef_") for name in undefined), undefined
