@@ -139,7 +139,8 @@ def use_backend(name: str) -> str:
 # ---------------------------------------------------------------- array-level calls
 
 PARALLEL_ABOVE = 1 << 16   # elements; below this one thread is faster than handing work over
-_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+WORKERS = os.cpu_count() or 1
+_pool = ThreadPoolExecutor(max_workers=WORKERS)
 
 
 def _c(x, dtype):
@@ -150,7 +151,7 @@ def _over_rows(kernel, arrays, out, *args):
     """kernel(*row_slices_of_arrays, rows, *args, row_slice_of_out) over every row, the rows split across
     the CPU's cores when the work is large (ctypes releases the GIL during each C call)."""
     rows = out.shape[0]
-    parts = min(_pool._max_workers, max(1, out.size // PARALLEL_ABOVE), rows) if rows else 1
+    parts = min(WORKERS, max(1, out.size // PARALLEL_ABOVE), rows) if rows else 1
     bounds = np.linspace(0, rows, parts + 1).astype(int)
 
     def run(a, b):
