@@ -145,7 +145,7 @@ def test_hash32_equals_numpy(lib):
 def test_master_update_equals_numpy(rounding, lr_shift):
     """The C update against IntTrainer's NumPy update, clamping at both int16 ends included."""
     rng = np.random.default_rng(16)
-    rows, depth = 120, 300
+    rows, depth = 120, 1500   # 105,000 updated weights
     master = rng.integers(-32768, 32768, (rows, depth)).astype(np.int16)
     master[0, :3] = [32767, -32768, 0]
     active = np.sort(rng.choice(rows, 70, replace=False))
@@ -236,3 +236,92 @@ def test_library_builds_for_cortex_m4_without_float_or_runtime_calls(tmp_path):
     nm = subprocess.run(["arm-none-eabi-nm", "--undefined-only", *objects], capture_output=True, text=True, check=True)
     undefined = {line.split()[-1] for line in nm.stdout.splitlines() if line.strip().startswith("U ")}
     assert undefined and all(name.startswith("ef_") for name in undefined), undefined
+
+
+class _Layer(ctypes.Structure):
+    _fields_ = [("d_in", ctypes.c_int32), ("d_out", ctypes.c_int32),
+                ("weight", ctypes.c_void_p), ("weight_master", ctypes.c_void_p),
+                ("bias", ctypes.c_void_p), ("bias_master", ctypes.c_void_p),
+                ("multiplier", ctypes.c_void_p), ("shift", ctypes.c_void_p),
+                ("out_zero_point", ctypes.c_int32), ("act_min", ctypes.c_int32),
+                ("goodness_multiplier", ctypes.c_int32), ("goodness_shift", ctypes.c_int32),
+                ("normalized", ctypes.c_void_p), ("output", ctypes.c_void_p)]
+
+
+class _Trainer(ctypes.Structure):
+    _fields_ = [("n_layers", ctypes.c_int32), ("n_classes", ctypes.c_int32), ("n_inputs", ctypes.c_int32),
+                ("layers", _Layer * 8), ("gamma_q", ctypes.c_int32 * 8), ("coupling_q", ctypes.c_int32),
+                ("adaptive", ctypes.c_int32), ("label_q", ctypes.c_int32), ("rounding", ctypes.c_int32),
+                ("sigmoid_lut", ctypes.c_void_p), ("softplus", ctypes.c_int32),
+                ("arg_multiplier", ctypes.c_int32), ("arg_shift", ctypes.c_int32), ("theta_q", ctypes.c_int32),
+                ("lr_shift", ctypes.c_int32), ("gamma_shift", ctypes.c_int32), ("stochastic", ctypes.c_int32),
+                ("seed", ctypes.c_uint32), ("step", ctypes.c_uint32), ("input", ctypes.c_void_p)]
+
+
+def _c_trainer(trainer: IntTrainer):
+    """The C trainer over copies of the Python trainer's state; returns (struct, arrays it points into)."""
+    model, config, k = trainer.model, trainer.config, trainer.constants
+    keep = {}
+
+    def ptr(name, array):
+        keep[name] = np.ascontiguousarray(array)
+        return keep[name].ctypes.data
+
+    t = _Trainer(n_layers=len(model.layers), n_classes=model.n_classes, n_inputs=model.arch["sizes"][0],
+                 coupling_q=trainer.coupling_q, adaptive=int(trainer.collab_mode == "adaptive"),
+                 label_q=model.quant["label_q"], rounding=c_kernels.ROUNDING[model.rounding],
+                 sigmoid_lut=ptr("lut", trainer.lut), softplus=int(config.loss == "softplus"),
+                 arg_multiplier=k.arg_multiplier, arg_shift=k.arg_shift, theta_q=k.theta_q,
+                 lr_shift=config.lr_shift, gamma_shift=config.gamma_shift,
+                 stochastic=int(config.rounding == "stochastic"), seed=config.seed & 0xFFFFFFFF,
+                 step=trainer.step_count, input=ptr("input", np.zeros(2 * model.arch["sizes"][0], np.int8)))
+    for i, layer in enumerate(model.layers):
+        t.gamma_q[i] = int(trainer.gamma_q[i])
+        t.layers[i] = _Layer(
+            d_in=layer.weight.shape[1], d_out=layer.weight.shape[0], weight=ptr(f"w{i}", layer.weight.copy()),
+            weight_master=ptr(f"m{i}", trainer.weight_masters[i].copy()), bias=ptr(f"b{i}", layer.bias.copy()),
+            bias_master=ptr(f"bm{i}", trainer.bias_masters[i].astype(np.int32)),
+            multiplier=ptr(f"mult{i}", layer.multiplier), shift=ptr(f"shift{i}", layer.shift),
+            out_zero_point=layer.out_zero_point, act_min=layer.act_min,
+            goodness_multiplier=layer.goodness_multiplier, goodness_shift=layer.goodness_shift,
+            normalized=ptr(f"n{i}", np.zeros(2 * layer.weight.shape[1], np.int8)),
+            output=ptr(f"o{i}", np.zeros(2 * layer.weight.shape[0], np.int8)))
+    return t, keep
+
+
+@pytest.mark.parametrize("loss, collab, rounding", [("symba", "adaptive", "stochastic"),
+                                                    ("softplus", "none", "nearest")])
+def test_board_training_step_equals_the_runtime(lib, int_model, loss, collab, rounding):
+    """ef_ff_train_step, sample by sample as the firmware runs it, against IntTrainer.step at batch 1:
+    the same negative labels, verdicts, master weights, weights, biases and gamma after every step."""
+    _, int_path, data_dir = int_model
+    model = IntFFModel.from_file(int_path)
+    if any(layer.norm_bits != 7 for layer in model.layers):
+        pytest.skip("the board's training step runs int8 normalized inputs")
+    data = load_dataset(data_dir, val_size=100)
+    trainer = IntTrainer(model, IntTrainingConfig(lr_shift=12, loss=loss, rounding=rounding, seed=5))
+    trainer.collab_mode = collab
+    trainer.gamma_q = np.array([300, 150], np.int64) if collab == "adaptive" else trainer.gamma_q
+    lib.ef_ff_train_step.argtypes = [ctypes.POINTER(_Trainer), _arr_u8(), ctypes.c_int32, ctypes.c_int32]
+    lib.ef_ff_train_step.restype = ctypes.c_int32
+    lib.ef_random_negative_label.restype = ctypes.c_int32
+    t, keep = _c_trainer(trainer)
+    updated = 0
+    for s in range(40):
+        image, label = data.train.images[s:s + 1], data.train.labels[s:s + 1]
+        negative = lib.ef_random_negative_label(t.seed, t.step, int(label[0]), model.n_classes)
+        assert negative == trainer.negative_labels(image, label.astype(np.int64))[0]
+        before = trainer.weight_masters[0].copy()
+        correct = trainer.step(image, label, np.array([negative]))["correct"]
+        assert lib.ef_ff_train_step(ctypes.byref(t), np.ascontiguousarray(image[0]), int(label[0]), negative) == correct
+        updated += not np.array_equal(before, trainer.weight_masters[0])
+        for i, layer in enumerate(model.layers):
+            assert np.array_equal(keep[f"m{i}"], trainer.weight_masters[i]), (s, i)
+            assert np.array_equal(keep[f"w{i}"], layer.weight) and np.array_equal(keep[f"b{i}"], layer.bias)
+            assert np.array_equal(keep[f"bm{i}"], trainer.bias_masters[i])
+        assert list(t.gamma_q)[:len(model.layers)] == trainer.gamma_q.tolist() and t.step == trainer.step_count
+    assert updated >= 5  # the steps really changed the weights (nearest rounding skips the small ones)
+
+
+def _arr_u8():
+    return np.ctypeslib.ndpointer(dtype=np.uint8, flags="C_CONTIGUOUS")

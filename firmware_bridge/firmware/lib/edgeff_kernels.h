@@ -75,5 +75,45 @@ uint32_t ef_hash32(uint32_t seed, uint32_t step, uint32_t index);
 void ef_update_weight_rows(int16_t *master, int8_t *weight, int32_t depth, const int32_t *rows, int32_t n_rows,
                            const int64_t *grad, int32_t lr_shift, int stochastic, uint32_t seed, uint32_t stream);
 int64_t ef_round_shift(int64_t v, int32_t shift, int stochastic, uint32_t noise);
+/* one weight: the same rounding, clamp and re-derived int8 weight, with its noise word given */
+void ef_update_weight(int16_t *master, int8_t *weight, int64_t grad, int32_t lr_shift, int stochastic,
+                      uint32_t noise);
+
+/* ---- ff_train.c: one integer FF / CFF training step on one sample, the board's rule (mirror of
+ * IntTrainer.step at batch size 1, int8 normalized inputs). Every buffer is the caller's. */
+#define EF_MAX_LAYERS 8
+
+typedef struct {
+    int32_t d_in, d_out;
+    int8_t *weight;                  /* (d_out, d_in), the forward weights: rounded masters */
+    int16_t *weight_master;          /* (d_out, d_in), 8 fractional bits */
+    int32_t *bias, *bias_master;     /* (d_out) */
+    const int32_t *multiplier, *shift;   /* (d_out) requantization */
+    int32_t out_zero_point, act_min;
+    int32_t goodness_multiplier, goodness_shift;   /* integer goodness -> common Q.12 */
+    int8_t *normalized;              /* scratch (2, d_in): normalized input of the + and - pass */
+    int8_t *output;                  /* scratch (2, d_out): output of the + and - pass */
+} ef_ff_layer;
+
+typedef struct {
+    int32_t n_layers, n_classes, n_inputs;
+    ef_ff_layer layers[EF_MAX_LAYERS];
+    int32_t gamma_q[EF_MAX_LAYERS];  /* collaboration strength, Q8 (0 for plain FF) */
+    int32_t coupling_q;              /* A = 1/(L-1), Q8 */
+    int32_t adaptive;                /* A-CFF: gamma learns */
+    int32_t label_q, rounding;
+    const int16_t *sigmoid_lut;      /* 256 entries, Q15 */
+    int32_t softplus;                /* 0: SymBa, 1: softplus with threshold theta_q */
+    int32_t arg_multiplier, arg_shift, theta_q;
+    int32_t lr_shift, gamma_shift, stochastic;
+    uint32_t seed, step;
+    int8_t *input;                   /* scratch (2, n_inputs): the + and - input */
+} ef_ff_trainer;
+
+/* Trains on one image (n_inputs uint8 pixels) with its label and a wrong label; returns 1 when the
+ * positive goodness exceeded the negative one before the update, else 0. Advances t->step. */
+int32_t ef_ff_train_step(ef_ff_trainer *t, const uint8_t *image, int32_t label, int32_t negative_label);
+/* The "random" negative label rule: a uniformly drawn wrong label */
+int32_t ef_random_negative_label(uint32_t seed, uint32_t step, int32_t label, int32_t n_classes);
 
 #endif

@@ -22,10 +22,13 @@ int64_t ef_round_shift(int64_t v, int32_t shift, int stochastic, uint32_t noise)
     return (v >> shift) + ((v & mask) > threshold);
 }
 
-static inline int8_t weight_from_master(int16_t master)
+void ef_update_weight(int16_t *master, int8_t *weight, int64_t grad, int32_t lr_shift, int stochastic,
+                      uint32_t noise)
 {
-    int32_t w = ef_rounding_divide_by_pot(master, MASTER_FRAC_BITS);
-    return (int8_t)(w > WEIGHT_MAX ? WEIGHT_MAX : w < -WEIGHT_MAX ? -WEIGHT_MAX : w);
+    int64_t m = *master + ef_round_shift(grad, lr_shift, stochastic, noise);
+    *master = (int16_t)(m > 32767 ? 32767 : m < -32768 ? -32768 : m);
+    int32_t w = ef_rounding_divide_by_pot(*master, MASTER_FRAC_BITS);
+    *weight = (int8_t)(w > WEIGHT_MAX ? WEIGHT_MAX : w < -WEIGHT_MAX ? -WEIGHT_MAX : w);
 }
 
 void ef_update_weight_rows(int16_t *master, int8_t *weight, int32_t depth, const int32_t *rows, int32_t n_rows,
@@ -33,11 +36,8 @@ void ef_update_weight_rows(int16_t *master, int8_t *weight, int32_t depth, const
 {
     for (int32_t r = 0; r < n_rows; ++r) {
         int64_t base = (int64_t)rows[r] * depth;
-        for (int32_t k = 0; k < depth; ++k) {
-            uint32_t noise = stochastic ? ef_hash32(seed, stream, (uint32_t)(base + k)) : 0;
-            int64_t m = master[base + k] + ef_round_shift(grad[(int64_t)r * depth + k], lr_shift, stochastic, noise);
-            master[base + k] = (int16_t)(m > 32767 ? 32767 : m < -32768 ? -32768 : m);
-            weight[base + k] = weight_from_master(master[base + k]);
-        }
+        for (int32_t k = 0; k < depth; ++k)
+            ef_update_weight(master + base + k, weight + base + k, grad[(int64_t)r * depth + k], lr_shift,
+                             stochastic, stochastic ? ef_hash32(seed, stream, (uint32_t)(base + k)) : 0);
     }
 }

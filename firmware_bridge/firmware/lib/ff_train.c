@@ -1,0 +1,118 @@
+/* One integer FF / CFF training step on one sample: the board's learning rule (mirror of
+ * IntTrainer.step in edgeff/runtime/int_training.py at batch size 1; its docstring has the math). */
+#include "edgeff_kernels.h"
+
+#define GAMMA_FRAC_BITS 8
+#define NORM_BITS 7
+#define INPUT_ZERO_POINT (-128)
+
+int32_t ef_random_negative_label(uint32_t seed, uint32_t step, int32_t label, int32_t n_classes)
+{
+    uint32_t h = ef_hash32(seed ^ 0x5EEDu, step, 0);
+    return (int32_t)(((uint32_t)label + 1u + h % (uint32_t)(n_classes - 1)) % (uint32_t)n_classes);
+}
+
+/* the input of one pass: pixel - 128, the label pixels one-hot */
+static void labelled_input(const ef_ff_trainer *t, const uint8_t *image, int32_t label, int8_t *q)
+{
+    for (int32_t k = 0; k < t->n_inputs; ++k)
+        q[k] = (int8_t)(image[k] + INPUT_ZERO_POINT);
+    for (int32_t c = 0; c < t->n_classes; ++c)
+        q[c] = (int8_t)(c == label ? t->label_q : INPUT_ZERO_POINT);
+}
+
+/* forward both passes through every layer; g[l][r]: goodness of layer l, pass r, in Q.12 */
+static void forward(ef_ff_trainer *t, int64_t g[][2])
+{
+    for (int r = 0; r < 2; ++r) {
+        const int8_t *a = t->input + (int64_t)r * t->n_inputs;
+        int32_t zp = INPUT_ZERO_POINT;
+        for (int32_t l = 0; l < t->n_layers; ++l) {
+            ef_ff_layer *L = &t->layers[l];
+            int8_t *n = L->normalized + (int64_t)r * L->d_in, *out = L->output + (int64_t)r * L->d_out;
+            int32_t raw;
+            ef_l2_normalize_s8(a, 1, L->d_in, zp, n);
+            ef_fully_connected_s8(n, 1, L->d_in, L->weight, L->d_out, L->bias, L->multiplier, L->shift,
+                                  L->out_zero_point, L->act_min, 127, t->rounding, out);
+            ef_goodness(out, 1, L->d_out, L->out_zero_point, &raw);
+            g[l][r] = ef_multiply_by_quantized_multiplier(raw, L->goodness_multiplier, L->goodness_shift,
+                                                          t->rounding);
+            a = out;
+            zp = L->out_zero_point;
+        }
+    }
+}
+
+static int32_t sigmoid(const ef_ff_trainer *t, int64_t z)
+{
+    int32_t z32 = (int32_t)(z > INT32_MAX ? INT32_MAX : z < INT32_MIN ? INT32_MIN : z);
+    int32_t i = ef_multiply_by_quantized_multiplier(z32, t->arg_multiplier, t->arg_shift, EF_ROUNDING_DOUBLE);
+    return t->sigmoid_lut[(i < -128 ? -128 : i > 127 ? 127 : i) + 128];
+}
+
+static uint32_t noise(const ef_ff_trainer *t, uint32_t stream, uint32_t index)
+{
+    return t->stochastic ? ef_hash32(t->seed, t->step * 64u + stream, index) : 0;
+}
+
+/* layer l's update from the signed loss derivatives coef[2] (+ pass, - pass; Q15) */
+static void update_layer(ef_ff_trainer *t, int32_t l, const int32_t coef[2])
+{
+    ef_ff_layer *L = &t->layers[l];
+    for (int32_t j = 0; j < L->d_out; ++j) {
+        /* |row| < 2^15 * 255: the gradient of unit j's output, per pass */
+        int32_t row0 = coef[0] * (L->output[j] - L->out_zero_point);
+        int32_t row1 = coef[1] * (L->output[L->d_out + j] - L->out_zero_point);
+        int64_t db = (int64_t)row0 + row1;
+        int32_t bias_shift = t->lr_shift - 2 * NORM_BITS;   /* see IntTrainer's docstring */
+        int64_t b = (int64_t)L->bias_master[j] + ef_round_shift(db, bias_shift, t->stochastic,
+                                                                 noise(t, 2u * l + 1u, (uint32_t)j));
+        L->bias_master[j] = (int32_t)(b > INT32_MAX ? INT32_MAX : b < INT32_MIN ? INT32_MIN : b);
+        L->bias[j] = (int32_t)ef_round_shift(L->bias_master[j], 8, 0, 0);
+        if (row0 == 0 && row1 == 0)
+            continue;                /* a zero gradient rounds to zero: the row is unchanged */
+        int64_t base = (int64_t)j * L->d_in;
+        for (int32_t k = 0; k < L->d_in; ++k) {
+            int64_t grad = (int64_t)row0 * L->normalized[k] + (int64_t)row1 * L->normalized[L->d_in + k];
+            ef_update_weight(L->weight_master + base + k, L->weight + base + k, grad, t->lr_shift, t->stochastic,
+                             noise(t, 2u * (uint32_t)l, (uint32_t)(base + k)));
+        }
+    }
+}
+
+int32_t ef_ff_train_step(ef_ff_trainer *t, const uint8_t *image, int32_t label, int32_t negative_label)
+{
+    int64_t g[EF_MAX_LAYERS][2], total[2] = {0, 0};
+    labelled_input(t, image, label, t->input);
+    labelled_input(t, image, negative_label, t->input + t->n_inputs);
+    forward(t, g);
+    for (int32_t l = 0; l < t->n_layers; ++l)
+        for (int r = 0; r < 2; ++r)
+            total[r] += g[l][r];
+
+    int32_t coef[EF_MAX_LAYERS][2];
+    int64_t others[EF_MAX_LAYERS][2];
+    for (int32_t l = 0; l < t->n_layers; ++l) {
+        int64_t gc[2];
+        for (int r = 0; r < 2; ++r) {
+            others[l][r] = (total[r] - g[l][r]) * t->coupling_q;     /* Q.12 * Q8 */
+            gc[r] = g[l][r] + ef_round_shift(t->gamma_q[l] * others[l][r], 2 * GAMMA_FRAC_BITS, 0, 0);
+        }
+        if (t->softplus) {
+            coef[l][0] = sigmoid(t, t->theta_q - gc[0]);
+            coef[l][1] = -sigmoid(t, gc[1] - t->theta_q);
+        } else {
+            coef[l][0] = sigmoid(t, gc[1] - gc[0]);
+            coef[l][1] = -coef[l][0];
+        }
+    }
+    for (int32_t l = 0; l < t->n_layers; ++l)
+        update_layer(t, l, coef[l]);
+    if (t->adaptive)
+        for (int32_t l = 0; l < t->n_layers; ++l) {
+            int64_t dg = coef[l][0] * others[l][0] + coef[l][1] * others[l][1];
+            t->gamma_q[l] += (int32_t)ef_round_shift(dg, t->gamma_shift, t->stochastic, noise(t, 63u, (uint32_t)l));
+        }
+    t->step += 1;
+    return total[0] > total[1];
+}
