@@ -140,7 +140,16 @@ def use_backend(name: str) -> str:
 
 PARALLEL_ABOVE = 1 << 16   # elements; below this one thread is faster than handing work over
 WORKERS = os.cpu_count() or 1
-_pool = ThreadPoolExecutor(max_workers=WORKERS)
+_pool = None
+
+
+def _new_pool():
+    global _pool
+    _pool = ThreadPoolExecutor(max_workers=WORKERS)
+
+
+_new_pool()
+os.register_at_fork(after_in_child=_new_pool)  # a forked child has none of its parent's threads
 
 
 def _c(x, dtype):
