@@ -27,6 +27,7 @@ NORM_BITS_INT16 = 15        # the same kernel with an int16 output (scale 2^-15)
 GOODNESS_FRAC_BITS = 12     # multi-pass scores: real goodness in Q.12
 GAMMA_FRAC_BITS = 8         # collaboration strength gamma in Q8
 ACT_MIN, ACT_MAX = -128, 127
+CHUNK_ACTIVATIONS = 1 << 20   # multi-pass work per chunk: image-labels x widest layer
 
 
 @dataclass
@@ -195,15 +196,16 @@ class IntFFModel:
         return multiply_by_quantized_multiplier(g, layer.goodness_multiplier, layer.goodness_shift, self.rounding)
 
     # ------------------------------------------------------------------ multi-pass and one-pass
-    def label_scores(self, images: np.ndarray, chunk=256) -> np.ndarray:
+    def label_scores(self, images: np.ndarray, chunk=None) -> np.ndarray:
         """(n_layers, N, n_classes) int goodness (common fixed point) of every layer for every label.
 
         One-hot labels of one value leave the L2 norm of the input the same for every label, so the
         first layer's normalized input differs only in the label pixels: one shared accumulation plus
-        the label pixel's column, bit-identical to n_classes separate passes (tested). Chunks of 128
-        images keep the int64 temporaries in cache.
+        the label pixel's column, bit-identical to n_classes separate passes (tested). Chunks of about
+        2^20 activations keep the temporaries in cache while amortizing the per-call overhead.
         """
         self.check_images(images)
+        chunk = chunk or max(16, CHUNK_ACTIVATIONS // (self.n_classes * max(self.arch["sizes"][1:])))
         parts = [self._label_scores(images[s:s + chunk]) for s in range(0, len(images), chunk)]
         return np.concatenate(parts, axis=1)
 
