@@ -5,8 +5,9 @@ The same C99 sources run on the board; here they are the runtime's fast backend.
 when the library is available and gives the same bits (tests/test_c_kernels.py). The matrix products
 stay in exact float BLAS, which a scalar C loop cannot beat.
 
-The library is compiled once per source version with the system C compiler (`cc`, with OpenMP over
-rows) into a cache directory, and loaded from there afterwards. EDGEFF_KERNELS selects the backend:
+The library is compiled once per source version with the system C compiler (`cc`) into a cache
+directory and loaded from there afterwards; large batches are split across cores by a thread pool
+(ctypes releases the GIL during a call). EDGEFF_KERNELS selects the backend:
 "auto" (default: C when it builds, else NumPy with one warning), "c" (fail if it does not build) or
 "numpy" (never build). Tests switch backends with `use_backend`.
 """
@@ -47,7 +48,7 @@ def _cpu_model() -> str:
     """-march=native code belongs to one CPU model: it is part of the cache key."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next((l for l in lines if l.startswith(("model name", "flags"))), "")
+        return "\n".join(sorted({l for l in lines if l.startswith(("model name", "flags"))}))
     except OSError:
         return platform.processor()
 
