@@ -54,7 +54,8 @@ def test_multiply_by_quantized_multiplier_equals_reference(lib, rounding):
     got = np.empty(len(x), np.int32)
     lib.ef_multiply_by_quantized_multiplier_n(x.astype(np.int32), m.astype(np.int32), shift.astype(np.int32),
                                               len(x), c_kernels.ROUNDING[rounding], got)
-    want = [multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding) for a, b, c in zip(x, m, shift, strict=True)]
+    want = [multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding)
+            for a, b, c in zip(x, m, shift, strict=True)]
     assert np.array_equal(got, want)
 
 
@@ -302,7 +303,8 @@ def test_board_training_step_equals_the_runtime(lib, int_model, loss, collab, ro
     trainer = IntTrainer(model, IntTrainingConfig(lr_shift=12, loss=loss, rounding=rounding, seed=5))
     trainer.collab_mode = collab
     trainer.gamma_q = np.array([300, 150], np.int64) if collab == "adaptive" else trainer.gamma_q
-    lib.ef_ff_train_step.argtypes = [ctypes.POINTER(_Trainer), _arr_u8(), ctypes.c_int32, ctypes.c_int32]
+    lib.ef_ff_train_step.argtypes = [ctypes.POINTER(_Trainer), np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS"),
+                                     ctypes.c_int32, ctypes.c_int32]
     lib.ef_ff_train_step.restype = ctypes.c_int32
     lib.ef_random_negative_label.restype = ctypes.c_int32
     t, keep = _c_trainer(trainer)
@@ -322,6 +324,3 @@ def test_board_training_step_equals_the_runtime(lib, int_model, loss, collab, ro
         assert list(t.gamma_q)[:len(model.layers)] == trainer.gamma_q.tolist() and t.step == trainer.step_count
     assert updated >= 5  # the steps really changed the weights (nearest rounding skips the small ones)
 
-
-def _arr_u8():
-    return np.ctypeslib.ndpointer(dtype=np.uint8, flags="C_CONTIGUOUS")

@@ -40,8 +40,9 @@ def source_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("EDGEFF_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgeff"
-    return Path(base)
+    if os.environ.get("EDGEFF_CACHE_DIR"):
+        return Path(os.environ["EDGEFF_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgeff"
 
 
 def _cpu_model() -> str:

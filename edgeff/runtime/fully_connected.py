@@ -19,6 +19,7 @@ from edgeff.runtime.requantize import (
     INT32_MIN,
     multiply_by_quantized_multiplier,
     multiply_by_quantized_multiplier_int64,
+    output_dtype,
     wrap_int32,
 )
 
@@ -48,12 +49,6 @@ def accumulate(x: np.ndarray, w: np.ndarray, input_zero_point: int) -> np.ndarra
     dtype = np.float32 if bound <= FLOAT32_EXACT else np.float64
     xf = np.asarray(x, dtype) - dtype(input_zero_point) if input_zero_point else np.asarray(x, dtype)
     return (xf @ np.asarray(w, dtype).T).astype(np.int32 if dtype == np.float32 else np.int64)
-
-
-def output_dtype(act_min: int, act_max: int):
-    """The narrowest integer type holding the clamp range: int8 for every layer of an FF model."""
-    return next(t for t in (np.int8, np.int16, np.int32)
-                if np.iinfo(t).min <= act_min and act_max <= np.iinfo(t).max)
 
 
 def requantize_output(acc, bias, multiplier, shift, output_zero_point, act_min, act_max,

@@ -16,6 +16,7 @@ from edgeff.runtime.requantize import (
     INT32_MAX,
     multiply_by_quantized_multiplier,
     multiply_by_quantized_multiplier_ref,
+    output_dtype,
     saturating_rounding_doubling_high_mul_ref,
     saturating_rounding_multiply_by_pot,
     saturating_rounding_multiply_by_pot_ref,
@@ -121,7 +122,7 @@ def inv_sqrt_quantized_multiplier(acc, reverse_shift: int = -1) -> tuple[np.ndar
 def l2_normalization(q: np.ndarray, zero_point: int, output_shift_bits=TFLITE_OUTPUT_SHIFT_BITS,
                      out_min=-128, out_max=127) -> np.ndarray:
     """Vectorized kernel over the rows of q; returns int8 (or int16 for a 16-bit range) rows."""
-    dtype = np.int8 if out_max <= 127 else np.int16
+    dtype = output_dtype(out_min, out_max)
     standard = (output_shift_bits, out_min, out_max) in ((7, -128, 127), (15, -32768, 32767))
     q = np.asarray(q)
     if standard and q.ndim == 2 and q.dtype == np.int8 and c_kernels.library():

@@ -104,6 +104,12 @@ def quantize_multiplier(real_multiplier: float, rounding="double") -> tuple[int,
 
 # ---------------------------------------------------------------- vectorized (what the kernels run)
 
+def output_dtype(out_min: int, out_max: int):
+    """The narrowest integer type holding a clamp range: what a kernel with that range outputs."""
+    return next(t for t in (np.int8, np.int16, np.int32)
+                if np.iinfo(t).min <= out_min and out_max <= np.iinfo(t).max)
+
+
 def wrap_int32(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.int64).astype(np.int32).astype(np.int64)
 
