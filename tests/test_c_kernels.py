@@ -166,25 +166,53 @@ def test_master_update_equals_numpy(rounding, lr_shift):
     assert not np.array_equal(cm, master)
 
 
-def test_fully_connected_for_the_board_equals_numpy(lib):
-    """The board's whole FC (dot products in C) against accumulate + requantize."""
-    rng = np.random.default_rng(17)
-    x = rng.integers(-128, 128, (40, 500)).astype(np.int8)
-    x[0] = 127
-    w = rng.integers(-127, 128, (64, 500)).astype(np.int8)
-    w[0] = 127
-    bias = rng.integers(-(1 << 20), 1 << 20, 64).astype(np.int32)
-    mult = rng.integers(1 << 30, INT32_MAX, 64).astype(np.int32)
-    shift = rng.integers(-20, -5, 64).astype(np.int32)
+FC_SHAPES = [(500, 64), (1, 1), (256, 4), (257, 65), (784, 130), (64, 3)]   # (depth, units)
+
+
+def _fc_case(rng, rows, depth, units):
+    """Random int8 inputs and weights, the first row and unit at the extremes (largest |accumulator|)."""
+    x = rng.integers(-128, 128, (rows, depth)).astype(np.int8)
+    w = rng.integers(-127, 128, (units, depth)).astype(np.int8)
+    x[0], x[1], w[0] = -128, 127, -127
+    bias = rng.integers(-(1 << 20), 1 << 20, units).astype(np.int32)
+    mult = rng.integers(1 << 30, INT32_MAX, units).astype(np.int32)
+    shift = rng.integers(-20, -5, units).astype(np.int32)
+    return x, w, bias, mult, shift
+
+
+@pytest.mark.parametrize("depth, units", FC_SHAPES)
+def test_fully_connected_for_the_board_equals_numpy(lib, depth, units):
+    """The board's whole FC (dot products in C, blocked by 4 units, 64 accumulators and 256 inputs: the
+    shapes cross every block edge) against accumulate + requantize; 400 rows per shape."""
+    rng = np.random.default_rng(depth * 1000 + units)
+    x, w, bias, mult, shift = _fc_case(rng, 400, depth, units)
     for zp, act_min in ((-128, -128), (-30, -30)):
-        got = np.empty((40, 64), np.int8)
-        lib.ef_fully_connected_s8(x, 40, 500, w, 64, bias, mult, shift, zp, act_min, 127, 0, got)
+        got = np.empty((400, units), np.int8)
+        lib.ef_fully_connected_s8(x, 400, depth, w, units, bias, mult, shift, zp, act_min, 127, 0, got)
         assert np.array_equal(got, fc.fully_connected(x, w, bias, 0, mult, shift, zp, act_min, 127))
-    x16 = rng.integers(-32768, 32768, (40, 500)).astype(np.int16)
-    bias16 = rng.integers(-(1 << 40), 1 << 40, 64)
-    got = np.empty((40, 64), np.int8)
-    lib.ef_fully_connected_s16(x16, 40, 500, w, 64, bias16, mult, shift - 8, -128, -128, 127, got)
+    x16 = rng.integers(-32768, 32768, (400, depth)).astype(np.int16)
+    bias16 = rng.integers(-(1 << 40), 1 << 40, units)
+    got = np.empty((400, units), np.int8)
+    lib.ef_fully_connected_s16(x16, 400, depth, w, units, bias16, mult, shift - 8, -128, -128, 127, got)
     assert np.array_equal(got, fc.fully_connected_16x8(x16, w, bias16, mult, shift - 8, -128, -128, 127))
+
+
+@pytest.mark.parametrize("rounding", ["double", "single"])
+@pytest.mark.parametrize("depth, units", FC_SHAPES)
+def test_fused_layer_equals_numpy(depth, units, rounding):
+    """ef_ff_layer_s8 (normalize, FC, goodness per row) against the three NumPy kernels."""
+    rng = np.random.default_rng(depth + units)
+    a, w, bias, mult, shift = _fc_case(rng, 400, depth, units)
+    for zp, act_min in ((-128, -128), (3, -128)):
+        n, out, g = c_kernels.ff_layer(a, zp, w, bias, mult, shift, -128, act_min, rounding)
+        previous = c_kernels.use_backend("numpy")
+        try:
+            n_ref = l2_normalization(a, zp)
+            out_ref = fc.fully_connected(n_ref, w, bias, 0, mult, shift, -128, act_min, 127, rounding=rounding)
+            g_ref = goodness(out_ref, -128)
+        finally:
+            c_kernels.use_backend(previous)
+        assert np.array_equal(n, n_ref) and np.array_equal(out, out_ref) and np.array_equal(g, g_ref)
 
 
 def test_model_inference_and_training_equal_numpy(int_model):

@@ -99,6 +99,8 @@ _SIGNATURES = {
     "ef_l2_normalize_s8": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int8)],
     "ef_l2_normalize_s16": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int16)],
     "ef_goodness": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int32)],
+    "ef_ff_layer_s8": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int8), _i32, _arr(np.int32), _arr(np.int32),
+                       _arr(np.int32), _i32, _i32, _int, _arr(np.int8), _arr(np.int8), _arr(np.int32)],
     "ef_hash32": [_u32, _u32, _u32],
     "ef_update_weight_rows": [_arr(np.int16), _arr(np.int8), _i32, _arr(np.int32), _i32, _arr(np.int64), _i32,
                               _int, _u32, _u32],
@@ -158,15 +160,15 @@ def _c(x, dtype):
     return np.ascontiguousarray(x, dtype=dtype)
 
 
-def _over_rows(kernel, arrays, out, *args):
-    """kernel(*row_slices_of_arrays, rows, *args, row_slice_of_out) over every row, the rows split across
-    the CPU's cores when the work is large (ctypes releases the GIL during each C call)."""
-    rows = out.shape[0]
-    parts = min(WORKERS, max(1, out.size // PARALLEL_ABOVE), rows) if rows else 1
+def _over_rows(kernel, arrays, outs, *args):
+    """kernel(*row_slices_of_arrays, rows, *args, *row_slices_of_outs) over every row, the rows split
+    across the CPU's cores when the work is large (ctypes releases the GIL during each C call)."""
+    rows = outs[0].shape[0]
+    parts = min(WORKERS, max(1, sum(o.size for o in outs) // PARALLEL_ABOVE), rows) if rows else 1
     bounds = np.linspace(0, rows, parts + 1).astype(int)
 
     def run(a, b):
-        kernel(*(x[a:b] for x in arrays), b - a, *args, out[a:b])
+        kernel(*(x[a:b] for x in arrays), b - a, *args, *(o[a:b] for o in outs))
 
     if parts == 1:
         run(0, rows)
@@ -180,12 +182,12 @@ def requantize(acc, bias, multiplier, shift, zero_point, act_min, act_max, round
     lib, rows, units = library(), acc.shape[0], acc.shape[1]
     out = np.empty((rows, units), np.int8)
     if wide:
-        _over_rows(lib.ef_requantize_s16, [_c(acc, np.int64)], out, units, _c(bias, np.int64),
+        _over_rows(lib.ef_requantize_s16, [_c(acc, np.int64)], [out], units, _c(bias, np.int64),
                    _c(multiplier, np.int32), _c(shift, np.int32), zero_point, act_min, act_max)
     else:
         acc = acc if acc.dtype == np.int32 else np.asarray(acc, np.int64).astype(np.int32)  # int32 wrap
         bias = np.zeros(units, np.int32) if bias is None else bias
-        _over_rows(lib.ef_requantize_s8, [_c(acc, np.int32)], out, units, _c(bias, np.int32),
+        _over_rows(lib.ef_requantize_s8, [_c(acc, np.int32)], [out], units, _c(bias, np.int32),
                    _c(multiplier, np.int32), _c(shift, np.int32), zero_point, act_min, act_max, ROUNDING[rounding])
     return out
 
@@ -195,15 +197,27 @@ def l2_normalize(q, zero_point: int, output_shift_bits: int) -> np.ndarray:
     lib, q = library(), _c(q, np.int8)
     out = np.empty(q.shape, np.int8 if output_shift_bits == 7 else np.int16)
     kernel = lib.ef_l2_normalize_s8 if output_shift_bits == 7 else lib.ef_l2_normalize_s16
-    _over_rows(kernel, [q], out, q.shape[1], zero_point)
+    _over_rows(kernel, [q], [out], q.shape[1], zero_point)
     return out
 
 
 def goodness(a, zero_point: int) -> np.ndarray:
     lib, a = library(), _c(a, np.int8)
     out = np.empty(a.shape[0], np.int32)
-    _over_rows(lib.ef_goodness, [a], out, a.shape[1], zero_point)
+    _over_rows(lib.ef_goodness, [a], [out], a.shape[1], zero_point)
     return out
+
+
+def ff_layer(a, zero_point: int, weight, bias, multiplier, shift, out_zero_point: int, act_min: int,
+             rounding: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One FF layer on rows of int8 activations: (normalized int8 input, int8 output, raw int32 goodness)."""
+    lib, a = library(), _c(a, np.int8)
+    rows, d_out = a.shape[0], weight.shape[0]
+    n, out, g = np.empty(a.shape, np.int8), np.empty((rows, d_out), np.int8), np.empty(rows, np.int32)
+    _over_rows(lib.ef_ff_layer_s8, [a], [n, out, g], a.shape[1], zero_point, _c(weight, np.int8), d_out,
+               _c(bias, np.int32), _c(multiplier, np.int32), _c(shift, np.int32), out_zero_point, act_min,
+               ROUNDING[rounding])
+    return n, out, g
 
 
 def update_weight_rows(master, weight, rows, grad, lr_shift: int, stochastic: bool, seed: int, stream: int):

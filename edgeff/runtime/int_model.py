@@ -14,6 +14,7 @@ import numpy as np
 
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
+from edgeff.runtime import c_kernels
 from edgeff.runtime.fully_connected import accumulate, requantize_output
 from edgeff.runtime.goodness import goodness
 from edgeff.runtime.l2_normalization import l2_normalization
@@ -28,6 +29,7 @@ GOODNESS_FRAC_BITS = 12     # multi-pass scores: real goodness in Q.12
 GAMMA_FRAC_BITS = 8         # collaboration strength gamma in Q8
 ACT_MIN, ACT_MAX = -128, 127
 CHUNK_ACTIVATIONS = 1 << 20   # multi-pass work per chunk: image-labels x widest layer
+C_FUSED_MAX_MACS = 1 << 16    # layers up to this many MACs per row run fused in C; wider ones use BLAS
 
 
 @dataclass
@@ -54,6 +56,19 @@ class IntLayer:
     def requantize(self, acc: np.ndarray, rounding: str) -> np.ndarray:
         return requantize_output(acc, self.bias, self.multiplier, self.shift, self.out_zero_point,
                                  self.act_min, ACT_MAX, rounding, wide=self.norm_bits > NORM_BITS_INT8)
+
+    def forward_with_goodness(self, a: np.ndarray, zero_point: int, rounding: str):
+        """(normalized input, int8 output, raw int goodness) for rows a of int8 input: one fused C call
+        per row (ff_layer.c) for layers small enough that a C dot product beats the float BLAS path."""
+        d_out, d_in = self.weight.shape
+        if (self.norm_bits == NORM_BITS_INT8 and d_in * d_out <= C_FUSED_MAX_MACS and a.ndim == 2
+                and a.dtype == np.int8 and c_kernels.library()):
+            n, out, g = c_kernels.ff_layer(a, zero_point, self.weight, self.bias, self.multiplier, self.shift,
+                                           self.out_zero_point, self.act_min, rounding)
+            return n, out, g.astype(np.int64)
+        n = self.normalize(a, zero_point)
+        out = self.forward(n, rounding)
+        return n, out, goodness(out, self.out_zero_point)
 
 
 def _tensor(path, tensors, name, dtype, shape):
@@ -171,21 +186,17 @@ class IntFFModel:
             q[np.arange(len(q)), self.check_labels(labels, len(q))] = self.quant["label_q"]
         return q
 
-    # ------------------------------------------------------------------ kernels per layer
-    def layer_forward(self, i: int, a: np.ndarray, in_zero_point: int) -> tuple[np.ndarray, np.ndarray]:
-        """(normalized input n, int8 output a') of layer i for int8 input a."""
-        n = self.layers[i].normalize(a, in_zero_point)
-        return n, self.layers[i].forward(n, self.rounding)
-
+    # ------------------------------------------------------------------ layers
     def forward_layers(self, q: np.ndarray, first: int = 0, in_zero_point: int = INPUT_ZERO_POINT):
-        """(normalized inputs, int8 outputs) of layers first.. for the input q of layer `first`."""
-        ns, acts = [], []
+        """(normalized inputs, int8 outputs, raw goodness) of layers first.. for the input q of layer `first`."""
+        ns, acts, raw = [], [], []
         for i in range(first, len(self.layers)):
-            n, q = self.layer_forward(i, q, in_zero_point)
+            n, q, g = self.layers[i].forward_with_goodness(q, in_zero_point, self.rounding)
             in_zero_point = self.layers[i].out_zero_point
             ns.append(n)
             acts.append(q)
-        return ns, acts
+            raw.append(g)
+        return ns, acts, raw
 
     def activities(self, q: np.ndarray) -> list:
         return self.forward_layers(q)[1]
@@ -218,17 +229,16 @@ class IntFFModel:
         label_column = n_label.astype(np.int32)[:, None, None] * first.weight[:, :c].T.astype(np.int32)[None]
         acc = accumulate(n, first.weight, 0)[:, None, :] + label_column          # (N, C, out), exact in int32
         a = first.requantize(acc.reshape(len(images) * c, -1), self.rounding)
-        acts = [a] + self.forward_layers(a, 1, first.out_zero_point)[1]
-        return self.layer_goodness(acts).reshape(len(self.layers), len(images), c)
+        raw = [goodness(a, first.out_zero_point)] + self.forward_layers(a, 1, first.out_zero_point)[2]
+        return self.layer_goodness(raw).reshape(len(self.layers), len(images), c)
 
     def multi_pass_scores(self, images: np.ndarray) -> np.ndarray:
         """(N, n_classes) goodness summed over the model's chosen evaluation layers."""
         return self.label_scores(images)[np.array(self.eval_layers) - 1].sum(axis=0)
 
-    def layer_goodness(self, acts: list) -> np.ndarray:
-        """(n_layers, rows) goodness of every layer's output, in the common fixed point."""
-        return np.stack([self.scaled_goodness(i, goodness(a, self.layers[i].out_zero_point))
-                         for i, a in enumerate(acts)])
+    def layer_goodness(self, raw: list) -> np.ndarray:
+        """(n_layers, rows) every layer's raw goodness (forward_layers) in the common fixed point."""
+        return np.stack([self.scaled_goodness(i, g) for i, g in enumerate(raw)])
 
     def head_logits(self, images: np.ndarray) -> np.ndarray:
         acts = self.activities(self.quantize_images(images))

@@ -193,8 +193,8 @@ class IntTrainer:
             negs = model.check_labels(negative_labels, len(images))
         b = len(labels)
         q = np.concatenate([model.quantize_images(images, labels), model.quantize_images(images, negs)])
-        ns, acts = model.forward_layers(q)
-        g = model.layer_goodness(acts)
+        ns, acts, raw = model.forward_layers(q)
+        g = model.layer_goodness(raw)
         gc, s = self._coupled(g)
         coef = self._coefficients(gc[:, :b], gc[:, b:])                 # (n_layers, 2b)
         for i, layer in enumerate(model.layers):

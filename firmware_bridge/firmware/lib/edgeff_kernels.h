@@ -65,6 +65,13 @@ void ef_l2_normalize_s16(const int8_t *in, int32_t rows, int32_t depth, int32_t 
 /* ---- goodness.c: FF goodness sum (q - zp)^2 per row, int32 (exact below 33,000 units) */
 void ef_goodness(const int8_t *a, int32_t rows, int32_t depth, int32_t zero_point, int32_t *out);
 
+/* ---- ff_layer.c: one FF layer's inference per row: L2 normalize (int8), FullyConnected (activation range
+ * [act_min, 127]), raw goodness. Keeps every row's normalized input (rows, d_in), as training needs. */
+void ef_ff_layer_s8(const int8_t *in, int32_t rows, int32_t d_in, int32_t in_zero_point, const int8_t *weight,
+                    int32_t d_out, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                    int32_t out_zero_point, int32_t act_min, int rounding, int8_t *normalized, int8_t *out,
+                    int32_t *goodness);
+
 /* ---- integer_hash.c: counter-based random words (murmur3 finalizer), same bits as integer_hash.py */
 uint32_t ef_hash32(uint32_t seed, uint32_t step, uint32_t index);
 

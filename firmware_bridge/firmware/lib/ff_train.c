@@ -31,10 +31,8 @@ static void forward(ef_ff_trainer *t, int64_t g[][2])
             ef_ff_layer *L = &t->layers[l];
             int8_t *n = L->normalized + (int64_t)r * L->d_in, *out = L->output + (int64_t)r * L->d_out;
             int32_t raw;
-            ef_l2_normalize_s8(a, 1, L->d_in, zp, n);
-            ef_fully_connected_s8(n, 1, L->d_in, L->weight, L->d_out, L->bias, L->multiplier, L->shift,
-                                  L->out_zero_point, L->act_min, 127, t->rounding, out);
-            ef_goodness(out, 1, L->d_out, L->out_zero_point, &raw);
+            ef_ff_layer_s8(a, 1, L->d_in, zp, L->weight, L->d_out, L->bias, L->multiplier, L->shift,
+                           L->out_zero_point, L->act_min, t->rounding, n, out, &raw);
             g[l][r] = ef_multiply_by_quantized_multiplier(raw, L->goodness_multiplier, L->goodness_shift,
                                                           t->rounding);
             a = out;

@@ -20,34 +20,80 @@ static inline int8_t epilogue_s16(int64_t acc, int32_t multiplier, int32_t shift
     return clamp_s8(ef_multiply_by_quantized_multiplier_int64(acc, multiplier, shift) + zp, lo, hi);
 }
 
-/* acc = bias + sum_k weight[c,k] * x[r,k] per row and unit, then the epilogue. int8 inputs accumulate in
- * int32 (the bias add wraps, as on the board), int16 inputs in int64. */
-#define FULLY_CONNECTED_ROWS(acc_t, epilogue)                                                                \
-    for (int32_t r = 0; r < rows; ++r) {                                                                     \
-        for (int32_t c = 0; c < units; ++c) {                                                                \
-            const int8_t *wc = weight + (int64_t)c * depth;                                                  \
-            acc_t acc = 0;                                                                                   \
-            for (int32_t k = 0; k < depth; ++k)                                                              \
-                acc += (int32_t)wc[k] * x[(int64_t)r * depth + k];                                           \
-            out[(int64_t)r * units + c] = epilogue;                                                          \
-        }                                                                                                    \
-    }
+#define UNIT_BLOCK 64    /* int32 accumulators a row keeps on the stack at a time */
+#define DEPTH_BLOCK 256  /* input values a row widens to int16 on the stack at a time */
 
+/* acc[c] (+)= sum_k weight[c0 + c, k0 + k] * xs[k] for n units, four at a time (k0 = 0 starts the sums). Every product of int16
+ * operands summed into int32 is the dual 16-bit multiply-accumulate compilers map to vpmaddwd on x86
+ * and CMSIS-NN to SMLAD on the Cortex-M4; four units share each load of xs. */
+static void dot_units(const int8_t *weight, int32_t depth, int32_t c0, int32_t n, int32_t k0, const int16_t *xs,
+                      int32_t kn, int32_t *acc)
+{
+    int32_t c = 0;
+    for (; c + 4 <= n; c += 4) {
+        const int8_t *w0 = weight + (int64_t)(c0 + c) * depth + k0, *w1 = w0 + depth, *w2 = w1 + depth,
+                     *w3 = w2 + depth;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (int32_t k = 0; k < kn; ++k) {
+            int16_t xv = xs[k];
+            a0 += (int16_t)w0[k] * xv;
+            a1 += (int16_t)w1[k] * xv;
+            a2 += (int16_t)w2[k] * xv;
+            a3 += (int16_t)w3[k] * xv;
+        }
+        acc[c] = (k0 ? acc[c] : 0) + a0;
+        acc[c + 1] = (k0 ? acc[c + 1] : 0) + a1;
+        acc[c + 2] = (k0 ? acc[c + 2] : 0) + a2;
+        acc[c + 3] = (k0 ? acc[c + 3] : 0) + a3;
+    }
+    for (; c < n; ++c) {
+        const int8_t *w = weight + (int64_t)(c0 + c) * depth + k0;
+        int32_t a = 0;
+        for (int32_t k = 0; k < kn; ++k)
+            a += (int16_t)w[k] * xs[k];
+        acc[c] = (k0 ? acc[c] : 0) + a;
+    }
+}
+
+/* Per row and block of units: the exact int32 dot products, then the epilogue over the block (its
+ * vectorized ReLU form when it applies; the bias add wraps, as on the board). */
 void ef_fully_connected_s8(const int8_t *x, int32_t rows, int32_t depth, const int8_t *weight, int32_t units,
                            const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
                            int32_t out_zero_point, int32_t act_min, int32_t act_max, int rounding, int8_t *out)
 {
-    FULLY_CONNECTED_ROWS(int32_t,
-                         epilogue_s8((int32_t)((uint32_t)acc + (uint32_t)bias[c]), multiplier[c], shift[c],
-                                     out_zero_point, act_min, act_max, rounding))
+    int32_t acc[UNIT_BLOCK];
+    int16_t xs[DEPTH_BLOCK];
+    for (int32_t r = 0; r < rows; ++r) {
+        const int8_t *xr = x + (int64_t)r * depth;
+        for (int32_t c0 = 0; c0 < units; c0 += UNIT_BLOCK) {
+            int32_t n = units - c0 < UNIT_BLOCK ? units - c0 : UNIT_BLOCK;
+            for (int32_t k0 = 0; k0 < depth; k0 += DEPTH_BLOCK) {
+                int32_t kn = depth - k0 < DEPTH_BLOCK ? depth - k0 : DEPTH_BLOCK;
+                for (int32_t k = 0; k < kn; ++k)
+                    xs[k] = xr[k0 + k];
+                dot_units(weight, depth, c0, n, k0, xs, kn, acc);
+            }
+            ef_requantize_s8(acc, 1, n, bias + c0, multiplier + c0, shift + c0, out_zero_point, act_min, act_max,
+                             rounding, out + (int64_t)r * units + c0);
+        }
+    }
 }
 
+/* 16x8: int16 inputs, an int64 accumulator and bias per row and unit */
 void ef_fully_connected_s16(const int16_t *x, int32_t rows, int32_t depth, const int8_t *weight, int32_t units,
                             const int64_t *bias, const int32_t *multiplier, const int32_t *shift,
                             int32_t out_zero_point, int32_t act_min, int32_t act_max, int8_t *out)
 {
-    FULLY_CONNECTED_ROWS(int64_t, epilogue_s16(acc + bias[c], multiplier[c], shift[c], out_zero_point, act_min,
-                                                  act_max))
+    for (int32_t r = 0; r < rows; ++r) {
+        for (int32_t c = 0; c < units; ++c) {
+            const int8_t *wc = weight + (int64_t)c * depth;
+            int64_t acc = 0;
+            for (int32_t k = 0; k < depth; ++k)
+                acc += (int32_t)wc[k] * x[(int64_t)r * depth + k];
+            out[(int64_t)r * units + c] = epilogue_s16(acc + bias[c], multiplier[c], shift[c], out_zero_point,
+                                                       act_min, act_max);
+        }
+    }
 }
 
 /* Fused ReLU (act_min >= zero point) with right shifts only: a non-positive accumulator rescales to
