@@ -117,11 +117,33 @@ def cmd_quantize(args):
     if not 0 < n <= len(data.train):
         raise EdgeFFError(f"--calibration-samples must be between 1 and {len(data.train)}")
     written = quantize(args.model, args.out, data.train.images[:n], data.train.labels[:n], data.fingerprint,
-                       args.from_scratch, percentile=args.calibration_percentile, norm_bits=args.norm_bits)
+                       args.from_scratch, percentile=args.calibration_percentile, norm_bits=args.norm_bits,
+                       rounding=args.rounding)
     scales = ", ".join(f"{layer['out_scale']:.4g}" for layer in written["quantization"]["layers"])
     print_result(args, {"model": str(args.out), **written["quantization"]},
            f"wrote {args.out}: int8 weights (per channel), activation scales "
            f"{scales}; check it with `edgeff eval {args.out}`")
+
+
+def cmd_export(args):
+    from edgeff.export.write import export_model
+
+    written = export_model(args.model, args.format, args.out, args.layer_op)
+    print_result(args, written, f"wrote {written['out']}: {written['what']}, {written['bytes']:,} bytes; check it "
+                                f"with `edgeff verify {args.model} {written['out']}`")
+
+
+def cmd_verify(args):
+    from edgeff.export.verify import parity_table, verify
+    from edgeff.model_file import load_model
+
+    _, header = load_model(args.model)
+    data = _dataset_of(header, args.data_dir)
+    n = args.images or len(data.test)
+    if not 0 < n <= len(data.test):
+        raise EdgeFFError(f"--images must be between 1 and {len(data.test)}")
+    result = verify(args.model, args.exported, data.test.images[:n], data.test.labels[:n], progress=not args.json)
+    print_result(args, result, parity_table(result))
 
 
 def cmd_finetune(args):
@@ -272,12 +294,34 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--calibration-percentile", type=float, default=100.0, metavar="P",
                     help="activation range: this percentile of the calibration activities (default 100: "
                          "the largest; 99.999 trades rare clipping for finer steps)")
+    sp.add_argument("--rounding", choices=["double", "single"], default="double",
+                    help="requantization rounding: double (TFLite Micro's default, and the board's) or single "
+                         "(TFLITE_SINGLE_ROUNDING: LiteRT's reference kernels as pip ships them)")
     sp.add_argument("--norm-bits", type=int, choices=[7, 15], default=7,
                     help="normalized activations: 7 = int8, TFLite's L2_NORMALIZATION (default); 15 = int16 "
                          "with 16x8 FullyConnected, for models int8 normalization costs accuracy")
     sp.add_argument("--from-scratch", type=int, metavar="SEED",
                     help="keep only the number formats of MODEL; start the weights from a fresh random "
                          "init (seeded), for integer training from scratch")
+    data_dir(sp)
+    json_flag(sp)
+
+    sp = add("export", "Export a model file for another runtime: ONNX (float or int8 integer ops), TFLite int8, or a "
+                       "C header of the TFLite model for firmware.", cmd_export)
+    sp.add_argument("model", help="model file (float from `edgeff train`, int8 from `edgeff quantize`/`finetune`)")
+    sp.add_argument("--format", required=True, choices=["onnx", "tflite", "c-header"])
+    sp.add_argument("--out", required=True, help="file to write")
+    sp.add_argument("--layer-op", choices=["fully_connected", "conv_2d"], default="fully_connected",
+                    help="TFLite op for each layer: FULLY_CONNECTED (default; what TFLite Micro runs) or the "
+                         "equivalent 1x1 CONV_2D, which LiteRT's reference kernels requantize exactly as TFLM")
+    json_flag(sp)
+
+    sp = add("verify", "Run an exported .onnx or .tflite file in its own runtime on the test split and compare "
+                       "it with EdgeFF: a parity table of differences, agreeing predictions and accuracy.",
+             cmd_verify)
+    sp.add_argument("model", help="the model file that was exported")
+    sp.add_argument("exported", help="the exported .onnx or .tflite file")
+    sp.add_argument("--images", type=int, help="test images to run (default: all)")
     data_dir(sp)
     json_flag(sp)
 

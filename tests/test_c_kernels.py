@@ -108,9 +108,10 @@ def test_inv_sqrt_equals_reference(lib):
         assert (m.value, s.value) == inv_sqrt_quantized_multiplier_ref(int(a)), a
 
 
+@pytest.mark.parametrize("rounding", ["double", "single"])
 @pytest.mark.parametrize("bits", [7, 15])
 @pytest.mark.parametrize("zero_point", [-128, 0, 5])
-def test_l2_normalization_equals_numpy(bits, zero_point):
+def test_l2_normalization_equals_numpy(bits, zero_point, rounding):
     """Rows whose centred values all lie in [0, 255] take the vectorized form; others the general one."""
     rng = np.random.default_rng(14)
     limit = 1 << bits
@@ -119,7 +120,7 @@ def test_l2_normalization_equals_numpy(bits, zero_point):
                         np.full((2, 67), -128), np.full((2, 67), 127), np.full((2, 67), zero_point),
                         np.where(np.arange(67) == 3, 127, zero_point)[None].repeat(2, 0),
                         np.where(np.arange(67) == 3, zero_point + 1, zero_point)[None]]).astype(np.int8)
-    c, numpy = both_backends(lambda: l2_normalization(q, zero_point, bits, -limit, limit - 1))
+    c, numpy = both_backends(lambda: l2_normalization(q, zero_point, bits, -limit, limit - 1, rounding))
     assert c.dtype == numpy.dtype and np.array_equal(c, numpy)
 
 
@@ -207,7 +208,7 @@ def test_fused_layer_equals_numpy(depth, units, rounding):
         n, out, g = c_kernels.ff_layer(a, zp, w, bias, mult, shift, -128, act_min, rounding)
         previous = c_kernels.use_backend("numpy")
         try:
-            n_ref = l2_normalization(a, zp)
+            n_ref = l2_normalization(a, zp, rounding=rounding)
             out_ref = fc.fully_connected(n_ref, w, bias, 0, mult, shift, -128, act_min, 127, rounding=rounding)
             g_ref = goodness(out_ref, -128)
         finally:

@@ -35,14 +35,16 @@ def test_inv_sqrt_multiplier_is_accurate():
     assert inv_sqrt_quantized_multiplier_ref(1) == (INT32_MAX, 0)
 
 
+@pytest.mark.parametrize("rounding", ["double", "single"])
 @pytest.mark.parametrize("zero_point", [-128, 0, 5])
-def test_l2_normalization_vectorized_equals_reference(zero_point):
+def test_l2_normalization_vectorized_equals_reference(zero_point, rounding):
     rng = np.random.default_rng(1)
     rows = [rng.integers(-128, 128, (3000, 37)),          # random: 111,000 elements
             np.full((2, 37), -128), np.full((2, 37), 127),  # all equal: extremes of the norm
             np.where(np.arange(37) == 3, 127, zero_point)[None].repeat(2, 0)]  # one non-zero element
     q = np.concatenate(rows)
-    assert np.array_equal(l2_normalization(q, zero_point), l2_normalization_ref(q, zero_point))
+    got = l2_normalization(q, zero_point, rounding=rounding)
+    assert np.array_equal(got, l2_normalization_ref(q, zero_point, rounding=rounding))
 
 
 def test_l2_normalization_is_a_unit_vector_at_scale_one_128th():
@@ -60,8 +62,9 @@ def test_l2_normalization_matches_tflite_formula_elementwise():
     q = np.array([[3, -7, 12, 0, 100]])
     acc = int(sum(int(v) ** 2 for v in q[0]))
     m, s = inv_sqrt_quantized_multiplier_ref(acc)
-    expected = [max(-128, min(127, multiply_by_quantized_multiplier_ref(int(v), m, s + 7))) for v in q[0]]
-    assert l2_normalization(q, 0)[0].tolist() == expected
+    for rounding in ("double", "single"):
+        expected = [max(-128, min(127, multiply_by_quantized_multiplier_ref(int(v), m, s + 7, rounding))) for v in q[0]]
+        assert l2_normalization(q, 0, rounding=rounding)[0].tolist() == expected
 
 
 def test_accumulate_fast_equals_reference_on_random_and_worst_case():

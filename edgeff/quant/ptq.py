@@ -27,7 +27,7 @@ from edgeff.runtime.int_model import (
     INPUT_ZERO_POINT,
     NORM_BITS_INT8,
 )
-from edgeff.runtime.requantize import quantize_multiplier
+from edgeff.runtime.requantize import float32, multiplier_from_scales, quantize_multiplier
 from edgeff.train.evaluate import images_to_input
 from edgeff.train.model_io import load_network
 
@@ -40,12 +40,12 @@ def _fold(net, width: int) -> float:
 
 
 def _per_channel(w: np.ndarray, input_scale: float, output_scale: float):
-    """int8 weights, their scales and the (multiplier, shift) of each output channel."""
+    """int8 weights, their float32 scales and the (multiplier, shift) of each output channel, derived
+    from float32 scales as TFLite derives them (so a .tflite export requantizes identically)."""
     max_abs = np.abs(w).max(axis=1)
     scales = np.where(max_abs > 0, max_abs / 127.0, 1.0).astype(np.float32)
     q = np.clip(np.round(w / scales[:, None]), -127, 127).astype(np.int8)
-    mult, shift = zip(*(quantize_multiplier(float(np.float32(input_scale * s)) / output_scale)
-                        for s in scales), strict=True)
+    mult, shift = zip(*(multiplier_from_scales(input_scale, s, output_scale) for s in scales), strict=True)
     return q, scales, np.array(mult, np.int32), np.array(shift, np.int32)
 
 
@@ -81,12 +81,14 @@ def _fresh_weights(tensors: dict, net, seed: int):
 
 def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels: np.ndarray,
              data_fingerprint: dict, from_scratch_seed=None, percentile: float = 100.0,
-             norm_bits: int = NORM_BITS_INT8) -> dict:
+             norm_bits: int = NORM_BITS_INT8, rounding: str = "double") -> dict:
     """Write the int8 model of `float_model_path` to `out_path`; returns the header written.
 
     With `from_scratch_seed`, only the number formats (scales, zero points, multipliers) come from the
     trained model: the weights start from a fresh random initialization, for integer training from
     scratch. Formats are a design decision made once on the host; a board cannot calibrate them.
+    `rounding` is MultiplyByQuantizedMultiplier's: "double" (TFLite Micro's default) or "single" (TFLite built
+    with TFLITE_SINGLE_ROUNDING, as LiteRT's reference kernels are); the runtime and exports follow it.
     `norm_bits` 15 gives every layer an int16 normalized input (16x8 FC, int64 bias) instead of
     TFLite's int8 L2_NORMALIZATION output (7): 256 times finer, where int8 costs accuracy.
     """
@@ -101,14 +103,14 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
         w = layer.weight.detach().numpy().astype(np.float64)
         b = layer.bias.detach().numpy().astype(np.float64)
         d_in, d_out = w.shape[1], w.shape[0]
-        out_scale = max(float(np.percentile(acts[i], percentile)), 1e-6) / 255.0
+        out_scale = float32(max(float(np.percentile(acts[i], percentile)), 1e-6) / 255.0)
         norm_scale = 2.0 ** -norm_bits
         q, scales, mult, shift = _per_channel(w * _fold(net, d_in), norm_scale, out_scale)
         bias_dtype = np.int32 if norm_bits == NORM_BITS_INT8 else np.int64
         tensors |= {f"layers.{i}.weight": q, f"layers.{i}.weight_scale": scales,
                     f"layers.{i}.bias": np.round(b / (scales * norm_scale)).astype(bias_dtype),
                     f"layers.{i}.multiplier": mult, f"layers.{i}.shift": shift}
-        gm, gs = quantize_multiplier(out_scale ** 2 / d_out * 2 ** GOODNESS_FRAC_BITS)
+        gm, gs = quantize_multiplier(out_scale ** 2 / d_out * 2 ** GOODNESS_FRAC_BITS, rounding)
         tensors[f"layers.{i}.goodness_multiplier"] = np.array([gm], np.int32)
         tensors[f"layers.{i}.goodness_shift"] = np.array([gs], np.int32)
         layers_q.append({"out_scale": out_scale, "out_zero_point": ACT_ZERO_POINT, "norm_bits": norm_bits})
@@ -119,7 +121,7 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
         width = net.sizes[l]
         hw[:, col:col + width] *= _fold(net, width)
         col += width
-    logit_scale = max(float(np.abs(logits).max()), 1e-6) / 127.0
+    logit_scale = float32(max(float(np.abs(logits).max()), 1e-6) / 127.0)
     head_norm_scale = 2.0 ** -NORM_BITS_INT8  # the head keeps TFLite's int8 normalization
     q, scales, mult, shift = _per_channel(hw, head_norm_scale, logit_scale)
     tensors |= {"head.weight": q, "head.weight_scale": scales,
@@ -128,7 +130,9 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
     tensors["gamma_q"] = np.round(net.gamma.detach().numpy() * (1 << GAMMA_FRAC_BITS)).astype(np.int32)
     if from_scratch_seed is not None:
         _fresh_weights(tensors, net, from_scratch_seed)
-    quant = {"scheme": "int8-ff-tflite", "rounding": "double",
+    if rounding not in ("double", "single"):
+        raise EdgeFFError(f"rounding {rounding!r} must be double or single")
+    quant = {"scheme": "int8-ff-tflite", "rounding": rounding,
              "input": {"scale": INPUT_SCALE, "zero_point": INPUT_ZERO_POINT},
              "label_q": int(round(arch["label_value"] * 255)) + INPUT_ZERO_POINT,
              "neutral_label_q": int(round(arch["label_value"] / arch["n_classes"] * 255)) + INPUT_ZERO_POINT,

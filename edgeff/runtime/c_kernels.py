@@ -96,8 +96,8 @@ _SIGNATURES = {
     "ef_fully_connected_s16": [_arr(np.int16), _i32, _i32, _arr(np.int8), _i32, _arr(np.int64), _arr(np.int32),
                                _arr(np.int32), _i32, _i32, _i32, _arr(np.int8)],
     "ef_inv_sqrt_quantized_multiplier": [_i32, ctypes.POINTER(_i32), ctypes.POINTER(_i32)],
-    "ef_l2_normalize_s8": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int8)],
-    "ef_l2_normalize_s16": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int16)],
+    "ef_l2_normalize_s8": [_arr(np.int8), _i32, _i32, _i32, _int, _arr(np.int8)],
+    "ef_l2_normalize_s16": [_arr(np.int8), _i32, _i32, _i32, _int, _arr(np.int16)],
     "ef_goodness": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int32)],
     "ef_ff_layer_s8": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int8), _i32, _arr(np.int32), _arr(np.int32),
                        _arr(np.int32), _i32, _i32, _int, _arr(np.int8), _arr(np.int8), _arr(np.int32)],
@@ -192,12 +192,12 @@ def requantize(acc, bias, multiplier, shift, zero_point, act_min, act_max, round
     return out
 
 
-def l2_normalize(q, zero_point: int, output_shift_bits: int) -> np.ndarray:
+def l2_normalize(q, zero_point: int, output_shift_bits: int, rounding: str) -> np.ndarray:
     """Rows of int8 values -> int8 (7 bits) or int16 (15 bits) normalized rows."""
     lib, q = library(), _c(q, np.int8)
     out = np.empty(q.shape, np.int8 if output_shift_bits == 7 else np.int16)
     kernel = lib.ef_l2_normalize_s8 if output_shift_bits == 7 else lib.ef_l2_normalize_s16
-    _over_rows(kernel, [q], [out], q.shape[1], zero_point)
+    _over_rows(kernel, [q], [out], q.shape[1], zero_point, ROUNDING[rounding])
     return out
 
 

@@ -44,10 +44,10 @@ class IntLayer:
     goodness_shift: int
     norm_bits: int = NORM_BITS_INT8   # width of this layer's normalized input: 7 (int8) or 15 (int16)
 
-    def normalize(self, a: np.ndarray, zero_point: int) -> np.ndarray:
+    def normalize(self, a: np.ndarray, zero_point: int, rounding: str) -> np.ndarray:
         """L2-normalize this layer's input: int8 (TFLite) or int16 (16x8 mode), zero point 0."""
         limit = 1 << self.norm_bits  # int8: [-128, 127]; int16: [-32768, 32767]
-        return l2_normalization(a, zero_point, self.norm_bits, -limit, limit - 1)
+        return l2_normalization(a, zero_point, self.norm_bits, -limit, limit - 1, rounding)
 
     def forward(self, n: np.ndarray, rounding: str) -> np.ndarray:
         """FullyConnected on the normalized input n (zero point 0)."""
@@ -66,7 +66,7 @@ class IntLayer:
             n, out, g = c_kernels.ff_layer(a, zero_point, self.weight, self.bias, self.multiplier, self.shift,
                                            self.out_zero_point, self.act_min, rounding)
             return n, out, g.astype(np.int64)
-        n = self.normalize(a, zero_point)
+        n = self.normalize(a, zero_point, rounding)
         out = self.forward(n, rounding)
         return n, out, goodness(out, self.out_zero_point)
 
@@ -208,7 +208,11 @@ class IntFFModel:
 
     # ------------------------------------------------------------------ multi-pass and one-pass
     def label_scores(self, images: np.ndarray, chunk=None) -> np.ndarray:
-        """(n_layers, N, n_classes) int goodness (common fixed point) of every layer for every label.
+        """(n_layers, N, n_classes) int goodness (common fixed point) of every layer for every label."""
+        return self.layer_goodness(list(self.raw_label_goodness(images, chunk)))
+
+    def raw_label_goodness(self, images: np.ndarray, chunk=None) -> np.ndarray:
+        """(n_layers, N, n_classes) raw goodness sum (q - zp)^2 of every layer for every label.
 
         One-hot labels of one value leave the L2 norm of the input the same for every label, so the
         first layer's normalized input differs only in the label pixels: one shared accumulation plus
@@ -217,20 +221,20 @@ class IntFFModel:
         """
         self.check_images(images)
         chunk = chunk or max(16, CHUNK_ACTIVATIONS // (self.n_classes * max(self.arch["sizes"][1:])))
-        parts = [self._label_scores(images[s:s + chunk]) for s in range(0, len(images), chunk)]
+        parts = [self._raw_label_goodness(images[s:s + chunk]) for s in range(0, len(images), chunk)]
         return np.concatenate(parts, axis=1)
 
-    def _label_scores(self, images):
+    def _raw_label_goodness(self, images):
         c, first = self.n_classes, self.layers[0]
         q0 = self.quantize_images(images, np.zeros(len(images), np.int64))
-        n = first.normalize(q0, INPUT_ZERO_POINT)
+        n = first.normalize(q0, INPUT_ZERO_POINT, self.rounding)
         n_label = n[:, 0].copy()                      # the normalized label pixel (same for every label)
         n[:, :c] = 0                                   # unlabelled pixels are 0.0: centred 0, normalized 0
         label_column = n_label.astype(np.int32)[:, None, None] * first.weight[:, :c].T.astype(np.int32)[None]
         acc = accumulate(n, first.weight, 0)[:, None, :] + label_column          # (N, C, out), exact in int32
         a = first.requantize(acc.reshape(len(images) * c, -1), self.rounding)
         raw = [goodness(a, first.out_zero_point)] + self.forward_layers(a, 1, first.out_zero_point)[2]
-        return self.layer_goodness(raw).reshape(len(self.layers), len(images), c)
+        return np.stack(raw).reshape(len(self.layers), len(images), c)
 
     def multi_pass_scores(self, images: np.ndarray) -> np.ndarray:
         """(N, n_classes) goodness summed over the model's chosen evaluation layers."""
@@ -242,7 +246,8 @@ class IntFFModel:
 
     def head_logits(self, images: np.ndarray) -> np.ndarray:
         acts = self.activities(self.quantize_images(images))
-        parts = [l2_normalization(acts[l - 1], self.layers[l - 1].out_zero_point) for l in self.head_layers]
+        parts = [l2_normalization(acts[l - 1], self.layers[l - 1].out_zero_point, rounding=self.rounding)
+                 for l in self.head_layers]
         return self.head.forward(np.concatenate(parts, axis=1), self.rounding)
 
 

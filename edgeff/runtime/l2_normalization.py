@@ -61,7 +61,7 @@ def inv_sqrt_quantized_multiplier_ref(acc: int, reverse_shift: int = -1) -> tupl
 
 
 def l2_normalization_ref(q: np.ndarray, zero_point: int, output_shift_bits=TFLITE_OUTPUT_SHIFT_BITS,
-                         out_min=-128, out_max=127) -> np.ndarray:
+                         out_min=-128, out_max=127, rounding="double") -> np.ndarray:
     """Scalar reference over rows of q (any int dtype); returns int64 values in [out_min, out_max]."""
     q = np.asarray(q)
     out = np.zeros(q.shape, dtype=np.int64)
@@ -70,7 +70,7 @@ def l2_normalization_ref(q: np.ndarray, zero_point: int, output_shift_bits=TFLIT
         acc = wrap_int32_ref(sum(v * v for v in centered))
         mult, shift = inv_sqrt_quantized_multiplier_ref(acc, -1)
         for i, v in enumerate(centered):
-            y = multiply_by_quantized_multiplier_ref(v, mult, shift + output_shift_bits)
+            y = multiply_by_quantized_multiplier_ref(v, mult, shift + output_shift_bits, rounding)
             out[r, i] = min(out_max, max(out_min, y))
     return out
 
@@ -120,15 +120,16 @@ def inv_sqrt_quantized_multiplier(acc, reverse_shift: int = -1) -> tuple[np.ndar
 
 
 def l2_normalization(q: np.ndarray, zero_point: int, output_shift_bits=TFLITE_OUTPUT_SHIFT_BITS,
-                     out_min=-128, out_max=127) -> np.ndarray:
-    """Vectorized kernel over the rows of q; returns int8 (or int16 for a 16-bit range) rows."""
+                     out_min=-128, out_max=127, rounding="double") -> np.ndarray:
+    """Vectorized kernel over the rows of q; returns int8 (or int16 for a 16-bit range) rows. `rounding`
+    is the final rescale's: "double" (TFLite Micro's default) or "single" (TFLITE_SINGLE_ROUNDING)."""
     dtype = output_dtype(out_min, out_max)
     standard = (output_shift_bits, out_min, out_max) in ((7, -128, 127), (15, -32768, 32767))
     q = np.asarray(q)
     if standard and q.ndim == 2 and q.dtype == np.int8 and c_kernels.library():
-        return c_kernels.l2_normalize(q, zero_point, output_shift_bits)
+        return c_kernels.l2_normalize(q, zero_point, output_shift_bits, rounding)
     centered = np.asarray(q, np.int64) - zero_point
     acc = wrap_int32(np.einsum("ij,ij->i", centered, centered))
     mult, shift = inv_sqrt_quantized_multiplier(acc, -1)
-    y = multiply_by_quantized_multiplier(centered, mult[:, None], shift[:, None] + output_shift_bits)
+    y = multiply_by_quantized_multiplier(centered, mult[:, None], shift[:, None] + output_shift_bits, rounding)
     return np.clip(y, out_min, out_max, out=y).astype(dtype)

@@ -104,6 +104,18 @@ def quantize_multiplier(real_multiplier: float, rounding="double") -> tuple[int,
 
 # ---------------------------------------------------------------- vectorized (what the kernels run)
 
+def float32(value: float) -> float:
+    """The value as a .tflite file stores a scale (float32), back as a Python float."""
+    return float(np.float32(value))
+
+
+def multiplier_from_scales(input_scale: float, weight_scale: float, output_scale: float) -> tuple[int, int]:
+    """(multiplier, shift) exactly as TFLite's Prepare derives them from a .tflite file's float32 scales:
+    QuantizeMultiplier(double(s_in) * double(s_w) / double(s_out)). The quantizer uses it too, so an
+    exported model requantizes with the very integers the runtime uses."""
+    return quantize_multiplier(float32(input_scale) * float32(weight_scale) / float32(output_scale))
+
+
 def output_dtype(out_min: int, out_max: int):
     """The narrowest integer type holding a clamp range: what a kernel with that range outputs."""
     return next(t for t in (np.int8, np.int16, np.int32)

@@ -1,0 +1,261 @@
+"""The int8 model as a TFLite flatbuffer, written directly (no TensorFlow converter, which would turn the
+goodness into a useless int8 tensor) with the schema classes that ai-edge-litert ships.
+
+Graph (every op a TFLite builtin that TFLite Micro has too):
+  images int8 (N, D), scale 1/255, zero point -128 (pixel - 128)
+  -> per label: SLICE the label pixels, MAXIMUM/MINIMUM with the one-hot row (sets them exactly),
+     CONCATENATION with the image pixels; all labels stacked label-major
+  -> per layer: L2_NORMALIZATION (int8, scale 1/128) -> FULLY_CONNECTED (per-channel int8 weights,
+     int32 bias, fused RELU) -> goodness: CAST to int32, SUB the zero point, MUL, SUM, RESHAPE, TRANSPOSE
+  -> goodness int32 (n_layers, N, n_classes) by PACK; the one-pass head on the neutral input:
+     L2_NORMALIZATION of the head layers, CONCATENATION, FULLY_CONNECTED -> logits int8 (N, n_classes).
+layer_op "conv_2d" writes each FC as the equivalent 1x1 CONV_2D on (N, 1, 1, D) tensors instead.
+Why both: TFLite Micro runs FULLY_CONNECTED with integer per-channel requantization (TFLM's double
+rounding, what EdgeFF computes), but LiteRT's own kernels do not: its reference per-channel
+FULLY_CONNECTED rescales in float and its optimized one (ruy) rounds negative ties up. LiteRT's reference
+CONV_2D requantizes exactly as TFLM does, so the conv_2d form proves the integer semantics bit for bit
+on LiteRT (tests/test_export.py); the graph is otherwise the same.
+TFLite derives each FC's requantization multiplier from float32 scales at
+Prepare time, so the exporter finds the float32 weight scales that give exactly the model's integers
+(the quantizer derives them the same way; see requantize.multiplier_from_scales).
+"""
+import flatbuffers
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from edgeff.errors import EdgeFFError
+from edgeff.export.onnx_int8 import check_exportable
+from edgeff.runtime.int_model import INPUT_SCALE, INPUT_ZERO_POINT, NORM_BITS_INT8, IntFFModel, IntLayer
+from edgeff.runtime.requantize import float32, multiplier_from_scales
+
+Op, Type, Options = schema.BuiltinOperator, schema.TensorType, schema.BuiltinOptions
+NORM_SCALE = 2.0 ** -NORM_BITS_INT8
+SEARCH_ULPS = 8    # float32 neighbours tried around each multiplier's scale
+
+
+def weight_scales(layer: IntLayer, input_scale: float, output_scale: float, what: str) -> np.ndarray:
+    """Per-channel float32 scales s_w[c] with multiplier_from_scales(s_in, s_w[c], s_out) equal to the
+    layer's (multiplier, shift)."""
+    out = np.empty(len(layer.multiplier), np.float32)
+    for c, (mult, shift) in enumerate(zip(layer.multiplier.tolist(), layer.shift.tolist(), strict=True)):
+        estimate = np.float32(mult * 2.0 ** (shift - 31) * float32(output_scale) / float32(input_scale))
+        candidates = [estimate]
+        up = down = estimate
+        for _ in range(SEARCH_ULPS):
+            up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(0))
+            candidates += [up, down]
+        found = [s for s in candidates if s > 0 and multiplier_from_scales(input_scale, s, output_scale) == (mult, shift)]
+        if not found:
+            raise EdgeFFError(f"{what}, channel {c}: its requantization multiplier ({mult}, shift {shift}) is not one "
+                              "TFLite can derive from float32 scales (the model was quantized by an older EdgeFF); "
+                              "quantize the float model again with `edgeff quantize`")
+        out[c] = found[0]
+    return out
+
+
+class _FlatbufferWriter:
+    """Tensors, buffers and operators of one subgraph, then the packed model."""
+
+    def __init__(self):
+        self.buffers = [schema.BufferT()]     # buffer 0: the empty sentinel of tensors without data
+        self.tensors, self.operators, self.opcodes = [], [], []
+
+    def tensor(self, name, dtype, shape, data=None, scale=None, zero_point=None) -> int:
+        """A tensor; None in shape is the dynamic batch dimension (1 until the interpreter resizes it)."""
+        t = schema.TensorT()
+        t.name, t.type = name, dtype
+        t.shape = [1 if d is None else int(d) for d in shape]
+        if None in shape:
+            t.shapeSignature = [-1 if d is None else int(d) for d in shape]
+        t.buffer = 0
+        if data is not None:
+            buf = schema.BufferT()
+            buf.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+            self.buffers.append(buf)
+            t.buffer = len(self.buffers) - 1
+        if scale is not None:
+            q = schema.QuantizationParametersT()
+            q.scale = [float(s) for s in np.atleast_1d(scale)]
+            q.zeroPoint = [int(z) for z in np.broadcast_to(zero_point, len(q.scale))]
+            q.quantizedDimension = 0
+            t.quantization = q
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def const_i32(self, name, values) -> int:
+        values = np.asarray(values, np.int32)
+        return self.tensor(name, Type.INT32, values.shape, values)
+
+    def op(self, code, inputs, outputs, options_type=Options.NONE, options=None):
+        if code not in self.opcodes:
+            self.opcodes.append(code)
+        o = schema.OperatorT()
+        o.opcodeIndex, o.inputs, o.outputs = self.opcodes.index(code), list(inputs), list(outputs)
+        o.builtinOptionsType, o.builtinOptions = options_type, options
+        self.operators.append(o)
+
+    def finish(self, inputs, outputs, description) -> bytes:
+        sub = schema.SubGraphT()
+        sub.tensors, sub.operators, sub.inputs, sub.outputs, sub.name = \
+            self.tensors, self.operators, list(inputs), list(outputs), "main"
+        model = schema.ModelT()
+        model.version, model.description, model.subgraphs, model.buffers = 3, description, [sub], self.buffers
+        model.operatorCodes = []
+        for code in self.opcodes:
+            oc = schema.OperatorCodeT()
+            oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), 1
+            model.operatorCodes.append(oc)
+        builder = flatbuffers.Builder(1 << 16)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+
+def _options(cls, **fields):
+    o = cls()
+    for k, v in fields.items():
+        setattr(o, k, v)
+    return o
+
+
+LAYER_OPS = ("fully_connected", "conv_2d")
+
+
+class _Graph:
+    def __init__(self, model: IntFFModel, where: str, layer_op: str):
+        self.model, self.where, self.w = model, where, _FlatbufferWriter()
+        self.conv = layer_op == "conv_2d"
+        self.count = 0
+
+    def rows(self, width):
+        """Shape of a batch of activation rows: (N, width), or (N, 1, 1, width) around CONV_2D."""
+        return [None, 1, 1, width] if self.conv else [None, width]
+
+    def reshape(self, x, shape, dtype=Type.INT8, scale=None, zero_point=None) -> int:
+        out = self.w.tensor(self.name("reshaped"), dtype, shape, scale=scale, zero_point=zero_point)
+        new_shape = [-1 if d is None else d for d in shape]
+        self.w.op(Op.RESHAPE, [x, self.w.const_i32(self.name("shape"), new_shape)], [out], Options.ReshapeOptions,
+                  _options(schema.ReshapeOptionsT, newShape=new_shape))
+        return out
+
+    def name(self, hint):
+        self.count += 1
+        return f"{hint}_{self.count}"
+
+    def int8(self, hint, shape, scale, zero_point) -> int:
+        return self.w.tensor(self.name(hint), Type.INT8, shape, scale=scale, zero_point=zero_point)
+
+    def labelled(self, x, label_values, d_in) -> int:
+        """Rows of x with their label pixels set to each row of label_values, label-major."""
+        c = self.model.n_classes
+        label = self.int8("label_pixels", [None, c], INPUT_SCALE, INPUT_ZERO_POINT)
+        tail = self.int8("image_pixels", [None, d_in - c], INPUT_SCALE, INPUT_ZERO_POINT)
+        self.w.op(Op.SLICE, [x, self.w.const_i32(self.name("begin"), [0, 0]), self.w.const_i32(self.name("size"), [-1, c])],
+                  [label], Options.SliceOptions, schema.SliceOptionsT())
+        self.w.op(Op.SLICE, [x, self.w.const_i32(self.name("begin"), [0, c]),
+                             self.w.const_i32(self.name("size"), [-1, d_in - c])], [tail],
+                  Options.SliceOptions, schema.SliceOptionsT())
+        copies = []
+        for row in label_values:
+            const = self.w.tensor(self.name("label_row"), Type.INT8, [1, c], np.asarray(row, np.int8)[None],
+                                  INPUT_SCALE, INPUT_ZERO_POINT)
+            up = self.int8("label_max", [None, c], INPUT_SCALE, INPUT_ZERO_POINT)
+            exact = self.int8("label_set", [None, c], INPUT_SCALE, INPUT_ZERO_POINT)
+            self.w.op(Op.MAXIMUM, [label, const], [up], Options.MaximumMinimumOptions, schema.MaximumMinimumOptionsT())
+            self.w.op(Op.MINIMUM, [up, const], [exact], Options.MaximumMinimumOptions, schema.MaximumMinimumOptionsT())
+            copies.append(self.concat([exact, tail], 1, [None, d_in], INPUT_SCALE, INPUT_ZERO_POINT))
+        x = copies[0] if len(copies) == 1 else self.concat(copies, 0, [None, d_in], INPUT_SCALE, INPUT_ZERO_POINT)
+        return self.reshape(x, self.rows(d_in), scale=INPUT_SCALE, zero_point=INPUT_ZERO_POINT) if self.conv else x
+
+    def concat(self, parts, axis, shape, scale, zero_point) -> int:
+        out = self.int8("concat", shape, scale, zero_point)
+        self.w.op(Op.CONCATENATION, parts, [out], Options.ConcatenationOptions,
+                  _options(schema.ConcatenationOptionsT, axis=axis))
+        return out
+
+    def l2_normalize(self, a, width) -> int:
+        out = self.int8("l2_normalized", self.rows(width), NORM_SCALE, 0)
+        self.w.op(Op.L2_NORMALIZATION, [a], [out], Options.L2NormOptions, schema.L2NormOptionsT())
+        return out
+
+    def fully_connected(self, n, layer: IntLayer, weight, bias, scale, relu: bool) -> int:
+        d_out = layer.weight.shape[0]
+        out = self.int8("fc_out", self.rows(d_out), scale, layer.out_zero_point)
+        activation = schema.ActivationFunctionType.RELU if relu else schema.ActivationFunctionType.NONE
+        if self.conv:
+            self.w.op(Op.CONV_2D, [n, weight, bias], [out], Options.Conv2DOptions,
+                      _options(schema.Conv2DOptionsT, padding=schema.Padding.VALID, strideW=1, strideH=1,
+                               dilationWFactor=1, dilationHFactor=1, fusedActivationFunction=activation))
+        else:
+            self.w.op(Op.FULLY_CONNECTED, [n, weight, bias], [out], Options.FullyConnectedOptions,
+                      _options(schema.FullyConnectedOptionsT, fusedActivationFunction=activation))
+        return out
+
+    def layer_constants(self, layer: IntLayer, input_scale, output_scale, what):
+        scales = weight_scales(layer, input_scale, output_scale, f"{self.where}: {what}")
+        shape = (layer.weight.shape[0], 1, 1, layer.weight.shape[1]) if self.conv else layer.weight.shape
+        weight = self.w.tensor(f"{what}.weight", Type.INT8, shape, layer.weight.reshape(shape), scales, 0)
+        bias = self.w.tensor(f"{what}.bias", Type.INT32, layer.bias.shape, layer.bias.astype(np.int32),
+                             float32(input_scale) * scales.astype(np.float64), 0)
+        return weight, bias
+
+    def goodness(self, a, layer: IntLayer, rows_shape) -> int:
+        """int32 sum over the row of (a - zp)^2, arranged (N, n_classes)."""
+        c, width = self.model.n_classes, layer.weight.shape[0]
+        wide = self.w.tensor(self.name("acts_i32"), Type.INT32, self.rows(width))
+        self.w.op(Op.CAST, [a], [wide], Options.CastOptions,
+                  _options(schema.CastOptionsT, inDataType=Type.INT8, outDataType=Type.INT32))
+        centred = self.w.tensor(self.name("centred"), Type.INT32, self.rows(width))
+        self.w.op(Op.SUB, [wide, self.w.const_i32(self.name("zero_point"), [layer.out_zero_point])], [centred],
+                  Options.SubOptions, schema.SubOptionsT())
+        squares = self.w.tensor(self.name("squares"), Type.INT32, self.rows(width))
+        self.w.op(Op.MUL, [centred, centred], [squares], Options.MulOptions, schema.MulOptionsT())
+        total = self.w.tensor(self.name("goodness_rows"), Type.INT32, [None])
+        axes = [1, 2, 3] if self.conv else [1]
+        self.w.op(Op.SUM, [squares, self.w.const_i32(self.name("axes"), axes)], [total], Options.ReducerOptions,
+                  _options(schema.ReducerOptionsT, keepDims=False))
+        label_major = self.w.tensor(self.name("goodness_cn"), Type.INT32, [c, None])
+        self.w.op(Op.RESHAPE, [total, self.w.const_i32(self.name("shape"), [c, -1])], [label_major],
+                  Options.ReshapeOptions, _options(schema.ReshapeOptionsT, newShape=[c, -1]))
+        out = self.w.tensor(self.name("goodness_nc"), Type.INT32, rows_shape)
+        self.w.op(Op.TRANSPOSE, [label_major, self.w.const_i32(self.name("perm"), [1, 0])], [out],
+                  Options.TransposeOptions, schema.TransposeOptionsT())
+        return out
+
+
+def build(model: IntFFModel, where: str = "model", layer_op: str = "fully_connected") -> bytes:
+    check_exportable(model, where)
+    if layer_op not in LAYER_OPS:
+        raise EdgeFFError(f"layer op {layer_op!r} must be one of {', '.join(LAYER_OPS)}")
+    c, sizes = model.n_classes, model.arch["sizes"]
+    g, quant = _Graph(model, where, layer_op), model.quant
+    images = g.int8("images", [None, sizes[0]], INPUT_SCALE, INPUT_ZERO_POINT)
+    g.w.tensors[images].name = "images"
+    out_scales = [float32(q["out_scale"]) for q in quant["layers"]]
+    consts = [g.layer_constants(layer, NORM_SCALE, out_scales[i], f"layers.{i}")
+              for i, layer in enumerate(model.layers)]
+
+    one_hot = np.full((c, c), INPUT_ZERO_POINT)
+    np.fill_diagonal(one_hot, quant["label_q"])
+    a, goodness = g.labelled(images, one_hot, sizes[0]), []
+    for i, layer in enumerate(model.layers):
+        a = g.fully_connected(g.l2_normalize(a, sizes[i]), layer, *consts[i], out_scales[i], relu=True)
+        goodness.append(g.goodness(a, layer, [None, c]))
+    stacked = g.w.tensor("goodness", Type.INT32, [len(goodness), None, c])
+    g.w.op(Op.PACK, goodness, [stacked], Options.PackOptions,
+           _options(schema.PackOptionsT, valuesCount=len(goodness), axis=0))
+
+    a, acts = g.labelled(images, [np.full(c, quant["neutral_label_q"])], sizes[0]), []
+    for i, layer in enumerate(model.layers):
+        a = g.fully_connected(g.l2_normalize(a, sizes[i]), layer, *consts[i], out_scales[i], relu=True)
+        acts.append(a)
+    parts = [g.l2_normalize(acts[l - 1], sizes[l]) for l in model.head_layers]
+    width = sum(sizes[l] for l in model.head_layers)
+    features = parts[0] if len(parts) == 1 else g.concat(parts, 3 if g.conv else 1, g.rows(width), NORM_SCALE, 0)
+    logit_scale = float32(quant["head"]["out_scale"])
+    head = g.layer_constants(model.head, NORM_SCALE, logit_scale, "head")
+    logits = g.fully_connected(features, model.head, *head, logit_scale, relu=False)
+    if g.conv:
+        logits = g.reshape(logits, [None, c], scale=logit_scale, zero_point=0)
+    g.w.tensors[logits].name = "logits"
+    return g.w.finish([images], [stacked, logits], "EdgeFF int8 FF model: raw goodness per layer and label "
+                      "(multi-pass), one-pass head logits")

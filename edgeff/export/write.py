@@ -1,0 +1,47 @@
+"""`edgeff export`: pick the exporter for a model file and a format, write the result atomically."""
+from pathlib import Path
+
+from edgeff.atomic_write import atomic_write_bytes
+from edgeff.errors import EdgeFFError
+from edgeff.model_file import load_model
+
+FORMATS = ("onnx", "tflite", "c-header")
+
+
+def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[bytes, str]:
+    """(file bytes, what they are) of one export; c-header wraps the TFLite model."""
+    if fmt == "onnx" and kind == "ff-mlp":
+        from edgeff.export import onnx_float
+
+        return onnx_float.build(model_path).SerializeToString(), "float ONNX (goodness, scores, logits)"
+    if kind != "ff-mlp-int8":
+        raise EdgeFFError(f"{model_path}: {fmt} export takes an int8 model; make one with "
+                          f"`edgeff quantize {model_path} --out MODEL_INT8`")
+    from edgeff.runtime.int_model import IntFFModel
+
+    model = IntFFModel.from_file(model_path)
+    if fmt == "onnx":
+        from edgeff.export import onnx_int8
+
+        return onnx_int8.build(model, str(model_path)).SerializeToString(), "int8 ONNX (integer ops)"
+    from edgeff.export import tflite_int8
+
+    return tflite_int8.build(model, str(model_path), layer_op), f"int8 TFLite ({layer_op.upper()} layers)"
+
+
+def export_model(model_path, fmt: str, out_path, layer_op: str = "fully_connected") -> dict:
+    """Write model_path as `fmt` to out_path; returns what was written (for the CLI's report)."""
+    if fmt not in FORMATS:
+        raise EdgeFFError(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
+    model_path, out_path = Path(model_path), Path(out_path)
+    kind = (load_model(model_path)[1].get("architecture") or {}).get("kind")
+    if kind not in ("ff-mlp", "ff-mlp-int8"):
+        raise EdgeFFError(f"{model_path}: not an EdgeFF model file (architecture kind {kind!r})")
+    data, what = _exported(model_path, fmt, kind, layer_op)
+    if fmt == "c-header":
+        from edgeff.export.c_header import c_header
+
+        data = c_header(data, out_path.stem, f"{model_path.name} as {what}").encode()
+        what = f"C array of the {what}"
+    atomic_write_bytes(out_path, data)
+    return {"model": str(model_path), "out": str(out_path), "format": fmt, "what": what, "bytes": len(data)}
