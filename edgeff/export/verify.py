@@ -28,7 +28,10 @@ def _batched(run, inputs: np.ndarray, progress: bool, desc: str) -> dict:
 def run_onnx(path, inputs: np.ndarray, progress=False) -> dict:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types for every bad file
+        raise EdgeFFError(f"{path}: onnxruntime cannot load it ({exc}); export it again with `edgeff export`") from None
     names = [o.name for o in session.get_outputs()]
     return _batched(lambda x: dict(zip(names, session.run(None, {"images": x}), strict=True)), inputs, progress,
                     "onnxruntime")
@@ -41,7 +44,10 @@ def tflite_interpreter(content: bytes, resolver: str):
 
 
 def run_tflite(content: bytes, inputs: np.ndarray, resolver: str, progress=False) -> dict:
-    interpreter = tflite_interpreter(content, resolver)
+    try:
+        interpreter = tflite_interpreter(content, resolver)
+    except ValueError as exc:
+        raise EdgeFFError(f"LiteRT cannot load the model ({exc}); export it again with `edgeff export`") from None
     index = interpreter.get_input_details()[0]["index"]
 
     def run(x):
@@ -95,6 +101,8 @@ def verify(model_path, exported_path, images: np.ndarray, labels: np.ndarray, pr
     kind, ref_goodness, ref_logits, scores_of = _edgeff_outputs(model_path, images, tensors_header)
     eval_layers = np.array(tensors_header["architecture"]["eval_layers"]) - 1
     exported_path = Path(exported_path)
+    if not exported_path.is_file():
+        raise EdgeFFError(f"{exported_path}: no such file")
     suffix = exported_path.suffix.lower()
     if suffix == ".onnx":
         inputs = images.astype(np.float32) / 255.0 if kind == "float" else images

@@ -57,10 +57,12 @@ void ef_requantize_s16(const int64_t *acc, int32_t rows, int32_t units, const in
                        int32_t act_min, int32_t act_max, int8_t *out);
 
 /* ---- l2_normalization.c: TFLite L2_NORMALIZATION (int8 out, scale 2^-7) and EdgeFF's int16 variant
- * (scale 2^-15) over rows of int8 values */
+ * (scale 2^-15) over rows of int8 values; `rounding` is the final rescale's (as TFLITE_SINGLE_ROUNDING) */
 void ef_inv_sqrt_quantized_multiplier(int32_t acc, int32_t *multiplier, int32_t *shift);  /* reverse shift -1 */
-void ef_l2_normalize_s8(const int8_t *in, int32_t rows, int32_t depth, int32_t zero_point, int8_t *out);
-void ef_l2_normalize_s16(const int8_t *in, int32_t rows, int32_t depth, int32_t zero_point, int16_t *out);
+void ef_l2_normalize_s8(const int8_t *in, int32_t rows, int32_t depth, int32_t zero_point, int rounding,
+                        int8_t *out);
+void ef_l2_normalize_s16(const int8_t *in, int32_t rows, int32_t depth, int32_t zero_point, int rounding,
+                         int16_t *out);
 
 /* ---- goodness.c: FF goodness sum (q - zp)^2 per row, int32 (exact below 33,000 units) */
 void ef_goodness(const int8_t *a, int32_t rows, int32_t depth, int32_t zero_point, int32_t *out);

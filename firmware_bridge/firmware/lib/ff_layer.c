@@ -10,7 +10,7 @@ void ef_ff_layer_s8(const int8_t *in, int32_t rows, int32_t d_in, int32_t in_zer
 {
     for (int32_t r = 0; r < rows; ++r) {
         int8_t *n = normalized + (int64_t)r * d_in, *o = out + (int64_t)r * d_out;
-        ef_l2_normalize_s8(in + (int64_t)r * d_in, 1, d_in, in_zero_point, n);
+        ef_l2_normalize_s8(in + (int64_t)r * d_in, 1, d_in, in_zero_point, rounding, n);
         ef_fully_connected_s8(n, 1, d_in, weight, d_out, bias, multiplier, shift, out_zero_point, act_min, 127,
                               rounding, o);
         ef_goodness(o, 1, d_out, out_zero_point, goodness + r);

@@ -84,7 +84,7 @@ static int row_scale(const int8_t *in, int32_t depth, int32_t zero_point, int32_
 /* Centred values in [0, 255] (ReLU outputs, image pixels) with a positive multiplier and a left shift
  * of at most 23 never leave int32: the non-negative form applies, after the left shift. */
 #define DEFINE_L2_NORMALIZE(name, out_t, bits, lo, hi)                                                     \
-    void name(const int8_t *in, int32_t rows, int32_t depth, int32_t zero_point, out_t *out)                 \
+    void name(const int8_t *in, int32_t rows, int32_t depth, int32_t zero_point, int rounding, out_t *out)   \
     {                                                                                                        \
         for (int32_t r = 0; r < rows; ++r) {                                                                 \
             const int8_t *row = in + (int64_t)r * depth;                                                     \
@@ -95,15 +95,14 @@ static int row_scale(const int8_t *in, int32_t depth, int32_t zero_point, int32_
             if (small && multiplier >= 0 && left <= 23) {                                                    \
                 for (int32_t k = 0; k < depth; ++k) {                                                        \
                     uint32_t y = ef_multiply_non_negative((uint32_t)(row[k] - zero_point) << left,           \
-                                                          (uint32_t)multiplier, (uint32_t)right,             \
-                                                          EF_ROUNDING_DOUBLE);                               \
+                                                          (uint32_t)multiplier, (uint32_t)right, rounding);  \
                     o[k] = (out_t)(y > (uint32_t)hi ? (uint32_t)hi : y);                                     \
                 }                                                                                            \
                 continue;                                                                                    \
             }                                                                                                \
             for (int32_t k = 0; k < depth; ++k) {                                                            \
                 int32_t y = ef_multiply_by_quantized_multiplier(row[k] - zero_point, multiplier, total,      \
-                                                                EF_ROUNDING_DOUBLE);                          \
+                                                                rounding);                                    \
                 o[k] = (out_t)(y < lo ? lo : y > hi ? hi : y);                                               \
             }                                                                                                \
         }                                                                                                    \

@@ -1,0 +1,221 @@
+"""Exports computed by their own runtimes equal EdgeFF: ONNX float against torch, ONNX int8 and TFLite int8
+against the integer runtime bit for bit (kernel by kernel on random cases and worst-case bounds, then
+whole models), the C header compiled by a real compiler, and the CLI's export/verify with bad input."""
+import subprocess
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto
+
+from edgeff.data.datasets import load_dataset
+from edgeff.errors import EdgeFFError
+from edgeff.export import onnx_int8, tflite_int8
+from edgeff.export.c_header import c_header
+from edgeff.export.verify import run_tflite, verify
+from edgeff.export.write import export_model
+from edgeff.model_file import load_model, save_model
+from edgeff.runtime.int_model import IntFFModel
+from edgeff.runtime.l2_normalization import inv_sqrt_quantized_multiplier, l2_normalization
+from edgeff.runtime.requantize import INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier
+from tests.conftest import run_cli
+
+N_RANDOM = 100_000
+
+
+def _session(g: onnx_int8.IntegerGraph, outputs):
+    for name, tensor, shape in outputs:
+        g.output(name, tensor, TensorProto.INT64, shape)
+    return ort.InferenceSession(g.model("test").SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_onnx_requantize_equals_runtime(rounding):
+    """MultiplyByQuantizedMultiplier as ONNX integer ops, on random int32 values, multipliers and shifts
+    plus INT32_MIN/MAX, the smallest and largest multipliers and the extreme shifts."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(INT32_MIN, INT32_MAX, N_RANDOM, endpoint=True)
+    m = rng.integers(1 << 30, INT32_MAX, N_RANDOM, endpoint=True)
+    shift = rng.integers(-31, 30, N_RANDOM, endpoint=True)
+    shift[shift > 0] = rng.integers(0, 4, (shift > 0).sum())   # left shifts of large values wrap: keep some small
+    edges = np.array([[INT32_MIN, 1 << 30, -31], [INT32_MAX, INT32_MAX, -31], [INT32_MIN, INT32_MAX, 0],
+                      [INT32_MAX, 1 << 30, 0], [-1, INT32_MAX, -1], [1, 1 << 30, 30], [-(1 << 20), INT32_MAX, 3]])
+    x, m, shift = (np.concatenate([a, edges[:, i]]).astype(np.int64) for i, a in enumerate((x, m, shift)))
+    g = onnx_int8.IntegerGraph("requantize")
+    ins = [g.input(n, TensorProto.INT64, ["N"]) for n in ("x", "m", "shift")]
+    sess = _session(g, [("y", g.requantize(*ins, rounding), ["N"])])
+    got = sess.run(None, {"x": x, "m": m, "shift": shift})[0]
+    assert np.array_equal(got, multiply_by_quantized_multiplier(x, m, shift, rounding))
+
+
+@pytest.mark.parametrize("rounding", ["double", "single"])
+@pytest.mark.parametrize("zero_point", [-128, 0, 5])
+def test_onnx_l2_normalization_equals_runtime(zero_point, rounding):
+    """TFLite's L2 normalization (inverse sqrt included) as ONNX integer ops: 110,000+ random values, plus
+    all-equal rows, zero rows and one-hot rows."""
+    rng = np.random.default_rng(6)
+    q = np.concatenate([rng.integers(-128, 128, (1500, 74)), rng.integers(zero_point, 128, (100, 74)),
+                        np.full((2, 74), -128), np.full((2, 74), 127), np.full((2, 74), zero_point),
+                        np.where(np.arange(74) == 3, 127, zero_point)[None].repeat(2, 0)]).astype(np.int64)
+    g = onnx_int8.IntegerGraph("l2")
+    a = g.input("a", TensorProto.INT64, ["N", 74])
+    sess = _session(g, [("n", g.l2_normalize(a, zero_point, rounding), ["N", 74])])
+    assert np.array_equal(sess.run(None, {"a": q})[0], l2_normalization(q.astype(np.int8), zero_point,
+                                                                         rounding=rounding))
+
+
+def test_onnx_inverse_sqrt_equals_runtime():
+    """Every sum 0..70,000, random int32 sums, and 2^k - 1, 2^k, 2^k + 1."""
+    rng = np.random.default_rng(7)
+    powers = np.array([(1 << k) + d for k in range(1, 31) for d in (-1, 0, 1)])
+    acc = np.concatenate([np.arange(70_001), rng.integers(0, INT32_MAX, 50_000), powers])[:, None]
+    g = onnx_int8.IntegerGraph("inv_sqrt")
+    a = g.input("acc", TensorProto.INT64, ["N", 1])
+    mult, shift = g.inv_sqrt(a)
+    got_m, got_s = _session(g, [("m", mult, ["N", 1]), ("s", shift, ["N", 1])]).run(None, {"acc": acc})
+    want_m, want_s = inv_sqrt_quantized_multiplier(acc.ravel())
+    assert np.array_equal(got_m.ravel(), want_m) and np.array_equal(got_s.ravel(), want_s)
+
+
+@pytest.fixture(scope="module")
+def exportable(float_model, tmp_path_factory):
+    """The tiny model quantized with each rounding (int8 normalization): {rounding: path}, data dir."""
+    float_path, data = float_model
+    root = tmp_path_factory.mktemp("export")
+    paths = {}
+    for rounding in ("double", "single"):
+        paths[rounding] = root / f"int8-{rounding}.safetensors"
+        res = run_cli("quantize", float_path, "--out", paths[rounding], "--data-dir", data, "--rounding", rounding,
+                      "--calibration-samples", "300")
+        assert res.returncode == 0, res.stderr
+    return paths, data
+
+
+def _test_images(data):
+    return load_dataset(data, val_size=100).test
+
+
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_onnx_int8_model_is_bit_exact(exportable, tmp_path, rounding):
+    paths, data = exportable
+    out = tmp_path / "m.onnx"
+    export_model(paths[rounding], "onnx", out)
+    proto = onnx.load(out)
+    assert proto.ir_version <= 13 and {o.name for o in proto.graph.output} == {"goodness", "logits"}
+    test = _test_images(data)
+    result = verify(paths[rounding], out, test.images, test.labels)
+    row = result["rows"][0]
+    assert row["goodness_differing"] == 0 and row["logits_differing"] == 0
+    assert row["multi_pass_agreement"] == 1.0 and row["one_pass_agreement"] == 1.0
+    # dynamic batch: one image at a time gives the same rows
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    single = sess.run(None, {"images": test.images[3:4]})
+    model = IntFFModel.from_file(paths[rounding])
+    assert np.array_equal(single[0], model.raw_label_goodness(test.images[3:4]))
+
+
+def test_onnx_float_model_matches_torch(float_model, tmp_path):
+    float_path, data = float_model
+    out = tmp_path / "f.onnx"
+    export_model(float_path, "onnx", out)
+    assert onnx.load(out).ir_version <= 13
+    test = _test_images(data)
+    row = verify(float_path, out, test.images, test.labels)["rows"][0]
+    assert row["goodness_max_rel_diff"] <= 1e-5 and row["logits_max_rel_diff"] <= 1e-5
+    assert row["multi_pass_agreement"] == 1.0 and row["one_pass_agreement"] == 1.0
+
+
+def test_tflite_conv_form_is_bit_exact_under_the_reference_kernels(exportable, tmp_path):
+    """LiteRT's reference CONV_2D requantizes as TFLite Micro does: every output equal."""
+    paths, data = exportable
+    out = tmp_path / "m.tflite"
+    export_model(paths["double"], "tflite", out, layer_op="conv_2d")
+    test = _test_images(data)
+    rows = {r["runtime"]: r for r in verify(paths["double"], out, test.images, test.labels)["rows"]}
+    ref = rows["LiteRT reference kernels"]
+    assert ref["goodness_differing"] == 0 and ref["logits_differing"] == 0
+    xnnpack = rows["LiteRT default (XNNPACK)"]  # float32 requantization: close, not equal
+    assert xnnpack["logits_max_abs_diff"] <= 4 and xnnpack["multi_pass_agreement"] >= 0.95
+
+
+def test_tflite_fully_connected_goodness_is_bit_exact(exportable, tmp_path):
+    """FULLY_CONNECTED under LiteRT's optimized integer kernels: every goodness equal (ReLU outputs are never
+    negative, where its rounding differs); the head's logits at most 1 apart (negative ties round up)."""
+    paths, data = exportable
+    out = tmp_path / "m.tflite"
+    export_model(paths["double"], "tflite", out)
+    test = _test_images(data)
+    rows = {r["runtime"]: r for r in verify(paths["double"], out, test.images, test.labels)["rows"]}
+    integer = rows["LiteRT optimized integer kernels"]
+    assert integer["goodness_differing"] == 0 and integer["logits_max_abs_diff"] <= 1
+
+
+def test_tflite_random_model_is_bit_exact(exportable):
+    """Whole-graph random cases: random int8 weights and biases in the tiny model's formats, 2,000 noise
+    images (40,000 labelled rows through both layers), conv form under the reference kernels."""
+    paths, _ = exportable
+    tensors, header = load_model(paths["double"])
+    rng = np.random.default_rng(8)
+    for name, t in tensors.items():
+        if name.endswith(".weight"):
+            tensors[name] = rng.integers(-127, 128, t.shape).astype(np.int8)
+        elif name.endswith(".bias"):
+            tensors[name] = rng.integers(-3000, 3000, t.shape).astype(t.dtype)
+    model = IntFFModel.from_tensors(tensors, header)
+    images = rng.integers(0, 256, (2000, 784)).astype(np.uint8)
+    out = run_tflite(tflite_int8.build(model, layer_op="conv_2d"), (images.astype(np.int16) - 128).astype(np.int8),
+                     "BUILTIN_REF")
+    assert np.array_equal(out["goodness"], model.raw_label_goodness(images))
+    assert np.array_equal(out["logits"], model.head_logits(images))
+
+
+def test_c_header_compiles_to_the_model_bytes(exportable, tmp_path):
+    paths, _ = exportable
+    header = tmp_path / "board-model.h"
+    export_model(paths["double"], "c-header", header)
+    model_bytes = tflite_int8.build(IntFFModel.from_file(paths["double"]))
+    (tmp_path / "dump.c").write_text(
+        '#include <stdio.h>\n#include "board-model.h"\n'
+        "int main(void) {\n"
+        "    if ((unsigned long)board_model % 16) return 3;\n"
+        "    fwrite(board_model, 1, board_model_len, stdout);\n"
+        "    return 0;\n}\n")
+    exe = tmp_path / "dump"
+    subprocess.run(["cc", "-std=c99", "-Wall", "-Werror", "-o", exe, tmp_path / "dump.c"], check=True, cwd=tmp_path)
+    assert subprocess.run([exe], capture_output=True, check=True).stdout == model_bytes
+    assert c_header(b"\x01", "9lives.bin", "x").count("_9lives_bin_len = 1;") == 1   # a valid C identifier
+
+
+def test_refuses_what_it_cannot_express(exportable, int_model, tmp_path):
+    paths, _ = exportable
+    _, int_path, _ = int_model
+    header = load_model(int_path)[1]
+    if header["quantization"]["layers"][0].get("norm_bits", 7) == 15:
+        with pytest.raises(EdgeFFError, match="layer 1 has int16 normalized inputs"):
+            export_model(int_path, "onnx", tmp_path / "x.onnx")
+    # a multiplier no float32 scale gives (as an older quantizer wrote them): refused by name
+    tensors, header = load_model(paths["double"])
+    tensors["layers.0.multiplier"] = tensors["layers.0.multiplier"] ^ 1
+    bad = tmp_path / "old.safetensors"
+    save_model(bad, tensors, header)
+    with pytest.raises(EdgeFFError, match="layers.0, channel 0: its requantization multiplier"):
+        export_model(bad, "tflite", tmp_path / "x.tflite")
+    assert not (tmp_path / "x.tflite").exists()
+
+
+def test_cli_export_and_verify(exportable, float_model, tmp_path):
+    paths, data = exportable
+    out = tmp_path / "m.tflite"
+    res = run_cli("export", paths["double"], "--format", "tflite", "--out", out, "--layer-op", "conv_2d")
+    assert res.returncode == 0, res.stderr
+    res = run_cli("verify", paths["double"], out, "--data-dir", data, "--images", "50")
+    assert res.returncode == 0, res.stderr
+    assert "| LiteRT reference kernels | 0 | 0 of 1,000 | 0 | 0 of 500 |" in res.stdout
+    float_path, _ = float_model
+    for args, message in [(("export", float_path, "--format", "tflite", "--out", tmp_path / "f.tflite"),
+                           "tflite export takes an int8 model"),
+                          (("verify", paths["double"], tmp_path / "missing.onnx", "--data-dir", data), "missing.onnx"),
+                          (("verify", paths["double"], paths["double"], "--data-dir", data), "unknown export format")]:
+        res = run_cli(*args)
+        assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
