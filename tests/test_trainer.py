@@ -137,6 +137,11 @@ def test_pipeline_writes_a_report(tiny_data, tiny_config, tmp_path):
     assert_png(out / "profile-nrf52840-energy.png")
     assert result["profile"]["memory"]["ff_int8"]["peak_bytes"] == \
         result["training_memory_bytes"]["sram"] + result["training_memory_bytes"]["flash"]
+    exports = result["exports"]
+    assert "## Exports" in report and "| LiteRT reference kernels |" in report
+    assert exports["int8 ONNX"]["verify"]["rows"][0]["goodness_differing"] == 0
+    assert exports["float ONNX"]["verify"]["rows"][0]["goodness_max_rel_diff"] <= 1e-5
+    assert (out / "model-int8.tflite").is_file() and (out / "model-int8.h").is_file()
     on_device = result["on_device"]
     assert "## On-device training (virtual board with the nrf52840 profile)" in report
     assert on_device["samples"] == 40 and on_device["inference_agreeing"] == on_device["inference_checked"] == 20

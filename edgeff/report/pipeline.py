@@ -3,7 +3,8 @@
 Stages: train the default collaborative model (resuming if the folder holds a checkpoint), evaluate it
 on the test set in both inference modes, quantize it to int8 (PTQ) and evaluate that in the integer
 runtime, with the memory plan of on-device training; profile it on the default board (memory and energy
-per layer, FF against backprop); train the board-sized network on a board over the serial protocol
+per layer, FF against backprop); export it as ONNX, TFLite and a C header and verify each export in its
+own runtime (edgeff.report.exports); train the board-sized network on a board over the serial protocol
 (a virtual board unless a port is given; edgeff.report.on_device); write report.md with the plots and
 the model files beside it.
 """
@@ -14,6 +15,7 @@ from edgeff.atomic_write import atomic_write_text
 from edgeff.data.datasets import load_dataset
 from edgeff.profiler.profile_report import profile_model
 from edgeff.quant.ptq import quantize
+from edgeff.report.exports import exports_markdown, run_exports
 from edgeff.report.on_device import on_device_markdown, run_on_device
 from edgeff.runtime.int_model import IntFFModel, evaluate_int
 from edgeff.runtime.memory_plan import plan_summary, training_plan
@@ -34,7 +36,7 @@ def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False, 
     net, header = load_network(metrics["model_file"])
     layers = header["architecture"]["eval_layers"]
     test = evaluate(net, data.test.images, data.test.labels, layers)
-    int_path, norm_bits, val_by_bits = _quantize_best(metrics["model_file"], out_dir, data, layers)
+    int_path, norm_bits, val_by_bits, int8_norm_path = _quantize_best(metrics["model_file"], out_dir, data, layers)
     test_int8 = evaluate_int(IntFFModel.from_file(int_path), data.test.images, data.test.labels, layers)
     plan = plan_summary(training_plan(net.sizes, net.n_classes, net.head_layers, [norm_bits] * net.n_layers))
     result = {"config": str(config_path), "data": data.fingerprint, "val": metrics["val"], "test": test,
@@ -45,6 +47,7 @@ def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False, 
               "layer_model_correlation": metrics["layer_model_correlation"],
               "model_file": metrics["model_file"], "plots": metrics["plots"]}
     result["profile"] = profile_model(int_path, PROFILE_BOARD, out_dir=out_dir)
+    result["exports"] = run_exports(out_dir, metrics["model_file"], int8_norm_path, data.test, quiet)
     result["on_device"] = run_on_device(out_dir, data, board_port, board_samples, quiet) if board_samples else None
     result["report"] = str(atomic_write_text(out_dir / "report.md", _markdown(cfg, result)))
     atomic_write_text(out_dir / "pipeline.json", json.dumps(result, indent=2))
@@ -52,7 +55,9 @@ def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False, 
 
 
 def _quantize_best(float_path, out_dir, data, layers):
-    """PTQ with int8 (TFLite) and int16 (16x8) normalized activations; keep the one better on validation."""
+    """PTQ with int8 (TFLite) and int16 (16x8) normalized activations; keep the one better on validation as
+    model-int8.safetensors (and the int8 one too when int16 wins: the exporters need TFLite's ops).
+    Returns (best path, its norm bits, validation accuracy by norm bits, int8-normalization path)."""
     calib = slice(0, min(2000, len(data.train)))
     val_by_bits, paths = {}, {}
     for bits in (7, 15):
@@ -63,12 +68,11 @@ def _quantize_best(float_path, out_dir, data, layers):
                                          layers, "multi")["multi_pass"]
     best = max(val_by_bits, key=lambda b: (val_by_bits[b], -b))   # ties: the TFLite-compatible int8
     final = out_dir / "model-int8.safetensors"
-    for bits, path in paths.items():
-        if bits == best:
-            path.replace(final)
-        else:
-            path.unlink()
-    return final, best, val_by_bits
+    paths[best].replace(final)
+    if best == 7:
+        paths[15].unlink()
+        return final, best, val_by_bits, final
+    return final, best, val_by_bits, paths[7]
 
 
 def _markdown(cfg, r) -> str:
@@ -109,6 +113,8 @@ Integer on-device training of this network needs {r['training_memory_bytes']['sr
 {r['training_memory_bytes']['flash']:,} bytes of flash (`edgeff memory-plan {Path(r['int8_model_file']).name}`).
 
 {_profile_markdown(r["profile"])}
+
+{exports_markdown(r["exports"])}
 
 {on_device_markdown(r["on_device"]) if r["on_device"] else "On-device training: skipped (--board-samples 0)."}
 
