@@ -5,8 +5,8 @@ import pytest
 from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model, save_model
+from edgeff.runtime import c_kernels, int_training
 from edgeff.runtime import int_model as int_model_module
-from edgeff.runtime import int_training
 from edgeff.runtime.int_model import IntFFModel, evaluate_int
 from edgeff.runtime.int_training import (
     IntTrainer,
@@ -45,7 +45,12 @@ def test_same_seed_same_weights_other_seed_other_weights(int_model):
     assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
 
 
-def test_no_float_crosses_any_kernel_boundary(int_model, monkeypatch):
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_no_float_crosses_any_kernel_boundary(int_model, monkeypatch, backend):
+    """Every array in or out of a kernel is integer, with the NumPy kernels and with the C ones."""
+    if backend == "c" and c_kernels.library() is None:
+        pytest.skip("no C compiler: the C kernels cannot build")
+    monkeypatch.setattr(c_kernels, "_backend", backend)
     _, int_path, data_dir = int_model
     data = load_dataset(data_dir, val_size=100)
     seen = []
@@ -61,16 +66,24 @@ def test_no_float_crosses_any_kernel_boundary(int_model, monkeypatch):
             return out
         return wrapped
 
-    for module in (int_training, int_model_module):
+    for module in (int_training, int_model_module, c_kernels):
         for name in ("l2_normalization", "accumulate", "requantize_output", "multiply_by_quantized_multiplier",
-                     "goodness", "hash32", "rounding_divide_by_pot"):
-            if hasattr(module, name):
-                monkeypatch.setattr(module, name, guard(name, getattr(module, name)))
+                     "goodness", "hash32", "rounding_divide_by_pot", "ff_layer", "label_rows", "requantize",
+                     "l2_normalize", "update_weight_rows"):
+            if hasattr(module, name) and callable(getattr(module, name)):
+                monkeypatch.setattr(module, name, guard(f"{module.__name__}.{name}", getattr(module, name)))
     for mode, negatives in (("symba", "random"), ("softplus", "hard")):
         trainer = _trainer(int_path, loss=mode, lr_shift=16, negatives=negatives)
         trainer.collab_mode = "adaptive"
         _train(trainer, data, 3)
-    assert {"l2_normalization", "accumulate", "requantize_output", "goodness", "hash32"} <= set(seen)
+    names = {name.rsplit(".", 1)[1] for name in seen}
+    if backend == "numpy":
+        assert {"l2_normalization", "accumulate", "requantize_output", "goodness", "hash32"} <= names
+    elif IntFFModel.from_file(int_path).layers[0].norm_bits == 7:
+        # small batches run each layer fused in C; the hard negatives' multi-pass, the label rows
+        assert {"ff_layer", "label_rows", "update_weight_rows", "hash32"} <= names
+    else:   # int16 normalization: the C kernels one by one
+        assert {"l2_normalize", "requantize", "update_weight_rows", "hash32"} <= names
 
 
 def test_weights_are_always_the_rounded_masters(int_model):

@@ -80,7 +80,18 @@ def build() -> Path:
 
 
 def _arr(dtype):
-    return np.ctypeslib.ndpointer(dtype=dtype, flags="C_CONTIGUOUS")
+    """ctypes argument type of a C-contiguous array of `dtype`: checked, then passed as its data pointer
+    (what numpy's ndpointer does, without its per-call cost, which dominates calls on a row or two)."""
+    dtype = np.dtype(dtype)
+
+    class Array:
+        @classmethod
+        def from_param(cls, a):
+            if not isinstance(a, np.ndarray) or a.dtype != dtype or not a.flags.c_contiguous:
+                raise TypeError(f"expected a C-contiguous {dtype} array, got {getattr(a, 'dtype', type(a))}")
+            return ctypes.c_void_p(a.__array_interface__["data"][0])
+
+    return Array
 
 
 _i32, _u32, _int = ctypes.c_int32, ctypes.c_uint32, ctypes.c_int
@@ -99,6 +110,8 @@ _SIGNATURES = {
     "ef_l2_normalize_s8": [_arr(np.int8), _i32, _i32, _i32, _int, _arr(np.int8)],
     "ef_l2_normalize_s16": [_arr(np.int8), _i32, _i32, _i32, _int, _arr(np.int16)],
     "ef_goodness": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int32)],
+    "ef_ff_label_rows_s8": [_arr(np.int32), _arr(np.int8), _i32, _arr(np.int32), _i32, _i32, _arr(np.int32),
+                            _arr(np.int32), _arr(np.int32), _i32, _i32, _int, _arr(np.int8), _arr(np.int32)],
     "ef_ff_layer_s8": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int8), _i32, _arr(np.int32), _arr(np.int32),
                        _arr(np.int32), _i32, _i32, _int, _arr(np.int8), _arr(np.int8), _arr(np.int32)],
     "ef_hash32": [_u32, _u32, _u32],
@@ -165,16 +178,16 @@ def _over_rows(kernel, arrays, outs, *args):
     across the CPU's cores when the work is large (ctypes releases the GIL during each C call)."""
     rows = outs[0].shape[0]
     parts = min(WORKERS, max(1, sum(o.size for o in outs) // PARALLEL_ABOVE), rows) if rows else 1
-    bounds = np.linspace(0, rows, parts + 1).astype(int)
+    if parts == 1:
+        kernel(*arrays, rows, *args, *outs)
+        return
 
     def run(a, b):
         kernel(*(x[a:b] for x in arrays), b - a, *args, *(o[a:b] for o in outs))
 
-    if parts == 1:
-        run(0, rows)
-    else:
-        for f in [_pool.submit(run, a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]:
-            f.result()
+    bounds = np.linspace(0, rows, parts + 1).astype(int)
+    for f in [_pool.submit(run, a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]:
+        f.result()
 
 
 def requantize(acc, bias, multiplier, shift, zero_point, act_min, act_max, rounding, wide) -> np.ndarray:
@@ -218,6 +231,18 @@ def ff_layer(a, zero_point: int, weight, bias, multiplier, shift, out_zero_point
                _c(bias, np.int32), _c(multiplier, np.int32), _c(shift, np.int32), out_zero_point, act_min,
                ROUNDING[rounding])
     return n, out, g
+
+
+def label_rows(shared, label_pixel, label_columns, bias, multiplier, shift, out_zero_point: int, act_min: int,
+               rounding: str) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-pass first layer (ef_ff_label_rows_s8): int8 outputs (N * C, units) and raw goodness (N * C)."""
+    lib, shared = library(), _c(shared, np.int32)
+    (images, units), n_classes = shared.shape, label_columns.shape[0]
+    out, g = np.empty((images, n_classes * units), np.int8), np.empty((images, n_classes), np.int32)
+    _over_rows(lib.ef_ff_label_rows_s8, [shared, _c(label_pixel, np.int8)], [out, g], _c(label_columns, np.int32),
+               n_classes, units, _c(bias, np.int32), _c(multiplier, np.int32), _c(shift, np.int32), out_zero_point,
+               act_min, ROUNDING[rounding])
+    return out.reshape(images * n_classes, units), g.reshape(-1)
 
 
 def update_weight_rows(master, weight, rows, grad, lr_shift: int, stochastic: bool, seed: int, stream: int):

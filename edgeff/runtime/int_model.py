@@ -29,7 +29,7 @@ GOODNESS_FRAC_BITS = 12     # multi-pass scores: real goodness in Q.12
 GAMMA_FRAC_BITS = 8         # collaboration strength gamma in Q8
 ACT_MIN, ACT_MAX = -128, 127
 CHUNK_ACTIVATIONS = 1 << 20   # multi-pass work per chunk: image-labels x widest layer
-C_FUSED_MAX_MACS = 1 << 16    # layers up to this many MACs per row run fused in C; wider ones use BLAS
+C_FUSED_MAX_ROWS = 32         # batches up to this many rows run fused in C; larger ones through BLAS
 
 
 @dataclass
@@ -58,11 +58,11 @@ class IntLayer:
                                  self.act_min, ACT_MAX, rounding, wide=self.norm_bits > NORM_BITS_INT8)
 
     def forward_with_goodness(self, a: np.ndarray, zero_point: int, rounding: str):
-        """(normalized input, int8 output, raw int goodness) for rows a of int8 input: one fused C call
-        per row (ff_layer.c) for layers small enough that a C dot product beats the float BLAS path."""
-        d_out, d_in = self.weight.shape
-        if (self.norm_bits == NORM_BITS_INT8 and d_in * d_out <= C_FUSED_MAX_MACS and a.ndim == 2
-                and a.dtype == np.int8 and c_kernels.library()):
+        """(normalized input, int8 output, raw int goodness) for rows a of int8 input: for a few rows (a
+        board's step, small training batches) one fused C call (ff_layer.c); for many, the kernels one by
+        one, the FC through float BLAS, which then beats the C dot products (benchmarked)."""
+        if (self.norm_bits == NORM_BITS_INT8 and a.ndim == 2 and len(a) <= C_FUSED_MAX_ROWS and a.dtype == np.int8
+                and c_kernels.library()):
             n, out, g = c_kernels.ff_layer(a, zero_point, self.weight, self.bias, self.multiplier, self.shift,
                                            self.out_zero_point, self.act_min, rounding)
             return n, out, g.astype(np.int64)
@@ -230,10 +230,16 @@ class IntFFModel:
         n = first.normalize(q0, INPUT_ZERO_POINT, self.rounding)
         n_label = n[:, 0].copy()                      # the normalized label pixel (same for every label)
         n[:, :c] = 0                                   # unlabelled pixels are 0.0: centred 0, normalized 0
-        label_column = n_label.astype(np.int32)[:, None, None] * first.weight[:, :c].T.astype(np.int32)[None]
-        acc = accumulate(n, first.weight, 0)[:, None, :] + label_column          # (N, C, out), exact in int32
-        a = first.requantize(acc.reshape(len(images) * c, -1), self.rounding)
-        raw = [goodness(a, first.out_zero_point)] + self.forward_layers(a, 1, first.out_zero_point)[2]
+        shared = accumulate(n, first.weight, 0)        # (N, out), exact
+        label_columns = first.weight[:, :c].T.astype(np.int32)                   # (C, out)
+        if shared.dtype == np.int32 and first.norm_bits == NORM_BITS_INT8 and c_kernels.library():
+            a, g = c_kernels.label_rows(shared, n_label, label_columns, first.bias, first.multiplier, first.shift,
+                                        first.out_zero_point, first.act_min, self.rounding)
+        else:
+            acc = shared[:, None, :] + n_label.astype(np.int32)[:, None, None] * label_columns[None]  # (N, C, out)
+            a = first.requantize(acc.reshape(len(images) * c, -1), self.rounding)
+            g = goodness(a, first.out_zero_point)
+        raw = [np.asarray(g, np.int64)] + self.forward_layers(a, 1, first.out_zero_point)[2]
         return np.stack(raw).reshape(len(self.layers), len(images), c)
 
     def multi_pass_scores(self, images: np.ndarray) -> np.ndarray:

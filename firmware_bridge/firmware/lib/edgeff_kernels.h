@@ -73,6 +73,14 @@ void ef_ff_layer_s8(const int8_t *in, int32_t rows, int32_t d_in, int32_t in_zer
                     int32_t d_out, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
                     int32_t out_zero_point, int32_t act_min, int rounding, int8_t *normalized, int8_t *out,
                     int32_t *goodness);
+/* Multi-pass first layer: one-hot labels of one value leave an image's normalized input the same for
+ * every label but the label pixel, so for image r and label c the accumulator is shared[r] (the image
+ * pixels' products) + label_pixel[r] * label_columns[c] (the label pixel's weight column); then the
+ * epilogue (range [act_min, 127]) into out row r * n_classes + c, and its raw goodness. */
+void ef_ff_label_rows_s8(const int32_t *shared, const int8_t *label_pixel, int32_t images,
+                         const int32_t *label_columns, int32_t n_classes, int32_t units, const int32_t *bias,
+                         const int32_t *multiplier, const int32_t *shift, int32_t out_zero_point, int32_t act_min,
+                         int rounding, int8_t *out, int32_t *goodness);
 
 /* ---- integer_hash.c: counter-based random words (murmur3 finalizer), same bits as integer_hash.py */
 uint32_t ef_hash32(uint32_t seed, uint32_t step, uint32_t index);

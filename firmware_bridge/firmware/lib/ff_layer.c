@@ -1,6 +1,7 @@
 /* One FF layer's inference on rows of int8 activations, fused so that a row stays in cache:
  * L2 normalization (int8), FullyConnected with its epilogue, and the raw goodness of the output
- * (mirror of IntLayer.forward_with_goodness in edgeff/runtime/int_model.py). */
+ * (mirror of IntLayer.forward_with_goodness in edgeff/runtime/int_model.py); and the multi-pass first
+ * layer from one shared accumulation per image (mirror of IntFFModel._raw_label_goodness). */
 #include "edgeff_kernels.h"
 
 void ef_ff_layer_s8(const int8_t *in, int32_t rows, int32_t d_in, int32_t in_zero_point, const int8_t *weight,
@@ -14,5 +15,30 @@ void ef_ff_layer_s8(const int8_t *in, int32_t rows, int32_t d_in, int32_t in_zer
         ef_fully_connected_s8(n, 1, d_in, weight, d_out, bias, multiplier, shift, out_zero_point, act_min, 127,
                               rounding, o);
         ef_goodness(o, 1, d_out, out_zero_point, goodness + r);
+    }
+}
+
+#define UNIT_BLOCK 64   /* accumulators on the stack at a time */
+
+void ef_ff_label_rows_s8(const int32_t *shared, const int8_t *label_pixel, int32_t images,
+                         const int32_t *label_columns, int32_t n_classes, int32_t units, const int32_t *bias,
+                         const int32_t *multiplier, const int32_t *shift, int32_t out_zero_point, int32_t act_min,
+                         int rounding, int8_t *out, int32_t *goodness)
+{
+    int32_t acc[UNIT_BLOCK];
+    for (int32_t r = 0; r < images; ++r) {
+        const int32_t *s = shared + (int64_t)r * units;
+        for (int32_t c = 0; c < n_classes; ++c) {
+            const int32_t *column = label_columns + (int64_t)c * units;
+            int8_t *o = out + ((int64_t)r * n_classes + c) * units;
+            for (int32_t j0 = 0; j0 < units; j0 += UNIT_BLOCK) {
+                int32_t n = units - j0 < UNIT_BLOCK ? units - j0 : UNIT_BLOCK;
+                for (int32_t j = 0; j < n; ++j)
+                    acc[j] = s[j0 + j] + label_pixel[r] * column[j0 + j];
+                ef_requantize_s8(acc, 1, n, bias + j0, multiplier + j0, shift + j0, out_zero_point, act_min, 127,
+                                 rounding, o + j0);
+            }
+            ef_goodness(o, 1, units, out_zero_point, goodness + (int64_t)r * n_classes + c);
+        }
     }
 }
