@@ -85,6 +85,10 @@ def load_model(path, kind: str = "model") -> tuple[dict, dict]:
     return tensors, header
 
 
+# a quantization-aware layer's learned output range (Brevitas' name for it; edgeff/train/qat.py)
+QAT_ACT_SCALE_TENSOR = "act.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.value"
+
+
 def ff_tensor_shapes(arch: dict) -> dict:
     """Name -> shape of every tensor an FF MLP model file must hold, from its architecture header."""
     sizes, n = arch["sizes"], len(arch["sizes"]) - 1
@@ -92,6 +96,8 @@ def ff_tensor_shapes(arch: dict) -> dict:
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         shapes[f"layers.{i}.weight"] = (b, a)
         shapes[f"layers.{i}.bias"] = (b,)
+        if arch.get("qat"):
+            shapes[f"layers.{i}.{QAT_ACT_SCALE_TENSOR}"] = (1,)
     shapes["gamma"] = (n,)
     shapes["alpha"] = (n, n)
     shapes["head.weight"] = (arch["n_classes"], sum(sizes[l] for l in arch["head_layers"]))

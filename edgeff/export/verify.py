@@ -25,11 +25,17 @@ def _batched(run, inputs: np.ndarray, progress: bool, desc: str) -> dict:
     return {k: np.concatenate([p[k] for p in parts], axis=-2) for k in parts[0]}
 
 
-def run_onnx(path, inputs: np.ndarray, progress=False) -> dict:
+def run_onnx(path, inputs: np.ndarray, progress=False, basic_optimizations=False) -> dict:
+    """Outputs of an ONNX file in onnxruntime. basic_optimizations keeps onnxruntime from fusing QDQ pairs into
+    its integer kernels (its default), which changes the values of a QCDQ model."""
     import onnxruntime as ort
 
+    ort.set_default_logger_severity(3)   # errors only: its warnings about exporter details are noise here
+    options = ort.SessionOptions()
+    if basic_optimizations:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own types for every bad file
         raise EdgeFFError(f"{path}: onnxruntime cannot load it ({exc}); export it again with `edgeff export`") from None
     names = [o.name for o in session.get_outputs()]
@@ -107,6 +113,8 @@ def verify(model_path, exported_path, images: np.ndarray, labels: np.ndarray, pr
     if suffix == ".onnx":
         inputs = images.astype(np.float32) / 255.0 if kind == "float" else images
         runs = {"onnxruntime": run_onnx(exported_path, inputs, progress)}
+        if tensors_header["architecture"].get("qat"):   # Brevitas' QCDQ: also without QDQ fusion
+            runs["onnxruntime, basic optimizations (no QDQ fusion)"] = run_onnx(exported_path, inputs, progress, True)
     elif suffix == ".tflite":
         if kind != "int8":
             raise EdgeFFError(f"{exported_path}: TFLite exports are int8; verify it against the int8 model file")

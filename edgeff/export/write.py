@@ -8,9 +8,27 @@ from edgeff.model_file import load_model
 FORMATS = ("onnx", "tflite", "c-header")
 
 
+def _qcdq_bytes(model_path: Path) -> bytes:
+    """Brevitas writes the file itself: into a temporary folder, read back (the caller writes atomically)."""
+    import tempfile
+
+    import torch
+
+    from edgeff.train.model_io import load_network
+    from edgeff.train.qat import export_qcdq
+
+    net, header = load_network(model_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_qcdq(net, path, torch.rand(2, header["architecture"]["sizes"][0]))
+        return path.read_bytes()
+
+
 def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[bytes, str]:
     """(file bytes, what they are) of one export; c-header wraps the TFLite model."""
     if fmt == "onnx" and kind == "ff-mlp":
+        if load_model(model_path)[1]["architecture"].get("qat"):
+            return _qcdq_bytes(model_path), "Brevitas QCDQ ONNX of the quantization-aware model (goodness, logits)"
         from edgeff.export import onnx_float
 
         return onnx_float.build(model_path).SerializeToString(), "float ONNX (goodness, scores, logits)"

@@ -100,10 +100,13 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
     acts, logits = _calibration_activities(net, calib_images, calib_labels)
     tensors, layers_q = {}, []
     for i, layer in enumerate(net.layers):
-        w = layer.weight.detach().numpy().astype(np.float64)
+        # a quantization-aware layer brings its int8 weights (as it trained with them) and its learned
+        # output range; a float one is quantized here, its range calibrated
+        w = (layer.quantized_weight() if net.qat else layer.weight.detach()).numpy().astype(np.float64)
         b = layer.bias.detach().numpy().astype(np.float64)
         d_in, d_out = w.shape[1], w.shape[0]
-        out_scale = float32(max(float(np.percentile(acts[i], percentile)), 1e-6) / 255.0)
+        out_scale = float32(layer.output_scale() if net.qat else
+                            max(float(np.percentile(acts[i], percentile)), 1e-6) / 255.0)
         norm_scale = 2.0 ** -norm_bits
         q, scales, mult, shift = _per_channel(w * _fold(net, d_in), norm_scale, out_scale)
         bias_dtype = np.int32 if norm_bits == NORM_BITS_INT8 else np.int64

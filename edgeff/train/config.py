@@ -18,6 +18,7 @@ class ModelConfig:
     goodness: str = "mean"        # "mean" or "sum" of squared activities
     label_value: float = 1.0      # value of the one-hot label pixels
     normalization: str = "rms"    # "rms" (unit mean square) or "length" (unit length, Hinton's)
+    qat: bool = False             # quantization-aware training of the layers with Brevitas (edgeff/train/qat.py)
 
 
 @dataclass

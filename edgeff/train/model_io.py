@@ -10,7 +10,7 @@ def architecture(net: FFNetwork, eval_layers) -> dict:
     return {"kind": "ff-mlp", "sizes": net.sizes, "n_classes": net.n_classes,
             "label_value": net.label_value, "goodness": net.goodness_kind, "normalization": net.normalization,
             "collab_mode": net.collab_mode, "eval_layers": list(eval_layers),
-            "head_layers": net.head_layers,
+            "head_layers": net.head_layers, "qat": net.qat,
             "input": "uint8 pixels / 255; the first n_classes pixels hold one-hot(label) * label_value"}
 
 
@@ -32,6 +32,6 @@ def load_network(path) -> tuple[FFNetwork, dict]:
     check_ff_tensors(path, tensors, arch)
     net = FFNetwork(arch["sizes"], arch["n_classes"], arch["label_value"], arch["goodness"],
                     arch["collab_mode"], head_layers=arch["head_layers"],
-                    normalization=arch.get("normalization", "rms"))
+                    normalization=arch.get("normalization", "rms"), qat=arch.get("qat", False))
     net.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()})
     return net.eval(), header

@@ -24,16 +24,23 @@ def normalize(x: torch.Tensor, kind: str = "rms") -> torch.Tensor:
 
 class FFNetwork(nn.Module):
     def __init__(self, sizes, n_classes=10, label_value=1.0, goodness="mean", collab_mode="none",
-                 gamma_init=1.0, head_layers=None, normalization="rms"):
+                 gamma_init=1.0, head_layers=None, normalization="rms", qat=False):
         super().__init__()
         self.normalization = normalization
+        self.qat = qat
         self.sizes = list(sizes)
         self.n_classes = n_classes
         self.label_value = float(label_value)
         self.goodness_kind = goodness
         self.collab_mode = collab_mode
-        self.layers = nn.ModuleList(nn.Linear(a, b)
-                                    for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+        if qat:   # Brevitas fake-quantized layers; imported only when asked for
+            from edgeff.train.qat import QuantFFLinear
+
+            self.layers = nn.ModuleList(QuantFFLinear(a, b, normalization)
+                                        for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+        else:
+            self.layers = nn.ModuleList(nn.Linear(a, b)
+                                        for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
         n = len(self.layers)
         self.head_layers = list(head_layers or (range(2, n + 1) if n > 1 else [1]))
         gamma = torch.full((n,), float(gamma_init) if collab_mode != "none" else 0.0)
@@ -77,11 +84,16 @@ class FFNetwork(nn.Module):
         x0 holds images in [0, 1] with the label pixels zeroed. With a one-hot overlay of constant value,
         every labelled copy has the same length, so the first layer is one shared matmul plus a rank-1
         correction per label (value * column c of W1, scaled by the shared normalizer), not n_classes
-        matmuls. Later layers run on all N * n_classes activities.
+        matmuls. Later layers run on all N * n_classes activities. Quantization-aware layers quantize the
+        labelled input itself, so they run every labelled copy.
         """
-        w, b = self.layers[0].weight, self.layers[0].bias
         n, d = x0.shape
         c = self.n_classes
+        if self.qat:
+            copies = x0[None].repeat(c, 1, 1)
+            copies[torch.arange(c), :, torch.arange(c)] = self.label_value
+            return self.layer_goodness(copies.reshape(c * n, d)).reshape(self.n_layers, c, n).transpose(1, 2)
+        w, b = self.layers[0].weight, self.layers[0].bias
         divisor = d if self.normalization == "rms" else 1
         scale = torch.rsqrt(((x0 * x0).sum(dim=1, keepdim=True) + self.label_value ** 2) / divisor + EPS)
         shared = (x0 @ w.T) * scale + b                                   # (N, H1)

@@ -34,7 +34,8 @@ SCORE_CHUNK = 4096  # samples scored at once when picking hard negatives (bounds
 
 def build_network(cfg: Config, n_classes: int) -> FFNetwork:
     return FFNetwork(cfg.model.sizes, n_classes, cfg.model.label_value, cfg.model.goodness,
-                     cfg.collab.mode, cfg.collab.gamma_init, cfg.eval.head_layers, cfg.model.normalization)
+                     cfg.collab.mode, cfg.collab.gamma_init, cfg.eval.head_layers, cfg.model.normalization,
+                     cfg.model.qat)
 
 
 def build_optimizer(net: FFNetwork, cfg: Config) -> torch.optim.Adam:

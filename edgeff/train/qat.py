@@ -1,0 +1,68 @@
+"""Quantization-aware training of the FF layers with Brevitas (`[model] qat = true`).
+
+Each layer trains through the integer runtime's number formats, as fake quantization: its normalized
+input on a fixed int8 grid (scale sqrt(D)/128 for RMS normalization: the 1/128 of TFLite's
+L2_NORMALIZATION on the unit vector), per-channel int8 weights (scale max|w|/127, as edgeff.quant.ptq),
+an int32 bias on the input x weight scale, and a uint8 ReLU output with a learned scale (the int8
+activation with zero point -128 of the runtime). `edgeff quantize` turns such a model into the int8
+model file with exactly these integers and the learned output scales; `edgeff export --format onnx`
+writes Brevitas' QCDQ ONNX of it. Brevitas is imported only here, and only for QAT models.
+"""
+import math
+
+import brevitas.nn as qnn
+import torch
+from brevitas.core.scaling import ScalingImplType
+from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerChannelFloat, Int32Bias, Uint8ActPerTensorFloat
+
+class QuantFFLinear(qnn.QuantLinear):
+    """Linear + ReLU of one FF layer with int8 input, int8 per-channel weights, int32 bias, uint8 output."""
+
+    def __init__(self, d_in: int, d_out: int, normalization: str):
+        unit = math.sqrt(d_in) if normalization == "rms" else 1.0   # the normalized input's length
+        super().__init__(d_in, d_out, bias=True, weight_quant=Int8WeightPerChannelFloat, bias_quant=Int32Bias,
+                         input_quant=Int8ActPerTensorFloat, input_scaling_impl_type=ScalingImplType.CONST,
+                         input_scaling_init=unit, return_quant_tensor=False)
+        self.act = qnn.QuantReLU(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=False)
+
+    def forward(self, x):
+        return self.act(super().forward(x))
+
+    def output_scale(self) -> float:
+        return float(self.act.act_quant.scale())
+
+    def quantized_weight(self) -> torch.Tensor:
+        """The weights as the forward pass uses them (dequantized int8)."""
+        return self.quant_weight().value.detach()
+
+
+class MultiPassModule(torch.nn.Module):
+    """images (N, D) in [0, 1] -> goodness (n_layers, N, C) for every label and the one-pass logits,
+    through the network's own (fake-quantized) layers: what the QCDQ export traces."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images):
+        net, c = self.net, self.net.n_classes
+        tail = images[:, c:]
+        rows = []
+        for label in range(c):
+            one_hot = torch.zeros(1, c, dtype=images.dtype)
+            one_hot[0, label] = net.label_value
+            rows.append(torch.cat([one_hot.expand(images.shape[0], c), tail], dim=1))
+        goodness = net.layer_goodness(torch.cat(rows, dim=0))                     # (L, C * N)
+        goodness = goodness.reshape(net.n_layers, c, -1).transpose(1, 2)            # (L, N, C)
+        return goodness, net.head_logits(torch.cat([torch.zeros_like(images[:, :c]), tail], dim=1))
+
+
+def export_qcdq(net, path, example: torch.Tensor):
+    """Brevitas' QCDQ ONNX (QuantizeLinear, Clip, DequantizeLinear around float ops) of the multi-pass
+    module, with a dynamic batch dimension."""
+    from brevitas.export import export_onnx_qcdq
+
+    export_onnx_qcdq(MultiPassModule(net.eval()), args=example, export_path=str(path), input_names=["images"],
+                     output_names=["goodness", "logits"], dynamic_axes={"images": {0: "N"}, "goodness": {1: "N"},
+                                                                        "logits": {0: "N"}},
+                     dynamo=False, opset_version=17)
