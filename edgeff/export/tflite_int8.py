@@ -44,7 +44,8 @@ def weight_scales(layer: IntLayer, input_scale: float, output_scale: float, what
         for _ in range(SEARCH_ULPS):
             up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(0))
             candidates += [up, down]
-        found = [s for s in candidates if s > 0 and multiplier_from_scales(input_scale, s, output_scale) == (mult, shift)]
+        found = [s for s in candidates
+                 if s > 0 and multiplier_from_scales(input_scale, s, output_scale) == (mult, shift)]
         if not found:
             raise EdgeFFError(f"{what}, channel {c}: its requantization multiplier ({mult}, shift {shift}) is not one "
                               "TFLite can derive from float32 scales (the model was quantized by an older EdgeFF); "
@@ -149,11 +150,9 @@ class _Graph:
         c = self.model.n_classes
         label = self.int8("label_pixels", [None, c], INPUT_SCALE, INPUT_ZERO_POINT)
         tail = self.int8("image_pixels", [None, d_in - c], INPUT_SCALE, INPUT_ZERO_POINT)
-        self.w.op(Op.SLICE, [x, self.w.const_i32(self.name("begin"), [0, 0]), self.w.const_i32(self.name("size"), [-1, c])],
-                  [label], Options.SliceOptions, schema.SliceOptionsT())
-        self.w.op(Op.SLICE, [x, self.w.const_i32(self.name("begin"), [0, c]),
-                             self.w.const_i32(self.name("size"), [-1, d_in - c])], [tail],
-                  Options.SliceOptions, schema.SliceOptionsT())
+        for out, begin, size in ((label, [0, 0], [-1, c]), (tail, [0, c], [-1, d_in - c])):
+            inputs = [x, self.w.const_i32(self.name("begin"), begin), self.w.const_i32(self.name("size"), size)]
+            self.w.op(Op.SLICE, inputs, [out], Options.SliceOptions, schema.SliceOptionsT())
         copies = []
         for row in label_values:
             const = self.w.tensor(self.name("label_row"), Type.INT8, [1, c], np.asarray(row, np.int8)[None],
