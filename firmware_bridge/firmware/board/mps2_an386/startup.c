@@ -1,0 +1,55 @@
+/* Reset and vector table for the Cortex-M4 of QEMU's mps2-an386: copy .data from flash, zero .bss, run
+ * main(); every fault parks the core. The UART's receive interrupt is IRQ 0 (uart.c). */
+#include <stdint.h>
+
+extern uint32_t __data_start, __data_end, __data_load, __bss_start, __bss_end, __stack_top;
+int main(void);
+void uart0_rx_handler(void);
+void systick_handler(void);
+
+void reset_handler(void)
+{
+    uint32_t *src = &__data_load, *dst = &__data_start;
+    while (dst < &__data_end)
+        *dst++ = *src++;
+    for (dst = &__bss_start; dst < &__bss_end;)
+        *dst++ = 0;
+    main();
+    for (;;)
+        __asm__ volatile("wfi");
+}
+
+/* Ends the emulation (Arm semihosting SYS_EXIT: QEMU runs with -semihosting); a real board would reset. */
+void board_exit(void)
+{
+    register uint32_t reason __asm__("r0") = 0x18u;      /* angel_SWIreason_ReportException */
+    register uint32_t code __asm__("r1") = 0x20026u;     /* ADP_Stopped_ApplicationExit */
+    __asm__ volatile("bkpt 0xab" : : "r"(reason), "r"(code) : "memory");
+    for (;;)
+        __asm__ volatile("wfi");
+}
+
+static void fault_handler(void)
+{
+    for (;;)
+        __asm__ volatile("wfi");
+}
+
+typedef void (*vector)(void);
+
+__attribute__((section(".vectors"), used)) static const vector vectors[16 + 1] = {
+    (vector)(uintptr_t)&__stack_top,   /* initial stack pointer */
+    reset_handler,
+    fault_handler,                     /* NMI */
+    fault_handler,                     /* HardFault */
+    fault_handler,                     /* MemManage */
+    fault_handler,                     /* BusFault */
+    fault_handler,                     /* UsageFault */
+    0, 0, 0, 0,
+    fault_handler,                     /* SVCall */
+    fault_handler,                     /* DebugMonitor */
+    0,
+    fault_handler,                     /* PendSV */
+    systick_handler,                   /* SysTick */
+    uart0_rx_handler,                  /* IRQ 0: UART0 receive */
+};

@@ -1,0 +1,70 @@
+"""The firmware on an emulated Cortex-M4 (QEMU mps2-an386): the self-test build trains on compiled-in
+samples with the C library's training step and prints a CRC of every weight, master weight and bias,
+which must equal the NumPy runtime's after the same samples; the linker script's RAM budget refuses a
+model that does not fit."""
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from edgeff.data.datasets import load_dataset
+from edgeff.errors import EdgeFFError
+from edgeff.model_file import load_model
+from edgeff.runtime.int_model import IntFFModel
+from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig
+from firmware_bridge import emulator, selftest
+
+pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+                                reason="needs gcc-arm-none-eabi and qemu-system-arm")
+
+LINE = re.compile(rb"EDGEFF-SELFTEST samples=(\d+) correct=(\d+) crc=([0-9a-f]{8}) ticks=(\d+)")
+
+
+def _int8_norm_model(int_model):
+    _, int_path, data_dir = int_model
+    model = IntFFModel.from_file(int_path)
+    if any(layer.norm_bits != 7 for layer in model.layers):
+        pytest.skip("the board's training step runs int8 normalized inputs")
+    return model, load_dataset(data_dir, val_size=100)
+
+
+@pytest.mark.parametrize("loss, collab, rounding", [("symba", "adaptive", "stochastic"),
+                                                    ("softplus", "none", "nearest")])
+def test_emulated_board_trains_bit_identically(int_model, tmp_path, loss, collab, rounding):
+    model, data = _int8_norm_model(int_model)
+    n = 40
+    images, labels = data.train.images[:n], data.train.labels[:n].astype(np.int64)
+    negatives = (labels + 1 + np.random.default_rng(2).integers(0, 9, n)) % 10
+    trainer = IntTrainer(model, IntTrainingConfig(lr_shift=12, loss=loss, rounding=rounding, seed=9))
+    trainer.collab_mode = collab
+    if collab == "adaptive":
+        trainer.gamma_q = np.array([300, 150], np.int64)
+    elf = emulator.build("selftest", tmp_path / "selftest.elf",
+                         {"selftest_data.h": selftest.selftest_header(trainer, images, labels, negatives)})
+    match = LINE.search(emulator.run(elf, b"EDGEFF-SELFTEST"))
+    correct = sum(trainer.step(images[i:i + 1], labels[i:i + 1], negatives[i:i + 1])["correct"] for i in range(n))
+    before = selftest.state_crc(IntTrainer(IntFFModel.from_file(int_model[1]), trainer.config))
+    assert int(match[1]) == n and int(match[2]) == correct
+    assert int(match[3], 16) == selftest.state_crc(trainer) != before    # trained, and bit-identical
+    assert int(match[4]) > 0
+
+
+def test_a_model_too_big_for_the_board_fails_to_link(int_model, tmp_path):
+    """784-256-128 needs 233 KB of int8 weights and 467 KB of master weights: over the 256 KB of SRAM."""
+    _, int_path, _ = int_model
+    tensors, header = load_model(int_path)
+    if header["quantization"]["layers"][0].get("norm_bits", 7) != 7:
+        pytest.skip("the board's training step runs int8 normalized inputs")
+    rng = np.random.default_rng(0)
+    sizes = [784, 256, 128]
+    for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        tensors[f"layers.{i}.weight"] = rng.integers(-127, 128, (d_out, d_in)).astype(np.int8)
+        for name, dtype, value in (("bias", np.int32, 0), ("multiplier", np.int32, 1 << 30), ("shift", np.int32, -8)):
+            tensors[f"layers.{i}.{name}"] = np.full(d_out, value, dtype)
+    tensors["head.weight"] = np.zeros((10, 128), np.int8)
+    header["architecture"] = {**header["architecture"], "sizes": sizes, "head_layers": [2]}
+    trainer = IntTrainer(IntFFModel.from_tensors(tensors, header), IntTrainingConfig())
+    source = selftest.selftest_header(trainer, np.zeros((1, 784), np.uint8), [0], [1])
+    with pytest.raises(EdgeFFError, match="overflowed"):
+        emulator.build("selftest", tmp_path / "big.elf", {"selftest_data.h": source})
