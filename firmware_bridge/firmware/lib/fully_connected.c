@@ -23,9 +23,34 @@ static inline int8_t epilogue_s16(int64_t acc, int32_t multiplier, int32_t shift
 #define UNIT_BLOCK 64    /* int32 accumulators a row keeps on the stack at a time */
 #define DEPTH_BLOCK 256  /* input values a row widens to int16 on the stack at a time */
 
-/* acc[c] (+)= sum_k weight[c0 + c, k0 + k] * xs[k] for n units, four at a time (k0 = 0 starts the sums). Every product of int16
- * operands summed into int32 is the dual 16-bit multiply-accumulate compilers map to vpmaddwd on x86
- * and CMSIS-NN to SMLAD on the Cortex-M4; four units share each load of xs. */
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+/* Arm DSP extension (Cortex-M4, M7): SMLAD adds two int16 x int16 products to an int32 in one
+ * instruction. The widened input holds every four values as x0, x2, x1, x3 (CMSIS-NN's reordered
+ * q7-to-q15), so that SXTB16 of four packed weights (w0, w2) and of them rotated by 8 (w1, w3) pair up
+ * with two loaded words. */
+#define REORDERED_INPUT 1
+
+static inline int32_t sxtb16_ror8(int32_t x)   /* SXTB16 with its rotation, which ACLE does not expose */
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+static inline int32_t mac4(const int8_t *w, int32_t x02, int32_t x13, int32_t acc)
+{
+    int32_t packed;
+    __builtin_memcpy(&packed, w, 4);
+    return __smlad(sxtb16_ror8(packed), x13, __smlad(__sxtb16(packed), x02, acc));
+}
+#else
+#define REORDERED_INPUT 0
+#endif
+
+/* acc[c] (+)= sum_k weight[c0 + c, k0 + k] * x[k] for n units, four at a time (k0 = 0 starts the sums),
+ * x widened to int16 in xs. Products of int16 operands summed into int32 are what compilers turn into
+ * vpmaddwd on x86; on the Cortex-M4 the DSP path above does two per SMLAD. Four units share each load. */
 static void dot_units(const int8_t *weight, int32_t depth, int32_t c0, int32_t n, int32_t k0, const int16_t *xs,
                       int32_t kn, int32_t *acc)
 {
@@ -33,8 +58,19 @@ static void dot_units(const int8_t *weight, int32_t depth, int32_t c0, int32_t n
     for (; c + 4 <= n; c += 4) {
         const int8_t *w0 = weight + (int64_t)(c0 + c) * depth + k0, *w1 = w0 + depth, *w2 = w1 + depth,
                      *w3 = w2 + depth;
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (int32_t k = 0; k < kn; ++k) {
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, k = 0;
+#if REORDERED_INPUT
+        for (; k + 4 <= kn; k += 4) {
+            int32_t x02, x13;
+            __builtin_memcpy(&x02, xs + k, 4);
+            __builtin_memcpy(&x13, xs + k + 2, 4);
+            a0 = mac4(w0 + k, x02, x13, a0);
+            a1 = mac4(w1 + k, x02, x13, a1);
+            a2 = mac4(w2 + k, x02, x13, a2);
+            a3 = mac4(w3 + k, x02, x13, a3);
+        }
+#endif
+        for (; k < kn; ++k) {
             int16_t xv = xs[k];
             a0 += (int16_t)w0[k] * xv;
             a1 += (int16_t)w1[k] * xv;
@@ -48,11 +84,35 @@ static void dot_units(const int8_t *weight, int32_t depth, int32_t c0, int32_t n
     }
     for (; c < n; ++c) {
         const int8_t *w = weight + (int64_t)(c0 + c) * depth + k0;
-        int32_t a = 0;
-        for (int32_t k = 0; k < kn; ++k)
+        int32_t a = 0, k = 0;
+#if REORDERED_INPUT
+        for (; k + 4 <= kn; k += 4) {
+            int32_t x02, x13;
+            __builtin_memcpy(&x02, xs + k, 4);
+            __builtin_memcpy(&x13, xs + k + 2, 4);
+            a = mac4(w + k, x02, x13, a);
+        }
+#endif
+        for (; k < kn; ++k)
             a += (int16_t)w[k] * xs[k];
         acc[c] = (k0 ? acc[c] : 0) + a;
     }
+}
+
+/* x widened to int16 (in the DSP path's order: see REORDERED_INPUT) */
+static void widen(const int8_t *x, int32_t kn, int16_t *xs)
+{
+    int32_t k = 0;
+#if REORDERED_INPUT
+    for (; k + 4 <= kn; k += 4) {
+        xs[k] = x[k];
+        xs[k + 1] = x[k + 2];
+        xs[k + 2] = x[k + 1];
+        xs[k + 3] = x[k + 3];
+    }
+#endif
+    for (; k < kn; ++k)
+        xs[k] = x[k];
 }
 
 /* Per row and block of units: the exact int32 dot products, then the epilogue over the block (its
@@ -69,8 +129,7 @@ void ef_fully_connected_s8(const int8_t *x, int32_t rows, int32_t depth, const i
             int32_t n = units - c0 < UNIT_BLOCK ? units - c0 : UNIT_BLOCK;
             for (int32_t k0 = 0; k0 < depth; k0 += DEPTH_BLOCK) {
                 int32_t kn = depth - k0 < DEPTH_BLOCK ? depth - k0 : DEPTH_BLOCK;
-                for (int32_t k = 0; k < kn; ++k)
-                    xs[k] = xr[k0 + k];
+                widen(xr + k0, kn, xs);
                 dot_units(weight, depth, c0, n, k0, xs, kn, acc);
             }
             ef_requantize_s8(acc, 1, n, bias + c0, multiplier + c0, shift + c0, out_zero_point, act_min, act_max,

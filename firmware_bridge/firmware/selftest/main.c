@@ -1,8 +1,11 @@
 /* Self-test firmware: trains on samples compiled in (selftest_data.h, written by
- * firmware_bridge/selftest.py), then prints one line the host checks against the NumPy runtime:
+ * firmware_bridge/selftest.py), then prints lines the host checks against the NumPy runtime:
+ *   EDGEFF-CALIBRATION instructions=I ticks=T      a loop of I instructions, to convert ticks
+ *   EDGEFF-LAYER index=L macs=M reps=R ticks=T fc_ticks=F
+ *       R inferences of layer L on one row: the whole layer (normalize, FC, goodness), then the FC alone
  *   EDGEFF-SELFTEST samples=N correct=C crc=CRC32 ticks=T
  * crc covers every layer's weights, master weights, biases and bias masters, in that order; ticks are
- * SysTick counts of the training loop (with QEMU's -icount shift=0, 40 instructions each). */
+ * SysTick counts (with QEMU's -icount shift=0 the count of instructions run, over 40). */
 #include "edgeff_kernels.h"
 #include "selftest_data.h"
 #include "uart.h"
@@ -19,11 +22,64 @@ static uint32_t crc32_update(uint32_t crc, const void *data, uint32_t n)
     return ~crc;
 }
 
+#define CALIBRATION_LOOPS 1000000u   /* two instructions each: subs, bne */
+#define LAYER_REPS 20u
+
+static void print_field(const char *name, uint32_t value)
+{
+    uart_puts(name);
+    uart_put_u32(value);
+}
+
+static void calibrate(void)
+{
+    uint32_t n = CALIBRATION_LOOPS, start = systick_ticks();
+    __asm__ volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(n));
+    uint32_t ticks = systick_ticks() - start;
+    print_field("EDGEFF-CALIBRATION instructions=", 2u * CALIBRATION_LOOPS);
+    print_field(" ticks=", ticks);
+    uart_puts("\n");
+}
+
+/* inference cost per layer: the labelled first image through every layer, LAYER_REPS times each */
+static void time_layers(ef_ff_trainer *t)
+{
+    static int8_t input[SELFTEST_MAX_WIDTH], normalized[SELFTEST_MAX_WIDTH], output[SELFTEST_MAX_WIDTH];
+    for (int32_t k = 0; k < t->n_inputs; ++k)
+        input[k] = (int8_t)(selftest_images[0][k] - 128);
+    int32_t zero_point = -128;
+    for (int32_t l = 0; l < t->n_layers; ++l) {
+        const ef_ff_layer *L = &t->layers[l];
+        int32_t goodness;
+        uint32_t start = systick_ticks();
+        for (uint32_t r = 0; r < LAYER_REPS; ++r)
+            ef_ff_layer_s8(input, 1, L->d_in, zero_point, L->weight, L->d_out, L->bias, L->multiplier, L->shift,
+                           L->out_zero_point, L->act_min, t->rounding, normalized, output, &goodness);
+        uint32_t ticks = systick_ticks() - start;
+        start = systick_ticks();
+        for (uint32_t r = 0; r < LAYER_REPS; ++r)
+            ef_fully_connected_s8(normalized, 1, L->d_in, L->weight, L->d_out, L->bias, L->multiplier, L->shift,
+                                  L->out_zero_point, L->act_min, 127, t->rounding, output);
+        uint32_t fc_ticks = systick_ticks() - start;
+        print_field("EDGEFF-LAYER index=", (uint32_t)l);
+        print_field(" macs=", (uint32_t)(L->d_in * L->d_out));
+        print_field(" reps=", LAYER_REPS);
+        print_field(" ticks=", ticks);
+        print_field(" fc_ticks=", fc_ticks);
+        uart_puts("\n");
+        for (int32_t k = 0; k < L->d_out; ++k)
+            input[k] = output[k];
+        zero_point = L->out_zero_point;
+    }
+}
+
 int main(void)
 {
     static ef_ff_trainer trainer;
     uart_init();
     selftest_init(&trainer);
+    calibrate();
+    time_layers(&trainer);
     uint32_t correct = 0, start = systick_ticks();
     for (uint32_t i = 0; i < SELFTEST_SAMPLES; ++i)
         correct += (uint32_t)ef_ff_train_step(&trainer, selftest_images[i], selftest_labels[i],
