@@ -29,12 +29,13 @@ def build(app: str, out: Path, generated: dict | None = None) -> Path:
     maps header names to C source written beside the build. A link that overflows the board's flash or
     RAM fails with the linker's message."""
     gcc = _tool("arm-none-eabi-gcc")
-    sources = [*sorted((FIRMWARE / "lib").glob("*.c")), *sorted(BOARD.glob("*.c")),
-               *sorted((FIRMWARE / app).glob("*.c"))]
+    sources = [*sorted((FIRMWARE / "lib").glob("*.c")), *sorted((FIRMWARE / "protocol").glob("framing.c")),
+               *sorted(BOARD.glob("*.c")), *sorted((FIRMWARE / app).glob("*.c"))]
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in (generated or {}).items():
             (Path(tmp) / name).write_text(text)
-        cmd = [gcc, *CFLAGS, f"-I{FIRMWARE / 'lib'}", f"-I{BOARD}", f"-I{tmp}", *map(str, sources),
+        cmd = [gcc, *CFLAGS, f"-I{FIRMWARE / 'lib'}", f"-I{FIRMWARE / 'protocol'}", f"-I{BOARD}", f"-I{tmp}",
+               *map(str, sources),
                "-nostdlib", "-nostartfiles", f"-T{BOARD / 'mps2_an386.ld'}", "-Wl,--gc-sections",
                f"-Wl,-Map={out.with_suffix('.map')}", "-lgcc", "-o", str(out)]
         result = subprocess.run(cmd, capture_output=True, text=True)

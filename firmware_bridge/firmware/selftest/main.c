@@ -7,20 +7,9 @@
  * crc covers every layer's weights, master weights, biases and bias masters, in that order; ticks are
  * SysTick counts (with QEMU's -icount shift=0 the count of instructions run, over 40). */
 #include "edgeff_kernels.h"
+#include "framing.h"
 #include "selftest_data.h"
 #include "uart.h"
-
-static uint32_t crc32_update(uint32_t crc, const void *data, uint32_t n)
-{
-    const uint8_t *p = data;
-    crc = ~crc;
-    while (n--) {
-        crc ^= *p++;
-        for (int k = 0; k < 8; ++k)
-            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
-    }
-    return ~crc;
-}
 
 #define CALIBRATION_LOOPS 1000000u   /* two instructions each: subs, bne */
 #define LAYER_REPS 20u
@@ -88,10 +77,10 @@ int main(void)
     for (int32_t l = 0; l < trainer.n_layers; ++l) {
         const ef_ff_layer *L = &trainer.layers[l];
         uint32_t n = (uint32_t)(L->d_in * L->d_out);
-        crc = crc32_update(crc, L->weight, n);
-        crc = crc32_update(crc, L->weight_master, 2u * n);
-        crc = crc32_update(crc, L->bias, 4u * (uint32_t)L->d_out);
-        crc = crc32_update(crc, L->bias_master, 4u * (uint32_t)L->d_out);
+        crc = ef_crc32(crc, (const uint8_t *)L->weight, n);
+        crc = ef_crc32(crc, (const uint8_t *)L->weight_master, 2u * n);
+        crc = ef_crc32(crc, (const uint8_t *)L->bias, 4u * (uint32_t)L->d_out);
+        crc = ef_crc32(crc, (const uint8_t *)L->bias_master, 4u * (uint32_t)L->d_out);
     }
     uart_puts("EDGEFF-SELFTEST samples=");
     uart_put_u32(SELFTEST_SAMPLES);
