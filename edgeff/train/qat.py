@@ -6,11 +6,13 @@ L2_NORMALIZATION on the unit vector), per-channel int8 weights (scale max|w|/127
 an int32 bias on the input x weight scale, and a uint8 ReLU output (the runtime's int8 activation with
 zero point -128) whose range is the running maximum of the batches' activities. That range is not
 learned: Brevitas' default learned range shrinks to clip the large activities that FF's goodness is made
-of, and cost about a point of accuracy on the board network (benchmarks/qat_accuracy.py). `edgeff quantize` turns such a model into the int8
-model file with exactly these integers and output ranges; `edgeff export --format onnx`
-writes Brevitas' QCDQ ONNX of it. Brevitas is imported only here, and only for QAT models.
+of, and cost about a point of accuracy on the board network (benchmarks/qat_accuracy.py).
+`edgeff quantize` turns such a model into the int8 model file with exactly these integers and output
+ranges; `edgeff export --format onnx` writes Brevitas' QCDQ ONNX of it. Brevitas is imported only here,
+and only for QAT models.
 """
 import math
+import warnings
 
 import brevitas.nn as qnn
 import torch
@@ -65,7 +67,9 @@ class MultiPassModule(torch.nn.Module):
 def export_qcdq(net, path, example: torch.Tensor):
     """Brevitas' QCDQ ONNX (QuantizeLinear, Clip, DequantizeLinear around float ops) of the multi-pass
     module, with a dynamic batch dimension."""
-    from brevitas.export import export_onnx_qcdq
+    with warnings.catch_warnings():   # brevitas' exporter imports an optional kernel package and says so
+        warnings.filterwarnings("ignore", message="fast_hadamard_transform")
+        from brevitas.export import export_onnx_qcdq
 
     export_onnx_qcdq(MultiPassModule(net.eval()), args=example, export_path=str(path), input_names=["images"],
                      output_names=["goodness", "logits"], dynamic_axes={"images": {0: "N"}, "goodness": {1: "N"},
