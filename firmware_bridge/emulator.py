@@ -10,6 +10,8 @@ from edgeff.errors import EdgeFFError
 
 FIRMWARE = Path(__file__).resolve().parent / "firmware"
 BOARD = FIRMWARE / "board" / "mps2_an386"
+# the firmware's protocol code (not the host-only fuzzing harness beside it)
+PROTOCOL_SOURCES = [FIRMWARE / "protocol" / name for name in ("framing.c", "board_protocol.c")]
 CFLAGS = ["-std=c99", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft", "-O2", "-ffunction-sections",
           "-fdata-sections", "-ffreestanding", "-Wall", "-Wextra", "-Werror"]
 CLOCK_HZ = 25_000_000                  # the mps2-an386 core clock, SysTick's
@@ -29,8 +31,8 @@ def build(app: str, out: Path, generated: dict | None = None) -> Path:
     maps header names to C source written beside the build. A link that overflows the board's flash or
     RAM fails with the linker's message."""
     gcc = _tool("arm-none-eabi-gcc")
-    sources = [*sorted((FIRMWARE / "lib").glob("*.c")), *sorted((FIRMWARE / "protocol").glob("framing.c")),
-               *sorted(BOARD.glob("*.c")), *sorted((FIRMWARE / app).glob("*.c"))]
+    sources = [*sorted((FIRMWARE / "lib").glob("*.c")), *PROTOCOL_SOURCES, *sorted(BOARD.glob("*.c")),
+               *sorted((FIRMWARE / app).glob("*.c"))]
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in (generated or {}).items():
             (Path(tmp) / name).write_text(text)
@@ -44,13 +46,24 @@ def build(app: str, out: Path, generated: dict | None = None) -> Path:
     return out
 
 
+def _qemu_command(elf: Path, serial: str) -> list:
+    return [_tool("qemu-system-arm"), "-machine", "mps2-an386", "-nographic", "-monitor", "none", "-serial", serial,
+            "-icount", "shift=0", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+
+
+def start(elf: Path, port: int) -> subprocess.Popen:
+    """Boot the firmware in QEMU with its UART on a TCP server at 127.0.0.1:port (pyserial URL
+    socket://127.0.0.1:port); the caller stops the process."""
+    serial = f"tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on"
+    return subprocess.Popen(_qemu_command(elf, serial), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
 def run(elf: Path, marker: bytes, timeout: float = 120.0) -> bytes:
     """Boot the firmware in QEMU and return its UART output once it exits (semihosting); refuses output
     without `marker`."""
-    qemu = _tool("qemu-system-arm")
-    cmd = [qemu, "-machine", "mps2-an386", "-nographic", "-monitor", "none", "-serial", "stdio",
-           "-icount", "shift=0", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(_qemu_command(elf, "stdio"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
     try:
         out = proc.communicate(timeout=timeout)[0]
     except subprocess.TimeoutExpired:

@@ -4,6 +4,7 @@ which must equal the NumPy runtime's after the same samples; the linker script's
 model that does not fit."""
 import re
 import shutil
+import socket
 
 import numpy as np
 import pytest
@@ -14,6 +15,9 @@ from edgeff.model_file import load_model
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig
 from firmware_bridge import emulator, selftest
+from firmware_bridge import messages as m
+from firmware_bridge.driver import BoardError, BoardLink
+from firmware_bridge.framing import Frame, FrameDecoder, encode_frame
 
 pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
                                 reason="needs gcc-arm-none-eabi and qemu-system-arm")
@@ -68,3 +72,40 @@ def test_a_model_too_big_for_the_board_fails_to_link(int_model, tmp_path):
     source = selftest.selftest_header(trainer, np.zeros((1, 784), np.uint8), [0], [1])
     with pytest.raises(EdgeFFError, match="overflowed"):
         emulator.build("selftest", tmp_path / "big.elf", {"selftest_data.h": source})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_emulated_board_speaks_the_protocol(tmp_path):
+    """The board firmware on QEMU, its UART on a TCP socket: the host driver's HELLO gets INFO, and bad
+    frames, unknown types and wrong lengths get the protocol's NAK and ERROR replies."""
+    elf = emulator.build("board_app", tmp_path / "board.elf")
+    port = _free_port()
+    qemu = emulator.start(elf, port)
+    try:
+        with BoardLink(f"socket://127.0.0.1:{port}", timeout=1.0) as link:
+            info = link.info
+            assert (info.name, info.firmware, info.version, info.max_payload) == ("qemu-mps2-an386", "edgeff-fw 0.1",
+                                                                                   1, 1024)
+            assert not info.model_loaded and info.sram_budget == 256 * 1024
+            for request, payload, code in ((0x42, b"", m.ErrorCode.UNKNOWN_TYPE),
+                                           (m.Request.HELLO, b"\x01", m.ErrorCode.BAD_LENGTH),
+                                           (m.Request.HELLO, m.HELLO.pack(2, 3), m.ErrorCode.VERSION)):
+                with pytest.raises(BoardError) as err:
+                    link.request(request, payload, m.Reply.INFO)
+                assert err.value.code == code
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            good = encode_frame(m.Request.HELLO, 7, m.HELLO.pack(1, 1))
+            raw.sendall(good[:-3] + bytes([good[-3] ^ 1]) + good[-2:])          # CRC damaged
+            replies = FrameDecoder(4096)
+            got = []
+            while not got:
+                got = replies.feed(raw.recv(4096))
+            assert got == [Frame(m.Reply.NAK, 0xFFFF, m.NAK.pack(m.NAK_REASONS["crc"]))]
+    finally:
+        qemu.kill()
+        qemu.wait()

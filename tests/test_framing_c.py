@@ -1,6 +1,7 @@
 """The firmware's frame decoder and encoder in C (firmware/protocol/framing.c), built for the host: the
 same frames, bad-frame reasons and bytes as framing.py on any byte stream (hypothesis), and fuzzed with
-libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer for a million executions."""
+libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer for a million executions (with the
+board's reply to every chunk, which must decode as a frame)."""
 import ctypes
 import shutil
 import subprocess
@@ -92,7 +93,7 @@ def test_decoder_survives_a_million_fuzzed_inputs(tmp_path):
     exe = tmp_path / "fuzz_framing"
     build = subprocess.run(["clang", "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all",
                             f"-I{PROTOCOL}", str(PROTOCOL / "fuzz_framing.c"), str(PROTOCOL / "framing.c"),
-                            "-o", str(exe)], capture_output=True, text=True)
+                            str(PROTOCOL / "board_protocol.c"), "-o", str(exe)], capture_output=True, text=True)
     if build.returncode != 0 and "fuzzer" in build.stderr:
         pytest.skip(f"clang has no libFuzzer here: {build.stderr.strip()[:200]}")
     assert build.returncode == 0, build.stderr

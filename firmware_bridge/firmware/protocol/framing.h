@@ -10,6 +10,9 @@
 #include <stdint.h>
 
 #define EF_FRAME_OVERHEAD 7u          /* type, seq, CRC */
+/* ef_max_encoded_size as a constant expression, for buffers */
+#define EF_MAX_ENCODED(max_payload) \
+    ((max_payload) + EF_FRAME_OVERHEAD + ((max_payload) + EF_FRAME_OVERHEAD) / 254u + 3u)
 
 enum ef_frame_status {
     EF_FRAME_NONE = 0,                /* no frame completed by this byte */
