@@ -366,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
         if link:
             bp.add_argument("--port", default="virtual",
                             help="pyserial URL or device: /dev/ttyACM0, socket://HOST:PORT, loop://; `virtual` "
-                                 "(default) starts a virtual board for this command")
+                                 "(default) starts a virtual board for this command, `emulate` the board "
+                                 "firmware on QEMU's Cortex-M4")
             bp.add_argument("--timeout", type=float, default=0.5,
                             help="seconds to wait for a reply before resending (default: %(default)s)")
         json_flag(bp)
@@ -396,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--pty", action="store_true", help="speak over a pseudo-terminal instead of a socket")
     bp.add_argument("--faults", default="", help="line faults to emulate, e.g. corrupt=0.01,drop=0.02,"
                                                  "duplicate=0.02,seed=1")
+
+    bp = board_sub("emulate", "Build the board firmware if needed and run it on QEMU's Cortex-M4 (mps2-an386) "
+                              "until killed; prints the pyserial URL of its UART.", link=False)
+    bp.add_argument("--listen", type=int, help="TCP port of its UART on 127.0.0.1 (default: a free one)")
 
     sp = add("pipeline", "The main job: train the default collaborative model, evaluate it on the test "
                          "set and write a report folder (Markdown, PNG plots, model file).", cmd_pipeline)

@@ -4,16 +4,23 @@ from contextlib import contextmanager
 from edgeff.cli import print_result
 from edgeff.errors import EdgeFFError
 from firmware_bridge.driver import BoardLink
+from firmware_bridge.emulator import EmulatedBoard
 from firmware_bridge.link_model import Faults
 from firmware_bridge.virtual_board import VirtualBoard, serve_virtual_board
 
 VIRTUAL = "virtual"
+EMULATE = "emulate"
 
 
 @contextmanager
 def open_board(args):
-    """A BoardLink to --port; `--port virtual` starts a virtual board for the duration of the command."""
+    """A BoardLink to --port; `--port virtual` starts a virtual board and `--port emulate` the board firmware
+    in QEMU for the duration of the command."""
     link_options = dict(timeout=args.timeout, baud=args.baud or 115200, max_payload=args.max_payload)
+    if args.port == EMULATE:
+        with EmulatedBoard() as board, BoardLink(board.url, **link_options) as link:
+            yield link
+        return
     if args.port != VIRTUAL:
         with BoardLink(args.port, **link_options) as link:
             yield link
@@ -64,7 +71,8 @@ def cmd_pull(args):
             raise EdgeFFError(f"{link.info.name} holds no model; load one with `edgeff board train`")
         image = link.read_image()
     save_pulled_model(image, args.out, args.model)
-    print_result(args, {"model": str(args.out), "bytes": len(image)}, f"wrote {args.out} ({len(image)} bytes from the board)")
+    print_result(args, {"model": str(args.out), "bytes": len(image)},
+                 f"wrote {args.out} ({len(image)} bytes from the board)")
 
 
 def cmd_virtual(args):
@@ -73,3 +81,12 @@ def cmd_virtual(args):
     serve_virtual_board(args.profile, args.storage, None if args.pty else args.listen, args.pty, args.baud,
                         Faults.parse(args.faults), args.max_payload or 4096,
                         announce=lambda url: print(url, flush=True))
+
+
+def cmd_emulate(args):
+    with EmulatedBoard(args.listen) as board:
+        print(board.url, flush=True)
+        try:
+            board.process.wait()
+        except KeyboardInterrupt:
+            pass

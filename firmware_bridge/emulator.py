@@ -1,12 +1,17 @@
 """Firmware for QEMU's mps2-an386 (an Arm Cortex-M4 board): built with arm-none-eabi-gcc from
 firmware/ (the kernel library, the board support, one application), run under qemu-system-arm with the
 UART on stdio and deterministic instruction counting (-icount shift=0)."""
+import hashlib
+import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from edgeff.errors import EdgeFFError
+from edgeff.runtime.c_kernels import cache_dir
 
 FIRMWARE = Path(__file__).resolve().parent / "firmware"
 BOARD = FIRMWARE / "board" / "mps2_an386"
@@ -73,3 +78,47 @@ def run(elf: Path, marker: bytes, timeout: float = 120.0) -> bytes:
         raise EdgeFFError(f"{elf.name} printed no {marker.decode()!r} line in {timeout:.0f} s; its output: "
                           f"{out[-500:]!r}")
     return out
+
+
+def board_firmware() -> Path:
+    """The board firmware (board_app), built once per source version into the EdgeFF cache."""
+    digest = hashlib.sha256(" ".join(CFLAGS).encode())
+    for f in sorted(FIRMWARE.rglob("*.[chs]")) + sorted(FIRMWARE.rglob("*.ld")):
+        digest.update(str(f.relative_to(FIRMWARE)).encode() + f.read_bytes())
+    target = cache_dir() / f"board_app-{digest.hexdigest()[:16]}.elf"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        try:
+            build("board_app", tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+            tmp.with_suffix(".map").unlink(missing_ok=True)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmulatedBoard:
+    """The board firmware running in QEMU for as long as the `with` block; `url` is its UART."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"socket://127.0.0.1:{self.port}"
+        self.process = None
+
+    def __enter__(self):
+        self.process = start(board_firmware(), self.port)
+        time.sleep(0.2)        # a BoardLink retries until QEMU listens; a QEMU that fails, fails at once
+        if self.process.poll() is not None:
+            raise EdgeFFError(f"QEMU stopped at once: {self.process.stderr.read().decode()[-500:]}")
+        return self
+
+    def __exit__(self, *exc):
+        self.process.kill()
+        self.process.wait()

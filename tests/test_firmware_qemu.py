@@ -2,9 +2,12 @@
 samples with the C library's training step and prints a CRC of every weight, master weight and bias,
 which must equal the NumPy runtime's after the same samples; the linker script's RAM budget refuses a
 model that does not fit."""
+import json
 import re
 import shutil
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +21,7 @@ from firmware_bridge import emulator, selftest
 from firmware_bridge import messages as m
 from firmware_bridge.driver import BoardError, BoardLink
 from firmware_bridge.framing import Frame, FrameDecoder, encode_frame
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
                                 reason="needs gcc-arm-none-eabi and qemu-system-arm")
@@ -74,17 +78,11 @@ def test_a_model_too_big_for_the_board_fails_to_link(int_model, tmp_path):
         emulator.build("selftest", tmp_path / "big.elf", {"selftest_data.h": source})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_emulated_board_speaks_the_protocol(tmp_path):
     """The board firmware on QEMU, its UART on a TCP socket: the host driver's HELLO gets INFO, and bad
     frames, unknown types and wrong lengths get the protocol's NAK and ERROR replies."""
     elf = emulator.build("board_app", tmp_path / "board.elf")
-    port = _free_port()
+    port = emulator.free_port()
     qemu = emulator.start(elf, port)
     try:
         with BoardLink(f"socket://127.0.0.1:{port}", timeout=1.0) as link:
@@ -109,3 +107,23 @@ def test_emulated_board_speaks_the_protocol(tmp_path):
     finally:
         qemu.kill()
         qemu.wait()
+
+
+def test_cli_reaches_the_emulated_board(tmp_path):
+    """`edgeff board info --port emulate` runs the board firmware in QEMU for the command; `edgeff board
+    emulate` keeps it running and prints the URL another command opens."""
+    res = run_cli("board", "info", "--port", "emulate", "--json")
+    assert res.returncode == 0, res.stderr
+    info = json.loads(res.stdout)
+    assert info["name"] == "qemu-mps2-an386" and not info["model_loaded"]
+    assert info["metrics"]["frames_ok"] == 2 and info["metrics"]["frames_bad"] == 0    # HELLO, METRICS
+    port = emulator.free_port()
+    server = subprocess.Popen([sys.executable, "-m", "edgeff.cli", "board", "emulate", "--listen", str(port)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == f"socket://127.0.0.1:{port}"
+        res = run_cli("board", "info", "--port", f"socket://127.0.0.1:{port}")
+        assert res.returncode == 0 and "qemu-mps2-an386 (edgeff-fw 0.1), protocol v1" in res.stdout, res.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

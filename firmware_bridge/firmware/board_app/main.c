@@ -8,7 +8,7 @@
 int main(void)
 {
     static uint8_t received[EF_MAX_ENCODED(MAX_PAYLOAD)], reply[EF_MAX_ENCODED(MAX_PAYLOAD)];
-    static const ef_board board = {"qemu-mps2-an386", "edgeff-fw 0.1", MAX_PAYLOAD, 256u * 1024u, 1024u * 1024u};
+    static ef_board board = {"qemu-mps2-an386", "edgeff-fw 0.1", MAX_PAYLOAD, 256u * 1024u, 1024u * 1024u, 0, 0, 0};
     ef_frame_decoder decoder;
     ef_frame frame;
     uart_init();

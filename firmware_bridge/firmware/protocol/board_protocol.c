@@ -1,10 +1,12 @@
 #include "board_protocol.h"
 
-enum { HELLO = 0x01, LAST_REQUEST = 0x0D, REPLY_INFO = 0x81, REPLY_ERROR = 0xE0, REPLY_NAK = 0xE1 };
+enum { HELLO = 0x01, METRICS = 0x09, LAST_REQUEST = 0x0D };
+enum { REPLY_INFO = 0x81, REPLY_METRICS = 0x84, REPLY_ERROR = 0xE0, REPLY_NAK = 0xE1 };
 enum { UNKNOWN_TYPE = 1, BAD_LENGTH = 2, BAD_STATE = 3, VERSION = 4 };
 #define NAK_SEQ 0xFFFFu
 #define INFO_BYTES 71u
 #define TEXT_FIELD 16u
+#define METRICS_BYTES 36u
 
 /* payload lengths of the fixed-size requests, by type (-1: chunked, at least 5 bytes) */
 static const int16_t request_bytes[LAST_REQUEST + 1] = {0, 2, 8, -1, 0, 28, -1, 8, 4, 0, 6, 0, 0, 0};
@@ -30,8 +32,10 @@ static void put_text(uint8_t *p, const char *s)
         p[i] = 0;
 }
 
-static uint32_t error(uint16_t seq, uint8_t code, uint32_t detail, const char *message, uint8_t *out)
+static uint32_t error(ef_board *board, uint16_t seq, uint8_t code, uint32_t detail, const char *message,
+                      uint8_t *out)
 {
+    ++board->errors_sent;
     uint8_t payload[5 + 64];
     uint32_t n = 5;
     payload[0] = code;
@@ -41,13 +45,13 @@ static uint32_t error(uint16_t seq, uint8_t code, uint32_t detail, const char *m
     return ef_frame_encode(REPLY_ERROR, seq, payload, n, out);
 }
 
-static uint32_t info(const ef_board *board, const ef_frame *f, uint8_t *out)
+static uint32_t info(ef_board *board, const ef_frame *f, uint8_t *out)
 {
     uint8_t host_min = f->payload[0], host_max = f->payload[1];
     uint8_t version = host_max < EF_PROTOCOL_MAX_VERSION ? host_max : EF_PROTOCOL_MAX_VERSION;
     uint8_t lowest = host_min > EF_PROTOCOL_MIN_VERSION ? host_min : EF_PROTOCOL_MIN_VERSION;
     if (version < lowest)
-        return error(f->seq, VERSION, EF_PROTOCOL_MIN_VERSION << 8 | EF_PROTOCOL_MAX_VERSION,
+        return error(board, f->seq, VERSION, EF_PROTOCOL_MIN_VERSION << 8 | EF_PROTOCOL_MAX_VERSION,
                      "the board speaks protocol versions 1..1", out);
     uint8_t p[INFO_BYTES] = {0};
     p[0] = version;
@@ -64,18 +68,33 @@ static uint32_t info(const ef_board *board, const ef_frame *f, uint8_t *out)
     return ef_frame_encode(REPLY_INFO, f->seq, p, INFO_BYTES, out);
 }
 
-uint32_t ef_board_reply(const ef_board *board, int status, const ef_frame *f, uint8_t *out)
+/* applied, goodness correct, recent correct, recent n, compute us (u64): all 0 without training; then
+ * the link counters */
+static uint32_t metrics(const ef_board *board, const ef_frame *f, uint8_t *out)
+{
+    uint8_t p[METRICS_BYTES] = {0};
+    put_u32(p + 24, board->frames_ok);
+    put_u32(p + 28, board->frames_bad);
+    put_u32(p + 32, board->errors_sent);
+    return ef_frame_encode(REPLY_METRICS, f->seq, p, METRICS_BYTES, out);
+}
+
+uint32_t ef_board_reply(ef_board *board, int status, const ef_frame *f, uint8_t *out)
 {
     if (status != EF_FRAME_OK) {
         uint8_t reason = (uint8_t)(status - 1);   /* EF_FRAME_BAD_COBS.. are the NAK reasons + 1 */
+        ++board->frames_bad;
         return ef_frame_encode(REPLY_NAK, NAK_SEQ, &reason, 1, out);
     }
+    ++board->frames_ok;
     if (f->type < HELLO || f->type > LAST_REQUEST)
-        return error(f->seq, UNKNOWN_TYPE, f->type, "unknown request type", out);
+        return error(board, f->seq, UNKNOWN_TYPE, f->type, "unknown request type", out);
     int16_t expected = request_bytes[f->type];
     if (expected >= 0 ? f->payload_length != (uint32_t)expected : f->payload_length < 5u)
-        return error(f->seq, BAD_LENGTH, f->payload_length, "wrong payload length for this request", out);
+        return error(board, f->seq, BAD_LENGTH, f->payload_length, "wrong payload length for this request", out);
     if (f->type == HELLO)
         return info(board, f, out);
-    return error(f->seq, BAD_STATE, 0, "this firmware build answers HELLO only", out);
+    if (f->type == METRICS)
+        return metrics(board, f, out);
+    return error(board, f->seq, BAD_STATE, 0, "this firmware build answers HELLO and METRICS only", out);
 }

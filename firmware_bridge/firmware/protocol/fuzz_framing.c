@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ef_frame_decoder d, check;
     ef_frame frame, decoded;
     ef_frame_decoder_init(&d, buffer, ef_max_encoded_size(MAX_PAYLOAD));
-    static const ef_board board = {"fuzz", "fuzz", MAX_PAYLOAD, 1024, 1024};
+    static ef_board board = {"fuzz", "fuzz", MAX_PAYLOAD, 1024, 1024, 0, 0, 0};
     for (size_t i = 0; i < size; ++i) {
         int status = ef_frame_feed(&d, data[i], &frame);
         if (status == EF_FRAME_NONE)

@@ -32,14 +32,16 @@ void uart_init(void)
     SYST_CSR = 7u;   /* core clock, interrupt on wrap, enabled */
 }
 
+/* Clear first, then drain: a byte that arrives after the drain raises the interrupt again (clearing
+ * after the drain could swallow it and leave the core asleep with a byte waiting). */
 void uart0_rx_handler(void)
 {
+    UART_INTCLEAR = INT_RX;
     while (UART_STATE & STATE_RX_FULL) {
         uint8_t b = (uint8_t)UART_DATA;
         if (rx_head - rx_tail < RX_SIZE)   /* a full ring drops bytes: the protocol resends */
             rx_ring[rx_head++ & (RX_SIZE - 1)] = b;
     }
-    UART_INTCLEAR = INT_RX;
 }
 
 void systick_handler(void) { ++wraps; }
@@ -54,10 +56,18 @@ uint32_t systick_ticks(void)
     return (w << 24) + (0x00FFFFFFu - v);
 }
 
+/* Sleeps with interrupts masked between the check and WFI: an interrupt that comes in between still ends
+ * the WFI (it is pending), so no byte can arrive unnoticed while the core goes to sleep. */
 uint8_t uart_read_byte(void)
 {
-    while (rx_head == rx_tail)
+    for (;;) {
+        __asm__ volatile("cpsid i" ::: "memory");
+        if (rx_head != rx_tail)
+            break;
         __asm__ volatile("wfi");
+        __asm__ volatile("cpsie i" ::: "memory");
+    }
+    __asm__ volatile("cpsie i" ::: "memory");
     return rx_ring[rx_tail++ & (RX_SIZE - 1)];
 }
 
