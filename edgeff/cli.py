@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "the largest; 99.999 trades rare clipping for finer steps)")
     sp.add_argument("--rounding", choices=["double", "single"], default="double",
                     help="requantization rounding: double (TFLite Micro's default, and the board's) or single "
-                         "(TFLITE_SINGLE_ROUNDING: LiteRT's reference kernels as pip ships them)")
+                         "(TFLITE_SINGLE_ROUNDING, a build option of TFLite Micro and CMSIS-NN)")
     sp.add_argument("--norm-bits", type=int, choices=[7, 15], default=7,
                     help="normalized activations: 7 = int8, TFLite's L2_NORMALIZATION (default); 15 = int16 "
                          "with 16x8 FullyConnected, for models int8 normalization costs accuracy")

@@ -4,8 +4,9 @@ Per layer l (TFLite semantics, see edgeff.runtime):
   input a (int8, scale s_in, zero point z_in) -> L2Norm -> n (int8, scale 1/128, zp 0), a unit vector
       (or int16 at scale 2^-15 with --norm-bits 15, feeding a 16x8 FC with int64 bias)
   FC: the float layer sees the RMS-normalized input sqrt(D) * u, so its weights are folded as
-      W' = W * sqrt(D) (W itself for "length" normalization), quantized per output channel symmetrically: s_w[c] = max|W'[c]| / 127
-      bias int32 at scale s_w[c] / 128; multiplier M[c] = (s_w[c] / 128) / s_out, fused ReLU
+      W' = W * sqrt(D) (W itself for "length" normalization), quantized per output channel symmetrically:
+      s_w[c] = max|W'[c]| / 127; bias int32 at scale s_w[c] / 128; multiplier M[c] = (s_w[c] / 128) / s_out
+      from the float32 scales, as TFLite derives it; fused ReLU
   output a' (int8, scale s_out from calibration, zp -128: ReLU outputs use all 256 codes)
   goodness G = sum (a' + 128)^2 in int32; real mean goodness = s_out^2 / D_out * G.
 The image enters as q = pixel - 128 (scale 1/255, zp -128): exact. Activation scales come from the
@@ -87,11 +88,13 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
     With `from_scratch_seed`, only the number formats (scales, zero points, multipliers) come from the
     trained model: the weights start from a fresh random initialization, for integer training from
     scratch. Formats are a design decision made once on the host; a board cannot calibrate them.
-    `rounding` is MultiplyByQuantizedMultiplier's: "double" (TFLite Micro's default) or "single" (TFLite built
-    with TFLITE_SINGLE_ROUNDING, as LiteRT's reference kernels are); the runtime and exports follow it.
+    `rounding` is MultiplyByQuantizedMultiplier's: "double" (TFLite Micro's default) or "single" (a TFLite
+    Micro built with TFLITE_SINGLE_ROUNDING); the runtime, the C kernels and the ONNX export follow it.
     `norm_bits` 15 gives every layer an int16 normalized input (16x8 FC, int64 bias) instead of
     TFLite's int8 L2_NORMALIZATION output (7): 256 times finer, where int8 costs accuracy.
     """
+    if rounding not in ("double", "single"):
+        raise EdgeFFError(f"rounding {rounding!r} must be double or single")
     net, header = load_network(float_model_path)
     arch = header["architecture"]
     if not 0.0 < arch["label_value"] <= 1.0:
@@ -100,8 +103,8 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
     acts, logits = _calibration_activities(net, calib_images, calib_labels)
     tensors, layers_q = {}, []
     for i, layer in enumerate(net.layers):
-        # a quantization-aware layer brings its int8 weights (as it trained with them) and its learned
-        # output range; a float one is quantized here, its range calibrated
+        # a quantization-aware layer brings its int8 weights (as it trained with them) and its output
+        # range (the running maximum it trained with); a float one is quantized here, its range calibrated
         w = (layer.quantized_weight() if net.qat else layer.weight.detach()).numpy().astype(np.float64)
         b = layer.bias.detach().numpy().astype(np.float64)
         d_in, d_out = w.shape[1], w.shape[0]
@@ -133,8 +136,6 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
     tensors["gamma_q"] = np.round(net.gamma.detach().numpy() * (1 << GAMMA_FRAC_BITS)).astype(np.int32)
     if from_scratch_seed is not None:
         _fresh_weights(tensors, net, from_scratch_seed)
-    if rounding not in ("double", "single"):
-        raise EdgeFFError(f"rounding {rounding!r} must be double or single")
     quant = {"scheme": "int8-ff-tflite", "rounding": rounding,
              "input": {"scale": INPUT_SCALE, "zero_point": INPUT_ZERO_POINT},
              "label_q": int(round(arch["label_value"] * 255)) + INPUT_ZERO_POINT,

@@ -2,8 +2,9 @@
 
 The same C99 sources run on the board; here they are the runtime's fast backend. Each NumPy kernel
 (requantize_output, l2_normalization, goodness, the master-weight update) hands its work to the C twin
-when the library is available and gives the same bits (tests/test_c_kernels.py). The matrix products
-stay in exact float BLAS, which a scalar C loop cannot beat.
+when the library is available and gives the same bits (tests/test_c_kernels.py). Small batches (a
+board's step) run each layer fused in C (ef_ff_layer_s8); large matrix products stay in exact float BLAS,
+which beats the C dot products there.
 
 The library is compiled once per source version with the system C compiler (`cc`) into a cache
 directory and loaded from there afterwards; large batches are split across cores by a thread pool
