@@ -72,6 +72,7 @@ class BoardCore:
         self.compute_ns = 0
         self.loading = None               # (total, crc, bytearray) while a LOAD is in progress
         self.loaded_bytes = 0
+        self.trained_since_install = False
         self.stage, self.staged = bytearray(), 0
         self.current_image = None         # cached image of the current training state, for READ
 
@@ -111,10 +112,12 @@ class BoardCore:
         return self.current_image
 
     def _install_model(self, image: bytes):
-        """Check an image fully (format, integer model, memory budget) before it replaces the current one."""
+        """Check an image fully (format, integer model, master weights, memory budget) and install it with
+        master weights (added as the trainer starts them when the image has none), untrained and
+        unconfigured."""
         try:
             tensors, header = unpack_image(image)
-            model = IntFFModel.from_tensors(tensors, header, "board image")
+            trainer = trainer_from_tensors(tensors, header, IntTrainingConfig(), "board image")
         except EdgeFFError as exc:
             raise ProtocolError(m.ErrorCode.BAD_MODEL, str(exc)) from None
         arch = header["architecture"]
@@ -125,11 +128,14 @@ class BoardCore:
                                 f"model needs {plan['sram_bytes']} B SRAM and {plan['flash_bytes']} B flash to "
                                 f"train; {self.profile.name} has {self.sram_budget} B and {self.flash_budget} B",
                                 plan["sram_bytes"])
-        self.image, self.model, self.trainer = image, model, None
-        self.model_tensors, self.model_header = tensors, header
+        self.model_tensors, self.model_header = trainer_tensors(trainer), header
+        self.image = pack_image(self.model_tensors, header)
+        self.model, self.trainer = trainer.model, None
         self.sram_used = plan["sram_bytes"]
         self.run_id, self.configure_payload = 0, None
         self.applied = self.correct = self.checkpoint_applied = 0
+        self.trained_since_install = False
+        self.stage, self.staged = bytearray(), 0
         self.current_image = None
 
     def _configure(self, payload: bytes):
@@ -223,6 +229,9 @@ class BoardCore:
         if offset > self.loaded_bytes or offset + len(data) > total:
             raise ProtocolError(m.ErrorCode.BAD_RANGE, f"chunk at {offset} (+{len(data)}) outside the received "
                                 f"{self.loaded_bytes} of {total} bytes", self.loaded_bytes)
+        if self.model is not None:        # a board loads into its model's memory: from here on it has none
+            self.image = self.model = self.trainer = None
+            self.run_id, self.configure_payload = 0, None
         buffer[offset:offset + len(data)] = data
         self.loaded_bytes = max(self.loaded_bytes, offset + len(data))
         return self._ok(self.loaded_bytes)
@@ -233,12 +242,15 @@ class BoardCore:
                 return self._ok(len(self.image))
             raise ProtocolError(m.ErrorCode.BAD_STATE, "LOAD_END without LOAD_BEGIN")
         total, crc, buffer = self.loading
-        if self.loaded_bytes != total or crc32(bytes(buffer)) != crc:
-            self.loading = None
-            raise ProtocolError(m.ErrorCode.BAD_MODEL, f"image incomplete or its CRC differs "
-                                f"({self.loaded_bytes} of {total} bytes); load it again")
         self.loading = None
-        self._install_model(bytes(buffer))
+        try:
+            if self.loaded_bytes != total or crc32(bytes(buffer)) != crc:
+                raise ProtocolError(m.ErrorCode.BAD_MODEL, f"image incomplete or its CRC differs "
+                                    f"({self.loaded_bytes} of {total} bytes); load it again")
+            self._install_model(bytes(buffer))
+        except ProtocolError:
+            self.boot()                   # back to the last checkpoint
+            raise
         if self.storage is not None:
             self._checkpoint()
         return self._ok(total)
@@ -247,6 +259,9 @@ class BoardCore:
         self._require_model()
         if self.trainer is not None and bytes(p) == self.configure_payload:
             return self._ok(self.applied)           # a repeat: training continues where it is
+        if self.trained_since_install:              # the loaded image is gone: it was trained in place
+            raise ProtocolError(m.ErrorCode.BAD_STATE, "samples were applied since the model was loaded; load it "
+                                "again to start another run", self.applied)
         self._configure(p)
         if self.storage is not None:
             self._checkpoint()
@@ -294,6 +309,7 @@ class BoardCore:
                                    None if negative == m.NO_NEGATIVE else np.array([negative]))
         self.compute_ns += time.perf_counter_ns() - start
         self.applied += 1
+        self.trained_since_install = True
         self.correct += result["correct"]
         self.recent.append(result["correct"])
         self.current_image = None

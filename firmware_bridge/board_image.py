@@ -125,9 +125,10 @@ def unpack_image(blob: bytes) -> tuple[dict, dict]:
         tensors.setdefault("gamma_q", []).append(gamma)
     tensors["gamma_q"] = np.array(tensors["gamma_q"], np.int32)
     eval_layers, head_layers = _unmask(eval_mask), _unmask(head_mask)
-    if any(s == 0 for s in sizes) or not head_layers or max(eval_layers + head_layers, default=0) > n:
-        raise EdgeFFError(f"board image header is invalid (sizes {sizes}, eval layers {eval_layers}, "
-                          f"head layers {head_layers})")
+    if (any(s == 0 for s in sizes) or not head_layers or max(eval_layers + head_layers, default=0) > n
+            or n_classes > sizes[0]):
+        raise EdgeFFError(f"board image header is invalid (sizes {sizes}, {n_classes} classes, eval layers "
+                          f"{eval_layers}, head layers {head_layers})")
     if any(layer["norm_bits"] not in (7, 15) for layer in layers):
         raise EdgeFFError("board image header is invalid (norm bits must be 7 or 15)")
     pos = _header_size(n)

@@ -16,7 +16,7 @@ from edgeff.runtime.c_kernels import cache_dir
 FIRMWARE = Path(__file__).resolve().parent / "firmware"
 BOARD = FIRMWARE / "board" / "mps2_an386"
 # the firmware's protocol code (not the host-only fuzzing harness beside it)
-PROTOCOL_SOURCES = [FIRMWARE / "protocol" / name for name in ("framing.c", "board_protocol.c")]
+PROTOCOL_SOURCES = [FIRMWARE / "protocol" / name for name in ("framing.c", "board_image.c", "board_protocol.c")]
 CFLAGS = ["-std=c99", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft", "-O2", "-ffunction-sections",
           "-fdata-sections", "-ffreestanding", "-Wall", "-Wextra", "-Werror"]
 CLOCK_HZ = 25_000_000                  # the mps2-an386 core clock, SysTick's

@@ -15,7 +15,7 @@ from edgeff.runtime import c_kernels
 from edgeff.runtime import fully_connected as fc
 from edgeff.runtime.goodness import goodness
 from edgeff.runtime.int_model import IntFFModel
-from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig
+from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig, sigmoid_table
 from edgeff.runtime.integer_hash import hash32
 from edgeff.runtime.l2_normalization import inv_sqrt_quantized_multiplier_ref, l2_normalization
 from edgeff.runtime.requantize import INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier_ref
@@ -263,7 +263,8 @@ def test_library_builds_for_cortex_m4_without_float_or_runtime_calls(tmp_path):
     for src in sources:
         obj = tmp_path / (src.stem + ".o")
         subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft", "-O2",
-                        "-Wall", "-Wextra", "-Werror", "-c", str(src), "-o", str(obj)], check=True)
+                        "-Wall", "-Wextra", "-Werror", f"-I{c_kernels.source_dir()}", "-c", str(src), "-o", str(obj)],
+                       check=True)
         objects.append(str(obj))
     nm = subprocess.run(["arm-none-eabi-nm", "--undefined-only", *objects], capture_output=True, text=True, check=True)
     undefined = {line.split()[-1] for line in nm.stdout.splitlines() if line.strip().startswith("U ")}
@@ -283,7 +284,8 @@ class _Layer(ctypes.Structure):
 class _Trainer(ctypes.Structure):
     _fields_ = [("n_layers", ctypes.c_int32), ("n_classes", ctypes.c_int32), ("n_inputs", ctypes.c_int32),
                 ("layers", _Layer * 8), ("gamma_q", ctypes.c_int32 * 8), ("coupling_q", ctypes.c_int32),
-                ("adaptive", ctypes.c_int32), ("label_q", ctypes.c_int32), ("rounding", ctypes.c_int32),
+                ("adaptive", ctypes.c_int32), ("label_q", ctypes.c_int32), ("neutral_label_q", ctypes.c_int32),
+                ("rounding", ctypes.c_int32),
                 ("sigmoid_lut", ctypes.c_void_p), ("softplus", ctypes.c_int32),
                 ("arg_multiplier", ctypes.c_int32), ("arg_shift", ctypes.c_int32), ("theta_q", ctypes.c_int32),
                 ("lr_shift", ctypes.c_int32), ("gamma_shift", ctypes.c_int32), ("stochastic", ctypes.c_int32),
@@ -301,7 +303,8 @@ def _c_trainer(trainer: IntTrainer):
 
     t = _Trainer(n_layers=len(model.layers), n_classes=model.n_classes, n_inputs=model.arch["sizes"][0],
                  coupling_q=trainer.coupling_q, adaptive=int(trainer.collab_mode == "adaptive"),
-                 label_q=model.quant["label_q"], rounding=c_kernels.ROUNDING[model.rounding],
+                 label_q=model.quant["label_q"], neutral_label_q=model.quant["neutral_label_q"],
+                 rounding=c_kernels.ROUNDING[model.rounding],
                  sigmoid_lut=ptr("lut", trainer.lut), softplus=int(config.loss == "softplus"),
                  arg_multiplier=k.arg_multiplier, arg_shift=k.arg_shift, theta_q=k.theta_q,
                  lr_shift=config.lr_shift, gamma_shift=config.gamma_shift,
@@ -319,6 +322,12 @@ def _c_trainer(trainer: IntTrainer):
             normalized=ptr(f"n{i}", np.zeros(2 * layer.weight.shape[1], np.int8)),
             output=ptr(f"o{i}", np.zeros(2 * layer.weight.shape[0], np.int8)))
     return t, keep
+
+
+def test_the_compiled_sigmoid_table_is_the_runtimes(lib):
+    """The board's table (lib/sigmoid_table.c, written once from sigmoid_table()) has the same 256 entries."""
+    table = np.ctypeslib.as_array((ctypes.c_int16 * 256).in_dll(lib, "ef_sigmoid_q15"))
+    assert np.array_equal(table, sigmoid_table())
 
 
 @pytest.mark.parametrize("loss, collab, rounding", [("symba", "adaptive", "stochastic"),

@@ -114,9 +114,10 @@ class IntTrainer:
         config.check()
         self.model, self.config, self.step_count = model, config, step
         self.n_layers = len(model.layers)
-        if masters is None:
+        if masters is None:   # bias masters saturate to the bias's type, as every update does
             masters = [(l.weight.astype(np.int16) << MASTER_FRAC_BITS,
-                        l.bias.astype(np.int64) << MASTER_FRAC_BITS) for l in model.layers]
+                        np.clip(l.bias.astype(np.int64) << MASTER_FRAC_BITS, np.iinfo(l.bias.dtype).min,
+                                np.iinfo(l.bias.dtype).max)) for l in model.layers]
         self.weight_masters = [m.astype(np.int16) for m, _ in masters]
         self.bias_masters = [b.astype(np.int64) for _, b in masters]
         self.gamma_q = np.asarray(model.gamma_q, np.int64)

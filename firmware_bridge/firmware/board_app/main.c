@@ -1,21 +1,48 @@
 /* The board firmware: bytes from the UART (received by interrupt; the core sleeps in WFI between them)
- * through the frame decoder, one reply frame for each frame (protocol/board_protocol.c). */
+ * through the frame decoder, one reply frame for each frame (protocol/board_protocol.c). The model lives
+ * in RAM; checkpoints go to a storage area in flash (on QEMU's mps2-an386 that memory is writable RAM, so
+ * checkpoints survive a RESET's reboot but not the emulator's exit; a real board programs its flash in
+ * storage_write). */
 #include "board_protocol.h"
 #include "uart.h"
 
 #define MAX_PAYLOAD 1024u
+#define IMAGE_CAPACITY (192u * 1024u)      /* the model with its master weights */
+#define SCRATCH_CAPACITY (8u * 1024u)      /* its working buffers and the staged sample */
+#define SLOT_BYTES (EF_CHECKPOINT_HEADER + IMAGE_CAPACITY)
+#define FLASH_BYTES (1024u * 1024u)
+#define CLOCK_MHZ 25u                      /* SysTick runs at the core clock */
+
+static uint8_t image[IMAGE_CAPACITY] __attribute__((aligned(8)));
+static uint8_t scratch[SCRATCH_CAPACITY] __attribute__((aligned(8)));
+__attribute__((section(".storage"))) static uint8_t storage[2 * SLOT_BYTES];
+
+static int storage_write(uint32_t offset, const uint8_t *data, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; ++i)
+        storage[offset + i] = data[i];
+    return 0;
+}
 
 int main(void)
 {
     static uint8_t received[EF_MAX_ENCODED(MAX_PAYLOAD)], reply[EF_MAX_ENCODED(MAX_PAYLOAD)];
-    static ef_board board = {"qemu-mps2-an386", "edgeff-fw 0.1", MAX_PAYLOAD, 256u * 1024u, 1024u * 1024u, 0, 0, 0};
+    static ef_board board = {.name = "qemu-mps2-an386", .firmware = "edgeff-fw 0.2", .max_payload = MAX_PAYLOAD,
+                             .flash_budget = FLASH_BYTES, .image = image, .image_capacity = IMAGE_CAPACITY,
+                             .scratch = scratch, .scratch_capacity = SCRATCH_CAPACITY, .storage = storage,
+                             .storage_slot_bytes = SLOT_BYTES, .storage_write = storage_write,
+                             .ticks = systick_ticks, .ticks_per_us = CLOCK_MHZ};
     ef_frame_decoder decoder;
     ef_frame frame;
     uart_init();
+    ef_board_boot(&board);
     ef_frame_decoder_init(&decoder, received, sizeof received);
     for (;;) {
         int status = ef_frame_feed(&decoder, uart_read_byte(), &frame);
-        if (status != EF_FRAME_NONE)
-            uart_write(reply, ef_board_reply(&board, status, &frame, reply));
+        if (status == EF_FRAME_NONE)
+            continue;
+        uart_write(reply, ef_board_reply(&board, status, &frame, reply));
+        if (board.reboot)
+            board_reboot();
     }
 }

@@ -118,8 +118,8 @@ typedef struct {
     int32_t gamma_q[EF_MAX_LAYERS];  /* collaboration strength, Q8 (0 for plain FF) */
     int32_t coupling_q;              /* A = 1/(L-1), Q8 */
     int32_t adaptive;                /* A-CFF: gamma learns */
-    int32_t label_q, rounding;
-    const int16_t *sigmoid_lut;      /* 256 entries, Q15 */
+    int32_t label_q, neutral_label_q, rounding;   /* label pixel values: one-hot, and one-pass's neutral */
+    const int16_t *sigmoid_lut;      /* 256 entries, Q15 (ef_sigmoid_q15) */
     int32_t softplus;                /* 0: SymBa, 1: softplus with threshold theta_q */
     int32_t arg_multiplier, arg_shift, theta_q;
     int32_t lr_shift, gamma_shift, stochastic;
@@ -127,10 +127,37 @@ typedef struct {
     int8_t *input;                   /* scratch (2, n_inputs): the + and - input */
 } ef_ff_trainer;
 
+#define EF_NEUTRAL_LABEL (-1)        /* ef_ff_input: every label pixel neutral (one-pass inference) */
+
+/* Row `row` (0 or 1) of t->input: the image's pixels - 128 with the label pixels one-hot for `label`. */
+void ef_ff_input(ef_ff_trainer *t, const uint8_t *image, int32_t label, int32_t row);
+/* Forward input row `row` through every layer (their scratch rows `row`); g[l]: layer l's goodness, Q.12. */
+void ef_ff_forward(ef_ff_trainer *t, int32_t row, int64_t *g);
+
 /* Trains on one image (n_inputs uint8 pixels) with its label and a wrong label; returns 1 when the
  * positive goodness exceeded the negative one before the update, else 0. Advances t->step. */
 int32_t ef_ff_train_step(ef_ff_trainer *t, const uint8_t *image, int32_t label, int32_t negative_label);
 /* The "random" negative label rule: a uniformly drawn wrong label */
 int32_t ef_random_negative_label(uint32_t seed, uint32_t step, int32_t label, int32_t n_classes);
+/* sigma(t / 16) for t = -128..127 in Q15: the table of edgeff.runtime.int_training.sigmoid_table() */
+extern const int16_t ef_sigmoid_q15[256];
+
+/* ---- ff_infer.c: inference on one image with the trainer's model and scratch (row 0); mirror of
+ * IntFFModel.label_scores / multi_pass_scores / head_logits and the "hard" negative label rule. */
+typedef struct {
+    int32_t d_in;                    /* the summed widths of the layers that feed the head */
+    uint32_t layer_mask;             /* bit l: layer l + 1 feeds the head, in layer order */
+    const int8_t *weight;            /* (n_classes, d_in) */
+    const int32_t *bias, *multiplier, *shift;   /* (n_classes) */
+    int8_t *input;                   /* scratch (d_in): the normalized activities of those layers */
+} ef_ff_head;
+
+/* scores[c]: the Q.12 goodness of the layers in layer_mask (bit l: layer l + 1) summed, for label c;
+ * returns the first label with the highest score. */
+int32_t ef_ff_multi_pass(ef_ff_trainer *t, const uint8_t *image, uint32_t layer_mask, int64_t *scores);
+/* The "hard" negative label rule: the wrong label whose goodness summed over all layers is highest. */
+int32_t ef_ff_hardest_negative_label(ef_ff_trainer *t, const uint8_t *image, int32_t label, int64_t *scores);
+/* One-pass: the head's int8 logits over the neutral-label pass; returns the first highest. */
+int32_t ef_ff_one_pass(ef_ff_trainer *t, const ef_ff_head *head, const uint8_t *image, int8_t *logits);
 
 #endif

@@ -12,32 +12,28 @@ int32_t ef_random_negative_label(uint32_t seed, uint32_t step, int32_t label, in
     return (int32_t)(((uint32_t)label + 1u + h % (uint32_t)(n_classes - 1)) % (uint32_t)n_classes);
 }
 
-/* the input of one pass: pixel - 128, the label pixels one-hot */
-static void labelled_input(const ef_ff_trainer *t, const uint8_t *image, int32_t label, int8_t *q)
+void ef_ff_input(ef_ff_trainer *t, const uint8_t *image, int32_t label, int32_t row)
 {
+    int8_t *q = t->input + (int64_t)row * t->n_inputs;
     for (int32_t k = 0; k < t->n_inputs; ++k)
         q[k] = (int8_t)(image[k] + INPUT_ZERO_POINT);
     for (int32_t c = 0; c < t->n_classes; ++c)
-        q[c] = (int8_t)(c == label ? t->label_q : INPUT_ZERO_POINT);
+        q[c] = (int8_t)(label == EF_NEUTRAL_LABEL ? t->neutral_label_q : c == label ? t->label_q : INPUT_ZERO_POINT);
 }
 
-/* forward both passes through every layer; g[l][r]: goodness of layer l, pass r, in Q.12 */
-static void forward(ef_ff_trainer *t, int64_t g[][2])
+void ef_ff_forward(ef_ff_trainer *t, int32_t row, int64_t *g)
 {
-    for (int r = 0; r < 2; ++r) {
-        const int8_t *a = t->input + (int64_t)r * t->n_inputs;
-        int32_t zp = INPUT_ZERO_POINT;
-        for (int32_t l = 0; l < t->n_layers; ++l) {
-            ef_ff_layer *L = &t->layers[l];
-            int8_t *n = L->normalized + (int64_t)r * L->d_in, *out = L->output + (int64_t)r * L->d_out;
-            int32_t raw;
-            ef_ff_layer_s8(a, 1, L->d_in, zp, L->weight, L->d_out, L->bias, L->multiplier, L->shift,
-                           L->out_zero_point, L->act_min, t->rounding, n, out, &raw);
-            g[l][r] = ef_multiply_by_quantized_multiplier(raw, L->goodness_multiplier, L->goodness_shift,
-                                                          t->rounding);
-            a = out;
-            zp = L->out_zero_point;
-        }
+    const int8_t *a = t->input + (int64_t)row * t->n_inputs;
+    int32_t zp = INPUT_ZERO_POINT;
+    for (int32_t l = 0; l < t->n_layers; ++l) {
+        ef_ff_layer *L = &t->layers[l];
+        int8_t *n = L->normalized + (int64_t)row * L->d_in, *out = L->output + (int64_t)row * L->d_out;
+        int32_t raw;
+        ef_ff_layer_s8(a, 1, L->d_in, zp, L->weight, L->d_out, L->bias, L->multiplier, L->shift, L->out_zero_point,
+                       L->act_min, t->rounding, n, out, &raw);
+        g[l] = ef_multiply_by_quantized_multiplier(raw, L->goodness_multiplier, L->goodness_shift, t->rounding);
+        a = out;
+        zp = L->out_zero_point;
     }
 }
 
@@ -80,21 +76,22 @@ static void update_layer(ef_ff_trainer *t, int32_t l, const int32_t coef[2])
 
 int32_t ef_ff_train_step(ef_ff_trainer *t, const uint8_t *image, int32_t label, int32_t negative_label)
 {
-    int64_t g[EF_MAX_LAYERS][2], total[2] = {0, 0};
-    labelled_input(t, image, label, t->input);
-    labelled_input(t, image, negative_label, t->input + t->n_inputs);
-    forward(t, g);
-    for (int32_t l = 0; l < t->n_layers; ++l)
-        for (int r = 0; r < 2; ++r)
-            total[r] += g[l][r];
+    int64_t g[2][EF_MAX_LAYERS], total[2] = {0, 0};
+    ef_ff_input(t, image, label, 0);
+    ef_ff_input(t, image, negative_label, 1);
+    for (int r = 0; r < 2; ++r) {
+        ef_ff_forward(t, r, g[r]);
+        for (int32_t l = 0; l < t->n_layers; ++l)
+            total[r] += g[r][l];
+    }
 
     int32_t coef[EF_MAX_LAYERS][2];
     int64_t others[EF_MAX_LAYERS][2];
     for (int32_t l = 0; l < t->n_layers; ++l) {
         int64_t gc[2];
         for (int r = 0; r < 2; ++r) {
-            others[l][r] = (total[r] - g[l][r]) * t->coupling_q;     /* Q.12 * Q8 */
-            gc[r] = g[l][r] + ef_round_shift(t->gamma_q[l] * others[l][r], 2 * GAMMA_FRAC_BITS, 0, 0);
+            others[l][r] = (total[r] - g[r][l]) * t->coupling_q;     /* Q.12 * Q8 */
+            gc[r] = g[r][l] + ef_round_shift(t->gamma_q[l] * others[l][r], 2 * GAMMA_FRAC_BITS, 0, 0);
         }
         if (t->softplus) {
             coef[l][0] = sigmoid(t, t->theta_q - gc[0]);

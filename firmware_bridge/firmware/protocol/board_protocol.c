@@ -1,15 +1,40 @@
+/* The board side of the serial protocol: each request's handler, as firmware_bridge/board.py's _on_* */
 #include "board_protocol.h"
 
-enum { HELLO = 0x01, METRICS = 0x09, LAST_REQUEST = 0x0D };
-enum { REPLY_INFO = 0x81, REPLY_METRICS = 0x84, REPLY_ERROR = 0xE0, REPLY_NAK = 0xE1 };
-enum { UNKNOWN_TYPE = 1, BAD_LENGTH = 2, BAD_STATE = 3, VERSION = 4 };
+enum { HELLO = 0x01, LOAD_BEGIN, LOAD_CHUNK, LOAD_END, CONFIGURE, STAGE, TRAIN, INFER, METRICS, READ, CHECKPOINT,
+       RESTORE, RESET, LAST_REQUEST = RESET };
+enum { REPLY_OK = 0x80, REPLY_INFO, REPLY_TRAINED, REPLY_SCORES, REPLY_METRICS, REPLY_DATA, REPLY_ERROR = 0xE0,
+       REPLY_NAK = 0xE1 };
+enum { UNKNOWN_TYPE = 1, BAD_LENGTH, BAD_STATE, VERSION, NO_MEMORY, BAD_MODEL, SEQUENCE, BAD_SAMPLE, BAD_RANGE,
+       STORAGE };
 #define NAK_SEQ 0xFFFFu
 #define INFO_BYTES 71u
 #define TEXT_FIELD 16u
 #define METRICS_BYTES 36u
+#define DATA_HEADER 8u
+#define NO_NEGATIVE 0xFFu
+#define CHECKPOINT_MAGIC 0x43464645u       /* "EFFC" */
+#define CHECKPOINT_CRC_AT 52u              /* the slot's CRC covers the bytes before it and the image */
 
-/* payload lengths of the fixed-size requests, by type (-1: chunked, at least 5 bytes) */
-static const int16_t request_bytes[LAST_REQUEST + 1] = {0, 2, 8, -1, 0, 28, -1, 8, 4, 0, 6, 0, 0, 0};
+/* payload lengths of the fixed-size requests, by type (-1: chunked, an offset and at least one byte) */
+static const int16_t request_bytes[LAST_REQUEST + 1] = {0, 2, 8, -1, 0, EF_CONFIGURE_BYTES, -1, 8, 4, 0, 6, 0, 0, 0};
+
+/* A reply: its type and payload, or an error (code, detail, message). */
+typedef struct {
+    uint8_t type;
+    uint8_t payload[EF_MAX_PAYLOAD];
+    uint32_t length;
+    const uint8_t *data;                   /* DATA: bytes after the payload (inside the image) */
+    uint32_t data_length;
+    uint8_t error;
+    uint32_t detail;
+    const char *message;
+} reply;
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
 
 static void put_u16(uint8_t *p, uint32_t v)
 {
@@ -32,69 +57,462 @@ static void put_text(uint8_t *p, const char *s)
         p[i] = 0;
 }
 
-static uint32_t error(ef_board *board, uint16_t seq, uint8_t code, uint32_t detail, const char *message,
-                      uint8_t *out)
+static int refuse(reply *r, uint8_t code, uint32_t detail, const char *message)
 {
-    ++board->errors_sent;
-    uint8_t payload[5 + 64];
-    uint32_t n = 5;
-    payload[0] = code;
-    put_u32(payload + 1, detail);
-    while (*message && n < sizeof payload)
-        payload[n++] = (uint8_t)*message++;
-    return ef_frame_encode(REPLY_ERROR, seq, payload, n, out);
+    r->error = code;
+    r->detail = detail;
+    r->message = message;
+    return 0;
 }
 
-static uint32_t info(ef_board *board, const ef_frame *f, uint8_t *out)
+static int ok(reply *r, uint32_t value)
 {
-    uint8_t host_min = f->payload[0], host_max = f->payload[1];
-    uint8_t version = host_max < EF_PROTOCOL_MAX_VERSION ? host_max : EF_PROTOCOL_MAX_VERSION;
-    uint8_t lowest = host_min > EF_PROTOCOL_MIN_VERSION ? host_min : EF_PROTOCOL_MIN_VERSION;
+    r->type = REPLY_OK;
+    put_u32(r->payload, value);
+    r->length = 4;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ state */
+static void empty(ef_board *b)
+{
+    b->loaded = b->configured = b->trained_since_install = b->loading = 0;
+    b->run_id = b->applied = b->correct = b->checkpoint_applied = 0;
+    b->recent_n = b->recent_next = 0;
+    b->compute_us = 0;
+    b->compute_ticks_left = 0;
+    b->staged = 0;
+    b->image_bytes = b->image_crc = 0;
+}
+
+/* Installs the image in the image buffer (checked, masters added); training starts unconfigured. */
+static int install(ef_board *b, uint32_t length, reply *r)
+{
+    const char *why;
+    uint32_t detail;
+    int code = ef_image_check(b->image, length, b->image_capacity, b->scratch_capacity, &b->layout, &why, &detail);
+    if (code != EF_IMAGE_OK)
+        return refuse(r, (uint8_t)code, detail, why);
+    if (!(b->image[7] & 1u))
+        ef_image_add_masters(b->image, &b->layout);
+    ef_image_bind(b->image, &b->layout, b->scratch, &b->trainer, &b->head);
+    b->record = b->scratch + b->layout.scratch_bytes - (2u + (uint32_t)b->layout.sizes[0]);
+    b->loaded = 1;
+    b->configured = b->trained_since_install = 0;
+    b->run_id = b->applied = b->correct = b->checkpoint_applied = 0;
+    b->staged = 0;
+    b->image_bytes = b->layout.bytes;
+    b->image_crc = ef_crc32(0, b->image, b->image_bytes);
+    return 1;
+}
+
+/* Applies CONFIGURE's settings (checked) to the installed model; training restarts at sample 0. */
+static int configure(ef_board *b, const uint8_t *p, reply *r)
+{
+    uint32_t lr_shift = p[4], gamma_shift = p[5], loss = p[6], negatives = p[7], rounding = p[8];
+    int32_t multiplier = (int32_t)get_u32(p + 16), shift = (int32_t)get_u32(p + 20);
+    if (loss > 1 || negatives > 1 || rounding > 1)
+        return refuse(r, BAD_RANGE, 0, "loss, negatives or rounding code out of range");
+    if (!(multiplier == 0 || multiplier >= (1 << 30)) || shift < -31 || shift > 30)
+        return refuse(r, BAD_RANGE, 0, "sigmoid argument multiplier or shift out of range");
+    if (lr_shift < 4 || lr_shift > 40 || gamma_shift < 1 || gamma_shift > 60)
+        return refuse(r, BAD_RANGE, 0, "lr_shift must be 4..40 and gamma_shift 1..60");
+    ef_ff_trainer *t = &b->trainer;
+    t->lr_shift = (int32_t)lr_shift;
+    t->gamma_shift = (int32_t)gamma_shift;
+    t->softplus = (int32_t)loss;
+    t->stochastic = rounding == 0;
+    t->seed = get_u32(p + 12);
+    t->arg_multiplier = multiplier;
+    t->arg_shift = shift;
+    t->theta_q = (int32_t)get_u32(p + 24);
+    b->hard_negatives = negatives;
+    b->run_id = get_u32(p);
+    for (uint32_t i = 0; i < EF_CONFIGURE_BYTES; ++i)
+        b->configuration[i] = p[i];
+    b->configured = 1;
+    b->applied = b->correct = b->checkpoint_applied = 0;
+    b->recent_n = b->recent_next = 0;
+    return 1;
+}
+
+/* Storage slot i: magic, generation, applied, correct, configured, image bytes (u32 each), the CONFIGURE
+ * payload, the CRC of all that and the image, padding to EF_CHECKPOINT_HEADER, then the image. The slot of
+ * generation g is g % 2. */
+static const uint8_t *slot(const ef_board *b, uint32_t i) { return b->storage + i * b->storage_slot_bytes; }
+
+static int slot_valid(const ef_board *b, const uint8_t *s)
+{
+    uint32_t bytes = get_u32(s + 20);
+    if (get_u32(s) != CHECKPOINT_MAGIC || bytes > b->image_capacity
+        || bytes > b->storage_slot_bytes - EF_CHECKPOINT_HEADER)
+        return 0;
+    uint32_t crc = ef_crc32(ef_crc32(0, s, CHECKPOINT_CRC_AT), s + EF_CHECKPOINT_HEADER, bytes);
+    return crc == get_u32(s + CHECKPOINT_CRC_AT);
+}
+
+static reply current, unused;             /* the reply being made; one for errors no one is told of */
+
+void ef_board_boot(ef_board *b)
+{
+    empty(b);
+    b->generation = 0;
+    if (b->storage == 0)
+        return;
+    const uint8_t *best = 0;
+    for (uint32_t i = 0; i < 2; ++i) {
+        const uint8_t *s = slot(b, i);
+        if (slot_valid(b, s) && (best == 0 || get_u32(s + 4) > get_u32(best + 4)))
+            best = s;
+    }
+    if (best == 0)
+        return;
+    uint32_t bytes = get_u32(best + 20);
+    for (uint32_t i = 0; i < bytes; ++i)
+        b->image[i] = best[EF_CHECKPOINT_HEADER + i];
+    if (!install(b, bytes, &unused) || (get_u32(best + 16) && !configure(b, best + 24, &unused))) {
+        empty(b);                          /* a checkpoint this firmware cannot use: start empty */
+        return;
+    }
+    b->applied = b->checkpoint_applied = get_u32(best + 8);
+    b->correct = get_u32(best + 12);
+    b->generation = get_u32(best + 4);
+}
+
+/* Writes the state to the slot that does not hold the newest checkpoint: the image first, the header with
+ * its CRC last, so a write cut short leaves a slot that fails its CRC and the other one intact. */
+static int checkpoint(ef_board *b, reply *r)
+{
+    if (!b->loaded)
+        return refuse(r, BAD_STATE, 0, "no model loaded: nothing to checkpoint");
+    if (b->storage == 0)
+        return refuse(r, STORAGE, 0, "this board has no storage for checkpoints");
+    if (b->layout.bytes > b->storage_slot_bytes - EF_CHECKPOINT_HEADER)
+        return refuse(r, STORAGE, b->layout.bytes, "the storage slots are smaller than the model");
+    uint8_t h[EF_CHECKPOINT_HEADER] = {0};
+    uint32_t generation = b->generation + 1, target = generation % 2u * b->storage_slot_bytes;
+    put_u32(h, CHECKPOINT_MAGIC);
+    put_u32(h + 4, generation);
+    put_u32(h + 8, b->applied);
+    put_u32(h + 12, b->correct);
+    put_u32(h + 16, (uint32_t)b->configured);
+    put_u32(h + 20, b->layout.bytes);
+    for (uint32_t i = 0; i < EF_CONFIGURE_BYTES && b->configured; ++i)
+        h[24 + i] = b->configuration[i];
+    put_u32(h + CHECKPOINT_CRC_AT, ef_crc32(ef_crc32(0, h, CHECKPOINT_CRC_AT), b->image, b->layout.bytes));
+    if (b->storage_write(target + EF_CHECKPOINT_HEADER, b->image, b->layout.bytes) != 0
+        || b->storage_write(target, h, EF_CHECKPOINT_HEADER) != 0)
+        return refuse(r, STORAGE, 0, "checkpoint not written");
+    b->generation = generation;
+    b->checkpoint_applied = b->applied;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ requests */
+static int on_hello(ef_board *b, const uint8_t *p, reply *r)
+{
+    uint8_t version = p[1] < EF_PROTOCOL_MAX_VERSION ? p[1] : EF_PROTOCOL_MAX_VERSION;
+    uint8_t lowest = p[0] > EF_PROTOCOL_MIN_VERSION ? p[0] : EF_PROTOCOL_MIN_VERSION;
     if (version < lowest)
-        return error(board, f->seq, VERSION, EF_PROTOCOL_MIN_VERSION << 8 | EF_PROTOCOL_MAX_VERSION,
-                     "the board speaks protocol versions 1..1", out);
-    uint8_t p[INFO_BYTES] = {0};
-    p[0] = version;
-    p[1] = EF_PROTOCOL_MIN_VERSION;
-    p[2] = EF_PROTOCOL_MAX_VERSION;
-    put_u16(p + 3, board->max_payload);
-    put_u32(p + 5, board->sram_budget);
-    put_u32(p + 9, board->flash_budget);
-    put_u32(p + 13, board->sram_budget);          /* SRAM free: no model loaded */
-    p[17] = 1;                                    /* model format */
-    /* flags, run id, samples applied, at checkpoint, image bytes and CRC: all 0 without a model */
-    put_text(p + 39, board->name);
-    put_text(p + 55, board->firmware);
-    return ef_frame_encode(REPLY_INFO, f->seq, p, INFO_BYTES, out);
+        return refuse(r, VERSION, EF_PROTOCOL_MIN_VERSION << 8 | EF_PROTOCOL_MAX_VERSION,
+                      "the board speaks protocol versions 1..1");
+    uint8_t *o = r->payload;
+    uint32_t budget = b->image_capacity + b->scratch_capacity;
+    o[0] = version;
+    o[1] = EF_PROTOCOL_MIN_VERSION;
+    o[2] = EF_PROTOCOL_MAX_VERSION;
+    put_u16(o + 3, b->max_payload);
+    put_u32(o + 5, budget);
+    put_u32(o + 9, b->flash_budget);
+    put_u32(o + 13, budget - (b->loaded ? b->layout.bytes + b->layout.scratch_bytes : 0u));
+    o[17] = 1;                             /* model format */
+    o[18] = (uint8_t)(b->loaded | b->configured << 1);
+    put_u32(o + 19, b->run_id);
+    put_u32(o + 23, b->applied);
+    put_u32(o + 27, b->checkpoint_applied);
+    put_u32(o + 31, b->loaded ? b->image_bytes : 0u);
+    put_u32(o + 35, b->loaded ? b->image_crc : 0u);
+    put_text(o + 39, b->name);
+    put_text(o + 55, b->firmware);
+    r->type = REPLY_INFO;
+    r->length = INFO_BYTES;
+    return 0;
 }
 
-/* applied, goodness correct, recent correct, recent n, compute us (u64): all 0 without training; then
- * the link counters */
-static uint32_t metrics(const ef_board *board, const ef_frame *f, uint8_t *out)
+static int on_load_begin(ef_board *b, const uint8_t *p, reply *r)
 {
-    uint8_t p[METRICS_BYTES] = {0};
-    put_u32(p + 24, board->frames_ok);
-    put_u32(p + 28, board->frames_bad);
-    put_u32(p + 32, board->errors_sent);
-    return ef_frame_encode(REPLY_METRICS, f->seq, p, METRICS_BYTES, out);
+    uint32_t total = get_u32(p), crc = get_u32(p + 4);
+    if (total > b->image_capacity)
+        return refuse(r, NO_MEMORY, total, "the model cannot fit this board's RAM");
+    if (!b->loading || b->load_bytes != total || b->load_crc != crc) {
+        b->loading = 1;
+        b->load_bytes = total;
+        b->load_crc = crc;
+        b->received = 0;
+    }
+    return ok(r, total);
 }
 
-uint32_t ef_board_reply(ef_board *board, int status, const ef_frame *f, uint8_t *out)
+/* Chunks are written into the model's own buffer: from the first one on, the board holds no model. */
+static int on_load_chunk(ef_board *b, const uint8_t *p, uint32_t n, reply *r)
 {
+    if (!b->loading)
+        return refuse(r, BAD_STATE, 0, "LOAD_CHUNK without LOAD_BEGIN");
+    uint32_t offset = get_u32(p);
+    n -= 4;
+    if (offset > b->received || offset + n > b->load_bytes || offset + n < offset)
+        return refuse(r, BAD_RANGE, b->received, "chunk outside the bytes received so far or the image");
+    b->loaded = b->configured = 0;
+    for (uint32_t i = 0; i < n; ++i)
+        b->image[offset + i] = p[4 + i];
+    if (offset + n > b->received)
+        b->received = offset + n;
+    return ok(r, b->received);
+}
+
+static int on_load_end(ef_board *b, reply *r)
+{
+    if (!b->loading) {                     /* a repeated LOAD_END after success: answered as before */
+        if (b->loaded)
+            return ok(r, b->image_bytes);
+        return refuse(r, BAD_STATE, 0, "LOAD_END without LOAD_BEGIN");
+    }
+    b->loading = 0;
+    if (b->received != b->load_bytes || ef_crc32(0, b->image, b->load_bytes) != b->load_crc) {
+        ef_board_boot(b);                  /* back to the last checkpoint */
+        return refuse(r, BAD_MODEL, 0, "image incomplete or its CRC differs; load it again");
+    }
+    if (!install(b, b->load_bytes, r)) {
+        reply keep = *r;
+        ef_board_boot(b);
+        *r = keep;
+        return 0;
+    }
+    if (b->storage && !checkpoint(b, r))
+        return 0;
+    return ok(r, b->load_bytes);
+}
+
+static int on_configure(ef_board *b, const uint8_t *p, reply *r)
+{
+    if (!b->loaded)
+        return refuse(r, BAD_STATE, 0, "no model loaded");
+    int same = b->configured;
+    for (uint32_t i = 0; i < EF_CONFIGURE_BYTES && same; ++i)
+        same = b->configuration[i] == p[i];
+    if (same)
+        return ok(r, b->applied);          /* a repeat: training continues where it is */
+    if (b->trained_since_install)
+        return refuse(r, BAD_STATE, b->applied, "samples were applied since the model was loaded; load it "
+                                                "again to start another run");
+    if (!configure(b, p, r))
+        return 0;
+    if (b->storage && !checkpoint(b, r))
+        return 0;
+    return ok(r, 0);
+}
+
+static uint32_t record_bytes(const ef_board *b) { return 2u + (uint32_t)b->layout.sizes[0]; }
+
+static int on_stage(ef_board *b, const uint8_t *p, uint32_t n, reply *r)
+{
+    if (!b->loaded)
+        return refuse(r, BAD_STATE, 0, "no model loaded");
+    uint32_t offset = get_u32(p), size = record_bytes(b);
+    n -= 4;
+    if (offset > b->staged || offset + n > size || offset + n < offset)
+        return refuse(r, BAD_RANGE, b->staged, "stage outside the bytes staged so far or the record");
+    if (offset == 0) {
+        for (uint32_t i = 0; i < size; ++i)
+            b->record[i] = 0;
+        b->staged = 0;
+    }
+    for (uint32_t i = 0; i < n; ++i)
+        b->record[offset + i] = p[4 + i];
+    if (offset + n > b->staged)
+        b->staged = offset + n;
+    return ok(r, b->staged);
+}
+
+/* the staged record, checked against the CRC the host sent */
+static int staged_record(ef_board *b, uint32_t crc, reply *r)
+{
+    uint32_t size = record_bytes(b);
+    if (b->staged != size || ef_crc32(0, b->record, size) != crc)
+        return refuse(r, BAD_SAMPLE, b->staged, "staged sample incomplete or its CRC differs; stage it again");
+    uint8_t label = b->record[0], negative = b->record[1];
+    if (label >= b->layout.n_classes || (negative != NO_NEGATIVE && negative >= b->layout.n_classes))
+        return refuse(r, BAD_SAMPLE, 0, "a label of the sample is outside the model's classes");
+    return 1;
+}
+
+static int on_train(ef_board *b, const uint8_t *p, reply *r)
+{
+    if (!b->loaded || !b->configured)
+        return refuse(r, BAD_STATE, 0, "no model loaded and configured");
+    uint32_t index = get_u32(p);
+    r->type = REPLY_TRAINED;
+    r->length = 6;
+    if (index < b->applied) {              /* already applied: not again */
+        put_u32(r->payload, b->applied);
+        r->payload[4] = 0;
+        r->payload[5] = 1;
+        return 0;
+    }
+    if (index > b->applied)
+        return refuse(r, SEQUENCE, b->applied, "a sample ahead of the ones applied");
+    if (!staged_record(b, get_u32(p + 4), r))
+        return 0;
+    ef_ff_trainer *t = &b->trainer;
+    const uint8_t *image = b->record + 2;
+    int32_t label = b->record[0], negative = b->record[1];
+    int64_t scores[256];
+    uint32_t start = b->ticks();
+    if (negative == NO_NEGATIVE)
+        negative = b->hard_negatives ? ef_ff_hardest_negative_label(t, image, label, scores)
+                                     : ef_random_negative_label(t->seed, t->step, label, t->n_classes);
+    int32_t correct = ef_ff_train_step(t, image, label, negative);
+    uint32_t elapsed = b->ticks() - start + b->compute_ticks_left;   /* 32-bit division only */
+    b->compute_us += elapsed / b->ticks_per_us;
+    b->compute_ticks_left = elapsed % b->ticks_per_us;
+    ef_image_store_state(b->image, &b->layout, t);
+    b->trained_since_install = 1;
+    b->applied += 1;
+    b->correct += (uint32_t)correct;
+    b->recent[b->recent_next] = (uint8_t)correct;
+    b->recent_next = (b->recent_next + 1) % EF_RECENT;
+    if (b->recent_n < EF_RECENT)
+        b->recent_n += 1;
+    put_u32(r->payload, b->applied);
+    r->payload[4] = (uint8_t)correct;
+    r->payload[5] = 0;
+    return 0;
+}
+
+static int on_infer(ef_board *b, const uint8_t *p, reply *r)
+{
+    if (!b->loaded)
+        return refuse(r, BAD_STATE, 0, "no model loaded");
+    if (!staged_record(b, get_u32(p), r))
+        return 0;
+    int64_t scores[256];
+    int8_t logits[256];
+    const uint8_t *image = b->record + 2;
+    int32_t n = b->layout.n_classes;
+    r->payload[0] = (uint8_t)ef_ff_multi_pass(&b->trainer, image, b->layout.eval_mask, scores);
+    r->payload[1] = (uint8_t)ef_ff_one_pass(&b->trainer, &b->head, image, logits);
+    for (int32_t c = 0; c < n; ++c)
+        put_u32(r->payload + 2 + 4 * c, (uint32_t)(int32_t)(scores[c] > INT32_MAX ? INT32_MAX
+                                                            : scores[c] < INT32_MIN ? INT32_MIN : scores[c]));
+    r->type = REPLY_SCORES;
+    r->length = 2u + 4u * (uint32_t)n;
+    return 0;
+}
+
+static int on_metrics(ef_board *b, reply *r)
+{
+    uint8_t *o = r->payload;
+    uint32_t recent = 0;
+    for (uint32_t i = 0; i < b->recent_n; ++i)
+        recent += b->recent[i];
+    uint64_t us = b->compute_us;
+    put_u32(o, b->applied);
+    put_u32(o + 4, b->correct);
+    put_u32(o + 8, recent);
+    put_u32(o + 12, b->recent_n);
+    put_u32(o + 16, (uint32_t)us);
+    put_u32(o + 20, (uint32_t)(us >> 32));
+    put_u32(o + 24, b->frames_ok);
+    put_u32(o + 28, b->frames_bad);
+    put_u32(o + 32, b->errors_sent);
+    r->type = REPLY_METRICS;
+    r->length = METRICS_BYTES;
+    return 0;
+}
+
+static int on_read(ef_board *b, const uint8_t *p, reply *r)
+{
+    if (!b->loaded)
+        return refuse(r, BAD_STATE, 0, "no model loaded");
+    uint32_t offset = get_u32(p), length = (uint32_t)p[4] | (uint32_t)p[5] << 8, bytes = b->layout.bytes;
+    if (offset > bytes || length > b->max_payload - DATA_HEADER)
+        return refuse(r, BAD_RANGE, bytes, "read outside the image or longer than a frame");
+    put_u32(r->payload, offset);
+    put_u32(r->payload + 4, bytes);
+    r->type = REPLY_DATA;
+    r->length = DATA_HEADER;
+    r->data = b->image + offset;
+    r->data_length = length < bytes - offset ? length : bytes - offset;
+    return 0;
+}
+
+static void dispatch(ef_board *b, const ef_frame *f, reply *r)
+{
+    const uint8_t *p = f->payload;
+    switch (f->type) {
+    case HELLO: on_hello(b, p, r); break;
+    case LOAD_BEGIN: on_load_begin(b, p, r); break;
+    case LOAD_CHUNK: on_load_chunk(b, p, f->payload_length, r); break;
+    case LOAD_END: on_load_end(b, r); break;
+    case CONFIGURE: on_configure(b, p, r); break;
+    case STAGE: on_stage(b, p, f->payload_length, r); break;
+    case TRAIN: on_train(b, p, r); break;
+    case INFER: on_infer(b, p, r); break;
+    case METRICS: on_metrics(b, r); break;
+    case READ: on_read(b, p, r); break;
+    case CHECKPOINT:
+        if (checkpoint(b, r))
+            ok(r, b->applied);
+        break;
+    case RESTORE:                          /* back to the last checkpoint; the link and its counters stay */
+        ef_board_boot(b);
+        ok(r, b->applied);
+        break;
+    default:                               /* RESET: the counters go, the checkpoint comes back, then a reboot */
+        b->frames_ok = b->frames_bad = b->errors_sent = 0;
+        ef_board_boot(b);
+        ok(r, b->applied);
+        b->reboot = 1;
+        break;
+    }
+}
+
+static uint32_t encode(ef_board *b, uint16_t seq, reply *r, uint8_t *out)
+{
+    if (r->error) {
+        ++b->errors_sent;
+        uint32_t n = 5, room = b->max_payload;
+        r->payload[0] = r->error;
+        put_u32(r->payload + 1, r->detail);
+        for (const char *m = r->message; *m && n < room; ++m)
+            r->payload[n++] = (uint8_t)*m;
+        return ef_frame_encode(REPLY_ERROR, seq, r->payload, n, out);
+    }
+    if (r->data_length) {                  /* DATA: the header and the image bytes in one frame */
+        for (uint32_t i = 0; i < r->data_length; ++i)
+            r->payload[r->length + i] = r->data[i];
+        r->length += r->data_length;
+    }
+    return ef_frame_encode(r->type, seq, r->payload, r->length, out);
+}
+
+uint32_t ef_board_reply(ef_board *b, int status, const ef_frame *f, uint8_t *out)
+{
+    reply *r = &current;
+    r->error = 0;
+    r->data_length = 0;
     if (status != EF_FRAME_OK) {
         uint8_t reason = (uint8_t)(status - 1);   /* EF_FRAME_BAD_COBS.. are the NAK reasons + 1 */
-        ++board->frames_bad;
+        ++b->frames_bad;
         return ef_frame_encode(REPLY_NAK, NAK_SEQ, &reason, 1, out);
     }
-    ++board->frames_ok;
+    ++b->frames_ok;
     if (f->type < HELLO || f->type > LAST_REQUEST)
-        return error(board, f->seq, UNKNOWN_TYPE, f->type, "unknown request type", out);
-    int16_t expected = request_bytes[f->type];
-    if (expected >= 0 ? f->payload_length != (uint32_t)expected : f->payload_length < 5u)
-        return error(board, f->seq, BAD_LENGTH, f->payload_length, "wrong payload length for this request", out);
-    if (f->type == HELLO)
-        return info(board, f, out);
-    if (f->type == METRICS)
-        return metrics(board, f, out);
-    return error(board, f->seq, BAD_STATE, 0, "this firmware build answers HELLO and METRICS only", out);
+        refuse(r, UNKNOWN_TYPE, f->type, "unknown request type");
+    else if (request_bytes[f->type] >= 0 ? f->payload_length != (uint32_t)request_bytes[f->type]
+                                         : f->payload_length < 5u)
+        refuse(r, BAD_LENGTH, f->payload_length, "wrong payload length for this request");
+    else
+        dispatch(b, f, r);
+    return encode(b, f->seq, r, out);
 }

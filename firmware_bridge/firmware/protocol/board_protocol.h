@@ -1,26 +1,64 @@
 /* The board side of the serial protocol (firmware_bridge/PROTOCOL.md): one reply frame for every frame
- * received. This first version answers HELLO with INFO (no model loaded), METRICS with its counters, bad
- * frames with NAK, unknown types with UNKNOWN_TYPE, wrong payload lengths with BAD_LENGTH, and every other
- * request with BAD_STATE: loading, training and inference over the link are not in the firmware yet. */
+ * received, exactly as the virtual board (firmware_bridge/board.py, the executable specification) answers.
+ *
+ * The model lives in the application's image buffer as a board image (board_image.h) and is trained in
+ * place; its working buffers and the staged sample record are carved from the scratch buffer. Checkpoints
+ * go to two slots of non-volatile storage in turn, each with a CRC, so a write cut short leaves the other
+ * slot to boot from. No malloc, no float. */
 #ifndef EDGEFF_BOARD_PROTOCOL_H
 #define EDGEFF_BOARD_PROTOCOL_H
 
 #include <stdint.h>
 
+#include "board_image.h"
 #include "framing.h"
 
 #define EF_PROTOCOL_MIN_VERSION 1
 #define EF_PROTOCOL_MAX_VERSION 1
+#define EF_CONFIGURE_BYTES 28u
+#define EF_RECENT 100u                     /* window of the running goodness accuracy (METRICS) */
+#define EF_CHECKPOINT_HEADER 64u           /* bytes before the image in a storage slot */
+#define EF_MAX_PAYLOAD 4096u               /* the largest max_payload a board may state */
 
 typedef struct {
-    const char *name, *firmware;      /* at most 16 bytes each are sent */
-    uint16_t max_payload;
-    uint32_t sram_budget, flash_budget;
-    uint32_t frames_ok, frames_bad, errors_sent;   /* link counters, reported by METRICS */
+    /* ---- set by the application */
+    const char *name, *firmware;           /* at most 16 bytes each are sent */
+    uint16_t max_payload;                  /* at most EF_MAX_PAYLOAD */
+    uint32_t flash_budget;                 /* reported in INFO */
+    uint8_t *image;                        /* the model, 8-byte aligned */
+    uint32_t image_capacity;
+    uint8_t *scratch;
+    uint32_t scratch_capacity;
+    const uint8_t *storage;                /* two slots of storage_slot_bytes; NULL: no checkpoints */
+    uint32_t storage_slot_bytes;
+    int (*storage_write)(uint32_t offset, const uint8_t *data, uint32_t n);   /* 0 when written */
+    uint32_t (*ticks)(void);               /* a free-running counter, ticks_per_us per microsecond */
+    uint32_t ticks_per_us;
+    /* ---- link counters (METRICS) */
+    uint32_t frames_ok, frames_bad, errors_sent;
+    /* ---- the model and its training: board_protocol.c's own */
+    int loaded, configured, trained_since_install, loading, reboot;
+    uint32_t load_bytes, load_crc, received;
+    uint32_t image_bytes, image_crc;       /* of the image as installed (LOAD_END or checkpoint) */
+    ef_image_layout layout;
+    ef_ff_trainer trainer;
+    ef_ff_head head;
+    uint8_t configuration[EF_CONFIGURE_BYTES];
+    uint32_t run_id, hard_negatives;
+    uint32_t applied, correct, checkpoint_applied, generation;
+    uint8_t recent[EF_RECENT];
+    uint32_t recent_n, recent_next;
+    uint64_t compute_us;                   /* time spent in training steps, and the ticks short of a us */
+    uint32_t compute_ticks_left;
+    uint8_t *record;                       /* the staged sample record: label, negative label, image */
+    uint32_t staged;
 } ef_board;
 
-/* The encoded reply to what the decoder returned (status, frame) into out (ef_max_encoded_size of the
- * board's max payload); returns its length and counts the frame. */
+/* Power-on (and RESTORE): training state in RAM is dropped and the newest valid checkpoint restored. */
+void ef_board_boot(ef_board *board);
+/* The encoded reply to what the decoder returned (status, frame) into out (EF_MAX_ENCODED of the board's
+ * max payload); returns its length and counts the frame. After RESET's reply board->reboot is set: the
+ * application sends the reply, then reboots. */
 uint32_t ef_board_reply(ef_board *board, int status, const ef_frame *frame, uint8_t *out);
 
 #endif

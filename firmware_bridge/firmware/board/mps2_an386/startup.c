@@ -29,6 +29,16 @@ void board_exit(void)
         __asm__ volatile("wfi");
 }
 
+/* A system reset (SCB AIRCR SYSRESETREQ): RAM is initialized again, the storage area is kept. */
+void board_reboot(void)
+{
+    __asm__ volatile("dsb" ::: "memory");
+    *(volatile uint32_t *)0xE000ED0Cu = 0x05FA0004u;
+    __asm__ volatile("dsb" ::: "memory");
+    for (;;)
+        ;
+}
+
 static void fault_handler(void)
 {
     for (;;)

@@ -14,5 +14,6 @@ void uart_put_u32(uint32_t v);
 uint8_t uart_read_byte(void);
 uint32_t systick_ticks(void);   /* SysTick wraps (24 bits) since uart_init, at the core clock */
 void board_exit(void);          /* startup.c: ends the emulation (semihosting) */
+void board_reboot(void);        /* startup.c: a system reset */
 
 #endif

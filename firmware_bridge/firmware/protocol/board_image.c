@@ -1,0 +1,261 @@
+/* The board image in place: check, add master weights, bind (board_image.h; the format is in
+ * firmware_bridge/board_image.py). */
+#include "board_image.h"
+
+#define MAGIC 0x42464645u            /* "EFFB" little-endian */
+#define MODEL_FORMAT 1u
+#define FIXED_BYTES 20u              /* magic .. step */
+#define LAYER_BYTES 16u              /* zero point, norm bits, 2 pad, goodness multiplier, shift, gamma */
+#define ALIGN 8u
+#define MAX_ARRAYS (EF_MAX_LAYERS * 6 + 4)
+#define FLAG_MASTERS 1u
+#define MASTER_FRAC_BITS 8
+
+static uint32_t get_u16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+static uint32_t get_u32(const uint8_t *p) { return get_u16(p) | get_u16(p + 2) << 16; }
+static int32_t get_i32(const uint8_t *p) { return (int32_t)get_u32(p); }
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; ++i)
+        p[i] = (uint8_t)(v >> 8 * i);
+}
+
+static uint32_t align(uint32_t n) { return (n + ALIGN - 1u) & ~(ALIGN - 1u); }
+
+/* Every array's offset and length, in image order (with or without masters); returns the image size. The
+ * offsets of each layer's arrays and the head's are also kept in the layout when `keep` is set. */
+static uint32_t arrays(ef_image_layout *layout, int masters, uint32_t *offset, uint32_t *length, int keep)
+{
+    uint32_t pos = align(layout->layer_header + LAYER_BYTES * (uint32_t)layout->n_layers), n = 0;
+    for (int32_t l = 0; l <= layout->n_layers; ++l) {
+        int head = l == layout->n_layers;
+        uint32_t d_out = (uint32_t)(head ? layout->n_classes : layout->sizes[l + 1]);
+        uint32_t d_in = (uint32_t)(head ? layout->d_head : layout->sizes[l]);
+        uint32_t sizes[6] = {d_out * d_in, 4u * d_out, 4u * d_out, 4u * d_out, 2u * d_out * d_in, 4u * d_out};
+        uint32_t count = head || !masters ? 4u : 6u, at[6] = {0};
+        for (uint32_t a = 0; a < count; ++a, ++n) {
+            offset[n] = at[a] = pos;
+            length[n] = sizes[a];
+            pos = align(pos + sizes[a]);
+        }
+        if (keep && head) {
+            layout->head_weight = at[0];
+            layout->head_bias = at[1];
+            layout->head_multiplier = at[2];
+            layout->head_shift = at[3];
+        } else if (keep) {
+            layout->layers[l] = (ef_image_layer){at[0], at[1], at[2], at[3], at[4], at[5]};
+        }
+    }
+    return pos;
+}
+
+static int requantization_valid(const uint8_t *multiplier, const uint8_t *shift, int32_t n)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        int32_t m = get_i32(multiplier + 4 * i), s = get_i32(shift + 4 * i);
+        if ((m != 0 && m < (1 << 30)) || s < -31 || s > 30)
+            return 0;
+    }
+    return 1;
+}
+
+static int32_t weight_from_master(int32_t master)
+{
+    int32_t w = ef_rounding_divide_by_pot(master, MASTER_FRAC_BITS);
+    return w > 127 ? 127 : w < -127 ? -127 : w;
+}
+
+static int fail(const char **why, const char *message)
+{
+    *why = message;
+    return EF_IMAGE_BAD_MODEL;
+}
+
+int ef_image_check(const uint8_t *image, uint32_t length, uint32_t image_capacity, uint32_t scratch_capacity,
+                   ef_image_layout *layout, const char **why, uint32_t *detail)
+{
+    *detail = 0;
+    if (length < FIXED_BYTES || get_u32(image) != MAGIC)
+        return fail(why, "not a board image (no 'EFFB' magic)");
+    if (image[4] != MODEL_FORMAT)
+        return fail(why, "board image format is not 1");
+    int32_t n = image[5], n_classes = image[6];
+    uint8_t flags = image[7];
+    if (n < 1 || n > EF_MAX_LAYERS || n_classes < 2 || (flags >> 1 & 3u) > 2u || flags >> 4)
+        return fail(why, "board image header is invalid (layers, classes or flags)");
+    layout->n_layers = n;
+    layout->n_classes = n_classes;
+    layout->flags = flags;
+    layout->eval_mask = image[11];
+    layout->head_mask = image[12];
+    layout->layer_header = (FIXED_BYTES + 2u * (uint32_t)(n + 1) + 3u) & ~3u;
+    if (length < align(layout->layer_header + LAYER_BYTES * (uint32_t)n))
+        return fail(why, "board image is truncated inside its header");
+    for (int32_t i = 0; i <= n; ++i)
+        layout->sizes[i] = (int32_t)get_u16(image + FIXED_BYTES + 2 * i);
+    layout->d_head = 0;
+    for (int32_t l = 0; l < n; ++l)
+        if (layout->head_mask >> l & 1u)
+            layout->d_head += layout->sizes[l + 1];
+    for (int32_t i = 0; i <= n; ++i)
+        if (layout->sizes[i] == 0)
+            return fail(why, "board image header is invalid (a layer of 0 units)");
+    if (layout->head_mask == 0 || (layout->head_mask | layout->eval_mask) >> n)
+        return fail(why, "board image header is invalid (evaluation or head layers)");
+    if (n_classes > layout->sizes[0])
+        return fail(why, "board image header is invalid (more classes than inputs)");
+    for (int32_t l = 0; l < n; ++l) {
+        uint8_t bits = image[layout->layer_header + LAYER_BYTES * (uint32_t)l + 1];
+        if (bits != 7 && bits != 15)
+            return fail(why, "board image header is invalid (norm bits must be 7 or 15)");
+        if (bits != 7)
+            return fail(why, "this firmware trains int8-normalized layers only (norm bits 7)");
+    }
+    uint32_t offset[MAX_ARRAYS], size[MAX_ARRAYS];
+    int masters = flags & FLAG_MASTERS;
+    uint32_t bytes = arrays(layout, masters, offset, size, 0);
+    if (bytes > length)
+        return fail(why, "board image is truncated inside its tensors");
+    if (bytes < length)
+        return fail(why, "board image has bytes after its last tensor");
+    layout->bytes = arrays(layout, 1, offset, size, masters);
+    if (!masters)
+        arrays(layout, 0, offset, size, 1);    /* check the image as it is; add_masters moves it */
+    for (int32_t l = 0; l < n; ++l) {
+        const uint8_t *h = image + layout->layer_header + LAYER_BYTES * (uint32_t)l;
+        const ef_image_layer *L = &layout->layers[l];
+        if (!requantization_valid(image + L->multiplier, image + L->shift, layout->sizes[l + 1])
+            || !requantization_valid(h + 4, h + 8, 1))
+            return fail(why, "a layer holds an invalid quantized multiplier or shift");
+        if (masters) {
+            const int8_t *w = (const int8_t *)(image + L->weight);
+            uint32_t count = (uint32_t)layout->sizes[l] * (uint32_t)layout->sizes[l + 1];
+            for (uint32_t k = 0; k < count; ++k)
+                if (w[k] != weight_from_master((int16_t)get_u16(image + L->weight_master + 2 * k)))
+                    return fail(why, "int8 weights are not the rounding of their master weights");
+        }
+    }
+    if (!requantization_valid(image + layout->head_multiplier, image + layout->head_shift, n_classes))
+        return fail(why, "the head holds an invalid quantized multiplier or shift");
+    if (!masters)
+        arrays(layout, 1, offset, size, 1);
+    uint32_t scratch = 2u * (uint32_t)layout->sizes[0];
+    for (int32_t l = 0; l < n; ++l)
+        scratch += 2u * (uint32_t)(layout->sizes[l] + layout->sizes[l + 1]);
+    layout->scratch_bytes = scratch + (uint32_t)layout->d_head + 2u + (uint32_t)layout->sizes[0];
+    if (layout->bytes > image_capacity || layout->scratch_bytes > scratch_capacity) {
+        *detail = layout->bytes + layout->scratch_bytes;
+        *why = "the model needs more RAM than this board has";
+        return EF_IMAGE_NO_MEMORY;
+    }
+    return EF_IMAGE_OK;
+}
+
+/* memmove for a destination at or after the source */
+static void move_up(uint8_t *dst, const uint8_t *src, uint32_t n)
+{
+    while (n--)
+        dst[n] = src[n];
+}
+
+void ef_image_add_masters(uint8_t *image, const ef_image_layout *checked)
+{
+    ef_image_layout layout = *checked;
+    uint32_t from[MAX_ARRAYS], to[MAX_ARRAYS], size[MAX_ARRAYS], unused[MAX_ARRAYS];
+    uint32_t count = 0;
+    arrays(&layout, 0, from, size, 0);
+    arrays(&layout, 1, to, unused, 0);
+    /* the arrays of the image without masters, by their index among the arrays with masters */
+    uint32_t source[MAX_ARRAYS], in_new[MAX_ARRAYS];
+    for (int32_t l = 0, k = 0; l <= layout.n_layers; ++l) {
+        uint32_t kept = 4, total = l == layout.n_layers ? 4u : 6u;
+        for (uint32_t a = 0; a < kept; ++a, ++count)
+            source[count] = from[count], in_new[count] = (uint32_t)k + a;
+        k += (int32_t)total;
+    }
+    for (uint32_t i = count; i-- > 0;) {      /* back to front: every array moves up */
+        uint32_t dst = to[in_new[i]];
+        move_up(image + dst, image + source[i], size[i]);
+        for (uint32_t p = dst + size[i]; p < align(dst + size[i]); ++p)
+            image[p] = 0;
+    }
+    for (int32_t l = 0; l < layout.n_layers; ++l) {
+        const ef_image_layer *L = &layout.layers[l];
+        uint32_t d_out = (uint32_t)layout.sizes[l + 1], count_w = (uint32_t)layout.sizes[l] * d_out;
+        const int8_t *w = (const int8_t *)(image + L->weight);
+        uint8_t *m = image + L->weight_master;
+        for (uint32_t k = 0; k < count_w; ++k) {
+            uint32_t v = (uint32_t)(int32_t)(w[k] * (1 << MASTER_FRAC_BITS));
+            m[2 * k] = (uint8_t)v;
+            m[2 * k + 1] = (uint8_t)(v >> 8);
+        }
+        for (uint32_t p = L->weight_master + 2u * count_w; p < align(L->weight_master + 2u * count_w); ++p)
+            image[p] = 0;
+        for (uint32_t j = 0; j < d_out; ++j) {
+            int64_t b = (int64_t)get_i32(image + L->bias + 4 * j) * (1 << MASTER_FRAC_BITS);
+            put_u32(image + L->bias_master + 4 * j, (uint32_t)(int32_t)(b > INT32_MAX ? INT32_MAX
+                                                                       : b < INT32_MIN ? INT32_MIN : b));
+        }
+        for (uint32_t p = L->bias_master + 4u * d_out; p < align(L->bias_master + 4u * d_out); ++p)
+            image[p] = 0;
+    }
+    image[7] |= FLAG_MASTERS;
+}
+
+void ef_image_bind(uint8_t *image, const ef_image_layout *layout, uint8_t *scratch, ef_ff_trainer *t,
+                   ef_ff_head *head)
+{
+    int32_t n = layout->n_layers;
+    t->n_layers = n;
+    t->n_classes = layout->n_classes;
+    t->n_inputs = layout->sizes[0];
+    t->label_q = (int8_t)image[9];
+    t->neutral_label_q = (int8_t)image[10];
+    t->rounding = image[7] >> 3 & 1u;
+    t->adaptive = (image[7] >> 1 & 3u) == 2u;
+    t->coupling_q = n > 1 ? (256 + (n - 1) / 2) / (n - 1) : 256;   /* round(2^8 / (L - 1)) */
+    t->sigmoid_lut = ef_sigmoid_q15;
+    t->step = ef_image_step(image);
+    t->input = (int8_t *)scratch;
+    scratch += 2 * t->n_inputs;
+    for (int32_t l = 0; l < n; ++l) {
+        const uint8_t *h = image + layout->layer_header + LAYER_BYTES * (uint32_t)l;
+        const ef_image_layer *A = &layout->layers[l];
+        ef_ff_layer *L = &t->layers[l];
+        L->d_in = layout->sizes[l];
+        L->d_out = layout->sizes[l + 1];
+        L->weight = (int8_t *)(image + A->weight);
+        L->weight_master = (int16_t *)(void *)(image + A->weight_master);
+        L->bias = (int32_t *)(void *)(image + A->bias);
+        L->bias_master = (int32_t *)(void *)(image + A->bias_master);
+        L->multiplier = (const int32_t *)(void *)(image + A->multiplier);
+        L->shift = (const int32_t *)(void *)(image + A->shift);
+        L->out_zero_point = (int8_t)h[0];
+        L->act_min = L->out_zero_point;     /* the fused ReLU: max(-128, zero point) */
+        L->goodness_multiplier = get_i32(h + 4);
+        L->goodness_shift = get_i32(h + 8);
+        t->gamma_q[l] = get_i32(h + 12);
+        L->normalized = (int8_t *)scratch;
+        scratch += 2 * L->d_in;
+        L->output = (int8_t *)scratch;
+        scratch += 2 * L->d_out;
+    }
+    head->d_in = layout->d_head;
+    head->layer_mask = layout->head_mask;
+    head->weight = (const int8_t *)(image + layout->head_weight);
+    head->bias = (const int32_t *)(void *)(image + layout->head_bias);
+    head->multiplier = (const int32_t *)(void *)(image + layout->head_multiplier);
+    head->shift = (const int32_t *)(void *)(image + layout->head_shift);
+    head->input = (int8_t *)scratch;
+}
+
+void ef_image_store_state(uint8_t *image, const ef_image_layout *layout, const ef_ff_trainer *t)
+{
+    put_u32(image + 16, t->step);
+    for (int32_t l = 0; l < layout->n_layers; ++l)
+        put_u32(image + layout->layer_header + LAYER_BYTES * (uint32_t)l + 12, (uint32_t)t->gamma_q[l]);
+}
+
+uint32_t ef_image_step(const uint8_t *image) { return get_u32(image + 16); }
