@@ -89,3 +89,17 @@ def int_model(request, float_model, tmp_path_factory):
                   "--norm-bits", request.param)
     assert res.returncode == 0, res.stderr
     return float_path, int_path, data
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory):
+    """A [144, 16, 8] int8 model on 12x12 images, small enough for heavy fault injection: (int8 path, data)."""
+    root = tmp_path_factory.mktemp("bridge")
+    data = write_dataset(root / "data", n_train=400, n_test=100, side=12)
+    cfg = root / "small.toml"
+    cfg.write_text(TINY_CONFIG.format(mode="none", epochs=2, negatives="random", sizes=[144, 16, 8]))
+    assert run_cli("train", cfg, "--data-dir", data, "--out", root / "run", "--quiet").returncode == 0
+    int_path = root / "small-int8.safetensors"
+    res = run_cli("quantize", root / "run/model.safetensors", "--out", int_path, "--data-dir", data)
+    assert res.returncode == 0, res.stderr
+    return int_path, data

@@ -38,24 +38,10 @@ from firmware_bridge.framing import (
     max_encoded_size,
 )
 from firmware_bridge.virtual_board import VirtualBoard
-from tests.conftest import TINY_CONFIG, run_cli, write_dataset
+from tests.conftest import run_cli
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 CONFIG = IntTrainingConfig(lr_shift=16, seed=3)
-
-
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory):
-    """A [144, 16, 8] int8 model on 12x12 images, small enough for heavy fault injection: (int8 path, data)."""
-    root = tmp_path_factory.mktemp("bridge")
-    data = write_dataset(root / "data", n_train=400, n_test=100, side=12)
-    cfg = root / "small.toml"
-    cfg.write_text(TINY_CONFIG.format(mode="none", epochs=2, negatives="random", sizes=[144, 16, 8]))
-    assert run_cli("train", cfg, "--data-dir", data, "--out", root / "run", "--quiet").returncode == 0
-    int_path = root / "small-int8.safetensors"
-    res = run_cli("quantize", root / "run/model.safetensors", "--out", int_path, "--data-dir", data)
-    assert res.returncode == 0, res.stderr
-    return int_path, data
 
 
 def _stream(data_dir, n=40, **kw):

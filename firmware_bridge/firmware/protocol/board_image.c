@@ -160,28 +160,32 @@ static void move_up(uint8_t *dst, const uint8_t *src, uint32_t n)
         dst[n] = src[n];
 }
 
-void ef_image_add_masters(uint8_t *image, const ef_image_layout *checked)
+static void zero(uint8_t *image, uint32_t from, uint32_t to)
+{
+    for (uint32_t p = from; p < to; ++p)
+        image[p] = 0;
+}
+
+void ef_image_normalize(uint8_t *image, const ef_image_layout *checked)
 {
     ef_image_layout layout = *checked;
-    uint32_t from[MAX_ARRAYS], to[MAX_ARRAYS], size[MAX_ARRAYS], unused[MAX_ARRAYS];
-    uint32_t count = 0;
-    arrays(&layout, 0, from, size, 0);
+    int masters = image[7] & FLAG_MASTERS;
+    uint32_t from[MAX_ARRAYS], to[MAX_ARRAYS], size[MAX_ARRAYS], unused[MAX_ARRAYS], kept[MAX_ARRAYS];
+    uint32_t count = 0, n_to = 0;
+    arrays(&layout, masters, from, size, 0);
     arrays(&layout, 1, to, unused, 0);
-    /* the arrays of the image without masters, by their index among the arrays with masters */
-    uint32_t source[MAX_ARRAYS], in_new[MAX_ARRAYS];
-    for (int32_t l = 0, k = 0; l <= layout.n_layers; ++l) {
-        uint32_t kept = 4, total = l == layout.n_layers ? 4u : 6u;
-        for (uint32_t a = 0; a < kept; ++a, ++count)
-            source[count] = from[count], in_new[count] = (uint32_t)k + a;
-        k += (int32_t)total;
+    for (int32_t l = 0; l <= layout.n_layers; ++l) {      /* where each array now in the image goes */
+        uint32_t all = l == layout.n_layers ? 4u : 6u, now = masters ? all : 4u;
+        for (uint32_t a = 0; a < now; ++a)
+            kept[count++] = n_to + a;
+        n_to += all;
     }
-    for (uint32_t i = count; i-- > 0;) {      /* back to front: every array moves up */
-        uint32_t dst = to[in_new[i]];
-        move_up(image + dst, image + source[i], size[i]);
-        for (uint32_t p = dst + size[i]; p < align(dst + size[i]); ++p)
-            image[p] = 0;
+    for (uint32_t i = count; i-- > 0;) {  /* back to front: every array stays or moves up */
+        uint32_t dst = to[kept[i]];
+        move_up(image + dst, image + from[i], size[i]);
+        zero(image, dst + size[i], align(dst + size[i]));
     }
-    for (int32_t l = 0; l < layout.n_layers; ++l) {
+    for (int32_t l = 0; l < layout.n_layers && !masters; ++l) {
         const ef_image_layer *L = &layout.layers[l];
         uint32_t d_out = (uint32_t)layout.sizes[l + 1], count_w = (uint32_t)layout.sizes[l] * d_out;
         const int8_t *w = (const int8_t *)(image + L->weight);
@@ -191,17 +195,21 @@ void ef_image_add_masters(uint8_t *image, const ef_image_layout *checked)
             m[2 * k] = (uint8_t)v;
             m[2 * k + 1] = (uint8_t)(v >> 8);
         }
-        for (uint32_t p = L->weight_master + 2u * count_w; p < align(L->weight_master + 2u * count_w); ++p)
-            image[p] = 0;
+        zero(image, L->weight_master + 2u * count_w, align(L->weight_master + 2u * count_w));
         for (uint32_t j = 0; j < d_out; ++j) {
             int64_t b = (int64_t)get_i32(image + L->bias + 4 * j) * (1 << MASTER_FRAC_BITS);
             put_u32(image + L->bias_master + 4 * j, (uint32_t)(int32_t)(b > INT32_MAX ? INT32_MAX
                                                                        : b < INT32_MIN ? INT32_MIN : b));
         }
-        for (uint32_t p = L->bias_master + 4u * d_out; p < align(L->bias_master + 4u * d_out); ++p)
-            image[p] = 0;
+        zero(image, L->bias_master + 4u * d_out, align(L->bias_master + 4u * d_out));
     }
     image[7] |= FLAG_MASTERS;
+    zero(image, 13, 16);                   /* the header's padding */
+    zero(image, FIXED_BYTES + 2u * (uint32_t)(layout.n_layers + 1), layout.layer_header);
+    uint32_t h = layout.layer_header;
+    for (int32_t l = 0; l < layout.n_layers; ++l, h += LAYER_BYTES)
+        zero(image, h + 2, h + 4);
+    zero(image, h, align(h));
 }
 
 void ef_image_bind(uint8_t *image, const ef_image_layout *layout, uint8_t *scratch, ef_ff_trainer *t,

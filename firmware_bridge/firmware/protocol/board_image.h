@@ -34,9 +34,10 @@ typedef struct {
  * over image_capacity or working buffers over scratch_capacity. */
 int ef_image_check(const uint8_t *image, uint32_t length, uint32_t image_capacity, uint32_t scratch_capacity,
                    ef_image_layout *layout, const char **why, uint32_t *detail);
-/* Inserts master weights (weight * 2^8, and the bias's, saturated to int32) into a checked image that has
- * none, in place: the buffer must hold layout->bytes. */
-void ef_image_add_masters(uint8_t *image, const ef_image_layout *layout);
+/* Makes a checked image, in place, exactly what board_image.pack_image writes for its model: master
+ * weights inserted when it has none (weight * 2^8, and the bias's saturated to int32, as the host's trainer
+ * starts them) and every padding byte zero. The buffer must hold layout->bytes. */
+void ef_image_normalize(uint8_t *image, const ef_image_layout *layout);
 /* Points a trainer (model part: weights, masters, requantization, gamma, label values, rounding) and a head
  * into the image, their working buffers into scratch. The training settings are the caller's. */
 void ef_image_bind(uint8_t *image, const ef_image_layout *layout, uint8_t *scratch, ef_ff_trainer *t,

@@ -93,8 +93,7 @@ static int install(ef_board *b, uint32_t length, reply *r)
     int code = ef_image_check(b->image, length, b->image_capacity, b->scratch_capacity, &b->layout, &why, &detail);
     if (code != EF_IMAGE_OK)
         return refuse(r, (uint8_t)code, detail, why);
-    if (!(b->image[7] & 1u))
-        ef_image_add_masters(b->image, &b->layout);
+    ef_image_normalize(b->image, &b->layout);
     ef_image_bind(b->image, &b->layout, b->scratch, &b->trainer, &b->head);
     b->record = b->scratch + b->layout.scratch_bytes - (2u + (uint32_t)b->layout.sizes[0]);
     b->loaded = 1;
