@@ -64,8 +64,8 @@ def material(small_model):
     too_many_classes[6] = 200               # more classes than the 144 inputs
     data = load_dataset(data_dir, val_size=100)
     return {"images": data.train.images[:20], "labels": data.train.labels[:20],
-            "images_ok": [plain, with_masters, bytes(padded)], "images_bad": [bytes(bad_multiplier), bytes(too_many_classes),
-                                                               plain[:-8], b"EFFB" + bytes(40)]}
+            "images_ok": [plain, with_masters, bytes(padded)],
+            "images_bad": [bytes(bad_multiplier), bytes(too_many_classes), plain[:-8], b"EFFB" + bytes(40)]}
 
 
 def _padding(image: bytes) -> list:
@@ -144,8 +144,8 @@ def _run(pair: Pair, material: dict, program: list):
             applied = 0
         elif op == "configure":
             config = IntTrainingConfig(lr_shift=(10, 12, 16)[a % 3], loss=("symba", "softplus")[b % 2],
-                                       negatives=("random", "hard")[a % 2], rounding=("stochastic", "nearest")[b % 3 % 2],
-                                       seed=b)
+                                       negatives=("random", "hard")[a % 2],
+                                       rounding=("stochastic", "nearest")[b % 3 % 2], seed=b)
             payload = configure_payload(config, 12, run_id=a)
             if b % 11 == 0:
                 payload = payload[:4] + bytes([3]) + payload[5:]        # lr_shift out of range

@@ -1,7 +1,8 @@
 """The firmware on an emulated Cortex-M4 (QEMU mps2-an386): the self-test build trains on compiled-in
 samples with the C library's training step and prints a CRC of every weight, master weight and bias,
 which must equal the NumPy runtime's after the same samples; the linker script's RAM budget refuses a
-model that does not fit."""
+model that does not fit; and the board firmware, trained over its UART by the host's driver, reads back
+the runtime's exact bits, infers as the runtime does and survives a reboot."""
 import json
 import re
 import shutil
@@ -19,9 +20,12 @@ from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig
 from firmware_bridge import emulator, selftest
 from firmware_bridge import messages as m
+from firmware_bridge.board_image import pack_image, unpack_image
+from firmware_bridge.board_training import configure_payload, run_id_of, train_on_board
 from firmware_bridge.driver import BoardError, BoardLink
 from firmware_bridge.framing import Frame, FrameDecoder, encode_frame
 from tests.conftest import run_cli
+from tests.test_serial_bridge import CONFIG, _reference_image, _stream
 
 pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
                                 reason="needs gcc-arm-none-eabi and qemu-system-arm")
@@ -127,3 +131,85 @@ def test_cli_reaches_the_emulated_board(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def _link(board, **kw):
+    return BoardLink(board.url, timeout=kw.pop("timeout", 1.0), **kw)
+
+
+@pytest.mark.parametrize("negatives, host_negatives", [("hard", False), ("random", True)])
+def test_emulated_board_trains_over_the_link_bit_identically(small_model, negatives, host_negatives):
+    """The board firmware in QEMU, trained over its UART by the host's own train_on_board: the image read
+    back after 60 samples (2 epochs) equals the NumPy runtime's after the same samples, byte for byte, and
+    the board's multi-pass scores and one-pass predictions equal the runtime's on the trained model."""
+    int_path, data_dir = small_model
+    config = IntTrainingConfig(lr_shift=16, seed=3, negatives=negatives, loss="softplus" if host_negatives else "symba")
+    stream, _ = _stream(data_dir, n=30, epochs=2, seed=1, host_negatives=host_negatives)
+    with emulator.EmulatedBoard() as board, _link(board) as link:
+        result = train_on_board(link, int_path, stream, config, checkpoint_every=25, quiet=True)
+        model = IntFFModel.from_tensors(*unpack_image(result["image"]))
+        images = stream.images[:5]
+        scores = model.multi_pass_scores(images)
+        one_pass = model.head_logits(images).argmax(axis=1)
+        for i, image in enumerate(images):
+            assert link.infer(image) == (scores[i].argmax(), one_pass[i], scores[i].tolist())
+    assert result["image"] == _reference_image(int_path, stream, config)
+    assert result["board_metrics"]["applied"] == 60 and result["board_compute_us_per_sample"] > 0
+
+
+def test_emulated_board_reboots_into_its_checkpoint_and_the_run_resumes(small_model):
+    """RESET reboots the emulated core (a system reset): RAM state and link counters are gone, the checkpoint
+    in flash comes back, and the host resumes the run from it to the same bits as an unbroken run."""
+    int_path, data_dir = small_model
+    stream, _ = _stream(data_dir, n=30, seed=4)
+    image = pack_image(*load_model(int_path))
+    run_id = run_id_of(image, CONFIG, 12, stream)
+    with emulator.EmulatedBoard() as board:
+        with _link(board) as link:
+            link.load_image(image)
+            link.value(m.Request.CONFIGURE, configure_payload(CONFIG, 12, run_id))
+            for p in range(14):
+                crc = link.stage(stream.record(p))
+                link.request(m.Request.TRAIN, m.TRAIN.pack(p, crc), m.Reply.TRAINED)
+                if p == 9:
+                    assert link.value(m.Request.CHECKPOINT) == 10
+            assert link.value(m.Request.RESET) == 10
+            info = link.hello()
+            assert (info.applied, info.run_id, info.checkpoint_applied) == (10, run_id, 10)
+            assert link.metrics()["frames_ok"] == 2               # HELLO and METRICS since the reboot
+        with _link(board) as link:
+            result = train_on_board(link, int_path, stream, CONFIG, quiet=True)
+    assert result["sample_transmissions"] == 20
+    assert result["image"] == _reference_image(int_path, stream)
+
+
+def test_emulated_board_refuses_what_it_cannot_train(int_model):
+    """An int16-normalized model is refused at LOAD_END with a message naming the reason; an int8 one
+    loads and the board reports it."""
+    _, int_path, _ = int_model
+    tensors, header = load_model(int_path)
+    image = pack_image(tensors, header)
+    with emulator.EmulatedBoard() as board, _link(board) as link:
+        if any(layer.get("norm_bits", 7) != 7 for layer in header["quantization"]["layers"]):
+            with pytest.raises(BoardError, match="int8-normalized layers only") as err:
+                link.load_image(image)
+            assert err.value.code == m.ErrorCode.BAD_MODEL and not link.hello().model_loaded
+        else:
+            link.load_image(image)
+            info = link.hello()
+            assert info.model_loaded and not info.configured and info.image_bytes > len(image)   # masters added
+
+
+def test_cli_trains_on_the_emulated_board(small_model, tmp_path):
+    """`edgeff board train --port emulate` runs unchanged against the firmware and writes the trained model,
+    equal to the runtime's after the same samples."""
+    int_path, data_dir = small_model
+    out = tmp_path / "trained.safetensors"
+    res = run_cli("board", "train", "--port", "emulate", "--model", int_path, "--out", out, "--samples", 12,
+                  "--data-dir", data_dir, "--lr-shift", 16, "--seed", 3, "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["samples"] == 12
+    stream, _ = _stream(data_dir, n=12, seed=3)
+    reference = unpack_image(_reference_image(int_path, stream))[0]
+    trained = load_model(out)[0]
+    assert all(np.array_equal(trained[k], v) for k, v in reference.items())

@@ -1,19 +1,26 @@
 """The firmware's frame decoder and encoder in C (firmware/protocol/framing.c), built for the host: the
-same frames, bad-frame reasons and bytes as framing.py on any byte stream (hypothesis), and fuzzed with
-libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer for a million executions (with the
-board's reply to every chunk, which must decode as a frame)."""
+same frames, bad-frame reasons and bytes as framing.py on any byte stream (hypothesis); and the whole board
+protocol (framing, board images, training, checkpoints) fuzzed with libFuzzer under AddressSanitizer and
+UndefinedBehaviorSanitizer for a million executions, every chunk answered by one reply that decodes as a
+frame (fuzz_protocol.c)."""
 import ctypes
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgeff.runtime.int_training import IntTrainingConfig
+from firmware_bridge import messages as m
+from firmware_bridge.board_image import pack_image
+from firmware_bridge.board_training import configure_payload
 from firmware_bridge.emulator import FIRMWARE
-from firmware_bridge.framing import BadFrame, Frame, FrameDecoder, encode_frame, max_encoded_size
+from firmware_bridge.framing import BadFrame, Frame, FrameDecoder, crc32, encode_frame, max_encoded_size
 
 PROTOCOL = FIRMWARE / "protocol"
+BOARD_SOURCES = ["framing.c", "board_image.c", "board_protocol.c", "host_board.c"]
 REASONS = {2: "cobs", 3: "crc", 4: "short", 5: "too_long"}
 MAX_PAYLOAD = 40
 
@@ -88,20 +95,95 @@ def test_c_encoder_writes_the_python_bytes(lib, frame_type, seq, payload):
     assert out.raw[:n] == encode_frame(frame_type, seq, payload)
 
 
+def _tiny_board_image() -> bytes:
+    """A valid board image of a 16-8-4 model with 3 classes (random weights, no masters): the seed that lets
+    the fuzzer reach the image checks and training."""
+    rng = np.random.default_rng(0)
+    sizes, n = [16, 8, 4], 3
+    tensors = {"gamma_q": np.array([64, 32], np.int32)}
+    for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        tensors |= {f"layers.{i}.weight": rng.integers(-127, 128, (d_out, d_in)).astype(np.int8),
+                    f"layers.{i}.bias": rng.integers(-500, 500, d_out).astype(np.int32),
+                    f"layers.{i}.multiplier": np.full(d_out, 1 << 30, np.int32),
+                    f"layers.{i}.shift": np.full(d_out, -6, np.int32),
+                    f"layers.{i}.goodness_multiplier": np.array([1 << 30], np.int32),
+                    f"layers.{i}.goodness_shift": np.array([-2], np.int32)}
+    tensors |= {"head.weight": rng.integers(-127, 128, (n, 12)).astype(np.int8), "head.bias": np.zeros(n, np.int32),
+                "head.multiplier": np.full(n, 1 << 30, np.int32), "head.shift": np.full(n, -7, np.int32)}
+    header = {"architecture": {"sizes": sizes, "n_classes": n, "eval_layers": [1, 2], "head_layers": [1, 2],
+                               "collab_mode": "adaptive"},
+              "quantization": {"label_q": 127, "neutral_label_q": -85, "goodness_frac_bits": 12,
+                               "layers": [{"out_zero_point": -128}, {"out_zero_point": -128}]}}
+    return pack_image(tensors, header)
+
+
+def _record(frame_type: int, payload: bytes = b"") -> bytes:
+    """One record of the fuzz input that fuzz_protocol.c sends as a valid frame."""
+    return bytes([1, len(payload) + 1, frame_type]) + payload
+
+
+def _seed_session() -> bytes:
+    """A whole session as fuzz records: load the tiny model, configure, stage, train, infer, read,
+    checkpoint, reset."""
+    image = _tiny_board_image()
+    out = _record(m.Request.HELLO, m.HELLO.pack(1, 1))
+    out += _record(m.Request.LOAD_BEGIN, m.LOAD_BEGIN.pack(len(image), crc32(image)))
+    for offset in range(0, len(image), 200):
+        out += _record(m.Request.LOAD_CHUNK, m.OFFSET.pack(offset) + image[offset:offset + 200])
+    out += _record(m.Request.LOAD_END)
+    out += _record(m.Request.CONFIGURE, configure_payload(IntTrainingConfig(lr_shift=8, negatives="hard"), 12, 7))
+    record = bytes([1, 0xFF]) + bytes(range(0, 160, 10))
+    for index in range(2):
+        out += _record(m.Request.STAGE, m.OFFSET.pack(0) + record)
+        out += _record(m.Request.TRAIN, m.TRAIN.pack(index, crc32(record)))
+    out += _record(m.Request.INFER, m.INFER.pack(crc32(record)))
+    out += _record(m.Request.READ, m.READ.pack(0, 200)) + _record(m.Request.CHECKPOINT) + _record(m.Request.RESET)
+    return out + _record(m.Request.METRICS)
+
+
+def test_the_fuzz_seed_session_trains(tmp_path):
+    """The seed really reaches training: the host build of the board answers it with two TRAINED replies."""
+    so = tmp_path / "host_board.so"
+    subprocess.run(["cc", "-std=c99", "-O2", "-fPIC", "-shared", f"-I{FIRMWARE / 'lib'}", f"-I{PROTOCOL}",
+                    *map(str, sorted((FIRMWARE / "lib").glob("*.c"))), *(str(PROTOCOL / f) for f in BOARD_SOURCES),
+                    "-o", str(so)], check=True)
+    lib = ctypes.CDLL(str(so))
+    lib.ef_host_board_feed.restype = ctypes.c_uint32
+    assert lib.ef_host_board_init(256, 8192, 2048, 1) == 0
+    seed, wire, seq = _seed_session(), b"", 0
+    pos = 0
+    while pos < len(seed):
+        length = seed[pos + 1]
+        body = seed[pos + 2:pos + 2 + length]
+        seq += 1
+        wire += encode_frame(body[0], seq, body[1:])
+        pos += 2 + length
+    out = ctypes.create_string_buffer(1 << 16)
+    n = lib.ef_host_board_feed(wire, len(wire), out, len(out))
+    replies = FrameDecoder(4096).feed(out.raw[:n])
+    assert [r.type for r in replies].count(m.Reply.TRAINED) == 2 and replies[-1].type == m.Reply.METRICS
+    applied, *_, frames_ok, _, _ = m.METRICS.unpack(replies[-1].payload)
+    assert (applied, frames_ok) == (2, 1)      # RESET rebooted (counters gone) into the checkpoint after 2
+
+
 @pytest.mark.skipif(shutil.which("clang") is None, reason="clang (with libFuzzer) is not installed")
-def test_decoder_survives_a_million_fuzzed_inputs(tmp_path):
-    exe = tmp_path / "fuzz_framing"
+def test_protocol_survives_a_million_fuzzed_inputs(tmp_path):
+    exe = tmp_path / "fuzz_protocol"
+    sources = [*map(str, sorted((FIRMWARE / "lib").glob("*.c"))), *(str(PROTOCOL / f) for f in BOARD_SOURCES),
+               str(PROTOCOL / "fuzz_protocol.c")]
     build = subprocess.run(["clang", "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all",
-                            f"-I{PROTOCOL}", str(PROTOCOL / "fuzz_framing.c"), str(PROTOCOL / "framing.c"),
-                            str(PROTOCOL / "board_protocol.c"), "-o", str(exe)], capture_output=True, text=True)
+                            f"-I{FIRMWARE / 'lib'}", f"-I{PROTOCOL}", *sources, "-o", str(exe)],
+                           capture_output=True, text=True)
     if build.returncode != 0 and "fuzzer" in build.stderr:
         pytest.skip(f"clang has no libFuzzer here: {build.stderr.strip()[:200]}")
     assert build.returncode == 0, build.stderr
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    (corpus / "frames").write_bytes(encode_frame(1, 5, b"hello\x00world") + encode_frame(7, 0xFFFF, bytes(range(60))))
-    (corpus / "garbage").write_bytes(b"\x00\x03ab\x00" + encode_frame(3, 0, b""))
-    run = subprocess.run([str(exe), "-runs=1000000", "-max_len=512", "-seed=1", str(corpus)],
-                         capture_output=True, text=True, timeout=600)
+    (corpus / "session").write_bytes(_seed_session())
+    raw = encode_frame(1, 5, b"hello\x00world") + encode_frame(7, 0xFFFF, bytes(range(60)))
+    (corpus / "frames").write_bytes(bytes([0, len(raw)]) + raw)
+    (corpus / "garbage").write_bytes(bytes([2, 9]) + b"\x00\x03ab\x00" + encode_frame(3, 0, b""))
+    run = subprocess.run([str(exe), "-runs=1000000", "-max_len=4096", "-seed=1", str(corpus)],
+                         capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Done 1000000 runs" in run.stderr

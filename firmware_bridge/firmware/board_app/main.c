@@ -15,12 +15,12 @@
 
 static uint8_t image[IMAGE_CAPACITY] __attribute__((aligned(8)));
 static uint8_t scratch[SCRATCH_CAPACITY] __attribute__((aligned(8)));
-__attribute__((section(".storage"))) static uint8_t storage[2 * SLOT_BYTES];
+extern uint8_t __storage_start[], __storage_end[];   /* the linker script's checkpoint partition */
 
 static int storage_write(uint32_t offset, const uint8_t *data, uint32_t n)
 {
     for (uint32_t i = 0; i < n; ++i)
-        storage[offset + i] = data[i];
+        __storage_start[offset + i] = data[i];
     return 0;
 }
 
@@ -29,12 +29,14 @@ int main(void)
     static uint8_t received[EF_MAX_ENCODED(MAX_PAYLOAD)], reply[EF_MAX_ENCODED(MAX_PAYLOAD)];
     static ef_board board = {.name = "qemu-mps2-an386", .firmware = "edgeff-fw 0.2", .max_payload = MAX_PAYLOAD,
                              .flash_budget = FLASH_BYTES, .image = image, .image_capacity = IMAGE_CAPACITY,
-                             .scratch = scratch, .scratch_capacity = SCRATCH_CAPACITY, .storage = storage,
+                             .scratch = scratch, .scratch_capacity = SCRATCH_CAPACITY, .storage = __storage_start,
                              .storage_slot_bytes = SLOT_BYTES, .storage_write = storage_write,
                              .ticks = systick_ticks, .ticks_per_us = CLOCK_MHZ};
     ef_frame_decoder decoder;
     ef_frame frame;
     uart_init();
+    if ((uint32_t)(__storage_end - __storage_start) < 2u * SLOT_BYTES)
+        board.storage = 0;                 /* a partition too small for two slots: no checkpoints */
     ef_board_boot(&board);
     ef_frame_decoder_init(&decoder, received, sizeof received);
     for (;;) {

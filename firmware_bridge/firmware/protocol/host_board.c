@@ -38,8 +38,8 @@ int ef_host_board_init(uint32_t max_payload, uint32_t image_capacity, uint32_t s
     if (max_payload < 16 || max_payload > EF_MAX_PAYLOAD || image_capacity > HOST_IMAGE_LIMIT
         || scratch_capacity > HOST_SCRATCH_LIMIT)
         return -1;
-    for (uint32_t i = 0; i < sizeof storage; ++i)
-        storage[i] = 0xFF;                 /* erased flash */
+    for (uint32_t i = 0; i < EF_CHECKPOINT_HEADER; ++i)
+        storage[i] = storage[HOST_SLOT_BYTES + i] = 0xFF;   /* erased slot headers: no checkpoint */
     settings = (ef_board){.name = "host", .firmware = "host", .max_payload = (uint16_t)max_payload,
                           .flash_budget = sizeof storage, .image = image, .image_capacity = image_capacity,
                           .scratch = scratch, .scratch_capacity = scratch_capacity,
