@@ -408,8 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="reports/pipeline", help="report folder (default: %(default)s)")
     sp.add_argument("--fresh", action="store_true", help="retrain even if a checkpoint exists")
     sp.add_argument("--board-port", help="train the board-sized network on the board at this pyserial URL "
-                                         "(default: a virtual board with the nRF52840's memory)")
-    sp.add_argument("--board-samples", type=int, default=10000,
+                                         "(default: the firmware on QEMU's Cortex-M4 when qemu-system-arm is "
+                                         "installed, else a virtual board with the nRF52840's memory)")
+    sp.add_argument("--board-samples", type=int, default=4000,
                     help="samples of on-device training (default: %(default)s; 0 skips the stage)")
     data_dir(sp)
     json_flag(sp)

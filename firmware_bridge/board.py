@@ -16,7 +16,6 @@ import numpy as np
 from edgeff.atomic_write import atomic_write_bytes
 from edgeff.errors import EdgeFFError
 from edgeff.profiler.hw_profile import HardwareProfile
-from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainingConfig, LossConstants, trainer_from_tensors, trainer_tensors
 from edgeff.runtime.memory_plan import plan_summary, training_plan
 from firmware_bridge import messages as m

@@ -16,7 +16,13 @@ from tqdm import tqdm
 
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model, save_model
-from edgeff.runtime.int_training import IntTrainingConfig, loss_constants, trainer_from_tensors, trainer_tensors
+from edgeff.runtime.int_training import (
+    IntTrainingConfig,
+    load_trainer,
+    loss_constants,
+    trainer_from_tensors,
+    trainer_tensors,
+)
 from firmware_bridge import messages as m
 from firmware_bridge.board_image import merge_header, pack_image, unpack_image
 from firmware_bridge.driver import BoardError, BoardLink, LinkReset
@@ -152,6 +158,18 @@ def _train_one(link: BoardLink, stream: SampleStream, position: int) -> tuple[in
             raise EdgeFFError(f"the board reports {applied} samples applied, more than the run's {len(stream)}")
         return applied, None if duplicate else correct
     raise EdgeFFError(f"sample {position} was refused {MAX_SAMPLE_RETRIES} times; the link is too damaged")
+
+
+def runtime_image(model_path, stream: SampleStream, config: IntTrainingConfig) -> bytes:
+    """What a board should read back after the stream: the NumPy runtime's training state after the same
+    samples, as a board image (every board's result is compared with this, byte for byte)."""
+    trainer = load_trainer(model_path, config)
+    for p in range(len(stream)):
+        index, negative = stream.sample(p)
+        trainer.step(stream.images[[index]], stream.labels[[index]],
+                     None if negative == m.NO_NEGATIVE else np.array([negative]))
+    header = load_model(model_path)[1]
+    return pack_image(trainer_tensors(trainer), {**header, "int_training": {"step": trainer.step_count}})
 
 
 def save_pulled_model(image: bytes, out_path, base_model=None, training: dict | None = None):

@@ -49,7 +49,8 @@ def selftest_header(trainer: IntTrainer, images: np.ndarray, labels, negatives) 
              _array("selftest_negatives", negatives, np.int32, const=True)]
     fields = {"n_layers": len(model.layers), "n_classes": model.n_classes, "n_inputs": d,
               "coupling_q": trainer.coupling_q, "adaptive": int(trainer.collab_mode == "adaptive"),
-              "label_q": model.quant["label_q"], "neutral_label_q": model.quant["neutral_label_q"], "rounding": int(model.rounding == "single"),
+              "label_q": model.quant["label_q"], "neutral_label_q": model.quant["neutral_label_q"],
+              "rounding": int(model.rounding == "single"),
               "softplus": int(config.loss == "softplus"), "arg_multiplier": k.arg_multiplier,
               "arg_shift": k.arg_shift, "theta_q": k.theta_q, "lr_shift": config.lr_shift,
               "gamma_shift": config.gamma_shift, "stochastic": int(config.rounding == "stochastic"),

@@ -140,6 +140,8 @@ def _run(pair: Pair, material: dict, program: list):
             chunks = _chunks(image, 16 + b % (MAX_PAYLOAD - 20))
             for offset, chunk in chunks[:len(chunks) if b % 7 else len(chunks) // 2]:
                 pair.request(m.Request.LOAD_CHUNK, m.OFFSET.pack(offset) + chunk)
+            if b % 3 == 0:                                   # what a board that is loading says
+                pair.request(m.Request.HELLO, m.HELLO.pack(1, 1))
             pair.request(m.Request.LOAD_END)
             applied = 0
         elif op == "configure":

@@ -21,11 +21,11 @@ from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig
 from firmware_bridge import emulator, selftest
 from firmware_bridge import messages as m
 from firmware_bridge.board_image import pack_image, unpack_image
-from firmware_bridge.board_training import configure_payload, run_id_of, train_on_board
+from firmware_bridge.board_training import configure_payload, run_id_of, runtime_image, train_on_board
 from firmware_bridge.driver import BoardError, BoardLink
 from firmware_bridge.framing import Frame, FrameDecoder, encode_frame
 from tests.conftest import run_cli
-from tests.test_serial_bridge import CONFIG, _reference_image, _stream
+from tests.test_serial_bridge import CONFIG, _stream
 
 pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
                                 reason="needs gcc-arm-none-eabi and qemu-system-arm")
@@ -153,7 +153,7 @@ def test_emulated_board_trains_over_the_link_bit_identically(small_model, negati
         one_pass = model.head_logits(images).argmax(axis=1)
         for i, image in enumerate(images):
             assert link.infer(image) == (scores[i].argmax(), one_pass[i], scores[i].tolist())
-    assert result["image"] == _reference_image(int_path, stream, config)
+    assert result["image"] == runtime_image(int_path, stream, config)
     assert result["board_metrics"]["applied"] == 60 and result["board_compute_us_per_sample"] > 0
 
 
@@ -180,7 +180,7 @@ def test_emulated_board_reboots_into_its_checkpoint_and_the_run_resumes(small_mo
         with _link(board) as link:
             result = train_on_board(link, int_path, stream, CONFIG, quiet=True)
     assert result["sample_transmissions"] == 20
-    assert result["image"] == _reference_image(int_path, stream)
+    assert result["image"] == runtime_image(int_path, stream, CONFIG)
 
 
 def test_emulated_board_refuses_what_it_cannot_train(int_model):
@@ -210,6 +210,6 @@ def test_cli_trains_on_the_emulated_board(small_model, tmp_path):
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["samples"] == 12
     stream, _ = _stream(data_dir, n=12, seed=3)
-    reference = unpack_image(_reference_image(int_path, stream))[0]
+    reference = unpack_image(runtime_image(int_path, stream, CONFIG))[0]
     trained = load_model(out)[0]
     assert all(np.array_equal(trained[k], v) for k, v in reference.items())

@@ -14,7 +14,7 @@ from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
 from edgeff.profiler.hw_profile import load_profile, profile_from_dict
 from edgeff.runtime.int_model import IntFFModel
-from edgeff.runtime.int_training import IntTrainingConfig, load_trainer, trainer_tensors
+from edgeff.runtime.int_training import IntTrainingConfig
 from firmware_bridge import messages as m
 from firmware_bridge.board import BoardCore
 from firmware_bridge.board_image import pack_image, unpack_image
@@ -22,6 +22,7 @@ from firmware_bridge.board_training import (
     SampleStream,
     configure_payload,
     run_id_of,
+    runtime_image,
     save_pulled_model,
     train_on_board,
 )
@@ -50,14 +51,7 @@ def _stream(data_dir, n=40, **kw):
 
 
 def _reference_image(int_path, stream, config=CONFIG) -> bytes:
-    """The NumPy runtime's state after the stream's samples, as a board image."""
-    trainer = load_trainer(int_path, config)
-    for p in range(len(stream)):
-        index, negative = stream.sample(p)
-        trainer.step(stream.images[[index]], stream.labels[[index]],
-                     None if negative == m.NO_NEGATIVE else np.array([negative]))
-    _, header = load_model(int_path)
-    return pack_image(trainer_tensors(trainer), {**header, "int_training": {"step": trainer.step_count}})
+    return runtime_image(int_path, stream, config)
 
 
 # ---------------------------------------------------------------------- framing

@@ -28,7 +28,7 @@ PROFILE_BOARD = "nrf52840"
 
 
 def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False, board_port=None,
-                 board_samples=10000) -> dict:
+                 board_samples=4000) -> dict:
     cfg = load_config(config_path)
     out_dir = Path(out_dir)
     data = load_dataset(data_dir, val_size=cfg.train.val_size)

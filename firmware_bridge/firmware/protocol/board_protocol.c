@@ -262,6 +262,7 @@ static int on_load_chunk(ef_board *b, const uint8_t *p, uint32_t n, reply *r)
     if (offset > b->received || offset + n > b->load_bytes || offset + n < offset)
         return refuse(r, BAD_RANGE, b->received, "chunk outside the bytes received so far or the image");
     b->loaded = b->configured = 0;
+    b->run_id = 0;
     for (uint32_t i = 0; i < n; ++i)
         b->image[offset + i] = p[4 + i];
     if (offset + n > b->received)
