@@ -306,10 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(sp)
     json_flag(sp)
 
-    sp = add("export", "Export a model file for another runtime: ONNX (float or int8 integer ops), TFLite int8, or a "
-                       "C header of the TFLite model for firmware.", cmd_export)
+    sp = add("export", "Export a model file for another runtime: ONNX (float or int8 integer ops), TFLite int8, a "
+                       "C header of the TFLite model for firmware (c-header), or a C header of the board image "
+                       "that EdgeFF's board firmware compiles in (board-header, array `board_model`).", cmd_export)
     sp.add_argument("model", help="model file (float from `edgeff train`, int8 from `edgeff quantize`/`finetune`)")
-    sp.add_argument("--format", required=True, choices=["onnx", "tflite", "c-header"])
+    sp.add_argument("--format", required=True, choices=["onnx", "tflite", "c-header", "board-header"])
     sp.add_argument("--out", required=True, help="file to write")
     sp.add_argument("--layer-op", choices=["fully_connected", "conv_2d"], default="fully_connected",
                     help="TFLite op for each layer: FULLY_CONNECTED (default; what TFLite Micro runs) or the "
@@ -401,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     bp = board_sub("emulate", "Build the board firmware if needed and run it on QEMU's Cortex-M4 (mps2-an386) "
                               "until killed; prints the pyserial URL of its UART.", link=False)
     bp.add_argument("--listen", type=int, help="TCP port of its UART on 127.0.0.1 (default: a free one)")
+    bp.add_argument("--model-header", help="compile this model in (`edgeff export MODEL_INT8 --format board-header`): "
+                                           "the board starts with it loaded")
 
     sp = add("pipeline", "The main job: train the default collaborative model, evaluate it on the test "
                          "set and write a report folder (Markdown, PNG plots, model file).", cmd_pipeline)

@@ -1,5 +1,6 @@
 """`edgeff board ...`: what each board subcommand does (the parser lives in edgeff/cli.py)."""
 from contextlib import contextmanager
+from pathlib import Path
 
 from edgeff.cli import print_result
 from edgeff.errors import EdgeFFError
@@ -84,7 +85,16 @@ def cmd_virtual(args):
 
 
 def cmd_emulate(args):
-    with EmulatedBoard(args.listen) as board:
+    header = None
+    if args.model_header:
+        try:
+            header = Path(args.model_header).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EdgeFFError(f"--model-header {args.model_header}: cannot read it ({exc})") from None
+        if "board_model[]" not in header:
+            raise EdgeFFError(f"--model-header {args.model_header}: not a board header; write one with "
+                              "`edgeff export MODEL_INT8 --format board-header --out board_model.h`")
+    with EmulatedBoard(args.listen, header) as board:
         print(board.url, flush=True)
         try:
             board.process.wait()

@@ -31,17 +31,18 @@ def _tool(name: str) -> str:
     return path
 
 
-def build(app: str, out: Path, generated: dict | None = None) -> Path:
+def build(app: str, out: Path, generated: dict | None = None, defines=()) -> Path:
     """Compile and link firmware/<app>/ with the library and board support into out (an ELF); `generated`
-    maps header names to C source written beside the build. A link that overflows the board's flash or
-    RAM fails with the linker's message."""
+    maps header names to C source written beside the build, `defines` are preprocessor names to set. A link
+    that overflows the board's flash or RAM fails with the linker's message."""
     gcc = _tool("arm-none-eabi-gcc")
     sources = [*sorted((FIRMWARE / "lib").glob("*.c")), *PROTOCOL_SOURCES, *sorted(BOARD.glob("*.c")),
                *sorted((FIRMWARE / app).glob("*.c"))]
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in (generated or {}).items():
             (Path(tmp) / name).write_text(text)
-        cmd = [gcc, *CFLAGS, f"-I{FIRMWARE / 'lib'}", f"-I{FIRMWARE / 'protocol'}", f"-I{BOARD}", f"-I{tmp}",
+        cmd = [gcc, *CFLAGS, *(f"-D{name}" for name in defines),
+               f"-I{FIRMWARE / 'lib'}", f"-I{FIRMWARE / 'protocol'}", f"-I{BOARD}", f"-I{tmp}",
                *map(str, sources),
                "-nostdlib", "-nostartfiles", f"-T{BOARD / 'mps2_an386.ld'}", "-Wl,--gc-sections",
                f"-Wl,-Map={out.with_suffix('.map')}", "-lgcc", "-o", str(out)]
@@ -80,17 +81,19 @@ def run(elf: Path, marker: bytes, timeout: float = 120.0) -> bytes:
     return out
 
 
-def board_firmware() -> Path:
-    """The board firmware (board_app), built once per source version into the EdgeFF cache."""
-    digest = hashlib.sha256(" ".join(CFLAGS).encode())
+def board_firmware(model_header: str | None = None) -> Path:
+    """The board firmware (board_app), built once per source version (and compiled-in model: the text of an
+    `edgeff export --format board-header` file) into the EdgeFF cache."""
+    digest = hashlib.sha256(" ".join(CFLAGS).encode() + (model_header or "").encode())
     for f in sorted(FIRMWARE.rglob("*.[chs]")) + sorted(FIRMWARE.rglob("*.ld")):
         digest.update(str(f.relative_to(FIRMWARE)).encode() + f.read_bytes())
     target = cache_dir() / f"board_app-{digest.hexdigest()[:16]}.elf"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        generated, defines = ({"board_model.h": model_header}, ["EDGEFF_BOARD_MODEL"]) if model_header else ({}, [])
         try:
-            build("board_app", tmp)
+            build("board_app", tmp, generated, defines)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
@@ -105,15 +108,16 @@ def free_port() -> int:
 
 
 class EmulatedBoard:
-    """The board firmware running in QEMU for as long as the `with` block; `url` is its UART."""
+    """The board firmware running in QEMU for as long as the `with` block; `url` is its UART. With
+    model_header (a board-header export's text) the firmware boots with that model compiled in."""
 
-    def __init__(self, port: int | None = None):
+    def __init__(self, port: int | None = None, model_header: str | None = None):
         self.port = port or free_port()
         self.url = f"socket://127.0.0.1:{self.port}"
-        self.process = None
+        self.model_header, self.process = model_header, None
 
     def __enter__(self):
-        self.process = start(board_firmware(), self.port)
+        self.process = start(board_firmware(self.model_header), self.port)
         time.sleep(0.2)        # a BoardLink retries until QEMU listens; a QEMU that fails, fails at once
         if self.process.poll() is not None:
             raise EdgeFFError(f"QEMU stopped at once: {self.process.stderr.read().decode()[-500:]}")

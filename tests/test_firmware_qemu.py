@@ -17,13 +17,13 @@ from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
 from edgeff.runtime.int_model import IntFFModel
-from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig
+from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig, load_trainer, trainer_tensors
 from firmware_bridge import emulator, selftest
 from firmware_bridge import messages as m
 from firmware_bridge.board_image import pack_image, unpack_image
 from firmware_bridge.board_training import configure_payload, run_id_of, runtime_image, train_on_board
 from firmware_bridge.driver import BoardError, BoardLink
-from firmware_bridge.framing import Frame, FrameDecoder, encode_frame
+from firmware_bridge.framing import Frame, FrameDecoder, crc32, encode_frame
 from tests.conftest import run_cli
 from tests.test_serial_bridge import CONFIG, _stream
 
@@ -213,3 +213,30 @@ def test_cli_trains_on_the_emulated_board(small_model, tmp_path):
     reference = unpack_image(runtime_image(int_path, stream, CONFIG))[0]
     trained = load_model(out)[0]
     assert all(np.array_equal(trained[k], v) for k, v in reference.items())
+
+
+def test_a_model_compiled_in_from_the_exporters_header(small_model, tmp_path):
+    """`edgeff export --format board-header` writes the board image as a C array; firmware built with it
+    boots with the model loaded (masters added, the runtime's CRC), infers as the runtime does, and trains
+    it without a load to the runtime's bits."""
+    int_path, data_dir = small_model
+    header_path = tmp_path / "model.h"
+    res = run_cli("export", int_path, "--format", "board-header", "--out", header_path)
+    assert res.returncode == 0, res.stderr
+    stream, _ = _stream(data_dir, n=10, seed=6)
+    installed = pack_image(trainer_tensors(load_trainer(int_path, CONFIG)), load_model(int_path)[1])
+    model = IntFFModel.from_file(int_path)
+    with emulator.EmulatedBoard(model_header=header_path.read_text()) as board, _link(board) as link:
+        info = link.info
+        assert info.model_loaded and not info.configured
+        assert (info.image_bytes, info.image_crc) == (len(installed), crc32(installed))
+        image = stream.images[0]
+        scores = model.multi_pass_scores(image[None])[0]
+        assert link.infer(image) == (scores.argmax(), model.head_logits(image[None]).argmax(), scores.tolist())
+        link.value(m.Request.CONFIGURE, configure_payload(CONFIG, 12, 1))
+        for p in range(len(stream)):
+            crc = link.stage(stream.record(p))
+            link.request(m.Request.TRAIN, m.TRAIN.pack(p, crc), m.Reply.TRAINED)
+        assert link.read_image() == runtime_image(int_path, stream, CONFIG)
+    missing = run_cli("board", "emulate", "--model-header", tmp_path / "none.h")
+    assert missing.returncode == 2 and "cannot read it" in missing.stderr and "Traceback" not in missing.stderr

@@ -5,7 +5,8 @@ from edgeff.atomic_write import atomic_write_bytes
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
 
-FORMATS = ("onnx", "tflite", "c-header")
+FORMATS = ("onnx", "tflite", "c-header", "board-header")
+BOARD_MODEL = "board_model"   # the array a board-header defines: the name the board firmware includes
 
 
 def _qcdq_bytes(model_path: Path) -> bytes:
@@ -25,7 +26,8 @@ def _qcdq_bytes(model_path: Path) -> bytes:
 
 
 def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[bytes, str]:
-    """(file bytes, what they are) of one export; c-header wraps the TFLite model."""
+    """(file bytes, what they are) of one export; c-header wraps the TFLite model, board-header the board
+    image."""
     if fmt == "onnx" and kind == "ff-mlp":
         if load_model(model_path)[1]["architecture"].get("qat"):
             return _qcdq_bytes(model_path), "Brevitas QCDQ ONNX of the quantization-aware model (goodness, logits)"
@@ -38,6 +40,10 @@ def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[byt
     from edgeff.runtime.int_model import IntFFModel
 
     model = IntFFModel.from_file(model_path)
+    if fmt == "board-header":
+        from firmware_bridge.board_image import pack_image
+
+        return pack_image(*load_model(model_path)), "board image (firmware_bridge/board_image.py)"
     if fmt == "onnx":
         from edgeff.export import onnx_int8
 
@@ -56,10 +62,11 @@ def export_model(model_path, fmt: str, out_path, layer_op: str = "fully_connecte
     if kind not in ("ff-mlp", "ff-mlp-int8"):
         raise EdgeFFError(f"{model_path}: not an EdgeFF model file (architecture kind {kind!r})")
     data, what = _exported(model_path, fmt, kind, layer_op)
-    if fmt == "c-header":
+    if fmt in ("c-header", "board-header"):
         from edgeff.export.c_header import c_header
 
-        data = c_header(data, out_path.stem, f"{model_path.name} as {what}").encode()
+        name = out_path.stem if fmt == "c-header" else BOARD_MODEL
+        data = c_header(data, name, f"{model_path.name} as {what}", fmt).encode()
         what = f"C array of the {what}"
     atomic_write_bytes(out_path, data)
     return {"model": str(model_path), "out": str(out_path), "format": fmt, "what": what, "bytes": len(data)}

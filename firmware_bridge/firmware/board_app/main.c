@@ -1,10 +1,14 @@
 /* The board firmware: bytes from the UART (received by interrupt; the core sleeps in WFI between them)
- * through the frame decoder, one reply frame for each frame (protocol/board_protocol.c). The model lives
+ * through the frame decoder, one reply frame for each frame (protocol/board_protocol.c). A model comes over
+ * the link, or is compiled in (EDGEFF_BOARD_MODEL: the exporter's board_model.h). The model lives
  * in RAM; checkpoints go to a storage area in flash (on QEMU's mps2-an386 that memory is writable RAM, so
  * checkpoints survive a RESET's reboot but not the emulator's exit; a real board programs its flash in
  * storage_write). */
 #include "board_protocol.h"
 #include "uart.h"
+#ifdef EDGEFF_BOARD_MODEL
+#include "board_model.h"                   /* `edgeff export MODEL --format board-header --out board_model.h` */
+#endif
 
 #define MAX_PAYLOAD 1024u
 #define IMAGE_CAPACITY (192u * 1024u)      /* the model with its master weights */
@@ -38,6 +42,10 @@ int main(void)
     if ((uint32_t)(__storage_end - __storage_start) < 2u * SLOT_BYTES)
         board.storage = 0;                 /* a partition too small for two slots: no checkpoints */
     ef_board_boot(&board);
+#ifdef EDGEFF_BOARD_MODEL
+    if (!board.loaded)                     /* no checkpoint yet: start from the model compiled in */
+        ef_board_install(&board, board_model, board_model_len);
+#endif
     ef_frame_decoder_init(&decoder, received, sizeof received);
     for (;;) {
         int status = ef_frame_feed(&decoder, uart_read_byte(), &frame);

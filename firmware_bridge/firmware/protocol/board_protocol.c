@@ -180,6 +180,18 @@ void ef_board_boot(ef_board *b)
 
 /* Writes the state to the slot that does not hold the newest checkpoint: the image first, the header with
  * its CRC last, so a write cut short leaves a slot that fails its CRC and the other one intact. */
+int ef_board_install(ef_board *b, const uint8_t *image, uint32_t length)
+{
+    if (length > b->image_capacity)
+        return 0;
+    for (uint32_t i = 0; i < length; ++i)
+        b->image[i] = image[i];
+    if (install(b, length, &unused))
+        return 1;
+    empty(b);
+    return 0;
+}
+
 static int checkpoint(ef_board *b, reply *r)
 {
     if (!b->loaded)

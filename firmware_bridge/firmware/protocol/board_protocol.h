@@ -56,6 +56,9 @@ typedef struct {
 
 /* Power-on (and RESTORE): training state in RAM is dropped and the newest valid checkpoint restored. */
 void ef_board_boot(ef_board *board);
+/* Installs a board image held elsewhere (a model compiled into the firmware), as LOAD_END would: 1 when
+ * it was accepted, 0 (and no model) when it was refused. */
+int ef_board_install(ef_board *board, const uint8_t *image, uint32_t length);
 /* The encoded reply to what the decoder returned (status, frame) into out (EF_MAX_ENCODED of the board's
  * max payload); returns its length and counts the frame. After RESET's reply board->reboot is set: the
  * application sends the reply, then reboots. */
