@@ -95,6 +95,11 @@ def cmd_emulate(args):
             raise EdgeFFError(f"--model-header {args.model_header}: not a board header; write one with "
                               "`edgeff export MODEL_INT8 --format board-header --out board_model.h`")
     with EmulatedBoard(args.listen, header) as board:
+        if header:
+            with BoardLink(board.url) as link:
+                if not link.info.model_loaded:
+                    raise EdgeFFError(f"the firmware refused the model in {args.model_header} (larger than its "
+                                      f"{link.info.sram_budget} B of model RAM, or not a valid board image)")
         print(board.url, flush=True)
         try:
             board.process.wait()

@@ -183,9 +183,9 @@ def test_emulated_board_reboots_into_its_checkpoint_and_the_run_resumes(small_mo
     assert result["image"] == runtime_image(int_path, stream, CONFIG)
 
 
-def test_emulated_board_refuses_what_it_cannot_train(int_model):
-    """An int16-normalized model is refused at LOAD_END with a message naming the reason; an int8 one
-    loads and the board reports it."""
+def test_emulated_board_refuses_what_it_cannot_train(int_model, tmp_path):
+    """An int16-normalized model is refused at LOAD_END with a message naming the reason (and by the
+    board-header export); an int8 one loads and the board reports it."""
     _, int_path, _ = int_model
     tensors, header = load_model(int_path)
     image = pack_image(tensors, header)
@@ -194,6 +194,9 @@ def test_emulated_board_refuses_what_it_cannot_train(int_model):
             with pytest.raises(BoardError, match="int8-normalized layers only") as err:
                 link.load_image(image)
             assert err.value.code == m.ErrorCode.BAD_MODEL and not link.hello().model_loaded
+            res = run_cli("export", int_path, "--format", "board-header", "--out", tmp_path / "m.h")
+            assert res.returncode == 2 and "int8-normalized layers only" in res.stderr
+            assert not (tmp_path / "m.h").exists()
         else:
             link.load_image(image)
             info = link.hello()

@@ -43,6 +43,9 @@ def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[byt
     if fmt == "board-header":
         from firmware_bridge.board_image import pack_image
 
+        if any(layer.norm_bits != 7 for layer in model.layers):
+            raise EdgeFFError(f"{model_path}: EdgeFF's board firmware trains int8-normalized layers only; this "
+                              "model has int16 normalization (quantize it with --norm-bits 7)")
         return pack_image(*load_model(model_path)), "board image (firmware_bridge/board_image.py)"
     if fmt == "onnx":
         from edgeff.export import onnx_int8
