@@ -20,11 +20,14 @@ def test_int8_accuracy_tracks_float(int_model):
 
 
 def test_label_scores_shortcut_equals_one_pass_per_label(int_model):
+    """The shared first-layer accumulation gives each label's separate pass, bit for bit; in one chunk or in
+    many run on parallel threads (c_kernels.map_chunks)."""
     _, int_path, _ = int_model
     model = IntFFModel.from_file(int_path)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (50, 784), dtype=np.uint8)
     fast = model.label_scores(images)
+    assert np.array_equal(model.label_scores(images, chunk=3), fast)
     for c in range(10):
         acts = model.activities(model.quantize_images(images, np.full(50, c)))
         for i, a in enumerate(acts):

@@ -20,11 +20,13 @@ import os
 import platform
 import subprocess
 import tempfile
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from edgeff.errors import EdgeFFError
 
@@ -159,6 +161,7 @@ def use_backend(name: str) -> str:
 PARALLEL_ABOVE = 1 << 16   # elements; below this one thread is faster than handing work over
 WORKERS = os.cpu_count() or 1
 _pool = None
+_thread = threading.local()  # .serial: this thread runs one piece of map_chunks (no nested splitting)
 
 
 def _new_pool():
@@ -179,7 +182,7 @@ def _over_rows(kernel, arrays, outs, *args):
     across the CPU's cores when the work is large (ctypes releases the GIL during each C call)."""
     rows = outs[0].shape[0]
     parts = min(WORKERS, max(1, sum(o.size for o in outs) // PARALLEL_ABOVE), rows) if rows else 1
-    if parts == 1:
+    if parts == 1 or getattr(_thread, "serial", False):
         kernel(*arrays, rows, *args, *outs)
         return
 
@@ -189,6 +192,31 @@ def _over_rows(kernel, arrays, outs, *args):
     bounds = np.linspace(0, rows, parts + 1).astype(int)
     for f in [_pool.submit(run, a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]:
         f.result()
+
+
+def map_chunks(fn, chunks: list) -> list:
+    """[fn(c) for c in chunks], the chunks spread over the cores, each run on one thread (the kernels inside
+    it and BLAS too). For many independent pieces of work (multi-pass inference) this beats splitting
+    every kernel call: no hand-over per call, and no BLAS threads spinning against the kernels' threads."""
+    if WORKERS == 1 or len(chunks) < 2:
+        return [fn(c) for c in chunks]
+
+    def run(chunk):
+        _thread.serial = True
+        try:
+            return fn(chunk)
+        finally:
+            _thread.serial = False
+
+    with _blas_threads().limit(limits=1):
+        return list(_pool.map(run, chunks))
+
+
+@functools.cache
+def _blas_threads() -> ThreadpoolController:
+    """The BLAS (and OpenMP) thread pools of this process, found once: scanning the loaded libraries costs
+    more than a small multi-pass call."""
+    return ThreadpoolController()
 
 
 def requantize(acc, bias, multiplier, shift, zero_point, act_min, act_max, rounding, wide) -> np.ndarray:

@@ -28,7 +28,7 @@ NORM_BITS_INT16 = 15        # the same kernel with an int16 output (scale 2^-15)
 GOODNESS_FRAC_BITS = 12     # multi-pass scores: real goodness in Q.12
 GAMMA_FRAC_BITS = 8         # collaboration strength gamma in Q8
 ACT_MIN, ACT_MAX = -128, 127
-CHUNK_ACTIVATIONS = 1 << 20   # multi-pass work per chunk: image-labels x widest layer
+CHUNK_ACTIVATIONS = 1 << 19   # multi-pass work per chunk: image-labels x widest layer
 C_FUSED_MAX_ROWS = 32         # batches up to this many rows run fused in C; larger ones through BLAS
 
 
@@ -217,11 +217,13 @@ class IntFFModel:
         One-hot labels of one value leave the L2 norm of the input the same for every label, so the
         first layer's normalized input differs only in the label pixels: one shared accumulation plus
         the label pixel's column, bit-identical to n_classes separate passes (tested). Chunks of about
-        2^20 activations keep the temporaries in cache while amortizing the per-call overhead.
+        2^19 activations keep the temporaries in cache while amortizing the per-call overhead; they run
+        in parallel, one core each (c_kernels.map_chunks).
         """
         self.check_images(images)
         chunk = chunk or max(16, CHUNK_ACTIVATIONS // (self.n_classes * max(self.arch["sizes"][1:])))
-        parts = [self._raw_label_goodness(images[s:s + chunk]) for s in range(0, len(images), chunk)]
+        parts = c_kernels.map_chunks(self._raw_label_goodness,
+                                     [images[s:s + chunk] for s in range(0, len(images), chunk)])
         return np.concatenate(parts, axis=1)
 
     def _raw_label_goodness(self, images):

@@ -52,6 +52,14 @@ void ef_fully_connected_s16(const int16_t *x, int32_t rows, int32_t depth, const
 void ef_requantize_s8(const int32_t *acc, int32_t rows, int32_t units, const int32_t *bias,
                       const int32_t *multiplier, const int32_t *shift, int32_t out_zero_point,
                       int32_t act_min, int32_t act_max, int rounding, int8_t *out);
+/* One row's epilogue with its form decided once by the caller: relu = ef_requantize_relu_form(...) over
+ * the same multipliers and shifts (the branch-free ReLU form when the clamp starts at the zero point and
+ * every shift is to the right). */
+int ef_requantize_relu_form(const int32_t *multiplier, const int32_t *shift, int32_t units, int32_t out_zero_point,
+                            int32_t act_min, int32_t act_max);
+void ef_requantize_row_s8(const int32_t *acc, int32_t units, const int32_t *bias, const int32_t *multiplier,
+                          const int32_t *shift, int32_t out_zero_point, int32_t act_min, int32_t act_max,
+                          int rounding, int relu, int8_t *out);
 void ef_requantize_s16(const int64_t *acc, int32_t rows, int32_t units, const int64_t *bias,
                        const int32_t *multiplier, const int32_t *shift, int32_t out_zero_point,
                        int32_t act_min, int32_t act_max, int8_t *out);

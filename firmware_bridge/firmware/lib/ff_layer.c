@@ -26,6 +26,7 @@ void ef_ff_label_rows_s8(const int32_t *shared, const int8_t *label_pixel, int32
                          int rounding, int8_t *out, int32_t *goodness)
 {
     int32_t acc[UNIT_BLOCK];
+    int relu = ef_requantize_relu_form(multiplier, shift, units, out_zero_point, act_min, 127);
     for (int32_t r = 0; r < images; ++r) {
         const int32_t *s = shared + (int64_t)r * units;
         for (int32_t c = 0; c < n_classes; ++c) {
@@ -35,8 +36,8 @@ void ef_ff_label_rows_s8(const int32_t *shared, const int8_t *label_pixel, int32
                 int32_t n = units - j0 < UNIT_BLOCK ? units - j0 : UNIT_BLOCK;
                 for (int32_t j = 0; j < n; ++j)
                     acc[j] = s[j0 + j] + label_pixel[r] * column[j0 + j];
-                ef_requantize_s8(acc, 1, n, bias + j0, multiplier + j0, shift + j0, out_zero_point, act_min, 127,
-                                 rounding, o + j0);
+                ef_requantize_row_s8(acc, n, bias + j0, multiplier + j0, shift + j0, out_zero_point, act_min, 127,
+                                     rounding, relu, o + j0);
             }
             ef_goodness(o, 1, units, out_zero_point, goodness + (int64_t)r * n_classes + c);
         }

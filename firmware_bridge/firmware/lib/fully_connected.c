@@ -123,6 +123,7 @@ void ef_fully_connected_s8(const int8_t *x, int32_t rows, int32_t depth, const i
 {
     int32_t acc[UNIT_BLOCK];
     int16_t xs[DEPTH_BLOCK];
+    int relu = ef_requantize_relu_form(multiplier, shift, units, out_zero_point, act_min, act_max);
     for (int32_t r = 0; r < rows; ++r) {
         const int8_t *xr = x + (int64_t)r * depth;
         for (int32_t c0 = 0; c0 < units; c0 += UNIT_BLOCK) {
@@ -132,8 +133,8 @@ void ef_fully_connected_s8(const int8_t *x, int32_t rows, int32_t depth, const i
                 widen(xr + k0, kn, xs);
                 dot_units(weight, depth, c0, n, k0, xs, kn, acc);
             }
-            ef_requantize_s8(acc, 1, n, bias + c0, multiplier + c0, shift + c0, out_zero_point, act_min, act_max,
-                             rounding, out + (int64_t)r * units + c0);
+            ef_requantize_row_s8(acc, n, bias + c0, multiplier + c0, shift + c0, out_zero_point, act_min, act_max,
+                                 rounding, relu, out + (int64_t)r * units + c0);
         }
     }
 }
@@ -158,16 +159,6 @@ void ef_fully_connected_s16(const int16_t *x, int32_t rows, int32_t depth, const
 /* Fused ReLU (act_min >= zero point) with right shifts only: a non-positive accumulator rescales to
  * <= 0 and clamps to act_min, a positive one takes the non-negative form, clamped before the zero point
  * is added so nothing can overflow. Branch-free, so it vectorizes. */
-static int relu_form(const int32_t *multiplier, const int32_t *shift, int32_t units, int32_t zp, int32_t act_min,
-                     int32_t act_max)
-{
-    if (act_min < zp || act_max < zp)
-        return 0;
-    for (int32_t c = 0; c < units; ++c)
-        if (shift[c] > 0 || multiplier[c] < 0)
-            return 0;
-    return 1;
-}
 
 #define REQUANTIZE_RELU_ROW(rounding)                                                                        \
     for (int32_t c = 0; c < units; ++c) {                                                                    \
@@ -190,24 +181,39 @@ static void requantize_relu_row(const int32_t *acc, int32_t units, const int32_t
     }
 }
 
+int ef_requantize_relu_form(const int32_t *multiplier, const int32_t *shift, int32_t units, int32_t zp,
+                            int32_t act_min, int32_t act_max)
+{
+    if (act_min < zp || act_max < zp)
+        return 0;
+    for (int32_t c = 0; c < units; ++c)
+        if (shift[c] > 0 || multiplier[c] < 0)
+            return 0;
+    return 1;
+}
+
+void ef_requantize_row_s8(const int32_t *acc, int32_t units, const int32_t *bias, const int32_t *multiplier,
+                          const int32_t *shift, int32_t out_zero_point, int32_t act_min, int32_t act_max,
+                          int rounding, int relu, int8_t *out)
+{
+    if (relu) {
+        requantize_relu_row(acc, units, bias, multiplier, shift, out_zero_point, act_min, act_max, rounding, out);
+        return;
+    }
+    for (int32_t c = 0; c < units; ++c) {
+        int32_t a = (int32_t)((uint32_t)acc[c] + (uint32_t)bias[c]);
+        out[c] = epilogue_s8(a, multiplier[c], shift[c], out_zero_point, act_min, act_max, rounding);
+    }
+}
+
 void ef_requantize_s8(const int32_t *acc, int32_t rows, int32_t units, const int32_t *bias,
                       const int32_t *multiplier, const int32_t *shift, int32_t out_zero_point,
                       int32_t act_min, int32_t act_max, int rounding, int8_t *out)
 {
-    if (relu_form(multiplier, shift, units, out_zero_point, act_min, act_max)) {
-        for (int32_t r = 0; r < rows; ++r)
-            requantize_relu_row(acc + (int64_t)r * units, units, bias, multiplier, shift, out_zero_point, act_min,
-                                act_max, rounding, out + (int64_t)r * units);
-        return;
-    }
-    for (int32_t r = 0; r < rows; ++r) {
-        const int32_t *ar = acc + (int64_t)r * units;
-        int8_t *o = out + (int64_t)r * units;
-        for (int32_t c = 0; c < units; ++c) {
-            int32_t a = (int32_t)((uint32_t)ar[c] + (uint32_t)bias[c]);
-            o[c] = epilogue_s8(a, multiplier[c], shift[c], out_zero_point, act_min, act_max, rounding);
-        }
-    }
+    int relu = ef_requantize_relu_form(multiplier, shift, units, out_zero_point, act_min, act_max);
+    for (int32_t r = 0; r < rows; ++r)
+        ef_requantize_row_s8(acc + (int64_t)r * units, units, bias, multiplier, shift, out_zero_point, act_min,
+                             act_max, rounding, relu, out + (int64_t)r * units);
 }
 
 void ef_requantize_s16(const int64_t *acc, int32_t rows, int32_t units, const int64_t *bias,
