@@ -106,7 +106,8 @@ int32_t ef_ff_train_step(ef_ff_trainer *t, const uint8_t *image, int32_t label, 
     if (t->adaptive)
         for (int32_t l = 0; l < t->n_layers; ++l) {
             int64_t dg = coef[l][0] * others[l][0] + coef[l][1] * others[l][1];
-            t->gamma_q[l] += (int32_t)ef_round_shift(dg, t->gamma_shift, t->stochastic, noise(t, 63u, (uint32_t)l));
+            int64_t step = ef_round_shift(dg, t->gamma_shift, t->stochastic, noise(t, 63u, (uint32_t)l));
+            t->gamma_q[l] = (int32_t)((uint32_t)t->gamma_q[l] + (uint32_t)step);   /* wraps as int32, no UB */
         }
     t->step += 1;
     return total[0] > total[1];
