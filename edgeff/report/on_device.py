@@ -25,15 +25,16 @@ INFER_CHECKS = 20
 
 
 def _board(port, storage):
-    """(a context manager with .url or None, what the report calls the board)."""
+    """(a context manager with .url unless a port is given, the --port that reaches the same board, what the
+    report calls it: None for a real board, which names itself)."""
     from firmware_bridge.emulator import EmulatedBoard
     from firmware_bridge.virtual_board import VirtualBoard
 
     if port:
-        return nullcontext(), None
+        return nullcontext(), port, None
     if shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"):
-        return EmulatedBoard(), "the EdgeFF firmware on an emulated Cortex-M4 (QEMU mps2-an386)"
-    return (VirtualBoard(storage, profile=BOARD_PROFILE),
+        return EmulatedBoard(), "emulate", "the EdgeFF firmware on an emulated Cortex-M4 (QEMU mps2-an386)"
+    return (VirtualBoard(storage, profile=BOARD_PROFILE), "virtual",
             f"a virtual board with the {BOARD_PROFILE} profile (install qemu-system-arm and gcc-arm-none-eabi "
             "for the emulated Cortex-M4)")
 
@@ -52,7 +53,7 @@ def run_on_device(out_dir, data, port=None, samples=4000, quiet=False) -> dict:
     before = evaluate_int(before_model, data.test.images, data.test.labels, before_model.eval_layers)
     stream = SampleStream(data.train.images, data.train.labels, min(samples, len(data.train)))
     config = IntTrainingConfig(lr_shift=LEARNING_RATE_SHIFT)
-    board, description = _board(port, out_dir / "virtual-board-flash")
+    board, board_port, description = _board(port, out_dir / "virtual-board-flash")
     with board:
         with BoardLink(port or board.url) as link:
             result = train_on_board(link, ptq, stream, config, checkpoint_every=2000, quiet=quiet)
@@ -65,9 +66,8 @@ def run_on_device(out_dir, data, port=None, samples=4000, quiet=False) -> dict:
             agree = sum(link.infer(image)[2] == expected[i].tolist() for i, image in enumerate(images))
             board_name = f"{link.info.name} ({link.info.firmware})"
     after = evaluate_int(model, data.test.images, data.test.labels, model.eval_layers)
-    emulated = bool(description) and "QEMU" in description
-    return {"board": description or board_name, "port": port or ("emulate" if emulated else "virtual"),
-            "emulated": emulated, "runtime_identical": pulled == runtime_image(ptq, stream, config),
+    return {"board": description or board_name, "port": board_port, "emulated": board_port == "emulate",
+            "runtime_identical": pulled == runtime_image(ptq, stream, config),
             "int8_before": before, "int8_after": after,
             "samples": len(stream), "lr_shift": LEARNING_RATE_SHIFT, "inference_checked": len(images),
             "inference_agreeing": agree, "model_file": str(trained),
