@@ -100,13 +100,21 @@ def test_requantize_16x8_equals_numpy():
 
 
 def test_inv_sqrt_equals_reference(lib):
+    """One at a time (the board) and eight at a time (the host's AVX2 lanes, which the normalization takes
+    for blocks of rows), on 100,000 accumulators and every power-of-two edge; wrapped negative sums too."""
     rng = np.random.default_rng(13)
     accs = np.concatenate([np.arange(0, 70_000), rng.integers(0, INT32_MAX, 30_000, endpoint=True),
-                           (1 << np.arange(31)) - 1, 1 << np.arange(31), (1 << np.arange(1, 31)) + 1, [INT32_MAX]])
+                           (1 << np.arange(31)) - 1, 1 << np.arange(31), (1 << np.arange(1, 31)) + 1, [INT32_MAX],
+                           [-1, -2, INT32_MIN, INT32_MIN + 1], rng.permutation(1 << np.arange(20, 31)) - 3])
+    want = np.array([inv_sqrt_quantized_multiplier_ref(int(a)) for a in accs])
     m, s = ctypes.c_int32(), ctypes.c_int32()
-    for a in accs:
+    for a, w in zip(accs, want, strict=True):
         lib.ef_inv_sqrt_quantized_multiplier(int(a), ctypes.byref(m), ctypes.byref(s))
-        assert (m.value, s.value) == inv_sqrt_quantized_multiplier_ref(int(a)), a
+        assert (m.value, s.value) == tuple(w), a
+    for start in (0, 3):   # eight-lane blocks at two alignments, and a scalar tail
+        got_m, got_s = np.empty(len(accs) - start, np.int32), np.empty(len(accs) - start, np.int32)
+        lib.ef_inv_sqrt_quantized_multiplier_n(accs[start:].astype(np.int32), len(accs) - start, got_m, got_s)
+        assert np.array_equal(np.stack([got_m, got_s], axis=1), want[start:])
 
 
 @pytest.mark.parametrize("rounding", ["double", "single"])

@@ -110,6 +110,7 @@ _SIGNATURES = {
     "ef_fully_connected_s16": [_arr(np.int16), _i32, _i32, _arr(np.int8), _i32, _arr(np.int64), _arr(np.int32),
                                _arr(np.int32), _i32, _i32, _i32, _arr(np.int8)],
     "ef_inv_sqrt_quantized_multiplier": [_i32, ctypes.POINTER(_i32), ctypes.POINTER(_i32)],
+    "ef_inv_sqrt_quantized_multiplier_n": [_arr(np.int32), _i32, _arr(np.int32), _arr(np.int32)],
     "ef_l2_normalize_s8": [_arr(np.int8), _i32, _i32, _i32, _int, _arr(np.int8)],
     "ef_l2_normalize_s16": [_arr(np.int8), _i32, _i32, _i32, _int, _arr(np.int16)],
     "ef_goodness": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int32)],

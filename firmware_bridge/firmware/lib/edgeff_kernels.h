@@ -67,6 +67,7 @@ void ef_requantize_s16(const int64_t *acc, int32_t rows, int32_t units, const in
 /* ---- l2_normalization.c: TFLite L2_NORMALIZATION (int8 out, scale 2^-7) and EdgeFF's int16 variant
  * (scale 2^-15) over rows of int8 values; `rounding` is the final rescale's (as TFLITE_SINGLE_ROUNDING) */
 void ef_inv_sqrt_quantized_multiplier(int32_t acc, int32_t *multiplier, int32_t *shift);  /* reverse shift -1 */
+void ef_inv_sqrt_quantized_multiplier_n(const int32_t *acc, int32_t n, int32_t *multiplier, int32_t *shift);
 void ef_l2_normalize_s8(const int8_t *in, int32_t rows, int32_t depth, int32_t zero_point, int rounding,
                         int8_t *out);
 void ef_l2_normalize_s16(const int8_t *in, int32_t rows, int32_t depth, int32_t zero_point, int rounding,

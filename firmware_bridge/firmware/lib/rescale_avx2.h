@@ -36,6 +36,12 @@ static inline __m256i ef_multiply_non_negative_x8(__m256i x, __m256i multiplier,
     return _mm256_srlv_epi32(_mm256_add_epi32(v, half), right);
 }
 
+/* SaturatingRoundingDoublingHighMul of non-negative lanes (nothing saturates there) */
+static inline __m256i ef_srdhm_non_negative_x8(__m256i a, __m256i b)
+{
+    return ef_multiply_non_negative_x8(a, b, _mm256_setzero_si256(), EF_ROUNDING_DOUBLE);
+}
+
 /* eight int32 lanes, each already within the output type's range, stored as int8 / int16 */
 static inline void ef_store_s8x8(int8_t *out, __m256i y)
 {
@@ -46,6 +52,14 @@ static inline void ef_store_s8x8(int8_t *out, __m256i y)
 static inline void ef_store_s16x8(int16_t *out, __m256i y)
 {
     _mm_storeu_si128((__m128i *)out, _mm_packs_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1)));
+}
+
+/* the wrapping int32 sum of eight lanes */
+static inline int32_t ef_sum_s32x8(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1))));
 }
 
 static inline __m256i ef_load_s32x8(const int32_t *p)
