@@ -133,6 +133,29 @@ def test_l2_normalization_equals_numpy(bits, zero_point, rounding):
     assert c.dtype == numpy.dtype and np.array_equal(c, numpy)
 
 
+@pytest.mark.parametrize("rounding", ["double", "single"])
+@pytest.mark.parametrize("units, relu, clamp_above_zp", [(64, True, 0), (67, True, 3), (6, True, 0), (67, False, 0)])
+def test_label_rows_equal_numpy(units, relu, clamp_above_zp, rounding):
+    """The multi-pass first layer (eight-lane fused form and its scalar tail) against the NumPy epilogue and
+    goodness of shared + label pixel x label column, for 300 images x 10 labels."""
+    lib, rng = c_kernels.library(), np.random.default_rng(units)
+    shared = rng.integers(-(1 << 22), 1 << 22, (300, units)).astype(np.int32)
+    label_pixel = rng.integers(-128, 128, 300).astype(np.int8)
+    columns = rng.integers(-127, 128, (10, units)).astype(np.int32)
+    _, bias, mult, shift, zp, act_min = _requant_case(rng, 5, units, relu, positive_shifts=not relu)
+    shift = np.minimum(shift, 0) if rounding == "single" else shift
+    act_min += clamp_above_zp
+    out, g = c_kernels.label_rows(shared, label_pixel, columns, bias, mult, shift, zp, act_min, rounding)
+    acc = shared[:, None, :] + label_pixel.astype(np.int32)[:, None, None] * columns[None]
+    previous = c_kernels.use_backend("numpy")
+    try:
+        want = fc.requantize_output(acc.reshape(-1, units), bias, mult, shift, zp, act_min, 127, rounding)
+        want_g = goodness(want, zp)
+    finally:
+        c_kernels.use_backend(previous)
+    assert lib is not None and np.array_equal(out, want) and np.array_equal(g, want_g)
+
+
 def test_goodness_equals_numpy():
     rng = np.random.default_rng(15)
     a = np.concatenate([rng.integers(-128, 128, (1000, 120)), np.full((1, 120), 127),

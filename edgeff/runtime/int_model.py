@@ -177,7 +177,7 @@ class IntFFModel:
     def quantize_images(self, images: np.ndarray, labels=None) -> np.ndarray:
         """int8 q = pixel - 128, label pixels overwritten (one-hot label_q, or the neutral value for one-pass)."""
         self.check_images(images)
-        q = (images.astype(np.int16) + INPUT_ZERO_POINT).astype(np.int8)
+        q = (images ^ np.uint8(0x80)).view(np.int8)   # p - 128 in int8 is p with its top bit flipped
         c = self.n_classes
         if labels is None:
             q[:, :c] = self.quant["neutral_label_q"]

@@ -177,14 +177,10 @@ static void requantize_relu_row(const int32_t *acc, int32_t units, const int32_t
     uint32_t headroom = (uint32_t)(act_max - zp);
     int32_t c = 0;
 #if defined(__AVX2__)
-    const __m256i zero = _mm256_setzero_si256();
-    for (; c + 8 <= units; c += 8) {
-        __m256i a = _mm256_max_epi32(_mm256_add_epi32(ef_load_s32x8(acc + c), ef_load_s32x8(bias + c)), zero);
-        __m256i r = ef_multiply_non_negative_x8(a, ef_load_s32x8(multiplier + c),
-                                                _mm256_sub_epi32(zero, ef_load_s32x8(shift + c)), rounding);
-        __m256i y = _mm256_add_epi32(_mm256_min_epu32(r, _mm256_set1_epi32((int32_t)headroom)), _mm256_set1_epi32(zp));
-        ef_store_s8x8(out + c, _mm256_max_epi32(y, _mm256_set1_epi32(act_min)));
-    }
+    const __m256i top = _mm256_set1_epi32((int32_t)headroom), zpv = _mm256_set1_epi32(zp), low = _mm256_set1_epi32(act_min);
+    for (; c + 8 <= units; c += 8)
+        ef_store_s8x8(out + c, ef_requantize_relu_x8(_mm256_loadu_si256((const __m256i *)(acc + c)), bias + c,
+                                                     multiplier + c, shift + c, top, zpv, low, rounding));
 #endif
     if (rounding == EF_ROUNDING_SINGLE) {
         REQUANTIZE_RELU_TAIL(EF_ROUNDING_SINGLE)

@@ -42,6 +42,20 @@ static inline __m256i ef_srdhm_non_negative_x8(__m256i a, __m256i b)
     return ef_multiply_non_negative_x8(a, b, _mm256_setzero_si256(), EF_ROUNDING_DOUBLE);
 }
 
+/* The ReLU form of the FC epilogue (fully_connected.c) on eight accumulators of consecutive units: + bias
+ * (wrapping), the non-negative rescale of the positive part, clamped to the headroom act_max - zp, + zp,
+ * then no lower than act_min. */
+static inline __m256i ef_requantize_relu_x8(__m256i acc, const int32_t *bias, const int32_t *multiplier,
+                                            const int32_t *shift, __m256i headroom, __m256i zp, __m256i act_min,
+                                            int rounding)
+{
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i a = _mm256_max_epi32(_mm256_add_epi32(acc, _mm256_loadu_si256((const __m256i *)bias)), zero);
+    __m256i right = _mm256_sub_epi32(zero, _mm256_loadu_si256((const __m256i *)shift));
+    __m256i r = ef_multiply_non_negative_x8(a, _mm256_loadu_si256((const __m256i *)multiplier), right, rounding);
+    return _mm256_max_epi32(_mm256_add_epi32(_mm256_min_epu32(r, headroom), zp), act_min);
+}
+
 /* eight int32 lanes, each already within the output type's range, stored as int8 / int16 */
 static inline void ef_store_s8x8(int8_t *out, __m256i y)
 {
@@ -60,11 +74,6 @@ static inline int32_t ef_sum_s32x8(__m256i v)
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
     return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1))));
-}
-
-static inline __m256i ef_load_s32x8(const int32_t *p)
-{
-    return _mm256_loadu_si256((const __m256i *)p);
 }
 #endif
 
