@@ -2,6 +2,7 @@
 references: over 100,000+ random cases each and at the worst-case bounds, kernel by kernel, then for a
 whole model's inference and training."""
 import ctypes
+import platform
 import shutil
 import subprocess
 from types import SimpleNamespace
@@ -154,6 +155,40 @@ def test_label_rows_equal_numpy(units, relu, clamp_above_zp, rounding):
     finally:
         c_kernels.use_backend(previous)
     assert lib is not None and np.array_equal(out, want) and np.array_equal(g, want_g)
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="compares the AVX2 build with a baseline x86-64 build")
+def test_avx2_paths_equal_the_boards_scalar_loops(tmp_path, monkeypatch):
+    """The host's AVX2 loops against the same sources built for baseline x86-64 (no AVX2: the scalar loops
+    the board runs), kernel by kernel on random rows, both roundings."""
+    monkeypatch.setenv("EDGEFF_CACHE_DIR", str(tmp_path))
+    flags = [f if f != "-march=native" else "-march=x86-64" for f in c_kernels.FLAGS]
+    scalar, avx2 = c_kernels.bind(ctypes.CDLL(str(c_kernels.build(flags)))), c_kernels.library()
+    rng = np.random.default_rng(21)
+
+    def same(kernel, inputs, outputs, *args):
+        got = [[np.zeros_like(o) for o in outputs] for _ in range(2)]
+        for lib, outs in zip((scalar, avx2), got, strict=True):
+            getattr(lib, kernel)(*inputs, *args, *outs)
+        assert all(np.array_equal(a, b) for a, b in zip(*got, strict=True)), kernel
+
+    accs = np.concatenate([rng.integers(0, INT32_MAX, 5000), np.arange(-3, 4), [INT32_MAX]]).astype(np.int32)
+    same("ef_inv_sqrt_quantized_multiplier_n", [accs, len(accs)], [np.empty(len(accs), np.int32)] * 2)
+    for rounding in (0, 1):
+        for depth, zp in ((67, -128), (784, -128), (64, 5)):
+            q = np.concatenate([rng.integers(zp, 128, (600, depth)), rng.integers(-128, 128, (200, depth))])
+            q = q.astype(np.int8)
+            same("ef_l2_normalize_s8", [q, len(q), depth, zp, rounding], [np.empty(q.shape, np.int8)])
+            same("ef_l2_normalize_s16", [q, len(q), depth, zp, rounding], [np.empty(q.shape, np.int16)])
+        acc, bias, mult, shift, zp, act_min = _requant_case(rng, 300, 203, relu=True, positive_shifts=False)
+        mult = mult.astype(np.int32)
+        shift = shift.astype(np.int32)
+        same("ef_requantize_s8", [acc, 300, 203, bias, mult, shift, zp, act_min, 127, rounding],
+             [np.empty((300, 203), np.int8)])
+        shared = rng.integers(-(1 << 22), 1 << 22, (50, 203)).astype(np.int32)
+        pixel, columns = rng.integers(-128, 128, 50).astype(np.int8), rng.integers(-127, 128, (10, 203)).astype(np.int32)
+        same("ef_ff_label_rows_s8", [shared, pixel, 50, columns, 10, 203, bias, mult, shift, zp, act_min, rounding],
+             [np.empty((50, 10 * 203), np.int8), np.empty((50, 10), np.int32)])
 
 
 def test_goodness_equals_numpy():

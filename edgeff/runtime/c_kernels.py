@@ -57,14 +57,15 @@ def _cpu_model() -> str:
         return platform.processor()
 
 
-def build() -> Path:
+def build(flags=FLAGS) -> Path:
     """Compile the library if this version is not cached yet; returns its path (atomic: a temp file
-    renamed into place, so concurrent builds cannot leave a half-written library)."""
+    renamed into place, so concurrent builds cannot leave a half-written library). Tests build it with
+    other flags too (a baseline x86-64 without AVX2: the board's scalar loops)."""
     sources = sorted(source_dir().glob("*.c"))
     digest = hashlib.sha256()
     for f in sorted(source_dir().glob("*.[ch]")):
         digest.update(f.name.encode() + f.read_bytes())
-    digest.update(" ".join(FLAGS + [platform.machine(), _cpu_model()]).encode())
+    digest.update(" ".join([*flags, platform.machine(), _cpu_model()]).encode())
     target = cache_dir() / f"edgeff_kernels-{digest.hexdigest()[:16]}.so"
     if target.exists():
         return target
@@ -72,7 +73,7 @@ def build() -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        result = subprocess.run(["cc", *FLAGS, "-o", tmp, *map(str, sources)], capture_output=True, text=True)
+        result = subprocess.run(["cc", *flags, "-o", tmp, *map(str, sources)], capture_output=True, text=True)
         if result.returncode != 0:
             raise EdgeFFError(f"building the C kernels failed:\n{result.stderr.strip()}")
         os.replace(tmp, target)
@@ -135,6 +136,11 @@ def _load(required: bool):
                               "compiler (apt-get install gcc) or set EDGEFF_KERNELS=numpy") from None
         warnings.warn(f"EdgeFF runs its NumPy kernels (same results, slower): {exc}", stacklevel=3)
         return None
+    return bind(lib)
+
+
+def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """Declare every kernel's argument and result types on a loaded library."""
     for name, args in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, _RESTYPES.get(name)
