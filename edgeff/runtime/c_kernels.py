@@ -57,10 +57,11 @@ def _cpu_model() -> str:
         return platform.processor()
 
 
-def build(flags=FLAGS) -> Path:
+def build(flags=None) -> Path:
     """Compile the library if this version is not cached yet; returns its path (atomic: a temp file
     renamed into place, so concurrent builds cannot leave a half-written library). Tests build it with
     other flags too (a baseline x86-64 without AVX2: the board's scalar loops)."""
+    flags = FLAGS if flags is None else flags
     sources = sorted(source_dir().glob("*.c"))
     digest = hashlib.sha256()
     for f in sorted(source_dir().glob("*.[ch]")):

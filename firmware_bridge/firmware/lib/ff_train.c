@@ -3,7 +3,6 @@
 #include "edgeff_kernels.h"
 
 #define GAMMA_FRAC_BITS 8
-#define NORM_BITS 7
 #define INPUT_ZERO_POINT (-128)
 
 int32_t ef_random_negative_label(uint32_t seed, uint32_t step, int32_t label, int32_t n_classes)
@@ -58,8 +57,8 @@ static void update_layer(ef_ff_trainer *t, int32_t l, const int32_t coef[2])
         int32_t row0 = coef[0] * (L->output[j] - L->out_zero_point);
         int32_t row1 = coef[1] * (L->output[L->d_out + j] - L->out_zero_point);
         int64_t db = (int64_t)row0 + row1;
-        int32_t bias_shift = t->lr_shift - 2 * NORM_BITS;   /* see IntTrainer's docstring */
-        int64_t b = (int64_t)L->bias_master[j] + ef_round_shift(db, bias_shift, t->stochastic,
+        /* the bias master steps as a weight master does (int8 inputs; see IntTrainer's docstring) */
+        int64_t b = (int64_t)L->bias_master[j] + ef_round_shift(db, t->lr_shift, t->stochastic,
                                                                  noise(t, 2u * l + 1u, (uint32_t)j));
         L->bias_master[j] = (int32_t)(b > INT32_MAX ? INT32_MAX : b < INT32_MIN ? INT32_MIN : b);
         L->bias[j] = (int32_t)ef_round_shift(L->bias_master[j], 8, 0, 0);
