@@ -78,7 +78,8 @@ def _requant_case(rng, rows, units, relu, positive_shifts):
 @pytest.mark.parametrize("rounding", ["double", "single"])
 @pytest.mark.parametrize("relu, positive_shifts", [(True, False), (False, False), (True, True)])
 def test_requantize_equals_numpy(rounding, relu, positive_shifts):
-    """The vectorized ReLU form and the general form, against the NumPy kernel: 3 x 40,600 outputs (203 units: eight-lane blocks and a tail)."""
+    """The vectorized ReLU form and the general form, against the NumPy kernel: 3 x 40,600 outputs (203
+    units: eight-lane blocks and a tail)."""
     rng = np.random.default_rng(11)
     for _ in range(3):
         acc, bias, mult, shift, zp, act_min = _requant_case(rng, 200, 203, relu, positive_shifts)
@@ -186,7 +187,8 @@ def test_avx2_paths_equal_the_boards_scalar_loops(tmp_path, monkeypatch):
         same("ef_requantize_s8", [acc, 300, 203, bias, mult, shift, zp, act_min, 127, rounding],
              [np.empty((300, 203), np.int8)])
         shared = rng.integers(-(1 << 22), 1 << 22, (50, 203)).astype(np.int32)
-        pixel, columns = rng.integers(-128, 128, 50).astype(np.int8), rng.integers(-127, 128, (10, 203)).astype(np.int32)
+        pixel = rng.integers(-128, 128, 50).astype(np.int8)
+        columns = rng.integers(-127, 128, (10, 203)).astype(np.int32)
         same("ef_ff_label_rows_s8", [shared, pixel, 50, columns, 10, 203, bias, mult, shift, zp, act_min, rounding],
              [np.empty((50, 10 * 203), np.int8), np.empty((50, 10), np.int32)])
 
