@@ -82,7 +82,7 @@ def main():
     p.add_argument("--runs", type=Path, default=Path("runs/bench-trainer"))
     p.add_argument("--out", type=Path, default=Path("runs/bench-runtime"))
     p.add_argument("--ptq-schedule", default="2:20", help="epochs:lr_shift[:negatives],... from the PTQ model")
-    p.add_argument("--scratch-schedule", default="3:14,2:16,1:18",
+    p.add_argument("--scratch-schedule", default="2:14,2:16,2:16:hard,3:17:hard,3:18:hard,2:19:hard,2:20:hard",
                    help="epochs:lr_shift[:negatives],... from scratch (negatives: random or hard)")
     p.add_argument("--parts", default="ptq,training")
     args = p.parse_args()
