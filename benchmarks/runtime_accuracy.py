@@ -81,7 +81,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=Path, default=Path("runs/bench-trainer"))
     p.add_argument("--out", type=Path, default=Path("runs/bench-runtime"))
-    p.add_argument("--ptq-schedule", default="1:20:hard,1:22:hard", help="epochs:lr_shift[:negatives],... from the PTQ model")
+    p.add_argument("--ptq-schedule", default="1:20:hard,1:22:hard",
+                   help="epochs:lr_shift[:negatives],... from the PTQ model")
     p.add_argument("--scratch-schedule", default="2:14,2:16,2:16:hard,3:17:hard,3:18:hard,2:19:hard,2:20:hard",
                    help="epochs:lr_shift[:negatives],... from scratch (negatives: random or hard)")
     p.add_argument("--parts", default="ptq,training")
