@@ -1,4 +1,6 @@
 """`edgeff board ...`: what each board subcommand does (the parser lives in edgeff/cli.py)."""
+import signal
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -101,6 +103,9 @@ def cmd_emulate(args):
                     raise EdgeFFError(f"the firmware refused the model in {args.model_header} (larger than its "
                                       f"{link.info.sram_budget} B of model RAM, or not a valid board image)")
         print(board.url, flush=True)
+        # stopped by SIGTERM too (a service manager, a test): leave through the `with`, which stops QEMU;
+        # Python's default SIGTERM exit would leave QEMU running without its parent
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             board.process.wait()
         except KeyboardInterrupt:

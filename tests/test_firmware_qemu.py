@@ -115,7 +115,8 @@ def test_emulated_board_speaks_the_protocol(tmp_path):
 
 def test_cli_reaches_the_emulated_board(tmp_path):
     """`edgeff board info --port emulate` runs the board firmware in QEMU for the command; `edgeff board
-    emulate` keeps it running and prints the URL another command opens."""
+    emulate` keeps it running and prints the URL another command opens, and stopped with SIGTERM it stops
+    QEMU too (nothing listens on the port afterwards)."""
     res = run_cli("board", "info", "--port", "emulate", "--json")
     assert res.returncode == 0, res.stderr
     info = json.loads(res.stdout)
@@ -131,6 +132,8 @@ def test_cli_reaches_the_emulated_board(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
 def _link(board, **kw):
