@@ -177,7 +177,8 @@ static void requantize_relu_row(const int32_t *acc, int32_t units, const int32_t
     uint32_t headroom = (uint32_t)(act_max - zp);
     int32_t c = 0;
 #if defined(__AVX2__)
-    const __m256i top = _mm256_set1_epi32((int32_t)headroom), zpv = _mm256_set1_epi32(zp), low = _mm256_set1_epi32(act_min);
+    const __m256i top = _mm256_set1_epi32((int32_t)headroom), zpv = _mm256_set1_epi32(zp);
+    const __m256i low = _mm256_set1_epi32(act_min);
     for (; c + 8 <= units; c += 8)
         ef_store_s8x8(out + c, ef_requantize_relu_x8(_mm256_loadu_si256((const __m256i *)(acc + c)), bias + c,
                                                      multiplier + c, shift + c, top, zpv, low, rounding));
