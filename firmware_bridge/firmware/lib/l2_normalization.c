@@ -90,7 +90,9 @@ static void inv_sqrt_x8(const int32_t *accs, int32_t *multipliers, int32_t *shif
     acc = _mm256_blendv_epi8(acc, _mm256_srli_epi32(acc, 2), big);
     __m256i s = _mm256_sub_epi32(_mm256_set1_epi32(11), big);
     acc = _mm256_max_epi32(acc, _mm256_set1_epi32(2));                         /* tiny lanes: any valid value */
-    /* floor(log2(acc)) from the float exponent, less one where float rounding reached the next power */
+    /* floor(log2(acc)) from the exponent of acc converted to float, less one where rounding reached the
+     * next power of two: a leading-zero count (AVX2 has none), exact for every acc; no float value
+     * enters the result, and the board's scalar path uses CLZ */
     __m256i e = _mm256_sub_epi32(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(acc)), 23),
                                  _mm256_set1_epi32(127));
     e = _mm256_add_epi32(e, _mm256_cmpgt_epi32(_mm256_sllv_epi32(one, e), acc));
