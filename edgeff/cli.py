@@ -129,12 +129,16 @@ def cmd_export(args):
     from edgeff.export.write import export_model
 
     written = export_model(args.model, args.format, args.out, args.layer_op)
-    print_result(args, written, f"wrote {written['out']}: {written['what']}, {written['bytes']:,} bytes; check it "
-                                f"with `edgeff verify {args.model} {written['out']}`")
+    tflm = (f"\nTensorFlow Lite Micro: arena {written['tflm_arena_bytes']:,} bytes (measured by its interpreter), "
+            f"ops {', '.join(written['tflm_ops'])} (docs/tflm.md shows the C++ that runs it)"
+            if "tflm_arena_bytes" in written else "")
+    check = (f"; check it with `edgeff verify {args.model} {written['out']}`" if args.format != "board-header"
+             else "")
+    print_result(args, written, f"wrote {written['out']}: {written['what']}, {written['bytes']:,} bytes{check}{tflm}")
 
 
 def cmd_verify(args):
-    from edgeff.export.verify import parity_table, verify
+    from edgeff.export.verify import parity_table, verdict_line, verify
     from edgeff.model_file import load_model
 
     _, header = load_model(args.model)
@@ -144,6 +148,9 @@ def cmd_verify(args):
         raise EdgeFFError(f"--images must be between 1 and {len(data.test)}")
     result = verify(args.model, args.exported, data.test.images[:n], data.test.labels[:n], progress=not args.json)
     print_result(args, result, parity_table(result))
+    if args.json:   # the table ends with the verdict; a script reading JSON still sees it on stderr
+        print(verdict_line(result), file=sys.stderr)
+    return 1 if result["verdict"] == "fail" else 0
 
 
 def cmd_finetune(args):
@@ -317,11 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "equivalent 1x1 CONV_2D, which LiteRT's reference kernels requantize exactly as TFLM")
     json_flag(sp)
 
-    sp = add("verify", "Run an exported .onnx or .tflite file in its own runtime on the test split and compare "
-                       "it with EdgeFF: a parity table of differences, agreeing predictions and accuracy.",
-             cmd_verify)
+    sp = add("verify", "Run an exported .onnx, .tflite or c-header .h file in its own runtime on the test split "
+                       "(onnxruntime; TensorFlow Lite Micro and LiteRT) and compare it with EdgeFF: a parity table "
+                       "of differences, agreeing predictions and accuracy, and a verdict. Exit status 1 when a "
+                       "runtime misses its policy (bit-exact, or the stated tolerance of runtimes that round "
+                       "differently).", cmd_verify)
     sp.add_argument("model", help="the model file that was exported")
-    sp.add_argument("exported", help="the exported .onnx or .tflite file")
+    sp.add_argument("exported", help="the exported .onnx, .tflite or c-header .h file")
     sp.add_argument("--images", type=int, help="test images to run (default: all)")
     data_dir(sp)
     json_flag(sp)
@@ -423,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        status = args.func(args)
     except EdgeFFError as exc:
         print(f"edgeff: error: {exc}", file=sys.stderr)
         return 2
@@ -435,7 +444,7 @@ def main(argv=None) -> int:
               "Run the same command again to resume training from the last finished epoch.",
               file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Exports computed by their own runtimes equal EdgeFF: ONNX float against torch, ONNX int8 and TFLite int8
 against the integer runtime bit for bit (kernel by kernel on random cases and worst-case bounds, then
 whole models), the C header compiled by a real compiler, and the CLI's export/verify with bad input."""
+import json
+import re
 import subprocess
 
 import numpy as np
@@ -11,15 +13,17 @@ from onnx import TensorProto
 
 from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
-from edgeff.export import onnx_int8, tflite_int8
-from edgeff.export.c_header import c_header
+from edgeff.export import onnx_int8, tflite_int8, tflm
+from edgeff.export.c_header import c_header, tflite_bytes_from_c_header
+from edgeff.export.provenance import KEY, source_record
+from edgeff.export.tflm import run_tflm
 from edgeff.export.verify import run_tflite, verify
 from edgeff.export.write import export_model
 from edgeff.model_file import load_model, save_model
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.l2_normalization import inv_sqrt_quantized_multiplier, l2_normalization
 from edgeff.runtime.requantize import INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier
-from tests.conftest import run_cli
+from tests.conftest import make_images, run_cli
 
 N_RANDOM = 100_000
 
@@ -151,9 +155,12 @@ def test_tflite_fully_connected_goodness_is_bit_exact(exportable, tmp_path):
     assert integer["goodness_differing"] == 0 and integer["logits_max_abs_diff"] <= 1
 
 
-def test_tflite_random_model_is_bit_exact(exportable):
-    """Whole-graph random cases: random int8 weights and biases in the tiny model's formats, 2,000 noise
-    images (40,000 labelled rows through both layers), conv form under the reference kernels."""
+@pytest.mark.parametrize("layer_op", tflite_int8.LAYER_OPS)
+def test_tflite_random_model_is_bit_exact_in_tflm(exportable, layer_op):
+    """Whole-graph random cases in TensorFlow Lite Micro's own interpreter, both layer forms: random int8 weights
+    and biases in the tiny model's formats, 2,000 noise images (40,000 labelled rows through both layers), every
+    goodness and logit equal to the integer runtime's. The conv form also under LiteRT's reference kernels, at
+    the batch size of the whole set (the stored batch-1 shapes resize)."""
     paths, _ = exportable
     tensors, header = load_model(paths["double"])
     rng = np.random.default_rng(8)
@@ -162,29 +169,37 @@ def test_tflite_random_model_is_bit_exact(exportable):
             tensors[name] = rng.integers(-127, 128, t.shape).astype(np.int8)
         elif name.endswith(".bias"):
             tensors[name] = rng.integers(-3000, 3000, t.shape).astype(t.dtype)
-    model = IntFFModel.from_tensors(tensors, header)
-    images = rng.integers(0, 256, (2000, 784)).astype(np.uint8)
-    out = run_tflite(tflite_int8.build(model, layer_op="conv_2d"), (images.astype(np.int16) - 128).astype(np.int8),
-                     "BUILTIN_REF")
-    assert np.array_equal(out["goodness"], model.raw_label_goodness(images))
-    assert np.array_equal(out["logits"], model.head_logits(images))
+    noise = rng.integers(0, 256, (2000, 784)).astype(np.uint8)
+    noise[:2] = np.array([[0], [255]])   # the input range's ends
+    # and the trained model on 2,000 images of the kind it was trained on
+    for model, images in ((IntFFModel.from_tensors(tensors, header), noise),
+                          (IntFFModel.from_file(paths["double"]), make_images(rng.integers(0, 10, 2000), rng))):
+        content = tflite_int8.build(model, layer_op=layer_op)
+        want_goodness, want_logits = model.raw_label_goodness(images), model.head_logits(images)
+        pixels = (images.astype(np.int16) - 128).astype(np.int8)
+        runs = [run_tflm(content, pixels)]
+        if layer_op == "conv_2d":
+            runs.append(run_tflite(content, pixels, "BUILTIN_REF"))
+        for out in runs:
+            assert np.array_equal(out["goodness"], want_goodness)
+            assert np.array_equal(out["logits"], want_logits)
 
 
-def test_c_header_compiles_to_the_model_bytes(exportable, tmp_path):
+def test_tflm_reports_the_arena_and_ops_it_needs(exportable, tmp_path):
+    """The arena edgeff export prints is the smallest TFLM allocates the model in (16 bytes less fails), and the
+    C++ in the header registers exactly the model's ops."""
     paths, _ = exportable
-    header = tmp_path / "board-model.h"
-    export_model(paths["double"], "c-header", header)
-    model_bytes = tflite_int8.build(IntFFModel.from_file(paths["double"]))
-    (tmp_path / "dump.c").write_text(
-        '#include <stdio.h>\n#include "board-model.h"\n'
-        "int main(void) {\n"
-        "    if ((unsigned long)board_model % 16) return 3;\n"
-        "    fwrite(board_model, 1, board_model_len, stdout);\n"
-        "    return 0;\n}\n")
-    exe = tmp_path / "dump"
-    subprocess.run(["cc", "-std=c99", "-Wall", "-Werror", "-o", exe, tmp_path / "dump.c"], check=True, cwd=tmp_path)
-    assert subprocess.run([exe], capture_output=True, check=True).stdout == model_bytes
-    assert c_header(b"\x01", "9lives.bin", "x").count("_9lives_bin_len = 1;") == 1   # a valid C identifier
+    written = export_model(paths["double"], "c-header", tmp_path / "model.h")
+    content = tflite_bytes_from_c_header(tmp_path / "model.h")
+    arena = written["tflm_arena_bytes"]
+    tflm.interpreter(content, arena)
+    with pytest.raises(EdgeFFError, match="TensorFlow Lite Micro cannot run this model"):
+        tflm.interpreter(content, arena - tflm.ARENA_ALIGNMENT)
+    text = (tmp_path / "model.h").read_text()
+    registered = [tflm.RESOLVER_METHODS[op] for op in written["tflm_ops"]]
+    assert sorted(re.findall(r"resolver\.(Add\w+)\(\);", text)) == sorted(registered)
+    assert f"MicroMutableOpResolver<{len(registered)}>" in text and f"kArenaBytes = {arena};" in text
+    assert "TRANSPOSE" not in written["tflm_ops"] and "SUM" not in written["tflm_ops"]   # what TFLM lacks for int32
 
 
 def test_refuses_what_it_cannot_express(exportable, int_model, tmp_path):
@@ -194,6 +209,13 @@ def test_refuses_what_it_cannot_express(exportable, int_model, tmp_path):
     if header["quantization"]["layers"][0].get("norm_bits", 7) == 15:
         with pytest.raises(EdgeFFError, match="layer 1 has int16 normalized inputs"):
             export_model(int_path, "onnx", tmp_path / "x.onnx")
+        # TFLM's L2_NORMALIZATION has no int16 output: the 16x8 form is refused with that reason
+        with pytest.raises(EdgeFFError, match="L2_NORMALIZATION writes int8 or float32 only"):
+            export_model(int_path, "tflite", tmp_path / "x.tflite")
+    # single rounding: no TFLite runtime here computes it (TFLM's default build rounds twice)
+    with pytest.raises(EdgeFFError, match="single rounding is not supported.*--rounding double"):
+        export_model(paths["single"], "c-header", tmp_path / "x.h")
+    assert not (tmp_path / "x.h").exists()
     # a multiplier no float32 scale gives (as an older quantizer wrote them): refused by name
     tensors, header = load_model(paths["double"])
     tensors["layers.0.multiplier"] = tensors["layers.0.multiplier"] ^ 1
@@ -218,4 +240,50 @@ def test_cli_export_and_verify(exportable, float_model, tmp_path):
                           (("verify", paths["double"], tmp_path / "missing.onnx", "--data-dir", data), "missing.onnx"),
                           (("verify", paths["double"], paths["double"], "--data-dir", data), "unknown export format")]:
         res = run_cli(*args)
+        assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_verify_fails_when_an_export_computes_other_values(exportable, tmp_path):
+    """An export recording the right source but computing other values (one head bias changed): verify prints
+    the FAIL verdict naming every runtime that missed its policy and exits 1."""
+    paths, data = exportable
+    tensors, header = load_model(paths["double"])
+    tensors["head.bias"] = tensors["head.bias"] + np.int32(5000)
+    wrong = tflite_int8.build(IntFFModel.from_tensors(tensors, header),
+                              metadata={KEY: source_record(paths["double"], "ff-mlp-int8")})
+    (tmp_path / "wrong.tflite").write_bytes(wrong)
+    res = run_cli("verify", paths["double"], tmp_path / "wrong.tflite", "--data-dir", data, "--images", "50")
+    assert res.returncode == 1, res.stderr
+    verdict = res.stdout.strip().splitlines()[-1]
+    assert verdict.startswith("verify: FAIL") and "TensorFlow Lite Micro" in verdict, verdict
+    res = run_cli("verify", paths["double"], tmp_path / "wrong.tflite", "--data-dir", data, "--images", "50", "--json")
+    assert res.returncode == 1 and json.loads(res.stdout)["verdict"] == "fail"
+
+
+def test_verify_refuses_another_models_export(exportable, float_model, tmp_path):
+    """Exports checked against a model they did not come from are refused naming both: another int8 model of the
+    same architecture (its recorded source), the float model (int8 export), and for ONNX too."""
+    paths, data = exportable
+    float_path, _ = float_model
+    for fmt, name in (("tflite", "m.tflite"), ("onnx", "m.onnx"), ("c-header", "m.h")):
+        export_model(paths["double"], fmt, tmp_path / name)
+        res = run_cli("verify", paths["single"], tmp_path / name, "--data-dir", data, "--images", "20")
+        assert res.returncode == 2 and "was exported from another model (int8-double.safetensors" in res.stderr, \
+            res.stderr
+        assert str(paths["single"]) in res.stderr and "Traceback" not in res.stderr
+        res = run_cli("verify", float_path, tmp_path / name, "--data-dir", data, "--images", "20")
+        assert res.returncode == 2 and "is a int8 export with 784 inputs, but" in res.stderr, res.stderr
+        assert "is a float model" in res.stderr
+
+
+def test_verify_reads_c_headers_and_refuses_others(exportable, tmp_path):
+    paths, data = exportable
+    export_model(paths["double"], "c-header", tmp_path / "m.h")
+    res = run_cli("verify", paths["double"], tmp_path / "m.h", "--data-dir", data, "--images", "30")
+    assert res.returncode == 0 and "| TensorFlow Lite Micro | 0 | 0 of 600 | 0 | 0 of 300 |" in res.stdout, res.stderr
+    export_model(paths["double"], "board-header", tmp_path / "board.h")
+    text = (tmp_path / "m.h").read_text()
+    (tmp_path / "short.h").write_text(text.replace("0x", "0X", 1).replace("0X", "", 1))   # one byte gone
+    for bad, message in (("board.h", "not a TFLite model"), ("short.h", "the header is damaged")):
+        res = run_cli("verify", paths["double"], tmp_path / bad, "--data-dir", data, "--images", "5")
         assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, res.stderr

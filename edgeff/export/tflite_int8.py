@@ -1,36 +1,49 @@
 """The int8 model as a TFLite flatbuffer, written directly (no TensorFlow converter, which would turn the
 goodness into a useless int8 tensor) with the schema classes that ai-edge-litert ships.
 
-Graph (every op a TFLite builtin that TFLite Micro has too):
+The file runs in TensorFlow Lite Micro (TFLM) as stored and in LiteRT at any batch size. TFLM neither
+resizes tensors nor has int32 SUM or TRANSPOSE, so:
+- every tensor is stored with its batch-1 shape (a stack of ten labelled copies of one image is stored with
+  ten rows), and the batch dimension is dynamic only in the shape signature, which LiteRT reads;
+- rows are batch-major (image 0 with every label, then image 1, ...), so per-label values are arranged
+  (N, n_classes) by a RESHAPE, with no TRANSPOSE;
+- the int32 goodness sum is a pairwise tree of int32 SPLIT and ADD (after a zero PAD to a power of two),
+  exact like any integer sum (a row's sum is at most width * 255^2, checked against int32 at export).
+Keeping the goodness in the graph makes the file complete on a board: run it and compare int32 outputs.
+
+Graph:
   images int8 (N, D), scale 1/255, zero point -128 (pixel - 128)
-  -> per label: SLICE the label pixels, MAXIMUM/MINIMUM with the one-hot row (sets them exactly),
-     CONCATENATION with the image pixels; all labels stacked label-major
+  -> SPLIT_V into label pixels and image pixels; the label pixels broadcast against each label's one-hot
+     row by MAXIMUM then MINIMUM (which sets them exactly), the image pixels broadcast by MAXIMUM with -128;
+     CONCATENATION -> (N, n_labels, D) -> RESHAPE to rows (N * n_labels, D)
   -> per layer: L2_NORMALIZATION (int8, scale 1/128) -> FULLY_CONNECTED (per-channel int8 weights,
-     int32 bias, fused RELU) -> goodness: CAST to int32, SUB the zero point, MUL, SUM, RESHAPE, TRANSPOSE
+     int32 bias, fused RELU) -> goodness: CAST to int32, SQUARED_DIFFERENCE with the zero point, PAD,
+     SPLIT/ADD tree, RESHAPE to (N, n_classes)
   -> goodness int32 (n_layers, N, n_classes) by PACK; the one-pass head on the neutral input:
      L2_NORMALIZATION of the head layers, CONCATENATION, FULLY_CONNECTED -> logits int8 (N, n_classes).
-layer_op "conv_2d" writes each FC as the equivalent 1x1 CONV_2D on (N, 1, 1, D) tensors instead.
-Why both: TFLite Micro runs FULLY_CONNECTED with integer per-channel requantization (TFLM's double
-rounding, what EdgeFF computes), but LiteRT's own kernels do not: its reference per-channel
-FULLY_CONNECTED rescales in float and its optimized one (ruy) rounds negative ties up. LiteRT's reference
-CONV_2D requantizes exactly as TFLM does, so the conv_2d form proves the integer semantics bit for bit
-on LiteRT (tests/test_export.py); the graph is otherwise the same.
-TFLite derives each FC's requantization multiplier from float32 scales at
-Prepare time, so the exporter finds the float32 weight scales that give exactly the model's integers
-(the quantizer derives them the same way; see requantize.multiplier_from_scales).
+layer_op "conv_2d" writes each FC as the equivalent 1x1 CONV_2D on (rows, 1, 1, D) tensors instead.
+Why both: TFLM runs FULLY_CONNECTED with integer per-channel requantization (TFLM's double rounding, what
+EdgeFF computes), but LiteRT's own kernels do not: its reference per-channel FULLY_CONNECTED rescales in
+float and its optimized one (ruy) rounds negative ties up. LiteRT's reference CONV_2D requantizes exactly as
+TFLM does, so the conv_2d form proves the integer semantics bit for bit on LiteRT too; the graph is otherwise
+the same.
+TFLite derives each FC's requantization multiplier from float32 scales at Prepare time, so the exporter finds
+the float32 weight scales that give exactly the model's integers (the quantizer derives them the same way;
+see requantize.multiplier_from_scales).
 """
 import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from edgeff.errors import EdgeFFError
-from edgeff.export.onnx_int8 import check_exportable
+from edgeff.export.onnx_int8 import raise_unsupported
 from edgeff.runtime.int_model import INPUT_SCALE, INPUT_ZERO_POINT, NORM_BITS_INT8, IntFFModel, IntLayer
 from edgeff.runtime.requantize import float32, multiplier_from_scales
 
 Op, Type, Options = schema.BuiltinOperator, schema.TensorType, schema.BuiltinOptions
 NORM_SCALE = 2.0 ** -NORM_BITS_INT8
 SEARCH_ULPS = 8    # float32 neighbours tried around each multiplier's scale
+INT32_MAX = 2 ** 31 - 1
 
 
 def weight_scales(layer: IntLayer, input_scale: float, output_scale: float, what: str) -> np.ndarray:
@@ -54,6 +67,14 @@ def weight_scales(layer: IntLayer, input_scale: float, output_scale: float, what
     return out
 
 
+class Batch(int):
+    """A dynamic batch dimension in a tensor's shape, stored as its batch-1 size: Batch(10) is the row count
+    of ten labelled copies per image, stored as 10 (what TFLM runs) and signed -1 (LiteRT resizes it)."""
+
+
+BATCH = Batch(1)
+
+
 class _FlatbufferWriter:
     """Tensors, buffers and operators of one subgraph, then the packed model."""
 
@@ -62,12 +83,12 @@ class _FlatbufferWriter:
         self.tensors, self.operators, self.opcodes = [], [], []
 
     def tensor(self, name, dtype, shape, data=None, scale=None, zero_point=None) -> int:
-        """A tensor; None in shape is the dynamic batch dimension (1 until the interpreter resizes it)."""
+        """A tensor; a Batch entry in shape is the dynamic batch dimension."""
         t = schema.TensorT()
         t.name, t.type = name, dtype
-        t.shape = [1 if d is None else int(d) for d in shape]
-        if None in shape:
-            t.shapeSignature = [-1 if d is None else int(d) for d in shape]
+        t.shape = [int(d) for d in shape]
+        if any(isinstance(d, Batch) for d in shape):
+            t.shapeSignature = [-1 if isinstance(d, Batch) else int(d) for d in shape]
         t.buffer = 0
         if data is not None:
             buf = schema.BufferT()
@@ -95,7 +116,7 @@ class _FlatbufferWriter:
         o.builtinOptionsType, o.builtinOptions = options_type, options
         self.operators.append(o)
 
-    def finish(self, inputs, outputs, description) -> bytes:
+    def finish(self, inputs, outputs, description, metadata: dict[str, str]) -> bytes:
         sub = schema.SubGraphT()
         sub.tensors, sub.operators, sub.inputs, sub.outputs, sub.name = \
             self.tensors, self.operators, list(inputs), list(outputs), "main"
@@ -106,6 +127,14 @@ class _FlatbufferWriter:
             oc = schema.OperatorCodeT()
             oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), 1
             model.operatorCodes.append(oc)
+        model.metadata = []
+        for name, text in metadata.items():
+            entry = schema.MetadataT()
+            entry.name, entry.buffer = name, len(self.buffers)
+            buf = schema.BufferT()
+            buf.data = np.frombuffer(text.encode(), np.uint8)
+            self.buffers.append(buf)
+            model.metadata.append(entry)
         builder = flatbuffers.Builder(1 << 16)
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
         return bytes(builder.Output())
@@ -127,13 +156,13 @@ class _Graph:
         self.conv = layer_op == "conv_2d"
         self.count = 0
 
-    def rows(self, width):
-        """Shape of a batch of activation rows: (N, width), or (N, 1, 1, width) around CONV_2D."""
-        return [None, 1, 1, width] if self.conv else [None, width]
+    def rows(self, n_rows: Batch, width) -> list:
+        """Shape of a batch of activation rows: (rows, width), or (rows, 1, 1, width) around CONV_2D."""
+        return [n_rows, 1, 1, width] if self.conv else [n_rows, width]
 
     def reshape(self, x, shape, dtype=Type.INT8, scale=None, zero_point=None) -> int:
         out = self.w.tensor(self.name("reshaped"), dtype, shape, scale=scale, zero_point=zero_point)
-        new_shape = [-1 if d is None else d for d in shape]
+        new_shape = [-1 if isinstance(d, Batch) else int(d) for d in shape]
         self.w.op(Op.RESHAPE, [x, self.w.const_i32(self.name("shape"), new_shape)], [out], Options.ReshapeOptions,
                   _options(schema.ReshapeOptionsT, newShape=new_shape))
         return out
@@ -145,25 +174,35 @@ class _Graph:
     def int8(self, hint, shape, scale, zero_point) -> int:
         return self.w.tensor(self.name(hint), Type.INT8, shape, scale=scale, zero_point=zero_point)
 
+    def const_input_int8(self, hint, values) -> int:
+        values = np.asarray(values, np.int8)
+        return self.w.tensor(self.name(hint), Type.INT8, values.shape, values, INPUT_SCALE, INPUT_ZERO_POINT)
+
+    def binary(self, code, options_type, options, a, b, shape, scale=INPUT_SCALE, zero_point=INPUT_ZERO_POINT):
+        out = self.int8("broadcast", shape, scale, zero_point)
+        self.w.op(code, [a, b], [out], options_type, options)
+        return out
+
     def labelled(self, x, label_values, d_in) -> int:
-        """Rows of x with their label pixels set to each row of label_values, label-major."""
-        c = self.model.n_classes
-        label = self.int8("label_pixels", [None, c], INPUT_SCALE, INPUT_ZERO_POINT)
-        tail = self.int8("image_pixels", [None, d_in - c], INPUT_SCALE, INPUT_ZERO_POINT)
-        for out, begin, size in ((label, [0, 0], [-1, c]), (tail, [0, c], [-1, d_in - c])):
-            inputs = [x, self.w.const_i32(self.name("begin"), begin), self.w.const_i32(self.name("size"), size)]
-            self.w.op(Op.SLICE, inputs, [out], Options.SliceOptions, schema.SliceOptionsT())
-        copies = []
-        for row in label_values:
-            const = self.w.tensor(self.name("label_row"), Type.INT8, [1, c], np.asarray(row, np.int8)[None],
-                                  INPUT_SCALE, INPUT_ZERO_POINT)
-            up = self.int8("label_max", [None, c], INPUT_SCALE, INPUT_ZERO_POINT)
-            exact = self.int8("label_set", [None, c], INPUT_SCALE, INPUT_ZERO_POINT)
-            self.w.op(Op.MAXIMUM, [label, const], [up], Options.MaximumMinimumOptions, schema.MaximumMinimumOptionsT())
-            self.w.op(Op.MINIMUM, [up, const], [exact], Options.MaximumMinimumOptions, schema.MaximumMinimumOptionsT())
-            copies.append(self.concat([exact, tail], 1, [None, d_in], INPUT_SCALE, INPUT_ZERO_POINT))
-        x = copies[0] if len(copies) == 1 else self.concat(copies, 0, [None, d_in], INPUT_SCALE, INPUT_ZERO_POINT)
-        return self.reshape(x, self.rows(d_in), scale=INPUT_SCALE, zero_point=INPUT_ZERO_POINT) if self.conv else x
+        """Rows of x with their label pixels set to each row of label_values, batch-major: image 0 with every
+        label, then image 1, ... (a broadcast, so the graph grows by a few ops, not one per label)."""
+        c, k = self.model.n_classes, len(label_values)
+        label = self.int8("label_pixels", [BATCH, c], INPUT_SCALE, INPUT_ZERO_POINT)
+        tail = self.int8("image_pixels", [BATCH, d_in - c], INPUT_SCALE, INPUT_ZERO_POINT)
+        self.w.op(Op.SPLIT_V, [x, self.w.const_i32(self.name("sizes"), [c, d_in - c]),
+                               self.w.const_i32(self.name("axis"), [1])], [label, tail],
+                  Options.SplitVOptions, _options(schema.SplitVOptionsT, numSplits=2))
+        rows = self.const_input_int8("label_rows", np.asarray(label_values)[None])          # (1, k, c)
+        minmax = Options.MaximumMinimumOptions, schema.MaximumMinimumOptionsT()
+        label = self.reshape(label, [BATCH, 1, c], scale=INPUT_SCALE, zero_point=INPUT_ZERO_POINT)
+        label = self.binary(Op.MAXIMUM, *minmax, label, rows, [BATCH, k, c])    # >= the row, shaped (N, k, c)
+        label = self.binary(Op.MINIMUM, *minmax, label, rows, [BATCH, k, c])    # = the row
+        tail = self.reshape(tail, [BATCH, 1, d_in - c], scale=INPUT_SCALE, zero_point=INPUT_ZERO_POINT)
+        if k > 1:   # max with the lowest int8 value leaves the pixels as they are, copied k times
+            tail = self.binary(Op.MAXIMUM, *minmax, tail, self.const_input_int8("lowest", np.full((1, k, 1), -128)),
+                               [BATCH, k, d_in - c])
+        x = self.concat([label, tail], 2, [BATCH, k, d_in], INPUT_SCALE, INPUT_ZERO_POINT)
+        return self.reshape(x, self.rows(Batch(k), d_in), scale=INPUT_SCALE, zero_point=INPUT_ZERO_POINT)
 
     def concat(self, parts, axis, shape, scale, zero_point) -> int:
         out = self.int8("concat", shape, scale, zero_point)
@@ -171,14 +210,14 @@ class _Graph:
                   _options(schema.ConcatenationOptionsT, axis=axis))
         return out
 
-    def l2_normalize(self, a, width) -> int:
-        out = self.int8("l2_normalized", self.rows(width), NORM_SCALE, 0)
+    def l2_normalize(self, a, n_rows, width) -> int:
+        out = self.int8("l2_normalized", self.rows(n_rows, width), NORM_SCALE, 0)
         self.w.op(Op.L2_NORMALIZATION, [a], [out], Options.L2NormOptions, schema.L2NormOptionsT())
         return out
 
-    def fully_connected(self, n, layer: IntLayer, weight, bias, scale, relu: bool) -> int:
+    def fully_connected(self, n, n_rows, layer: IntLayer, weight, bias, scale, relu: bool) -> int:
         d_out = layer.weight.shape[0]
-        out = self.int8("fc_out", self.rows(d_out), scale, layer.out_zero_point)
+        out = self.int8("fc_out", self.rows(n_rows, d_out), scale, layer.out_zero_point)
         activation = schema.ActivationFunctionType.RELU if relu else schema.ActivationFunctionType.NONE
         if self.conv:
             self.w.op(Op.CONV_2D, [n, weight, bias], [out], Options.Conv2DOptions,
@@ -197,37 +236,60 @@ class _Graph:
                              float32(input_scale) * scales.astype(np.float64), 0)
         return weight, bias
 
-    def goodness(self, a, layer: IntLayer, rows_shape) -> int:
-        """int32 sum over the row of (a - zp)^2, arranged (N, n_classes)."""
-        c, width = self.model.n_classes, layer.weight.shape[0]
-        wide = self.w.tensor(self.name("acts_i32"), Type.INT32, self.rows(width))
+    def goodness(self, a, n_rows: Batch, layer: IntLayer) -> int:
+        """int32 sum over each row of (a - zp)^2, arranged (N, rows per image)."""
+        width = layer.weight.shape[0]
+        wide = self.w.tensor(self.name("acts_i32"), Type.INT32, self.rows(n_rows, width))
         self.w.op(Op.CAST, [a], [wide], Options.CastOptions,
                   _options(schema.CastOptionsT, inDataType=Type.INT8, outDataType=Type.INT32))
-        centred = self.w.tensor(self.name("centred"), Type.INT32, self.rows(width))
-        self.w.op(Op.SUB, [wide, self.w.const_i32(self.name("zero_point"), [layer.out_zero_point])], [centred],
-                  Options.SubOptions, schema.SubOptionsT())
-        squares = self.w.tensor(self.name("squares"), Type.INT32, self.rows(width))
-        self.w.op(Op.MUL, [centred, centred], [squares], Options.MulOptions, schema.MulOptionsT())
-        total = self.w.tensor(self.name("goodness_rows"), Type.INT32, [None])
-        axes = [1, 2, 3] if self.conv else [1]
-        self.w.op(Op.SUM, [squares, self.w.const_i32(self.name("axes"), axes)], [total], Options.ReducerOptions,
-                  _options(schema.ReducerOptionsT, keepDims=False))
-        label_major = self.w.tensor(self.name("goodness_cn"), Type.INT32, [c, None])
-        self.w.op(Op.RESHAPE, [total, self.w.const_i32(self.name("shape"), [c, -1])], [label_major],
-                  Options.ReshapeOptions, _options(schema.ReshapeOptionsT, newShape=[c, -1]))
-        out = self.w.tensor(self.name("goodness_nc"), Type.INT32, rows_shape)
-        self.w.op(Op.TRANSPOSE, [label_major, self.w.const_i32(self.name("perm"), [1, 0])], [out],
-                  Options.TransposeOptions, schema.TransposeOptionsT())
-        return out
+        squares = self.w.tensor(self.name("squares"), Type.INT32, self.rows(n_rows, width))
+        self.w.op(Op.SQUARED_DIFFERENCE, [wide, self.w.const_i32(self.name("zero_point"), [layer.out_zero_point])],
+                  [squares], Options.SquaredDifferenceOptions, schema.SquaredDifferenceOptionsT())
+        if self.conv:
+            squares = self.reshape(squares, [n_rows, width], Type.INT32)
+        padded = 1 << (width - 1).bit_length()
+        if padded > width:
+            out = self.w.tensor(self.name("padded"), Type.INT32, [n_rows, padded])
+            self.w.op(Op.PAD, [squares, self.w.const_i32(self.name("padding"), [[0, 0], [0, padded - width]])],
+                      [out], Options.PadOptions, schema.PadOptionsT())
+            squares = out
+        while padded > 1:   # each level adds the right half of the columns to the left half
+            padded //= 2
+            halves = [self.w.tensor(self.name("half"), Type.INT32, [n_rows, padded]) for _ in range(2)]
+            self.w.op(Op.SPLIT, [self.w.const_i32(self.name("axis"), [1]), squares], halves, Options.SplitOptions,
+                      _options(schema.SplitOptionsT, numSplits=2))
+            squares = self.w.tensor(self.name("partial_sums"), Type.INT32, [n_rows, padded])
+            self.w.op(Op.ADD, halves, [squares], Options.AddOptions, schema.AddOptionsT())
+        return self.reshape(squares, [BATCH, int(n_rows)], Type.INT32)
 
 
-def build(model: IntFFModel, where: str = "model", layer_op: str = "fully_connected") -> bytes:
-    check_exportable(model, where)
+def check_tflite_exportable(model: IntFFModel, where: str):
+    """Refuse what this graph cannot express in TFLite's integer ops, naming the layer and the reason."""
+    if model.rounding != "double":
+        raise_unsupported(where, f"{model.rounding} rounding", "TFLite Micro and LiteRT requantize with double "
+                          "rounding unless built with TFLITE_SINGLE_ROUNDING, so this file would compute other "
+                          "values than the model; quantize with --rounding double (or export --format onnx, "
+                          "which is exact for either rounding)")
+    for i, layer in enumerate(model.layers):
+        if layer.norm_bits != NORM_BITS_INT8:
+            raise_unsupported(where, f"layer {i + 1} has int16 normalized inputs (norm_bits {layer.norm_bits}, a 16x8 "
+                                     "FC), and TFLite's L2_NORMALIZATION writes int8 or float32 only (TFLite Micro's "
+                                     "l2norm.cc), so the 16x8 form has no TFLite graph", "quantize it with --norm-bits 7")
+        width = layer.weight.shape[0]
+        if width * 255 ** 2 > INT32_MAX:
+            raise_unsupported(where, f"layer {i + 1} is {width} wide, and its goodness could exceed int32",
+                              f"use layers of at most {INT32_MAX // 255 ** 2} units")
+
+
+def build(model: IntFFModel, where: str = "model", layer_op: str = "fully_connected",
+          metadata: dict[str, str] | None = None) -> bytes:
+    """The flatbuffer; metadata entries (name -> text) are stored as TFLite metadata buffers."""
+    check_tflite_exportable(model, where)
     if layer_op not in LAYER_OPS:
         raise EdgeFFError(f"layer op {layer_op!r} must be one of {', '.join(LAYER_OPS)}")
     c, sizes = model.n_classes, model.arch["sizes"]
     g, quant = _Graph(model, where, layer_op), model.quant
-    images = g.int8("images", [None, sizes[0]], INPUT_SCALE, INPUT_ZERO_POINT)
+    images = g.int8("images", [BATCH, sizes[0]], INPUT_SCALE, INPUT_ZERO_POINT)
     g.w.tensors[images].name = "images"
     out_scales = [float32(q["out_scale"]) for q in quant["layers"]]
     consts = [g.layer_constants(layer, NORM_SCALE, out_scales[i], f"layers.{i}")
@@ -235,26 +297,27 @@ def build(model: IntFFModel, where: str = "model", layer_op: str = "fully_connec
 
     one_hot = np.full((c, c), INPUT_ZERO_POINT)
     np.fill_diagonal(one_hot, quant["label_q"])
-    a, goodness = g.labelled(images, one_hot, sizes[0]), []
+    labels, a, goodness = Batch(c), g.labelled(images, one_hot, sizes[0]), []
     for i, layer in enumerate(model.layers):
-        a = g.fully_connected(g.l2_normalize(a, sizes[i]), layer, *consts[i], out_scales[i], relu=True)
-        goodness.append(g.goodness(a, layer, [None, c]))
-    stacked = g.w.tensor("goodness", Type.INT32, [len(goodness), None, c])
+        a = g.fully_connected(g.l2_normalize(a, labels, sizes[i]), labels, layer, *consts[i], out_scales[i], relu=True)
+        goodness.append(g.goodness(a, labels, layer))
+    stacked = g.w.tensor("goodness", Type.INT32, [len(goodness), BATCH, c])
     g.w.op(Op.PACK, goodness, [stacked], Options.PackOptions,
            _options(schema.PackOptionsT, valuesCount=len(goodness), axis=0))
 
     a, acts = g.labelled(images, [np.full(c, quant["neutral_label_q"])], sizes[0]), []
     for i, layer in enumerate(model.layers):
-        a = g.fully_connected(g.l2_normalize(a, sizes[i]), layer, *consts[i], out_scales[i], relu=True)
+        a = g.fully_connected(g.l2_normalize(a, BATCH, sizes[i]), BATCH, layer, *consts[i], out_scales[i], relu=True)
         acts.append(a)
-    parts = [g.l2_normalize(acts[l - 1], sizes[l]) for l in model.head_layers]
+    parts = [g.l2_normalize(acts[l - 1], BATCH, sizes[l]) for l in model.head_layers]
     width = sum(sizes[l] for l in model.head_layers)
-    features = parts[0] if len(parts) == 1 else g.concat(parts, 3 if g.conv else 1, g.rows(width), NORM_SCALE, 0)
+    features = parts[0] if len(parts) == 1 else g.concat(parts, 3 if g.conv else 1, g.rows(BATCH, width),
+                                                        NORM_SCALE, 0)
     logit_scale = float32(quant["head"]["out_scale"])
     head = g.layer_constants(model.head, NORM_SCALE, logit_scale, "head")
-    logits = g.fully_connected(features, model.head, *head, logit_scale, relu=False)
+    logits = g.fully_connected(features, BATCH, model.head, *head, logit_scale, relu=False)
     if g.conv:
-        logits = g.reshape(logits, [None, c], scale=logit_scale, zero_point=0)
+        logits = g.reshape(logits, [BATCH, c], scale=logit_scale, zero_point=0)
     g.w.tensors[logits].name = "logits"
     return g.w.finish([images], [stacked, logits], "EdgeFF int8 FF model: raw goodness per layer and label "
-                      "(multi-pass), one-pass head logits")
+                      "(multi-pass), one-pass head logits", metadata or {})

@@ -1,10 +1,14 @@
-"""Run an exported model in its own runtime on images and compare it with EdgeFF: the parity table.
+"""Run an exported model in its own runtime on images and compare it with EdgeFF: the parity table and a
+verdict.
 
-ONNX files run in onnxruntime; .tflite files in LiteRT under three op resolvers (its reference kernels,
-its optimized integer kernels without delegates, and its default with XNNPACK). The reference is
-EdgeFF's own computation of the same model: torch for a float model, the integer runtime for an int8 one.
-Each row: the largest difference and the number of differing values of every output, how often the
-predictions (multi-pass and one-pass) agree, and both accuracies.
+ONNX files run in onnxruntime; .tflite files (and C headers holding one) in TensorFlow Lite Micro's own
+interpreter and in LiteRT under three op resolvers (its reference kernels, its optimized integer kernels
+without delegates, and its default with XNNPACK). The reference is EdgeFF's own computation of the same
+model: torch for a float model, the integer runtime for an int8 one. Each row: the largest difference and the
+number of differing values of every output, how often the predictions (multi-pass and one-pass) agree, both
+accuracies, and whether the row meets its runtime's policy (POLICIES): bit-exact where the runtime computes
+EdgeFF's integer kernels, a stated tolerance where it is known to round differently. The export passes when
+every row does.
 """
 from pathlib import Path
 
@@ -12,11 +16,33 @@ import numpy as np
 from tqdm import tqdm
 
 from edgeff.errors import EdgeFFError
+from edgeff.export.c_header import tflite_bytes_from_c_header
+from edgeff.export.provenance import KEY, check_source
+from edgeff.export.tflm import run_tflm
 from edgeff.model_file import load_model
 from edgeff.runtime.int_model import INPUT_ZERO_POINT, IntFFModel
 
 BATCH = 500
 FLOAT_RTOL = 1e-5   # a float output "differs" when |a - b| > FLOAT_RTOL * max|b| (the scale of that output)
+# Runtimes that requantize in float32 (or fuse QDQ pairs) land within this of the integer outputs: at most
+# LOGITS_LSB apart on int8 logits, and the same predictions on at least AGREEMENT of the images.
+LOGITS_LSB, AGREEMENT = 4, 0.95
+
+
+def _agrees(r):
+    return r["multi_pass_agreement"] >= AGREEMENT and r["one_pass_agreement"] >= AGREEMENT
+
+
+POLICIES = {   # name -> (what it requires, test on a row)
+    "bit-exact": ("every value equal", lambda r, kind: r["goodness_differing"] == 0 and r["logits_differing"] == 0),
+    "float": (f"relative differences at most {FLOAT_RTOL:g}",
+              lambda r, kind: r["goodness_max_rel_diff"] <= FLOAT_RTOL and r["logits_max_rel_diff"] <= FLOAT_RTOL),
+    "ties": ("goodness equal, logits at most 1 apart (negative ties round up)",
+             lambda r, kind: r["goodness_differing"] == 0 and r["logits_max_abs_diff"] <= 1),
+    "rounds in float": (f"predictions agree on at least {AGREEMENT:.0%} of images"
+                        f" (int8 logits at most {LOGITS_LSB} apart)",
+                        lambda r, kind: _agrees(r) and (kind == "float" or r["logits_max_abs_diff"] <= LOGITS_LSB)),
+}
 
 
 def _batched(run, inputs: np.ndarray, progress: bool, desc: str) -> dict:
@@ -66,18 +92,18 @@ def run_tflite(content: bytes, inputs: np.ndarray, resolver: str, progress=False
     return _batched(run, inputs, progress, f"LiteRT {resolver}")
 
 
-# LiteRT's op resolvers, with what each computes (see tflite_int8.py)
+# LiteRT's op resolvers: the row's name and its policy for the (FULLY_CONNECTED, CONV_2D) forms (tflite_int8.py)
 RESOLVERS = {
-    "BUILTIN_REF": "LiteRT reference kernels",
-    "BUILTIN_WITHOUT_DEFAULT_DELEGATES": "LiteRT optimized integer kernels",
-    "AUTO": "LiteRT default (XNNPACK)",
+    "BUILTIN_REF": ("LiteRT reference kernels", ("rounds in float", "bit-exact")),
+    "BUILTIN_WITHOUT_DEFAULT_DELEGATES": ("LiteRT optimized integer kernels", ("ties", "ties")),
+    "AUTO": ("LiteRT default (XNNPACK)", ("rounds in float", "rounds in float")),
 }
+TFLM = "TensorFlow Lite Micro"
 
 
 def _edgeff_outputs(model_path, images, header):
     """EdgeFF's goodness (n_layers, N, C), one-pass logits, and the multi-pass score function."""
-    kind = (header.get("architecture") or {}).get("kind")
-    if kind == "ff-mlp":
+    if header["architecture"]["kind"] == "ff-mlp":
         import torch
 
         from edgeff.train.evaluate import images_to_input
@@ -87,11 +113,9 @@ def _edgeff_outputs(model_path, images, header):
         x0 = images_to_input(images, net.n_classes)
         with torch.no_grad():
             return "float", net.label_scores(x0).numpy(), net.head_logits(x0).numpy(), lambda g: g
-    if kind == "ff-mlp-int8":
-        model = IntFFModel.from_file(model_path)
-        return ("int8", model.raw_label_goodness(images), model.head_logits(images),
-                lambda g: model.layer_goodness(list(np.asarray(g, np.int64))))
-    raise EdgeFFError(f"{model_path}: not an EdgeFF model file (architecture kind {kind!r})")
+    model = IntFFModel.from_file(model_path)
+    return ("int8", model.raw_label_goodness(images), model.head_logits(images),
+            lambda g: model.layer_goodness(list(np.asarray(g, np.int64))))
 
 
 def _compare(name, out, ref, kind):
@@ -102,45 +126,115 @@ def _compare(name, out, ref, kind):
             f"{name}_differing": int(differing.sum()), f"{name}_values": int(diff.size)}
 
 
+def _tflite_content(path: Path) -> bytes:
+    content = tflite_bytes_from_c_header(path) if path.suffix.lower() == ".h" else path.read_bytes()
+    if content[4:8] != b"TFL3":
+        raise EdgeFFError(f"{path}: not a TFLite model (a board-header holds a board image: `edgeff board` checks "
+                          "those); export one with `edgeff export MODEL --format tflite` or `--format c-header`")
+    return content
+
+
+def _tflite_runs(model_path, path: Path, images, header, progress) -> dict:
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgeff.export.tflm import op_names_and_outputs
+
+    content = _tflite_content(path)
+    try:
+        model = schema.ModelT.InitFromPackedBuf(content, 0)
+        sub = model.subgraphs[0]
+        width = [int(d) for d in sub.tensors[sub.inputs[0]].shape][-1]
+        recorded = {m.name.decode(): bytes(model.buffers[m.buffer].data).decode() for m in model.metadata or []}
+    except Exception:  # noqa: BLE001  the flatbuffer reader raises whatever a damaged buffer provokes
+        raise EdgeFFError(f"{path}: a damaged TFLite file; export it again with `edgeff export`") from None
+    _check_shape(model_path, header, path, "int8", width)
+    check_source(model_path, path, recorded.get(KEY))
+    form = int("CONV_2D" in op_names_and_outputs(content)[0])
+    inputs = (images.astype(np.int16) + INPUT_ZERO_POINT).astype(np.int8)
+    runs = {TFLM: (run_tflm(content, inputs, progress), "bit-exact")}
+    for resolver, (label, policies) in RESOLVERS.items():
+        runs[label] = run_tflite(content, inputs, resolver, progress), policies[form]
+    return runs
+
+
+def _onnx_runs(model_path, path: Path, images, header, kind, progress) -> dict:
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+        graph_input = proto.graph.input[0].type.tensor_type
+        width = graph_input.shape.dim[-1].dim_value
+        is_float = graph_input.elem_type == onnx.TensorProto.FLOAT
+    except Exception:  # noqa: BLE001  onnx raises its own and protobuf's types for a damaged file
+        raise EdgeFFError(f"{path}: a damaged ONNX file; export it again with `edgeff export`") from None
+    _check_shape(model_path, header, path, "float" if is_float else "int8", width)
+    check_source(model_path, path, {p.key: p.value for p in proto.metadata_props}.get(KEY))
+    inputs = images.astype(np.float32) / 255.0 if kind == "float" else images
+    runs = {"onnxruntime": (run_onnx(path, inputs, progress), "float" if kind == "float" else "bit-exact")}
+    if header["architecture"].get("qat"):   # Brevitas' QCDQ: onnxruntime's QDQ fusion rounds differently
+        runs["onnxruntime"] = runs["onnxruntime"][0], "rounds in float"
+        runs["onnxruntime, basic optimizations (no QDQ fusion)"] = (run_onnx(path, inputs, progress, True), "float")
+    return runs
+
+
+def _check_shape(model_path, header, exported_path, export_kind, width):
+    """Refuse an export of another kind (float vs int8) or input width than the model, naming both."""
+    arch = header["architecture"]
+    kind = "float" if arch["kind"] == "ff-mlp" else "int8"
+    if export_kind != kind or width != arch["sizes"][0]:
+        raise EdgeFFError(f"{exported_path} is a {export_kind} export with {width} inputs, but {model_path} is a "
+                          f"{kind} model with {arch['sizes'][0]} inputs: verify an export against the model it was "
+                          "exported from")
+
+
 def verify(model_path, exported_path, images: np.ndarray, labels: np.ndarray, progress=False) -> dict:
     tensors_header = load_model(model_path)[1]
-    kind, ref_goodness, ref_logits, scores_of = _edgeff_outputs(model_path, images, tensors_header)
-    eval_layers = np.array(tensors_header["architecture"]["eval_layers"]) - 1
+    model_kind = (tensors_header.get("architecture") or {}).get("kind")
+    if model_kind not in ("ff-mlp", "ff-mlp-int8"):
+        raise EdgeFFError(f"{model_path}: not an EdgeFF model file (architecture kind {model_kind!r})")
     exported_path = Path(exported_path)
     if not exported_path.is_file():
         raise EdgeFFError(f"{exported_path}: no such file")
     suffix = exported_path.suffix.lower()
+    if suffix not in (".onnx", ".tflite", ".h"):
+        raise EdgeFFError(f"{exported_path}: unknown export format {suffix!r} (verify runs .onnx and .tflite files "
+                          "and C headers of a .tflite)")
     if suffix == ".onnx":
-        inputs = images.astype(np.float32) / 255.0 if kind == "float" else images
-        runs = {"onnxruntime": run_onnx(exported_path, inputs, progress)}
-        if tensors_header["architecture"].get("qat"):   # Brevitas' QCDQ: also without QDQ fusion
-            runs["onnxruntime, basic optimizations (no QDQ fusion)"] = run_onnx(exported_path, inputs, progress, True)
-    elif suffix == ".tflite":
-        if kind != "int8":
-            raise EdgeFFError(f"{exported_path}: TFLite exports are int8; verify it against the int8 model file")
-        content = exported_path.read_bytes()
-        inputs = (images.astype(np.int16) + INPUT_ZERO_POINT).astype(np.int8)
-        runs = {label: run_tflite(content, inputs, resolver, progress) for resolver, label in RESOLVERS.items()}
+        kind = "float" if model_kind == "ff-mlp" else "int8"
+        runs = _onnx_runs(model_path, exported_path, images, tensors_header, kind, progress)
     else:
-        raise EdgeFFError(f"{exported_path}: unknown export format {suffix!r} (verify runs .onnx and .tflite files)")
+        runs = _tflite_runs(model_path, exported_path, images, tensors_header, progress)
+    kind, ref_goodness, ref_logits, scores_of = _edgeff_outputs(model_path, images, tensors_header)
+    eval_layers = np.array(tensors_header["architecture"]["eval_layers"]) - 1
 
     ref_multi = scores_of(ref_goodness)[eval_layers].sum(axis=0).argmax(axis=1)
     ref_one = ref_logits.argmax(axis=1)
     rows = []
-    for runtime, out in runs.items():
+    for runtime, (out, policy) in runs.items():
         if "goodness" not in out or "logits" not in out:
             raise EdgeFFError(f"{exported_path}: outputs {sorted(out)} are not an EdgeFF export's (goodness, logits)")
         multi = scores_of(out["goodness"])[eval_layers].sum(axis=0).argmax(axis=1)
         one = out["logits"].argmax(axis=1)
-        rows.append({"runtime": runtime, **_compare("goodness", out["goodness"], ref_goodness, kind),
-                     **_compare("logits", out["logits"], ref_logits, kind),
-                     "multi_pass_agreement": float((multi == ref_multi).mean()),
-                     "one_pass_agreement": float((one == ref_one).mean()),
-                     "multi_pass_accuracy": float((multi == labels).mean()),
-                     "one_pass_accuracy": float((one == labels).mean())})
+        row = {"runtime": runtime, **_compare("goodness", out["goodness"], ref_goodness, kind),
+               **_compare("logits", out["logits"], ref_logits, kind),
+               "multi_pass_agreement": float((multi == ref_multi).mean()),
+               "one_pass_agreement": float((one == ref_one).mean()),
+               "multi_pass_accuracy": float((multi == labels).mean()),
+               "one_pass_accuracy": float((one == labels).mean())}
+        requirement, passes = POLICIES[policy]
+        rows.append({**row, "policy": f"{policy}: {requirement}", "pass": bool(passes(row, kind))})
+    failed = [r["runtime"] for r in rows if not r["pass"]]
     return {"model": str(model_path), "export": str(exported_path), "kind": kind, "images": len(images),
             "edgeff_multi_pass_accuracy": float((ref_multi == labels).mean()),
-            "edgeff_one_pass_accuracy": float((ref_one == labels).mean()), "rows": rows}
+            "edgeff_one_pass_accuracy": float((ref_one == labels).mean()), "rows": rows,
+            "verdict": "fail" if failed else "pass", "failed": failed}
+
+
+def verdict_line(result: dict) -> str:
+    if result["verdict"] == "pass":
+        return f"verify: PASS: {result['export']} computes what {result['model']} computes, in every runtime checked"
+    return (f"verify: FAIL: {result['export']} differs from {result['model']} beyond its runtime's policy in "
+            f"{', '.join(result['failed'])}")
 
 
 def parity_table(result: dict) -> str:
@@ -151,13 +245,13 @@ def parity_table(result: dict) -> str:
              f"multi-pass {100 * result['edgeff_multi_pass_accuracy']:.2f} %, one-pass "
              f"{100 * result['edgeff_one_pass_accuracy']:.2f} %", "",
              f"| runtime | goodness {diff} | goodness values differing | logits {diff} | logits values differing | "
-             "predictions agreeing (multi / one) | accuracy (multi / one) |",
-             "|---|---|---|---|---|---|---|"]
+             "predictions agreeing (multi / one) | accuracy (multi / one) | policy | meets it |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         key = "max_rel_diff" if rel else "max_abs_diff"
         lines.append(f"| {r['runtime']} | {r['goodness_' + key]:.3g} | {r['goodness_differing']:,} of "
                      f"{r['goodness_values']:,} | {r['logits_' + key]:.3g} | {r['logits_differing']:,} of "
                      f"{r['logits_values']:,} | {100 * r['multi_pass_agreement']:.2f} % / "
                      f"{100 * r['one_pass_agreement']:.2f} % | {100 * r['multi_pass_accuracy']:.2f} % / "
-                     f"{100 * r['one_pass_accuracy']:.2f} % |")
-    return "\n".join(lines)
+                     f"{100 * r['one_pass_accuracy']:.2f} % | {r['policy']} | {'yes' if r['pass'] else 'NO'} |")
+    return "\n".join(lines + ["", verdict_line(result)])

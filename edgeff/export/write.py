@@ -3,10 +3,20 @@ from pathlib import Path
 
 from edgeff.atomic_write import atomic_write_bytes
 from edgeff.errors import EdgeFFError
+from edgeff.export.c_header import c_header, c_identifier
+from edgeff.export.provenance import KEY, source_record
 from edgeff.model_file import load_model
 
 FORMATS = ("onnx", "tflite", "c-header", "board-header")
 BOARD_MODEL = "board_model"   # the array a board-header defines: the name the board firmware includes
+
+
+def _with_source(proto_bytes: bytes, source: str) -> bytes:
+    import onnx
+
+    proto = onnx.load_from_string(proto_bytes)
+    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props}, KEY: source})
+    return proto.SerializeToString()
 
 
 def _qcdq_bytes(model_path: Path) -> bytes:
@@ -27,13 +37,16 @@ def _qcdq_bytes(model_path: Path) -> bytes:
 
 def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[bytes, str]:
     """(file bytes, what they are) of one export; c-header wraps the TFLite model, board-header the board
-    image."""
+    image. ONNX and TFLite files record their source model (provenance.py)."""
+    source = source_record(model_path, kind)
     if fmt == "onnx" and kind == "ff-mlp":
         if load_model(model_path)[1]["architecture"].get("qat"):
-            return _qcdq_bytes(model_path), "Brevitas QCDQ ONNX of the quantization-aware model (goodness, logits)"
+            return (_with_source(_qcdq_bytes(model_path), source),
+                    "Brevitas QCDQ ONNX of the quantization-aware model (goodness, logits)")
         from edgeff.export import onnx_float
 
-        return onnx_float.build(model_path).SerializeToString(), "float ONNX (goodness, scores, logits)"
+        return (_with_source(onnx_float.build(model_path).SerializeToString(), source),
+                "float ONNX (goodness, scores, logits)")
     if kind != "ff-mlp-int8":
         raise EdgeFFError(f"{model_path}: {fmt} export takes an int8 model; make one with "
                           f"`edgeff quantize {model_path} --out MODEL_INT8`")
@@ -50,10 +63,12 @@ def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[byt
     if fmt == "onnx":
         from edgeff.export import onnx_int8
 
-        return onnx_int8.build(model, str(model_path)).SerializeToString(), "int8 ONNX (integer ops)"
+        return _with_source(onnx_int8.build(model, str(model_path)).SerializeToString(), source), \
+            "int8 ONNX (integer ops)"
     from edgeff.export import tflite_int8
 
-    return tflite_int8.build(model, str(model_path), layer_op), f"int8 TFLite ({layer_op.upper()} layers)"
+    return (tflite_int8.build(model, str(model_path), layer_op, {KEY: source}),
+            f"int8 TFLite ({layer_op.upper()} layers)")
 
 
 def export_model(model_path, fmt: str, out_path, layer_op: str = "fully_connected") -> dict:
@@ -65,11 +80,17 @@ def export_model(model_path, fmt: str, out_path, layer_op: str = "fully_connecte
     if kind not in ("ff-mlp", "ff-mlp-int8"):
         raise EdgeFFError(f"{model_path}: not an EdgeFF model file (architecture kind {kind!r})")
     data, what = _exported(model_path, fmt, kind, layer_op)
-    if fmt in ("c-header", "board-header"):
-        from edgeff.export.c_header import c_header
+    written = {"model": str(model_path), "out": str(out_path), "format": fmt}
+    tflm_code = ""
+    if fmt in ("tflite", "c-header"):   # what a board running TFLM needs: its ops and the arena it measured
+        from edgeff.export import tflm
 
+        written["tflm_ops"] = tflm.op_names_and_outputs(data)[0]
+        written["tflm_arena_bytes"] = tflm.arena_bytes(data)
+        tflm_code = tflm.resolver_snippet(data, c_identifier(out_path.stem), written["tflm_arena_bytes"])
+    if fmt in ("c-header", "board-header"):
         name = out_path.stem if fmt == "c-header" else BOARD_MODEL
-        data = c_header(data, name, f"{model_path.name} as {what}", fmt).encode()
+        data = c_header(data, name, f"{model_path.name} as {what}", fmt, tflm_code).encode()
         what = f"C array of the {what}"
     atomic_write_bytes(out_path, data)
-    return {"model": str(model_path), "out": str(out_path), "format": fmt, "what": what, "bytes": len(data)}
+    return {**written, "what": what, "bytes": len(data)}
