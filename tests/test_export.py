@@ -172,8 +172,9 @@ def test_tflite_random_model_is_bit_exact_in_tflm(exportable, layer_op):
     noise = rng.integers(0, 256, (2000, 784)).astype(np.uint8)
     noise[:2] = np.array([[0], [255]])   # the input range's ends
     # and the trained model on 2,000 images of the kind it was trained on
+    like_training = make_images(rng.integers(0, 10, 2000), rng).reshape(2000, -1)
     for model, images in ((IntFFModel.from_tensors(tensors, header), noise),
-                          (IntFFModel.from_file(paths["double"]), make_images(rng.integers(0, 10, 2000), rng))):
+                          (IntFFModel.from_file(paths["double"]), like_training)):
         content = tflite_int8.build(model, layer_op=layer_op)
         want_goodness, want_logits = model.raw_label_goodness(images), model.head_logits(images)
         pixels = (images.astype(np.int16) - 128).astype(np.int8)
@@ -200,6 +201,27 @@ def test_tflm_reports_the_arena_and_ops_it_needs(exportable, tmp_path):
     assert sorted(re.findall(r"resolver\.(Add\w+)\(\);", text)) == sorted(registered)
     assert f"MicroMutableOpResolver<{len(registered)}>" in text and f"kArenaBytes = {arena};" in text
     assert "TRANSPOSE" not in written["tflm_ops"] and "SUM" not in written["tflm_ops"]   # what TFLM lacks for int32
+
+
+def test_c_header_compiles_to_the_model_bytes(exportable, tmp_path):
+    """The header holds the very flatbuffer `--format tflite` writes (which verify runs), 16-byte aligned."""
+    paths, _ = exportable
+    header = tmp_path / "board-model.h"
+    export_model(paths["double"], "c-header", header)
+    export_model(paths["double"], "tflite", tmp_path / "m.tflite")
+    model_bytes = (tmp_path / "m.tflite").read_bytes()
+    (tmp_path / "dump.c").write_text(
+        '#include <stdio.h>\n#include "board-model.h"\n'
+        "int main(void) {\n"
+        "    if ((unsigned long)board_model % 16) return 3;\n"
+        "    fwrite(board_model, 1, board_model_len, stdout);\n"
+        "    return 0;\n}\n")
+    exe = tmp_path / "dump"
+    subprocess.run(["cc", "-std=c99", "-Wall", "-Werror", "-o", exe, tmp_path / "dump.c"], check=True, cwd=tmp_path)
+    assert subprocess.run([exe], capture_output=True, check=True).stdout == model_bytes
+    assert tflite_bytes_from_c_header(header) == model_bytes
+    assert c_header(b"\x01", "9lives.bin", "x").count("_9lives_bin_len = 1;") == 1   # a valid C identifier
+
 
 
 def test_refuses_what_it_cannot_express(exportable, int_model, tmp_path):

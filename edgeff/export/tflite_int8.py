@@ -274,7 +274,8 @@ def check_tflite_exportable(model: IntFFModel, where: str):
         if layer.norm_bits != NORM_BITS_INT8:
             raise_unsupported(where, f"layer {i + 1} has int16 normalized inputs (norm_bits {layer.norm_bits}, a 16x8 "
                                      "FC), and TFLite's L2_NORMALIZATION writes int8 or float32 only (TFLite Micro's "
-                                     "l2norm.cc), so the 16x8 form has no TFLite graph", "quantize it with --norm-bits 7")
+                                     "l2norm.cc), so the 16x8 form has no TFLite graph",
+                              "quantize it with --norm-bits 7")
         width = layer.weight.shape[0]
         if width * 255 ** 2 > INT32_MAX:
             raise_unsupported(where, f"layer {i + 1} is {width} wide, and its goodness could exceed int32",
@@ -299,7 +300,8 @@ def build(model: IntFFModel, where: str = "model", layer_op: str = "fully_connec
     np.fill_diagonal(one_hot, quant["label_q"])
     labels, a, goodness = Batch(c), g.labelled(images, one_hot, sizes[0]), []
     for i, layer in enumerate(model.layers):
-        a = g.fully_connected(g.l2_normalize(a, labels, sizes[i]), labels, layer, *consts[i], out_scales[i], relu=True)
+        n = g.l2_normalize(a, labels, sizes[i])
+        a = g.fully_connected(n, labels, layer, *consts[i], out_scales[i], relu=True)
         goodness.append(g.goodness(a, labels, layer))
     stacked = g.w.tensor("goodness", Type.INT32, [len(goodness), BATCH, c])
     g.w.op(Op.PACK, goodness, [stacked], Options.PackOptions,
