@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
@@ -143,6 +144,14 @@ def test_pipeline_writes_a_report(tiny_data, tiny_config, tmp_path):
     assert exports["int8 ONNX"]["verify"]["rows"][0]["goodness_differing"] == 0
     assert exports["float ONNX"]["verify"]["rows"][0]["goodness_max_rel_diff"] <= 1e-5
     assert (out / "model-int8.tflite").is_file() and (out / "model-int8.h").is_file()
+    # every export passes in TFLM too, and the report names the model file each came from
+    for name in ("int8 TFLite", "int8 C header (TFLite)"):
+        rows = {r["runtime"]: r for r in exports[name]["verify"]["rows"]}
+        assert rows["TensorFlow Lite Micro"]["goodness_differing"] == 0 and rows["TensorFlow Lite Micro"]["pass"]
+        source = Path(exports[name]["model"]).name
+        assert f"`{Path(exports[name]['file']).name}` (" in report and f"from `{source}`, whose test" in report
+    assert all(e["verify"]["verdict"] == "pass" for e in exports.values())
+    assert "| TensorFlow Lite Micro | 0 |" in report
     on_device = result["on_device"]
     board = ("the EdgeFF firmware on an emulated Cortex-M4" if shutil.which("qemu-system-arm") and
              shutil.which("arm-none-eabi-gcc") else "a virtual board with the nrf52840 profile")
