@@ -186,10 +186,11 @@ def test_tflite_random_model_is_bit_exact_in_tflm(exportable, layer_op):
             assert np.array_equal(out["logits"], want_logits)
 
 
-def test_tflm_reports_the_arena_and_ops_it_needs(exportable, tmp_path):
-    """The arena edgeff export prints is the smallest TFLM allocates the model in (16 bytes less fails), and the
-    C++ in the header registers exactly the model's ops."""
-    paths, _ = exportable
+def test_c_header_carries_what_a_tflm_board_needs(exportable, tmp_path):
+    """The arena edgeff export prints is the smallest TFLM allocates the model in (16 bytes less fails); the C++
+    in the header registers exactly the model's ops; the header's goodness constants turn TFLM's outputs into
+    EdgeFF's multi-pass predictions."""
+    paths, data = exportable
     written = export_model(paths["double"], "c-header", tmp_path / "model.h")
     content = tflite_bytes_from_c_header(tmp_path / "model.h")
     arena = written["tflm_arena_bytes"]
@@ -201,6 +202,16 @@ def test_tflm_reports_the_arena_and_ops_it_needs(exportable, tmp_path):
     assert sorted(re.findall(r"resolver\.(Add\w+)\(\);", text)) == sorted(registered)
     assert f"MicroMutableOpResolver<{len(registered)}>" in text and f"kArenaBytes = {arena};" in text
     assert "TRANSPOSE" not in written["tflm_ops"] and "SUM" not in written["tflm_ops"]   # what TFLM lacks for int32
+
+    def constant(name):
+        return np.array([int(v) for v in re.search(rf"model_{name}\[\d+\] = \{{([^}}]*)\}}", text)[1].split(",")])
+
+    model, test = IntFFModel.from_file(paths["double"]), _test_images(data)
+    goodness = run_tflm(content, (test.images.astype(np.int16) - 128).astype(np.int8))["goodness"]
+    scores = sum(multiply_by_quantized_multiplier(goodness[l], m, s) for l, m, s in
+                 zip(constant("eval_layers"), constant("goodness_multiplier")[constant("eval_layers")],
+                     constant("goodness_shift")[constant("eval_layers")], strict=True))
+    assert np.array_equal(scores.argmax(axis=1), model.multi_pass_scores(test.images).argmax(axis=1))
 
 
 def test_c_header_compiles_to_the_model_bytes(exportable, tmp_path):

@@ -100,6 +100,20 @@ def op_names_and_outputs(content: bytes) -> tuple[list[str], list[str]]:
     return ops, [sub.tensors[i].name.decode() for i in sub.outputs]
 
 
+def decision_constants(model, array: str) -> str:
+    """C arrays a board needs to turn the goodness output into the multi-pass prediction exactly as EdgeFF
+    does: each layer's raw goodness rescaled to the common fixed point (TFLM's own
+    MultiplyByQuantizedMultiplier, double rounding), summed over the evaluated layers; argmax over labels."""
+    def c_array(ctype, name, values):
+        return f"static const {ctype} {array}_{name}[{len(values)}] = {{{', '.join(map(str, values))}}};"
+
+    return "\n".join([
+        c_array("int32_t", "goodness_multiplier", [int(layer.goodness_multiplier) for layer in model.layers]),
+        c_array("int", "goodness_shift", [int(layer.goodness_shift) for layer in model.layers]),
+        c_array("int", "eval_layers", [int(i) - 1 for i in model.eval_layers]),   # 0-based rows of output(0)
+        f"#define {array.upper()}_N_CLASSES {model.n_classes}"])
+
+
 def resolver_snippet(content: bytes, array: str, arena: int) -> str:
     """The C++ that runs the model in TFLM on a board: an op resolver with exactly the model's ops, the
     measured arena, and the interpreter."""
@@ -108,7 +122,8 @@ def resolver_snippet(content: bytes, array: str, arena: int) -> str:
     if unknown:
         raise EdgeFFError(f"no TFLM resolver registration known for {', '.join(unknown)}")
     adds = "\n".join(f"  resolver.{RESOLVER_METHODS[op]}();" for op in ops)
-    return f"""#include "tensorflow/lite/micro/micro_interpreter.h"
+    return f"""#include "tensorflow/lite/kernels/internal/common.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 
 constexpr int kArenaBytes = {arena};   // measured by TFLM's interpreter (edgeff export)
@@ -120,4 +135,19 @@ tflite::MicroInterpreter* make_interpreter() {{
   static tflite::MicroInterpreter interpreter(tflite::GetModel({array}), resolver, arena, kArenaBytes);
   if (interpreter.AllocateTensors() != kTfLiteOk) return nullptr;
   return &interpreter;  // input(0): int8 pixels - 128; output(0): int32 goodness; output(1): int8 logits
+}}
+
+// one-pass: the class is the argmax of output(1). Multi-pass, as EdgeFF decides it:
+int multi_pass_class(const TfLiteTensor* goodness) {{   // int32 (n_layers, 1, n_classes)
+  int best = 0;
+  int64_t best_score = INT64_MIN;
+  for (int c = 0; c < {array.upper()}_N_CLASSES; ++c) {{
+    int64_t score = 0;
+    for (int l : {array}_eval_layers)
+      score += tflite::MultiplyByQuantizedMultiplier(
+          goodness->data.i32[l * {array.upper()}_N_CLASSES + c], {array}_goodness_multiplier[l],
+          {array}_goodness_shift[l]);
+    if (score > best_score) {{ best_score = score; best = c; }}
+  }}
+  return best;
 }}"""

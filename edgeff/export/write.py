@@ -90,7 +90,12 @@ def export_model(model_path, fmt: str, out_path, layer_op: str = "fully_connecte
         tflm_code = tflm.resolver_snippet(data, c_identifier(out_path.stem), written["tflm_arena_bytes"])
     if fmt in ("c-header", "board-header"):
         name = out_path.stem if fmt == "c-header" else BOARD_MODEL
-        data = c_header(data, name, f"{model_path.name} as {what}", fmt, tflm_code).encode()
+        constants = ""
+        if fmt == "c-header":
+            from edgeff.runtime.int_model import IntFFModel
+
+            constants = tflm.decision_constants(IntFFModel.from_file(model_path), c_identifier(name))
+        data = c_header(data, name, f"{model_path.name} as {what}", fmt, tflm_code, constants).encode()
         what = f"C array of the {what}"
     atomic_write_bytes(out_path, data)
     return {**written, "what": what, "bytes": len(data)}
