@@ -24,24 +24,21 @@ from edgeff.runtime.int_model import INPUT_ZERO_POINT, IntFFModel
 
 BATCH = 500
 FLOAT_RTOL = 1e-5   # a float output "differs" when |a - b| > FLOAT_RTOL * max|b| (the scale of that output)
-# Runtimes that requantize in float32 (or fuse QDQ pairs) land within this of the integer outputs: at most
-# LOGITS_LSB apart on int8 logits, and the same predictions on at least AGREEMENT of the images.
-LOGITS_LSB, AGREEMENT = 4, 0.95
-
-
-def _agrees(r):
-    return r["multi_pass_agreement"] >= AGREEMENT and r["one_pass_agreement"] >= AGREEMENT
+# Runtimes that requantize in float32 (or fuse QDQ pairs) move an activation one step here and there, and the
+# goodness and logits sums that hold it with it (by 1e4 and 5 on FF 784-500-500, docs/exports.md): no bound on
+# those values says more than the predictions do, which must agree on at least AGREEMENT of the images (99.71 %
+# and 99.96 % measured there).
+AGREEMENT = 0.99
 
 
 POLICIES = {   # name -> (what it requires, test on a row)
-    "bit-exact": ("every value equal", lambda r, kind: r["goodness_differing"] == 0 and r["logits_differing"] == 0),
+    "bit-exact": ("every value equal", lambda r: r["goodness_differing"] == 0 and r["logits_differing"] == 0),
     "float": (f"relative differences at most {FLOAT_RTOL:g}",
-              lambda r, kind: r["goodness_max_rel_diff"] <= FLOAT_RTOL and r["logits_max_rel_diff"] <= FLOAT_RTOL),
+              lambda r: r["goodness_max_rel_diff"] <= FLOAT_RTOL and r["logits_max_rel_diff"] <= FLOAT_RTOL),
     "ties": ("goodness equal, logits at most 1 apart (negative ties round up)",
-             lambda r, kind: r["goodness_differing"] == 0 and r["logits_max_abs_diff"] <= 1),
-    "rounds in float": (f"predictions agree on at least {AGREEMENT:.0%} of images"
-                        f" (int8 logits at most {LOGITS_LSB} apart)",
-                        lambda r, kind: _agrees(r) and (kind == "float" or r["logits_max_abs_diff"] <= LOGITS_LSB)),
+             lambda r: r["goodness_differing"] == 0 and r["logits_max_abs_diff"] <= 1),
+    "rounds in float": (f"predictions agree on at least {AGREEMENT:.0%} of images",
+                        lambda r: min(r["multi_pass_agreement"], r["one_pass_agreement"]) >= AGREEMENT),
 }
 
 
@@ -171,9 +168,12 @@ def _onnx_runs(model_path, path: Path, images, header, kind, progress) -> dict:
     check_source(model_path, path, {p.key: p.value for p in proto.metadata_props}.get(KEY))
     inputs = images.astype(np.float32) / 255.0 if kind == "float" else images
     runs = {"onnxruntime": (run_onnx(path, inputs, progress), "float" if kind == "float" else "bit-exact")}
-    if header["architecture"].get("qat"):   # Brevitas' QCDQ: onnxruntime's QDQ fusion rounds differently
+    if header["architecture"].get("qat"):
+        # Brevitas' QCDQ: onnxruntime's QDQ fusion rounds its own way, and even without it a value on a rounding
+        # boundary of the fake quantization can land a step away (16 of 200,000 on the board network)
         runs["onnxruntime"] = runs["onnxruntime"][0], "rounds in float"
-        runs["onnxruntime, basic optimizations (no QDQ fusion)"] = (run_onnx(path, inputs, progress, True), "float")
+        runs["onnxruntime, basic optimizations (no QDQ fusion)"] = (run_onnx(path, inputs, progress, True),
+                                                                     "rounds in float")
     return runs
 
 
@@ -222,7 +222,7 @@ def verify(model_path, exported_path, images: np.ndarray, labels: np.ndarray, pr
                "multi_pass_accuracy": float((multi == labels).mean()),
                "one_pass_accuracy": float((one == labels).mean())}
         requirement, passes = POLICIES[policy]
-        rows.append({**row, "policy": f"{policy}: {requirement}", "pass": bool(passes(row, kind))})
+        rows.append({**row, "policy": f"{policy}: {requirement}", "pass": bool(passes(row))})
     failed = [r["runtime"] for r in rows if not r["pass"]]
     return {"model": str(model_path), "export": str(exported_path), "kind": kind, "images": len(images),
             "edgeff_multi_pass_accuracy": float((ref_multi == labels).mean()),
