@@ -24,7 +24,7 @@ def _umask() -> int:
 def _stat_or_none(path):
     try:
         return os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):   # NotADirectory: a path under a file
         return None
 
 
