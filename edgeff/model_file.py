@@ -6,6 +6,7 @@ file a user hands us can never run code. The EdgeFF header sits in the safetenso
 "edgeff" and holds at least {"format", "version", "kind"}; the rest (architecture, training config,
 metrics, data fingerprint, quantization) is up to the kind. Writes are atomic.
 """
+import itertools
 import json
 import struct
 from pathlib import Path
@@ -172,10 +173,10 @@ def _check_architecture(path, arch):
             raise EdgeFFError(f"{path}: the architecture's '{key}' must list layers 1..{len(sizes) - 1}, got "
                               f"{arch.get(key)!r}; the file is corrupt")
     for key, choices in _ARCH_CHOICES.items():
-        if key in arch or key not in _ARCH_OPTIONAL:
-            if not isinstance(arch.get(key), str) or arch[key] not in choices:
-                raise EdgeFFError(f"{path}: the architecture's '{key}' must be one of {', '.join(choices)}, "
-                                  f"got {arch.get(key)!r}; the file is corrupt")
+        if (key in arch or key not in _ARCH_OPTIONAL) and (not isinstance(arch.get(key), str)
+                                                          or arch[key] not in choices):
+            raise EdgeFFError(f"{path}: the architecture's '{key}' must be one of {', '.join(choices)}, "
+                              f"got {arch.get(key)!r}; the file is corrupt")
     if not isinstance(arch.get("qat", False), bool):
         raise EdgeFFError(f"{path}: the architecture's 'qat' must be true or false, got {arch['qat']!r}")
     value = arch.get("label_value")
@@ -187,7 +188,7 @@ def int8_tensor_specs(arch: dict, quant: dict) -> dict:
     """Name -> (dtype, shape) of every tensor an int8 FF model file must hold."""
     sizes, n_classes = arch["sizes"], arch["n_classes"]
     specs = {}
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         bias = np.int32 if quant["layers"][i].get("norm_bits", 7) == 7 else np.int64   # 16x8 FC: int64 bias
         specs |= {f"layers.{i}.weight": (np.int8, (b, a)), f"layers.{i}.bias": (bias, (b,)),
                   f"layers.{i}.multiplier": (np.int32, (b,)), f"layers.{i}.shift": (np.int32, (b,)),
