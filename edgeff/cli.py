@@ -165,8 +165,11 @@ def cmd_export(args):
 
     check_out_path(args.out, inputs=[args.model])
     written = export_model(args.model, args.format, args.out, args.layer_op)
-    print_result(args, written, f"wrote {written['out']}: {written['what']}, {written['bytes']:,} bytes; check it "
-                                f"with `edgeff verify {args.model} {written['out']}`")
+    # verify runs .onnx and .tflite files; a C header is checked where it is compiled
+    next_step = {"board-header": f"run it with `edgeff board emulate --model-header {written['out']}`",
+                 "c-header": "compile it into firmware with TensorFlow Lite Micro"}.get(
+        args.format, f"check it with `edgeff verify {args.model} {written['out']}`")
+    print_result(args, written, f"wrote {written['out']}: {written['what']}, {written['bytes']:,} bytes; {next_step}")
 
 
 def cmd_verify(args):

@@ -187,3 +187,32 @@ def test_board_emulate_help_lists_only_its_own_options():
 def test_version():
     res = run_cli("--version")
     assert res.returncode == 0 and res.stdout.startswith("edgeff 0.")
+
+
+def test_a_board_header_too_big_for_the_firmware_is_refused_at_export(small_model, tmp_path):
+    import re
+
+    import numpy as np
+
+    from edgeff.model_file import load_model, save_model
+    from firmware_bridge import emulator
+
+    main_c = (emulator.FIRMWARE / "board_app" / "main.c").read_text()
+    assert int(re.search(r"#define IMAGE_CAPACITY \((\d+)u \* 1024u\)", main_c)[1]) * 1024 == emulator.IMAGE_CAPACITY
+    tensors, header = load_model(small_model[0])
+    sizes = [144, 1024, 128]     # 278 KB of int8 weights, and twice that of master weights
+    rng = np.random.default_rng(0)
+    for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        tensors[f"layers.{i}.weight"] = rng.integers(-127, 128, (d_out, d_in)).astype(np.int8)
+        for name, dtype, value in (("bias", np.int32, 0), ("multiplier", np.int32, 1 << 30), ("shift", np.int32, -8)):
+            tensors[f"layers.{i}.{name}"] = np.full(d_out, value, dtype)
+        tensors[f"layers.{i}.weight_scale"] = np.ones(d_out, np.float32)
+    tensors["head.weight"] = np.zeros((10, 128), np.int8)
+    big = save_model(tmp_path / "big.safetensors", tensors,
+                     {**header, "architecture": {**header["architecture"], "sizes": sizes, "head_layers": [2]}})
+    out = tmp_path / "board_model.h"
+    _refused(run_cli("export", big, "--format", "board-header", "--out", out), "board RAM, but EdgeFF's board "
+             "firmware holds models up to 196,608 bytes")
+    assert not out.exists()
+    res = run_cli("export", small_model[0], "--format", "board-header", "--out", out)
+    assert res.returncode == 0 and out.exists() and "edgeff verify" not in res.stdout, res.stdout
