@@ -216,3 +216,35 @@ def test_a_board_header_too_big_for_the_firmware_is_refused_at_export(small_mode
     assert not out.exists()
     res = run_cli("export", small_model[0], "--format", "board-header", "--out", out)
     assert res.returncode == 0 and out.exists() and "edgeff verify" not in res.stdout, res.stdout
+
+
+def test_the_readme_walkthrough_uses_only_files_an_earlier_command_made():
+    """Top to bottom, as a new user runs it from a fresh clone: every model, export or header a command reads
+    was written by a command above it, and `verify` is only given files it runs."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.startswith(".venv/bin/edgeff "):
+                commands.append(shlex.split(line.split("  #")[0])[1:])
+    made, file_like = set(), re.compile(r"\.(safetensors|onnx|tflite|h)$")
+    for words in commands:
+        if words[0] == "train":
+            out = words[words.index("--out") + 1] if "--out" in words else f"runs/{words[1]}"
+            made.add(f"{out}/model.safetensors")
+            continue
+        options = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("--")}
+        values = set(options.values())
+        inputs = [w for w in words[1:] if (file_like.search(w) or w.isupper()) and w not in values]
+        inputs += [options[o] for o in ("--model", "--model-header") if o in options]
+        for path in inputs:
+            assert path in made, f"`edgeff {' '.join(words)}` reads {path}, which no earlier command writes"
+        if words[0] == "verify":
+            assert words[2].endswith((".onnx", ".tflite")), f"verify runs .onnx and .tflite files: {words}"
+        if "--out" in options:
+            made.add(options["--out"])
+    assert len(commands) > 20
