@@ -148,6 +148,8 @@ def test_json_stdout_is_one_document_and_progress_still_reaches_a_terminal(tiny_
         assert proc.returncode == 0, terminal.decode(errors="replace")
         assert json.loads(stdout)["name"] == "tiny"          # nothing but the one document
         assert b"train tiny" in terminal or b"resuming tiny" in terminal
+        # the steps after the training bar reaches 100 % say what they do
+        assert b"choosing the multi-pass layers" in terminal and b"fit one-pass head" in terminal
     assert b"resuming tiny" in terminal
 
 
@@ -248,3 +250,12 @@ def test_the_readme_walkthrough_uses_only_files_an_earlier_command_made():
         if "--out" in options:
             made.add(options["--out"])
     assert len(commands) > 20
+
+
+def test_board_train_says_when_it_loads_and_pulls_the_model(small_model, tmp_path):
+    int_path, data = small_model
+    res = run_cli("board", "train", "--model", int_path, "--out", tmp_path / "o.safetensors", "--samples", "5",
+                  "--data-dir", data, "--storage", tmp_path / "flash")
+    assert res.returncode == 0, res.stderr
+    assert "loading the model onto" in res.stderr and "pulling the trained model from" in res.stderr
+    assert "loading" not in res.stdout and res.stdout.startswith("trained 5 samples")
