@@ -274,8 +274,8 @@ def cmd_pipeline(args):
 
 # what Ctrl-C leaves behind, per command (files are written atomically: none is ever half-written)
 NOTHING_WRITTEN = "interrupted; nothing was written"
-TRAINING_RESUMES = ("interrupted; the checkpoint of the last finished epoch stays in --out: run the same command "
-                    "again to resume training from it")
+TRAINING_RESUMES = ("interrupted; the checkpoint of the last finished epoch stays in the output folder: run the "
+                    "same command again to resume training from it")
 
 
 def _board_train_interrupted(args) -> str:

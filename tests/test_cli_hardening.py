@@ -1,6 +1,7 @@
 """What a new user and a script meet at the command line: outputs checked before any work, bad values refused
 with one line, one JSON document on stdout, progress and notices on stderr, help for every option."""
 import fcntl
+import itertools
 import json
 import os
 import pty
@@ -204,7 +205,7 @@ def test_a_board_header_too_big_for_the_firmware_is_refused_at_export(small_mode
     tensors, header = load_model(small_model[0])
     sizes = [144, 1024, 128]     # 278 KB of int8 weights, and twice that of master weights
     rng = np.random.default_rng(0)
-    for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (d_in, d_out) in enumerate(itertools.pairwise(sizes)):
         tensors[f"layers.{i}.weight"] = rng.integers(-127, 128, (d_out, d_in)).astype(np.int8)
         for name, dtype, value in (("bias", np.int32, 0), ("multiplier", np.int32, 1 << 30), ("shift", np.int32, -8)):
             tensors[f"layers.{i}.{name}"] = np.full(d_out, value, dtype)
@@ -229,7 +230,7 @@ def test_the_readme_walkthrough_uses_only_files_an_earlier_command_made():
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", readme, re.S):
+    for block in re.findall(r"```bash\n(.*?)```", readme, re.DOTALL):
         for line in block.replace("\\\n", " ").splitlines():
             if line.startswith(".venv/bin/edgeff "):
                 commands.append(shlex.split(line.split("  #")[0])[1:])
