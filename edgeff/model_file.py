@@ -202,20 +202,24 @@ def int8_tensor_specs(arch: dict, quant: dict) -> dict:
 
 def _check_int8(path, tensors: dict, arch: dict, quant):
     n = len(arch["sizes"]) - 1
-    layers = quant.get("layers") if isinstance(quant, dict) else None
-    if not (isinstance(layers, list) and len(layers) == n
-            and all(isinstance(q, dict) and _is_int(q.get("out_zero_point")) and q.get("norm_bits", 7) in (7, 15)
-                    for q in layers)
-            and all(_is_int(quant.get(k)) for k in ("goodness_frac_bits", "label_q", "neutral_label_q"))):
-        raise EdgeFFError(f"{path}: the int8 model's quantization header is missing or malformed; the file is "
-                          "corrupt or was not written by `edgeff quantize`")
+    quant = quant if isinstance(quant, dict) else {}
+    layers = quant.get("layers")
+    checks = {"quantization": bool(quant),
+              "layers": isinstance(layers, list) and len(layers) == n and all(
+                  isinstance(q, dict) and _is_int(q.get("out_zero_point")) and q.get("norm_bits", 7) in (7, 15)
+                  for q in layers),
+              **{k: _is_int(quant.get(k)) for k in ("goodness_frac_bits", "label_q", "neutral_label_q")}}
+    for key, ok in checks.items():
+        if not ok:
+            raise EdgeFFError(f"{path}: the int8 model header is incomplete ('{key}' is missing or malformed); the "
+                              "file is corrupt or was not written by `edgeff quantize`")
     for name, (dtype, shape) in int8_tensor_specs(arch, quant).items():
         if name not in tensors:
             raise EdgeFFError(f"{path}: tensor '{name}' is missing (architecture {arch['sizes']})")
         t = tensors[name]
         if t.dtype != np.dtype(dtype) or tuple(t.shape) != shape:
-            raise EdgeFFError(f"{path}: tensor '{name}' is {t.dtype}{list(t.shape)}, but the architecture "
-                              f"{arch['sizes']} needs {np.dtype(dtype)}{list(shape)}")
+            raise EdgeFFError(f"{path}: tensor '{name}' is {t.dtype}{list(t.shape)}, expected "
+                              f"{np.dtype(dtype)}{list(shape)} (architecture {arch['sizes']})")
 
 
 def check_model(path, tensors: dict, header: dict):
