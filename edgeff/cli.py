@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from edgeff import __version__
+from edgeff.atomic_write import check_out_path
 from edgeff.errors import EdgeFFError
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -35,6 +37,40 @@ def _int_list(text: str) -> list:
         raise EdgeFFError(f"--layers {text!r}: give comma-separated layer numbers such as 1,2") from None
 
 
+def at_least(low: int):
+    """An argparse type: an integer of at least `low` (argparse then names the option and exits 2)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is too small; give {low} or more")
+        return value
+    return parse
+
+
+def between(low: float, high: float, open_interval=False):
+    """An argparse type: a finite number in [low, high], or in (low, high) with open_interval."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        inside = low < value < high if open_interval else low <= value <= high
+        if not inside:   # also refuses nan, which compares false
+            raise argparse.ArgumentTypeError(f"{text} must lie between {low} and {high}"
+                                             + (" (both excluded)" if open_interval else ""))
+        return value
+    return parse
+
+
+def progress_off(args) -> bool:
+    """Progress bars go to stderr: off with --quiet, and with --json unless stderr is a terminal (a person
+    watching), so a script capturing both streams gets its JSON and no bar noise."""
+    return getattr(args, "quiet", False) or (args.json and not sys.stderr.isatty())
+
+
 def print_result(args, payload: dict, text: str):
     print(json.dumps(payload, indent=2) if args.json else text)
 
@@ -45,15 +81,14 @@ def cmd_train(args):
     from edgeff.train.trainer import train
 
     cfg = load_config(resolve_config(args.config))
+    out = check_out_path(args.out or Path("runs") / cfg.name, directory=True)
     for key in ("seed", "epochs"):
-        value = getattr(args, key)
-        if value is not None:
-            if value < (0 if key == "seed" else 1):
-                raise EdgeFFError(f"--{key} {value} is out of range")
-            setattr(cfg.train, key, value)
-    data = load_dataset(args.data_dir, val_size=cfg.train.val_size)
-    out = Path(args.out or Path("runs") / cfg.name)
-    metrics = train(cfg, data, out, fresh=args.fresh, quiet=args.quiet or args.json)
+        if getattr(args, key) is not None:
+            setattr(cfg.train, key, getattr(args, key))
+    if args.val_fraction is not None:
+        cfg.train.val_fraction, cfg.train.val_size = args.val_fraction, 0
+    data = load_dataset(args.data_dir, val_size=cfg.train.val_size, val_fraction=cfg.train.val_fraction)
+    metrics = train(cfg, data, out, fresh=args.fresh, quiet=progress_off(args))
     val = metrics["val"]
     print_result(args, {k: v for k, v in metrics.items() if k != "history"},
            f"{cfg.name}: {metrics['epochs_run']} epochs in {metrics['train_seconds']:.1f} s; validation "
@@ -66,7 +101,8 @@ def _dataset_of(header, data_dir):
     from edgeff.data.datasets import load_dataset
 
     split = header.get("data") or {}
-    data = load_dataset(data_dir, val_size=split.get("val_size", 10000), split_seed=split.get("split_seed", 0))
+    # the split recorded in the model file (a count), so every later stage validates on the same images
+    data = load_dataset(data_dir, val_size=split.get("val_size"), split_seed=split.get("split_seed", 0))
     width = (header.get("architecture") or {}).get("sizes", [data.train.images.shape[1]])[0]
     if data.train.images.shape[1] != width:
         raise EdgeFFError(f"the model expects {width} input pixels, but {data.directory} has images of "
@@ -109,12 +145,11 @@ def cmd_quantize(args):
     from edgeff.model_file import load_model
     from edgeff.quant.ptq import quantize
 
+    check_out_path(args.out, inputs=[args.model])
     _, header = load_model(args.model)
     data = _dataset_of(header, args.data_dir)
-    if not 50.0 <= args.calibration_percentile <= 100.0:
-        raise EdgeFFError("--calibration-percentile must be between 50 and 100")
     n = args.calibration_samples or min(2000, len(data.train))
-    if not 0 < n <= len(data.train):
+    if n > len(data.train):
         raise EdgeFFError(f"--calibration-samples must be between 1 and {len(data.train)}")
     written = quantize(args.model, args.out, data.train.images[:n], data.train.labels[:n], data.fingerprint,
                        args.from_scratch, percentile=args.calibration_percentile, norm_bits=args.norm_bits,
@@ -128,13 +163,15 @@ def cmd_quantize(args):
 def cmd_export(args):
     from edgeff.export.write import export_model
 
+    check_out_path(args.out, inputs=[args.model])
     written = export_model(args.model, args.format, args.out, args.layer_op)
     tflm = (f"\nTensorFlow Lite Micro: arena {written['tflm_arena_bytes']:,} bytes (measured by its interpreter), "
             f"ops {', '.join(written['tflm_ops'])} (docs/tflm.md shows the C++ that runs it)"
             if "tflm_arena_bytes" in written else "")
-    check = (f"; check it with `edgeff verify {args.model} {written['out']}`" if args.format != "board-header"
-             else "")
-    print_result(args, written, f"wrote {written['out']}: {written['what']}, {written['bytes']:,} bytes{check}{tflm}")
+    next_step = (f"run it with `edgeff board emulate --model-header {written['out']}`" if args.format == "board-header"
+                 else f"check it with `edgeff verify {args.model} {written['out']}`")
+    print_result(args, written, f"wrote {written['out']}: {written['what']}, {written['bytes']:,} bytes; "
+                                f"{next_step}{tflm}")
 
 
 def cmd_verify(args):
@@ -144,9 +181,10 @@ def cmd_verify(args):
     _, header = load_model(args.model)
     data = _dataset_of(header, args.data_dir)
     n = args.images or len(data.test)
-    if not 0 < n <= len(data.test):
+    if n > len(data.test):
         raise EdgeFFError(f"--images must be between 1 and {len(data.test)}")
-    result = verify(args.model, args.exported, data.test.images[:n], data.test.labels[:n], progress=not args.json)
+    result = verify(args.model, args.exported, data.test.images[:n], data.test.labels[:n],
+                    progress=not progress_off(args))
     print_result(args, result, parity_table(result))
     if args.json:   # the table ends with the verdict; a script reading JSON still sees it on stderr
         print(verdict_line(result), file=sys.stderr)
@@ -161,6 +199,7 @@ def cmd_finetune(args):
     from edgeff.runtime.int_model import evaluate_int
     from edgeff.runtime.int_training import load_trainer, trainer_tensors
 
+    check_out_path(args.out, inputs=[args.model])
     _, header = load_model(args.model)
     if (header.get("architecture") or {}).get("kind") != "ff-mlp-int8":
         raise EdgeFFError(f"{args.model}: finetune continues training an int8 model; make one with "
@@ -168,11 +207,9 @@ def cmd_finetune(args):
     data = _dataset_of(header, args.data_dir)
     trainer = load_trainer(args.model, _training_config(args))
     n = min(args.samples or len(data.train), len(data.train))
-    if args.batch_size < 1 or args.epochs < 1:
-        raise EdgeFFError("--batch-size and --epochs must be at least 1")
     layers = header["architecture"]["eval_layers"]
     history = []
-    bar = tqdm(total=args.epochs * n, unit="sample", desc="finetune int8", disable=args.json)
+    bar = tqdm(total=args.epochs * n, unit="sample", desc="finetune int8", disable=progress_off(args))
     for epoch in range(args.epochs):
         order = np.random.default_rng([args.seed, epoch]).permutation(len(data.train))[:n]
         correct = 0
@@ -218,6 +255,7 @@ def cmd_memory_plan(args):
 def cmd_profile(args):
     from edgeff.profiler.profile_report import format_table, profile_model
 
+    check_out_path(args.out, directory=True)
     result = profile_model(args.model, args.board, args.batch, args.measure, args.out)
     print_result(args, result, format_table(result))
 
@@ -233,23 +271,48 @@ def cmd_board(args):
 def cmd_pipeline(args):
     from edgeff.report.pipeline import run_pipeline
 
-    if args.board_samples < 0:
-        raise EdgeFFError("--board-samples must be 0 (skip on-device training) or more")
+    check_out_path(args.out, directory=True)
     result = run_pipeline(resolve_config(args.config), args.out, args.data_dir, fresh=args.fresh,
-                          quiet=args.json, board_port=args.board_port, board_samples=args.board_samples)
+                          quiet=progress_off(args), board_port=args.board_port, board_samples=args.board_samples)
     print_result(args, result, f"report: {result['report']}")
+
+
+# what Ctrl-C leaves behind, per command (files are written atomically: none is ever half-written)
+NOTHING_WRITTEN = "interrupted; nothing was written"
+TRAINING_RESUMES = ("interrupted; the checkpoint of the last finished epoch stays in the output folder: run the "
+                    "same command again to resume training from it")
+
+
+def _board_train_interrupted(args) -> str:
+    if args.port == "emulate":
+        return ("interrupted; the emulated board's memory ends with QEMU, so the same command starts the run "
+                "again from sample 0")
+    return ("interrupted; the board keeps its last checkpoint (every --checkpoint-every samples): the same "
+            "command resumes the run from there")
+
+
+class HelpWithDefaults(argparse.HelpFormatter):
+    """Shows each option's default where its help does not already say it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) \
+                and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="edgeff",
+        prog="edgeff", formatter_class=HelpWithDefaults,
         description="EdgeFF: train Forward-Forward networks on a host and take them to microcontrollers.",
         epilog="Start with `edgeff pipeline`; `edgeff COMMAND --help` explains each command.")
+    p.add_argument("--version", action="version", version=f"edgeff {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name, help_text, func):
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        sp.set_defaults(func=func)
+    def add(name, help_text, func, interrupted=NOTHING_WRITTEN):
+        sp = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpWithDefaults)
+        sp.set_defaults(func=func, interrupted=interrupted)
         return sp
 
     def data_dir(sp):
@@ -259,22 +322,27 @@ def build_parser() -> argparse.ArgumentParser:
     def training_options(sp):
         sp.add_argument("--lr-shift", type=int, default=22, help="learning rate 2^-N (default: %(default)s)")
         sp.add_argument("--gamma-shift", type=int, default=36, help="A-CFF gamma learning rate 2^-N")
-        sp.add_argument("--loss", choices=["symba", "softplus"], default="symba")
+        sp.add_argument("--loss", choices=["symba", "softplus"], default="symba",
+                        help="FF loss of the integer rule: SymBa's or the theta-softplus")
         sp.add_argument("--negatives", choices=["random", "hard"], default="random",
                         help="how negative labels are drawn: uniformly random wrong, or the model's hardest")
-        sp.add_argument("--rounding", choices=["stochastic", "nearest"], default="stochastic")
+        sp.add_argument("--rounding", choices=["stochastic", "nearest"], default="stochastic",
+                        help="how weight updates are rounded to the master weights' integers")
         sp.add_argument("--seed", type=int, default=0, help="seeds the sample order and stochastic rounding")
 
     def json_flag(sp):
         sp.add_argument("--json", action="store_true", help="print one machine-readable JSON document")
 
     sp = add("train", "Train an FF / F-CFF / A-CFF network from a TOML config (resumes from its "
-                      "last checkpoint if one is in --out).", cmd_train)
+                      "last checkpoint if one is in --out).", cmd_train, interrupted=TRAINING_RESUMES)
     sp.add_argument("config", help="config file, or a name from models/ such as ff-784-500-500-fast")
     sp.add_argument("--out", help="output directory (default: runs/<config name>)")
     sp.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
-    sp.add_argument("--seed", type=int, help="override [train] seed")
-    sp.add_argument("--epochs", type=int, help="override [train] epochs (per layer for the paper protocol)")
+    sp.add_argument("--seed", type=at_least(0), help="override [train] seed")
+    sp.add_argument("--epochs", type=at_least(1), help="override [train] epochs (per layer for the paper protocol)")
+    sp.add_argument("--val-fraction", type=between(0, 1, open_interval=True), metavar="F",
+                    help="override [train] val_fraction: the part of the training images held out for "
+                         "validation (default: the config's, else 1/6)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     data_dir(sp)
     json_flag(sp)
@@ -282,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("eval", "Report the accuracy of a model file, multi-pass and/or one-pass; float models run "
                      "in torch, int8 models in the integer runtime.", cmd_eval)
     sp.add_argument("model", help="model file written by `edgeff train` or `edgeff quantize`")
-    sp.add_argument("--split", choices=["test", "val", "train"], default="test")
+    sp.add_argument("--split", choices=["test", "val", "train"], default="test",
+                    help="which split to score (val and train are split as recorded in the model file)")
     sp.add_argument("--mode", choices=["multi", "one", "both"], default="both",
                     help="multi-pass (goodness per label), one-pass (softmax head) or both")
     sp.add_argument("--layers", help="comma-separated layers to sum in multi-pass, e.g. 1,2 "
@@ -295,10 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
              cmd_quantize)
     sp.add_argument("model", help="float model file written by `edgeff train`")
     sp.add_argument("--out", required=True, help="int8 model file to write")
-    sp.add_argument("--calibration-samples", type=int,
+    sp.add_argument("--calibration-samples", type=at_least(1),
                     help="training samples used to calibrate activation ranges (default: 2000, or all "
                          "when there are fewer)")
-    sp.add_argument("--calibration-percentile", type=float, default=100.0, metavar="P",
+    sp.add_argument("--calibration-percentile", type=between(50, 100), default=100.0, metavar="P",
                     help="activation range: this percentile of the calibration activities (default 100: "
                          "the largest; 99.999 trades rare clipping for finer steps)")
     sp.add_argument("--rounding", choices=["double", "single"], default="double",
@@ -317,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "C header of the TFLite model for firmware (c-header), or a C header of the board image "
                        "that EdgeFF's board firmware compiles in (board-header, array `board_model`).", cmd_export)
     sp.add_argument("model", help="model file (float from `edgeff train`, int8 from `edgeff quantize`/`finetune`)")
-    sp.add_argument("--format", required=True, choices=["onnx", "tflite", "c-header", "board-header"])
+    sp.add_argument("--format", required=True, choices=["onnx", "tflite", "c-header", "board-header"],
+                    help="what to write (see above)")
     sp.add_argument("--out", required=True, help="file to write")
     sp.add_argument("--layer-op", choices=["fully_connected", "conv_2d"], default="fully_connected",
                     help="TFLite op for each layer: FULLY_CONNECTED (default; what TFLite Micro runs) or the "
@@ -331,17 +401,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "differently).", cmd_verify)
     sp.add_argument("model", help="the model file that was exported")
     sp.add_argument("exported", help="the exported .onnx, .tflite or c-header .h file")
-    sp.add_argument("--images", type=int, help="test images to run (default: all)")
+    sp.add_argument("--images", type=at_least(1), help="test images to run (default: all)")
     data_dir(sp)
     json_flag(sp)
 
     sp = add("finetune", "Continue training an int8 model with the integer-only FF rule, exactly as a "
-                         "board would (batch size 1 is the board's rule).", cmd_finetune)
+                         "board would (batch size 1 is the board's rule).", cmd_finetune,
+             interrupted="interrupted; --out holds the model after the last finished epoch, if one finished "
+                         "(finetune does not resume: the same command starts again from MODEL)")
     sp.add_argument("model", help="int8 model file (from `edgeff quantize` or an earlier finetune)")
     sp.add_argument("--out", required=True, help="int8 model file to write (with master weights)")
-    sp.add_argument("--epochs", type=int, default=1)
-    sp.add_argument("--samples", type=int, help="training samples per epoch (default: all)")
-    sp.add_argument("--batch-size", type=int, default=1, help="samples per update (default: 1, as a board)")
+    sp.add_argument("--epochs", type=at_least(1), default=1, help="passes over the samples")
+    sp.add_argument("--samples", type=at_least(1), help="training samples per epoch (default: all)")
+    sp.add_argument("--batch-size", type=at_least(1), default=1, help="samples per update (default: 1, as a board)")
     training_options(sp)
     data_dir(sp)
     json_flag(sp)
@@ -354,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "against backprop; a table (or --json) and PNG plots.", cmd_profile)
     sp.add_argument("model", help="float or int8 model file")
     sp.add_argument("--board", required=True, help="a name from hw_profiles/ (e.g. nrf52840) or a .toml path")
-    sp.add_argument("--batch", type=int, default=1, help="training batch size (default: 1, as a board)")
+    sp.add_argument("--batch", type=at_least(1), default=1, help="training batch size (default: 1, as a board)")
     sp.add_argument("--measure", action="store_true",
                     help="also measure host training peaks (torch float32; NumPy int8 for int8 models)")
     sp.add_argument("--out", default="reports/profile", help="folder for the PNG plots (default: %(default)s)")
@@ -364,15 +436,18 @@ def build_parser() -> argparse.ArgumentParser:
                       "a virtual board.", cmd_board)
     board = sp.add_subparsers(dest="board_command", required=True, metavar="BOARD_COMMAND")
 
-    def board_sub(name, help_text, link=True):
-        bp = board.add_parser(name, help=help_text, description=help_text)
-        bp.add_argument("--profile", default="nrf52840",
-                        help="hardware profile (memory budget) of a virtual board (default: %(default)s)")
-        bp.add_argument("--storage", default="runs/virtual-board",
-                        help="a virtual board's flash: where its checkpoint lives (default: %(default)s)")
-        bp.add_argument("--baud", type=int, help="emulate (virtual board) or expect this baud rate; "
-                                                 "default: unthrottled virtual board, 115200 for timeouts")
-        bp.add_argument("--max-payload", type=int, help="largest frame payload in bytes (default: the board's)")
+    def board_sub(name, help_text, link=True, virtual=True, interrupted=NOTHING_WRITTEN):
+        bp = board.add_parser(name, help=help_text, description=help_text, formatter_class=HelpWithDefaults)
+        bp.set_defaults(interrupted=interrupted)
+        if virtual:   # what a virtual board (started by --port virtual, or `board virtual`) is made of
+            bp.add_argument("--profile", default="nrf52840",
+                            help="hardware profile (memory budget) of a virtual board (default: %(default)s)")
+            bp.add_argument("--storage", default="runs/virtual-board",
+                            help="a virtual board's flash: where its checkpoint lives (default: %(default)s)")
+            bp.add_argument("--baud", type=at_least(1), help="emulate (virtual board) or expect this baud rate; "
+                                                             "default: unthrottled virtual board, 115200 for timeouts")
+            bp.add_argument("--max-payload", type=at_least(1),
+                            help="largest frame payload in bytes (default: the board's)")
         if link:
             bp.add_argument("--port", default="virtual",
                             help="pyserial URL or device: /dev/ttyACM0, socket://HOST:PORT, loop://; `virtual` "
@@ -385,14 +460,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     board_sub("info", "What the board is, its memory, the model and run it holds, its counters.")
     bp = board_sub("train", "Stream training samples to the board, which trains with the integer rule; "
-                            "resumes a run the board holds; pulls the trained model into --out.")
+                            "resumes a run the board holds; pulls the trained model into --out.",
+                   interrupted=_board_train_interrupted)
     bp.add_argument("--model", required=True, help="int8 model file to load onto the board")
     bp.add_argument("--out", required=True, help="int8 model file to write with the board's trained weights")
-    bp.add_argument("--samples", type=int, help="training samples per epoch (default: all)")
-    bp.add_argument("--epochs", type=int, default=1)
+    bp.add_argument("--samples", type=at_least(1), help="training samples per epoch (default: all)")
+    bp.add_argument("--epochs", type=at_least(1), default=1, help="passes over the samples")
     bp.add_argument("--host-negatives", action="store_true",
                     help="send a random wrong label with each sample (default: the board draws negatives)")
-    bp.add_argument("--checkpoint-every", type=int, default=1000,
+    bp.add_argument("--checkpoint-every", type=at_least(1), default=1000,
                     help="samples between board checkpoints (default: %(default)s)")
     training_options(bp)
     data_dir(bp)
@@ -401,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--model", help="the model file the board was loaded from: its header (data split, scales, "
                                     "history) is carried over")
     bp = board_sub("virtual", "Run a virtual board (the integer runtime behind the serial protocol) until "
-                              "killed; prints the URL to open.", link=False)
+                              "killed; prints the URL to open.", link=False,
+                   interrupted="virtual board stopped; its flash (the last checkpoint) stays in --storage")
     bp.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT of its socket (default: %(default)s, a "
                                                             "free port)")
     bp.add_argument("--pty", action="store_true", help="speak over a pseudo-terminal instead of a socket")
@@ -409,20 +486,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "duplicate=0.02,seed=1")
 
     bp = board_sub("emulate", "Build the board firmware if needed and run it on QEMU's Cortex-M4 (mps2-an386) "
-                              "until killed; prints the pyserial URL of its UART.", link=False)
+                              "until killed; prints the pyserial URL of its UART.", link=False, virtual=False)
     bp.add_argument("--listen", type=int, help="TCP port of its UART on 127.0.0.1 (default: a free one)")
     bp.add_argument("--model-header", help="compile this model in (`edgeff export MODEL_INT8 --format board-header`): "
                                            "the board starts with it loaded")
 
     sp = add("pipeline", "The main job: train the default collaborative model, evaluate it on the test "
-                         "set and write a report folder (Markdown, PNG plots, model file).", cmd_pipeline)
+                         "set and write a report folder (Markdown, PNG plots, model file).", cmd_pipeline,
+             interrupted=TRAINING_RESUMES)
     sp.add_argument("--config", default=DEFAULT_PIPELINE_CONFIG, help="model config (default: %(default)s)")
     sp.add_argument("--out", default="reports/pipeline", help="report folder (default: %(default)s)")
     sp.add_argument("--fresh", action="store_true", help="retrain even if a checkpoint exists")
     sp.add_argument("--board-port", help="train the board-sized network on the board at this pyserial URL "
                                          "(default: the firmware on QEMU's Cortex-M4 when qemu-system-arm is "
                                          "installed, else a virtual board with the nRF52840's memory)")
-    sp.add_argument("--board-samples", type=int, default=4000,
+    sp.add_argument("--board-samples", type=at_least(0), default=4000,
                     help="samples of on-device training (default: %(default)s; 0 skips the stage)")
     data_dir(sp)
     json_flag(sp)
@@ -440,9 +518,8 @@ def main(argv=None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes stdout at exit)
         return 0
     except KeyboardInterrupt:
-        print("edgeff: interrupted; files already written are complete (writes are atomic). "
-              "Run the same command again to resume training from the last finished epoch.",
-              file=sys.stderr)
+        note = args.interrupted(args) if callable(args.interrupted) else args.interrupted
+        print(f"edgeff: {note}", file=sys.stderr)
         return 130
     return status or 0
 

@@ -6,6 +6,7 @@ file a user hands us can never run code. The EdgeFF header sits in the safetenso
 "edgeff" and holds at least {"format", "version", "kind"}; the rest (architecture, training config,
 metrics, data fingerprint, quantization) is up to the kind. Writes are atomic.
 """
+import itertools
 import json
 import struct
 from pathlib import Path
@@ -31,7 +32,21 @@ def save_model(path, tensors: dict, header: dict, kind: str = "model") -> Path:
     return atomic_write_bytes(path, data)
 
 
+def _json(path: Path, text, what: str):
+    try:
+        return json.loads(text)
+    # ValueError covers JSONDecodeError and integers too long to convert; RecursionError deep nesting
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise EdgeFFError(f"{path}: not an EdgeFF model file ({what} is not valid JSON)") from None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _parse_safetensors_header(path: Path, data: bytes) -> dict:
+    """The safetensors header, with every entry checked against the format (a metadata table of text, and
+    tensors with a dtype, a shape and data offsets), so that nothing downstream meets a malformed one."""
     if len(data) < 8:
         raise EdgeFFError(f"{path}: {len(data)} bytes is too short to be an EdgeFF model file "
                           "(it is empty or truncated)")
@@ -39,14 +54,23 @@ def _parse_safetensors_header(path: Path, data: bytes) -> dict:
     if n > min(len(data) - 8, _MAX_HEADER_BYTES):
         raise EdgeFFError(f"{path}: not an EdgeFF model file (no valid safetensors header; "
                           "the file is truncated or of another format)")
-    try:
-        header = json.loads(data[8:8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise EdgeFFError(f"{path}: not an EdgeFF model file (its header is not JSON)") from None
+    header = _json(path, data[8:8 + n], "its header")
     if not isinstance(header, dict):
         raise EdgeFFError(f"{path}: not an EdgeFF model file (its header is not a JSON object)")
-    end = max([8 + n] + [8 + n + int(v["data_offsets"][1]) for k, v in header.items()
-                         if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v])
+    end = 8 + n
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise EdgeFFError(f"{path}: the safetensors metadata is not a table of texts; the file is corrupt")
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(v) for v in offsets)
+                and 0 <= offsets[0] <= offsets[1] and isinstance(entry.get("dtype"), str)
+                and isinstance(shape, list) and all(_is_int(v) and v >= 0 for v in shape)):
+            raise EdgeFFError(f"{path}: tensor entry {name!r} is malformed (it needs a dtype, a shape and "
+                              "two data offsets); the file is corrupt")
+        end = max(end, 8 + n + offsets[1])
     if end != len(data):
         raise EdgeFFError(f"{path}: the file is truncated or has trailing bytes "
                           f"(header promises {end} bytes, the file has {len(data)})")
@@ -54,34 +78,34 @@ def _parse_safetensors_header(path: Path, data: bytes) -> dict:
 
 
 def load_model(path, kind: str = "model") -> tuple[dict, dict]:
-    """Return (tensors, header) of an EdgeFF file, refusing foreign, truncated or newer files clearly."""
+    """Return (tensors, header) of an EdgeFF file, refusing foreign, truncated, newer or inconsistent files
+    clearly. A model file (kind "model") must carry an FF architecture that its tensors match."""
     path = Path(path)
     if not path.is_file():
         raise EdgeFFError(f"{path}: no such model file")
     data = path.read_bytes()
     st_header = _parse_safetensors_header(path, data)
-    meta = (st_header.get("__metadata__") or {}).get(_METADATA_KEY)
+    meta = st_header.get("__metadata__", {}).get(_METADATA_KEY)
     if meta is None:
         raise EdgeFFError(f"{path}: a safetensors file, but not one written by EdgeFF (no '{_METADATA_KEY}' "
                           "header); train or convert a model with `edgeff train`")
-    try:
-        header = json.loads(meta)
-    except json.JSONDecodeError:
-        raise EdgeFFError(f"{path}: the EdgeFF header is not valid JSON; the file is corrupt") from None
+    header = _json(path, meta, "the EdgeFF header")
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise EdgeFFError(f"{path}: the header does not carry format '{FORMAT}'; not an EdgeFF file")
     version = header.get("version")
-    if not isinstance(version, int):
+    if not _is_int(version):
         raise EdgeFFError(f"{path}: the header has no integer 'version'; the file is corrupt")
     if version > VERSION:
         raise EdgeFFError(f"{path}: written by a newer EdgeFF (file format version {version}; this EdgeFF "
                           f"reads up to {VERSION}); upgrade EdgeFF to read it")
     if header.get("kind") != kind:
-        raise EdgeFFError(f"{path}: this is an EdgeFF '{header.get('kind')}' file, expected a '{kind}' file")
+        raise EdgeFFError(f"{path}: this is an EdgeFF {header.get('kind')!r} file, expected a '{kind}' file")
     try:
         tensors = st_load(data)
     except Exception as exc:  # safetensors raises its own error types for damaged data
         raise EdgeFFError(f"{path}: the tensor data is damaged ({exc})") from None
+    if kind == "model":
+        check_model(path, tensors, header)
     return tensors, header
 
 
@@ -107,10 +131,7 @@ def ff_tensor_shapes(arch: dict) -> dict:
 
 def check_ff_tensors(path, tensors: dict, arch: dict):
     """Refuse a model whose tensors are missing, extra, misshapen or not finite, naming the tensor."""
-    try:
-        expected = ff_tensor_shapes(arch)
-    except (KeyError, TypeError, IndexError) as exc:
-        raise EdgeFFError(f"{path}: the architecture header is incomplete or inconsistent ({exc!r})") from None
+    expected = ff_tensor_shapes(arch)   # the architecture was checked by _check_architecture
     for name, shape in expected.items():
         if name not in tensors:
             raise EdgeFFError(f"{path}: tensor '{name}' is missing (architecture {arch['sizes']})")
@@ -122,3 +143,90 @@ def check_ff_tensors(path, tensors: dict, arch: dict):
     extra = sorted(set(tensors) - set(expected))
     if extra:
         raise EdgeFFError(f"{path}: unexpected tensor(s) {extra} for architecture {arch['sizes']}")
+
+
+MODEL_KINDS = ("ff-mlp", "ff-mlp-int8")
+_ARCH_CHOICES = {"goodness": ("mean", "sum"), "collab_mode": ("none", "fixed", "adaptive"),
+                 "normalization": ("rms", "length")}
+_ARCH_OPTIONAL = {"normalization"}   # files written before it existed normalize by "rms"
+
+
+def _layer_numbers(value, n_layers: int) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_int(v) and 1 <= v <= n_layers for v in value)
+
+
+def _check_architecture(path, arch):
+    if not isinstance(arch, dict) or arch.get("kind") not in MODEL_KINDS:
+        kind = arch.get("kind") if isinstance(arch, dict) else None
+        raise EdgeFFError(f"{path}: the file describes no FF network (architecture kind {kind!r}); train one "
+                          "with `edgeff train` or quantize one with `edgeff quantize`")
+    sizes = arch.get("sizes")
+    if not (isinstance(sizes, list) and len(sizes) >= 2 and all(_is_int(s) and s > 0 for s in sizes)):
+        raise EdgeFFError(f"{path}: the architecture's 'sizes' must list the input width and the hidden widths "
+                          f"as positive integers, got {sizes!r}; the file is corrupt")
+    n_classes = arch.get("n_classes")
+    if not (_is_int(n_classes) and 2 <= n_classes <= sizes[0]):
+        raise EdgeFFError(f"{path}: the architecture's 'n_classes' must be 2..{sizes[0]} (the label pixels are "
+                          f"input pixels), got {n_classes!r}; the file is corrupt")
+    for key in ("eval_layers", "head_layers"):
+        if not _layer_numbers(arch.get(key), len(sizes) - 1):
+            raise EdgeFFError(f"{path}: the architecture's '{key}' must list layers 1..{len(sizes) - 1}, got "
+                              f"{arch.get(key)!r}; the file is corrupt")
+    for key, choices in _ARCH_CHOICES.items():
+        if (key in arch or key not in _ARCH_OPTIONAL) and (not isinstance(arch.get(key), str)
+                                                          or arch[key] not in choices):
+            raise EdgeFFError(f"{path}: the architecture's '{key}' must be one of {', '.join(choices)}, "
+                              f"got {arch.get(key)!r}; the file is corrupt")
+    if not isinstance(arch.get("qat", False), bool):
+        raise EdgeFFError(f"{path}: the architecture's 'qat' must be true or false, got {arch['qat']!r}")
+    value = arch.get("label_value")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise EdgeFFError(f"{path}: the architecture's 'label_value' must be a positive number, got {value!r}")
+
+
+def int8_tensor_specs(arch: dict, quant: dict) -> dict:
+    """Name -> (dtype, shape) of every tensor an int8 FF model file must hold."""
+    sizes, n_classes = arch["sizes"], arch["n_classes"]
+    specs = {}
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+        bias = np.int32 if quant["layers"][i].get("norm_bits", 7) == 7 else np.int64   # 16x8 FC: int64 bias
+        specs |= {f"layers.{i}.weight": (np.int8, (b, a)), f"layers.{i}.bias": (bias, (b,)),
+                  f"layers.{i}.multiplier": (np.int32, (b,)), f"layers.{i}.shift": (np.int32, (b,)),
+                  f"layers.{i}.goodness_multiplier": (np.int32, (1,)), f"layers.{i}.goodness_shift": (np.int32, (1,))}
+    d_head = sum(sizes[l] for l in arch["head_layers"])
+    specs |= {"head.weight": (np.int8, (n_classes, d_head)), "head.bias": (np.int32, (n_classes,)),
+              "head.multiplier": (np.int32, (n_classes,)), "head.shift": (np.int32, (n_classes,)),
+              "gamma_q": (np.int32, (len(sizes) - 1,))}
+    return specs
+
+
+def _check_int8(path, tensors: dict, arch: dict, quant):
+    n = len(arch["sizes"]) - 1
+    quant = quant if isinstance(quant, dict) else {}
+    layers = quant.get("layers")
+    checks = {"quantization": bool(quant),
+              "layers": isinstance(layers, list) and len(layers) == n and all(
+                  isinstance(q, dict) and _is_int(q.get("out_zero_point")) and q.get("norm_bits", 7) in (7, 15)
+                  for q in layers),
+              **{k: _is_int(quant.get(k)) for k in ("goodness_frac_bits", "label_q", "neutral_label_q")}}
+    for key, ok in checks.items():
+        if not ok:
+            raise EdgeFFError(f"{path}: the int8 model header is incomplete ('{key}' is missing or malformed); the "
+                              "file is corrupt or was not written by `edgeff quantize`")
+    for name, (dtype, shape) in int8_tensor_specs(arch, quant).items():
+        if name not in tensors:
+            raise EdgeFFError(f"{path}: tensor '{name}' is missing (architecture {arch['sizes']})")
+        t = tensors[name]
+        if t.dtype != np.dtype(dtype) or tuple(t.shape) != shape:
+            raise EdgeFFError(f"{path}: tensor '{name}' is {t.dtype}{list(t.shape)}, expected "
+                              f"{np.dtype(dtype)}{list(shape)} (architecture {arch['sizes']})")
+
+
+def check_model(path, tensors: dict, header: dict):
+    """Refuse a model file whose architecture is missing or malformed, or whose tensors do not match it."""
+    arch = header.get("architecture")
+    _check_architecture(path, arch)
+    if arch["kind"] == "ff-mlp":
+        check_ff_tensors(path, tensors, arch)
+    else:
+        _check_int8(path, tensors, arch, header.get("quantization"))

@@ -7,6 +7,7 @@ the board's checkpointed count tells the host where to go on. The run id (a CRC 
 training settings and the sample stream) tells whether the board holds this run or must start it.
 """
 import struct
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -98,7 +99,11 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
     resets = sent = 0
     clock = {"load": 0.0, "train": 0.0, "pull": 0.0}
     start = time.monotonic()
-    bar = tqdm(total=len(stream), unit="sample", desc=f"training on {link.info.name}", disable=quiet)
+    bar = tqdm(total=len(stream), unit="sample", desc=f"training on {link.info.name}", disable=quiet, file=sys.stderr)
+
+    def notice(text):   # on stderr: stdout carries the result (one JSON document under --json)
+        if not quiet:
+            bar.write(text, file=sys.stderr)
     while True:
         try:
             info = link.info
@@ -106,6 +111,7 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
                 position = info.applied                       # resume the run the board holds
             else:
                 t = time.monotonic()
+                notice(f"loading the model onto {link.info.name} ({len(image):,} bytes)")
                 link.load_image(image)
                 link.value(m.Request.CONFIGURE, configure_payload(config, frac_bits, run_id))
                 clock["load"] += time.monotonic() - t
@@ -125,12 +131,14 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
             link.value(m.Request.CHECKPOINT)
             metrics = link.metrics()
             t = time.monotonic()
+            notice(f"pulling the trained model from {link.info.name}")
             final = link.read_image()
             clock["pull"] += time.monotonic() - t
             break
         except LinkReset:
             resets += 1
-            bar.write(f"link lost; reconnected to {link.info.name}, which has applied {link.info.applied} samples")
+            bar.write(f"link lost; reconnected to {link.info.name}, which has applied {link.info.applied} samples",
+                      file=sys.stderr)
     bar.close()
     seconds = time.monotonic() - start
     clock["train"] = seconds - clock["load"] - clock["pull"]     # all the rest, resumes included

@@ -1,10 +1,12 @@
 """`edgeff board ...`: what each board subcommand does (the parser lives in edgeff/cli.py)."""
+import json
 import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from edgeff.cli import print_result
+from edgeff.atomic_write import check_out_path
+from edgeff.cli import print_result, progress_off
 from edgeff.errors import EdgeFFError
 from firmware_bridge.driver import BoardLink
 from firmware_bridge.emulator import EmulatedBoard
@@ -48,16 +50,15 @@ def cmd_train(args, training_config, dataset_of):
     from edgeff.model_file import load_model
     from firmware_bridge.board_training import SampleStream, save_pulled_model, train_on_board
 
+    check_out_path(args.out, inputs=[args.model])
     _, header = load_model(args.model)
     data = dataset_of(header, args.data_dir)
-    if args.checkpoint_every < 1:
-        raise EdgeFFError("--checkpoint-every must be at least 1")
     stream = SampleStream(data.train.images, data.train.labels, min(args.samples or len(data.train),
                           len(data.train)), args.epochs, args.seed, args.host_negatives,
                           header["architecture"]["n_classes"])
     with open_board(args) as link:
         result = train_on_board(link, args.model, stream, training_config, args.checkpoint_every,
-                                quiet=args.json)
+                                quiet=progress_off(args))
     save_pulled_model(result.pop("image"), args.out, args.model,
                       {"config": vars(training_config), "on_board": {"samples": len(stream), "port": args.port}})
     result["model"] = str(args.out)
@@ -69,6 +70,7 @@ def cmd_train(args, training_config, dataset_of):
 def cmd_pull(args):
     from firmware_bridge.board_training import save_pulled_model
 
+    check_out_path(args.out, inputs=[args.model])
     with open_board(args) as link:
         if not link.info.model_loaded:
             raise EdgeFFError(f"{link.info.name} holds no model; load one with `edgeff board train`")
@@ -83,7 +85,12 @@ def cmd_virtual(args):
         raise EdgeFFError("--max-payload must be between 64 and 65535 bytes")
     serve_virtual_board(args.profile, args.storage, None if args.pty else args.listen, args.pty, args.baud,
                         Faults.parse(args.faults), args.max_payload or 4096,
-                        announce=lambda url: print(url, flush=True))
+                        announce=lambda url: _announce(args, url))
+
+
+def _announce(args, url: str):
+    """The URL a running board listens on: a line, or with --json one JSON document (stdout stays open)."""
+    print(json.dumps({"url": url}) if args.json else url, flush=True)
 
 
 def cmd_emulate(args):
@@ -102,7 +109,7 @@ def cmd_emulate(args):
                 if not link.info.model_loaded:
                     raise EdgeFFError(f"the firmware refused the model in {args.model_header} (larger than its "
                                       f"{link.info.sram_budget} B of model RAM, or not a valid board image)")
-        print(board.url, flush=True)
+        _announce(args, board.url)
         # stopped by SIGTERM too (a service manager, a test): leave through the `with`, which stops QEMU;
         # Python's default SIGTERM exit would leave QEMU running without its parent
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

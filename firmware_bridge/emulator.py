@@ -19,6 +19,9 @@ BOARD = FIRMWARE / "board" / "mps2_an386"
 PROTOCOL_SOURCES = [FIRMWARE / "protocol" / name for name in ("framing.c", "board_image.c", "board_protocol.c")]
 CFLAGS = ["-std=c99", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft", "-O2", "-ffunction-sections",
           "-fdata-sections", "-ffreestanding", "-Wall", "-Wextra", "-Werror"]
+# board_app/main.c's IMAGE_CAPACITY: the RAM the board firmware gives a model with its master weights (the
+# exporter refuses a bigger board header; a test keeps the two equal)
+IMAGE_CAPACITY = 192 * 1024
 CLOCK_HZ = 25_000_000                  # the mps2-an386 core clock, SysTick's
 INSTRUCTIONS_PER_TICK = 1_000_000_000 // CLOCK_HZ   # -icount shift=0: one instruction per virtual ns
 

@@ -20,10 +20,21 @@ def test_defaults_and_head_layers():
     ({"model": {"sizes": [784]}}, "at least one hidden width"),
     ({"eval": {"layers": [3]}}, r"names layer\(s\) \[3\]; this network has layers 1..2"),
     ({"collab": {"mode": "fixed"}, "model": {"sizes": [784, 10]}}, "at least two hidden layers"),
+    ({"train": {"warmup_epochs": -1.0}}, "'warmup_epochs' must be 0 or more"),
+    ({"train": {"lr": float("inf")}}, "'lr' must be a finite number, got inf"),
+    ({"model": {"sizes": [784, 10], "label_value": float("nan")}}, "'label_value' must be a finite number"),
+    ({"train": {"val_fraction": 1.0}}, "'val_fraction' must lie between 0 and 1"),
+    ({"train": {"val_fraction": 0.2, "val_size": 50}}, "'val_size' .* or 'val_fraction', not both"),
 ])
 def test_bad_configs_are_refused_with_the_key_named(raw, message):
+    raw = {**raw, "model": {"sizes": [784, 500, 500], **raw.get("model", {})}}
     with pytest.raises(EdgeFFError, match=message):
         config_from_dict(raw)
+
+
+def test_an_empty_config_names_the_missing_network():
+    with pytest.raises(EdgeFFError, match=r"\[model\] sizes is missing"):
+        config_from_dict({})
 
 
 def test_bad_toml_file(tmp_path):

@@ -81,3 +81,15 @@ def test_dataset_label_count_mismatch(tmp_path):
     write_idx(d / "train-labels-idx1-ubyte.gz", np.zeros(99, np.uint8))
     with pytest.raises(EdgeFFError, match="holds 100 images but train-labels-idx1-ubyte.gz holds 99 labels"):
         load_dataset(d, val_size=10)
+
+
+def test_the_validation_split_defaults_to_a_fraction_that_fits_small_datasets(tmp_path):
+    d = write_dataset(tmp_path / "d", n_train=300, n_test=20)
+    ds = load_dataset(d)
+    assert len(ds.val) == 50 and len(ds.train) == 250 and ds.fingerprint["val_size"] == 50
+    assert len(load_dataset(d, val_fraction=0.1).val) == 30
+    # a recorded count (what every model file holds) selects exactly the same images again
+    again = load_dataset(d, val_size=ds.fingerprint["val_size"], val_fraction=0.5)
+    assert np.array_equal(again.val.images, ds.val.images)
+    with pytest.raises(EdgeFFError, match="does not fit .* 300 training images; set \\[train\\] val_fraction"):
+        load_dataset(d, val_size=10000)

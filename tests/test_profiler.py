@@ -40,7 +40,8 @@ def _raw(name="nrf52840"):
     (lambda r: r.pop("clock_hz"), "field 'clock_hz' is missing"),
     (lambda r: r["supply_v"].pop("source"), "field 'supply_v' has no source"),
     (lambda r: r["sram_bytes"].update(value="lots"), "field 'sram_bytes' needs a numeric value"),
-    (lambda r: r["cycles_per_int8_mac"].update(value=-1), "field 'cycles_per_int8_mac' must be positive"),
+    (lambda r: r["cycles_per_int8_mac"].update(value=-1), "field 'cycles_per_int8_mac' must be a finite positive"),
+    (lambda r: r["e_sram_access_pj"].update(value=float("inf")), "field 'e_sram_access_pj' must be a finite"),
     (lambda r: r.update(kind="gpu"), "field 'kind' must be one of"),
     (lambda r: r.update(volts={"value": 1, "source": "x"}), "unknown field(s) ['volts']"),
     (lambda r: r["sram_reserved_bytes"].update(value=10**9), "leaves no SRAM"),
@@ -158,4 +159,4 @@ def test_profile_command_refuses_bad_input(int_model, tmp_path):
     res = run_cli("profile", int_path, "--board", "nrf9999")
     assert res.returncode == 2 and "no hardware profile 'nrf9999'" in res.stderr
     res = run_cli("profile", int_path, "--board", "nrf52840", "--batch", "0")
-    assert res.returncode == 2 and "--batch 0" in res.stderr
+    assert res.returncode == 2 and "argument --batch: 0 is too small" in res.stderr

@@ -15,6 +15,8 @@ from edgeff.data.idx import read_idx
 from edgeff.errors import EdgeFFError
 
 DATA_DIR_ENV = "EDGEFF_DATA_DIR"
+# 10,000 of Fashion-MNIST's 60,000 training images: the split every earlier model and README figure used
+DEFAULT_VAL_FRACTION = 1 / 6
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -84,11 +86,12 @@ def _load_split(directory: Path, split: str) -> tuple[Split, str]:
     return Split(images.reshape(len(images), -1), labels.astype(np.int64)), digest
 
 
-def load_dataset(data_dir=None, val_size=10000, split_seed=0) -> Dataset:
-    """Load train and test from an MNIST-format directory; carve `val_size` validation samples from train.
+def load_dataset(data_dir=None, val_size=None, split_seed=0, val_fraction=DEFAULT_VAL_FRACTION) -> Dataset:
+    """Load train and test from an MNIST-format directory; carve `val_size` validation samples from train
+    (when given, as model files record it), else `val_fraction` of them.
 
-    The validation split depends on `split_seed` only, so every model trained on the same files is
-    validated on the same samples.
+    The validation split depends on `split_seed` and its size only, so every model trained on the same
+    files is validated on the same samples.
     """
     directory = resolve_data_dir(data_dir)
     train, train_digest = _load_split(directory, "train")
@@ -96,9 +99,12 @@ def load_dataset(data_dir=None, val_size=10000, split_seed=0) -> Dataset:
     if train.images.shape[1] != test.images.shape[1]:
         raise EdgeFFError(f"{directory}: train images have {train.images.shape[1]} pixels but test "
                           f"images have {test.images.shape[1]}")
+    if not val_size:
+        val_size = round(val_fraction * len(train))
     if not 0 < val_size < len(train):
-        raise EdgeFFError(f"val_size={val_size} must be between 1 and {len(train) - 1} "
-                          f"(the training set has {len(train)} samples)")
+        raise EdgeFFError(f"a validation split of {val_size} images does not fit {directory}'s {len(train)} "
+                          "training images; set [train] val_fraction (or val_size) in the config, or pass "
+                          "--val-fraction to `edgeff train`")
     n_classes = int(max(train.labels.max(), test.labels.max())) + 1
     order = np.random.default_rng(split_seed).permutation(len(train))
     val_idx, train_idx = np.sort(order[:val_size]), np.sort(order[val_size:])

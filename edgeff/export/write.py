@@ -59,7 +59,9 @@ def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[byt
         if any(layer.norm_bits != 7 for layer in model.layers):
             raise EdgeFFError(f"{model_path}: EdgeFF's board firmware trains int8-normalized layers only; this "
                               "model has int16 normalization (quantize it with --norm-bits 7)")
-        return pack_image(*load_model(model_path)), "board image (firmware_bridge/board_image.py)"
+        tensors, header = load_model(model_path)
+        _check_fits_board_firmware(model_path, tensors, header)
+        return pack_image(tensors, header), "board image (firmware_bridge/board_image.py)"
     if fmt == "onnx":
         from edgeff.export import onnx_int8
 
@@ -69,6 +71,22 @@ def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[byt
 
     return (tflite_int8.build(model, str(model_path), layer_op, {KEY: source}),
             f"int8 TFLite ({layer_op.upper()} layers)")
+
+
+def _check_fits_board_firmware(model_path, tensors: dict, header: dict):
+    """Refuse here, with the sizes, a model the board firmware has no RAM for (else the firmware build or the
+    board's boot is where it fails). The board trains with master weights: count them even if the file has none."""
+    from edgeff.runtime.int_training import IntTrainingConfig, trainer_from_tensors, trainer_tensors
+    from firmware_bridge.board_image import pack_image
+    from firmware_bridge.emulator import IMAGE_CAPACITY
+
+    trainer = trainer_from_tensors(tensors, header, IntTrainingConfig(), model_path)
+    needed = len(pack_image(trainer_tensors(trainer), header))
+    if needed > IMAGE_CAPACITY:
+        raise EdgeFFError(f"{model_path}: with its master weights this model takes {needed:,} bytes of board RAM, "
+                          f"but EdgeFF's board firmware holds models up to {IMAGE_CAPACITY:,} bytes; train a "
+                          f"smaller network (sizes {header['architecture']['sizes']}; models/board-784-64-32.toml "
+                          "fits)")
 
 
 def export_model(model_path, fmt: str, out_path, layer_op: str = "fully_connected") -> dict:

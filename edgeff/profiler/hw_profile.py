@@ -92,8 +92,8 @@ def profile_from_dict(raw: dict, where: str = "profile") -> HardwareProfile:
         value, source = entry.get("value"), entry.get("source")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise EdgeFFError(f"{where}: field '{field}' needs a numeric value, got {value!r}")
-        if math.isnan(value) or value < 0 or (value == 0 and field not in MAY_BE_ZERO):
-            raise EdgeFFError(f"{where}: field '{field}' must be positive, got {value}")
+        if not math.isfinite(value) or value < 0 or (value == 0 and field not in MAY_BE_ZERO):
+            raise EdgeFFError(f"{where}: field '{field}' must be a finite positive number, got {value}")
         if not isinstance(source, str) or not source.strip():
             raise EdgeFFError(f"{where}: field '{field}' has no source; say where the figure comes from")
         values[field], sources[field] = value, source

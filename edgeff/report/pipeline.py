@@ -9,6 +9,7 @@ own runtime (edgeff.report.exports); train the board-sized network on a board ov
 the model files beside it.
 """
 import json
+import sys
 from pathlib import Path
 
 from edgeff.atomic_write import atomic_write_text
@@ -31,10 +32,13 @@ def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False, 
                  board_samples=4000) -> dict:
     cfg = load_config(config_path)
     out_dir = Path(out_dir)
-    data = load_dataset(data_dir, val_size=cfg.train.val_size)
+    data = load_dataset(data_dir, val_size=cfg.train.val_size, val_fraction=cfg.train.val_fraction)
+    stage = _stages(quiet, 6 if board_samples else 5)
+    stage(f"training {cfg.name} (resumes from a checkpoint in {out_dir})")
     metrics = train(cfg, data, out_dir, fresh=fresh, quiet=quiet)
     net, header = load_network(metrics["model_file"])
     layers = header["architecture"]["eval_layers"]
+    stage("evaluating on the test split; quantizing to int8 (int8 and int16 normalization)")
     test = evaluate(net, data.test.images, data.test.labels, layers)
     int_path, norm_bits, val_by_bits, int8_norm_path = _quantize_best(metrics["model_file"], out_dir, data, layers)
     test_int8 = evaluate_int(IntFFModel.from_file(int_path), data.test.images, data.test.labels, layers)
@@ -46,12 +50,27 @@ def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False, 
               "train_seconds": metrics["train_seconds"], "gamma_final": metrics["gamma_final"],
               "layer_model_correlation": metrics["layer_model_correlation"],
               "model_file": metrics["model_file"], "plots": metrics["plots"]}
+    stage(f"profiling memory and energy on {PROFILE_BOARD}")
     result["profile"] = profile_model(int_path, PROFILE_BOARD, out_dir=out_dir)
+    stage("exporting ONNX, TFLite and C headers, verifying each in its runtime")
     result["exports"] = run_exports(out_dir, metrics["model_file"], int8_norm_path, data.test, quiet)
+    if board_samples:
+        stage(f"on-device training: {board_samples} samples over the serial protocol")
     result["on_device"] = run_on_device(out_dir, data, board_port, board_samples, quiet) if board_samples else None
+    stage(f"writing {out_dir / 'report.md'}")
     result["report"] = str(atomic_write_text(out_dir / "report.md", _markdown(cfg, result)))
     atomic_write_text(out_dir / "pipeline.json", json.dumps(result, indent=2))
     return result
+
+
+def _stages(quiet: bool, total: int):
+    """Numbered stage headings on stderr, so a long run says where it is."""
+    count = iter(range(1, total + 1))
+
+    def stage(text: str):
+        if not quiet:
+            print(f"== [{next(count)}/{total}] {text}", file=sys.stderr, flush=True)
+    return stage
 
 
 def _quantize_best(float_path, out_dir, data, layers):

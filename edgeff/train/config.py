@@ -5,16 +5,18 @@ value is refused with the file, the key and what is allowed. Layers are numbered
 hidden layer) wherever a user reads or writes them.
 """
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeff.data.datasets import DEFAULT_VAL_FRACTION
 from edgeff.errors import EdgeFFError
 
 
 @dataclass
 class ModelConfig:
-    sizes: list = field(default_factory=lambda: [784, 500, 500])  # input width, then hidden widths
+    sizes: list = None            # input width, then hidden widths; required (no network is trained by default)
     goodness: str = "mean"        # "mean" or "sum" of squared activities
     label_value: float = 1.0      # value of the one-hot label pixels
     normalization: str = "rms"    # "rms" (unit mean square) or "length" (unit length, Hinton's)
@@ -41,7 +43,8 @@ class TrainConfig:
     symba_alpha: float = 4.0
     negatives: str = "hard"       # "random" wrong label or the "hard"est wrong label of the current model
     seed: int = 0
-    val_size: int = 10000
+    val_fraction: float = DEFAULT_VAL_FRACTION   # of the training images held out for validation
+    val_size: int = 0             # if set, exactly this many validation images instead of val_fraction
     eval_every: int = 1           # epochs between per-layer validation accuracy records
     eval_samples: int = 5000      # validation samples scored at each record (the final pick uses all)
 
@@ -126,18 +129,35 @@ def config_from_dict(raw: dict, source="config") -> Config:
             if choices and v not in choices:
                 raise EdgeFFError(f"{where}: '{k}' = {v!r} is not one of {', '.join(choices)}")
             setattr(section, k, v)
+    if {"val_size", "val_fraction"} <= set(raw.get("train", {})):
+        raise EdgeFFError(f"{source} [train]: give 'val_size' (a count) or 'val_fraction', not both")
     _validate(cfg, source)
     return cfg
 
 
 def _validate(cfg: Config, source: str):
     m, t, e = cfg.model, cfg.train, cfg.eval
-    if len(m.sizes) < 2 or not all(isinstance(s, int) and s > 0 for s in m.sizes):
+    if m.sizes is None:
+        raise EdgeFFError(f"{source}: [model] sizes is missing; every config names its network, e.g. "
+                          "[model] sizes = [784, 500, 500] (input width, then hidden widths)")
+    if not isinstance(m.sizes, list) or len(m.sizes) < 2 \
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in m.sizes):
         raise EdgeFFError(f"{source} [model]: 'sizes' must list the input width and at least one hidden "
                           f"width, all positive integers; got {m.sizes}")
-    for key in ("epochs", "eval_every", "eval_samples", "val_size"):
+    for section in (m, cfg.collab, t, e):   # TOML spells inf and nan; no setting means either
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise EdgeFFError(f"{source}: '{f.name}' must be a finite number, got {value}")
+    for key in ("epochs", "eval_every", "eval_samples"):
         if getattr(t, key) < 1:
             raise EdgeFFError(f"{source} [train]: '{key}' must be at least 1")
+    if t.warmup_epochs < 0:
+        raise EdgeFFError(f"{source} [train]: 'warmup_epochs' must be 0 or more, got {t.warmup_epochs}")
+    if t.val_size < 0:
+        raise EdgeFFError(f"{source} [train]: 'val_size' must be positive (or 0: use val_fraction)")
+    if not 0 < t.val_fraction < 1:
+        raise EdgeFFError(f"{source} [train]: 'val_fraction' must lie between 0 and 1, got {t.val_fraction}")
     if t.batch_size < 0 or (t.batch_size == 0 and t.protocol != "paper"):
         raise EdgeFFError(f"{source} [train]: 'batch_size' must be positive (0, full batch, is for "
                           "the paper protocol only)")

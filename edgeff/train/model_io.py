@@ -2,7 +2,7 @@
 import torch
 
 from edgeff.errors import EdgeFFError
-from edgeff.model_file import check_ff_tensors, load_model, save_model
+from edgeff.model_file import load_model, save_model
 from edgeff.train.network import FFNetwork
 
 
@@ -29,7 +29,6 @@ def load_network(path) -> tuple[FFNetwork, dict]:
     if not isinstance(arch, dict) or arch.get("kind") != "ff-mlp":
         raise EdgeFFError(f"{path}: not a float FF model (architecture kind "
                           f"{(arch or {}).get('kind')!r}); this command needs a file from `edgeff train`")
-    check_ff_tensors(path, tensors, arch)
     net = FFNetwork(arch["sizes"], arch["n_classes"], arch["label_value"], arch["goodness"],
                     arch["collab_mode"], head_layers=arch["head_layers"],
                     normalization=arch.get("normalization", "rms"), qat=arch.get("qat", False))

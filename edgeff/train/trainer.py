@@ -10,6 +10,7 @@ the one-pass softmax head is fitted, and the model file, metrics and plots are w
 import json
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from edgeff.atomic_write import atomic_write_text
 from edgeff.data.datasets import Dataset
 from edgeff.data.labels import hardest_wrong_labels, random_wrong_labels
+from edgeff.errors import EdgeFFError
 from edgeff.report.plots import plot_gamma, plot_layer_accuracy
 from edgeff.scoring import best_layer_subset, multi_pass_accuracy, per_layer_accuracy
 from edgeff.train.checkpoint import load_checkpoint, save_checkpoint
@@ -85,17 +87,24 @@ def train_step(net, optimizer, x0, y, y_neg, trained, cfg) -> torch.Tensor:
     return losses.detach()
 
 
-def fit_head(net: FFNetwork, images: np.ndarray, labels: np.ndarray, epochs: int, seed: int):
+def notice(text: str, quiet: bool):
+    """A progress line on stderr (stdout is for results: one JSON document under --json)."""
+    if not quiet:
+        tqdm.write(text, file=sys.stderr)
+
+
+def fit_head(net: FFNetwork, images: np.ndarray, labels: np.ndarray, epochs: int, seed: int, quiet=True):
     """Fit the one-pass softmax head on frozen FF features (cross-entropy, Adam)."""
     if epochs == 0:
         return
+    notice(f"one-pass head: features of {len(labels)} training images", quiet)
     with torch.no_grad():
         feats = torch.cat([net.head_features(images_to_input(images[i:i + SCORE_CHUNK], net.n_classes))
                            for i in range(0, len(images), SCORE_CHUNK)])
     y = torch.from_numpy(labels)
     opt = torch.optim.Adam(net.head.parameters(), lr=3e-3)
     rng = np.random.default_rng([seed, 1 << 20])
-    for _ in range(epochs):
+    for _ in tqdm(range(epochs), desc="fit one-pass head", unit="epoch", disable=quiet, file=sys.stderr):
         for idx in np.array_split(rng.permutation(len(y)), max(1, len(y) // 256)):
             idx = torch.from_numpy(idx)
             loss = torch.nn.functional.cross_entropy(net.head(feats[idx]), y[idx])
@@ -119,6 +128,13 @@ def layer_model_correlation(history: list) -> list:
 
 def train(cfg: Config, data: Dataset, out_dir, fresh=False, quiet=False) -> dict:
     """Train per `cfg`, resuming from out_dir/checkpoint.safetensors unless `fresh`; return the metrics."""
+    width = data.train.images.shape[1]
+    if cfg.model.sizes[0] != width:   # checked before out_dir exists: a refused run leaves nothing behind
+        raise EdgeFFError(f"{cfg.name}: [model] sizes starts with an input width of {cfg.model.sizes[0]}, but "
+                          f"the images in {data.directory} have {width} pixels; set sizes = [{width}, ...]")
+    if data.n_classes > width:
+        raise EdgeFFError(f"{data.directory}: {data.n_classes} classes need as many label pixels, but the "
+                          f"images have only {width} pixels")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.safetensors"
@@ -136,13 +152,12 @@ def train(cfg: Config, data: Dataset, out_dir, fresh=False, quiet=False) -> dict
     if ckpt_path.exists() and not fresh:
         header = load_checkpoint(ckpt_path, net, optimizer, cfg.to_dict(), data.fingerprint["train_sha256"])
         history, start_epoch, elapsed_before = header["history"], header["epoch"], header["elapsed_s"]
-        if not quiet:
-            tqdm.write(f"resuming {cfg.name} from {ckpt_path} after epoch {start_epoch}/{len(plan)}")
+        notice(f"resuming {cfg.name} from {ckpt_path} after epoch {start_epoch}/{len(plan)}", quiet)
     t0 = time.perf_counter() - elapsed_before
     eval_n = min(t.eval_samples, len(data.val))
     val_eval_images, val_eval_labels = data.val.images[:eval_n], data.val.labels[:eval_n]
     bar = tqdm(total=len(plan) * steps_per_epoch, initial=start_epoch * steps_per_epoch, unit="step",
-               desc=f"train {cfg.name}", disable=quiet, dynamic_ncols=True)
+               desc=f"train {cfg.name}", disable=quiet, dynamic_ncols=True, file=sys.stderr)
     for epoch in range(start_epoch, len(plan)):
         trained, phase_epoch, phase_epochs = plan[epoch]
         rng = np.random.default_rng([t.seed, epoch])
@@ -180,12 +195,13 @@ def train(cfg: Config, data: Dataset, out_dir, fresh=False, quiet=False) -> dict
 def _finish(cfg, data, net, history, out_dir, t0, quiet) -> dict:
     """Choose the multi-pass layers on validation, fit the head, write model, metrics and plots."""
     net.eval()
+    notice(f"choosing the multi-pass layers on {len(data.val)} validation images", quiet)
     scores = label_scores(net, data.val.images)
     if cfg.eval.layers == "auto":
         eval_layers = best_layer_subset(scores, data.val.labels)
     else:
         eval_layers = cfg.eval.layers
-    fit_head(net, data.train.images, data.train.labels, cfg.eval.head_epochs, cfg.train.seed)
+    fit_head(net, data.train.images, data.train.labels, cfg.eval.head_epochs, cfg.train.seed, quiet)
     val = evaluate(net, data.val.images, data.val.labels, eval_layers)
     evaluated = [h for h in history if "val_model" in h]
     metrics = {
@@ -207,7 +223,6 @@ def _finish(cfg, data, net, history, out_dir, t0, quiet) -> dict:
     if cfg.collab.mode != "none":
         metrics["plots"].append(str(plot_gamma(history, out_dir / "gamma.png", cfg.name)))
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
-    if not quiet:
-        tqdm.write(f"{cfg.name}: val multi-pass {val['multi_pass']:.4f} (layers {eval_layers}), "
-                   f"one-pass {val['one_pass']:.4f}; wrote {model_path}")
+    notice(f"{cfg.name}: val multi-pass {val['multi_pass']:.4f} (layers {eval_layers}), "
+           f"one-pass {val['one_pass']:.4f}; wrote {model_path}", quiet)
     return metrics
