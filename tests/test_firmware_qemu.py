@@ -92,16 +92,16 @@ def test_emulated_board_speaks_the_protocol(tmp_path):
         with BoardLink(f"socket://127.0.0.1:{port}", timeout=1.0) as link:
             info = link.info
             assert (info.name, info.firmware, info.version, info.max_payload) == ("qemu-mps2-an386", "edgeff-fw 0.2",
-                                                                                   1, 1024)
+                                                                                   2, 1024)
             assert not info.model_loaded and info.sram_budget == 200 * 1024
             for request, payload, code in ((0x42, b"", m.ErrorCode.UNKNOWN_TYPE),
                                            (m.Request.HELLO, b"\x01", m.ErrorCode.BAD_LENGTH),
-                                           (m.Request.HELLO, m.HELLO.pack(2, 3), m.ErrorCode.VERSION)):
+                                           (m.Request.HELLO, m.HELLO.pack(3, 4), m.ErrorCode.VERSION)):
                 with pytest.raises(BoardError) as err:
                     link.request(request, payload, m.Reply.INFO)
                 assert err.value.code == code
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-            good = encode_frame(m.Request.HELLO, 7, m.HELLO.pack(1, 1))
+            good = encode_frame(m.Request.HELLO, 7, m.HELLO.pack(m.MIN_VERSION, m.PROTOCOL_VERSION))
             raw.sendall(good[:-3] + bytes([good[-3] ^ 1]) + good[-2:])          # CRC damaged
             replies = FrameDecoder(4096)
             got = []
@@ -128,7 +128,7 @@ def test_cli_reaches_the_emulated_board(tmp_path):
     try:
         assert server.stdout.readline().strip() == f"socket://127.0.0.1:{port}"
         res = run_cli("board", "info", "--port", f"socket://127.0.0.1:{port}")
-        assert res.returncode == 0 and "qemu-mps2-an386 (edgeff-fw 0.2), protocol v1" in res.stdout, res.stderr
+        assert res.returncode == 0 and "qemu-mps2-an386 (edgeff-fw 0.2), protocol v2" in res.stdout, res.stderr
     finally:
         server.terminate()
         server.wait(timeout=10)

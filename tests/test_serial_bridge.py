@@ -16,7 +16,7 @@ from edgeff.profiler.hw_profile import load_profile, profile_from_dict
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainingConfig
 from firmware_bridge import messages as m
-from firmware_bridge.board import BoardCore
+from firmware_bridge.board import CHECKPOINT_SLOTS, BoardCore
 from firmware_bridge.board_image import pack_image, unpack_image
 from firmware_bridge.board_training import (
     SampleStream,
@@ -255,12 +255,22 @@ def _kill_at(board, storage, at_applied):
     for target in at_applied:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            path = storage / "checkpoint.bin"
-            if path.is_file() and struct.unpack_from("<4sI", path.read_bytes())[1] >= target:
+            if _checkpointed(storage) >= target:
                 break
             time.sleep(0.01)
         time.sleep(random.Random(target).uniform(0.0, 0.2))
         board.restart()
+
+
+def _checkpointed(storage) -> int:
+    """Samples applied in the newest checkpoint slot of a virtual board's storage (0 if none)."""
+    newest = (0, 0)
+    for name in CHECKPOINT_SLOTS:
+        path = storage / name
+        blob = path.read_bytes() if path.is_file() else b""
+        if len(blob) >= 12:
+            newest = max(newest, struct.unpack_from("<4xII", blob))
+    return newest[1]
 
 
 def test_host_restart_resumes_the_run_the_board_holds(small_model, tmp_path):
