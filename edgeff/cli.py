@@ -366,11 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
         bp.add_argument("--max-payload", type=int, help="largest frame payload in bytes (default: the board's)")
         if link:
             bp.add_argument("--port", default="virtual",
-                            help="pyserial URL or device: /dev/ttyACM0, socket://HOST:PORT, loop://; `virtual` "
+                            help="pyserial URL or device: /dev/ttyACM0, socket://HOST:PORT; `virtual` "
                                  "(default) starts a virtual board for this command, `emulate` the board "
                                  "firmware on QEMU's Cortex-M4")
             bp.add_argument("--timeout", type=float, default=0.5,
-                            help="seconds to wait for a reply before resending (default: %(default)s)")
+                            help="seconds to wait for a request type's first reply before resending; later "
+                                 "waits follow the round trips measured (default: %(default)s)")
         json_flag(bp)
         return bp
 

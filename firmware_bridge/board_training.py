@@ -86,9 +86,10 @@ def run_id_of(image: bytes, config: IntTrainingConfig, goodness_frac_bits: int, 
 
 
 def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: IntTrainingConfig,
-                   checkpoint_every=1000, quiet=False) -> dict:
+                   checkpoint_every=1000, quiet=False, checkpoints_outlive=True) -> dict:
     """Train the board on the whole stream (resuming a run it already holds); returns the run's figures
-    and the board's final image. Progress (load, samples, pull) and notices go to stderr."""
+    and the board's final image. Progress (load, samples, pull) and notices go to stderr.
+    checkpoints_outlive: whether the board's checkpoints outlast this call (not an emulated board's)."""
     config.check()
     tensors, header = load_model(model_path)
     if (header.get("architecture") or {}).get("kind") != "ff-mlp-int8":
@@ -108,7 +109,10 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
                 info = link.info
                 if info.configured and info.run_id == run_id:
                     position = info.applied                       # resume the run the board holds
+                    bar.write(f"{info.name} holds this run at sample {position}: going on from there", sys.stderr)
                 else:
+                    bar.write(f"{info.name} holds no part of this run: loading the model and starting at sample 0",
+                              sys.stderr)
                     t = time.monotonic()
                     with _bytes_bar("loading the model", len(image), quiet) as progress:
                         link.load_image(image, progress)
@@ -138,13 +142,17 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
                 break
             except LinkReset:
                 resets += 1
-                bar.write(f"link lost; reconnected to {link.info.name}, which has applied {link.info.applied} "
-                          "samples; going on from there", file=sys.stderr)
+                bar.write(f"link lost; reconnected to {link.info.name}", sys.stderr)
     except LinkDead as exc:
         info = link.info
-        kept = (f"it holds this run at sample {info.checkpoint_applied} (checkpointed): running the same command "
-                "again goes on from there" if info.run_id == run_id and info.configured else
-                "it holds no checkpoint of this run: running the same command again starts from sample 0")
+        if not (info.run_id == run_id and info.configured):
+            kept = "it held no checkpoint of this run: running the same command again starts from sample 0"
+        elif not checkpoints_outlive:
+            kept = (f"it held this run at sample {info.checkpoint_applied}, but its checkpoints end with this "
+                    "command: running it again starts from sample 0")
+        else:
+            kept = (f"it held this run checkpointed at sample {info.checkpoint_applied}: running the same command "
+                    "again goes on from there")
         raise EdgeFFError(f"{exc}. When the board last answered, {kept}") from None
     finally:
         bar.close()
@@ -165,8 +173,7 @@ def _bytes_bar(what: str, total: int, quiet: bool):
               leave=False) as bar:
         def progress(done, size):
             bar.total = size
-            bar.n = done
-            bar.refresh()
+            bar.update(done - bar.n)      # redrawn at tqdm's own pace, not once per chunk
         yield progress
 
 

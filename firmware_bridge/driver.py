@@ -414,14 +414,17 @@ class BoardLink:
     def read_image(self, progress=None) -> bytes:
         """The board's current model image (weights, master weights, training step). After a lost link the
         pull goes on at the bytes already read, unless the board came back in another state."""
-        out, total, state = bytearray(), None, (self.info.run_id, self.info.applied)
+        out, total, state = bytearray(), None, None
         while total is None or len(out) < total:
             want = self.chunk_size(m.DATA.size)
             try:
+                if state is None:                    # what identifies the image: same run, same count
+                    info = self.hello()
+                    state = (info.run_id, info.applied)
                 reply = self.request(m.Request.READ, m.READ.pack(len(out), want), m.Reply.DATA, want)
             except LinkReset:
-                if (self.info.run_id, self.info.applied) != state:
-                    out, total, state = bytearray(), None, (self.info.run_id, self.info.applied)
+                if state != (self.info.run_id, self.info.applied):
+                    out, total, state = bytearray(), None, None
                 continue
             offset, size = m.DATA.unpack_from(reply)
             data = reply[m.DATA.size:]
