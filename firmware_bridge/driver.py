@@ -234,17 +234,21 @@ class BoardLink:
             raise ConnectionError(str(exc)) from None
 
     # ------------------------------------------------------------------ requests
-    def _exchange(self, request_type: int, payload: bytes, reply_bytes: int) -> Frame:
-        """One request, resent until its reply arrives. ConnectionError when the port breaks, the board
-        stays silent for `retries` attempts in a row, or `retries` x 10 attempts all come back damaged."""
+    def _exchange(self, request_type: int, payload, reply_fields: int) -> Frame:
+        """One request, resent until its reply arrives. `payload`: its bytes, or a function giving (bytes,
+        reply data bytes) anew for each attempt, so that a chunk shrinks as soon as the line turns out worse
+        (any attempt is a valid request at the same offset, and requests are idempotent). ConnectionError
+        when the port breaks, the board stays silent for `retries` attempts in a row, or after `retries` x 10
+        attempts."""
         self.seq = (self.seq + 1) % 0xFFFF          # 0xFFFF is the NAK's "no sequence"
-        frame = encode_frame(request_type, self.seq, payload)
-        exposed = len(frame) + max_encoded_size(reply_bytes)
         self.stats["requests"] += 1
         silent = backoff = 0
         for attempt in range(self.retries * 10):
             if attempt:
                 self.stats["resent"] += 1
+            body, reply_data = payload() if callable(payload) else (payload, 0)
+            frame = encode_frame(request_type, self.seq, body)
+            exposed = len(frame) + max_encoded_size(reply_fields + reply_data)
             self._write(frame)
             sent = time.monotonic()
             wait = self.line.wait_s(request_type, exposed)
@@ -292,10 +296,9 @@ class BoardLink:
                 return item, heard
         return found, heard
 
-    def _checked(self, request_type: int, payload: bytes, expect: int, reply_data=0) -> bytes:
-        """The reply payload of the expected type, its length checked against the reply's layout (reply_data:
-        the bytes expected after its fixed fields, for the line estimate)."""
-        reply = self._exchange(request_type, payload, m.REPLY_LAYOUTS[expect][0].size + reply_data)
+    def _checked(self, request_type: int, payload, expect: int) -> bytes:
+        """The reply payload of the expected type, its length checked against the reply's layout."""
+        reply = self._exchange(request_type, payload, m.REPLY_LAYOUTS[expect][0].size)
         if reply.type == m.Reply.ERROR:
             code, detail = self._parse(m.ERROR.unpack_from, reply.payload, "ERROR")
             raise BoardError(code, detail, reply.payload[m.ERROR.size:].decode("utf-8", "replace"))
@@ -316,11 +319,11 @@ class BoardLink:
             why = f": {exc}" if isinstance(exc, ValueError) else ""
             raise EdgeFFError(f"the board sent a malformed {what} reply ({len(payload)} bytes){why}") from None
 
-    def request(self, request_type: int, payload: bytes, expect: int, reply_data=0) -> bytes:
-        """The reply payload of a request; BoardError if refused; LinkReset after the link was lost and
-        reopened (the caller goes on from self.info)."""
+    def request(self, request_type: int, payload, expect: int) -> bytes:
+        """The reply payload of a request (payload: as _exchange takes it); BoardError if refused; LinkReset
+        after the link was lost and reopened (the caller goes on from self.info)."""
         try:
-            return self._checked(request_type, payload, expect, reply_data)
+            return self._checked(request_type, payload, expect)
         except ConnectionError:
             self._reconnect()
 
@@ -347,7 +350,7 @@ class BoardLink:
             self._reconnect()
         return self.info
 
-    def value(self, request_type: int, payload: bytes = b"") -> int:
+    def value(self, request_type: int, payload=b"") -> int:
         """A request answered with OK(value)."""
         return m.OK.unpack(self.request(request_type, payload, m.Reply.OK))[0]
 
@@ -363,12 +366,7 @@ class BoardLink:
             try:
                 received = self.value(m.Request.LOAD_BEGIN, m.LOAD_BEGIN.pack(len(image), crc32(image)))
                 while received < len(image):
-                    chunk = image[received:received + self.chunk_size(m.OFFSET.size)]
-                    now = self.value(m.Request.LOAD_CHUNK, m.OFFSET.pack(received) + chunk)
-                    if not received < now <= len(image):
-                        raise EdgeFFError(f"the board answered a chunk at {received} with {now} bytes received "
-                                          f"of {len(image)}: a firmware bug")
-                    received = now
+                    received = self._send_chunk(m.Request.LOAD_CHUNK, image, received)
                     if progress:
                         progress(received, len(image))
                 self.value(m.Request.LOAD_END)
@@ -378,12 +376,28 @@ class BoardLink:
 
     def stage(self, record: bytes) -> int:
         """Put one sample record in the board's staging buffer; returns its CRC for TRAIN or INFER."""
-        offset = 0
-        while offset < len(record):
-            chunk = record[offset:offset + self.chunk_size(m.OFFSET.size)]
-            self.value(m.Request.STAGE, m.OFFSET.pack(offset) + chunk)
-            offset += len(chunk)
+        staged = 0
+        while staged < len(record):
+            staged = self._send_chunk(m.Request.STAGE, record, staged)
         return crc32(record)
+
+    def _send_chunk(self, request_type: int, data: bytes, offset: int) -> int:
+        """One chunk of data at offset (LOAD_CHUNK or STAGE), sized to the line at each attempt; returns the
+        bytes the board now holds, which is where the next chunk goes. A chunk beyond them (the board went
+        back: a late resend of an earlier offset restarted its staging) is refused with their count: go on
+        from there."""
+        def attempt():
+            return m.OFFSET.pack(offset) + data[offset:offset + self.chunk_size(m.OFFSET.size)], 0
+        try:
+            held = self.value(request_type, attempt)
+        except BoardError as exc:
+            if exc.code != m.ErrorCode.BAD_RANGE or exc.detail >= offset:
+                raise
+            return exc.detail
+        if not offset < held <= len(data):
+            raise EdgeFFError(f"the board answered {m.Request(request_type).name} at {offset} with {held} bytes "
+                              f"held of {len(data)}: a firmware bug")
+        return held
 
     def train(self, index: int, crc: int) -> tuple[int, int, int]:
         """TRAIN the staged record as sample `index`: (samples applied, goodness correct, duplicate)."""
@@ -415,13 +429,16 @@ class BoardLink:
         """The board's current model image (weights, master weights, training step). After a lost link the
         pull goes on at the bytes already read, unless the board came back in another state."""
         out, total, state = bytearray(), None, None
-        while total is None or len(out) < total:
+        def attempt():
             want = self.chunk_size(m.DATA.size)
+            return m.READ.pack(len(out), want), want
+
+        while total is None or len(out) < total:
             try:
                 if state is None:                    # what identifies the image: same run, same count
                     info = self.hello()
                     state = (info.run_id, info.applied)
-                reply = self.request(m.Request.READ, m.READ.pack(len(out), want), m.Reply.DATA, want)
+                reply = self.request(m.Request.READ, attempt, m.Reply.DATA)
             except LinkReset:
                 if state != (self.info.run_id, self.info.applied):
                     out, total, state = bytearray(), None, None

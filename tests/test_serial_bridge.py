@@ -235,13 +235,13 @@ def test_training_survives_corruption_drops_duplicates_and_two_board_resets(smal
     int_path, data_dir = small_model
     stream, _ = _stream(data_dir, n=40, seed=2)
     reference = _reference_image(int_path, stream)
-    faults = "corrupt=0.01,drop=0.02,duplicate=0.02,seed=5"
-    with VirtualBoard(tmp_path / "flash", faults=faults, max_payload=64) as board:
+    faults = "corrupt=0.01,drop=0.02,duplicate=0.02,seed=5"       # README's example, at default link settings
+    with VirtualBoard(tmp_path / "flash", faults=faults) as board:
         rng = random.Random(11)   # two kills after different checkpoints (every 8 samples), before the last (32)
         first = rng.randrange(5, 14)
         kills = [first, first + rng.randrange(9, 15)]
         killer = threading.Thread(target=_kill_at, args=(board, tmp_path / "flash", sorted(kills)), daemon=True)
-        with BoardLink(board.url, timeout=0.05, retries=40) as link:
+        with BoardLink(board.url) as link:
             killer.start()
             result = train_on_board(link, int_path, stream, CONFIG, checkpoint_every=8, quiet=True)
         killer.join()
