@@ -285,10 +285,11 @@ TRAINING_RESUMES = ("interrupted; the checkpoint of the last finished epoch stay
 
 def _board_train_interrupted(args) -> str:
     if args.port == "emulate":
-        return ("interrupted; the emulated board's memory ends with QEMU, so the same command starts the run "
-                "again from sample 0")
-    return ("interrupted; the board keeps its last checkpoint (every --checkpoint-every samples): the same "
-            "command resumes the run from there")
+        return ("interrupted; the emulated board's checkpoints lived in QEMU's memory and are gone with it: running "
+                "the same command again starts from sample 0 (to keep a board between runs, start one with "
+                "`edgeff board emulate` and pass its URL to --port)")
+    return ("interrupted; the board keeps its last checkpoint (taken every --checkpoint-every samples) if it has "
+            "storage: running the same command again goes on from there")
 
 
 class HelpWithDefaults(argparse.HelpFormatter):
@@ -450,11 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
                             help="largest frame payload in bytes (default: the board's)")
         if link:
             bp.add_argument("--port", default="virtual",
-                            help="pyserial URL or device: /dev/ttyACM0, socket://HOST:PORT, loop://; `virtual` "
+                            help="pyserial URL or device: /dev/ttyACM0, socket://HOST:PORT; `virtual` "
                                  "(default) starts a virtual board for this command, `emulate` the board "
                                  "firmware on QEMU's Cortex-M4")
             bp.add_argument("--timeout", type=float, default=0.5,
-                            help="seconds to wait for a reply before resending (default: %(default)s)")
+                            help="seconds to wait for a request type's first reply before resending; later "
+                                 "waits follow the round trips measured (default: %(default)s)")
         json_flag(bp)
         return bp
 

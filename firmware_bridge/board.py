@@ -22,10 +22,24 @@ from firmware_bridge import messages as m
 from firmware_bridge.board_image import pack_image, unpack_image
 from firmware_bridge.framing import BadFrame, Frame, crc32, encode_frame
 
-CHECKPOINT_FILE = "checkpoint.bin"
-CHECKPOINT = struct.Struct("<4sIII")      # magic, samples applied, goodness-correct count, configured (0/1)
-CHECKPOINT_MAGIC = b"EFFC"
+# two slots, written in turn: magic, generation, samples applied, goodness-correct count, configured (0/1),
+# the CONFIGURE payload, the image, then the CRC-32 of all that
+CHECKPOINT_SLOTS = ("checkpoint-0.bin", "checkpoint-1.bin")
+CHECKPOINT = struct.Struct("<4sIIII")
+CHECKPOINT_MAGIC = b"EFC2"
 RECENT = 100                              # window of the running goodness accuracy reported by METRICS
+
+
+def _checked_slot(blob: bytes):
+    """(generation, applied, correct, CONFIGURE payload or None, image) of a checkpoint slot; ValueError
+    when it is not one or fails its CRC."""
+    if len(blob) < CHECKPOINT.size + m.CONFIGURE.size + 4 or blob[:4] != CHECKPOINT_MAGIC:
+        raise ValueError("not a checkpoint")
+    if crc32(blob[:-4]) != m.OK.unpack(blob[-4:])[0]:
+        raise ValueError("its CRC differs (damaged)")
+    _, generation, applied, correct, configured = CHECKPOINT.unpack_from(blob)
+    config = blob[CHECKPOINT.size:CHECKPOINT.size + m.CONFIGURE.size]
+    return generation, applied, correct, config if configured else None, blob[CHECKPOINT.size + m.CONFIGURE.size:-4]
 
 
 class ProtocolError(Exception):
@@ -49,24 +63,42 @@ class BoardCore:
 
     # ------------------------------------------------------------------ state
     def boot(self):
-        """Power-on: RAM state is lost; the last checkpoint (if any) is restored. A checkpoint that cannot
-        be read leaves the board empty, with the reason in boot_error."""
+        """Power-on: RAM state is lost; the newest checkpoint that passes its CRC is restored, as the
+        firmware's flash slots do. A slot that fails its check is passed over, and boot_error says so."""
         self._empty()
         self.boot_error = None
-        path = self.storage / CHECKPOINT_FILE if self.storage else None
-        if path and path.is_file():
+        slots = []
+        for i in range(2) if self.storage else ():
+            path = self.storage / CHECKPOINT_SLOTS[i]
             try:
-                self._restore(path.read_bytes())
-            except (ProtocolError, struct.error, ValueError) as exc:
+                slots.append((_checked_slot(path.read_bytes()), path))
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError) as exc:
+                self.boot_error = f"{path} not restored: {getattr(exc, 'strerror', None) or exc}"
+        for (generation, applied, correct, config, image), path in sorted(slots, key=lambda s: -s[0][0]):
+            try:
+                self._install_model(image)
+                if config is not None:
+                    self._configure(config)
+            except ProtocolError as exc:
                 self._empty()
-                self.boot_error = f"checkpoint {path} not restored: {exc}"
+                self.boot_error = f"{path} not restored: {exc}"
+                continue
+            self.applied = self.checkpoint_applied = applied
+            self.correct, self.generation = correct, generation
+            if self.boot_error:
+                self.boot_error += f"; restored {path.name} instead (sample {applied})"
+            return
+        if self.boot_error:
+            self.boot_error += "; no other checkpoint: starting empty"
 
     def _empty(self):
         self.image = None                 # board image of the model as loaded (or as checkpointed)
         self.trainer = None               # integer training state after CONFIGURE
         self.model = None                 # IntFFModel for inference (the trainer's once configured)
         self.run_id, self.configure_payload = 0, None
-        self.applied = self.correct = self.checkpoint_applied = 0
+        self.applied = self.correct = self.checkpoint_applied = self.generation = 0
         self.recent = deque(maxlen=RECENT)
         self.compute_ns = 0
         self.loading = None               # (total, crc, bytearray) while a LOAD is in progress
@@ -75,31 +107,22 @@ class BoardCore:
         self.stage, self.staged = bytearray(), 0
         self.current_image = None         # cached image of the current training state, for READ
 
-    def _restore(self, blob: bytes):
-        magic, applied, correct, configured = CHECKPOINT.unpack_from(blob)
-        if magic != CHECKPOINT_MAGIC:
-            raise ValueError("not a checkpoint")
-        pos = CHECKPOINT.size
-        config = blob[pos:pos + m.CONFIGURE.size] if configured else None
-        pos += m.CONFIGURE.size
-        self._install_model(blob[pos:])
-        if config is not None:
-            self._configure(config)
-        self.applied = self.checkpoint_applied = applied
-        self.correct = correct
-
     def _checkpoint(self):
+        """Write the state to the slot that does not hold the newest checkpoint (atomically, with a CRC), so
+        a damaged slot leaves the other one to boot from."""
         if self.image is None:
             raise ProtocolError(m.ErrorCode.BAD_STATE, "no model loaded: nothing to checkpoint")
         if self.storage is None:
             raise ProtocolError(m.ErrorCode.STORAGE, "this board has no storage for checkpoints")
-        image = self._current_image()
+        generation = self.generation + 1
         config = self.configure_payload or bytes(m.CONFIGURE.size)
-        blob = CHECKPOINT.pack(CHECKPOINT_MAGIC, self.applied, self.correct, int(self.trainer is not None))
+        blob = CHECKPOINT.pack(CHECKPOINT_MAGIC, generation, self.applied, self.correct,
+                               int(self.trainer is not None)) + config + self._current_image()
         try:
-            atomic_write_bytes(self.storage / CHECKPOINT_FILE, blob + config + image)
+            atomic_write_bytes(self.storage / CHECKPOINT_SLOTS[generation % 2], blob + m.OK.pack(crc32(blob)))
         except OSError as exc:
             raise ProtocolError(m.ErrorCode.STORAGE, f"checkpoint not written: {exc.strerror}") from None
+        self.generation = generation
         self.checkpoint_applied = self.applied
 
     def _current_image(self) -> bytes:
@@ -218,7 +241,7 @@ class BoardCore:
         if self.loading is None or self.loading[:2] != (total, crc):
             self.loading = (total, crc, bytearray(total))
             self.loaded_bytes = 0
-        return self._ok(total)
+        return self._ok(self.loaded_bytes)        # the same image again: the host goes on from here
 
     def _on_load_chunk(self, p):
         if self.loading is None:
@@ -289,8 +312,13 @@ class BoardCore:
                                 f"({self.staged} of {size} bytes); stage it again", self.staged)
         label, negative = self.stage[0], self.stage[1]
         n = self.model.n_classes
+        # the record arrived intact, so its content is wrong: BAD_RANGE, which no restaging can mend
         if label >= n or (negative != m.NO_NEGATIVE and negative >= n):
-            raise ProtocolError(m.ErrorCode.BAD_SAMPLE, f"labels {label}, {negative} outside 0..{n - 1}")
+            raise ProtocolError(m.ErrorCode.BAD_RANGE, f"sample labels {label}, {negative}: a label outside "
+                                f"the model's classes 0..{n - 1}", label << 8 | negative)
+        if negative == label:
+            raise ProtocolError(m.ErrorCode.BAD_RANGE, f"sample labels {label}, {negative}: the negative label "
+                                "equals the label", label << 8 | negative)
         image = np.frombuffer(bytes(self.stage[2:]), np.uint8)[None]
         return label, negative, image
 

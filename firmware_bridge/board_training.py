@@ -10,6 +10,7 @@ import struct
 import sys
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +27,7 @@ from edgeff.runtime.int_training import (
 )
 from firmware_bridge import messages as m
 from firmware_bridge.board_image import merge_header, pack_image, unpack_image
-from firmware_bridge.driver import BoardError, BoardLink, LinkReset
+from firmware_bridge.driver import BoardError, BoardLink, LinkDead, LinkReset
 from firmware_bridge.framing import crc32
 
 MAX_SAMPLE_RETRIES = 20
@@ -85,9 +86,10 @@ def run_id_of(image: bytes, config: IntTrainingConfig, goodness_frac_bits: int, 
 
 
 def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: IntTrainingConfig,
-                   checkpoint_every=1000, quiet=False) -> dict:
+                   checkpoint_every=1000, quiet=False, checkpoints_outlive=True) -> dict:
     """Train the board on the whole stream (resuming a run it already holds); returns the run's figures
-    and the board's final image."""
+    and the board's final image. Progress (load, samples, pull) and notices go to stderr.
+    checkpoints_outlive: whether the board's checkpoints outlast this call (not an emulated board's)."""
     config.check()
     tensors, header = load_model(model_path)
     if (header.get("architecture") or {}).get("kind") != "ff-mlp-int8":
@@ -99,54 +101,80 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
     resets = sent = 0
     clock = {"load": 0.0, "train": 0.0, "pull": 0.0}
     start = time.monotonic()
-    bar = tqdm(total=len(stream), unit="sample", desc=f"training on {link.info.name}", disable=quiet, file=sys.stderr)
-
-    def notice(text):   # on stderr: stdout carries the result (one JSON document under --json)
-        if not quiet:
-            bar.write(text, file=sys.stderr)
-    while True:
-        try:
-            info = link.info
-            if info.configured and info.run_id == run_id:
-                position = info.applied                       # resume the run the board holds
-            else:
-                t = time.monotonic()
-                notice(f"loading the model onto {link.info.name} ({len(image):,} bytes)")
-                link.load_image(image)
-                link.value(m.Request.CONFIGURE, configure_payload(config, frac_bits, run_id))
-                clock["load"] += time.monotonic() - t
-                position = 0
-            bar.n = position
-            bar.refresh()
-            while position < len(stream):
-                position, correct = _train_one(link, stream, position)
-                sent += 1
-                if correct is not None:
-                    recent.append(correct)
+    bar = tqdm(total=len(stream), unit="sample", desc=f"training on {link.info.name}", disable=quiet,
+               file=sys.stderr)
+    try:
+        while True:
+            try:
+                info = link.info
+                if info.configured and info.run_id == run_id:
+                    position = info.applied                       # resume the run the board holds
+                    bar.write(f"{info.name} holds this run at sample {position}: going on from there", sys.stderr)
+                else:
+                    bar.write(f"{info.name} holds no part of this run: loading the model and starting at sample 0",
+                              sys.stderr)
+                    t = time.monotonic()
+                    with _bytes_bar("loading the model", len(image), quiet) as progress:
+                        link.load_image(image, progress)
+                    link.value(m.Request.CONFIGURE, configure_payload(config, frac_bits, run_id))
+                    clock["load"] += time.monotonic() - t
+                    position = 0
+                # the board's compute counter runs since its boot: only this stretch of the run is this run's
+                segment = (position, link.metrics()["compute_us"])
                 bar.n = position
-                bar.set_postfix(goodness_acc=f"{np.mean(recent):.3f}" if recent else "-", refresh=False)
-                bar.update(0)
-                if position % checkpoint_every == 0:
-                    link.value(m.Request.CHECKPOINT)
-            link.value(m.Request.CHECKPOINT)
-            metrics = link.metrics()
-            t = time.monotonic()
-            notice(f"pulling the trained model from {link.info.name}")
-            final = link.read_image()
-            clock["pull"] += time.monotonic() - t
-            break
-        except LinkReset:
-            resets += 1
-            bar.write(f"link lost; reconnected to {link.info.name}, which has applied {link.info.applied} samples",
-                      file=sys.stderr)
-    bar.close()
+                bar.refresh()
+                while position < len(stream):
+                    position, correct = _train_one(link, stream, position)
+                    sent += 1
+                    if correct is not None:
+                        recent.append(correct)
+                    bar.n = position
+                    bar.set_postfix(goodness_acc=f"{np.mean(recent):.3f}" if recent else "-", refresh=False)
+                    bar.update(0)
+                    if position % checkpoint_every == 0:
+                        link.value(m.Request.CHECKPOINT)
+                link.value(m.Request.CHECKPOINT)
+                metrics = link.metrics()
+                t = time.monotonic()
+                with _bytes_bar("pulling the model", info.image_bytes, quiet) as progress:
+                    final = link.read_image(progress)
+                clock["pull"] += time.monotonic() - t
+                break
+            except LinkReset:
+                resets += 1
+                bar.write(f"link lost; reconnected to {link.info.name}", sys.stderr)
+    except LinkDead as exc:
+        info = link.info
+        if not (info.run_id == run_id and info.configured):
+            kept = "it held no checkpoint of this run: running the same command again starts from sample 0"
+        elif not checkpoints_outlive:
+            kept = (f"it held this run at sample {info.checkpoint_applied}, but its checkpoints end with this "
+                    "command: running it again starts from sample 0")
+        else:
+            kept = (f"it held this run checkpointed at sample {info.checkpoint_applied}: running the same command "
+                    "again goes on from there")
+        raise EdgeFFError(f"{exc}. When the board last answered, {kept}") from None
+    finally:
+        bar.close()
     seconds = time.monotonic() - start
     clock["train"] = seconds - clock["load"] - clock["pull"]     # all the rest, resumes included
+    computed = metrics["applied"] - segment[0]
     return {"samples": len(stream), "sample_transmissions": sent, "seconds": seconds,
             "seconds_by_phase": clock, "samples_per_s": sent / max(clock["train"], 1e-9), "resumes": resets,
-            "board_compute_us_per_sample": metrics["compute_us"] / max(metrics["applied"], 1),
+            "board_compute_us_per_sample": (metrics["compute_us"] - segment[1]) / computed if computed else None,
             "recent_goodness_accuracy": float(np.mean(recent)) if recent else None,
             "board_metrics": metrics, "link": dict(link.stats), "run_id": run_id, "image": final}
+
+
+@contextmanager
+def _bytes_bar(what: str, total: int, quiet: bool):
+    """A progress bar of bytes on stderr, and the callback that moves it."""
+    with tqdm(total=total, unit="B", unit_scale=True, desc=what, disable=quiet, file=sys.stderr,
+              leave=False) as bar:
+        def progress(done, size):
+            bar.total = size
+            bar.update(done - bar.n)      # redrawn at tqdm's own pace, not once per chunk
+        yield progress
 
 
 def _train_one(link: BoardLink, stream: SampleStream, position: int) -> tuple[int, int | None]:
@@ -154,18 +182,21 @@ def _train_one(link: BoardLink, stream: SampleStream, position: int) -> tuple[in
     for _ in range(MAX_SAMPLE_RETRIES):
         try:
             crc = link.stage(stream.record(position))
-            applied, correct, duplicate = m.TRAINED.unpack(link.request(m.Request.TRAIN,
-                                                                        m.TRAIN.pack(position, crc), m.Reply.TRAINED))
+            applied, correct, duplicate = link.train(position, crc)
         except BoardError as exc:
             if exc.code == m.ErrorCode.SEQUENCE and exc.detail <= len(stream):
                 return exc.detail, None                          # the board is elsewhere: follow it
             if exc.code == m.ErrorCode.BAD_SAMPLE:
                 continue                                         # staging was damaged: stage again
-            raise
+            index, negative = stream.sample(position)
+            negative = "drawn by the board" if negative == m.NO_NEGATIVE else negative
+            raise EdgeFFError(f"the board refused sample {position} of the run (training image {index}, label "
+                              f"{stream.labels[index]}, negative {negative}): {exc.reason}") from None
         if applied > len(stream):
             raise EdgeFFError(f"the board reports {applied} samples applied, more than the run's {len(stream)}")
         return applied, None if duplicate else correct
-    raise EdgeFFError(f"sample {position} was refused {MAX_SAMPLE_RETRIES} times; the link is too damaged")
+    raise EdgeFFError(f"the board found sample {position} staged incompletely {MAX_SAMPLE_RETRIES} times in a row, "
+                      "though every frame arrived whole: a firmware bug")
 
 
 def runtime_image(model_path, stream: SampleStream, config: IntTrainingConfig) -> bytes:

@@ -23,8 +23,14 @@ def open_board(args):
     in QEMU for the duration of the command."""
     link_options = dict(timeout=args.timeout, baud=args.baud or 115200, max_payload=args.max_payload)
     if args.port == EMULATE:
-        with EmulatedBoard() as board, BoardLink(board.url, **link_options) as link:
-            yield link
+        with EmulatedBoard() as board:
+            try:
+                with BoardLink(board.url, **link_options) as link:
+                    yield link
+            except EdgeFFError:
+                if board.stopped():            # the link failed because QEMU is gone: say that
+                    raise EdgeFFError(board.stopped()) from None
+                raise
         return
     if args.port != VIRTUAL:
         with BoardLink(args.port, **link_options) as link:
@@ -58,13 +64,14 @@ def cmd_train(args, training_config, dataset_of):
                           header["architecture"]["n_classes"])
     with open_board(args) as link:
         result = train_on_board(link, args.model, stream, training_config, args.checkpoint_every,
-                                quiet=progress_off(args))
+                                quiet=progress_off(args), checkpoints_outlive=args.port != EMULATE)
     save_pulled_model(result.pop("image"), args.out, args.model,
                       {"config": vars(training_config), "on_board": {"samples": len(stream), "port": args.port}})
     result["model"] = str(args.out)
+    compute = result["board_compute_us_per_sample"]
+    compute = "none: the board already held the finished run" if compute is None else f"{compute:.0f} us per sample"
     print_result(args, result, f"trained {result['samples']} samples in {result['seconds']:.1f} s "
-                         f"({result['samples_per_s']:.1f} samples/s; board compute "
-                         f"{result['board_compute_us_per_sample']:.0f} us per sample); wrote {args.out}")
+                         f"({result['samples_per_s']:.1f} samples/s; board compute {compute}); wrote {args.out}")
 
 
 def cmd_pull(args):
@@ -116,4 +123,5 @@ def cmd_emulate(args):
         try:
             board.process.wait()
         except KeyboardInterrupt:
-            pass
+            return
+        raise EdgeFFError(board.stopped())

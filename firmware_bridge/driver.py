@@ -1,17 +1,23 @@
 """The host's end of the link: requests to a board over any pyserial URL, resent until answered.
 
 Stop-and-wait: one request in flight, its reply matched by sequence number; a request is resent when its
-reply does not come within the timeout or the board answers NAK (it received a damaged frame). Every
-request is idempotent on the board, so resending is always safe. When the port breaks (a board reset, a
-cable pulled, a virtual board killed) or a request goes unanswered `retries` times, the link reopens the
-port (for up to `reconnect_s`), says HELLO again and raises LinkReset: the operation in progress restarts
-from what the board reports (BoardInfo), which is how nothing is lost or applied twice.
+reply does not come in time, the board answers NAK (it received a damaged frame) or a damaged frame comes
+back (the reply was hit). Every request is idempotent on the board, so resending is always safe. The link
+adapts to the line (LineEstimate): the chunks of a model load, a sample and a pull are sized to the byte
+error rate it observes, and the wait for a reply to the round trips it measures. When the port breaks (a
+board reset, a cable pulled, a virtual board killed) or a request stays unanswered, the link reopens the
+port (for up to `reconnect_s`), says HELLO again and raises LinkReset: the operation in progress goes on
+from what the board reports (BoardInfo), which is how nothing is lost or applied twice. Reconnections that
+follow one another with no request answered in between are bounded (LinkDead).
 """
+import io
 import select
 import struct
 import time
+from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
 import serial
 
 from edgeff.errors import EdgeFFError
@@ -22,7 +28,11 @@ HOST_REPLY_LIMIT = 65535          # the largest reply payload the host accepts
 
 
 class LinkReset(Exception):
-    """The link was lost and reopened; the board may have rebooted. Restart the operation."""
+    """The link was lost and reopened; the board may have rebooted. Go on from what self.info reports."""
+
+
+class LinkDead(EdgeFFError):
+    """The link was reopened again and again without one request getting through."""
 
 
 class BoardError(EdgeFFError):
@@ -31,7 +41,7 @@ class BoardError(EdgeFFError):
     def __init__(self, code: int, detail: int, message: str):
         name = m.ErrorCode(code).name if code in m.ErrorCode._value2member_map_ else f"code {code}"
         super().__init__(f"the board refused the request ({name}): {message}")
-        self.code, self.detail = code, detail
+        self.code, self.detail, self.reason = code, detail, message
 
 
 @dataclass(frozen=True)
@@ -57,12 +67,86 @@ class BoardInfo:
     def parse(cls, payload: bytes) -> "BoardInfo":
         (version, low, high, max_payload, sram, flash, free, fmt, flags, run_id, applied, ckpt, image_bytes,
          image_crc, name, firmware) = m.INFO.unpack(payload)
+        if not max(low, m.MIN_VERSION) <= version <= min(high, m.PROTOCOL_VERSION):
+            raise ValueError(f"protocol version {version} chosen; the board speaks {low}..{high} and the host "
+                             f"offered {m.MIN_VERSION}..{m.PROTOCOL_VERSION}")
         return cls(version, (low, high), max_payload, sram, flash, free, fmt, bool(flags & 1), bool(flags & 2),
                    run_id, applied, ckpt, image_bytes, image_crc, m.text_field(name), m.text_field(firmware))
 
 
+class LineEstimate:
+    """What the host has seen of the line, and what it makes of it.
+
+    Each attempt of an exchange exposed some bytes to the line (the request and the reply it expects) and
+    either came back whole or not. The byte error rate is the maximum-likelihood fit of the recent attempts
+    (a frame of n bytes gets through with probability (1 - e)^n); the chunk size is the one that moves the
+    most data per second at that rate, counting each attempt's fixed cost (frame overhead, the reply, the
+    board's turnaround); the wait for a reply is the measured round trip of the request type plus four
+    deviations (Jacobson/Karels, sampled from first attempts only, as Karn's rule says)."""
+
+    WINDOW = 96
+    RATES = np.geomspace(1e-6, 0.5, 96)
+    MIN_CHUNK = 16
+    MIN_WAIT_S = 0.01
+
+    def __init__(self, byte_s: float, first_wait_s: float):
+        self.byte_s, self.first_wait_s = byte_s, first_wait_s
+        self.attempts = deque(maxlen=self.WINDOW)     # (bytes exposed, came back whole)
+        self.failures = 0                               # among self.attempts
+        self.rate_cache = None
+        self.round_trips = {}                           # request type -> [smoothed turnaround, deviation]
+
+    def record(self, exposed: int, ok: bool):
+        if len(self.attempts) == self.WINDOW:
+            self.failures -= not self.attempts[0][1]
+        self.attempts.append((exposed, ok))
+        self.failures += not ok
+        self.rate_cache = None
+
+    def error_rate(self) -> float:
+        if self.rate_cache is None:
+            if not self.failures:
+                self.rate_cache = float(self.RATES[0])
+            else:
+                n = np.array([a[0] for a in self.attempts], float)
+                ok = np.array([a[1] for a in self.attempts])
+                log_keep = np.log1p(-self.RATES)[:, None] * n[None, :]          # log (1 - e)^n
+                fit = np.where(ok[None, :], log_keep, np.log(-np.expm1(log_keep))).sum(axis=1)
+                self.rate_cache = float(self.RATES[np.argmax(fit)])
+        return self.rate_cache
+
+    def chunk_size(self, limit: int, fixed_bytes: int) -> int:
+        """The chunk (up to limit) that moves the most bytes per second: each attempt carries fixed_bytes
+        besides the chunk and costs the board's turnaround too."""
+        if limit <= self.MIN_CHUNK:
+            return limit
+        sizes = np.unique(np.geomspace(self.MIN_CHUNK, limit, 48).astype(int))
+        exposed = sizes + fixed_bytes
+        turnaround = min((t for t, _ in self.round_trips.values()), default=0.0)
+        rate = sizes * np.exp(np.log1p(-self.error_rate()) * exposed) / (turnaround + self.byte_s * exposed)
+        return int(sizes[np.argmax(rate)])
+
+    def wait_s(self, request_type: int, exposed: int) -> float:
+        """How long to wait for the reply to an attempt that puts `exposed` bytes on the line."""
+        wire = self.byte_s * exposed
+        if request_type not in self.round_trips:
+            return self.first_wait_s + wire
+        turnaround, deviation = self.round_trips[request_type]
+        return max(self.MIN_WAIT_S, turnaround + 4 * deviation) + wire
+
+    def round_trip(self, request_type: int, seconds: float, exposed: int):
+        sample = max(0.0, seconds - self.byte_s * exposed)
+        if request_type not in self.round_trips:
+            self.round_trips[request_type] = [sample, sample / 2]
+            return
+        entry = self.round_trips[request_type]
+        entry[1] += (abs(sample - entry[0]) - entry[1]) / 4
+        entry[0] += (sample - entry[0]) / 8
+
+
 class BoardLink:
     FIRST_CONNECT_S = 5.0     # a first connection fails fast; a lost one is retried for reconnect_s
+    MAX_STALLS = 5            # reconnections in a row with no request answered between them
 
     def __init__(self, url: str, timeout=0.5, retries=20, reconnect_s=30.0, baud=115200, max_payload=None):
         if timeout <= 0 or retries < 1 or reconnect_s < 0:
@@ -71,7 +155,11 @@ class BoardLink:
         self.payload_limit = max_payload
         self.max_payload = 256            # until HELLO tells the board's
         self.seq = 0
-        self.stats = {"requests": 0, "resent": 0, "naks": 0, "bad_frames": 0, "reconnects": 0}
+        self.line = LineEstimate(10 / baud, timeout)
+        self.stats = {"requests": 0, "resent": 0, "naks": 0, "bad_frames": 0, "timeouts": 0, "echoes": 0,
+                      "reconnects": 0}
+        self.answered = True              # a request other than HELLO answered since the last reconnection
+        self.stalls = 0
         self.port = None
         self._open(min(reconnect_s, self.FIRST_CONNECT_S))
 
@@ -90,6 +178,10 @@ class BoardLink:
             except (serial.SerialException, OSError) as exc:    # ConnectionError is an OSError
                 self.close()
                 if time.monotonic() > deadline:
+                    if self.stats["echoes"]:
+                        raise EdgeFFError(f"at {self.url} the host's own frames come back and no board answers: "
+                                          "the port is a loopback (loop://) or a line that echoes; connect a "
+                                          "board, or use --port virtual") from None
                     raise EdgeFFError(f"no board answers at {self.url}: {exc}; is it connected (or `edgeff board "
                                       "virtual` running)?") from None
                 time.sleep(0.1)
@@ -125,7 +217,8 @@ class BoardLink:
     def _read_some(self, wait_s: float) -> bytes:
         try:
             fileno = self.port.fileno()
-        except (AttributeError, NotImplementedError, serial.SerialException):
+        # ports without a file descriptor (loop://, spy:// wrappers, rfc2217://) are polled instead
+        except (AttributeError, NotImplementedError, io.UnsupportedOperation, serial.SerialException):
             fileno = None
         try:
             if fileno is None:
@@ -141,58 +234,94 @@ class BoardLink:
             raise ConnectionError(str(exc)) from None
 
     # ------------------------------------------------------------------ requests
-    def _exchange(self, request_type: int, payload: bytes) -> Frame:
-        """One request, resent until its reply arrives. ConnectionError when the port breaks or the board
-        stays silent for all retries."""
+    def _exchange(self, request_type: int, payload, reply_fields: int) -> Frame:
+        """One request, resent until its reply arrives. `payload`: its bytes, or a function giving (bytes,
+        reply data bytes) anew for each attempt, so that a chunk shrinks as soon as the line turns out worse
+        (any attempt is a valid request at the same offset, and requests are idempotent). ConnectionError
+        when the port breaks, the board stays silent for `retries` attempts in a row, or after `retries` x 10
+        attempts."""
         self.seq = (self.seq + 1) % 0xFFFF          # 0xFFFF is the NAK's "no sequence"
-        frame = encode_frame(request_type, self.seq, payload)
-        wire_s = (len(frame) + max_encoded_size(self.max_payload)) * 10 / self.baud
         self.stats["requests"] += 1
-        for attempt in range(self.retries):
+        silent = backoff = 0
+        for attempt in range(self.retries * 10):
             if attempt:
                 self.stats["resent"] += 1
+            body, reply_data = payload() if callable(payload) else (payload, 0)
+            frame = encode_frame(request_type, self.seq, body)
+            exposed = len(frame) + max_encoded_size(reply_fields + reply_data)
             self._write(frame)
-            deadline = time.monotonic() + self.timeout + wire_s
+            sent = time.monotonic()
+            wait = self.line.wait_s(request_type, exposed)
+            deadline = sent + min(wait * 2 ** backoff, max(wait, self.timeout))
+            heard = False
             while (left := deadline - time.monotonic()) > 0:
-                reply = self._next_reply(left)
-                if reply == "nak":
+                reply, heard_now = self._next_reply(left)
+                heard |= heard_now
+                if reply == "damaged":
                     break
                 if reply is not None:
+                    self.line.record(exposed, True)
+                    if not attempt:
+                        self.line.round_trip(request_type, time.monotonic() - sent, exposed)
+                    if request_type != m.Request.HELLO:
+                        self.answered = True
                     return reply
-        raise ConnectionError(f"no answer to {m.Request(request_type).name} after {self.retries} tries")
+            self.line.record(exposed, False)
+            if heard:
+                silent = 0
+            else:                                    # nothing at all came back: wait longer next time
+                self.stats["timeouts"] += 1
+                silent += 1
+                backoff += 1
+                if silent == self.retries:
+                    break
+        raise ConnectionError(f"no answer to {m.Request(request_type).name} after {attempt + 1} tries")
 
     def _next_reply(self, wait_s: float):
-        """The reply to the request in flight, "nak", or None if nothing matching arrived in wait_s."""
+        """(the reply to the request in flight, "damaged" or None; whether the board sent anything) within
+        wait_s. A NAK or a damaged frame means this attempt is lost: resend at once rather than wait."""
+        found, heard = None, False
         for item in self.decoder.feed(self._read_some(wait_s)):
+            if isinstance(item, Frame) and item.type < m.Reply.OK:   # a request: the line echoes the host's own
+                self.stats["echoes"] += 1
+                continue
+            heard = True
             if not isinstance(item, Frame):
                 self.stats["bad_frames"] += 1
+                found = found or "damaged"
             elif item.type == m.Reply.NAK:
                 self.stats["naks"] += 1
-                return "nak"
+                found = found or "damaged"
             elif item.seq == self.seq:
-                return item
-        return None
+                return item, heard
+        return found, heard
 
-    def _checked(self, request_type: int, payload: bytes, expect: int) -> bytes:
-        reply = self._exchange(request_type, payload)
+    def _checked(self, request_type: int, payload, expect: int) -> bytes:
+        """The reply payload of the expected type, its length checked against the reply's layout."""
+        reply = self._exchange(request_type, payload, m.REPLY_LAYOUTS[expect][0].size)
         if reply.type == m.Reply.ERROR:
             code, detail = self._parse(m.ERROR.unpack_from, reply.payload, "ERROR")
             raise BoardError(code, detail, reply.payload[m.ERROR.size:].decode("utf-8", "replace"))
         if reply.type != expect:
             raise EdgeFFError(f"the board answered {m.Request(request_type).name} with reply type "
                               f"{reply.type:#04x}, expected {m.Reply(expect).name}: a firmware bug")
+        layout, more = m.REPLY_LAYOUTS[expect]
+        if len(reply.payload) < layout.size or (not more and len(reply.payload) > layout.size):
+            raise EdgeFFError(f"the board sent a malformed {m.Reply(expect).name} reply ({len(reply.payload)} "
+                              f"bytes, expected {layout.size}{' or more' if more else ''}): a firmware bug")
         return reply.payload
 
     @staticmethod
     def _parse(unpack, payload: bytes, what: str):
         try:
             return unpack(payload)
-        except Exception:   # struct.error, or a value outside an enum: the board sent garbage
-            raise EdgeFFError(f"the board sent a malformed {what} reply ({len(payload)} bytes)") from None
+        except (struct.error, ValueError) as exc:   # too short, or a value outside its range: garbage
+            why = f": {exc}" if isinstance(exc, ValueError) else ""
+            raise EdgeFFError(f"the board sent a malformed {what} reply ({len(payload)} bytes){why}") from None
 
-    def request(self, request_type: int, payload: bytes, expect: int) -> bytes:
-        """The reply payload of a request; BoardError if refused; LinkReset after the link was lost and
-        reopened (the caller restarts its operation from self.info)."""
+    def request(self, request_type: int, payload, expect: int) -> bytes:
+        """The reply payload of a request (payload: as _exchange takes it); BoardError if refused; LinkReset
+        after the link was lost and reopened (the caller goes on from self.info)."""
         try:
             return self._checked(request_type, payload, expect)
         except ConnectionError:
@@ -200,6 +329,14 @@ class BoardLink:
 
     def _reconnect(self):
         self.stats["reconnects"] += 1
+        self.stalls = 0 if self.answered else self.stalls + 1
+        if self.stalls >= self.MAX_STALLS:
+            raise LinkDead(f"the line to {self.url} is too damaged to carry a request: {self.stalls} reconnections "
+                           f"in a row with none answered (about {self.line.error_rate():.1%} of bytes arrive "
+                           f"damaged; {self.stats['naks']} NAKs, {self.stats['bad_frames']} damaged and "
+                           f"{self.stats['timeouts']} missing replies in {self.stats['requests']} requests); check "
+                           "the cable, the baud rate and the board's power")
+        self.answered = False
         self.close()
         self._open(self.reconnect_s)
         raise LinkReset()
@@ -213,26 +350,59 @@ class BoardLink:
             self._reconnect()
         return self.info
 
-    def value(self, request_type: int, payload: bytes = b"") -> int:
+    def value(self, request_type: int, payload=b"") -> int:
         """A request answered with OK(value)."""
-        return self._parse(m.OK.unpack, self.request(request_type, payload, m.Reply.OK), "OK")[0]
+        return m.OK.unpack(self.request(request_type, payload, m.Reply.OK))[0]
 
-    def chunks(self, data: bytes, header_size: int):
-        limit = self.max_payload - header_size
-        return [(offset, data[offset:offset + limit]) for offset in range(0, len(data), limit)]
+    def chunk_size(self, fields: int) -> int:
+        """Data bytes for the next chunk of a load, a sample or a pull, whose frames carry `fields` bytes of
+        fixed fields besides them (the reply's are about as many: OK for a chunk, DATA's header for READ)."""
+        return self.line.chunk_size(self.max_payload - fields, 2 * max_encoded_size(fields))
 
-    def load_image(self, image: bytes):
-        """Send a board image in chunks; the board checks it (CRC, format, memory) and keeps it."""
-        self.value(m.Request.LOAD_BEGIN, m.LOAD_BEGIN.pack(len(image), crc32(image)))
-        for offset, chunk in self.chunks(image, m.OFFSET.size):
-            self.value(m.Request.LOAD_CHUNK, m.OFFSET.pack(offset) + chunk)
-        self.value(m.Request.LOAD_END)
+    def load_image(self, image: bytes, progress=None):
+        """Send a board image in chunks; the board checks it (CRC, format, memory) and keeps it. After a
+        lost link the load goes on from the bytes the board holds (LOAD_BEGIN says how many)."""
+        while True:
+            try:
+                received = self.value(m.Request.LOAD_BEGIN, m.LOAD_BEGIN.pack(len(image), crc32(image)))
+                while received < len(image):
+                    received = self._send_chunk(m.Request.LOAD_CHUNK, image, received)
+                    if progress:
+                        progress(received, len(image))
+                self.value(m.Request.LOAD_END)
+                return
+            except LinkReset:
+                continue
 
     def stage(self, record: bytes) -> int:
         """Put one sample record in the board's staging buffer; returns its CRC for TRAIN or INFER."""
-        for offset, chunk in self.chunks(record, m.OFFSET.size):
-            self.value(m.Request.STAGE, m.OFFSET.pack(offset) + chunk)
+        staged = 0
+        while staged < len(record):
+            staged = self._send_chunk(m.Request.STAGE, record, staged)
         return crc32(record)
+
+    def _send_chunk(self, request_type: int, data: bytes, offset: int) -> int:
+        """One chunk of data at offset (LOAD_CHUNK or STAGE), sized to the line at each attempt; returns the
+        bytes the board now holds, which is where the next chunk goes. A chunk beyond them (the board went
+        back: a late resend of an earlier offset restarted its staging) is refused with their count: go on
+        from there."""
+        def attempt():
+            return m.OFFSET.pack(offset) + data[offset:offset + self.chunk_size(m.OFFSET.size)], 0
+        try:
+            held = self.value(request_type, attempt)
+        except BoardError as exc:
+            if exc.code != m.ErrorCode.BAD_RANGE or exc.detail >= offset:
+                raise
+            return exc.detail
+        if not offset < held <= len(data):
+            raise EdgeFFError(f"the board answered {m.Request(request_type).name} at {offset} with {held} bytes "
+                              f"held of {len(data)}: a firmware bug")
+        return held
+
+    def train(self, index: int, crc: int) -> tuple[int, int, int]:
+        """TRAIN the staged record as sample `index`: (samples applied, goodness correct, duplicate)."""
+        reply = self.request(m.Request.TRAIN, m.TRAIN.pack(index, crc), m.Reply.TRAINED)
+        return self._parse(_trained, reply, "TRAINED")
 
     def infer(self, image) -> tuple[int, int, list]:
         """(multi-pass prediction, one-pass prediction, multi-pass score per class) of one uint8 image,
@@ -246,26 +416,46 @@ class BoardLink:
             except BoardError as exc:
                 if exc.code != m.ErrorCode.BAD_SAMPLE:     # a damaged staging is staged again
                     raise
-        multi, one = self._parse(m.SCORES.unpack_from, reply, "SCORES")
+        multi, one = m.SCORES.unpack_from(reply)
         scores = reply[m.SCORES.size:]
         return multi, one, [v for (v,) in struct.iter_unpack("<i", scores[:len(scores) // 4 * 4])]
 
     def metrics(self) -> dict:
         keys = ("applied", "correct", "recent_correct", "recent_n", "compute_us", "frames_ok", "frames_bad",
                 "errors_sent")
-        return dict(zip(keys, self._parse(m.METRICS.unpack, self.request(m.Request.METRICS, b"", m.Reply.METRICS),
-                                          "METRICS"), strict=True))
+        return dict(zip(keys, m.METRICS.unpack(self.request(m.Request.METRICS, b"", m.Reply.METRICS)), strict=True))
 
-    def read_image(self) -> bytes:
-        """The board's current model image (weights, master weights, training step)."""
-        out, total = bytearray(), None
+    def read_image(self, progress=None) -> bytes:
+        """The board's current model image (weights, master weights, training step). After a lost link the
+        pull goes on at the bytes already read, unless the board came back in another state."""
+        out, total, state = bytearray(), None, None
+        def attempt():
+            want = self.chunk_size(m.DATA.size)
+            return m.READ.pack(len(out), want), want
+
         while total is None or len(out) < total:
-            want = self.max_payload - m.DATA.size
-            reply = self.request(m.Request.READ, m.READ.pack(len(out), want), m.Reply.DATA)
-            offset, size = self._parse(m.DATA.unpack_from, reply, "DATA")
+            try:
+                if state is None:                    # what identifies the image: same run, same count
+                    info = self.hello()
+                    state = (info.run_id, info.applied)
+                reply = self.request(m.Request.READ, attempt, m.Reply.DATA)
+            except LinkReset:
+                if state != (self.info.run_id, self.info.applied):
+                    out, total, state = bytearray(), None, None
+                continue
+            offset, size = m.DATA.unpack_from(reply)
             data = reply[m.DATA.size:]
             if offset != len(out) or (total is not None and size != total) or (not data and len(out) < size):
                 raise EdgeFFError("the board's DATA replies do not follow the READ requests: a firmware bug")
             total = size
             out += data
+            if progress:
+                progress(len(out), total)
         return bytes(out)
+
+
+def _trained(payload: bytes) -> tuple[int, int, int]:
+    applied, correct, duplicate = m.TRAINED.unpack(payload)
+    if correct > 1 or duplicate > 1:
+        raise ValueError(f"goodness correct {correct} and duplicate {duplicate} must be 0 or 1")
+    return applied, correct, duplicate

@@ -129,3 +129,12 @@ class EmulatedBoard:
     def __exit__(self, *exc):
         self.process.kill()
         self.process.wait()
+
+    def stopped(self) -> str | None:
+        """None while QEMU runs; once it has stopped on its own, what happened and what it means."""
+        if self.process.poll() is None:
+            return None
+        tail = self.process.stderr.read().decode(errors="replace").strip().splitlines()[-1:]
+        return (f"QEMU stopped on its own (exit status {self.process.returncode}{': ' + tail[0] if tail else ''}); "
+                "the emulated board's checkpoints lived in its memory and are gone: a run on a new emulated board "
+                "starts from sample 0")

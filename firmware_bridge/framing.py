@@ -84,12 +84,16 @@ def encode_frame(frame_type: int, seq: int, payload: bytes = b"") -> bytes:
     return bytes([DELIMITER]) + cobs_encode(raw) + bytes([DELIMITER])
 
 
-def decode_frame(encoded: bytes) -> Frame | BadFrame:
+def decode_frame(encoded: bytes, max_payload: int | None = None) -> Frame | BadFrame:
+    """The frame in one delimited chunk; a payload over max_payload is "too_long" (the encoded length alone
+    cannot tell: COBS adds between 1 and 1 + n/254 bytes, so a limit on it lets a few bytes more through)."""
     raw = cobs_decode(encoded)
     if raw is None:
         return BadFrame("cobs", len(encoded))
     if len(raw) < OVERHEAD:
         return BadFrame("short", len(encoded))
+    if max_payload is not None and len(raw) > max_payload + OVERHEAD:
+        return BadFrame("too_long", len(encoded))
     body, (crc,) = raw[:-CRC.size], CRC.unpack(raw[-CRC.size:])
     if crc32(body) != crc:
         return BadFrame("crc", len(encoded))
@@ -103,7 +107,8 @@ class FrameDecoder:
     (reported once, as "too_long"), so a receiver's buffer never grows past max_payload."""
 
     def __init__(self, max_payload: int):
-        self.limit = max_encoded_size(max_payload)
+        self.max_payload = max_payload
+        self.limit = max_encoded_size(max_payload) - 2      # the delimiters are not buffered
         self.buffer = bytearray()
         self.overflowed = 0     # bytes dropped from the frame now being received
 
@@ -121,7 +126,7 @@ class FrameDecoder:
                 if self.overflowed:
                     out.append(BadFrame("too_long", self.overflowed))
                 elif self.buffer:
-                    out.append(decode_frame(bytes(self.buffer)))
+                    out.append(decode_frame(bytes(self.buffer), self.max_payload))
                 self.buffer.clear()
                 self.overflowed = 0
         return out

@@ -1,11 +1,14 @@
 """What a real serial link does to bytes, emulated on the virtual board's side of it.
 
-A baud rate (each byte takes 10 bit times: start, 8 data, stop) and faults: each byte corrupted with a
-probability, whole frames dropped or delivered twice. Seeded, so a faulty run can be repeated.
+A baud rate (each byte takes 10 bit times: start, 8 data, stop) and faults, in both directions: each byte
+corrupted, lost or delivered twice with a probability (what a noisy UART or an overrun does), whole frames
+lost or delivered twice (what a retransmitting layer in between does). Seeded, so a faulty run can be
+repeated.
 """
-import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+import numpy as np
 
 from edgeff.errors import EdgeFFError
 
@@ -14,19 +17,21 @@ BITS_PER_BYTE = 10
 
 @dataclass
 class Faults:
-    corrupt: float = 0.0       # probability that a byte is replaced by another value
-    drop: float = 0.0          # probability that a frame is lost
-    duplicate: float = 0.0     # probability that a frame arrives twice
+    corrupt: float = 0.0          # probability that a byte is replaced by another value
+    byte_drop: float = 0.0        # probability that a byte is lost
+    byte_duplicate: float = 0.0   # probability that a byte arrives twice
+    drop: float = 0.0             # probability that a frame is lost
+    duplicate: float = 0.0        # probability that a frame arrives twice
     seed: int = 0
 
     @classmethod
     def parse(cls, text: str) -> "Faults":
-        """'corrupt=0.01,drop=0.02,duplicate=0.02,seed=3' (any subset)."""
-        faults = cls()
+        """'corrupt=0.01,byte_drop=0.01,byte_duplicate=0.01,drop=0.02,duplicate=0.02,seed=3' (any subset)."""
+        faults, names = cls(), [f.name for f in fields(cls)]
         for item in filter(None, text.split(",")):
             key, _, value = item.partition("=")
-            if key not in ("corrupt", "drop", "duplicate", "seed"):
-                raise EdgeFFError(f"--faults: unknown fault '{key}'; use corrupt, drop, duplicate and seed")
+            if key not in names:
+                raise EdgeFFError(f"--faults: unknown fault '{key}'; use {', '.join(names)}")
             try:
                 number = int(value) if key == "seed" else float(value)
             except ValueError:
@@ -34,6 +39,8 @@ class Faults:
             if key != "seed" and not 0.0 <= number < 1.0:
                 raise EdgeFFError(f"--faults: {key} is a probability in [0, 1); got {number}")
             setattr(faults, key, number)
+        if faults.byte_drop + faults.byte_duplicate >= 1.0 or faults.drop + faults.duplicate >= 1.0:
+            raise EdgeFFError("--faults: a byte (or frame) is lost or doubled with probabilities that sum to 1 or more")
         return faults
 
 
@@ -42,7 +49,7 @@ class LinkModel:
         if baud is not None and baud <= 0:
             raise EdgeFFError(f"--baud must be positive; got {baud}")
         self.baud, self.faults = baud, faults or Faults()
-        self.rng = random.Random(self.faults.seed)
+        self.rng = np.random.default_rng(self.faults.seed)
         self.busy_until = 0.0
 
     def wait_for_wire(self, n_bytes: int):
@@ -54,15 +61,17 @@ class LinkModel:
         if self.busy_until > now:
             time.sleep(self.busy_until - now)
 
-    def corrupt(self, data: bytes) -> bytes:
-        p = self.faults.corrupt
-        if p == 0.0:
+    def damage(self, data: bytes) -> bytes:
+        """The bytes as they arrive: some replaced, lost or doubled."""
+        f = self.faults
+        if not (f.corrupt or f.byte_drop or f.byte_duplicate):
             return data
-        out = bytearray(data)
-        for i in range(len(out)):
-            if self.rng.random() < p:
-                out[i] ^= self.rng.randrange(1, 256)
-        return bytes(out)
+        out = np.frombuffer(data, np.uint8).copy()
+        hit = self.rng.random(len(out)) < f.corrupt
+        out[hit] ^= self.rng.integers(1, 256, int(hit.sum()), dtype=np.uint8)
+        r = self.rng.random(len(out))
+        copies = np.where(r < f.byte_drop, 0, np.where(r < f.byte_drop + f.byte_duplicate, 2, 1))
+        return np.repeat(out, copies).tobytes()
 
     def copies(self) -> int:
         """How many times the next frame is delivered: 0 (dropped), 1, or 2 (duplicated)."""

@@ -7,8 +7,8 @@ request whose answer it did not get.
 import struct
 from enum import IntEnum
 
-PROTOCOL_VERSION = 1             # the versions this side speaks: [MIN_VERSION, PROTOCOL_VERSION]
-MIN_VERSION = 1
+PROTOCOL_VERSION = 2             # the versions this side speaks: [MIN_VERSION, PROTOCOL_VERSION]
+MIN_VERSION = 2                  # 2: LOAD_BEGIN answers the bytes already received (a load resumes)
 MODEL_FORMAT = 1                 # board image format (board_image.py)
 NO_NEGATIVE = 0xFF               # in a sample record: "the board draws the negative label itself"
 
@@ -73,6 +73,11 @@ METRICS = struct.Struct("<IIIIQIII")              # applied, correct, recent cor
 DATA = struct.Struct("<II")                       # offset, total bytes, then bytes
 ERROR = struct.Struct("<BI")                      # code, detail, then a UTF-8 message
 NAK = struct.Struct("<B")                         # reason
+
+# every reply's fixed fields, and whether bytes may follow them: the host checks each reply against this
+REPLY_LAYOUTS = {Reply.OK: (OK, False), Reply.INFO: (INFO, False), Reply.TRAINED: (TRAINED, False),
+                 Reply.SCORES: (SCORES, True), Reply.METRICS: (METRICS, False), Reply.DATA: (DATA, True),
+                 Reply.ERROR: (ERROR, True), Reply.NAK: (NAK, False)}
 
 LOSSES = ("symba", "softplus")
 NEGATIVES = ("random", "hard")

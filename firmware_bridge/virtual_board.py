@@ -30,12 +30,12 @@ def serve_link(core: BoardCore, read, write, link: LinkModel):
         if not data:
             return
         link.wait_for_wire(len(data))
-        for item in decoder.feed(link.corrupt(data)):
+        for item in decoder.feed(link.damage(data)):
             for _ in range(link.copies()):
                 reply = core.handle(item)
                 for _ in range(link.copies()):
                     link.wait_for_wire(len(reply))
-                    write(link.corrupt(reply))
+                    write(link.damage(reply))
 
 
 def _socket_reader(conn):
@@ -62,7 +62,7 @@ def serve_virtual_board(profile_name: str, storage, listen: str | None = "127.0.
     core = BoardCore(load_profile(profile_name), storage, max_payload=max_payload)
     link = LinkModel(baud, faults)
     if core.boot_error:
-        print(f"edgeff board virtual: {core.boot_error}; starting empty", file=sys.stderr)
+        print(f"edgeff board virtual: {core.boot_error}", file=sys.stderr)
     if use_pty:
         master, slave = os.openpty()
         tty.setraw(slave)            # no echo, no line discipline: bytes pass unchanged

@@ -141,7 +141,7 @@ def _run(pair: Pair, material: dict, program: list):
             for offset, chunk in chunks[:len(chunks) if b % 7 else len(chunks) // 2]:
                 pair.request(m.Request.LOAD_CHUNK, m.OFFSET.pack(offset) + chunk)
             if b % 3 == 0:                                   # what a board that is loading says
-                pair.request(m.Request.HELLO, m.HELLO.pack(1, 1))
+                pair.request(m.Request.HELLO, m.HELLO.pack(m.MIN_VERSION, m.PROTOCOL_VERSION))
             pair.request(m.Request.LOAD_END)
             applied = 0
         elif op == "configure":
@@ -155,7 +155,7 @@ def _run(pair: Pair, material: dict, program: list):
             applied = m.OK.unpack(reply.payload)[0] if reply.type == m.Reply.OK else applied
         elif op in ("train", "infer"):
             i = a % len(images)
-            negative = m.NO_NEGATIVE if b % 3 else (int(labels[i]) + 1 + b % 9) % 10
+            negative = m.NO_NEGATIVE if b % 3 else (int(labels[i]) + (b % 19 != 0) * (1 + b % 9)) % 10   # or the label
             record = bytes([int(labels[i]) if b % 13 else 12, negative]) + images[i].tobytes()
             for offset, chunk in _chunks(record, 40 + b % 200):
                 pair.request(m.Request.STAGE, m.OFFSET.pack(offset) + chunk)
@@ -174,7 +174,8 @@ def _run(pair: Pair, material: dict, program: list):
         elif op == "control":
             request = (m.Request.HELLO, m.Request.METRICS, m.Request.CHECKPOINT, m.Request.RESTORE,
                        m.Request.RESET, m.Request.LOAD_END)[a % 6]
-            reply = pair.request(request, m.HELLO.pack(1, 1) if request == m.Request.HELLO else b"")
+            hello = m.HELLO.pack(m.MIN_VERSION, m.PROTOCOL_VERSION)
+            reply = pair.request(request, hello if request == m.Request.HELLO else b"")
             if request in (m.Request.RESTORE, m.Request.RESET):
                 applied = m.OK.unpack(reply.payload)[0]
         else:                                                # garbage and requests of any type and length
@@ -195,9 +196,25 @@ def test_c_board_answers_as_the_virtual_board(c_board, material, program):
         _run(pair, material, [("load", 1, 1), ("configure", 0, 1)] + program)
 
 
+def test_both_boards_refuse_a_sample_by_its_labels(c_board, material):
+    """A label outside the classes, or a negative label equal to the label, is refused by both boards with
+    BAD_RANGE (the record arrived whole: staging it again cannot help), and nothing is applied."""
+    image = material["images"][0].tobytes()
+    with tempfile.TemporaryDirectory() as storage:
+        pair = Pair(c_board, storage)
+        _run(pair, material, [("load", 1, 1), ("configure", 0, 1)])
+        for label, negative in ((3, 3), (0, 0), (10, 2), (4, 10)):
+            record = bytes([label, negative]) + image
+            pair.request(m.Request.STAGE, m.OFFSET.pack(0) + record)
+            reply = pair.request(m.Request.TRAIN, m.TRAIN.pack(0, crc32(record)))
+            assert reply.type == m.Reply.ERROR, (label, negative)
+            assert m.ERROR.unpack_from(reply.payload) == (m.ErrorCode.BAD_RANGE, label << 8 | negative)
+        assert pair.core.applied == 0
+
+
 def _clean(b: int, board_negative: bool) -> int:
     """The first b' >= b that _run turns into a good sample: right index, labels and CRC."""
-    while b % 5 in (1, 2) or b % 13 == 0 or b % 17 == 0 or (b % 3 == 0) == board_negative:
+    while b % 5 in (1, 2) or b % 13 == 0 or b % 17 == 0 or b % 19 == 0 or (b % 3 == 0) == board_negative:
         b += 1
     return b
 

@@ -259,5 +259,5 @@ def test_board_train_says_when_it_loads_and_pulls_the_model(small_model, tmp_pat
     res = run_cli("board", "train", "--model", int_path, "--out", tmp_path / "o.safetensors", "--samples", "5",
                   "--data-dir", data, "--storage", tmp_path / "flash")
     assert res.returncode == 0, res.stderr
-    assert "loading the model onto" in res.stderr and "pulling the trained model from" in res.stderr
+    assert "loading the model and starting at sample 0" in res.stderr and "pulling the model" in res.stderr
     assert "loading" not in res.stdout and res.stdout.startswith("trained 5 samples")

@@ -4,11 +4,14 @@ which must equal the NumPy runtime's after the same samples; the linker script's
 model that does not fit; and the board firmware, trained over its UART by the host's driver, reads back
 the runtime's exact bits, infers as the runtime does and survives a reboot."""
 import json
+import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,16 +95,16 @@ def test_emulated_board_speaks_the_protocol(tmp_path):
         with BoardLink(f"socket://127.0.0.1:{port}", timeout=1.0) as link:
             info = link.info
             assert (info.name, info.firmware, info.version, info.max_payload) == ("qemu-mps2-an386", "edgeff-fw 0.2",
-                                                                                   1, 1024)
+                                                                                   2, 1024)
             assert not info.model_loaded and info.sram_budget == 200 * 1024
             for request, payload, code in ((0x42, b"", m.ErrorCode.UNKNOWN_TYPE),
                                            (m.Request.HELLO, b"\x01", m.ErrorCode.BAD_LENGTH),
-                                           (m.Request.HELLO, m.HELLO.pack(2, 3), m.ErrorCode.VERSION)):
+                                           (m.Request.HELLO, m.HELLO.pack(3, 4), m.ErrorCode.VERSION)):
                 with pytest.raises(BoardError) as err:
                     link.request(request, payload, m.Reply.INFO)
                 assert err.value.code == code
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-            good = encode_frame(m.Request.HELLO, 7, m.HELLO.pack(1, 1))
+            good = encode_frame(m.Request.HELLO, 7, m.HELLO.pack(m.MIN_VERSION, m.PROTOCOL_VERSION))
             raw.sendall(good[:-3] + bytes([good[-3] ^ 1]) + good[-2:])          # CRC damaged
             replies = FrameDecoder(4096)
             got = []
@@ -128,7 +131,7 @@ def test_cli_reaches_the_emulated_board(tmp_path):
     try:
         assert server.stdout.readline().strip() == f"socket://127.0.0.1:{port}"
         res = run_cli("board", "info", "--port", f"socket://127.0.0.1:{port}")
-        assert res.returncode == 0 and "qemu-mps2-an386 (edgeff-fw 0.2), protocol v1" in res.stdout, res.stderr
+        assert res.returncode == 0 and "qemu-mps2-an386 (edgeff-fw 0.2), protocol v2" in res.stdout, res.stderr
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -246,3 +249,50 @@ def test_a_model_compiled_in_from_the_exporters_header(small_model, tmp_path):
         assert link.read_image() == runtime_image(int_path, stream, CONFIG)
     missing = run_cli("board", "emulate", "--model-header", tmp_path / "none.h")
     assert missing.returncode == 2 and "cannot read it" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def _children(pid: int) -> list:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_board_emulate_says_when_qemu_dies(tmp_path):
+    """QEMU gone under `edgeff board emulate` (killed, crashed): the command fails with one line saying what
+    happened and that the emulated board's checkpoints went with it, instead of exiting 0 in silence."""
+    server = subprocess.Popen([sys.executable, "-m", "edgeff.cli", "board", "emulate"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().startswith("socket://127.0.0.1:")
+        (qemu,) = _children(server.pid)
+        os.kill(qemu, signal.SIGKILL)
+        _, err = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert server.returncode == 2 and "Traceback" not in err, err
+    assert "QEMU stopped on its own" in err and "starts from sample 0" in err, err
+
+
+def test_ctrl_c_of_training_on_the_emulated_board_says_it_restarts(small_model, tmp_path):
+    """Ctrl-C of `board train --port emulate` does not promise a resume: the emulated board's checkpoints
+    end with QEMU, so the message says a rerun starts from sample 0; and a run says whether it starts or
+    goes on."""
+    int_path, data_dir = small_model
+    proc = subprocess.Popen([sys.executable, "-m", "edgeff.cli", "board", "train", "--port", "emulate", "--model",
+                             str(int_path), "--out", str(tmp_path / "o.safetensors"), "--samples", "300", "--data-dir",
+                             str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err = b""
+    try:
+        while not re.search(rb" [1-9]\d*/300 ", err) and proc.poll() is None:    # samples are being applied
+            err += os.read(proc.stderr.fileno(), 4096)
+        proc.send_signal(signal.SIGINT)
+        err += proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = err.decode()
+    assert proc.returncode == 130 and "Traceback" not in text, text[-2000:]
+    assert "holds no part of this run: loading the model and starting at sample 0" in text
+    assert "running the same command again starts from sample 0" in text and "last finished epoch" not in text
+    assert not (tmp_path / "o.safetensors").exists()

@@ -28,8 +28,8 @@ pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compile
 
 
 class _Decoder(ctypes.Structure):
-    _fields_ = [("buffer", ctypes.c_void_p), ("capacity", ctypes.c_uint32), ("length", ctypes.c_uint32),
-                ("overflowed", ctypes.c_uint32)]
+    _fields_ = [("buffer", ctypes.c_void_p), ("max_payload", ctypes.c_uint32), ("capacity", ctypes.c_uint32),
+                ("length", ctypes.c_uint32), ("overflowed", ctypes.c_uint32)]
 
 
 class _Frame(ctypes.Structure):
@@ -52,10 +52,9 @@ def lib(tmp_path_factory):
 
 
 def c_decode(lib, stream: bytes) -> list:
-    capacity = lib.ef_max_encoded_size(MAX_PAYLOAD)
-    buffer = ctypes.create_string_buffer(capacity)
+    buffer = ctypes.create_string_buffer(lib.ef_max_encoded_size(MAX_PAYLOAD))
     decoder, frame = _Decoder(), _Frame()
-    lib.ef_frame_decoder_init(ctypes.byref(decoder), buffer, capacity)
+    lib.ef_frame_decoder_init(ctypes.byref(decoder), buffer, MAX_PAYLOAD)
     out = []
     for byte in stream:
         status = lib.ef_frame_feed(ctypes.byref(decoder), byte, ctypes.byref(frame))
@@ -83,6 +82,17 @@ def _flip(frame: bytes, position: int) -> bytes:
 def test_c_decoder_gives_what_the_python_one_gives(lib, parts):
     stream = b"".join(parts)
     assert c_decode(lib, stream) == FrameDecoder(MAX_PAYLOAD).feed(stream)
+
+
+def test_both_decoders_refuse_every_payload_over_the_maximum(lib):
+    """A frame one to three bytes over max_payload still fits the encoded-length bound; both decoders must
+    call it too long, and take one of exactly max_payload."""
+    for payload_bytes in range(MAX_PAYLOAD - 2, MAX_PAYLOAD + 6):
+        wire = encode_frame(0x06, 3, bytes(range(1, payload_bytes + 1)))
+        expected = [Frame(0x06, 3, bytes(range(1, payload_bytes + 1)))] if payload_bytes <= MAX_PAYLOAD else \
+            [BadFrame("too_long", len(wire) - 2)]
+        assert FrameDecoder(MAX_PAYLOAD).feed(wire) == expected, payload_bytes
+        assert c_decode(lib, wire) == expected, payload_bytes
 
 
 @settings(max_examples=300, deadline=None)
@@ -126,7 +136,7 @@ def _seed_session() -> bytes:
     """A whole session as fuzz records: load the tiny model, configure, stage, train, infer, read,
     checkpoint, reset."""
     image = _tiny_board_image()
-    out = _record(m.Request.HELLO, m.HELLO.pack(1, 1))
+    out = _record(m.Request.HELLO, m.HELLO.pack(m.MIN_VERSION, m.PROTOCOL_VERSION))
     out += _record(m.Request.LOAD_BEGIN, m.LOAD_BEGIN.pack(len(image), crc32(image)))
     for offset in range(0, len(image), 200):
         out += _record(m.Request.LOAD_CHUNK, m.OFFSET.pack(offset) + image[offset:offset + 200])

@@ -77,9 +77,11 @@ def run_on_device(out_dir, data, port=None, samples=4000, quiet=False) -> dict:
 
 def on_device_markdown(r: dict) -> str:
     b, a = r["int8_before"], r["int8_after"]
-    compute = r["board_compute_us_per_sample"] / 1000
+    compute = (r["board_compute_us_per_sample"] or 0) / 1000
     # QEMU's -icount shift=0 runs one instruction per virtual nanosecond: its board time counts instructions
-    compute = (f"{compute:.2f} M instructions of board compute per sample" if r["emulated"] else
+    compute = ("no board compute this time: the board already held the finished run"
+               if r["board_compute_us_per_sample"] is None else
+               f"{compute:.2f} M instructions of board compute per sample" if r["emulated"] else
                f"{compute:.2f} ms of board compute per sample")
     return f"""## On-device training ({r['board']})
 

@@ -46,7 +46,7 @@ int main(void)
     if (!board.loaded)                     /* no checkpoint yet: start from the model compiled in */
         ef_board_install(&board, board_model, board_model_len);
 #endif
-    ef_frame_decoder_init(&decoder, received, sizeof received);
+    ef_frame_decoder_init(&decoder, received, MAX_PAYLOAD);
     for (;;) {
         int status = ef_frame_feed(&decoder, uart_read_byte(), &frame);
         if (status == EF_FRAME_NONE)

@@ -226,7 +226,7 @@ static int on_hello(ef_board *b, const uint8_t *p, reply *r)
     uint8_t lowest = p[0] > EF_PROTOCOL_MIN_VERSION ? p[0] : EF_PROTOCOL_MIN_VERSION;
     if (version < lowest)
         return refuse(r, VERSION, EF_PROTOCOL_MIN_VERSION << 8 | EF_PROTOCOL_MAX_VERSION,
-                      "the board speaks protocol versions 1..1");
+                      "the board speaks protocol version 2 only");
     uint8_t *o = r->payload;
     uint32_t budget = b->image_capacity + b->scratch_capacity;
     o[0] = version;
@@ -261,7 +261,7 @@ static int on_load_begin(ef_board *b, const uint8_t *p, reply *r)
         b->load_crc = crc;
         b->received = 0;
     }
-    return ok(r, total);
+    return ok(r, b->received);             /* the same image again: the host goes on from here */
 }
 
 /* Chunks are written into the model's own buffer: from the first one on, the board holds no model. */
@@ -353,8 +353,11 @@ static int staged_record(ef_board *b, uint32_t crc, reply *r)
     if (b->staged != size || ef_crc32(0, b->record, size) != crc)
         return refuse(r, BAD_SAMPLE, b->staged, "staged sample incomplete or its CRC differs; stage it again");
     uint8_t label = b->record[0], negative = b->record[1];
+    /* the record arrived intact, so its content is wrong: BAD_RANGE, which no restaging can mend */
     if (label >= b->layout.n_classes || (negative != NO_NEGATIVE && negative >= b->layout.n_classes))
-        return refuse(r, BAD_SAMPLE, 0, "a label of the sample is outside the model's classes");
+        return refuse(r, BAD_RANGE, (uint32_t)label << 8 | negative, "a label outside the model's classes");
+    if (negative == label)
+        return refuse(r, BAD_RANGE, (uint32_t)label << 8 | negative, "the negative label equals the label");
     return 1;
 }
 

@@ -13,8 +13,8 @@
 #include "board_image.h"
 #include "framing.h"
 
-#define EF_PROTOCOL_MIN_VERSION 1
-#define EF_PROTOCOL_MAX_VERSION 1
+#define EF_PROTOCOL_MIN_VERSION 2         /* 2: LOAD_BEGIN answers the bytes already received */
+#define EF_PROTOCOL_MAX_VERSION 2
 #define EF_CONFIGURE_BYTES 28u
 #define EF_RECENT 100u                     /* window of the running goodness accuracy (METRICS) */
 #define EF_CHECKPOINT_HEADER 64u           /* bytes before the image in a storage slot */

@@ -17,10 +17,11 @@ uint32_t ef_max_encoded_size(uint32_t max_payload)
     return raw + raw / 254u + 1u + 2u;
 }
 
-void ef_frame_decoder_init(ef_frame_decoder *d, uint8_t *buffer, uint32_t capacity)
+void ef_frame_decoder_init(ef_frame_decoder *d, uint8_t *buffer, uint32_t max_payload)
 {
     d->buffer = buffer;
-    d->capacity = capacity;
+    d->max_payload = max_payload;
+    d->capacity = ef_max_encoded_size(max_payload) - 2u;   /* the delimiters are not kept */
     d->length = 0;
     d->overflowed = 0;
 }
@@ -59,6 +60,9 @@ static int complete(ef_frame_decoder *d, ef_frame *frame)
         return EF_FRAME_BAD_COBS;
     if ((uint32_t)n < EF_FRAME_OVERHEAD)
         return EF_FRAME_SHORT;
+    /* the encoded length alone cannot tell: COBS adds 1 to 1 + n/254 bytes, so a few more bytes fit */
+    if ((uint32_t)n - EF_FRAME_OVERHEAD > d->max_payload)
+        return EF_FRAME_TOO_LONG;
     const uint8_t *b = d->buffer;
     uint32_t body = (uint32_t)n - 4u;
     uint32_t crc = (uint32_t)b[body] | (uint32_t)b[body + 1] << 8 | (uint32_t)b[body + 2] << 16 |

@@ -1,9 +1,9 @@
 /* Frames on the serial link, as firmware_bridge/PROTOCOL.md ("Framing") and framing.py define them:
  * type u8 | seq u16 LE | payload | CRC-32 u32 LE, COBS-encoded between 0x00 delimiters.
  *
- * The decoder takes one byte at a time into a buffer of max_encoded_size(max_payload) bytes the caller
+ * The decoder takes one byte at a time into a buffer of EF_MAX_ENCODED(max_payload) bytes the caller
  * owns, never reads or writes outside it, and reports every delimited chunk as a frame or as the reason
- * it was rejected (the NAK reasons of the protocol). */
+ * it was rejected (the NAK reasons of the protocol); a payload over max_payload is too long. */
 #ifndef EDGEFF_FRAMING_H
 #define EDGEFF_FRAMING_H
 
@@ -25,7 +25,7 @@ enum ef_frame_status {
 
 typedef struct {
     uint8_t *buffer;                  /* capacity bytes, the caller's */
-    uint32_t capacity, length, overflowed;
+    uint32_t max_payload, capacity, length, overflowed;   /* capacity: encoded bytes, no delimiters */
 } ef_frame_decoder;
 
 typedef struct {
@@ -38,7 +38,8 @@ typedef struct {
 
 uint32_t ef_crc32(uint32_t crc, const uint8_t *data, uint32_t n);   /* zlib's; start with 0 */
 uint32_t ef_max_encoded_size(uint32_t max_payload);                 /* both delimiters included */
-void ef_frame_decoder_init(ef_frame_decoder *d, uint8_t *buffer, uint32_t capacity);
+/* buffer: EF_MAX_ENCODED(max_payload) bytes */
+void ef_frame_decoder_init(ef_frame_decoder *d, uint8_t *buffer, uint32_t max_payload);
 int ef_frame_feed(ef_frame_decoder *d, uint8_t byte, ef_frame *frame);
 /* The frame 0x00, COBS(type, seq, payload, CRC), 0x00 into out (ef_max_encoded_size(n) bytes);
  * returns its length. */

@@ -36,7 +36,7 @@ static uint32_t chunks(ef_frame_decoder *d, const uint8_t *data, uint32_t n)
         uint8_t payload[MAX_PAYLOAD], encoded[EF_MAX_ENCODED(MAX_PAYLOAD)];
         memcpy(payload, frame.payload, frame.payload_length);
         uint32_t length = ef_frame_encode(frame.type, frame.seq, payload, frame.payload_length, encoded);
-        ef_frame_decoder_init(&check, again, sizeof again);
+        ef_frame_decoder_init(&check, again, EF_MAX_PAYLOAD);
         int result = EF_FRAME_NONE;
         for (uint32_t k = 0; k < length && result == EF_FRAME_NONE; ++k)
             result = ef_frame_feed(&check, encoded[k], &decoded);
@@ -54,7 +54,7 @@ static uint32_t valid_replies(const uint8_t *data, uint32_t n)
     ef_frame_decoder d;
     ef_frame frame;
     uint32_t count = 0;
-    ef_frame_decoder_init(&d, again, sizeof again);
+    ef_frame_decoder_init(&d, again, EF_MAX_PAYLOAD);
     for (uint32_t i = 0; i < n; ++i) {
         int status = ef_frame_feed(&d, data[i], &frame);
         if (status != EF_FRAME_NONE && status != EF_FRAME_OK)
@@ -67,7 +67,7 @@ static uint32_t valid_replies(const uint8_t *data, uint32_t n)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ef_frame_decoder d;
-    ef_frame_decoder_init(&d, buffer, ef_max_encoded_size(MAX_PAYLOAD));
+    ef_frame_decoder_init(&d, buffer, MAX_PAYLOAD);
     if (ef_host_board_init(MAX_PAYLOAD, 8192, 2048, 1) != 0)
         __builtin_trap();
     uint16_t seq = 0;

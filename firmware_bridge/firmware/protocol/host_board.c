@@ -28,7 +28,7 @@ static uint32_t ticks(void) { return ++clock; }
 void ef_host_board_reboot(void)
 {
     board = settings;
-    ef_frame_decoder_init(&decoder, received, ef_max_encoded_size(board.max_payload));
+    ef_frame_decoder_init(&decoder, received, board.max_payload);
     ef_board_boot(&board);
 }
 
