@@ -113,7 +113,8 @@ def part_timed(args, out):
 
 def part_board(args, out):
     r = train_and_test(BOARD, out / BOARD)
-    table = ("| network | test multi-pass | test one-pass | per-layer (multi-pass) | wall time |\n|---|---|---|---|---|\n"
+    table = ("| network | test multi-pass | test one-pass | per-layer (multi-pass) | wall time |\n"
+             "|---|---|---|---|---|\n"
              f"| {BOARD} | {100 * r['test']['multi_pass']:.2f} % (layers {r['test']['multi_pass_layers']}) | "
              f"{100 * r['test']['one_pass']:.2f} % | "
              f"{', '.join(f'{100 * a:.2f}' for a in r['test']['per_layer'])} | {r['wall_s']:.0f} s |")

@@ -110,7 +110,8 @@ def load_model(path, kind: str = "model") -> tuple[dict, dict]:
 
 
 # a quantization-aware layer's output range, a running maximum (Brevitas' name for it; edgeff/train/qat.py)
-QAT_ACT_SCALE_TENSOR = "act.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.runtime_stats.running_stats"
+QAT_ACT_SCALE_TENSOR = ("act.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.runtime_stats."
+                        "running_stats")
 
 
 def ff_tensor_shapes(arch: dict) -> dict:

@@ -81,7 +81,8 @@ def test_board_train_refuses_a_model_whose_sizes_do_not_match_its_tensors(small_
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(st_save(tensors, metadata={"edgeff": json.dumps(header)}))
     _refused(run_cli("board", "train", "--model", bad, "--out", tmp_path / "out.safetensors", "--data-dir", data,
-                     "--storage", tmp_path / "board", "--samples", "5"), "tensor 'layers.1.weight' is int8[8, 16], expected")
+                     "--storage", tmp_path / "board", "--samples", "5"),
+         "tensor 'layers.1.weight' is int8[8, 16], expected")
 
 
 @pytest.mark.parametrize("config_text", ["", "name = 'x'\n[train]\nepochs = 1\n"], ids=["empty", "no-model"])

@@ -103,7 +103,8 @@ def test_update_is_local_to_each_layer(int_model):
     a, b = _trainer(int_path, lr_shift=14), _trainer(int_path, lr_shift=14)
     for t in (a, b):
         t.gamma_q[:] = 0
-    b.model.layers[1].weight = np.random.default_rng(0).integers(-127, 128, b.model.layers[1].weight.shape).astype(np.int8)
+    shape = b.model.layers[1].weight.shape
+    b.model.layers[1].weight = np.random.default_rng(0).integers(-127, 128, shape).astype(np.int8)
     b.weight_masters[1] = b.model.layers[1].weight.astype(np.int16) << 8
     _train(a, data, 5)
     _train(b, data, 5)

@@ -133,6 +133,6 @@ def test_fused_relu_clamp_before_rescale_changes_nothing():
     mult = rng.integers(1 << 30, INT32_MAX, 100_000)
     shift = rng.integers(-31, 1, 100_000)
     got = fc.requantize_output(acc, bias, mult, shift, -128, -128, 127)
-    raw = [multiply_by_quantized_multiplier_ref(((int(a) + int(b) + (1 << 31)) % (1 << 32)) - (1 << 31),
-                                                int(m), int(s)) for a, b, m, s in zip(acc, bias, mult, shift, strict=True)]
+    raw = [multiply_by_quantized_multiplier_ref(((int(a) + int(b) + (1 << 31)) % (1 << 32)) - (1 << 31), int(m), int(s))
+           for a, b, m, s in zip(acc, bias, mult, shift, strict=True)]
     assert np.array_equal(got, np.clip(np.array(raw) - 128, -128, 127))

@@ -63,9 +63,11 @@ def test_multiply_by_quantized_multiplier_vectorized_equals_reference(rounding):
         x = np.where(shift > 0, x >> 8, x)
     x = np.concatenate([x, np.array(EDGES), np.array(EDGES)])
     m = np.concatenate([m, np.full(len(EDGES), INT32_MAX), np.full(len(EDGES), 1 << 30)])
-    shift = np.concatenate([shift, np.zeros(len(EDGES), np.int64), np.full(len(EDGES), -31 if rounding == "double" else -30)])
+    lowest = -31 if rounding == "double" else -30
+    shift = np.concatenate([shift, np.zeros(len(EDGES), np.int64), np.full(len(EDGES), lowest)])
     got = rq.multiply_by_quantized_multiplier(x, m, shift, rounding)
-    want = [rq.multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding) for a, b, c in zip(x, m, shift, strict=True)]
+    want = [rq.multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding)
+            for a, b, c in zip(x, m, shift, strict=True)]
     assert np.array_equal(got, want)
 
 
@@ -86,7 +88,8 @@ def test_int64_variant_equals_reference():
     m = rng.integers(1 << 30, INT32_MAX, N_RANDOM, endpoint=True)
     shift = rng.integers(-31, -14, N_RANDOM)
     got = rq.multiply_by_quantized_multiplier_int64(x, m, shift)
-    want = [rq.multiply_by_quantized_multiplier_int64_ref(int(a), int(b), int(c)) for a, b, c in zip(x, m, shift, strict=True)]
+    want = [rq.multiply_by_quantized_multiplier_int64_ref(int(a), int(b), int(c))
+            for a, b, c in zip(x, m, shift, strict=True)]
     assert np.array_equal(got, want)
     assert rq.multiply_by_quantized_multiplier_int64_ref(1 << 20, 0x7FFF0000, 0) == (1 << 20) * 0x7FFF >> 15
 
@@ -121,5 +124,6 @@ def test_non_negative_fast_path_equals_reference(rounding, fused, monkeypatch):
     m = rng.integers(0, INT32_MAX, len(x), endpoint=True)
     shift = rng.integers(-31, 1, len(x))
     got = rq.multiply_by_quantized_multiplier(x, m, shift, rounding)
-    want = [rq.multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding) for a, b, c in zip(x, m, shift, strict=True)]
+    want = [rq.multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding)
+            for a, b, c in zip(x, m, shift, strict=True)]
     assert np.array_equal(got, want)

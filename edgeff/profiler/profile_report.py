@@ -150,7 +150,8 @@ def format_table(result: dict) -> str:
     kib = 1024
     lines = [f"{result['model']} on {result['board']} ({result['board_description']}), batch {result['batch']}",
              "", "Training memory per layer (KiB; analytic)",
-             f"{'layer':12s} {'FF f32':>10s} {'BP f32':>10s} {'BP/FF':>6s} {'FF int8':>10s} {'BP int8':>10s} {'BP/FF':>6s}"]
+             f"{'layer':12s} {'FF f32':>10s} {'BP f32':>10s} {'BP/FF':>6s} {'FF int8':>10s} {'BP int8':>10s} "
+             f"{'BP/FF':>6s}"]
     mem = result["memory"]
     names = [r["name"] for r in mem["backprop_int8"]["layers"]]
     def by(key):

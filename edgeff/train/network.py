@@ -2,8 +2,9 @@
 
 Each layer: normalize the input's length, Linear, ReLU. "rms" normalization (the default) scales to unit
 mean square, i.e. unit length times sqrt(width), so entries sit near 1 and Adam's steps have the same
-effect at every width; "length" is Hinton's unit length, which the paper protocol's lr 0.03 assumes. A layer's input is the previous layer's output
-*detached*: no gradient ever crosses a layer boundary, so every weight update is local.
+effect at every width; "length" is Hinton's unit length, which the paper protocol's lr 0.03 assumes. A
+layer's input is the previous layer's output *detached*: no gradient ever crosses a layer boundary, so every
+weight update is local.
 
 Goodness G_l = mean (or sum) of the squared activities of layer l. Collaborative FF (seed 003 eq. 5):
     G_l^collab = G_l + gamma_l * sum_{k != l} alpha_lk * G_k
