@@ -273,7 +273,8 @@ def cmd_pipeline(args):
 
     check_out_path(args.out, directory=True)
     result = run_pipeline(resolve_config(args.config), args.out, args.data_dir, fresh=args.fresh,
-                          quiet=progress_off(args), board_port=args.board_port, board_samples=args.board_samples)
+                          quiet=progress_off(args), board_port=args.board_port, board_samples=args.board_samples,
+                          val_fraction=args.val_fraction)
     print_result(args, result, f"report: {result['report']}")
 
 
@@ -316,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func, interrupted=interrupted)
         return sp
 
+    def val_fraction(p):
+        p.add_argument("--val-fraction", type=between(0, 1, open_interval=True), metavar="F",
+                       help="override [train] val_fraction: the part of the training images held out for "
+                            "validation (default: the config's, else 1/6)")
+
     def data_dir(sp):
         sp.add_argument("--data-dir", help="MNIST-format IDX directory (default: $EDGEFF_DATA_DIR, then "
                                            "/usr/share/datasets/fashion-mnist)")
@@ -341,9 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
     sp.add_argument("--seed", type=at_least(0), help="override [train] seed")
     sp.add_argument("--epochs", type=at_least(1), help="override [train] epochs (per layer for the paper protocol)")
-    sp.add_argument("--val-fraction", type=between(0, 1, open_interval=True), metavar="F",
-                    help="override [train] val_fraction: the part of the training images held out for "
-                         "validation (default: the config's, else 1/6)")
+    val_fraction(sp)
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     data_dir(sp)
     json_flag(sp)
@@ -499,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--config", default=DEFAULT_PIPELINE_CONFIG, help="model config (default: %(default)s)")
     sp.add_argument("--out", default="reports/pipeline", help="report folder (default: %(default)s)")
     sp.add_argument("--fresh", action="store_true", help="retrain even if a checkpoint exists")
+    val_fraction(sp)
     sp.add_argument("--board-port", help="train the board-sized network on the board at this pyserial URL "
                                          "(default: the firmware on QEMU's Cortex-M4 when qemu-system-arm is "
                                          "installed, else a virtual board with the nRF52840's memory)")

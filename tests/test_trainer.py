@@ -125,11 +125,12 @@ def test_paper_protocol_trains_one_layer_at_a_time(tiny_data, tiny_config, tmp_p
 def test_pipeline_writes_a_report(tiny_data, tiny_config, tmp_path):
     out = tmp_path / "report"
     res = run_cli("pipeline", "--config", tiny_config(), "--data-dir", tiny_data, "--out", out,
-                  "--board-samples", 40)
+                  "--board-samples", 40, "--val-fraction", 0.25)
     assert res.returncode == 0, res.stderr
     assert "== [1/6] training tiny" in res.stderr and "== [6/6] writing" in res.stderr   # where a long run is
     result = json.loads((out / "pipeline.json").read_text())
     report = (out / "report.md").read_text()
+    assert result["data"]["n_val"] == 150   # --val-fraction 0.25 of the 600 training images, over the config's 100
     assert "| multi-pass" in report and "layer_accuracy.png" in report
     assert result["test"]["n_samples"] == 200 and result["test"]["multi_pass"] > 0.8
     assert abs(result["test_int8"]["multi_pass"] - result["test"]["multi_pass"]) < 0.05

@@ -29,8 +29,11 @@ PROFILE_BOARD = "nrf52840"
 
 
 def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False, board_port=None,
-                 board_samples=4000) -> dict:
+                 board_samples=4000, val_fraction=None) -> dict:
+    """val_fraction overrides the config's validation split, as `edgeff train --val-fraction` does."""
     cfg = load_config(config_path)
+    if val_fraction is not None:
+        cfg.train.val_fraction, cfg.train.val_size = val_fraction, 0
     out_dir = Path(out_dir)
     data = load_dataset(data_dir, val_size=cfg.train.val_size, val_fraction=cfg.train.val_fraction)
     stage = _stages(quiet, 6 if board_samples else 5)
