@@ -10,13 +10,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgeff.csrc import KERNELS, PROTOCOL
 from edgeff.errors import EdgeFFError
 from edgeff.runtime.c_kernels import cache_dir
 
 FIRMWARE = Path(__file__).resolve().parent / "firmware"
 BOARD = FIRMWARE / "board" / "mps2_an386"
 # the firmware's protocol code (not the host-only fuzzing harness beside it)
-PROTOCOL_SOURCES = [FIRMWARE / "protocol" / name for name in ("framing.c", "board_image.c", "board_protocol.c")]
+PROTOCOL_SOURCES = [PROTOCOL / name for name in ("framing.c", "board_image.c", "board_protocol.c")]
 CFLAGS = ["-std=c99", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft", "-O2", "-ffunction-sections",
           "-fdata-sections", "-ffreestanding", "-Wall", "-Wextra", "-Werror"]
 # board_app/main.c's IMAGE_CAPACITY: the RAM the board firmware gives a model with its master weights (the
@@ -39,13 +40,13 @@ def build(app: str, out: Path, generated: dict | None = None, defines=()) -> Pat
     maps header names to C source written beside the build, `defines` are preprocessor names to set. A link
     that overflows the board's flash or RAM fails with the linker's message."""
     gcc = _tool("arm-none-eabi-gcc")
-    sources = [*sorted((FIRMWARE / "lib").glob("*.c")), *PROTOCOL_SOURCES, *sorted(BOARD.glob("*.c")),
+    sources = [*sorted(KERNELS.glob("*.c")), *PROTOCOL_SOURCES, *sorted(BOARD.glob("*.c")),
                *sorted((FIRMWARE / app).glob("*.c"))]
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in (generated or {}).items():
             (Path(tmp) / name).write_text(text)
         cmd = [gcc, *CFLAGS, *(f"-D{name}" for name in defines),
-               f"-I{FIRMWARE / 'lib'}", f"-I{FIRMWARE / 'protocol'}", f"-I{BOARD}", f"-I{tmp}",
+               f"-I{KERNELS}", f"-I{PROTOCOL}", f"-I{BOARD}", f"-I{tmp}",
                *map(str, sources),
                "-nostdlib", "-nostartfiles", f"-T{BOARD / 'mps2_an386.ld'}", "-Wl,--gc-sections",
                f"-Wl,-Map={out.with_suffix('.map')}", "-lgcc", "-o", str(out)]
@@ -88,8 +89,9 @@ def board_firmware(model_header: str | None = None) -> Path:
     """The board firmware (board_app), built once per source version (and compiled-in model: the text of an
     `edgeff export --format board-header` file) into the EdgeFF cache."""
     digest = hashlib.sha256(" ".join(CFLAGS).encode() + (model_header or "").encode())
-    for f in sorted(FIRMWARE.rglob("*.[chs]")) + sorted(FIRMWARE.rglob("*.ld")):
-        digest.update(str(f.relative_to(FIRMWARE)).encode() + f.read_bytes())
+    for f in [*sorted(FIRMWARE.rglob("*.[chs]")), *sorted(FIRMWARE.rglob("*.ld")), *sorted(KERNELS.glob("*.[ch]")),
+              *sorted(PROTOCOL.glob("*.[ch]"))]:
+        digest.update(f.name.encode() + f.read_bytes())
     target = cache_dir() / f"board_app-{digest.hexdigest()[:16]}.elf"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)

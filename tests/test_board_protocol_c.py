@@ -1,4 +1,4 @@
-"""The firmware's protocol (firmware/protocol/board_protocol.c with board_image.c and the kernel library),
+"""The firmware's protocol (edgeff/csrc/protocol/board_protocol.c with board_image.c and the kernel library),
 built for this host, against the virtual board (firmware_bridge/board.py, the specification): random
 request sequences (loads whole, partial or damaged, with and without master weights; configurations;
 staging, training and inference with good and bad records and indices; reads; checkpoints, restores and
@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from edgeff.csrc import KERNELS, PROTOCOL
 from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
@@ -24,21 +25,20 @@ from firmware_bridge import messages as m
 from firmware_bridge.board import BoardCore
 from firmware_bridge.board_image import pack_image, unpack_image
 from firmware_bridge.board_training import configure_payload
-from firmware_bridge.emulator import FIRMWARE
 from firmware_bridge.framing import Frame, FrameDecoder, crc32, encode_frame
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 
 MAX_PAYLOAD = 256
-SOURCES = [*sorted((FIRMWARE / "lib").glob("*.c")),
-           *(FIRMWARE / "protocol" / n for n in ("framing.c", "board_image.c", "board_protocol.c", "host_board.c"))]
+SOURCES = [*sorted(KERNELS.glob("*.c")),
+           *(PROTOCOL / n for n in ("framing.c", "board_image.c", "board_protocol.c", "host_board.c"))]
 
 
 @pytest.fixture(scope="module")
 def c_board(tmp_path_factory):
     so = tmp_path_factory.mktemp("host-board") / "host_board.so"
     subprocess.run(["cc", "-std=c99", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror",
-                    f"-I{FIRMWARE / 'lib'}", f"-I{FIRMWARE / 'protocol'}", *map(str, SOURCES), "-o", str(so)],
+                    f"-I{KERNELS}", f"-I{PROTOCOL}", *map(str, SOURCES), "-o", str(so)],
                    check=True)
     lib = ctypes.CDLL(str(so))
     lib.ef_host_board_feed.argtypes = [ctypes.c_char_p, ctypes.c_uint32, ctypes.c_char_p, ctypes.c_uint32]

@@ -1,4 +1,4 @@
-"""The firmware's frame decoder and encoder in C (firmware/protocol/framing.c), built for the host: the
+"""The firmware's frame decoder and encoder in C (edgeff/csrc/protocol/framing.c), built for the host: the
 same frames, bad-frame reasons and bytes as framing.py on any byte stream (hypothesis); and the whole board
 protocol (framing, board images, training, checkpoints) fuzzed with libFuzzer under AddressSanitizer and
 UndefinedBehaviorSanitizer for a million executions, every chunk answered by one reply that decodes as a
@@ -12,14 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgeff.csrc import KERNELS, PROTOCOL
 from edgeff.runtime.int_training import IntTrainingConfig
 from firmware_bridge import messages as m
 from firmware_bridge.board_image import pack_image
 from firmware_bridge.board_training import configure_payload
-from firmware_bridge.emulator import FIRMWARE
 from firmware_bridge.framing import BadFrame, Frame, FrameDecoder, crc32, encode_frame, max_encoded_size
 
-PROTOCOL = FIRMWARE / "protocol"
 BOARD_SOURCES = ["framing.c", "board_image.c", "board_protocol.c", "host_board.c"]
 REASONS = {2: "cobs", 3: "crc", 4: "short", 5: "too_long"}
 MAX_PAYLOAD = 40
@@ -154,8 +153,8 @@ def _seed_session() -> bytes:
 def test_the_fuzz_seed_session_trains(tmp_path):
     """The seed really reaches training: the host build of the board answers it with two TRAINED replies."""
     so = tmp_path / "host_board.so"
-    subprocess.run(["cc", "-std=c99", "-O2", "-fPIC", "-shared", f"-I{FIRMWARE / 'lib'}", f"-I{PROTOCOL}",
-                    *map(str, sorted((FIRMWARE / "lib").glob("*.c"))), *(str(PROTOCOL / f) for f in BOARD_SOURCES),
+    subprocess.run(["cc", "-std=c99", "-O2", "-fPIC", "-shared", f"-I{KERNELS}", f"-I{PROTOCOL}",
+                    *map(str, sorted(KERNELS.glob("*.c"))), *(str(PROTOCOL / f) for f in BOARD_SOURCES),
                     "-o", str(so)], check=True)
     lib = ctypes.CDLL(str(so))
     lib.ef_host_board_feed.restype = ctypes.c_uint32
@@ -179,10 +178,10 @@ def test_the_fuzz_seed_session_trains(tmp_path):
 @pytest.mark.skipif(shutil.which("clang") is None, reason="clang (with libFuzzer) is not installed")
 def test_protocol_survives_a_million_fuzzed_inputs(tmp_path):
     exe = tmp_path / "fuzz_protocol"
-    sources = [*map(str, sorted((FIRMWARE / "lib").glob("*.c"))), *(str(PROTOCOL / f) for f in BOARD_SOURCES),
+    sources = [*map(str, sorted(KERNELS.glob("*.c"))), *(str(PROTOCOL / f) for f in BOARD_SOURCES),
                str(PROTOCOL / "fuzz_protocol.c")]
     build = subprocess.run(["clang", "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all",
-                            f"-I{FIRMWARE / 'lib'}", f"-I{PROTOCOL}", *sources, "-o", str(exe)],
+                            f"-I{KERNELS}", f"-I{PROTOCOL}", *sources, "-o", str(exe)],
                            capture_output=True, text=True)
     if build.returncode != 0 and "fuzzer" in build.stderr:
         pytest.skip(f"clang has no libFuzzer here: {build.stderr.strip()[:200]}")

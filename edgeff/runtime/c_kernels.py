@@ -1,4 +1,4 @@
-"""The firmware's C kernels (firmware_bridge/firmware/lib), built for this host and called through ctypes.
+"""The C kernels (edgeff/csrc/kernels, which the board firmware builds too), for this host, through ctypes.
 
 The same C99 sources run on the board; here they are the runtime's fast backend. Each NumPy kernel
 (requantize_output, l2_normalization, goodness, the master-weight update) hands its work to the C twin
@@ -15,7 +15,6 @@ directory and loaded from there afterwards; large batches are split across cores
 import ctypes
 import functools
 import hashlib
-import importlib.util
 import os
 import platform
 import subprocess
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from edgeff.csrc import KERNELS
 from edgeff.errors import EdgeFFError
 
 FLAGS = ["-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror"]
@@ -37,9 +37,7 @@ _backend = os.environ.get("EDGEFF_KERNELS", "auto")
 
 
 def source_dir() -> Path:
-    """firmware_bridge/firmware/lib, found without importing the bridge (the runtime sits below it)."""
-    spec = importlib.util.find_spec("firmware_bridge")
-    return Path(spec.submodule_search_locations[0]) / "firmware" / "lib"
+    return KERNELS
 
 
 def cache_dir() -> Path:
