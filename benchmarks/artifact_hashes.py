@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
+from edgeff.c_array import tflite_bytes_from_c_header
 from edgeff.data.idx import write_idx
-from edgeff.export.c_header import tflite_bytes_from_c_header
+from edgeff.package_data import MODELS_DIR
 
 CONFIG = """
 name = "{name}"
@@ -62,7 +63,7 @@ def write_data(directory: Path):
 
 
 def edgeff(work: Path, *args):
-    cmd = [sys.executable, "-m", "edgeff.cli", *map(str, args), "--data-dir", str(work / "data")]
+    cmd = [sys.executable, "-m", "edgeff", *map(str, args), "--data-dir", str(work / "data")]
     if args[0] in ("export", "memory-plan"):
         cmd = cmd[:-2]
     print("$ edgeff " + " ".join(map(str, args)), file=sys.stderr)
@@ -70,7 +71,7 @@ def edgeff(work: Path, *args):
 
 
 def board(work: Path, *args):
-    cmd = [sys.executable, "-m", "edgeff.cli", "board", *map(str, args)]
+    cmd = [sys.executable, "-m", "edgeff", "board", *map(str, args)]
     print("$ edgeff board " + " ".join(map(str, args)), file=sys.stderr)
     subprocess.run(cmd, check=True, cwd=work, stdout=subprocess.DEVNULL)
 
@@ -80,9 +81,8 @@ def make_artifacts(work: Path):
     for name, spec in MODELS.items():
         (work / f"{name}.toml").write_text(CONFIG.format(name=name, **spec))
         edgeff(work, "train", f"{name}.toml", "--out", f"runs/{name}", "--quiet")
-    repo = Path(__file__).resolve().parent.parent
     for name in ("board-784-64-32", "board-784-64-32-qat"):
-        edgeff(work, "train", repo / "models" / f"{name}.toml", "--out", f"runs/{name}", "--epochs", "1", "--quiet")
+        edgeff(work, "train", MODELS_DIR / f"{name}.toml", "--out", f"runs/{name}", "--epochs", "1", "--quiet")
     for name in ("ff", "fcff", "acff", "board-784-64-32", "board-784-64-32-qat"):
         model = f"runs/{name}/model.safetensors"
         edgeff(work, "quantize", model, "--out", f"q/{name}.int8.safetensors", "--calibration-samples", "200")
@@ -109,7 +109,7 @@ def make_artifacts(work: Path):
           "--out", "b/board.pulled.safetensors")
     # The memory plan is an artifact too: the buffer list a board allocates.
     for name in ("q/board-784-64-32.int8.safetensors", "q/acff.int8.safetensors"):
-        out = subprocess.run([sys.executable, "-m", "edgeff.cli", "memory-plan", name, "--json"], cwd=work,
+        out = subprocess.run([sys.executable, "-m", "edgeff", "memory-plan", name, "--json"], cwd=work,
                              check=True, capture_output=True).stdout
         (work / f"{name}.plan.json").write_bytes(out)
 

@@ -6,7 +6,7 @@ RAM and flash it links to, next to the memory plan the profiler uses.
    virtual nanosecond; SysTick at 25 MHz counts 40 instructions per tick, checked by a calibration loop),
    and checks that its trained weights equal the NumPy runtime's (CRC of every weight, master and bias).
 2. Runs the board firmware (board_app) and trains it over its UART with the host's driver, as
-   `edgeff board train --port emulate` does, on --link-samples samples: samples/s over the emulated link,
+   `edgeff board train --port qemu://` does, on --link-samples samples: samples/s over the emulated link,
    instructions per step (the board's own METRICS), the model's RAM on the board, the firmware's linked
    sizes, and whether the image read back equals the runtime's after the same samples.
 

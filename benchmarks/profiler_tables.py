@@ -1,11 +1,12 @@
 """The profiler's README tables: training memory per layer, FF against backprop (analytic and measured),
-and energy per training sample and per inference on every board in hw_profiles/.
+and energy per training sample and per inference on every board in edgeff/hw_profiles/.
 
   python benchmarks/profiler_tables.py [--int-model 784-500-500=PATH --int-model 784-64-32=PATH]
 
 Networks: 784-500-500 and the board-sized 784-64-32 (10 classes). Memory at batch 1 (a board) and 64;
-measured peaks come from edgeff.profiler.memory_measure (torch float32 in a fresh process; the NumPy
-integer runtime with tracemalloc, for the int8 model files given). Prints Markdown.
+measured peaks come from edgeff.train.torch_memory (torch float32 in a fresh process) and
+edgeff.profiler.memory_measure (the NumPy integer runtime with tracemalloc, for the int8 model files given).
+Prints Markdown.
 """
 import argparse
 import json
@@ -19,9 +20,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeff.profiler.energy_model import layer_costs, total, with_energy
 from edgeff.profiler.hw_profile import load_profile, profile_names
-from edgeff.profiler.memory_measure import MALLOC_ENV, measure_int_training_peak, measure_torch
+from edgeff.profiler.memory_measure import measure_int_training_peak
 from edgeff.profiler.memory_model import layer_memory, layer_update_bytes, peak_bytes
 from edgeff.profiler.profile_report import model_architecture
+from edgeff.train.torch_memory import MALLOC_ENV, measure_torch
 
 NETWORKS = {"784-500-500": ([784, 500, 500], [2]), "784-64-32": ([784, 64, 32], [2])}
 KIB = 1024

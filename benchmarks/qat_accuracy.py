@@ -20,11 +20,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeff.atomic_write import atomic_write_text
 
-CONFIGS = {"float, then PTQ": "models/board-784-64-32.toml", "QAT (Brevitas)": "models/board-784-64-32-qat.toml"}
+CONFIGS = {"float, then PTQ": "edgeff/models/board-784-64-32.toml",
+           "QAT (Brevitas)": "edgeff/models/board-784-64-32-qat.toml"}
 
 
 def edgeff(*args, as_json=True):
-    res = subprocess.run([sys.executable, "-m", "edgeff.cli", *map(str, args), *(["--json"] if as_json else [])],
+    res = subprocess.run([sys.executable, "-m", "edgeff", *map(str, args), *(["--json"] if as_json else [])],
                          capture_output=True, text=True)
     if res.returncode != 0:
         raise SystemExit(f"edgeff {' '.join(map(str, args))} failed:\n{res.stderr[-3000:]}")

@@ -16,14 +16,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeff.atomic_write import atomic_write_text
-from edgeff.report.plots import line_plot
+from edgeff.plots import line_plot
 
 VARIANTS = {"FF": "ff-784-500-500-fast", "F-CFF": "fcff-784-500-500-fast", "A-CFF": "acff-784-500-500-fast"}
 BOARD = "board-784-64-32"
 
 
 def edgeff(*args):
-    res = subprocess.run([sys.executable, "-m", "edgeff.cli", *map(str, args), "--json"],
+    res = subprocess.run([sys.executable, "-m", "edgeff", *map(str, args), "--json"],
                          capture_output=True, text=True)
     if res.returncode != 0:
         raise SystemExit(f"edgeff {' '.join(map(str, args))} failed:\n{res.stderr[-3000:]}")

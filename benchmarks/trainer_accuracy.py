@@ -26,7 +26,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeff.atomic_write import atomic_write_text
-from edgeff.report.plots import line_plot
+from edgeff.plots import line_plot
 
 VARIANTS = {"FF": "ff-784-500-500-fast", "F-CFF": "fcff-784-500-500-fast", "A-CFF": "acff-784-500-500-fast"}
 TIMED = [("83.0% in <= 2 min", "acff-784-500-500-2min", 0.830, 120.0),
@@ -38,7 +38,7 @@ def edgeff(*args, threads=None):
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    res = subprocess.run([sys.executable, "-m", "edgeff.cli", *map(str, args)], capture_output=True,
+    res = subprocess.run([sys.executable, "-m", "edgeff", *map(str, args)], capture_output=True,
                          text=True, env=env)
     if res.returncode != 0:
         raise SystemExit(f"edgeff {' '.join(map(str, args))} failed:\n{res.stderr[-3000:]}")

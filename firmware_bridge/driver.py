@@ -26,6 +26,10 @@ from firmware_bridge.framing import Frame, FrameDecoder, crc32, encode_frame, ma
 
 HOST_REPLY_LIMIT = 65535          # the largest reply payload the host accepts
 
+# EdgeFF's own URL schemes (faults://) are found beside pyserial's, for every port a BoardLink opens or reopens
+if "firmware_bridge.serial_handlers" not in serial.protocol_handler_packages:
+    serial.protocol_handler_packages.append("firmware_bridge.serial_handlers")
+
 
 class LinkReset(Exception):
     """The link was lost and reopened; the board may have rebooted. Go on from what self.info reports."""
@@ -181,7 +185,7 @@ class BoardLink:
                     if self.stats["echoes"]:
                         raise EdgeFFError(f"at {self.url} the host's own frames come back and no board answers: "
                                           "the port is a loopback (loop://) or a line that echoes; connect a "
-                                          "board, or use --port virtual") from None
+                                          "board, or use --port virtual://") from None
                     raise EdgeFFError(f"no board answers at {self.url}: {exc}; is it connected (or `edgeff board "
                                       "virtual` running)?") from None
                 time.sleep(0.1)

@@ -108,7 +108,7 @@ class VirtualBoard:
         if self.url and self.url.startswith("socket://"):      # come back on the same port
             options[options.index("--listen") + 1] = self.url.removeprefix("socket://")
         log = open(self.storage / "board.log", "ab")  # noqa: SIM115 (the child keeps it open)
-        self.process = subprocess.Popen([sys.executable, "-m", "edgeff.cli", "board", "virtual", *options],
+        self.process = subprocess.Popen([sys.executable, "-m", "edgeff", "board", "virtual", *options],
                                         stdout=subprocess.PIPE, stderr=log, text=True)
         log.close()
         deadline = time.monotonic() + self.START_TIMEOUT_S

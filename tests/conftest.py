@@ -63,7 +63,7 @@ def tiny_config(tmp_path):
 
 def run_cli(*args):
     """Run the real `edgeff` command in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "edgeff.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "edgeff", *map(str, args)], capture_output=True,
                           text=True, timeout=300)
 
 

@@ -15,7 +15,7 @@ import pytest
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from edgeff.cli import build_parser
+from edgeff.app.cli import build_parser
 from tests.conftest import run_cli, write_dataset
 
 
@@ -132,7 +132,7 @@ def test_json_stdout_is_one_document_and_progress_still_reaches_a_terminal(tiny_
     for _ in range(2):
         leader, follower = pty.openpty()
         fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))   # a 100-column terminal
-        proc = subprocess.Popen([sys.executable, "-m", "edgeff.cli", "train", str(tiny_config()), "--out",
+        proc = subprocess.Popen([sys.executable, "-m", "edgeff", "train", str(tiny_config()), "--out",
                                  str(tmp_path / "run"), "--data-dir", str(data), "--json"],
                                 stdout=subprocess.PIPE, stderr=follower, text=True)
         os.close(follower)
@@ -156,7 +156,7 @@ def test_json_stdout_is_one_document_and_progress_still_reaches_a_terminal(tiny_
 
 
 def test_board_virtual_json_prints_its_url_and_ctrl_c_says_what_it_stopped(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "edgeff.cli", "board", "virtual", "--json", "--storage",
+    proc = subprocess.Popen([sys.executable, "-m", "edgeff", "board", "virtual", "--json", "--storage",
                              str(tmp_path / "flash")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     announced = json.loads(proc.stdout.readline())
     assert announced["url"].startswith("socket://")

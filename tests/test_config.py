@@ -1,7 +1,7 @@
 import pytest
 
-from edgeff.cli import MODELS_DIR
 from edgeff.errors import EdgeFFError
+from edgeff.package_data import MODELS_DIR
 from edgeff.train.config import config_from_dict, load_config
 
 

@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto
 
+from edgeff.c_array import c_header, tflite_bytes_from_c_header
 from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.export import onnx_int8, tflite_int8, tflm
-from edgeff.export.c_header import c_header, tflite_bytes_from_c_header
 from edgeff.export.provenance import KEY, source_record
 from edgeff.export.tflm import run_tflm
 from edgeff.export.verify import run_tflite, verify
@@ -23,6 +23,7 @@ from edgeff.model_file import load_model, save_model
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.l2_normalization import inv_sqrt_quantized_multiplier, l2_normalization
 from edgeff.runtime.requantize import INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier
+from firmware_bridge.board_export import export_board_header
 from tests.conftest import make_images, run_cli
 
 N_RANDOM = 100_000
@@ -314,7 +315,7 @@ def test_verify_reads_c_headers_and_refuses_others(exportable, tmp_path):
     export_model(paths["double"], "c-header", tmp_path / "m.h")
     res = run_cli("verify", paths["double"], tmp_path / "m.h", "--data-dir", data, "--images", "30")
     assert res.returncode == 0 and "| TensorFlow Lite Micro | 0 | 0 of 600 | 0 | 0 of 300 |" in res.stdout, res.stderr
-    export_model(paths["double"], "board-header", tmp_path / "board.h")
+    export_board_header(paths["double"], tmp_path / "board.h")
     text = (tmp_path / "m.h").read_text()
     (tmp_path / "short.h").write_text(text.replace("0x", "0X", 1).replace("0X", "", 1))   # one byte gone
     for bad, message in (("board.h", "not a TFLite model"), ("short.h", "the header is damaged")):

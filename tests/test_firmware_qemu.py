@@ -117,16 +117,16 @@ def test_emulated_board_speaks_the_protocol(tmp_path):
 
 
 def test_cli_reaches_the_emulated_board(tmp_path):
-    """`edgeff board info --port emulate` runs the board firmware in QEMU for the command; `edgeff board
+    """`edgeff board info --port qemu://` runs the board firmware in QEMU for the command; `edgeff board
     emulate` keeps it running and prints the URL another command opens, and stopped with SIGTERM it stops
     QEMU too (nothing listens on the port afterwards)."""
-    res = run_cli("board", "info", "--port", "emulate", "--json")
+    res = run_cli("board", "info", "--port", "qemu://", "--json")
     assert res.returncode == 0, res.stderr
     info = json.loads(res.stdout)
     assert info["name"] == "qemu-mps2-an386" and not info["model_loaded"]
     assert info["metrics"]["frames_ok"] == 2 and info["metrics"]["frames_bad"] == 0    # HELLO, METRICS
     port = emulator.free_port()
-    server = subprocess.Popen([sys.executable, "-m", "edgeff.cli", "board", "emulate", "--listen", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "edgeff", "board", "emulate", "--listen", str(port)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout.readline().strip() == f"socket://127.0.0.1:{port}"
@@ -210,11 +210,11 @@ def test_emulated_board_refuses_what_it_cannot_train(int_model, tmp_path):
 
 
 def test_cli_trains_on_the_emulated_board(small_model, tmp_path):
-    """`edgeff board train --port emulate` runs unchanged against the firmware and writes the trained model,
+    """`edgeff board train --port qemu://` runs unchanged against the firmware and writes the trained model,
     equal to the runtime's after the same samples."""
     int_path, data_dir = small_model
     out = tmp_path / "trained.safetensors"
-    res = run_cli("board", "train", "--port", "emulate", "--model", int_path, "--out", out, "--samples", 12,
+    res = run_cli("board", "train", "--port", "qemu://", "--model", int_path, "--out", out, "--samples", 12,
                   "--data-dir", data_dir, "--lr-shift", 16, "--seed", 3, "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["samples"] == 12
@@ -258,7 +258,7 @@ def _children(pid: int) -> list:
 def test_board_emulate_says_when_qemu_dies(tmp_path):
     """QEMU gone under `edgeff board emulate` (killed, crashed): the command fails with one line saying what
     happened and that the emulated board's checkpoints went with it, instead of exiting 0 in silence."""
-    server = subprocess.Popen([sys.executable, "-m", "edgeff.cli", "board", "emulate"], stdout=subprocess.PIPE,
+    server = subprocess.Popen([sys.executable, "-m", "edgeff", "board", "emulate"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     try:
         assert server.stdout.readline().startswith("socket://127.0.0.1:")
@@ -274,11 +274,11 @@ def test_board_emulate_says_when_qemu_dies(tmp_path):
 
 
 def test_ctrl_c_of_training_on_the_emulated_board_says_it_restarts(small_model, tmp_path):
-    """Ctrl-C of `board train --port emulate` does not promise a resume: the emulated board's checkpoints
+    """Ctrl-C of `board train --port qemu://` does not promise a resume: the emulated board's checkpoints
     end with QEMU, so the message says a rerun starts from sample 0; and a run says whether it starts or
     goes on."""
     int_path, data_dir = small_model
-    proc = subprocess.Popen([sys.executable, "-m", "edgeff.cli", "board", "train", "--port", "emulate", "--model",
+    proc = subprocess.Popen([sys.executable, "-m", "edgeff", "board", "train", "--port", "qemu://", "--model",
                              str(int_path), "--out", str(tmp_path / "o.safetensors"), "--samples", "300", "--data-dir",
                              str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     err = b""

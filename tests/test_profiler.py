@@ -9,7 +9,6 @@ import pytest
 from edgeff.errors import EdgeFFError
 from edgeff.profiler.energy_model import layer_costs, total, with_energy
 from edgeff.profiler.hw_profile import PROFILES_DIR, load_profile, profile_from_dict, profile_names
-from edgeff.profiler.memory_measure import measure_torch
 from edgeff.profiler.memory_model import (
     fits,
     largest_width,
@@ -19,6 +18,7 @@ from edgeff.profiler.memory_model import (
     training_peak,
 )
 from edgeff.runtime.memory_plan import plan_summary, training_plan
+from edgeff.train.torch_memory import measure_torch
 from tests.conftest import run_cli
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edgeff.c_array import tflite_bytes_from_c_header
 from edgeff.errors import EdgeFFError
-from edgeff.export.c_header import tflite_bytes_from_c_header
 from edgeff.export.provenance import KEY, check_source
 from edgeff.export.tflm import run_tflm
 from edgeff.model_file import load_model

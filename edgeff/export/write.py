@@ -1,14 +1,15 @@
-"""`edgeff export`: pick the exporter for a model file and a format, write the result atomically."""
+"""`edgeff export`: pick the exporter for a model file and a format, write the result atomically.
+
+The board image (`--format board-header`) is the board link's export: firmware_bridge/board_export.py."""
 from pathlib import Path
 
 from edgeff.atomic_write import atomic_write_bytes
+from edgeff.c_array import c_header, c_identifier
 from edgeff.errors import EdgeFFError
-from edgeff.export.c_header import c_header, c_identifier
 from edgeff.export.provenance import KEY, source_record
 from edgeff.model_file import load_model
 
-FORMATS = ("onnx", "tflite", "c-header", "board-header")
-BOARD_MODEL = "board_model"   # the array a board-header defines: the name the board firmware includes
+FORMATS = ("onnx", "tflite", "c-header")
 
 
 def _with_source(proto_bytes: bytes, source: str) -> bytes:
@@ -36,8 +37,8 @@ def _qcdq_bytes(model_path: Path) -> bytes:
 
 
 def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[bytes, str]:
-    """(file bytes, what they are) of one export; c-header wraps the TFLite model, board-header the board
-    image. ONNX and TFLite files record their source model (provenance.py)."""
+    """(file bytes, what they are) of one export; c-header wraps the TFLite model.
+    ONNX and TFLite files record their source model (provenance.py)."""
     source = source_record(model_path, kind)
     if fmt == "onnx" and kind == "ff-mlp":
         if load_model(model_path)[1]["architecture"].get("qat"):
@@ -53,15 +54,6 @@ def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[byt
     from edgeff.runtime.int_model import IntFFModel
 
     model = IntFFModel.from_file(model_path)
-    if fmt == "board-header":
-        from firmware_bridge.board_image import pack_image
-
-        if any(layer.norm_bits != 7 for layer in model.layers):
-            raise EdgeFFError(f"{model_path}: EdgeFF's board firmware trains int8-normalized layers only; this "
-                              "model has int16 normalization (quantize it with --norm-bits 7)")
-        tensors, header = load_model(model_path)
-        _check_fits_board_firmware(model_path, tensors, header)
-        return pack_image(tensors, header), "board image (firmware_bridge/board_image.py)"
     if fmt == "onnx":
         from edgeff.export import onnx_int8
 
@@ -71,22 +63,6 @@ def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[byt
 
     return (tflite_int8.build(model, str(model_path), layer_op, {KEY: source}),
             f"int8 TFLite ({layer_op.upper()} layers)")
-
-
-def _check_fits_board_firmware(model_path, tensors: dict, header: dict):
-    """Refuse here, with the sizes, a model the board firmware has no RAM for (else the firmware build or the
-    board's boot is where it fails). The board trains with master weights: count them even if the file has none."""
-    from edgeff.runtime.int_training import IntTrainingConfig, trainer_from_tensors, trainer_tensors
-    from firmware_bridge.board_image import pack_image
-    from firmware_bridge.emulator import IMAGE_CAPACITY
-
-    trainer = trainer_from_tensors(tensors, header, IntTrainingConfig(), model_path)
-    needed = len(pack_image(trainer_tensors(trainer), header))
-    if needed > IMAGE_CAPACITY:
-        raise EdgeFFError(f"{model_path}: with its master weights this model takes {needed:,} bytes of board RAM, "
-                          f"but EdgeFF's board firmware holds models up to {IMAGE_CAPACITY:,} bytes; train a "
-                          f"smaller network (sizes {header['architecture']['sizes']}; models/board-784-64-32.toml "
-                          "fits)")
 
 
 def export_model(model_path, fmt: str, out_path, layer_op: str = "fully_connected") -> dict:
@@ -106,13 +82,11 @@ def export_model(model_path, fmt: str, out_path, layer_op: str = "fully_connecte
         written["tflm_ops"] = tflm.op_names_and_outputs(data)[0]
         written["tflm_arena_bytes"] = tflm.arena_bytes(data)
         tflm_code = tflm.resolver_snippet(data, c_identifier(out_path.stem), written["tflm_arena_bytes"])
-    if fmt in ("c-header", "board-header"):
-        name = out_path.stem if fmt == "c-header" else BOARD_MODEL
-        constants = ""
-        if fmt == "c-header":
-            from edgeff.runtime.int_model import IntFFModel
+    if fmt == "c-header":
+        from edgeff.runtime.int_model import IntFFModel
 
-            constants = tflm.decision_constants(IntFFModel.from_file(model_path), c_identifier(name))
+        name = out_path.stem
+        constants = tflm.decision_constants(IntFFModel.from_file(model_path), c_identifier(name))
         data = c_header(data, name, f"{model_path.name} as {what}", fmt, tflm_code, constants).encode()
         what = f"C array of the {what}"
     atomic_write_bytes(out_path, data)

@@ -1,3 +1,4 @@
 """The profiler: memory and energy of FF training and inference per layer, on a chosen board, next to
 backprop. `hw_profile` reads the boards, `memory_model` and `energy_model` compute, `memory_measure`
-measures host training peaks, `profile_report` puts it together for `edgeff profile`."""
+measures the integer runtime's host training peak (torch's is the trainer's: edgeff/train/torch_memory.py),
+`profile_report` puts it together for `edgeff profile`."""

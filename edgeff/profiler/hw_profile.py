@@ -1,4 +1,5 @@
-"""Hardware profiles (hw_profiles/*.toml): the figures the profiler needs about a board, each with its source.
+"""Hardware profiles (edgeff/hw_profiles/*.toml, shipped in the package): the figures the profiler needs
+about a board, each with its source.
 
 Every figure is a table `[field] value = ..., source = "..."`, so a hardware engineer can trace each
 number to a datasheet, a paper, or a labelled estimate. A profile with a missing, unknown, non-numeric
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from edgeff.errors import EdgeFFError
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent.parent / "hw_profiles"
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"   # ships in the package
 
 COMMON_FIELDS = ("sram_bytes", "flash_bytes", "sram_reserved_bytes")
 MCU_FIELDS = COMMON_FIELDS + (

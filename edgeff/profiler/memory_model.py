@@ -12,7 +12,7 @@ Each layer's bytes are split by what they hold:
   constants     flash: requantization multipliers and shifts (int8)
 
 How the peak follows from them differs with the allocator:
-  float32, host (dynamic allocation, measured against edgeff.profiler.memory_measure):
+  float32, host (dynamic allocation, measured against edgeff.train.torch_memory):
     FF       = sum(weights + update_state) + max over layers of (gradients + max(activations, scratch)),
                since FF trains one layer at a time and frees its graph and gradients before the next;
     backprop = sum(weights + update_state) + sum(gradients) + max(sum(activations), max(scratch)),

@@ -5,9 +5,10 @@ import numpy as np
 
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
+from edgeff.plots import grouped_bars
 from edgeff.profiler.energy_model import WORKLOADS, layer_costs, total, with_energy
 from edgeff.profiler.hw_profile import load_profile
-from edgeff.profiler.memory_measure import measure_int_training_peak, measure_torch
+from edgeff.profiler.memory_measure import measure_int_training_peak
 from edgeff.profiler.memory_model import (
     METHODS,
     PRECISIONS,
@@ -17,7 +18,6 @@ from edgeff.profiler.memory_model import (
     layer_update_bytes,
     peak_bytes,
 )
-from edgeff.report.plots import grouped_bars
 
 
 def model_architecture(path) -> dict:
@@ -43,11 +43,13 @@ def memory_section(arch: dict, batch: int) -> dict:
     return out
 
 
-def measured_section(arch: dict, batch: int, model_path=None) -> dict:
-    """Measured host peaks next to the analytic ones (torch float32; NumPy int8 for int8 model files)."""
+def measured_section(arch: dict, batch: int, model_path=None, measure_torch=None) -> dict:
+    """Measured host peaks next to the analytic ones: torch float32 when given measure_torch (the trainer's
+    edgeff.train.torch_memory.measure_torch; the profiler runs no torch itself), NumPy int8 for int8 model
+    files."""
     sizes, classes = arch["sizes"], arch["n_classes"]
     out = {}
-    for method in METHODS:
+    for method in METHODS if measure_torch is not None else ():
         rows = layer_memory(method, "float32", sizes, batch, classes)
         measured = measure_torch(method, sizes, batch, classes)
         out[f"{method}_float32_torch"] = _compare(measured["peak_bytes"], peak_bytes(method, "float32", rows))
@@ -108,7 +110,10 @@ def energy_section(arch: dict, profile) -> dict:
     return out
 
 
-def profile_model(model_path, board: str, batch: int = 1, measure: bool = False, out_dir=None) -> dict:
+def profile_model(model_path, board: str, batch: int = 1, measure: bool = False, out_dir=None,
+                  measure_torch=None) -> dict:
+    """The profile of a model on a board; with measure, measured host peaks beside the analytic ones
+    (measure_torch: see measured_section)."""
     if batch < 1:
         raise EdgeFFError(f"--batch {batch}: must be at least 1")
     profile = load_profile(board)
@@ -118,7 +123,7 @@ def profile_model(model_path, board: str, batch: int = 1, measure: bool = False,
               "memory": memory_section(arch, batch), "fit": fit_section(arch, profile),
               "energy": energy_section(arch, profile)}
     if measure:
-        result["measured"] = measured_section(arch, batch, model_path)
+        result["measured"] = measured_section(arch, batch, model_path, measure_torch)
     if out_dir is not None:
         result["plots"] = write_plots(result, Path(out_dir))
     return result

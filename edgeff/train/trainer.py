@@ -22,7 +22,7 @@ from edgeff.atomic_write import atomic_write_text
 from edgeff.data.datasets import Dataset
 from edgeff.data.labels import hardest_wrong_labels, random_wrong_labels
 from edgeff.errors import EdgeFFError
-from edgeff.report.plots import plot_gamma, plot_layer_accuracy
+from edgeff.plots import plot_gamma, plot_layer_accuracy
 from edgeff.scoring import best_layer_subset, multi_pass_accuracy, per_layer_accuracy
 from edgeff.train.checkpoint import load_checkpoint, save_checkpoint
 from edgeff.train.config import Config

@@ -12,13 +12,14 @@ import shutil
 from contextlib import nullcontext
 from pathlib import Path
 
+from edgeff.package_data import MODELS_DIR
 from edgeff.quant.ptq import quantize
 from edgeff.runtime.int_model import IntFFModel, evaluate_int
 from edgeff.runtime.int_training import IntTrainingConfig
 from edgeff.train.config import load_config
 from edgeff.train.trainer import train
 
-BOARD_CONFIG = Path(__file__).resolve().parent.parent.parent / "models" / "board-784-64-32.toml"
+BOARD_CONFIG = MODELS_DIR / "board-784-64-32.toml"
 BOARD_PROFILE = "nrf52840"
 LEARNING_RATE_SHIFT = 20        # from-PTQ schedule of benchmarks/runtime_accuracy.py
 INFER_CHECKS = 20
@@ -33,8 +34,8 @@ def _board(port, storage):
     if port:
         return nullcontext(), port, None
     if shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"):
-        return EmulatedBoard(), "emulate", "the EdgeFF firmware on an emulated Cortex-M4 (QEMU mps2-an386)"
-    return (VirtualBoard(storage, profile=BOARD_PROFILE), "virtual",
+        return EmulatedBoard(), "qemu://", "the EdgeFF firmware on an emulated Cortex-M4 (QEMU mps2-an386)"
+    return (VirtualBoard(storage, profile=BOARD_PROFILE), "virtual://",
             f"a virtual board with the {BOARD_PROFILE} profile (install qemu-system-arm and gcc-arm-none-eabi "
             "for the emulated Cortex-M4)")
 
@@ -66,7 +67,7 @@ def run_on_device(out_dir, data, port=None, samples=4000, quiet=False) -> dict:
             agree = sum(link.infer(image)[2] == expected[i].tolist() for i, image in enumerate(images))
             board_name = f"{link.info.name} ({link.info.firmware})"
     after = evaluate_int(model, data.test.images, data.test.labels, model.eval_layers)
-    return {"board": description or board_name, "port": board_port, "emulated": board_port == "emulate",
+    return {"board": description or board_name, "port": board_port, "emulated": board_port == "qemu://",
             "runtime_identical": pulled == runtime_image(ptq, stream, config),
             "int8_before": before, "int8_after": after,
             "samples": len(stream), "lr_shift": LEARNING_RATE_SHIFT, "inference_checked": len(images),

@@ -4,20 +4,20 @@ Stages: train the default collaborative model (resuming if the folder holds a ch
 on the test set in both inference modes, quantize it to int8 (PTQ) and evaluate that in the integer
 runtime, with the memory plan of on-device training; profile it on the default board (memory and energy
 per layer, FF against backprop); export it as ONNX, TFLite and a C header and verify each export in its
-own runtime (edgeff.report.exports); train the board-sized network on a board over the serial protocol
-(a virtual board unless a port is given; edgeff.report.on_device); write report.md with the plots and
+own runtime (edgeff.app.report.exports); train the board-sized network on a board over the serial protocol
+(a virtual board unless a port is given; edgeff.app.report.on_device); write report.md with the plots and
 the model files beside it.
 """
 import json
 import sys
 from pathlib import Path
 
+from edgeff.app.report.exports import exports_markdown, run_exports
+from edgeff.app.report.on_device import on_device_markdown, run_on_device
 from edgeff.atomic_write import atomic_write_text
 from edgeff.data.datasets import load_dataset
 from edgeff.profiler.profile_report import profile_model
 from edgeff.quant.ptq import quantize
-from edgeff.report.exports import exports_markdown, run_exports
-from edgeff.report.on_device import on_device_markdown, run_on_device
 from edgeff.runtime.int_model import IntFFModel, evaluate_int
 from edgeff.runtime.memory_plan import plan_summary, training_plan
 from edgeff.train.config import load_config
@@ -156,7 +156,7 @@ def _profile_markdown(p: dict) -> str:
     verdict = {True: "fits", False: "does not fit"}
     return f"""## Profile on {p['board']} ({p['board_description']})
 
-`edgeff profile {Path(p['model']).name} --board {p['board']}` (figures and their sources: hw_profiles/).
+`edgeff profile {Path(p['model']).name} --board {p['board']}` (figures and their sources: edgeff/hw_profiles/).
 
 | training, batch 1 | FF | backprop |
 |---|---|---|

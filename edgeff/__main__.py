@@ -1,0 +1,6 @@
+"""`python -m edgeff`: the `edgeff` command."""
+import sys
+
+from edgeff.app.cli import main
+
+sys.exit(main())

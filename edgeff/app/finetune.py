@@ -1,0 +1,61 @@
+"""`edgeff finetune`: continue training an int8 model with the integer-only FF rule (edgeff/runtime/finetune.py)."""
+from edgeff.app.options import (
+    add_command,
+    at_least,
+    data_dir_option,
+    dataset_of,
+    json_flag,
+    print_result,
+    progress_off,
+    training_config,
+    training_options,
+)
+from edgeff.atomic_write import check_out_path
+from edgeff.errors import EdgeFFError
+
+
+def register(sub):
+    sp = add_command(sub, "finetune", "Continue training an int8 model with the integer-only FF rule, exactly as a "
+                                      "board would (batch size 1 is the board's rule).", run,
+                     interrupted="interrupted; --out holds the model after the last finished epoch, if one "
+                                 "finished (finetune does not resume: the same command starts again from MODEL)")
+    sp.add_argument("model", help="int8 model file (from `edgeff quantize` or an earlier finetune)")
+    sp.add_argument("--out", required=True, help="int8 model file to write (with master weights)")
+    sp.add_argument("--epochs", type=at_least(1), default=1, help="passes over the samples")
+    sp.add_argument("--samples", type=at_least(1), help="training samples per epoch (default: all)")
+    sp.add_argument("--batch-size", type=at_least(1), default=1, help="samples per update (default: 1, as a board)")
+    training_options(sp)
+    data_dir_option(sp)
+    json_flag(sp)
+
+
+def run(args):
+    from tqdm import tqdm
+
+    from edgeff.model_file import load_model, save_model
+    from edgeff.runtime.finetune import finetune
+    from edgeff.runtime.int_training import load_trainer, trainer_tensors
+
+    check_out_path(args.out, inputs=[args.model])
+    _, header = load_model(args.model)
+    if (header.get("architecture") or {}).get("kind") != "ff-mlp-int8":
+        raise EdgeFFError(f"{args.model}: finetune continues training an int8 model; make one with "
+                          "`edgeff quantize MODEL --out MODEL_INT8`")
+    data = dataset_of(header, args.data_dir)
+    trainer = load_trainer(args.model, training_config(args))
+    n = min(args.samples or len(data.train), len(data.train))
+    bar = tqdm(total=args.epochs * n, unit="sample", desc="finetune int8", disable=progress_off(args))
+
+    def save(history):
+        bar.set_postfix(val=f"{history[-1]['val_multi_pass']:.4f}")
+        save_model(args.out, trainer_tensors(trainer),
+                   {**header, "int_training": {"config": vars(trainer.config), "step": trainer.step_count,
+                                               "history": history, "source_model": str(args.model)}})
+
+    history = finetune(trainer, data.train, data.val, args.epochs, n, args.batch_size, args.seed,
+                       header["architecture"]["eval_layers"], on_samples=bar.update, on_epoch=save)
+    bar.close()
+    print_result(args, {"model": str(args.out), "history": history},
+                 "\n".join(f"epoch {h['epoch']}: validation multi-pass {h['val_multi_pass']:.4f}" for h in history)
+                 + f"\nwrote {args.out}")
+

@@ -1,0 +1,48 @@
+"""`edgeff export --format board-header`: an int8 model's board image as a C array that EdgeFF's board
+firmware compiles in (array `board_model`), refused here when the firmware could not hold or train it."""
+from pathlib import Path
+
+from edgeff.atomic_write import atomic_write_bytes
+from edgeff.c_array import c_header
+from edgeff.errors import EdgeFFError
+from edgeff.model_file import load_model
+from firmware_bridge.board_image import pack_image
+from firmware_bridge.emulator import IMAGE_CAPACITY
+
+BOARD_MODEL = "board_model"   # the array a board-header defines: the name the board firmware includes
+
+
+def _check_fits_board_firmware(model_path, tensors: dict, header: dict):
+    """Refuse here, with the sizes, a model the board firmware has no RAM for (else the firmware build or the
+    board's boot is where it fails). The board trains with master weights: count them even if the file has none."""
+    from edgeff.runtime.int_training import IntTrainingConfig, trainer_from_tensors, trainer_tensors
+
+    trainer = trainer_from_tensors(tensors, header, IntTrainingConfig(), model_path)
+    needed = len(pack_image(trainer_tensors(trainer), header))
+    if needed > IMAGE_CAPACITY:
+        raise EdgeFFError(f"{model_path}: with its master weights this model takes {needed:,} bytes of board RAM, "
+                          f"but EdgeFF's board firmware holds models up to {IMAGE_CAPACITY:,} bytes; train a "
+                          f"smaller network (sizes {header['architecture']['sizes']}; board-784-64-32 fits)")
+
+
+def export_board_header(model_path, out_path) -> dict:
+    """Write model_path's board image as a C header to out_path; returns what was written (for the CLI)."""
+    from edgeff.runtime.int_model import IntFFModel
+
+    model_path, out_path = Path(model_path), Path(out_path)
+    tensors, header = load_model(model_path)
+    kind = (header.get("architecture") or {}).get("kind")
+    if kind not in ("ff-mlp", "ff-mlp-int8"):
+        raise EdgeFFError(f"{model_path}: not an EdgeFF model file (architecture kind {kind!r})")
+    if kind != "ff-mlp-int8":
+        raise EdgeFFError(f"{model_path}: board-header export takes an int8 model; make one with "
+                          f"`edgeff quantize {model_path} --out MODEL_INT8`")
+    if any(layer.norm_bits != 7 for layer in IntFFModel.from_file(model_path).layers):
+        raise EdgeFFError(f"{model_path}: EdgeFF's board firmware trains int8-normalized layers only; this "
+                          "model has int16 normalization (quantize it with --norm-bits 7)")
+    _check_fits_board_firmware(model_path, tensors, header)
+    what = "board image (firmware_bridge/board_image.py)"
+    data = c_header(pack_image(tensors, header), BOARD_MODEL, f"{model_path.name} as {what}", "board-header").encode()
+    atomic_write_bytes(out_path, data)
+    return {"model": str(model_path), "out": str(out_path), "format": "board-header", "what": f"C array of the {what}",
+            "bytes": len(data)}
