@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from edgeff.errors import EdgeFFError
+from edgeff.runtime import backend
 from edgeff.runtime import fully_connected as fc
 from edgeff.runtime.goodness import goodness
 from edgeff.runtime.l2_normalization import (
@@ -9,6 +11,7 @@ from edgeff.runtime.l2_normalization import (
     inv_sqrt_quantized_multiplier_ref,
     l2_normalization,
 )
+from edgeff.runtime.reference_kernels import ReferenceKernels
 from edgeff.runtime.requantize import (
     INT32_MAX,
     multiply_by_quantized_multiplier_ref,
@@ -135,3 +138,19 @@ def test_fused_relu_clamp_before_rescale_changes_nothing():
     raw = [multiply_by_quantized_multiplier_ref(((int(a) + int(b) + (1 << 31)) % (1 << 32)) - (1 << 31), int(m), int(s))
            for a, b, m, s in zip(acc, bias, mult, shift, strict=True)]
     assert np.array_equal(got, np.clip(np.array(raw) - 128, -128, 127))
+
+
+def test_backend_is_chosen_once_by_name(monkeypatch):
+    """The variable and the API pick the kernel set; a name that is none of them is refused, naming the choices."""
+    monkeypatch.setenv("EDGEFF_KERNELS", "numpy")
+    with pytest.raises(EdgeFFError, match="EDGEFF_KERNELS=numpy names no kernel backend: choose one of auto, c, "
+                                          "reference"):
+        backend.choice()
+    with pytest.raises(EdgeFFError, match=r"backend.use\('fast'\) names no kernel backend"):
+        backend.use("fast")
+    monkeypatch.setenv("EDGEFF_KERNELS", "reference")
+    assert backend.choice() == "reference"
+    with backend.using("reference") as kernels:
+        assert backend.active() == "reference" and type(kernels) is ReferenceKernels and backend.kernels() is kernels
+    monkeypatch.setenv("EDGEFF_KERNELS", "auto")
+    assert backend.choice() == "auto"   # using() gave the choice back to the variable

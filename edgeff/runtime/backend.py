@@ -29,9 +29,9 @@ _choice = None    # set by use(); None: the environment variable's
 _kernels = None   # the resolved set of the current choice, made on first use
 
 
-def _checked(name, origin: str) -> str:
+def _checked(name, request: str) -> str:
     if name not in CHOICES:
-        raise EdgeFFError(f"{origin} {name!r} is not a kernel backend: choose one of {', '.join(CHOICES)}")
+        raise EdgeFFError(f"{request} names no kernel backend: choose one of {', '.join(CHOICES)}")
     return name
 
 
@@ -39,13 +39,14 @@ def choice() -> str:
     """The requested backend: use()'s, else EDGEFF_KERNELS's (auto when unset)."""
     if _choice is not None:
         return _choice
-    return _checked(os.environ.get(VARIABLE, "auto"), f"{VARIABLE}=")
+    name = os.environ.get(VARIABLE, "auto")
+    return _checked(name, f"{VARIABLE}={name}")
 
 
 def use(name: str) -> None:
     """Choose the backend ("auto", "c" or "reference") for the rest of the process."""
     global _choice, _kernels
-    _choice, _kernels = _checked(name, "backend.use:"), None
+    _choice, _kernels = _checked(name, f"backend.use({name!r})"), None
 
 
 @contextlib.contextmanager
