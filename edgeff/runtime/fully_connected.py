@@ -77,8 +77,3 @@ def requantize_output(acc, bias, multiplier, shift, output_zero_point, act_min, 
     return np.clip(y, act_min, act_max, out=y).astype(dtype)
 
 
-def fully_connected(x, w, bias, input_zero_point, multiplier, shift, output_zero_point, act_min, act_max,
-                    accumulator=accumulate, rounding="double") -> np.ndarray:
-    """int8 FullyConnected; returns values in [act_min, act_max] (int8 for an int8 range)."""
-    return requantize_output(accumulator(x, w, input_zero_point), bias, multiplier, shift,
-                             output_zero_point, act_min, act_max, rounding)
