@@ -294,7 +294,10 @@ def _int8_rows(q) -> bool:
 
 
 class CKernels(ReferenceKernels):
-    """The C kernels where they apply; methods and arguments as ReferenceKernels (called positionally)."""
+    """The C kernels where they apply; methods and arguments as ReferenceKernels (called positionally).
+
+    Above each method, the cases its C code covers; in its body, the array-level C call of the same name
+    defined above (a module function: a method body does not see the class's names)."""
     name = "c"
 
     @_c_for(lambda acc, bias, multiplier, shift, zp, act_min, act_max, *_:
@@ -317,7 +320,8 @@ class CKernels(ReferenceKernels):
         n, out, g = ff_layer(a, zp, weight, bias, multiplier, shift, out_zp, act_min, rounding)
         return n, out, g.astype(np.int64)
 
-    @_c_for(lambda shared, *args: shared.dtype == np.int32 and args[-2] == NORM_BITS_INT8)
+    @_c_for(lambda shared, label_pixel, label_columns, bias, multiplier, shift, out_zp, act_min, norm_bits, rounding:
+            shared.dtype == np.int32 and norm_bits == NORM_BITS_INT8)
     def label_rows(shared, label_pixel, label_columns, bias, multiplier, shift, out_zp, act_min, norm_bits,
                    rounding):
         return label_rows(shared, label_pixel, label_columns, bias, multiplier, shift, out_zp, act_min, rounding)
