@@ -2,7 +2,7 @@
 
 The Python modules are the one source: messages.py (message types, error codes, payload layouts), framing.py
 (frame overhead), board_image.py (the board image's header layout and layer limit), and the runtime's integer
-constants (edgeff/runtime/int_model.py, int_training.py). The generated headers are committed, so a C build
+constants (edgeff/runtime/int_model.py, master_weights.py). The generated headers are committed, so a C build
 needs no Python; tests/test_board_descriptor.py regenerates them in memory and fails when a committed copy
 has drifted. Regenerate with
 
@@ -11,7 +11,7 @@ has drifted. Regenerate with
 import sys
 
 from edgeff.csrc import KERNELS, PROTOCOL
-from edgeff.runtime import int_model, int_training
+from edgeff.runtime import int_model, master_weights
 from firmware_bridge import board_image, framing
 from firmware_bridge import messages as m
 
@@ -86,8 +86,8 @@ def kernel_constants_header() -> str:
     return _guarded("EDGEFF_FF_CONSTANTS_H", [
         signed("EF_INPUT_ZERO_POINT", int_model.INPUT_ZERO_POINT, "pixels 0..255 as int8"),
         signed("EF_GAMMA_FRAC_BITS", int_model.GAMMA_FRAC_BITS, "collaboration strength gamma in Q8"),
-        signed("EF_MASTER_FRAC_BITS", int_training.MASTER_FRAC_BITS, "master weights: int16 with these bits"),
-        signed("EF_WEIGHT_MAX", int_training.WEIGHT_MAX, "int8 weights lie in [-WEIGHT_MAX, WEIGHT_MAX]"),
+        signed("EF_MASTER_FRAC_BITS", master_weights.MASTER_FRAC_BITS, "master weights: int16 with these bits"),
+        signed("EF_WEIGHT_MAX", master_weights.WEIGHT_MAX, "int8 weights lie in [-WEIGHT_MAX, WEIGHT_MAX]"),
         signed("EF_MAX_LAYERS", board_image.MAX_LAYERS, "FF layers a board image and a trainer hold"),
     ])
 
