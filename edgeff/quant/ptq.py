@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelKind
 from edgeff.model_file import save_model
 from edgeff.runtime.int_model import (
     GAMMA_FRAC_BITS,
@@ -146,7 +147,7 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
              "calibration": {"samples": len(calib_labels), "statistic": "max over positive and "
                              "negative inputs"},
              "weights": "trained" if from_scratch_seed is None else f"fresh random init, seed {from_scratch_seed}"}
-    new_header = {"architecture": {**arch, "kind": "ff-mlp-int8"}, "quantization": quant,
+    new_header = {"architecture": {**arch, "kind": ModelKind.INT8}, "quantization": quant,
                   "training": header.get("training"), "float_metrics": header.get("metrics", {}).get("val"),
                   "source_model": str(float_model_path), "data": data_fingerprint}
     save_model(out_path, tensors, new_header)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelKind
 from edgeff.model_file import load_model
 from edgeff.runtime import c_kernels
 from edgeff.runtime.fully_connected import accumulate, requantize_output
@@ -115,7 +116,7 @@ class IntFFModel:
     @classmethod
     def _from_tensors(cls, path, tensors, header) -> "IntFFModel":
         arch, quant = header.get("architecture") or {}, header.get("quantization")
-        if arch.get("kind") != "ff-mlp-int8" or not isinstance(quant, dict):
+        if arch.get("kind") != ModelKind.INT8 or not isinstance(quant, dict):
             raise EdgeFFError(f"{path}: not an int8 FF model (architecture kind {arch.get('kind')!r}); "
                               "make one with `edgeff quantize MODEL --out MODEL_INT8`")
         sizes = arch["sizes"]
