@@ -19,6 +19,7 @@ import math
 import numpy as np
 import torch
 
+from edgeff.data.labels import overlay_labels
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelKind
 from edgeff.model_file import save_model
@@ -57,8 +58,8 @@ def _calibration_activities(net, images: np.ndarray, labels: np.ndarray):
     x0 = images_to_input(images, net.n_classes)
     rng = np.random.default_rng(0)
     wrong = (labels + rng.integers(1, net.n_classes, len(labels))) % net.n_classes
-    x = torch.cat([x0, x0])
-    x[torch.arange(2 * len(labels)), torch.from_numpy(np.concatenate([labels, wrong]))] = net.label_value
+    x = overlay_labels(torch.cat([x0, x0]), torch.from_numpy(np.concatenate([labels, wrong])), net.n_classes,
+                       net.label_value)
     with torch.no_grad():
         acts = [a.numpy() for a in net.activities(x)]
         logits = net.head_logits(x0).numpy()
