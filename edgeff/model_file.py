@@ -178,7 +178,11 @@ def _architecture(path, arch, version: int) -> dict:
     elif "sizes" in arch or "normalization" in arch:
         raise EdgeFFError(f"{path}: a format-{version} architecture holds its layers under 'layers', not "
                           "'sizes' / 'normalization'; the file is corrupt")
-    arch = with_derived_keys(arch, ModelDescription.from_header(arch.get("layers"), str(path)))
+    description = ModelDescription.from_header(arch.get("layers"), str(path))
+    try:
+        arch = with_derived_keys(arch, description)
+    except EdgeFFError as exc:   # layers that normalize differently, which no backend runs yet
+        raise EdgeFFError(f"{path}: {exc}") from None
     _check_ff_settings(path, arch)
     return arch
 

@@ -104,9 +104,11 @@ def test_format2_file_with_format1_keys_or_bad_layers_is_refused(tmp_path):
                                         "goodness": "mean", "collab_mode": "none", "eval_layers": [1, 2],
                                         "head_layers": net.head_layers}})
     header = json.loads(_metadata(path))
+    mixed = [{**header["architecture"]["layers"][0], "normalization": "length"}, header["architecture"]["layers"][1]]
     for arch, message in [({**header["architecture"], "sizes": [20, 6, 4]}, "holds its layers under 'layers'"),
                           ({**header["architecture"], "layers": []}, "'layers' must be a non-empty list"),
-                          ({**header["architecture"], "layers": [{"kind": "pool"}]}, "unknown layer kind 'pool'")]:
+                          ({**header["architecture"], "layers": [{"kind": "pool"}]}, "unknown layer kind 'pool'"),
+                          ({**header["architecture"], "layers": mixed}, "m.safetensors: the layers normalize")]:
         meta = {"edgeff": json.dumps({**header, "architecture": arch})}
         path.write_bytes(st_save(network_tensors(net), metadata=meta))
         with pytest.raises(EdgeFFError, match=message):
