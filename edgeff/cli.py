@@ -12,6 +12,7 @@ from pathlib import Path
 from edgeff import __version__
 from edgeff.atomic_write import check_out_path
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelKind
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_PIPELINE_CONFIG = "acff-784-500-500-fast"
@@ -120,7 +121,7 @@ def cmd_eval(args):
     layers = arch.get("eval_layers")
     if args.layers:
         layers = layer_list("--layers", "layers", _int_list(args.layers), len(arch["sizes"]) - 1)
-    if arch.get("kind") == "ff-mlp-int8":
+    if arch.get("kind") == ModelKind.INT8:
         from edgeff.runtime.int_model import IntFFModel, evaluate_int
 
         scores = evaluate_int(IntFFModel.from_file(args.model), split.images, split.labels, layers, args.mode)
@@ -201,7 +202,7 @@ def cmd_finetune(args):
 
     check_out_path(args.out, inputs=[args.model])
     _, header = load_model(args.model)
-    if (header.get("architecture") or {}).get("kind") != "ff-mlp-int8":
+    if (header.get("architecture") or {}).get("kind") != ModelKind.INT8:
         raise EdgeFFError(f"{args.model}: finetune continues training an int8 model; make one with "
                           "`edgeff quantize MODEL --out MODEL_INT8`")
     data = _dataset_of(header, args.data_dir)

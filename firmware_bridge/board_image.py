@@ -22,6 +22,7 @@ import struct
 import numpy as np
 
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelKind
 from firmware_bridge.messages import MODEL_FORMAT
 
 MAGIC = b"EFFB"
@@ -143,7 +144,7 @@ def unpack_image(blob: bytes) -> tuple[dict, dict]:
         pos += size + _pad(size)
     if pos != len(blob):
         raise EdgeFFError(f"board image has {len(blob) - pos} bytes after its last tensor")
-    header = {"architecture": {"kind": "ff-mlp-int8", "sizes": sizes, "n_classes": n_classes,
+    header = {"architecture": {"kind": ModelKind.INT8, "sizes": sizes, "n_classes": n_classes,
                                "collab_mode": COLLAB_MODES[flags >> 1 & 3], "eval_layers": eval_layers,
                                "head_layers": head_layers},
               "quantization": {"label_q": label_q, "neutral_label_q": neutral_q, "goodness_frac_bits": frac_bits,

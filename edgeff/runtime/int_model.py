@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeff.data.labels import overlay_labels, overlay_neutral
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelKind
 from edgeff.model_file import load_model
 from edgeff.runtime import backend, c_kernels
 from edgeff.runtime.fully_connected import accumulate
@@ -104,7 +106,7 @@ class IntFFModel:
     @classmethod
     def _from_tensors(cls, path, tensors, header) -> "IntFFModel":
         arch, quant = header.get("architecture") or {}, header.get("quantization")
-        if arch.get("kind") != "ff-mlp-int8" or not isinstance(quant, dict):
+        if arch.get("kind") != ModelKind.INT8 or not isinstance(quant, dict):
             raise EdgeFFError(f"{path}: not an int8 FF model (architecture kind {arch.get('kind')!r}); "
                               "make one with `edgeff quantize MODEL --out MODEL_INT8`")
         sizes = arch["sizes"]
@@ -169,11 +171,8 @@ class IntFFModel:
         q = (images ^ np.uint8(0x80)).view(np.int8)   # p - 128 in int8 is p with its top bit flipped
         c = self.n_classes
         if labels is None:
-            q[:, :c] = self.quant["neutral_label_q"]
-        else:
-            q[:, :c] = INPUT_ZERO_POINT
-            q[np.arange(len(q)), self.check_labels(labels, len(q))] = self.quant["label_q"]
-        return q
+            return overlay_neutral(q, c, self.quant["neutral_label_q"])
+        return overlay_labels(q, self.check_labels(labels, len(q)), c, self.quant["label_q"], INPUT_ZERO_POINT)
 
     # ------------------------------------------------------------------ layers
     def forward_layers(self, q: np.ndarray, first: int = 0, in_zero_point: int = INPUT_ZERO_POINT):
