@@ -13,6 +13,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeff.data.datasets import load_dataset
+from edgeff.data.labels import overlay_labels
 from edgeff.model_file import load_model
 
 GRIDS = [("float (no rounding)", None, None), ("int8, scale 2^-7 (TFLite)", 7, 8), ("int8, scale 2^-9", 9, 8),
@@ -23,9 +24,7 @@ def multi_pass_accuracy(tensors, arch, images, labels, bits, width):
     n_layers, c = len(arch["sizes"]) - 1, arch["n_classes"]
     scores = np.zeros((len(images), c))
     for label in range(c):
-        x = images.astype(np.float64) / 255.0
-        x[:, :c] = 0.0
-        x[:, label] = arch["label_value"]
+        x = overlay_labels(images.astype(np.float64) / 255.0, np.full(len(images), label), c, arch["label_value"])
         for i in range(n_layers):
             u = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # an all-zero row stays 0
             if bits is not None:

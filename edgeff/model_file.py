@@ -5,6 +5,10 @@ No pickle: a safetensors file is a length-prefixed JSON header followed by raw t
 file a user hands us can never run code. The EdgeFF header sits in the safetensors metadata under the key
 "edgeff" and holds at least {"format", "version", "kind"}; the rest (architecture, training config,
 metrics, data fingerprint, quantization) is up to the kind. Writes are atomic.
+
+A model's architecture holds its layers as a model description (edgeff/model_description.py) since format 2;
+format-1 files (`sizes` and one `normalization`) are migrated when they load. In memory the architecture
+also carries the derived `sizes` and `normalization`, which are not stored.
 """
 import itertools
 import json
@@ -17,16 +21,26 @@ from safetensors.numpy import save as st_save
 
 from edgeff.atomic_write import atomic_write_bytes
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import (
+    ModelDescription,
+    ModelKind,
+    migrate_v1_architecture,
+    stored_architecture,
+    with_derived_keys,
+)
 
 FORMAT = "edgeff"
-VERSION = 1
+VERSION = 2
 _METADATA_KEY = "edgeff"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
 def save_model(path, tensors: dict, header: dict, kind: str = "model") -> Path:
     """Write tensors (name -> NumPy array) and a JSON-serialisable header to `path`, atomically."""
-    full_header = {"format": FORMAT, "version": VERSION, "kind": kind, **header}
+    if kind == "model" and isinstance(header.get("architecture"), dict):
+        header = {**header, "architecture": stored_architecture(header["architecture"], str(path))}
+    # a header loaded from an older file is written as this version: its own format fields give way
+    full_header = {**header, "format": FORMAT, "version": VERSION, "kind": kind}
     arrays = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
     data = st_save(arrays, metadata={_METADATA_KEY: json.dumps(full_header, sort_keys=True)})
     return atomic_write_bytes(path, data)
@@ -132,7 +146,7 @@ def ff_tensor_shapes(arch: dict) -> dict:
 
 def check_ff_tensors(path, tensors: dict, arch: dict):
     """Refuse a model whose tensors are missing, extra, misshapen or not finite, naming the tensor."""
-    expected = ff_tensor_shapes(arch)   # the architecture was checked by _check_architecture
+    expected = ff_tensor_shapes(arch)   # the architecture was checked by _architecture
     for name, shape in expected.items():
         if name not in tensors:
             raise EdgeFFError(f"{path}: tensor '{name}' is missing (architecture {arch['sizes']})")
@@ -146,25 +160,35 @@ def check_ff_tensors(path, tensors: dict, arch: dict):
         raise EdgeFFError(f"{path}: unexpected tensor(s) {extra} for architecture {arch['sizes']}")
 
 
-MODEL_KINDS = ("ff-mlp", "ff-mlp-int8")
-_ARCH_CHOICES = {"goodness": ("mean", "sum"), "collab_mode": ("none", "fixed", "adaptive"),
-                 "normalization": ("rms", "length")}
-_ARCH_OPTIONAL = {"normalization"}   # files written before it existed normalize by "rms"
+_ARCH_CHOICES = {"goodness": ("mean", "sum"), "collab_mode": ("none", "fixed", "adaptive")}
 
 
 def _layer_numbers(value, n_layers: int) -> bool:
     return isinstance(value, list) and bool(value) and all(_is_int(v) and 1 <= v <= n_layers for v in value)
 
 
-def _check_architecture(path, arch):
-    if not isinstance(arch, dict) or arch.get("kind") not in MODEL_KINDS:
+def _architecture(path, arch, version: int) -> dict:
+    """The checked architecture with its derived keys; a format-1 one migrated to layers first."""
+    if not isinstance(arch, dict) or arch.get("kind") not in tuple(ModelKind):
         kind = arch.get("kind") if isinstance(arch, dict) else None
         raise EdgeFFError(f"{path}: the file describes no FF network (architecture kind {kind!r}); train one "
                           "with `edgeff train` or quantize one with `edgeff quantize`")
-    sizes = arch.get("sizes")
-    if not (isinstance(sizes, list) and len(sizes) >= 2 and all(_is_int(s) and s > 0 for s in sizes)):
-        raise EdgeFFError(f"{path}: the architecture's 'sizes' must list the input width and the hidden widths "
-                          f"as positive integers, got {sizes!r}; the file is corrupt")
+    if version == 1:
+        arch = migrate_v1_architecture(arch, str(path))
+    elif "sizes" in arch or "normalization" in arch:
+        raise EdgeFFError(f"{path}: a format-{version} architecture holds its layers under 'layers', not "
+                          "'sizes' / 'normalization'; the file is corrupt")
+    description = ModelDescription.from_header(arch.get("layers"), str(path))
+    try:
+        arch = with_derived_keys(arch, description)
+    except EdgeFFError as exc:   # layers that normalize differently, which no backend runs yet
+        raise EdgeFFError(f"{path}: {exc}") from None
+    _check_ff_settings(path, arch)
+    return arch
+
+
+def _check_ff_settings(path, arch):
+    sizes = arch["sizes"]
     n_classes = arch.get("n_classes")
     if not (_is_int(n_classes) and 2 <= n_classes <= sizes[0]):
         raise EdgeFFError(f"{path}: the architecture's 'n_classes' must be 2..{sizes[0]} (the label pixels are "
@@ -174,8 +198,7 @@ def _check_architecture(path, arch):
             raise EdgeFFError(f"{path}: the architecture's '{key}' must list layers 1..{len(sizes) - 1}, got "
                               f"{arch.get(key)!r}; the file is corrupt")
     for key, choices in _ARCH_CHOICES.items():
-        if (key in arch or key not in _ARCH_OPTIONAL) and (not isinstance(arch.get(key), str)
-                                                          or arch[key] not in choices):
+        if not isinstance(arch.get(key), str) or arch[key] not in choices:
             raise EdgeFFError(f"{path}: the architecture's '{key}' must be one of {', '.join(choices)}, "
                               f"got {arch.get(key)!r}; the file is corrupt")
     if not isinstance(arch.get("qat", False), bool):
@@ -224,10 +247,10 @@ def _check_int8(path, tensors: dict, arch: dict, quant):
 
 
 def check_model(path, tensors: dict, header: dict):
-    """Refuse a model file whose architecture is missing or malformed, or whose tensors do not match it."""
-    arch = header.get("architecture")
-    _check_architecture(path, arch)
-    if arch["kind"] == "ff-mlp":
+    """Refuse a model file whose architecture is missing or malformed, or whose tensors do not match it.
+    The header's architecture becomes the checked one in memory (format 1 migrated, derived keys added)."""
+    arch = header["architecture"] = _architecture(path, header.get("architecture"), header["version"])
+    if arch["kind"] == ModelKind.FLOAT:
         check_ff_tensors(path, tensors, arch)
     else:
         _check_int8(path, tensors, arch, header.get("quantization"))

@@ -185,7 +185,7 @@ class BoardCore:
         """The encoded reply to one received frame (a NAK for a bad one)."""
         if isinstance(item, BadFrame):
             self.frames_bad += 1
-            return encode_frame(m.Reply.NAK, 0xFFFF, m.NAK.pack(m.NAK_REASONS[item.reason]))
+            return encode_frame(m.Reply.NAK, m.NAK_SEQ, m.NAK.pack(m.NAK_REASONS[item.reason]))
         self.frames_ok += 1
         try:
             reply_type, payload = self._dispatch(item)

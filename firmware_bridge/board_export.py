@@ -5,6 +5,7 @@ from pathlib import Path
 from edgeff.atomic_write import atomic_write_bytes
 from edgeff.c_array import c_header
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelKind
 from edgeff.model_file import load_model
 from firmware_bridge.board_image import pack_image
 from firmware_bridge.emulator import IMAGE_CAPACITY
@@ -32,9 +33,9 @@ def export_board_header(model_path, out_path) -> dict:
     model_path, out_path = Path(model_path), Path(out_path)
     tensors, header = load_model(model_path)
     kind = (header.get("architecture") or {}).get("kind")
-    if kind not in ("ff-mlp", "ff-mlp-int8"):
+    if kind not in tuple(ModelKind):
         raise EdgeFFError(f"{model_path}: not an EdgeFF model file (architecture kind {kind!r})")
-    if kind != "ff-mlp-int8":
+    if kind != ModelKind.INT8:
         raise EdgeFFError(f"{model_path}: board-header export takes an int8 model; make one with "
                           f"`edgeff quantize {model_path} --out MODEL_INT8`")
     if any(layer.norm_bits != 7 for layer in IntFFModel.from_file(model_path).layers):

@@ -22,6 +22,7 @@ import struct
 import numpy as np
 
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelKind
 from firmware_bridge.messages import MODEL_FORMAT
 
 MAGIC = b"EFFB"
@@ -29,6 +30,7 @@ MAX_LAYERS = 8
 FIXED = struct.Struct("<4sBBBBBbbBBxxxI")
 LAYER = struct.Struct("<bBxxiii")
 ALIGN = 8
+FLAG_MASTERS = 1                 # flags bit 0: master weights present
 COLLAB_MODES = ("none", "fixed", "adaptive")
 
 
@@ -78,7 +80,7 @@ def pack_image(tensors: dict, header: dict) -> bytes:
         raise EdgeFFError(f"head layers {arch['head_layers']} must be in ascending order for a board image")
     norm_bits = [q.get("norm_bits", 7) for q in quant["layers"]]
     masters = "layers.0.weight_master" in tensors
-    flags = int(masters) | COLLAB_MODES.index(arch.get("collab_mode", "none")) << 1 \
+    flags = FLAG_MASTERS * masters | COLLAB_MODES.index(arch.get("collab_mode", "none")) << 1 \
         | int(quant.get("rounding", "double") == "single") << 3
     step = int((header.get("int_training") or {}).get("step", 0))
     out = bytearray(FIXED.pack(MAGIC, MODEL_FORMAT, n, arch["n_classes"], flags, quant["goodness_frac_bits"],
@@ -132,7 +134,7 @@ def unpack_image(blob: bytes) -> tuple[dict, dict]:
     if any(layer["norm_bits"] not in (7, 15) for layer in layers):
         raise EdgeFFError("board image header is invalid (norm bits must be 7 or 15)")
     pos = _header_size(n)
-    specs = _array_specs(sizes, n_classes, head_layers, [l["norm_bits"] for l in layers], bool(flags & 1))
+    specs = _array_specs(sizes, n_classes, head_layers, [l["norm_bits"] for l in layers], bool(flags & FLAG_MASTERS))
     for name, dtype, shape in specs:
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if pos + size > len(blob):
@@ -142,7 +144,7 @@ def unpack_image(blob: bytes) -> tuple[dict, dict]:
         pos += size + _pad(size)
     if pos != len(blob):
         raise EdgeFFError(f"board image has {len(blob) - pos} bytes after its last tensor")
-    header = {"architecture": {"kind": "ff-mlp-int8", "sizes": sizes, "n_classes": n_classes,
+    header = {"architecture": {"kind": ModelKind.INT8, "sizes": sizes, "n_classes": n_classes,
                                "collab_mode": COLLAB_MODES[flags >> 1 & 3], "eval_layers": eval_layers,
                                "head_layers": head_layers},
               "quantization": {"label_q": label_q, "neutral_label_q": neutral_q, "goodness_frac_bits": frac_bits,

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelKind
 from edgeff.model_file import load_model, save_model
 from edgeff.runtime.int_training import (
     IntTrainingConfig,
@@ -92,7 +93,7 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
     checkpoints_outlive: whether the board's checkpoints outlast this call (not an emulated board's)."""
     config.check()
     tensors, header = load_model(model_path)
-    if (header.get("architecture") or {}).get("kind") != "ff-mlp-int8":
+    if (header.get("architecture") or {}).get("kind") != ModelKind.INT8:
         raise EdgeFFError(f"{model_path}: a board trains int8 models; make one with `edgeff quantize`")
     image = pack_image(tensors, header)
     frac_bits = header["quantization"]["goodness_frac_bits"]

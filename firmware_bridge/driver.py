@@ -244,7 +244,7 @@ class BoardLink:
         (any attempt is a valid request at the same offset, and requests are idempotent). ConnectionError
         when the port breaks, the board stays silent for `retries` attempts in a row, or after `retries` x 10
         attempts."""
-        self.seq = (self.seq + 1) % 0xFFFF          # 0xFFFF is the NAK's "no sequence"
+        self.seq = (self.seq + 1) % m.NAK_SEQ       # a NAK's sequence number is never a request's
         self.stats["requests"] += 1
         silent = backoff = 0
         for attempt in range(self.retries * 10):

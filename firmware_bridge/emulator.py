@@ -1,6 +1,7 @@
 """Firmware for QEMU's mps2-an386 (an Arm Cortex-M4 board): built with arm-none-eabi-gcc from
 firmware/ (the kernel library, the board support, one application), run under qemu-system-arm with the
-UART on stdio and deterministic instruction counting (-icount shift=0)."""
+UART on stdio and deterministic instruction counting (-icount shift=0). Every board fact (CPU flags, QEMU
+machine, clock, memory) comes from the board's descriptor, hw_profiles/mps2-an386.toml."""
 import hashlib
 import os
 import shutil
@@ -12,19 +13,23 @@ from pathlib import Path
 
 from edgeff.csrc import KERNELS, PROTOCOL
 from edgeff.errors import EdgeFFError
+from edgeff.profiler.hw_profile import FirmwareTarget, load_profile
 from edgeff.runtime.c_kernels import cache_dir
+from firmware_bridge.board_config import generated_files
 
+TARGET = load_profile("mps2-an386").firmware     # the emulated board
 FIRMWARE = Path(__file__).resolve().parent / "firmware"
-BOARD = FIRMWARE / "board" / "mps2_an386"
 # the firmware's protocol code (not the host-only fuzzing harness beside it)
 PROTOCOL_SOURCES = [PROTOCOL / name for name in ("framing.c", "board_image.c", "board_protocol.c")]
-CFLAGS = ["-std=c99", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft", "-O2", "-ffunction-sections",
-          "-fdata-sections", "-ffreestanding", "-Wall", "-Wextra", "-Werror"]
-# board_app/main.c's IMAGE_CAPACITY: the RAM the board firmware gives a model with its master weights (the
-# exporter refuses a bigger board header; a test keeps the two equal)
-IMAGE_CAPACITY = 192 * 1024
-CLOCK_HZ = 25_000_000                  # the mps2-an386 core clock, SysTick's
-INSTRUCTIONS_PER_TICK = 1_000_000_000 // CLOCK_HZ   # -icount shift=0: one instruction per virtual ns
+
+
+def cflags(target: FirmwareTarget) -> list:
+    return ["-std=c99", *target.cpu_flags, "-O2", "-ffunction-sections", "-fdata-sections", "-ffreestanding",
+            "-Wall", "-Wextra", "-Werror"]
+
+
+# the RAM the board firmware gives a model with its master weights (the exporter refuses a bigger board header)
+IMAGE_CAPACITY = TARGET.image_bytes
 
 
 def _tool(name: str) -> str:
@@ -35,20 +40,21 @@ def _tool(name: str) -> str:
     return path
 
 
-def build(app: str, out: Path, generated: dict | None = None, defines=()) -> Path:
+def build(app: str, out: Path, generated: dict | None = None, defines=(), target: FirmwareTarget = TARGET) -> Path:
     """Compile and link firmware/<app>/ with the library and board support into out (an ELF); `generated`
     maps header names to C source written beside the build, `defines` are preprocessor names to set. A link
     that overflows the board's flash or RAM fails with the linker's message."""
     gcc = _tool("arm-none-eabi-gcc")
-    sources = [*sorted(KERNELS.glob("*.c")), *PROTOCOL_SOURCES, *sorted(BOARD.glob("*.c")),
+    board = FIRMWARE / "board" / target.support
+    sources = [*sorted(KERNELS.glob("*.c")), *PROTOCOL_SOURCES, *sorted(board.glob("*.c")),
                *sorted((FIRMWARE / app).glob("*.c"))]
     with tempfile.TemporaryDirectory() as tmp:
-        for name, text in (generated or {}).items():
+        for name, text in {**generated_files(target), **(generated or {})}.items():
             (Path(tmp) / name).write_text(text)
-        cmd = [gcc, *CFLAGS, *(f"-D{name}" for name in defines),
-               f"-I{KERNELS}", f"-I{PROTOCOL}", f"-I{BOARD}", f"-I{tmp}",
+        cmd = [gcc, *cflags(target), *(f"-D{name}" for name in defines),
+               f"-I{KERNELS}", f"-I{PROTOCOL}", f"-I{board}", f"-I{tmp}",
                *map(str, sources),
-               "-nostdlib", "-nostartfiles", f"-T{BOARD / 'mps2_an386.ld'}", "-Wl,--gc-sections",
+               "-nostdlib", "-nostartfiles", f"-L{tmp}", f"-T{board / (target.support + '.ld')}", "-Wl,--gc-sections",
                f"-Wl,-Map={out.with_suffix('.map')}", "-lgcc", "-o", str(out)]
         result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -57,8 +63,9 @@ def build(app: str, out: Path, generated: dict | None = None, defines=()) -> Pat
 
 
 def _qemu_command(elf: Path, serial: str) -> list:
-    return [_tool("qemu-system-arm"), "-machine", "mps2-an386", "-nographic", "-monitor", "none", "-serial", serial,
-            "-icount", "shift=0", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+    return [_tool("qemu-system-arm"), "-machine", TARGET.qemu_machine, "-nographic", "-monitor", "none",
+            "-serial", serial, "-icount", "shift=0", "-semihosting-config", "enable=on,target=native",
+            "-kernel", str(elf)]
 
 
 def start(elf: Path, port: int) -> subprocess.Popen:
@@ -85,14 +92,22 @@ def run(elf: Path, marker: bytes, timeout: float = 120.0) -> bytes:
     return out
 
 
-def board_firmware(model_header: str | None = None) -> Path:
-    """The board firmware (board_app), built once per source version (and compiled-in model: the text of an
-    `edgeff export --format board-header` file) into the EdgeFF cache."""
-    digest = hashlib.sha256(" ".join(CFLAGS).encode() + (model_header or "").encode())
+def firmware_key(model_header: str | None = None, target: FirmwareTarget = TARGET) -> str:
+    """What the board firmware is built from: the compiler flags, the board descriptor's generated files, every
+    source and linker script, and the compiled-in model."""
+    digest = hashlib.sha256(" ".join(cflags(target)).encode() + (model_header or "").encode())
+    for name, text in sorted(generated_files(target).items()):
+        digest.update(name.encode() + text.encode())
     for f in [*sorted(FIRMWARE.rglob("*.[chs]")), *sorted(FIRMWARE.rglob("*.ld")), *sorted(KERNELS.glob("*.[ch]")),
               *sorted(PROTOCOL.glob("*.[ch]"))]:
         digest.update(f.name.encode() + f.read_bytes())
-    target = cache_dir() / f"board_app-{digest.hexdigest()[:16]}.elf"
+    return digest.hexdigest()[:16]
+
+
+def board_firmware(model_header: str | None = None) -> Path:
+    """The board firmware (board_app), built once per source version, board descriptor and compiled-in model
+    (the text of an `edgeff export --format board-header` file) into the EdgeFF cache."""
+    target = cache_dir() / f"board_app-{firmware_key(model_header)}.elf"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}")

@@ -1,6 +1,7 @@
 """Message types, error codes and payload layouts of the board protocol (PROTOCOL.md, "Messages").
 
-Shared by the host driver and the virtual board; the C firmware mirrors these numbers. All integers are
+Shared by the host driver and the virtual board; the C firmware's copy (edgeff/csrc/protocol/wire_generated.h)
+is generated from this module by firmware_bridge/c_constants.py. All integers are
 little-endian. Every request is idempotent (PROTOCOL.md, "Exactly once"), so a host may resend any
 request whose answer it did not get.
 """
@@ -11,6 +12,8 @@ PROTOCOL_VERSION = 2             # the versions this side speaks: [MIN_VERSION, 
 MIN_VERSION = 2                  # 2: LOAD_BEGIN answers the bytes already received (a load resumes)
 MODEL_FORMAT = 1                 # board image format (board_image.py)
 NO_NEGATIVE = 0xFF               # in a sample record: "the board draws the negative label itself"
+NAK_SEQ = 0xFFFF                 # a NAK's sequence number: the frame it answers could not be read
+TEXT_FIELD = 16                  # INFO's name and firmware texts: UTF-8, NUL-padded
 
 
 class Request(IntEnum):
@@ -57,7 +60,7 @@ NAK_REASONS = {"cobs": 1, "crc": 2, "short": 3, "too_long": 4}
 
 # payload layouts (after the frame header); None marks a payload of bytes after a fixed part
 HELLO = struct.Struct("<BB")                      # host min version, host max version
-INFO = struct.Struct("<BBBHIIIBBIIIII16s16s")     # see PROTOCOL.md
+INFO = struct.Struct(f"<BBBHIIIBBIIIII{TEXT_FIELD}s{TEXT_FIELD}s")   # see PROTOCOL.md
 LOAD_BEGIN = struct.Struct("<II")                 # total bytes, crc32 of the image
 OFFSET = struct.Struct("<I")                      # LOAD_CHUNK / STAGE: offset, then bytes
 CONFIGURE = struct.Struct("<IBBBBBxxxIiii")       # run id, lr_shift, gamma_shift, loss, negatives, rounding,

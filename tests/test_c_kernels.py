@@ -1,29 +1,38 @@
-"""The firmware's C kernels (built for this host) give the bits of the NumPy runtime and of the scalar
+"""The firmware's C kernels (built for this host) give the bits of the reference kernels and of the scalar
 references: over 100,000+ random cases each and at the worst-case bounds, kernel by kernel, then for a
 whole model's inference and training."""
 import ctypes
 import platform
 import shutil
 import subprocess
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
-from edgeff.runtime import c_kernels
-from edgeff.runtime import fully_connected as fc
-from edgeff.runtime.goodness import goodness
+from edgeff.runtime import backend, c_kernels
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig, sigmoid_table
 from edgeff.runtime.integer_hash import hash32
-from edgeff.runtime.l2_normalization import inv_sqrt_quantized_multiplier_ref, l2_normalization
-from edgeff.runtime.requantize import INT32_MAX, INT32_MIN, multiply_by_quantized_multiplier_ref
+from edgeff.runtime.l2_normalization import inv_sqrt_quantized_multiplier_ref
+from edgeff.runtime.reference_kernels import ReferenceKernels
+from edgeff.runtime.requantize import INT32_MAX, INT32_MIN
 from firmware_bridge.emulator import PROTOCOL_SOURCES
+from tests.reference_math import fully_connected, fully_connected_16x8, multiply_by_quantized_multiplier_ref
 from tests.test_requantize import EDGES, N_RANDOM, _random_int32
 
-pytestmark = pytest.mark.skipif(c_kernels.library() is None, reason="no C compiler: the C kernels cannot build")
+
+def _c_builds() -> bool:
+    try:
+        c_kernels.library()
+    except EdgeFFError:
+        return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(not _c_builds(), reason="no C compiler: the C kernels cannot build")
+REFERENCE = ReferenceKernels()
 
 
 @pytest.fixture
@@ -32,13 +41,13 @@ def lib():
 
 
 def both_backends(fn):
-    """fn() under the C kernels and under NumPy."""
-    previous = c_kernels.use_backend("numpy")
-    try:
-        with_numpy = fn()
-    finally:
-        c_kernels.use_backend(previous)
-    return fn(), with_numpy
+    """fn(kernels) with the C kernel set and with the reference set, each chosen through the backend API."""
+    with backend.using("c") as kernels:
+        assert backend.active() == "c"
+        with_c = fn(kernels)
+    with backend.using("reference") as kernels:
+        assert backend.active() == "reference"
+        return with_c, fn(kernels)
 
 
 @pytest.mark.parametrize("rounding", ["double", "single"])
@@ -86,7 +95,8 @@ def test_requantize_equals_numpy(rounding, relu, positive_shifts):
         if rounding == "single":
             shift = np.minimum(shift, 0)
             acc = np.where(shift > 0, acc >> 8, acc)
-        c, numpy = both_backends(lambda: fc.requantize_output(acc, bias, mult, shift, zp, act_min, 127, rounding))
+        c, numpy = both_backends(lambda k: k.requantize_output(acc, bias, mult, shift, zp, act_min, 127, rounding,
+                                                               False))
         assert c.dtype == numpy.dtype == np.int8 and np.array_equal(c, numpy)
 
 
@@ -97,7 +107,8 @@ def test_requantize_16x8_equals_numpy():
     mult = rng.integers(1 << 30, INT32_MAX, 350, endpoint=True)
     shift = rng.integers(-31, 15, 350)
     for zp, act_min in ((-128, -128), (-20, -20)):
-        c, numpy = both_backends(lambda: fc.requantize_output(acc, bias, mult, shift, zp, act_min, 127, wide=True))
+        c, numpy = both_backends(lambda k: k.requantize_output(acc, bias, mult, shift, zp, act_min, 127, "double",
+                                                               True))
         assert np.array_equal(c, numpy)
 
 
@@ -131,7 +142,7 @@ def test_l2_normalization_equals_numpy(bits, zero_point, rounding):
                         np.full((2, 67), -128), np.full((2, 67), 127), np.full((2, 67), zero_point),
                         np.where(np.arange(67) == 3, 127, zero_point)[None].repeat(2, 0),
                         np.where(np.arange(67) == 3, zero_point + 1, zero_point)[None]]).astype(np.int8)
-    c, numpy = both_backends(lambda: l2_normalization(q, zero_point, bits, -limit, limit - 1, rounding))
+    c, numpy = both_backends(lambda k: k.l2_normalization(q, zero_point, bits, -limit, limit - 1, rounding))
     assert c.dtype == numpy.dtype and np.array_equal(c, numpy)
 
 
@@ -149,13 +160,11 @@ def test_label_rows_equal_numpy(units, relu, clamp_above_zp, rounding):
     act_min += clamp_above_zp
     out, g = c_kernels.label_rows(shared, label_pixel, columns, bias, mult, shift, zp, act_min, rounding)
     acc = shared[:, None, :] + label_pixel.astype(np.int32)[:, None, None] * columns[None]
-    previous = c_kernels.use_backend("numpy")
-    try:
-        want = fc.requantize_output(acc.reshape(-1, units), bias, mult, shift, zp, act_min, 127, rounding)
-        want_g = goodness(want, zp)
-    finally:
-        c_kernels.use_backend(previous)
+    want = REFERENCE.requantize_output(acc.reshape(-1, units), bias, mult, shift, zp, act_min, 127, rounding, False)
+    want_g = REFERENCE.goodness(want, zp)
     assert lib is not None and np.array_equal(out, want) and np.array_equal(g, want_g)
+    want_set = REFERENCE.label_rows(shared, label_pixel, columns, bias, mult, shift, zp, act_min, 7, rounding)
+    assert np.array_equal(out, want_set[0]) and np.array_equal(g, want_set[1])
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="compares the AVX2 build with a baseline x86-64 build")
@@ -198,10 +207,10 @@ def test_goodness_equals_numpy():
     a = np.concatenate([rng.integers(-128, 128, (1000, 120)), np.full((1, 120), 127),
                         np.full((1, 120), -128)]).astype(np.int8)
     for zp in (-128, 0, 127):
-        c, numpy = both_backends(lambda: goodness(a, zp))
+        c, numpy = both_backends(lambda k: k.goodness(a, zp))
         assert np.array_equal(c, numpy)
     widest = np.full((1, 32_767), 127, np.int8)
-    assert goodness(widest, -128)[0] == 32_767 * 255 ** 2
+    assert c_kernels.CKernels().goodness(widest, -128)[0] == 32_767 * 255 ** 2
 
 
 def test_hash32_equals_numpy(lib):
@@ -214,7 +223,7 @@ def test_hash32_equals_numpy(lib):
 @pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
 @pytest.mark.parametrize("lr_shift", [4, 14, 32, 40])
 def test_master_update_equals_numpy(rounding, lr_shift):
-    """The C update against IntTrainer's NumPy update, clamping at both int16 ends included."""
+    """The C update against the reference update, clamping at both int16 ends included."""
     rng = np.random.default_rng(16)
     rows, depth = 120, 1500   # 105,000 updated weights
     master = rng.integers(-32768, 32768, (rows, depth)).astype(np.int16)
@@ -223,13 +232,10 @@ def test_master_update_equals_numpy(rounding, lr_shift):
     grad = rng.integers(-(1 << 45), 1 << 45, (70, depth))
     grad[0, :3] = [1 << 45, -(1 << 45), 0]
 
-    def update():
-        layer = SimpleNamespace(weight=np.zeros((rows, depth), np.int8))
-        trainer = SimpleNamespace(config=IntTrainingConfig(lr_shift=lr_shift, rounding=rounding, seed=9),
-                                  step_count=77, weight_masters=[master.copy()], model=SimpleNamespace(layers=[layer]))
-        trainer._round_shift = lambda *args: IntTrainer._round_shift(trainer, *args)
-        IntTrainer._update_weight_rows(trainer, 0, active, grad)
-        return trainer.weight_masters[0], layer.weight
+    def update(kernels):
+        m, w = master.copy(), np.zeros((rows, depth), np.int8)
+        kernels.update_weight_rows(m, w, active, grad, lr_shift, rounding == "stochastic", 9, 77 * 64)
+        return m, w
 
     (cm, cw), (nm, nw) = both_backends(update)
     assert np.array_equal(cm, nm) and np.array_equal(cw, nw)
@@ -259,12 +265,12 @@ def test_fully_connected_for_the_board_equals_numpy(lib, depth, units):
     for zp, act_min in ((-128, -128), (-30, -30)):
         got = np.empty((400, units), np.int8)
         lib.ef_fully_connected_s8(x, 400, depth, w, units, bias, mult, shift, zp, act_min, 127, 0, got)
-        assert np.array_equal(got, fc.fully_connected(x, w, bias, 0, mult, shift, zp, act_min, 127))
+        assert np.array_equal(got, fully_connected(x, w, bias, 0, mult, shift, zp, act_min, 127))
     x16 = rng.integers(-32768, 32768, (400, depth)).astype(np.int16)
     bias16 = rng.integers(-(1 << 40), 1 << 40, units)
     got = np.empty((400, units), np.int8)
     lib.ef_fully_connected_s16(x16, 400, depth, w, units, bias16, mult, shift - 8, -128, -128, 127, got)
-    assert np.array_equal(got, fc.fully_connected_16x8(x16, w, bias16, mult, shift - 8, -128, -128, 127))
+    assert np.array_equal(got, fully_connected_16x8(x16, w, bias16, mult, shift - 8, -128, -128, 127))
 
 
 @pytest.mark.parametrize("rounding", ["double", "single"])
@@ -275,13 +281,7 @@ def test_fused_layer_equals_numpy(depth, units, rounding):
     a, w, bias, mult, shift = _fc_case(rng, 400, depth, units)
     for zp, act_min in ((-128, -128), (3, -128)):
         n, out, g = c_kernels.ff_layer(a, zp, w, bias, mult, shift, -128, act_min, rounding)
-        previous = c_kernels.use_backend("numpy")
-        try:
-            n_ref = l2_normalization(a, zp, rounding=rounding)
-            out_ref = fc.fully_connected(n_ref, w, bias, 0, mult, shift, -128, act_min, 127, rounding=rounding)
-            g_ref = goodness(out_ref, -128)
-        finally:
-            c_kernels.use_backend(previous)
+        n_ref, out_ref, g_ref = REFERENCE.ff_layer(a, zp, w, bias, mult, shift, -128, act_min, 7, rounding)
         assert np.array_equal(n, n_ref) and np.array_equal(out, out_ref) and np.array_equal(g, g_ref)
 
 
@@ -291,7 +291,7 @@ def test_model_inference_and_training_equal_numpy(int_model):
     data = load_dataset(data_dir, val_size=100)
     images, labels = data.train.images[:96], data.train.labels[:96]
 
-    def run():
+    def run(_kernels):
         model = IntFFModel.from_file(int_path)
         scores, logits = model.label_scores(images), model.head_logits(images)
         trainer = IntTrainer(model, IntTrainingConfig(lr_shift=14))
@@ -307,17 +307,14 @@ def test_build_failure_is_clear(monkeypatch, tmp_path):
     monkeypatch.setattr(c_kernels, "FLAGS", [*c_kernels.FLAGS, "-no-such-flag"])
     monkeypatch.setenv("EDGEFF_CACHE_DIR", str(tmp_path))
     c_kernels._load.cache_clear()
-    previous = c_kernels.use_backend("c")
     try:
-        with pytest.raises(EdgeFFError, match="C kernels are unavailable: building the C kernels failed"):
-            c_kernels.library()
-        c_kernels._load.cache_clear()
-        c_kernels.use_backend("auto")
-        with pytest.warns(UserWarning, match="NumPy kernels"):
-            assert c_kernels.library() is None
+        with pytest.raises(EdgeFFError, match="EDGEFF_KERNELS=c but the C kernels are unavailable: building the C "
+                                              "kernels failed"), backend.using("c"):
+            pass
+        with pytest.warns(UserWarning, match="reference NumPy kernels"), backend.using("auto"):
+            assert backend.active() == "reference"
         assert list(tmp_path.iterdir()) == []  # no half-written library left behind
     finally:
-        c_kernels.use_backend(previous)
         c_kernels._load.cache_clear()
 
 

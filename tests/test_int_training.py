@@ -5,7 +5,7 @@ import pytest
 from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model, save_model
-from edgeff.runtime import c_kernels, int_training
+from edgeff.runtime import backend, c_kernels, int_training
 from edgeff.runtime import int_model as int_model_module
 from edgeff.runtime.int_model import IntFFModel, evaluate_int
 from edgeff.runtime.int_training import (
@@ -15,8 +15,11 @@ from edgeff.runtime.int_training import (
     sigmoid_table,
     trainer_tensors,
 )
-from edgeff.runtime.integer_hash import hash32, hash32_ref
+from edgeff.runtime.integer_hash import hash32
+from edgeff.runtime.master_weights import weights_from_masters
+from edgeff.runtime.reference_kernels import ReferenceKernels
 from edgeff.runtime.requantize import rounding_divide_by_pot
+from tests.reference_math import hash32_ref
 
 
 def _trainer(int_path, **kw):
@@ -45,12 +48,14 @@ def test_same_seed_same_weights_other_seed_other_weights(int_model):
     assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
 
 
-@pytest.mark.parametrize("backend", ["numpy", "c"])
-def test_no_float_crosses_any_kernel_boundary(int_model, monkeypatch, backend):
-    """Every array in or out of a kernel is integer, with the NumPy kernels and with the C ones."""
-    if backend == "c" and c_kernels.library() is None:
-        pytest.skip("no C compiler: the C kernels cannot build")
-    monkeypatch.setattr(c_kernels, "_backend", backend)
+@pytest.mark.parametrize("kernel_set", ["reference", "c"])
+def test_no_float_crosses_any_kernel_boundary(int_model, monkeypatch, kernel_set):
+    """Every array in or out of a kernel is integer, with the reference kernels and with the C ones."""
+    if kernel_set == "c":
+        try:
+            c_kernels.library()
+        except EdgeFFError:
+            pytest.skip("no C compiler: the C kernels cannot build")
     _, int_path, data_dir = int_model
     data = load_dataset(data_dir, val_size=100)
     seen = []
@@ -66,18 +71,19 @@ def test_no_float_crosses_any_kernel_boundary(int_model, monkeypatch, backend):
             return out
         return wrapped
 
-    for module in (int_training, int_model_module, c_kernels):
+    for module in (int_training, int_model_module, c_kernels, ReferenceKernels):
         for name in ("l2_normalization", "accumulate", "requantize_output", "multiply_by_quantized_multiplier",
                      "goodness", "hash32", "rounding_divide_by_pot", "ff_layer", "label_rows", "requantize",
                      "l2_normalize", "update_weight_rows"):
             if hasattr(module, name) and callable(getattr(module, name)):
                 monkeypatch.setattr(module, name, guard(f"{module.__name__}.{name}", getattr(module, name)))
-    for mode, negatives in (("symba", "random"), ("softplus", "hard")):
-        trainer = _trainer(int_path, loss=mode, lr_shift=16, negatives=negatives)
-        trainer.collab_mode = "adaptive"
-        _train(trainer, data, 3)
+    with backend.using(kernel_set):
+        for mode, negatives in (("symba", "random"), ("softplus", "hard")):
+            trainer = _trainer(int_path, loss=mode, lr_shift=16, negatives=negatives)
+            trainer.collab_mode = "adaptive"
+            _train(trainer, data, 3)
     names = {name.rsplit(".", 1)[1] for name in seen}
-    if backend == "numpy":
+    if kernel_set == "reference":
         assert {"l2_normalization", "accumulate", "requantize_output", "goodness", "hash32"} <= names
     elif IntFFModel.from_file(int_path).layers[0].norm_bits == 7:
         # small batches run each layer fused in C; the hard negatives' multi-pass, the label rows
@@ -198,7 +204,6 @@ def test_sparse_update_equals_the_dense_update(int_model, monkeypatch, rounding)
 
 
 def test_weights_from_masters_is_rounding_divide_by_pot_on_every_int16():
-    from edgeff.runtime.int_training import weights_from_masters
     m = np.arange(-32768, 32768, dtype=np.int64)
     want = np.clip(rounding_divide_by_pot(m, 8), -127, 127)
     assert np.array_equal(weights_from_masters(m.astype(np.int16)), want)

@@ -2,16 +2,23 @@
 import numpy as np
 import pytest
 
+from edgeff.errors import EdgeFFError
+from edgeff.runtime import backend
 from edgeff.runtime import fully_connected as fc
 from edgeff.runtime.goodness import goodness
 from edgeff.runtime.l2_normalization import (
     inv_sqrt_quantized_multiplier,
     inv_sqrt_quantized_multiplier_ref,
     l2_normalization,
-    l2_normalization_ref,
 )
+from edgeff.runtime.reference_kernels import ReferenceKernels
 from edgeff.runtime.requantize import (
     INT32_MAX,
+)
+from tests.reference_math import (
+    fully_connected,
+    fully_connected_16x8,
+    l2_normalization_ref,
     multiply_by_quantized_multiplier_int64_ref,
     multiply_by_quantized_multiplier_ref,
 )
@@ -95,7 +102,7 @@ def test_fully_connected_equals_a_scalar_loop():
     bias = rng.integers(-5000, 5000, 6).astype(np.int32)
     mult = rng.integers(1 << 30, INT32_MAX, 6)
     shift = rng.integers(-12, -6, 6)
-    got = fc.fully_connected(x, w, bias, -128, mult, shift, -128, -128, 127)
+    got = fully_connected(x, w, bias, -128, mult, shift, -128, -128, 127)
     for n in range(5):
         for c in range(6):
             acc = sum(int(w[c, k]) * (int(x[n, k]) + 128) for k in range(20)) + int(bias[c])
@@ -110,7 +117,7 @@ def test_fully_connected_16x8():
     bias = rng.integers(-(1 << 40), 1 << 40, 10)
     mult = rng.integers(1 << 30, INT32_MAX, 10)
     shift = rng.integers(-20, -10, 10)
-    got = fc.fully_connected_16x8(x, w, bias, mult, shift)
+    got = fully_connected_16x8(x, w, bias, mult, shift)
     acc = fc.accumulate_ref(x, w, 0) + bias
     want = [[max(-32768, min(32767, multiply_by_quantized_multiplier_int64_ref(int(a), int(m), int(s))))
              for a, m, s in zip(row, mult, shift, strict=True)] for row in acc]
@@ -136,3 +143,19 @@ def test_fused_relu_clamp_before_rescale_changes_nothing():
     raw = [multiply_by_quantized_multiplier_ref(((int(a) + int(b) + (1 << 31)) % (1 << 32)) - (1 << 31), int(m), int(s))
            for a, b, m, s in zip(acc, bias, mult, shift, strict=True)]
     assert np.array_equal(got, np.clip(np.array(raw) - 128, -128, 127))
+
+
+def test_backend_is_chosen_once_by_name(monkeypatch):
+    """The variable and the API pick the kernel set; a name that is none of them is refused, naming the choices."""
+    monkeypatch.setenv("EDGEFF_KERNELS", "numpy")
+    with pytest.raises(EdgeFFError, match="EDGEFF_KERNELS=numpy names no kernel backend: choose one of auto, c, "
+                                          "reference"):
+        backend.choice()
+    with pytest.raises(EdgeFFError, match=r"backend.use\('fast'\) names no kernel backend"):
+        backend.use("fast")
+    monkeypatch.setenv("EDGEFF_KERNELS", "reference")
+    assert backend.choice() == "reference"
+    with backend.using("reference") as kernels:
+        assert backend.active() == "reference" and type(kernels) is ReferenceKernels and backend.kernels() is kernels
+    monkeypatch.setenv("EDGEFF_KERNELS", "auto")
+    assert backend.choice() == "auto"   # using() gave the choice back to the variable

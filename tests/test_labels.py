@@ -32,3 +32,24 @@ def test_hardest_wrong_label_skips_the_true_one():
     assert scores[0, 0] == 5.0  # not modified in place
     ints = np.array([[-5, -9, -7]], np.int64)  # integer goodness, all negative: the mask must go lower
     assert hardest_wrong_labels(ints, np.array([0])).tolist() == [2]
+
+
+def test_overlay_writes_numpy_and_torch_alike():
+    import torch
+
+    from edgeff.data.labels import overlay_labels, overlay_neutral
+
+    rng = np.random.default_rng(1)
+    x = rng.random((6, 20)).astype(np.float32)
+    labels = rng.integers(0, 10, 6)
+    a = overlay_labels(x.copy(), labels, 10, 1.5)
+    t = overlay_labels(torch.from_numpy(x.copy()), torch.from_numpy(labels), 10, 1.5)
+    assert np.array_equal(a, t.numpy())
+    expected = x.copy()
+    expected[:, :10] = 0.0
+    expected[np.arange(6), labels] = 1.5
+    assert np.array_equal(a, expected)
+    q = overlay_labels(np.full((6, 20), 5, np.int8), labels, 10, 127, -128)   # the int8 input
+    assert (q[:, 10:] == 5).all() and (q[:, :10] != -128).sum() == 6 and (q[np.arange(6), labels] == 127).all()
+    n = overlay_neutral(torch.from_numpy(x.copy()), 10, 0.25)
+    assert (n[:, :10] == 0.25).all() and torch.equal(n[:, 10:], torch.from_numpy(x[:, 10:]))

@@ -30,13 +30,20 @@ def test_round_trip_keeps_every_tensor_and_the_header(saved):
         assert k == k2 and torch.equal(v, v2)
     assert header["version"] == model_file.VERSION and header["metrics"] == {"val": 0.5}
     assert header["architecture"]["sizes"] == [784, 20, 10]
+    stored = json.loads(_edgeff_header(path))["architecture"]
+    assert "sizes" not in stored and "normalization" not in stored
+    assert [(layer["in_features"], layer["out_features"]) for layer in stored["layers"]] == [(784, 20), (20, 10)]
     assert back.collab_mode == "adaptive" and back.gamma.requires_grad
+
+
+def _edgeff_header(path) -> str:
+    n = struct.unpack("<Q", path.read_bytes()[:8])[0]
+    return json.loads(path.read_bytes()[8:8 + n])["__metadata__"]["edgeff"]
 
 
 def test_file_is_not_pickle(saved):
     _, path = saved
-    n = struct.unpack("<Q", path.read_bytes()[:8])[0]
-    assert json.loads(path.read_bytes()[8:8 + n])["__metadata__"]["edgeff"]
+    assert json.loads(_edgeff_header(path))["format"] == "edgeff"
 
 
 def test_truncated_file_refused(saved, tmp_path):

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgeff.errors import EdgeFFError
-from edgeff.model_file import load_model
+from edgeff.model_file import VERSION, load_model
 from edgeff.train.model_io import architecture, load_network, network_tensors
 from edgeff.train.network import FFNetwork
 
@@ -69,13 +69,13 @@ def test_deeply_nested_json_gives_named_errors(tmp_path, depth, kind, where):
 def valid_model():
     torch.manual_seed(0)
     net = FFNetwork([20, 6, 4], n_classes=10, collab_mode="fixed")
-    header = {"format": "edgeff", "version": 1, "kind": "model", "architecture": architecture(net, [1, 2])}
+    header = {"format": "edgeff", "version": VERSION, "kind": "model", "architecture": architecture(net, [1, 2])}
     return network_tensors(net), header
 
 
 @FUZZ
-@given(key=st.sampled_from(["sizes", "n_classes", "eval_layers", "head_layers", "goodness", "collab_mode",
-                            "normalization", "label_value", "qat", "kind"]),
+@given(key=st.sampled_from(["layers", "n_classes", "eval_layers", "head_layers", "goodness", "collab_mode",
+                            "label_value", "qat", "kind", "sizes", "normalization"]),
        value=json_values | st.lists(st.integers(-2, 30), max_size=4), drop=st.booleans())
 def test_crafted_architectures_give_named_errors(tmp_path, valid_model, key, value, drop):
     from safetensors.numpy import save as st_save
@@ -83,11 +83,28 @@ def test_crafted_architectures_give_named_errors(tmp_path, valid_model, key, val
     tensors, header = valid_model
     arch = dict(header["architecture"])
     if drop:
-        arch.pop(key)
+        arch.pop(key, None)
     else:
         arch[key] = value
     data = st_save(tensors, metadata={"edgeff": json.dumps({**header, "architecture": arch})})
     # what load_model lets through, the float network builds from
+    _load_only_named_errors(tmp_path / "f.safetensors", data, load_network)
+
+
+@FUZZ
+@given(key=st.sampled_from(["kind", "in_features", "out_features", "normalization", "activation"]),
+       value=json_values, drop=st.booleans(), layer=st.integers(0, 1))
+def test_crafted_layer_specs_give_named_errors(tmp_path, valid_model, key, value, layer, drop):
+    from safetensors.numpy import save as st_save
+
+    tensors, header = valid_model
+    layers = [dict(entry) for entry in header["architecture"]["layers"]]
+    if drop:
+        layers[layer].pop(key)
+    else:
+        layers[layer][key] = value
+    arch = {**header["architecture"], "layers": layers}
+    data = st_save(tensors, metadata={"edgeff": json.dumps({**header, "architecture": arch})})
     _load_only_named_errors(tmp_path / "f.safetensors", data, load_network)
 
 
@@ -99,7 +116,8 @@ def test_a_file_without_architecture_is_refused_at_load(tmp_path, valid_model):
     path.write_bytes(st_save(tensors, metadata={"edgeff": json.dumps({**header, "architecture": None})}))
     with pytest.raises(EdgeFFError, match="describes no FF network"):
         load_model(path)
-    wrong = {**header["architecture"], "sizes": [20, 7, 4]}
+    layers = header["architecture"]["layers"]
+    wrong = {**header["architecture"], "layers": [{**layers[0], "out_features": 7}, {**layers[1], "in_features": 7}]}
     path.write_bytes(st_save(tensors, metadata={"edgeff": json.dumps({**header, "architecture": wrong})}))
     with pytest.raises(EdgeFFError, match="tensor 'layers.0.weight' has shape"):
         load_model(path)

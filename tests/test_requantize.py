@@ -7,6 +7,7 @@ import pytest
 
 from edgeff.runtime import requantize as rq
 from edgeff.runtime.requantize import INT32_MAX, INT32_MIN
+from tests.reference_math import multiply_by_quantized_multiplier_int64_ref, multiply_by_quantized_multiplier_ref
 
 N_RANDOM = 100_000
 EDGES = [INT32_MIN, INT32_MIN + 1, -(1 << 30), -65536, -257, -256, -255, -129, -128, -3, -2, -1, 0, 1, 2, 3,
@@ -66,7 +67,7 @@ def test_multiply_by_quantized_multiplier_vectorized_equals_reference(rounding):
     lowest = -31 if rounding == "double" else -30
     shift = np.concatenate([shift, np.zeros(len(EDGES), np.int64), np.full(len(EDGES), lowest)])
     got = rq.multiply_by_quantized_multiplier(x, m, shift, rounding)
-    want = [rq.multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding)
+    want = [multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding)
             for a, b, c in zip(x, m, shift, strict=True)]
     assert np.array_equal(got, want)
 
@@ -88,10 +89,10 @@ def test_int64_variant_equals_reference():
     m = rng.integers(1 << 30, INT32_MAX, N_RANDOM, endpoint=True)
     shift = rng.integers(-31, -14, N_RANDOM)
     got = rq.multiply_by_quantized_multiplier_int64(x, m, shift)
-    want = [rq.multiply_by_quantized_multiplier_int64_ref(int(a), int(b), int(c))
+    want = [multiply_by_quantized_multiplier_int64_ref(int(a), int(b), int(c))
             for a, b, c in zip(x, m, shift, strict=True)]
     assert np.array_equal(got, want)
-    assert rq.multiply_by_quantized_multiplier_int64_ref(1 << 20, 0x7FFF0000, 0) == (1 << 20) * 0x7FFF >> 15
+    assert multiply_by_quantized_multiplier_int64_ref(1 << 20, 0x7FFF0000, 0) == (1 << 20) * 0x7FFF >> 15
 
 
 def test_quantize_multiplier():
@@ -124,6 +125,6 @@ def test_non_negative_fast_path_equals_reference(rounding, fused, monkeypatch):
     m = rng.integers(0, INT32_MAX, len(x), endpoint=True)
     shift = rng.integers(-31, 1, len(x))
     got = rq.multiply_by_quantized_multiplier(x, m, shift, rounding)
-    want = [rq.multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding)
+    want = [multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding)
             for a, b, c in zip(x, m, shift, strict=True)]
     assert np.array_equal(got, want)

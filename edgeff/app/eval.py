@@ -1,5 +1,6 @@
 """`edgeff eval`: accuracy of a model file; float models run in torch, int8 models in the integer runtime."""
 from edgeff.app.options import add_command, data_dir_option, dataset_of, int_list, json_flag, print_result
+from edgeff.model_description import ModelKind
 
 
 def register(sub):
@@ -26,7 +27,7 @@ def run(args):
     layers = arch.get("eval_layers")
     if args.layers:
         layers = layer_list("--layers", "layers", int_list("--layers", args.layers), len(arch["sizes"]) - 1)
-    if arch.get("kind") == "ff-mlp-int8":
+    if arch.get("kind") == ModelKind.INT8:
         from edgeff.runtime.int_model import IntFFModel, evaluate_int
 
         scores = evaluate_int(IntFFModel.from_file(args.model), split.images, split.labels, layers, args.mode)

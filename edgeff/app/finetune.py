@@ -12,6 +12,7 @@ from edgeff.app.options import (
 )
 from edgeff.atomic_write import check_out_path
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelKind
 
 
 def register(sub):
@@ -38,7 +39,7 @@ def run(args):
 
     check_out_path(args.out, inputs=[args.model])
     _, header = load_model(args.model)
-    if (header.get("architecture") or {}).get("kind") != "ff-mlp-int8":
+    if (header.get("architecture") or {}).get("kind") != ModelKind.INT8:
         raise EdgeFFError(f"{args.model}: finetune continues training an int8 model; make one with "
                           "`edgeff quantize MODEL --out MODEL_INT8`")
     data = dataset_of(header, args.data_dir)

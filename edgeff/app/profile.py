@@ -8,7 +8,8 @@ def register(sub):
     sp = add_command(sub, "profile", "Memory and energy per layer of training and inference on a board, "
                                      "Forward-Forward against backprop; a table (or --json) and PNG plots.", run)
     sp.add_argument("model", help="float or int8 model file")
-    sp.add_argument("--board", required=True, help="a board name (e.g. nrf52840; see edgeff/hw_profiles/) or a .toml path")
+    sp.add_argument("--board", required=True, help="a board name (e.g. nrf52840; see edgeff/hw_profiles/) or a .toml "
+                                                        "path")
     sp.add_argument("--batch", type=at_least(1), default=1, help="training batch size (default: 1, as a board)")
     sp.add_argument("--measure", action="store_true",
                     help="also measure host training peaks (torch float32, needs the `train` extra; NumPy int8 "

@@ -1,17 +1,31 @@
-"""The Forward-Forward label overlay and the choice of negative labels (NumPy; shared by every backend).
+"""The Forward-Forward label overlay and the choice of negative labels (shared by every backend).
 
 Hinton's FF writes the label into the image: the first `n_classes` pixels become a one-hot vector scaled
-by `value`. Positive samples carry the true label; negative samples a wrong one.
+by `value`. Positive samples carry the true label; negative samples a wrong one; one-pass inference gives
+every label pixel the same neutral value. The overlay is written here once: it only indexes, so the same
+code writes NumPy arrays (float, or the int8 inputs of the runtime and the exporters) and torch tensors.
 """
 import numpy as np
+
+
+def overlay_labels(x, labels, n_classes: int, on, off=0):
+    """In place (and returned): the first n_classes columns of x become `off`, row i's column labels[i]
+    becomes `on`. x: (N, d) NumPy array or torch tensor; labels: N integers of the same library."""
+    x[:, :n_classes] = off
+    x[np.arange(len(labels)), labels] = on
+    return x
+
+
+def overlay_neutral(x, n_classes: int, value):
+    """In place (and returned): every label pixel (the first n_classes columns of x) becomes `value`."""
+    x[:, :n_classes] = value
+    return x
 
 
 def embed_labels(images: np.ndarray, labels: np.ndarray, n_classes: int, value: float) -> np.ndarray:
     """Float32 copy of `images` (scaled to [0, 1]) whose first n_classes pixels are one-hot(labels)*value."""
     x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
-    x[:, :n_classes] = 0.0
-    x[np.arange(len(labels)), labels] = value
-    return x
+    return overlay_labels(x, labels, n_classes, value)
 
 
 def random_wrong_labels(labels: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:

@@ -11,6 +11,7 @@ from onnx import TensorProto
 
 from edgeff.errors import EdgeFFError
 from edgeff.export.onnx_graph import GraphBuilder
+from edgeff.model_description import ModelKind
 from edgeff.model_file import load_model
 
 EPS = 1e-8   # FFNetwork's normalizer epsilon
@@ -45,7 +46,7 @@ def _dense(g: GraphBuilder, x: str, weight: np.ndarray, bias: np.ndarray) -> str
 def build(path):
     tensors, header = load_model(path)
     arch = header.get("architecture") or {}
-    if arch.get("kind") != "ff-mlp":
+    if arch.get("kind") != ModelKind.FLOAT:
         raise EdgeFFError(f"{path}: not a float FF model (architecture kind {arch.get('kind')!r}); the float "
                           "ONNX export takes `edgeff train` output (int8 models export with --int8 formats)")
     if arch["normalization"] not in ("rms", "length") or arch["goodness"] not in ("mean", "sum"):

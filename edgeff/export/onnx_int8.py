@@ -13,6 +13,7 @@ logits int8 (N, n_classes) of the one-pass head (IntFFModel.head_logits).
 import numpy as np
 from onnx import TensorProto
 
+from edgeff.data.labels import overlay_labels
 from edgeff.errors import EdgeFFError
 from edgeff.export.onnx_graph import GraphBuilder
 from edgeff.runtime.int_model import INPUT_ZERO_POINT, NORM_BITS_INT8, IntFFModel, IntLayer
@@ -148,11 +149,9 @@ def build(model: IntFFModel, where: str = "model"):
     g = IntegerGraph("edgeff_int8")
     images = g.input("images", TensorProto.UINT8, ["N", d_in])
     q = g.op("Sub", g.cast(images, INT64), g.i64(-INPUT_ZERO_POINT))
-    label_rows = []
-    for label in range(c):
-        row = np.full((1, c), INPUT_ZERO_POINT, np.int64)
-        row[0, label] = model.quant["label_q"]
-        label_rows.append(g.i64(row))
+    one_hot = overlay_labels(np.full((c, c), INPUT_ZERO_POINT, np.int64), np.arange(c), c, model.quant["label_q"],
+                             INPUT_ZERO_POINT)
+    label_rows = [g.i64(one_hot[label:label + 1]) for label in range(c)]
     a, zp = labelled_inputs(g, q, c, label_rows, d_in), INPUT_ZERO_POINT
     goodness = []
     for layer in model.layers:

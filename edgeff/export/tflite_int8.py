@@ -35,6 +35,7 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
+from edgeff.data.labels import overlay_labels
 from edgeff.errors import EdgeFFError
 from edgeff.export.onnx_int8 import raise_unsupported
 from edgeff.runtime.int_model import INPUT_SCALE, INPUT_ZERO_POINT, NORM_BITS_INT8, IntFFModel, IntLayer
@@ -296,8 +297,7 @@ def build(model: IntFFModel, where: str = "model", layer_op: str = "fully_connec
     consts = [g.layer_constants(layer, NORM_SCALE, out_scales[i], f"layers.{i}")
               for i, layer in enumerate(model.layers)]
 
-    one_hot = np.full((c, c), INPUT_ZERO_POINT)
-    np.fill_diagonal(one_hot, quant["label_q"])
+    one_hot = overlay_labels(np.full((c, c), INPUT_ZERO_POINT), np.arange(c), c, quant["label_q"], INPUT_ZERO_POINT)
     labels, a, goodness = Batch(c), g.labelled(images, one_hot, sizes[0]), []
     for i, layer in enumerate(model.layers):
         n = g.l2_normalize(a, labels, sizes[i])

@@ -19,6 +19,7 @@ from edgeff.c_array import tflite_bytes_from_c_header
 from edgeff.errors import EdgeFFError
 from edgeff.export.provenance import KEY, check_source
 from edgeff.export.tflm import run_tflm
+from edgeff.model_description import ModelKind
 from edgeff.model_file import load_model
 from edgeff.runtime.int_model import INPUT_ZERO_POINT, IntFFModel
 
@@ -100,7 +101,7 @@ TFLM = "TensorFlow Lite Micro"
 
 def _edgeff_outputs(model_path, images, header):
     """EdgeFF's goodness (n_layers, N, C), one-pass logits, and the multi-pass score function."""
-    if header["architecture"]["kind"] == "ff-mlp":
+    if header["architecture"]["kind"] == ModelKind.FLOAT:
         import torch
 
         from edgeff.train.evaluate import images_to_input
@@ -180,7 +181,7 @@ def _onnx_runs(model_path, path: Path, images, header, kind, progress) -> dict:
 def _check_shape(model_path, header, exported_path, export_kind, width):
     """Refuse an export of another kind (float vs int8) or input width than the model, naming both."""
     arch = header["architecture"]
-    kind = "float" if arch["kind"] == "ff-mlp" else "int8"
+    kind = "float" if arch["kind"] == ModelKind.FLOAT else "int8"
     if export_kind != kind or width != arch["sizes"][0]:
         raise EdgeFFError(f"{exported_path} is a {export_kind} export with {width} inputs, but {model_path} is a "
                           f"{kind} model with {arch['sizes'][0]} inputs: verify an export against the model it was "
@@ -190,7 +191,7 @@ def _check_shape(model_path, header, exported_path, export_kind, width):
 def verify(model_path, exported_path, images: np.ndarray, labels: np.ndarray, progress=False) -> dict:
     tensors_header = load_model(model_path)[1]
     model_kind = (tensors_header.get("architecture") or {}).get("kind")
-    if model_kind not in ("ff-mlp", "ff-mlp-int8"):
+    if model_kind not in tuple(ModelKind):
         raise EdgeFFError(f"{model_path}: not an EdgeFF model file (architecture kind {model_kind!r})")
     exported_path = Path(exported_path)
     if not exported_path.is_file():
@@ -200,7 +201,7 @@ def verify(model_path, exported_path, images: np.ndarray, labels: np.ndarray, pr
         raise EdgeFFError(f"{exported_path}: unknown export format {suffix!r} (verify runs .onnx and .tflite files "
                           "and C headers of a .tflite)")
     if suffix == ".onnx":
-        kind = "float" if model_kind == "ff-mlp" else "int8"
+        kind = "float" if model_kind == ModelKind.FLOAT else "int8"
         runs = _onnx_runs(model_path, exported_path, images, tensors_header, kind, progress)
     else:
         runs = _tflite_runs(model_path, exported_path, images, tensors_header, progress)

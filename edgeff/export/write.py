@@ -7,6 +7,7 @@ from edgeff.atomic_write import atomic_write_bytes
 from edgeff.c_array import c_header, c_identifier
 from edgeff.errors import EdgeFFError
 from edgeff.export.provenance import KEY, source_record
+from edgeff.model_description import ModelKind
 from edgeff.model_file import load_model
 
 FORMATS = ("onnx", "tflite", "c-header")
@@ -40,7 +41,7 @@ def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[byt
     """(file bytes, what they are) of one export; c-header wraps the TFLite model.
     ONNX and TFLite files record their source model (provenance.py)."""
     source = source_record(model_path, kind)
-    if fmt == "onnx" and kind == "ff-mlp":
+    if fmt == "onnx" and kind == ModelKind.FLOAT:
         if load_model(model_path)[1]["architecture"].get("qat"):
             return (_with_source(_qcdq_bytes(model_path), source),
                     "Brevitas QCDQ ONNX of the quantization-aware model (goodness, logits)")
@@ -48,7 +49,7 @@ def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[byt
 
         return (_with_source(onnx_float.build(model_path).SerializeToString(), source),
                 "float ONNX (goodness, scores, logits)")
-    if kind != "ff-mlp-int8":
+    if kind != ModelKind.INT8:
         raise EdgeFFError(f"{model_path}: {fmt} export takes an int8 model; make one with "
                           f"`edgeff quantize {model_path} --out MODEL_INT8`")
     from edgeff.runtime.int_model import IntFFModel
@@ -71,7 +72,7 @@ def export_model(model_path, fmt: str, out_path, layer_op: str = "fully_connecte
         raise EdgeFFError(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
     model_path, out_path = Path(model_path), Path(out_path)
     kind = (load_model(model_path)[1].get("architecture") or {}).get("kind")
-    if kind not in ("ff-mlp", "ff-mlp-int8"):
+    if kind not in tuple(ModelKind):
         raise EdgeFFError(f"{model_path}: not an EdgeFF model file (architecture kind {kind!r})")
     data, what = _exported(model_path, fmt, kind, layer_op)
     written = {"model": str(model_path), "out": str(out_path), "format": fmt}

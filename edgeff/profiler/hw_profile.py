@@ -4,6 +4,11 @@ about a board, each with its source.
 Every figure is a table `[field] value = ..., source = "..."`, so a hardware engineer can trace each
 number to a datasheet, a paper, or a labelled estimate. A profile with a missing, unknown, non-numeric
 or unsourced field is refused with the field named.
+
+A board that EdgeFF's firmware runs on also has a `[firmware]` table (FIRMWARE_FIELDS): what the firmware
+build, its generated board_config.h / board_memory.ld (firmware_bridge/board_config.py) and the emulator
+need. Its memory sizes are the profile's own figures (flash_bytes, sram_bytes, clock_hz), so no board fact is
+written twice.
 """
 import math
 import tomllib
@@ -25,6 +30,42 @@ FIELDS = {"mcu": MCU_FIELDS, "neuromorphic": NEUROMORPHIC_FIELDS}
 MAY_BE_ZERO = {"flash_bytes", "sram_reserved_bytes"}
 ACCESS_BYTES = 8  # Horowitz's memory energies are per 64-bit access
 
+# [firmware] fields: kind, and whether zero is allowed (addresses and interrupt numbers may be 0)
+FIRMWARE_FIELDS = {
+    "support": "text",           # the board support folder, firmware_bridge/firmware/board/<support>/
+    "board_name": "text",        # the name the firmware reports in INFO (at most 16 bytes)
+    "cpu_flags": "texts",        # the compiler's target flags
+    "qemu_machine": "text",      # qemu-system-arm -machine
+    "flash_origin": "address",
+    "ram_origin": "address",
+    "storage_bytes": "size",     # the end of flash kept for checkpoints
+    "stack_bytes": "size",
+    "image_bytes": "size",       # RAM for the model with its master weights
+    "scratch_bytes": "size",     # RAM for its working buffers and the staged sample
+    "uart_base": "address",
+    "uart_rx_irq": "address",
+}
+
+
+@dataclass(frozen=True)
+class FirmwareTarget:
+    """A profile's [firmware] table (FIRMWARE_FIELDS), with the profile's memory and clock figures."""
+    support: str
+    board_name: str
+    cpu_flags: tuple
+    qemu_machine: str
+    flash_origin: int
+    ram_origin: int
+    storage_bytes: int
+    stack_bytes: int
+    image_bytes: int
+    scratch_bytes: int
+    uart_base: int
+    uart_rx_irq: int
+    flash_bytes: int
+    ram_bytes: int
+    clock_hz: int
+
 
 @dataclass(frozen=True)
 class HardwareProfile:
@@ -33,6 +74,7 @@ class HardwareProfile:
     description: str
     values: dict    # field -> number
     sources: dict   # field -> where the number comes from
+    firmware: FirmwareTarget | None = None   # boards EdgeFF's firmware runs on
 
     def __getattr__(self, field):
         try:
@@ -80,7 +122,7 @@ def profile_from_dict(raw: dict, where: str = "profile") -> HardwareProfile:
     for key in ("name", "description"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise EdgeFFError(f"{where}: field '{key}' is missing or not a text")
-    unknown = sorted(set(raw) - set(FIELDS[kind]) - {"name", "kind", "description"})
+    unknown = sorted(set(raw) - set(FIELDS[kind]) - {"name", "kind", "description", "firmware"})
     if unknown:
         raise EdgeFFError(f"{where}: unknown field(s) {unknown} for a '{kind}' profile; "
                           f"the fields are {list(FIELDS[kind])}")
@@ -101,4 +143,49 @@ def profile_from_dict(raw: dict, where: str = "profile") -> HardwareProfile:
     if values["sram_reserved_bytes"] >= values["sram_bytes"]:
         raise EdgeFFError(f"{where}: sram_reserved_bytes ({values['sram_reserved_bytes']}) leaves no SRAM "
                           f"of the {values['sram_bytes']} for the model")
-    return HardwareProfile(raw["name"], kind, raw["description"], values, sources)
+    firmware = _firmware_target(raw["firmware"], values, where) if "firmware" in raw else None
+    return HardwareProfile(raw["name"], kind, raw["description"], values, sources, firmware)
+
+
+def _firmware_target(raw, values: dict, profile_where: str) -> FirmwareTarget:
+    where = f"{profile_where}: [firmware]"
+    if not isinstance(raw, dict):
+        raise EdgeFFError(f"{where} must be a table of the fields {list(FIRMWARE_FIELDS)}")
+    unknown = sorted(set(raw) - set(FIRMWARE_FIELDS))
+    if unknown:
+        raise EdgeFFError(f"{where}: unknown field(s) {unknown}; the fields are {list(FIRMWARE_FIELDS)}")
+    fields = {}
+    for field, kind in FIRMWARE_FIELDS.items():
+        if field not in raw:
+            raise EdgeFFError(f"{where}: field '{field}' is missing")
+        value = raw[field]
+        if kind == "text" and not (isinstance(value, str) and value.strip()):
+            raise EdgeFFError(f"{where}: field '{field}' must be a non-empty text, got {value!r}")
+        if kind == "texts":
+            if not (isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value)):
+                raise EdgeFFError(f"{where}: field '{field}' must be a list of non-empty texts, got {value!r}")
+            value = tuple(value)
+        if kind in ("address", "size"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise EdgeFFError(f"{where}: field '{field}' needs an integer value, got {value!r}")
+            if value < 0 or (value == 0 and kind == "size") or value >= 1 << 32:
+                sign = "positive" if kind == "size" else "non-negative"
+                raise EdgeFFError(f"{where}: field '{field}' must be a {sign} 32-bit integer, got {value}")
+        fields[field] = value
+    for figure in ("flash_bytes", "sram_bytes", "clock_hz"):
+        if not float(values[figure]).is_integer():
+            raise EdgeFFError(f"{profile_where}: field '{figure}' must be a whole number for a "
+                              f"firmware board, got {values[figure]}")
+    target = FirmwareTarget(**fields, flash_bytes=int(values["flash_bytes"]), ram_bytes=int(values["sram_bytes"]),
+                            clock_hz=int(values["clock_hz"]))
+    if target.storage_bytes >= target.flash_bytes:
+        raise EdgeFFError(f"{where}: storage_bytes ({target.storage_bytes}) leaves no flash of the "
+                          f"{target.flash_bytes} for the code")
+    ram_used = target.image_bytes + target.scratch_bytes + target.stack_bytes
+    if ram_used > target.ram_bytes:
+        raise EdgeFFError(f"{where}: image_bytes + scratch_bytes + stack_bytes ({ram_used}) exceed the board's "
+                          f"sram_bytes ({target.ram_bytes})")
+    if target.clock_hz % 1_000_000:
+        raise EdgeFFError(f"{where}: the firmware counts time in microseconds of the core clock, so clock_hz must be "
+                          f"a whole number of MHz, got {target.clock_hz}")
+    return target

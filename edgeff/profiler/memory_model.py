@@ -137,12 +137,6 @@ def peak_bytes(method: str, precision: str, rows: list) -> int:
             + max(sum(r.activations for r in rows), max(r.scratch for r in rows)))
 
 
-def training_peak(method: str, precision: str, sizes: list, batch: int = 1, n_classes: int = 10,
-                  head_layers=None, norm_bits=None) -> int:
-    return peak_bytes(method, precision, layer_memory(method, precision, sizes, batch, n_classes,
-                                                      head_layers, norm_bits))
-
-
 def layer_update_bytes(rows: list) -> list:
     """float32 FF: what each layer's update adds to what is live before it (gradients, then the larger of
     its activations and the optimizer's scratch); measured per layer by memory_measure."""

@@ -19,7 +19,9 @@ import math
 import numpy as np
 import torch
 
+from edgeff.data.labels import overlay_labels
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelKind
 from edgeff.model_file import save_model
 from edgeff.runtime.int_model import (
     GAMMA_FRAC_BITS,
@@ -56,8 +58,8 @@ def _calibration_activities(net, images: np.ndarray, labels: np.ndarray):
     x0 = images_to_input(images, net.n_classes)
     rng = np.random.default_rng(0)
     wrong = (labels + rng.integers(1, net.n_classes, len(labels))) % net.n_classes
-    x = torch.cat([x0, x0])
-    x[torch.arange(2 * len(labels)), torch.from_numpy(np.concatenate([labels, wrong]))] = net.label_value
+    x = overlay_labels(torch.cat([x0, x0]), torch.from_numpy(np.concatenate([labels, wrong])), net.n_classes,
+                       net.label_value)
     with torch.no_grad():
         acts = [a.numpy() for a in net.activities(x)]
         logits = net.head_logits(x0).numpy()
@@ -146,7 +148,7 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
              "calibration": {"samples": len(calib_labels), "statistic": "max over positive and "
                              "negative inputs"},
              "weights": "trained" if from_scratch_seed is None else f"fresh random init, seed {from_scratch_seed}"}
-    new_header = {"architecture": {**arch, "kind": "ff-mlp-int8"}, "quantization": quant,
+    new_header = {"architecture": {**arch, "kind": ModelKind.INT8}, "quantization": quant,
                   "training": header.get("training"), "float_metrics": header.get("metrics", {}).get("val"),
                   "source_model": str(float_model_path), "data": data_fingerprint}
     save_model(out_path, tensors, new_header)

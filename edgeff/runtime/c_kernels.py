@@ -1,16 +1,15 @@
-"""The C kernels (edgeff/csrc/kernels, which the board firmware builds too), for this host, through ctypes.
+"""The C kernel set: the C kernels (edgeff/csrc/kernels, which the board firmware builds too), for this
+host, through ctypes.
 
-The same C99 sources run on the board; here they are the runtime's fast backend. Each NumPy kernel
-(requantize_output, l2_normalization, goodness, the master-weight update) hands its work to the C twin
-when the library is available and gives the same bits (tests/test_c_kernels.py). Small batches (a
+The same C99 sources run on the board; here they are the runtime's fast kernel set (CKernels), chosen
+by edgeff.runtime.backend. CKernels runs the cases its C code covers and hands every other one to the
+reference set (one rule, `_c_for`), with the same bits (tests/test_c_kernels.py). Small batches (a
 board's step) run each layer fused in C (ef_ff_layer_s8); large matrix products stay in exact float BLAS,
 which beats the C dot products there.
 
 The library is compiled once per source version with the system C compiler (`cc`) into a cache
 directory and loaded from there afterwards; large batches are split across cores by a thread pool
-(ctypes releases the GIL during a call). EDGEFF_KERNELS selects the backend:
-"auto" (default: C when it builds, else NumPy with one warning), "c" (fail if it does not build) or
-"numpy" (never build). Tests switch backends with `use_backend`.
+(ctypes releases the GIL during a call).
 """
 import ctypes
 import functools
@@ -20,7 +19,6 @@ import platform
 import subprocess
 import tempfile
 import threading
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,11 +27,11 @@ from threadpoolctl import ThreadpoolController
 
 from edgeff.csrc import KERNELS
 from edgeff.errors import EdgeFFError
+from edgeff.runtime.reference_kernels import NORM_BITS_INT8, ReferenceKernels
+from edgeff.runtime.requantize import INT32_MAX, output_dtype
 
 FLAGS = ["-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror"]
 ROUNDING = {"double": 0, "single": 1}
-
-_backend = os.environ.get("EDGEFF_KERNELS", "auto")
 
 
 def source_dir() -> Path:
@@ -126,16 +124,11 @@ _RESTYPES = {"ef_hash32": _u32}
 
 
 @functools.cache
-def _load(required: bool):
+def _load() -> ctypes.CDLL:
     try:
-        lib = ctypes.CDLL(str(build()))
-    except (EdgeFFError, OSError) as exc:
-        if required:
-            raise EdgeFFError(f"EDGEFF_KERNELS=c but the C kernels are unavailable: {exc}; install a C "
-                              "compiler (apt-get install gcc) or set EDGEFF_KERNELS=numpy") from None
-        warnings.warn(f"EdgeFF runs its NumPy kernels (same results, slower): {exc}", stacklevel=3)
-        return None
-    return bind(lib)
+        return bind(ctypes.CDLL(str(build())))
+    except OSError as exc:
+        raise EdgeFFError(f"loading the C kernels failed: {exc}") from None
 
 
 def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
@@ -146,20 +139,9 @@ def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     return lib
 
 
-def library():
-    """The loaded library, or None when the NumPy backend is selected or the build failed (auto)."""
-    if _backend == "numpy":
-        return None
-    if _backend not in ("auto", "c"):
-        raise EdgeFFError(f"EDGEFF_KERNELS={_backend!r} must be auto, c or numpy")
-    return _load(_backend == "c")
-
-
-def use_backend(name: str) -> str:
-    """Switch backend ("auto", "c" or "numpy") for this process; returns the previous one."""
-    global _backend
-    previous, _backend = _backend, name
-    return previous
+def library() -> ctypes.CDLL:
+    """The loaded library, built first if needed; EdgeFFError when it cannot be built or loaded."""
+    return _load()
 
 
 # ---------------------------------------------------------------- array-level calls
@@ -285,3 +267,65 @@ def update_weight_rows(master, weight, rows, grad, lr_shift: int, stochastic: bo
     library().ef_update_weight_rows(master, weight, master.shape[1], _c(rows, np.int32), len(rows),
                                     _c(grad, np.int64), lr_shift, int(stochastic), seed & 0xFFFFFFFF,
                                     stream & 0xFFFFFFFF)
+
+
+# ---------------------------------------------------------------- the kernel set
+
+C_MAX_GOODNESS_UNITS = INT32_MAX // (255 * 255)   # the C goodness cannot overflow int32 below this width
+C_FUSED_MAX_ROWS = 32    # batches up to this many rows run a layer fused in C; larger ones through BLAS
+C_NORMALIZATIONS = ((7, -128, 127), (15, -32768, 32767))   # (output bits, clamp): int8 and int16 outputs
+
+
+def _c_for(covered):
+    """The decorated C call for the arguments `covered(*args)` accepts, the reference kernel of the same
+    name for every other: the one place where the C set hands work to the reference set."""
+    def kernel_set_method(c_call):
+        reference = getattr(ReferenceKernels, c_call.__name__)
+
+        @functools.wraps(reference)
+        def method(self, *args):
+            return c_call(*args) if covered(*args) else reference(self, *args)
+        return method
+    return kernel_set_method
+
+
+def _int8_rows(q) -> bool:
+    return q.ndim == 2 and q.dtype == np.int8
+
+
+class CKernels(ReferenceKernels):
+    """The C kernels where they apply; methods and arguments as ReferenceKernels (called positionally).
+
+    Above each method, the cases its C code covers; in its body, the array-level C call of the same name
+    defined above (a module function: a method body does not see the class's names)."""
+    name = "c"
+
+    @_c_for(lambda acc, bias, multiplier, shift, zp, act_min, act_max, *_:
+            np.ndim(acc) == 2 and output_dtype(act_min, act_max) == np.int8)
+    def requantize_output(acc, bias, multiplier, shift, zp, act_min, act_max, rounding, wide):
+        return requantize(acc, bias, multiplier, shift, zp, act_min, act_max, rounding, wide)
+
+    @_c_for(lambda q, zp, bits, out_min, out_max, rounding:
+            (bits, out_min, out_max) in C_NORMALIZATIONS and _int8_rows(np.asarray(q)))
+    def l2_normalization(q, zp, bits, out_min, out_max, rounding):
+        return l2_normalize(q, zp, bits, rounding)
+
+    @_c_for(lambda q, zp: _int8_rows(np.asarray(q)) and q.shape[1] <= C_MAX_GOODNESS_UNITS)
+    def goodness(q, zp):
+        return goodness(q, zp).astype(np.int64)
+
+    @_c_for(lambda a, zp, weight, bias, multiplier, shift, out_zp, act_min, norm_bits, rounding:
+            norm_bits == NORM_BITS_INT8 and _int8_rows(a) and len(a) <= C_FUSED_MAX_ROWS)
+    def ff_layer(a, zp, weight, bias, multiplier, shift, out_zp, act_min, norm_bits, rounding):
+        n, out, g = ff_layer(a, zp, weight, bias, multiplier, shift, out_zp, act_min, rounding)
+        return n, out, g.astype(np.int64)
+
+    @_c_for(lambda shared, label_pixel, label_columns, bias, multiplier, shift, out_zp, act_min, norm_bits, rounding:
+            shared.dtype == np.int32 and norm_bits == NORM_BITS_INT8)
+    def label_rows(shared, label_pixel, label_columns, bias, multiplier, shift, out_zp, act_min, norm_bits,
+                   rounding):
+        return label_rows(shared, label_pixel, label_columns, bias, multiplier, shift, out_zp, act_min, rounding)
+
+    @_c_for(lambda *args: True)
+    def update_weight_rows(master, weight, rows, grad, lr_shift, stochastic, seed, stream):
+        update_weight_rows(master, weight, rows, grad, lr_shift, stochastic, seed, stream)

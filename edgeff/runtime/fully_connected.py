@@ -8,12 +8,11 @@ Weights are symmetric (zero point 0), per-tensor or per-channel (M, shift broadc
 BLAS in float32 when every partial sum provably stays below 2^24 (int8 x int8 with K <= 1024 and a zero
 input zero point, as after L2 normalization), else float64 below 2^53, else the exact int64 product.
 Integers below those bounds are exact in float, whatever order BLAS sums them in (tested at the
-worst-case bound). Both return the same accumulators (int32 from the float32 path, else int64); the
-requantization is shared, and runs in the C kernels when they are available (c_kernels.py).
+worst-case bound). Both return the same accumulators (int32 from the float32 path, else int64). These are
+the reference kernels (pure NumPy); the C twin of the requantization is c_kernels.CKernels.
 """
 import numpy as np
 
-from edgeff.runtime import c_kernels
 from edgeff.runtime.requantize import (
     INT32_MAX,
     INT32_MIN,
@@ -60,8 +59,6 @@ def requantize_output(acc, bias, multiplier, shift, output_zero_point, act_min, 
     Returns the narrowest integer type of [act_min, act_max] (output_dtype).
     """
     dtype = output_dtype(act_min, act_max)
-    if dtype == np.int8 and np.ndim(acc) == 2 and c_kernels.library():
-        return c_kernels.requantize(acc, bias, multiplier, shift, output_zero_point, act_min, act_max, rounding, wide)
     acc = np.asarray(acc, np.int64)
     # a new array either way: the steps below work in place and must not touch the caller's
     acc = acc + np.asarray(bias, np.int64) if bias is not None else acc.copy()
@@ -80,15 +77,3 @@ def requantize_output(acc, bias, multiplier, shift, output_zero_point, act_min, 
     return np.clip(y, act_min, act_max, out=y).astype(dtype)
 
 
-def fully_connected(x, w, bias, input_zero_point, multiplier, shift, output_zero_point, act_min, act_max,
-                    accumulator=accumulate, rounding="double") -> np.ndarray:
-    """int8 FullyConnected; returns values in [act_min, act_max] (int8 for an int8 range)."""
-    return requantize_output(accumulator(x, w, input_zero_point), bias, multiplier, shift,
-                             output_zero_point, act_min, act_max, rounding)
-
-
-def fully_connected_16x8(x, w, bias, multiplier, shift, output_zero_point=0, act_min=-32768, act_max=32767,
-                         accumulator=accumulate) -> np.ndarray:
-    """16x8 FullyConnected: int16 activations (zero point 0), int8 weights, int64 bias and accumulator."""
-    return requantize_output(accumulator(x, w, 0), bias, multiplier, shift, output_zero_point, act_min,
-                             act_max, wide=True)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeff.data.labels import overlay_labels, overlay_neutral
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelKind
 from edgeff.model_file import load_model
-from edgeff.runtime import c_kernels
-from edgeff.runtime.fully_connected import accumulate, requantize_output
-from edgeff.runtime.goodness import goodness
-from edgeff.runtime.l2_normalization import l2_normalization
+from edgeff.runtime import backend, c_kernels
+from edgeff.runtime.fully_connected import accumulate
 from edgeff.runtime.requantize import INT32_MAX, multiply_by_quantized_multiplier
 from edgeff.scoring import evaluate_split
 
@@ -29,7 +29,6 @@ GOODNESS_FRAC_BITS = 12     # multi-pass scores: real goodness in Q.12
 GAMMA_FRAC_BITS = 8         # collaboration strength gamma in Q8
 ACT_MIN, ACT_MAX = -128, 127
 CHUNK_ACTIVATIONS = 1 << 19   # multi-pass work per chunk: image-labels x widest layer
-C_FUSED_MAX_ROWS = 32         # batches up to this many rows run fused in C; larger ones through BLAS
 
 
 @dataclass
@@ -47,28 +46,20 @@ class IntLayer:
     def normalize(self, a: np.ndarray, zero_point: int, rounding: str) -> np.ndarray:
         """L2-normalize this layer's input: int8 (TFLite) or int16 (16x8 mode), zero point 0."""
         limit = 1 << self.norm_bits  # int8: [-128, 127]; int16: [-32768, 32767]
-        return l2_normalization(a, zero_point, self.norm_bits, -limit, limit - 1, rounding)
+        return backend.kernels().l2_normalization(a, zero_point, self.norm_bits, -limit, limit - 1, rounding)
 
     def forward(self, n: np.ndarray, rounding: str) -> np.ndarray:
         """FullyConnected on the normalized input n (zero point 0)."""
         return self.requantize(accumulate(n, self.weight, 0), rounding)
 
     def requantize(self, acc: np.ndarray, rounding: str) -> np.ndarray:
-        return requantize_output(acc, self.bias, self.multiplier, self.shift, self.out_zero_point,
-                                 self.act_min, ACT_MAX, rounding, wide=self.norm_bits > NORM_BITS_INT8)
+        return backend.kernels().requantize_output(acc, self.bias, self.multiplier, self.shift, self.out_zero_point,
+                                                   self.act_min, ACT_MAX, rounding, self.norm_bits > NORM_BITS_INT8)
 
     def forward_with_goodness(self, a: np.ndarray, zero_point: int, rounding: str):
-        """(normalized input, int8 output, raw int goodness) for rows a of int8 input: for a few rows (a
-        board's step, small training batches) one fused C call (ff_layer.c); for many, the kernels one by
-        one, the FC through float BLAS, which then beats the C dot products (benchmarked)."""
-        if (self.norm_bits == NORM_BITS_INT8 and a.ndim == 2 and len(a) <= C_FUSED_MAX_ROWS and a.dtype == np.int8
-                and c_kernels.library()):
-            n, out, g = c_kernels.ff_layer(a, zero_point, self.weight, self.bias, self.multiplier, self.shift,
-                                           self.out_zero_point, self.act_min, rounding)
-            return n, out, g.astype(np.int64)
-        n = self.normalize(a, zero_point, rounding)
-        out = self.forward(n, rounding)
-        return n, out, goodness(out, self.out_zero_point)
+        """(normalized input, int8 output, raw int goodness) for rows a of int8 input."""
+        return backend.kernels().ff_layer(a, zero_point, self.weight, self.bias, self.multiplier, self.shift,
+                                          self.out_zero_point, self.act_min, self.norm_bits, rounding)
 
 
 def _tensor(path, tensors, name, dtype, shape):
@@ -115,7 +106,7 @@ class IntFFModel:
     @classmethod
     def _from_tensors(cls, path, tensors, header) -> "IntFFModel":
         arch, quant = header.get("architecture") or {}, header.get("quantization")
-        if arch.get("kind") != "ff-mlp-int8" or not isinstance(quant, dict):
+        if arch.get("kind") != ModelKind.INT8 or not isinstance(quant, dict):
             raise EdgeFFError(f"{path}: not an int8 FF model (architecture kind {arch.get('kind')!r}); "
                               "make one with `edgeff quantize MODEL --out MODEL_INT8`")
         sizes = arch["sizes"]
@@ -180,11 +171,8 @@ class IntFFModel:
         q = (images ^ np.uint8(0x80)).view(np.int8)   # p - 128 in int8 is p with its top bit flipped
         c = self.n_classes
         if labels is None:
-            q[:, :c] = self.quant["neutral_label_q"]
-        else:
-            q[:, :c] = INPUT_ZERO_POINT
-            q[np.arange(len(q)), self.check_labels(labels, len(q))] = self.quant["label_q"]
-        return q
+            return overlay_neutral(q, c, self.quant["neutral_label_q"])
+        return overlay_labels(q, self.check_labels(labels, len(q)), c, self.quant["label_q"], INPUT_ZERO_POINT)
 
     # ------------------------------------------------------------------ layers
     def forward_layers(self, q: np.ndarray, first: int = 0, in_zero_point: int = INPUT_ZERO_POINT):
@@ -234,13 +222,9 @@ class IntFFModel:
         n[:, :c] = 0                                   # unlabelled pixels are 0.0: centred 0, normalized 0
         shared = accumulate(n, first.weight, 0)        # (N, out), exact
         label_columns = first.weight[:, :c].T.astype(np.int32)                   # (C, out)
-        if shared.dtype == np.int32 and first.norm_bits == NORM_BITS_INT8 and c_kernels.library():
-            a, g = c_kernels.label_rows(shared, n_label, label_columns, first.bias, first.multiplier, first.shift,
-                                        first.out_zero_point, first.act_min, self.rounding)
-        else:
-            acc = shared[:, None, :] + n_label.astype(np.int32)[:, None, None] * label_columns[None]  # (N, C, out)
-            a = first.requantize(acc.reshape(len(images) * c, -1), self.rounding)
-            g = goodness(a, first.out_zero_point)
+        a, g = backend.kernels().label_rows(shared, n_label, label_columns, first.bias, first.multiplier,
+                                            first.shift, first.out_zero_point, first.act_min, first.norm_bits,
+                                            self.rounding)
         raw = [np.asarray(g, np.int64)] + self.forward_layers(a, 1, first.out_zero_point)[2]
         return np.stack(raw).reshape(len(self.layers), len(images), c)
 
@@ -254,8 +238,8 @@ class IntFFModel:
 
     def head_logits(self, images: np.ndarray) -> np.ndarray:
         acts = self.activities(self.quantize_images(images))
-        parts = [l2_normalization(acts[l - 1], self.layers[l - 1].out_zero_point, rounding=self.rounding)
-                 for l in self.head_layers]
+        parts = [backend.kernels().l2_normalization(acts[l - 1], self.layers[l - 1].out_zero_point, NORM_BITS_INT8,
+                                                    ACT_MIN, ACT_MAX, self.rounding) for l in self.head_layers]
         return self.head.forward(np.concatenate(parts, axis=1), self.rounding)
 
 

@@ -42,32 +42,23 @@ import numpy as np
 from edgeff.data.labels import hardest_wrong_labels
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
-from edgeff.runtime import c_kernels
+from edgeff.runtime import backend
 from edgeff.runtime.fully_connected import accumulate
 from edgeff.runtime.int_model import GAMMA_FRAC_BITS, NORM_BITS_INT8, IntFFModel
 from edgeff.runtime.integer_hash import hash32
+from edgeff.runtime.master_weights import MASTER_FRAC_BITS, round_shift, weights_from_masters
 from edgeff.runtime.requantize import (
     multiply_by_quantized_multiplier,
     quantize_multiplier,
     rounding_divide_by_pot,
 )
 
-MASTER_FRAC_BITS = 8
 SIGMOID_INPUT_FRAC_BITS = 4       # table index t = round(z * 16), z in [-8, 8)
-
-WEIGHT_MAX = 127
 
 
 def active_rows(row: np.ndarray) -> np.ndarray:
     """Output units with a non-zero gradient in some row of the batch."""
     return np.flatnonzero(row.any(axis=0))
-
-
-def weights_from_masters(master: np.ndarray) -> np.ndarray:
-    """int8 forward weights: RoundingDivideByPOT(master, 8), clamped to [-127, 127]. For int16 masters
-    that is (m + 128 - [m < 0]) >> 8 in int32 (tested against rounding_divide_by_pot on every int16)."""
-    m = master.astype(np.int32)
-    return np.clip((m + 128 + (m >> 15)) >> MASTER_FRAC_BITS, -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
 
 
 def sigmoid_table() -> np.ndarray:
@@ -155,31 +146,16 @@ class IntTrainer:
         return np.concatenate([self._sigmoid(theta - gc_pos), -self._sigmoid(gc_neg - theta)],
                               axis=-1)
 
-    def _round_shift(self, v: np.ndarray, shift: int, stream: int, index=None) -> np.ndarray:
-        """v / 2^shift rounded: stochastically (unbiased, integer_hash noise drawn for element `index`,
-        by default the position in v) or to nearest. A negative shift is an exact left shift."""
-        if shift <= 0:
-            return v << -shift
-        if self.config.rounding == "nearest":
-            return rounding_divide_by_pot(v, shift) if shift <= 62 else np.zeros_like(v)
-        index = np.arange(v.size) if index is None else index
-        noise = hash32(self.config.seed, self.step_count * 64 + stream, index).reshape(v.shape)
-        noise = noise.astype(np.int64) & ((np.int64(1) << min(shift, 32)) - 1)
-        return (v + (noise << max(shift - 32, 0))) >> shift
+    def _round_shift(self, v: np.ndarray, shift: int, stream: int) -> np.ndarray:
+        """v / 2^shift rounded by the configured rule, noise stream `stream` (< 64) of this step."""
+        return round_shift(v, shift, self.config.rounding == "stochastic", self.config.seed,
+                           self.step_count * 64 + stream)
 
     def _update_weight_rows(self, i: int, active: np.ndarray, dm: np.ndarray):
         """Master rows `active` of layer i += round(dm / 2^lr_shift), and their int8 weights re-derived."""
-        master, weight = self.weight_masters[i], self.model.layers[i].weight
-        if c_kernels.library():
-            c_kernels.update_weight_rows(master, weight, active, dm, self.config.lr_shift,
-                                         self.config.rounding == "stochastic", self.config.seed,
-                                         self.step_count * 64 + 2 * i)
-            return
-        d_in = master.shape[1]
-        element = (active[:, None] * d_in + np.arange(d_in)).ravel()  # noise index in the full matrix
-        master[active] = np.clip(master[active].astype(np.int64)
-                                 + self._round_shift(dm, self.config.lr_shift, 2 * i, element), -32768, 32767)
-        weight[active] = weights_from_masters(master[active])
+        backend.kernels().update_weight_rows(self.weight_masters[i], self.model.layers[i].weight, active, dm,
+                                             self.config.lr_shift, self.config.rounding == "stochastic",
+                                             self.config.seed, self.step_count * 64 + 2 * i)
 
     def negative_labels(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         c = self.model.n_classes

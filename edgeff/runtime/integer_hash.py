@@ -20,15 +20,3 @@ def hash32(seed: int, step: int, index) -> np.ndarray:
         h *= np.uint32(0xC2B2AE35)
         h ^= h >> np.uint32(16)
     return h
-
-
-def hash32_ref(seed: int, step: int, index: int) -> int:
-    """Scalar specification (Python ints, explicit 32-bit wrap)."""
-    m = 0xFFFFFFFF
-    h = ((seed & m) * 0x9E3779B1 + (step & m) * 0x85EBCA77 + index) & m
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & m
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & m
-    h ^= h >> 16
-    return h

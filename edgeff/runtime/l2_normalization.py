@@ -6,16 +6,14 @@ Raphson steps in gemmlowp Q3.28 fixed point), then each element rescaled to an i
 1/128, zero point 0. `*_ref` is the scalar C translation; the unsuffixed functions are vectorized.
 
 `output_shift_bits` is TFLite's kOutputScale (7: output scale 1/128). EdgeFF's int16 activations use the
-same algorithm with 15 (scale 1/32768) and an int16 clamp; TFLite has no such op. The vectorized
-kernel hands int8 rows to the C kernels when they are available (c_kernels.py), with the same bits.
+same algorithm with 15 (scale 1/32768) and an int16 clamp; TFLite has no such op. These are the reference
+kernels (pure NumPy); the C twin is c_kernels.CKernels.l2_normalization.
 """
 import numpy as np
 
-from edgeff.runtime import c_kernels
 from edgeff.runtime.requantize import (
     INT32_MAX,
     multiply_by_quantized_multiplier,
-    multiply_by_quantized_multiplier_ref,
     output_dtype,
     saturating_rounding_doubling_high_mul_ref,
     saturating_rounding_multiply_by_pot,
@@ -58,21 +56,6 @@ def inv_sqrt_quantized_multiplier_ref(acc: int, reverse_shift: int = -1) -> tupl
         x = wrap_int32_ref(x << -shift)  # TFLite: *output_inv_sqrt <<= -*output_shift
         shift = 0
     return x, shift * reverse_shift
-
-
-def l2_normalization_ref(q: np.ndarray, zero_point: int, output_shift_bits=TFLITE_OUTPUT_SHIFT_BITS,
-                         out_min=-128, out_max=127, rounding="double") -> np.ndarray:
-    """Scalar reference over rows of q (any int dtype); returns int64 values in [out_min, out_max]."""
-    q = np.asarray(q)
-    out = np.zeros(q.shape, dtype=np.int64)
-    for r in range(q.shape[0]):
-        centered = [int(v) - zero_point for v in q[r]]
-        acc = wrap_int32_ref(sum(v * v for v in centered))
-        mult, shift = inv_sqrt_quantized_multiplier_ref(acc, -1)
-        for i, v in enumerate(centered):
-            y = multiply_by_quantized_multiplier_ref(v, mult, shift + output_shift_bits, rounding)
-            out[r, i] = min(out_max, max(out_min, y))
-    return out
 
 
 def _srdhm_non_negative(a, b):
@@ -124,10 +107,6 @@ def l2_normalization(q: np.ndarray, zero_point: int, output_shift_bits=TFLITE_OU
     """Vectorized kernel over the rows of q; returns int8 (or int16 for a 16-bit range) rows. `rounding`
     is the final rescale's: "double" (TFLite Micro's default) or "single" (TFLITE_SINGLE_ROUNDING)."""
     dtype = output_dtype(out_min, out_max)
-    standard = (output_shift_bits, out_min, out_max) in ((7, -128, 127), (15, -32768, 32767))
-    q = np.asarray(q)
-    if standard and q.ndim == 2 and q.dtype == np.int8 and c_kernels.library():
-        return c_kernels.l2_normalize(q, zero_point, output_shift_bits, rounding)
     centered = np.asarray(q, np.int64) - zero_point
     acc = wrap_int32(np.einsum("ij,ij->i", centered, centered))
     mult, shift = inv_sqrt_quantized_multiplier(acc, -1)

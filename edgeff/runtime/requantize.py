@@ -3,7 +3,8 @@
 Two implementations with one API: `*_ref` functions are literal scalar translations of the C code
 (Python ints, C's truncating division and int32 wrap-around spelled out) and are the specification; the
 unsuffixed functions are vectorized NumPy (int64 lanes holding int32 values) and are what the kernels
-call. Tests prove them equal on random cases and on every edge (INT32_MIN, saturation, ties).
+call. Tests prove them equal on random cases and on every edge (INT32_MIN, saturation, ties); the scalar
+forms only the tests use (MultiplyByQuantizedMultiplier itself among them) live in tests/reference_math.py.
 
 Default rounding is TFLM's "double rounding": SaturatingRoundingDoublingHighMul then RoundingDivideByPOT.
 `rounding="single"` selects TFLITE_SINGLE_ROUNDING (one 64-bit multiply, add, shift).
@@ -61,23 +62,6 @@ def saturating_rounding_multiply_by_pot_ref(x: int, exponent: int) -> int:
     if x < -threshold:
         return INT32_MIN
     return wrap_int32_ref(x << exponent)
-
-
-def multiply_by_quantized_multiplier_ref(x: int, multiplier: int, shift: int, rounding="double") -> int:
-    """TFLite MultiplyByQuantizedMultiplier(int32 x, int32 multiplier, int shift)."""
-    if rounding == "single":
-        total_shift = 31 - shift
-        return wrap_int32_ref((x * multiplier + (1 << (total_shift - 1))) >> total_shift)
-    left, right = max(shift, 0), max(-shift, 0)
-    return rounding_divide_by_pot_ref(
-        saturating_rounding_doubling_high_mul_ref(wrap_int32_ref(x * (1 << left)), multiplier), right)
-
-
-def multiply_by_quantized_multiplier_int64_ref(x: int, multiplier: int, shift: int) -> int:
-    """TFLite MultiplyByQuantizedMultiplier(int64 x, ...) of the 16x8 kernels: a reduced 16-bit multiplier."""
-    reduced = ((multiplier + (1 << 15)) >> 16) if multiplier < 0x7FFF0000 else 0x7FFF
-    total_shift = 15 - shift
-    return wrap_int32_ref((x * reduced + (1 << (total_shift - 1))) >> total_shift)
 
 
 def quantize_multiplier(real_multiplier: float, rounding="double") -> tuple[int, int]:

@@ -2,6 +2,7 @@
 import numpy as np
 import torch
 
+from edgeff.data.labels import overlay_neutral
 from edgeff.scoring import evaluate_split
 from edgeff.train.network import FFNetwork
 
@@ -10,9 +11,7 @@ CHUNK = 1000
 
 def images_to_input(images: np.ndarray, n_classes: int) -> torch.Tensor:
     """uint8 images -> float32 in [0, 1] with the label pixels zeroed (the x0 of FFNetwork)."""
-    x = torch.from_numpy(images.astype(np.float32) / 255.0)
-    x[:, :n_classes] = 0.0
-    return x
+    return overlay_neutral(torch.from_numpy(images.astype(np.float32) / 255.0), n_classes, 0.0)
 
 
 @torch.no_grad()

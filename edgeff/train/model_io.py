@@ -2,13 +2,14 @@
 import torch
 
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelDescription, ModelKind
 from edgeff.model_file import load_model, save_model
 from edgeff.train.network import FFNetwork
 
 
 def architecture(net: FFNetwork, eval_layers) -> dict:
-    return {"kind": "ff-mlp", "sizes": net.sizes, "n_classes": net.n_classes,
-            "label_value": net.label_value, "goodness": net.goodness_kind, "normalization": net.normalization,
+    return {"kind": ModelKind.FLOAT, "layers": ModelDescription.dense(net.sizes, net.normalization).to_header(),
+            "n_classes": net.n_classes, "label_value": net.label_value, "goodness": net.goodness_kind,
             "collab_mode": net.collab_mode, "eval_layers": list(eval_layers),
             "head_layers": net.head_layers, "qat": net.qat,
             "input": "uint8 pixels / 255; the first n_classes pixels hold one-hot(label) * label_value"}
@@ -26,7 +27,7 @@ def load_network(path) -> tuple[FFNetwork, dict]:
     """Load a float FF model file; returns the network (eval mode) and the whole header."""
     tensors, header = load_model(path)
     arch = header.get("architecture")
-    if not isinstance(arch, dict) or arch.get("kind") != "ff-mlp":
+    if not isinstance(arch, dict) or arch.get("kind") != ModelKind.FLOAT:
         raise EdgeFFError(f"{path}: not a float FF model (architecture kind "
                           f"{(arch or {}).get('kind')!r}); this command needs a file from `edgeff train`")
     net = FFNetwork(arch["sizes"], arch["n_classes"], arch["label_value"], arch["goodness"],

@@ -14,6 +14,8 @@ sending gradient into layer k. F-CFF keeps gamma fixed; A-CFF learns it (eq. 7).
 import torch
 from torch import nn
 
+from edgeff.data.labels import overlay_labels, overlay_neutral
+
 EPS = 1e-8
 
 
@@ -91,9 +93,8 @@ class FFNetwork(nn.Module):
         n, d = x0.shape
         c = self.n_classes
         if self.qat:
-            copies = x0[None].repeat(c, 1, 1)
-            copies[torch.arange(c), :, torch.arange(c)] = self.label_value
-            return self.layer_goodness(copies.reshape(c * n, d)).reshape(self.n_layers, c, n).transpose(1, 2)
+            copies = overlay_labels(x0.repeat(c, 1), torch.arange(c).repeat_interleave(n), c, self.label_value)
+            return self.layer_goodness(copies).reshape(self.n_layers, c, n).transpose(1, 2)
         w, b = self.layers[0].weight, self.layers[0].bias
         divisor = d if self.normalization == "rms" else 1
         scale = torch.rsqrt(((x0 * x0).sum(dim=1, keepdim=True) + self.label_value ** 2) / divisor + EPS)
@@ -109,9 +110,7 @@ class FFNetwork(nn.Module):
 
     def neutral_input(self, x0: torch.Tensor) -> torch.Tensor:
         """Images with every label pixel at label_value / n_classes: the one-pass input (no label guessed)."""
-        x = x0.clone()
-        x[:, :self.n_classes] = self.label_value / self.n_classes
-        return x
+        return overlay_neutral(x0.clone(), self.n_classes, self.label_value / self.n_classes)
 
     def head_features(self, x0: torch.Tensor) -> torch.Tensor:
         """Concatenated normalized activities of the head layers, for the one-pass softmax head."""

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edgeff.data.labels import overlay_labels
 from edgeff.errors import EdgeFFError
 
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4096", "MALLOC_TRIM_THRESHOLD_": "0", "MALLOC_TOP_PAD_": "0"}
@@ -59,9 +60,7 @@ def _torch_training(method: str, sizes: list, batch: int, n_classes: int, steps:
         layers = [torch.nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
         opts = [torch.optim.Adam(layer.parameters(), lr=1e-3) for layer in layers]
         for step in range(steps):
-            x = torch.cat([x0, x0])
-            x[torch.arange(2 * batch), torch.cat([y, (y + 1) % n_classes])] = 1.0  # label overlay
-            h = x
+            h = overlay_labels(torch.cat([x0, x0]), torch.cat([y, (y + 1) % n_classes]), n_classes, 1.0)
             for i, (layer, opt) in enumerate(zip(layers, opts, strict=True)):
                 if step == steps - 1:
                     probe("start", i)

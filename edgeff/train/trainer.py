@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from edgeff.atomic_write import atomic_write_text
 from edgeff.data.datasets import Dataset
-from edgeff.data.labels import hardest_wrong_labels, random_wrong_labels
+from edgeff.data.labels import hardest_wrong_labels, overlay_labels, random_wrong_labels
 from edgeff.errors import EdgeFFError
 from edgeff.plots import plot_gamma, plot_layer_accuracy
 from edgeff.scoring import best_layer_subset, multi_pass_accuracy, per_layer_accuracy
@@ -73,8 +73,7 @@ def negative_labels(net, x0, y, cfg, rng, scored_layers) -> torch.Tensor:
 def train_step(net, optimizer, x0, y, y_neg, trained, cfg) -> torch.Tensor:
     """One FF update on a batch; returns the (n_layers,) losses. Only `trained` layers' losses count."""
     b = len(y)
-    x = torch.cat([x0, x0])
-    x[torch.arange(2 * b), torch.cat([y, y_neg])] = net.label_value
+    x = overlay_labels(torch.cat([x0, x0]), torch.cat([y, y_neg]), net.n_classes, net.label_value)
     g = net.collaborative(net.layer_goodness(x))
     losses = ff_loss(cfg.train.loss, g[:, :b], g[:, b:], cfg.train.theta, cfg.train.symba_alpha)
     optimizer.zero_grad(set_to_none=True)

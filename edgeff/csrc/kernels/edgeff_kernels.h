@@ -15,6 +15,8 @@
 
 #include <stdint.h>
 
+#include "ff_constants.h"
+
 #define EF_ROUNDING_DOUBLE 0   /* TFLM default: SaturatingRoundingDoublingHighMul + RoundingDivideByPOT */
 #define EF_ROUNDING_SINGLE 1   /* TFLITE_SINGLE_ROUNDING: one 64-bit multiply, add, shift */
 
@@ -107,8 +109,6 @@ void ef_update_weight(int16_t *master, int8_t *weight, int64_t grad, int32_t lr_
 
 /* ---- ff_train.c: one integer FF / CFF training step on one sample, the board's rule (mirror of
  * IntTrainer.step at batch size 1, int8 normalized inputs). Every buffer is the caller's. */
-#define EF_MAX_LAYERS 8
-
 typedef struct {
     int32_t d_in, d_out;
     int8_t *weight;                  /* (d_out, d_in), the forward weights: rounded masters */

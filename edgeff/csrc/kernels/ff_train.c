@@ -2,9 +2,6 @@
  * IntTrainer.step in edgeff/runtime/int_training.py at batch size 1; its docstring has the math). */
 #include "edgeff_kernels.h"
 
-#define GAMMA_FRAC_BITS 8
-#define INPUT_ZERO_POINT (-128)
-
 int32_t ef_random_negative_label(uint32_t seed, uint32_t step, int32_t label, int32_t n_classes)
 {
     uint32_t h = ef_hash32(seed ^ 0x5EEDu, step, 0);
@@ -15,15 +12,15 @@ void ef_ff_input(ef_ff_trainer *t, const uint8_t *image, int32_t label, int32_t 
 {
     int8_t *q = t->input + (int64_t)row * t->n_inputs;
     for (int32_t k = 0; k < t->n_inputs; ++k)
-        q[k] = (int8_t)(image[k] + INPUT_ZERO_POINT);
+        q[k] = (int8_t)(image[k] + EF_INPUT_ZERO_POINT);
     for (int32_t c = 0; c < t->n_classes; ++c)
-        q[c] = (int8_t)(label == EF_NEUTRAL_LABEL ? t->neutral_label_q : c == label ? t->label_q : INPUT_ZERO_POINT);
+        q[c] = (int8_t)(label == EF_NEUTRAL_LABEL ? t->neutral_label_q : c == label ? t->label_q : EF_INPUT_ZERO_POINT);
 }
 
 void ef_ff_forward(ef_ff_trainer *t, int32_t row, int64_t *g)
 {
     const int8_t *a = t->input + (int64_t)row * t->n_inputs;
-    int32_t zp = INPUT_ZERO_POINT;
+    int32_t zp = EF_INPUT_ZERO_POINT;
     for (int32_t l = 0; l < t->n_layers; ++l) {
         ef_ff_layer *L = &t->layers[l];
         int8_t *n = L->normalized + (int64_t)row * L->d_in, *out = L->output + (int64_t)row * L->d_out;
@@ -90,7 +87,7 @@ int32_t ef_ff_train_step(ef_ff_trainer *t, const uint8_t *image, int32_t label, 
         int64_t gc[2];
         for (int r = 0; r < 2; ++r) {
             others[l][r] = (total[r] - g[r][l]) * t->coupling_q;     /* Q.12 * Q8 */
-            gc[r] = g[r][l] + ef_round_shift(t->gamma_q[l] * others[l][r], 2 * GAMMA_FRAC_BITS, 0, 0);
+            gc[r] = g[r][l] + ef_round_shift(t->gamma_q[l] * others[l][r], 2 * EF_GAMMA_FRAC_BITS, 0, 0);
         }
         if (t->softplus) {
             coef[l][0] = sigmoid(t, t->theta_q - gc[0]);

@@ -2,9 +2,6 @@
  * weights_from_masters in edgeff/runtime/int_training.py). */
 #include "edgeff_kernels.h"
 
-#define MASTER_FRAC_BITS 8
-#define WEIGHT_MAX 127
-
 int64_t ef_round_shift(int64_t v, int32_t shift, int stochastic, uint32_t noise)
 {
     if (shift <= 0)
@@ -27,8 +24,8 @@ void ef_update_weight(int16_t *master, int8_t *weight, int64_t grad, int32_t lr_
 {
     int64_t m = *master + ef_round_shift(grad, lr_shift, stochastic, noise);
     *master = (int16_t)(m > 32767 ? 32767 : m < -32768 ? -32768 : m);
-    int32_t w = ef_rounding_divide_by_pot(*master, MASTER_FRAC_BITS);
-    *weight = (int8_t)(w > WEIGHT_MAX ? WEIGHT_MAX : w < -WEIGHT_MAX ? -WEIGHT_MAX : w);
+    int32_t w = ef_rounding_divide_by_pot(*master, EF_MASTER_FRAC_BITS);
+    *weight = (int8_t)(w > EF_WEIGHT_MAX ? EF_WEIGHT_MAX : w < -EF_WEIGHT_MAX ? -EF_WEIGHT_MAX : w);
 }
 
 void ef_update_weight_rows(int16_t *master, int8_t *weight, int32_t depth, const int32_t *rows, int32_t n_rows,

@@ -2,14 +2,7 @@
  * firmware_bridge/board_image.py). */
 #include "board_image.h"
 
-#define MAGIC 0x42464645u            /* "EFFB" little-endian */
-#define MODEL_FORMAT 1u
-#define FIXED_BYTES 20u              /* magic .. step */
-#define LAYER_BYTES 16u              /* zero point, norm bits, 2 pad, goodness multiplier, shift, gamma */
-#define ALIGN 8u
 #define MAX_ARRAYS (EF_MAX_LAYERS * 6 + 4)
-#define FLAG_MASTERS 1u
-#define MASTER_FRAC_BITS 8
 
 static uint32_t get_u16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
 static uint32_t get_u32(const uint8_t *p) { return get_u16(p) | get_u16(p + 2) << 16; }
@@ -21,13 +14,13 @@ static void put_u32(uint8_t *p, uint32_t v)
         p[i] = (uint8_t)(v >> 8 * i);
 }
 
-static uint32_t align(uint32_t n) { return (n + ALIGN - 1u) & ~(ALIGN - 1u); }
+static uint32_t align(uint32_t n) { return (n + EF_IMAGE_ALIGN - 1u) & ~(EF_IMAGE_ALIGN - 1u); }
 
 /* Every array's offset and length, in image order (with or without masters); returns the image size. The
  * offsets of each layer's arrays and the head's are also kept in the layout when `keep` is set. */
 static uint32_t arrays(ef_image_layout *layout, int masters, uint32_t *offset, uint32_t *length, int keep)
 {
-    uint32_t pos = align(layout->layer_header + LAYER_BYTES * (uint32_t)layout->n_layers), n = 0;
+    uint32_t pos = align(layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)layout->n_layers), n = 0;
     for (int32_t l = 0; l <= layout->n_layers; ++l) {
         int head = l == layout->n_layers;
         uint32_t d_out = (uint32_t)(head ? layout->n_classes : layout->sizes[l + 1]);
@@ -63,7 +56,7 @@ static int requantization_valid(const uint8_t *multiplier, const uint8_t *shift,
 
 static int32_t weight_from_master(int32_t master)
 {
-    int32_t w = ef_rounding_divide_by_pot(master, MASTER_FRAC_BITS);
+    int32_t w = ef_rounding_divide_by_pot(master, EF_MASTER_FRAC_BITS);
     return w > 127 ? 127 : w < -127 ? -127 : w;
 }
 
@@ -77,9 +70,9 @@ int ef_image_check(const uint8_t *image, uint32_t length, uint32_t image_capacit
                    ef_image_layout *layout, const char **why, uint32_t *detail)
 {
     *detail = 0;
-    if (length < FIXED_BYTES || get_u32(image) != MAGIC)
+    if (length < EF_IMAGE_FIXED_BYTES || get_u32(image) != EF_IMAGE_MAGIC)
         return fail(why, "not a board image (no 'EFFB' magic)");
-    if (image[4] != MODEL_FORMAT)
+    if (image[4] != EF_MODEL_FORMAT)
         return fail(why, "board image format is not 1");
     int32_t n = image[5], n_classes = image[6];
     uint8_t flags = image[7];
@@ -90,11 +83,11 @@ int ef_image_check(const uint8_t *image, uint32_t length, uint32_t image_capacit
     layout->flags = flags;
     layout->eval_mask = image[11];
     layout->head_mask = image[12];
-    layout->layer_header = (FIXED_BYTES + 2u * (uint32_t)(n + 1) + 3u) & ~3u;
-    if (length < align(layout->layer_header + LAYER_BYTES * (uint32_t)n))
+    layout->layer_header = (EF_IMAGE_FIXED_BYTES + 2u * (uint32_t)(n + 1) + 3u) & ~3u;
+    if (length < align(layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)n))
         return fail(why, "board image is truncated inside its header");
     for (int32_t i = 0; i <= n; ++i)
-        layout->sizes[i] = (int32_t)get_u16(image + FIXED_BYTES + 2 * i);
+        layout->sizes[i] = (int32_t)get_u16(image + EF_IMAGE_FIXED_BYTES + 2 * i);
     layout->d_head = 0;
     for (int32_t l = 0; l < n; ++l)
         if (layout->head_mask >> l & 1u)
@@ -107,14 +100,14 @@ int ef_image_check(const uint8_t *image, uint32_t length, uint32_t image_capacit
     if (n_classes > layout->sizes[0])
         return fail(why, "board image header is invalid (more classes than inputs)");
     for (int32_t l = 0; l < n; ++l) {
-        uint8_t bits = image[layout->layer_header + LAYER_BYTES * (uint32_t)l + 1];
+        uint8_t bits = image[layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)l + 1];
         if (bits != 7 && bits != 15)
             return fail(why, "board image header is invalid (norm bits must be 7 or 15)");
         if (bits != 7)
             return fail(why, "this firmware trains int8-normalized layers only (norm bits 7)");
     }
     uint32_t offset[MAX_ARRAYS], size[MAX_ARRAYS];
-    int masters = flags & FLAG_MASTERS;
+    int masters = flags & EF_IMAGE_FLAG_MASTERS;
     uint32_t bytes = arrays(layout, masters, offset, size, 0);
     if (bytes > length)
         return fail(why, "board image is truncated inside its tensors");
@@ -124,7 +117,7 @@ int ef_image_check(const uint8_t *image, uint32_t length, uint32_t image_capacit
     if (!masters)
         arrays(layout, 0, offset, size, 1);    /* check the image as it is; add_masters moves it */
     for (int32_t l = 0; l < n; ++l) {
-        const uint8_t *h = image + layout->layer_header + LAYER_BYTES * (uint32_t)l;
+        const uint8_t *h = image + layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)l;
         const ef_image_layer *L = &layout->layers[l];
         if (!requantization_valid(image + L->multiplier, image + L->shift, layout->sizes[l + 1])
             || !requantization_valid(h + 4, h + 8, 1))
@@ -169,7 +162,7 @@ static void zero(uint8_t *image, uint32_t from, uint32_t to)
 void ef_image_normalize(uint8_t *image, const ef_image_layout *checked)
 {
     ef_image_layout layout = *checked;
-    int masters = image[7] & FLAG_MASTERS;
+    int masters = image[7] & EF_IMAGE_FLAG_MASTERS;
     uint32_t from[MAX_ARRAYS], to[MAX_ARRAYS], size[MAX_ARRAYS], unused[MAX_ARRAYS], kept[MAX_ARRAYS];
     uint32_t count = 0, n_to = 0;
     arrays(&layout, masters, from, size, 0);
@@ -191,23 +184,23 @@ void ef_image_normalize(uint8_t *image, const ef_image_layout *checked)
         const int8_t *w = (const int8_t *)(image + L->weight);
         uint8_t *m = image + L->weight_master;
         for (uint32_t k = 0; k < count_w; ++k) {
-            uint32_t v = (uint32_t)(int32_t)(w[k] * (1 << MASTER_FRAC_BITS));
+            uint32_t v = (uint32_t)(int32_t)(w[k] * (1 << EF_MASTER_FRAC_BITS));
             m[2 * k] = (uint8_t)v;
             m[2 * k + 1] = (uint8_t)(v >> 8);
         }
         zero(image, L->weight_master + 2u * count_w, align(L->weight_master + 2u * count_w));
         for (uint32_t j = 0; j < d_out; ++j) {
-            int64_t b = (int64_t)get_i32(image + L->bias + 4 * j) * (1 << MASTER_FRAC_BITS);
+            int64_t b = (int64_t)get_i32(image + L->bias + 4 * j) * (1 << EF_MASTER_FRAC_BITS);
             put_u32(image + L->bias_master + 4 * j, (uint32_t)(int32_t)(b > INT32_MAX ? INT32_MAX
                                                                        : b < INT32_MIN ? INT32_MIN : b));
         }
         zero(image, L->bias_master + 4u * d_out, align(L->bias_master + 4u * d_out));
     }
-    image[7] |= FLAG_MASTERS;
+    image[7] |= EF_IMAGE_FLAG_MASTERS;
     zero(image, 13, 16);                   /* the header's padding */
-    zero(image, FIXED_BYTES + 2u * (uint32_t)(layout.n_layers + 1), layout.layer_header);
+    zero(image, EF_IMAGE_FIXED_BYTES + 2u * (uint32_t)(layout.n_layers + 1), layout.layer_header);
     uint32_t h = layout.layer_header;
-    for (int32_t l = 0; l < layout.n_layers; ++l, h += LAYER_BYTES)
+    for (int32_t l = 0; l < layout.n_layers; ++l, h += EF_IMAGE_LAYER_BYTES)
         zero(image, h + 2, h + 4);
     zero(image, h, align(h));
 }
@@ -229,7 +222,7 @@ void ef_image_bind(uint8_t *image, const ef_image_layout *layout, uint8_t *scrat
     t->input = (int8_t *)scratch;
     scratch += 2 * t->n_inputs;
     for (int32_t l = 0; l < n; ++l) {
-        const uint8_t *h = image + layout->layer_header + LAYER_BYTES * (uint32_t)l;
+        const uint8_t *h = image + layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)l;
         const ef_image_layer *A = &layout->layers[l];
         ef_ff_layer *L = &t->layers[l];
         L->d_in = layout->sizes[l];
@@ -263,7 +256,7 @@ void ef_image_store_state(uint8_t *image, const ef_image_layout *layout, const e
 {
     put_u32(image + 16, t->step);
     for (int32_t l = 0; l < layout->n_layers; ++l)
-        put_u32(image + layout->layer_header + LAYER_BYTES * (uint32_t)l + 12, (uint32_t)t->gamma_q[l]);
+        put_u32(image + layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)l + 12, (uint32_t)t->gamma_q[l]);
 }
 
 uint32_t ef_image_step(const uint8_t *image) { return get_u32(image + 16); }

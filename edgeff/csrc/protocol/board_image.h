@@ -1,5 +1,5 @@
-/* The board image (firmware_bridge/board_image.py, model format 1) used in place: the firmware checks an
- * image as unpack_image and IntFFModel.from_tensors do, adds master weights when it has none (as the
+/* The board image (firmware_bridge/board_image.py; its layout constants are wire_generated.h's) used in
+ * place: the firmware checks an image as unpack_image and IntFFModel.from_tensors do, adds master weights when it has none (as the
  * host's trainer would start them), and points a trainer and a head into it. Training then updates the
  * image itself, so it is always the board's current model, ready for READ and checkpoints. */
 #ifndef EDGEFF_BOARD_IMAGE_H
@@ -8,8 +8,9 @@
 #include <stdint.h>
 
 #include "edgeff_kernels.h"
+#include "wire_generated.h"
 
-enum { EF_IMAGE_OK = 0, EF_IMAGE_BAD_MODEL = 6, EF_IMAGE_NO_MEMORY = 5 };   /* the protocol's error codes */
+enum { EF_IMAGE_OK = 0, EF_IMAGE_BAD_MODEL = EF_ERROR_BAD_MODEL, EF_IMAGE_NO_MEMORY = EF_ERROR_NO_MEMORY };
 
 typedef struct {
     uint32_t weight, bias, multiplier, shift, weight_master, bias_master;   /* byte offsets in the image */

@@ -1,23 +1,11 @@
 /* The board side of the serial protocol: each request's handler, as firmware_bridge/board.py's _on_* */
 #include "board_protocol.h"
 
-enum { HELLO = 0x01, LOAD_BEGIN, LOAD_CHUNK, LOAD_END, CONFIGURE, STAGE, TRAIN, INFER, METRICS, READ, CHECKPOINT,
-       RESTORE, RESET, LAST_REQUEST = RESET };
-enum { REPLY_OK = 0x80, REPLY_INFO, REPLY_TRAINED, REPLY_SCORES, REPLY_METRICS, REPLY_DATA, REPLY_ERROR = 0xE0,
-       REPLY_NAK = 0xE1 };
-enum { UNKNOWN_TYPE = 1, BAD_LENGTH, BAD_STATE, VERSION, NO_MEMORY, BAD_MODEL, SEQUENCE, BAD_SAMPLE, BAD_RANGE,
-       STORAGE };
-#define NAK_SEQ 0xFFFFu
-#define INFO_BYTES 71u
-#define TEXT_FIELD 16u
-#define METRICS_BYTES 36u
-#define DATA_HEADER 8u
-#define NO_NEGATIVE 0xFFu
 #define CHECKPOINT_MAGIC 0x43464645u       /* "EFFC" */
 #define CHECKPOINT_CRC_AT 52u              /* the slot's CRC covers the bytes before it and the image */
 
 /* payload lengths of the fixed-size requests, by type (-1: chunked, an offset and at least one byte) */
-static const int16_t request_bytes[LAST_REQUEST + 1] = {0, 2, 8, -1, 0, EF_CONFIGURE_BYTES, -1, 8, 4, 0, 6, 0, 0, 0};
+static const int16_t request_bytes[EF_LAST_REQUEST + 1] = EF_REQUEST_PAYLOAD_BYTES;
 
 /* A reply: its type and payload, or an error (code, detail, message). */
 typedef struct {
@@ -51,9 +39,9 @@ static void put_u32(uint8_t *p, uint32_t v)
 static void put_text(uint8_t *p, const char *s)
 {
     uint32_t i = 0;
-    for (; i < TEXT_FIELD && s[i]; ++i)
+    for (; i < EF_TEXT_FIELD && s[i]; ++i)
         p[i] = (uint8_t)s[i];
-    for (; i < TEXT_FIELD; ++i)
+    for (; i < EF_TEXT_FIELD; ++i)
         p[i] = 0;
 }
 
@@ -67,7 +55,7 @@ static int refuse(reply *r, uint8_t code, uint32_t detail, const char *message)
 
 static int ok(reply *r, uint32_t value)
 {
-    r->type = REPLY_OK;
+    r->type = EF_REPLY_OK;
     put_u32(r->payload, value);
     r->length = 4;
     return 0;
@@ -111,11 +99,11 @@ static int configure(ef_board *b, const uint8_t *p, reply *r)
     uint32_t lr_shift = p[4], gamma_shift = p[5], loss = p[6], negatives = p[7], rounding = p[8];
     int32_t multiplier = (int32_t)get_u32(p + 16), shift = (int32_t)get_u32(p + 20);
     if (loss > 1 || negatives > 1 || rounding > 1)
-        return refuse(r, BAD_RANGE, 0, "loss, negatives or rounding code out of range");
+        return refuse(r, EF_ERROR_BAD_RANGE, 0, "loss, negatives or rounding code out of range");
     if (!(multiplier == 0 || multiplier >= (1 << 30)) || shift < -31 || shift > 30)
-        return refuse(r, BAD_RANGE, 0, "sigmoid argument multiplier or shift out of range");
+        return refuse(r, EF_ERROR_BAD_RANGE, 0, "sigmoid argument multiplier or shift out of range");
     if (lr_shift < 4 || lr_shift > 40 || gamma_shift < 1 || gamma_shift > 60)
-        return refuse(r, BAD_RANGE, 0, "lr_shift must be 4..40 and gamma_shift 1..60");
+        return refuse(r, EF_ERROR_BAD_RANGE, 0, "lr_shift must be 4..40 and gamma_shift 1..60");
     ef_ff_trainer *t = &b->trainer;
     t->lr_shift = (int32_t)lr_shift;
     t->gamma_shift = (int32_t)gamma_shift;
@@ -195,11 +183,11 @@ int ef_board_install(ef_board *b, const uint8_t *image, uint32_t length)
 static int checkpoint(ef_board *b, reply *r)
 {
     if (!b->loaded)
-        return refuse(r, BAD_STATE, 0, "no model loaded: nothing to checkpoint");
+        return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded: nothing to checkpoint");
     if (b->storage == 0)
-        return refuse(r, STORAGE, 0, "this board has no storage for checkpoints");
+        return refuse(r, EF_ERROR_STORAGE, 0, "this board has no storage for checkpoints");
     if (b->layout.bytes > b->storage_slot_bytes - EF_CHECKPOINT_HEADER)
-        return refuse(r, STORAGE, b->layout.bytes, "the storage slots are smaller than the model");
+        return refuse(r, EF_ERROR_STORAGE, b->layout.bytes, "the storage slots are smaller than the model");
     uint8_t h[EF_CHECKPOINT_HEADER] = {0};
     uint32_t generation = b->generation + 1, target = generation % 2u * b->storage_slot_bytes;
     put_u32(h, CHECKPOINT_MAGIC);
@@ -213,7 +201,7 @@ static int checkpoint(ef_board *b, reply *r)
     put_u32(h + CHECKPOINT_CRC_AT, ef_crc32(ef_crc32(0, h, CHECKPOINT_CRC_AT), b->image, b->layout.bytes));
     if (b->storage_write(target + EF_CHECKPOINT_HEADER, b->image, b->layout.bytes) != 0
         || b->storage_write(target, h, EF_CHECKPOINT_HEADER) != 0)
-        return refuse(r, STORAGE, 0, "checkpoint not written");
+        return refuse(r, EF_ERROR_STORAGE, 0, "checkpoint not written");
     b->generation = generation;
     b->checkpoint_applied = b->applied;
     return 1;
@@ -225,7 +213,7 @@ static int on_hello(ef_board *b, const uint8_t *p, reply *r)
     uint8_t version = p[1] < EF_PROTOCOL_MAX_VERSION ? p[1] : EF_PROTOCOL_MAX_VERSION;
     uint8_t lowest = p[0] > EF_PROTOCOL_MIN_VERSION ? p[0] : EF_PROTOCOL_MIN_VERSION;
     if (version < lowest)
-        return refuse(r, VERSION, EF_PROTOCOL_MIN_VERSION << 8 | EF_PROTOCOL_MAX_VERSION,
+        return refuse(r, EF_ERROR_VERSION, EF_PROTOCOL_MIN_VERSION << 8 | EF_PROTOCOL_MAX_VERSION,
                       "the board speaks protocol version 2 only");
     uint8_t *o = r->payload;
     uint32_t budget = b->image_capacity + b->scratch_capacity;
@@ -245,8 +233,8 @@ static int on_hello(ef_board *b, const uint8_t *p, reply *r)
     put_u32(o + 35, b->loaded ? b->image_crc : 0u);
     put_text(o + 39, b->name);
     put_text(o + 55, b->firmware);
-    r->type = REPLY_INFO;
-    r->length = INFO_BYTES;
+    r->type = EF_REPLY_INFO;
+    r->length = EF_INFO_BYTES;
     return 0;
 }
 
@@ -254,7 +242,7 @@ static int on_load_begin(ef_board *b, const uint8_t *p, reply *r)
 {
     uint32_t total = get_u32(p), crc = get_u32(p + 4);
     if (total > b->image_capacity)
-        return refuse(r, NO_MEMORY, total, "the model cannot fit this board's RAM");
+        return refuse(r, EF_ERROR_NO_MEMORY, total, "the model cannot fit this board's RAM");
     if (!b->loading || b->load_bytes != total || b->load_crc != crc) {
         b->loading = 1;
         b->load_bytes = total;
@@ -268,11 +256,11 @@ static int on_load_begin(ef_board *b, const uint8_t *p, reply *r)
 static int on_load_chunk(ef_board *b, const uint8_t *p, uint32_t n, reply *r)
 {
     if (!b->loading)
-        return refuse(r, BAD_STATE, 0, "LOAD_CHUNK without LOAD_BEGIN");
+        return refuse(r, EF_ERROR_BAD_STATE, 0, "LOAD_CHUNK without LOAD_BEGIN");
     uint32_t offset = get_u32(p);
     n -= 4;
     if (offset > b->received || offset + n > b->load_bytes || offset + n < offset)
-        return refuse(r, BAD_RANGE, b->received, "chunk outside the bytes received so far or the image");
+        return refuse(r, EF_ERROR_BAD_RANGE, b->received, "chunk outside the bytes received so far or the image");
     b->loaded = b->configured = 0;
     b->run_id = 0;
     for (uint32_t i = 0; i < n; ++i)
@@ -287,12 +275,12 @@ static int on_load_end(ef_board *b, reply *r)
     if (!b->loading) {                     /* a repeated LOAD_END after success: answered as before */
         if (b->loaded)
             return ok(r, b->image_bytes);
-        return refuse(r, BAD_STATE, 0, "LOAD_END without LOAD_BEGIN");
+        return refuse(r, EF_ERROR_BAD_STATE, 0, "LOAD_END without LOAD_BEGIN");
     }
     b->loading = 0;
     if (b->received != b->load_bytes || ef_crc32(0, b->image, b->load_bytes) != b->load_crc) {
         ef_board_boot(b);                  /* back to the last checkpoint */
-        return refuse(r, BAD_MODEL, 0, "image incomplete or its CRC differs; load it again");
+        return refuse(r, EF_ERROR_BAD_MODEL, 0, "image incomplete or its CRC differs; load it again");
     }
     if (!install(b, b->load_bytes, r)) {
         reply keep = *r;
@@ -308,14 +296,14 @@ static int on_load_end(ef_board *b, reply *r)
 static int on_configure(ef_board *b, const uint8_t *p, reply *r)
 {
     if (!b->loaded)
-        return refuse(r, BAD_STATE, 0, "no model loaded");
+        return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded");
     int same = b->configured;
     for (uint32_t i = 0; i < EF_CONFIGURE_BYTES && same; ++i)
         same = b->configuration[i] == p[i];
     if (same)
         return ok(r, b->applied);          /* a repeat: training continues where it is */
     if (b->trained_since_install)
-        return refuse(r, BAD_STATE, b->applied, "samples were applied since the model was loaded; load it "
+        return refuse(r, EF_ERROR_BAD_STATE, b->applied, "samples were applied since the model was loaded; load it "
                                                 "again to start another run");
     if (!configure(b, p, r))
         return 0;
@@ -329,11 +317,11 @@ static uint32_t record_bytes(const ef_board *b) { return 2u + (uint32_t)b->layou
 static int on_stage(ef_board *b, const uint8_t *p, uint32_t n, reply *r)
 {
     if (!b->loaded)
-        return refuse(r, BAD_STATE, 0, "no model loaded");
+        return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded");
     uint32_t offset = get_u32(p), size = record_bytes(b);
     n -= 4;
     if (offset > b->staged || offset + n > size || offset + n < offset)
-        return refuse(r, BAD_RANGE, b->staged, "stage outside the bytes staged so far or the record");
+        return refuse(r, EF_ERROR_BAD_RANGE, b->staged, "stage outside the bytes staged so far or the record");
     if (offset == 0) {
         for (uint32_t i = 0; i < size; ++i)
             b->record[i] = 0;
@@ -351,22 +339,22 @@ static int staged_record(ef_board *b, uint32_t crc, reply *r)
 {
     uint32_t size = record_bytes(b);
     if (b->staged != size || ef_crc32(0, b->record, size) != crc)
-        return refuse(r, BAD_SAMPLE, b->staged, "staged sample incomplete or its CRC differs; stage it again");
+        return refuse(r, EF_ERROR_BAD_SAMPLE, b->staged, "staged sample incomplete or its CRC differs; stage it again");
     uint8_t label = b->record[0], negative = b->record[1];
     /* the record arrived intact, so its content is wrong: BAD_RANGE, which no restaging can mend */
-    if (label >= b->layout.n_classes || (negative != NO_NEGATIVE && negative >= b->layout.n_classes))
-        return refuse(r, BAD_RANGE, (uint32_t)label << 8 | negative, "a label outside the model's classes");
+    if (label >= b->layout.n_classes || (negative != EF_NO_NEGATIVE && negative >= b->layout.n_classes))
+        return refuse(r, EF_ERROR_BAD_RANGE, (uint32_t)label << 8 | negative, "a label outside the model's classes");
     if (negative == label)
-        return refuse(r, BAD_RANGE, (uint32_t)label << 8 | negative, "the negative label equals the label");
+        return refuse(r, EF_ERROR_BAD_RANGE, (uint32_t)label << 8 | negative, "the negative label equals the label");
     return 1;
 }
 
 static int on_train(ef_board *b, const uint8_t *p, reply *r)
 {
     if (!b->loaded || !b->configured)
-        return refuse(r, BAD_STATE, 0, "no model loaded and configured");
+        return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded and configured");
     uint32_t index = get_u32(p);
-    r->type = REPLY_TRAINED;
+    r->type = EF_REPLY_TRAINED;
     r->length = 6;
     if (index < b->applied) {              /* already applied: not again */
         put_u32(r->payload, b->applied);
@@ -375,7 +363,7 @@ static int on_train(ef_board *b, const uint8_t *p, reply *r)
         return 0;
     }
     if (index > b->applied)
-        return refuse(r, SEQUENCE, b->applied, "a sample ahead of the ones applied");
+        return refuse(r, EF_ERROR_SEQUENCE, b->applied, "a sample ahead of the ones applied");
     if (!staged_record(b, get_u32(p + 4), r))
         return 0;
     ef_ff_trainer *t = &b->trainer;
@@ -383,7 +371,7 @@ static int on_train(ef_board *b, const uint8_t *p, reply *r)
     int32_t label = b->record[0], negative = b->record[1];
     int64_t scores[256];
     uint32_t start = b->ticks();
-    if (negative == NO_NEGATIVE)
+    if (negative == EF_NO_NEGATIVE)
         negative = b->hard_negatives ? ef_ff_hardest_negative_label(t, image, label, scores)
                                      : ef_random_negative_label(t->seed, t->step, label, t->n_classes);
     int32_t correct = ef_ff_train_step(t, image, label, negative);
@@ -407,7 +395,7 @@ static int on_train(ef_board *b, const uint8_t *p, reply *r)
 static int on_infer(ef_board *b, const uint8_t *p, reply *r)
 {
     if (!b->loaded)
-        return refuse(r, BAD_STATE, 0, "no model loaded");
+        return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded");
     if (!staged_record(b, get_u32(p), r))
         return 0;
     int64_t scores[256];
@@ -419,7 +407,7 @@ static int on_infer(ef_board *b, const uint8_t *p, reply *r)
     for (int32_t c = 0; c < n; ++c)
         put_u32(r->payload + 2 + 4 * c, (uint32_t)(int32_t)(scores[c] > INT32_MAX ? INT32_MAX
                                                             : scores[c] < INT32_MIN ? INT32_MIN : scores[c]));
-    r->type = REPLY_SCORES;
+    r->type = EF_REPLY_SCORES;
     r->length = 2u + 4u * (uint32_t)n;
     return 0;
 }
@@ -440,22 +428,22 @@ static int on_metrics(ef_board *b, reply *r)
     put_u32(o + 24, b->frames_ok);
     put_u32(o + 28, b->frames_bad);
     put_u32(o + 32, b->errors_sent);
-    r->type = REPLY_METRICS;
-    r->length = METRICS_BYTES;
+    r->type = EF_REPLY_METRICS;
+    r->length = EF_METRICS_BYTES;
     return 0;
 }
 
 static int on_read(ef_board *b, const uint8_t *p, reply *r)
 {
     if (!b->loaded)
-        return refuse(r, BAD_STATE, 0, "no model loaded");
+        return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded");
     uint32_t offset = get_u32(p), length = (uint32_t)p[4] | (uint32_t)p[5] << 8, bytes = b->layout.bytes;
-    if (offset > bytes || length > b->max_payload - DATA_HEADER)
-        return refuse(r, BAD_RANGE, bytes, "read outside the image or longer than a frame");
+    if (offset > bytes || length > b->max_payload - EF_DATA_BYTES)
+        return refuse(r, EF_ERROR_BAD_RANGE, bytes, "read outside the image or longer than a frame");
     put_u32(r->payload, offset);
     put_u32(r->payload + 4, bytes);
-    r->type = REPLY_DATA;
-    r->length = DATA_HEADER;
+    r->type = EF_REPLY_DATA;
+    r->length = EF_DATA_BYTES;
     r->data = b->image + offset;
     r->data_length = length < bytes - offset ? length : bytes - offset;
     return 0;
@@ -465,21 +453,21 @@ static void dispatch(ef_board *b, const ef_frame *f, reply *r)
 {
     const uint8_t *p = f->payload;
     switch (f->type) {
-    case HELLO: on_hello(b, p, r); break;
-    case LOAD_BEGIN: on_load_begin(b, p, r); break;
-    case LOAD_CHUNK: on_load_chunk(b, p, f->payload_length, r); break;
-    case LOAD_END: on_load_end(b, r); break;
-    case CONFIGURE: on_configure(b, p, r); break;
-    case STAGE: on_stage(b, p, f->payload_length, r); break;
-    case TRAIN: on_train(b, p, r); break;
-    case INFER: on_infer(b, p, r); break;
-    case METRICS: on_metrics(b, r); break;
-    case READ: on_read(b, p, r); break;
-    case CHECKPOINT:
+    case EF_REQUEST_HELLO: on_hello(b, p, r); break;
+    case EF_REQUEST_LOAD_BEGIN: on_load_begin(b, p, r); break;
+    case EF_REQUEST_LOAD_CHUNK: on_load_chunk(b, p, f->payload_length, r); break;
+    case EF_REQUEST_LOAD_END: on_load_end(b, r); break;
+    case EF_REQUEST_CONFIGURE: on_configure(b, p, r); break;
+    case EF_REQUEST_STAGE: on_stage(b, p, f->payload_length, r); break;
+    case EF_REQUEST_TRAIN: on_train(b, p, r); break;
+    case EF_REQUEST_INFER: on_infer(b, p, r); break;
+    case EF_REQUEST_METRICS: on_metrics(b, r); break;
+    case EF_REQUEST_READ: on_read(b, p, r); break;
+    case EF_REQUEST_CHECKPOINT:
         if (checkpoint(b, r))
             ok(r, b->applied);
         break;
-    case RESTORE:                          /* back to the last checkpoint; the link and its counters stay */
+    case EF_REQUEST_RESTORE:               /* back to the last checkpoint; the link and its counters stay */
         ef_board_boot(b);
         ok(r, b->applied);
         break;
@@ -501,7 +489,7 @@ static uint32_t encode(ef_board *b, uint16_t seq, reply *r, uint8_t *out)
         put_u32(r->payload + 1, r->detail);
         for (const char *m = r->message; *m && n < room; ++m)
             r->payload[n++] = (uint8_t)*m;
-        return ef_frame_encode(REPLY_ERROR, seq, r->payload, n, out);
+        return ef_frame_encode(EF_REPLY_ERROR, seq, r->payload, n, out);
     }
     if (r->data_length) {                  /* DATA: the header and the image bytes in one frame */
         for (uint32_t i = 0; i < r->data_length; ++i)
@@ -519,14 +507,14 @@ uint32_t ef_board_reply(ef_board *b, int status, const ef_frame *f, uint8_t *out
     if (status != EF_FRAME_OK) {
         uint8_t reason = (uint8_t)(status - 1);   /* EF_FRAME_BAD_COBS.. are the NAK reasons + 1 */
         ++b->frames_bad;
-        return ef_frame_encode(REPLY_NAK, NAK_SEQ, &reason, 1, out);
+        return ef_frame_encode(EF_REPLY_NAK, EF_NAK_SEQ, &reason, 1, out);
     }
     ++b->frames_ok;
-    if (f->type < HELLO || f->type > LAST_REQUEST)
-        refuse(r, UNKNOWN_TYPE, f->type, "unknown request type");
+    if (f->type < EF_REQUEST_HELLO || f->type > EF_LAST_REQUEST)
+        refuse(r, EF_ERROR_UNKNOWN_TYPE, f->type, "unknown request type");
     else if (request_bytes[f->type] >= 0 ? f->payload_length != (uint32_t)request_bytes[f->type]
-                                         : f->payload_length < 5u)
-        refuse(r, BAD_LENGTH, f->payload_length, "wrong payload length for this request");
+                                         : f->payload_length < EF_OFFSET_BYTES + 1u)
+        refuse(r, EF_ERROR_BAD_LENGTH, f->payload_length, "wrong payload length for this request");
     else
         dispatch(b, f, r);
     return encode(b, f->seq, r, out);

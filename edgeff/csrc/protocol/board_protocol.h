@@ -12,10 +12,8 @@
 
 #include "board_image.h"
 #include "framing.h"
+#include "wire_generated.h"
 
-#define EF_PROTOCOL_MIN_VERSION 2         /* 2: LOAD_BEGIN answers the bytes already received */
-#define EF_PROTOCOL_MAX_VERSION 2
-#define EF_CONFIGURE_BYTES 28u
 #define EF_RECENT 100u                     /* window of the running goodness accuracy (METRICS) */
 #define EF_CHECKPOINT_HEADER 64u           /* bytes before the image in a storage slot */
 #define EF_MAX_PAYLOAD 4096u               /* the largest max_payload a board may state */

@@ -9,7 +9,8 @@
 
 #include <stdint.h>
 
-#define EF_FRAME_OVERHEAD 7u          /* type, seq, CRC */
+#include "wire_generated.h"
+
 /* ef_max_encoded_size as a constant expression, for buffers */
 #define EF_MAX_ENCODED(max_payload) \
     ((max_payload) + EF_FRAME_OVERHEAD + ((max_payload) + EF_FRAME_OVERHEAD) / 254u + 3u)
@@ -17,10 +18,10 @@
 enum ef_frame_status {
     EF_FRAME_NONE = 0,                /* no frame completed by this byte */
     EF_FRAME_OK = 1,                  /* a frame: see ef_frame */
-    EF_FRAME_BAD_COBS = 2,            /* the NAK reasons, + 1 */
-    EF_FRAME_BAD_CRC = 3,
-    EF_FRAME_SHORT = 4,
-    EF_FRAME_TOO_LONG = 5,
+    EF_FRAME_BAD_COBS = EF_NAK_COBS + 1,   /* the NAK reasons, + 1 */
+    EF_FRAME_BAD_CRC = EF_NAK_CRC + 1,
+    EF_FRAME_SHORT = EF_NAK_SHORT + 1,
+    EF_FRAME_TOO_LONG = EF_NAK_TOO_LONG + 1,
 };
 
 typedef struct {

@@ -4,6 +4,7 @@
  * in RAM; checkpoints go to a storage area in flash (on QEMU's mps2-an386 that memory is writable RAM, so
  * checkpoints survive a RESET's reboot but not the emulator's exit; a real board programs its flash in
  * storage_write). */
+#include "board_config.h"                  /* generated from the board's descriptor at build time */
 #include "board_protocol.h"
 #include "uart.h"
 #ifdef EDGEFF_BOARD_MODEL
@@ -11,11 +12,9 @@
 #endif
 
 #define MAX_PAYLOAD 1024u
-#define IMAGE_CAPACITY (192u * 1024u)      /* the model with its master weights */
-#define SCRATCH_CAPACITY (8u * 1024u)      /* its working buffers and the staged sample */
+#define IMAGE_CAPACITY EF_BOARD_IMAGE_BYTES
+#define SCRATCH_CAPACITY EF_BOARD_SCRATCH_BYTES
 #define SLOT_BYTES (EF_CHECKPOINT_HEADER + IMAGE_CAPACITY)
-#define FLASH_BYTES (1024u * 1024u)
-#define CLOCK_MHZ 25u                      /* SysTick runs at the core clock */
 
 static uint8_t image[IMAGE_CAPACITY] __attribute__((aligned(8)));
 static uint8_t scratch[SCRATCH_CAPACITY] __attribute__((aligned(8)));
@@ -31,11 +30,11 @@ static int storage_write(uint32_t offset, const uint8_t *data, uint32_t n)
 int main(void)
 {
     static uint8_t received[EF_MAX_ENCODED(MAX_PAYLOAD)], reply[EF_MAX_ENCODED(MAX_PAYLOAD)];
-    static ef_board board = {.name = "qemu-mps2-an386", .firmware = "edgeff-fw 0.2", .max_payload = MAX_PAYLOAD,
-                             .flash_budget = FLASH_BYTES, .image = image, .image_capacity = IMAGE_CAPACITY,
+    static ef_board board = {.name = EF_BOARD_NAME, .firmware = "edgeff-fw 0.2", .max_payload = MAX_PAYLOAD,
+                             .flash_budget = EF_BOARD_FLASH_BYTES, .image = image, .image_capacity = IMAGE_CAPACITY,
                              .scratch = scratch, .scratch_capacity = SCRATCH_CAPACITY, .storage = __storage_start,
                              .storage_slot_bytes = SLOT_BYTES, .storage_write = storage_write,
-                             .ticks = systick_ticks, .ticks_per_us = CLOCK_MHZ};
+                             .ticks = systick_ticks, .ticks_per_us = EF_BOARD_TICKS_PER_US};
     ef_frame_decoder decoder;
     ef_frame frame;
     uart_init();

@@ -1,6 +1,8 @@
 /* Reset and vector table for the Cortex-M4 of QEMU's mps2-an386: copy .data from flash, zero .bss, run
- * main(); every fault parks the core. The UART's receive interrupt is IRQ 0 (uart.c). */
+ * main(); every fault parks the core. The UART's receive interrupt is the descriptor's uart_rx_irq (uart.c). */
 #include <stdint.h>
+
+#include "board_config.h"
 
 extern uint32_t __data_start, __data_end, __data_load, __bss_start, __bss_end, __stack_top;
 int main(void);
@@ -47,7 +49,7 @@ static void fault_handler(void)
 
 typedef void (*vector)(void);
 
-__attribute__((section(".vectors"), used)) static const vector vectors[16 + 1] = {
+__attribute__((section(".vectors"), used)) static const vector vectors[16 + EF_BOARD_UART_RX_IRQ + 1] = {
     (vector)(uintptr_t)&__stack_top,   /* initial stack pointer */
     reset_handler,
     fault_handler,                     /* NMI */
@@ -61,5 +63,5 @@ __attribute__((section(".vectors"), used)) static const vector vectors[16 + 1] =
     0,
     fault_handler,                     /* PendSV */
     systick_handler,                   /* SysTick */
-    uart0_rx_handler,                  /* IRQ 0: UART0 receive */
+    [16 + EF_BOARD_UART_RX_IRQ] = uart0_rx_handler,   /* UART0 receive */
 };

@@ -1,6 +1,7 @@
+#include "board_config.h"
 #include "uart.h"
 
-#define UART0_BASE 0x40004000u
+#define UART0_BASE EF_BOARD_UART_BASE
 #define UART_DATA (*(volatile uint32_t *)(UART0_BASE + 0x00))
 #define UART_STATE (*(volatile uint32_t *)(UART0_BASE + 0x04))
 #define UART_CTRL (*(volatile uint32_t *)(UART0_BASE + 0x08))
@@ -26,7 +27,7 @@ void uart_init(void)
 {
     UART_BAUDDIV = 16;   /* the smallest divider the CMSDK UART accepts */
     UART_CTRL = CTRL_TX_EN | CTRL_RX_EN | CTRL_RX_INT_EN;
-    NVIC_ISER0 = 1u << 0;
+    NVIC_ISER0 = 1u << EF_BOARD_UART_RX_IRQ;
     SYST_RVR = 0x00FFFFFFu;
     SYST_CVR = 0;
     SYST_CSR = 7u;   /* core clock, interrupt on wrap, enabled */

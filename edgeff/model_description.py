@@ -1,0 +1,164 @@
+"""The model description: what a model file's network is, as an ordered list of typed layer specs.
+
+A model file's header carries the network under "architecture": its kind (float or int8), the FF settings
+(classes, label value, goodness, collaboration, which layers score) and, since model-file format 2, "layers":
+one entry per layer, {"kind": "dense", ...} today. Every layer kind has one frozen spec class here; a kind
+this EdgeFF does not know is refused by name, so a file made for a newer layer kind (conv2d, pooling,
+flatten, heads) never half-loads.
+
+Format 1 stored the layers as `sizes` (input width, then each layer's width) plus one network-wide
+`normalization`; `migrate_v1_architecture` turns that into the layer list, so old files keep loading.
+"""
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+from edgeff.errors import EdgeFFError
+
+
+class ModelKind(StrEnum):
+    """The two kinds of model file; the stored strings are those of format 1."""
+
+    FLOAT = "ff-mlp"
+    INT8 = "ff-mlp-int8"
+
+
+NORMALIZATIONS = ("rms", "length")
+ACTIVATIONS = ("relu",)
+# the architecture keys derived from the layers, kept in memory for code that still reads sizes
+DERIVED_KEYS = ("sizes", "normalization")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class DenseSpec:
+    """The FF dense layer: normalize the input (to unit mean square, "rms", or unit length, "length"),
+    then Linear (in_features -> out_features), then the activation."""
+
+    in_features: int
+    out_features: int
+    normalization: str = "rms"
+    activation: str = "relu"
+    kind = "dense"   # a class attribute: not a field, the same for every dense layer
+
+    def __post_init__(self):
+        for name in ("in_features", "out_features"):
+            value = getattr(self, name)
+            if not (_is_int(value) and value > 0):
+                raise EdgeFFError(f"dense layer: '{name}' must be a positive integer, got {value!r}")
+        if self.normalization not in NORMALIZATIONS:
+            raise EdgeFFError(f"dense layer: 'normalization' must be one of {', '.join(NORMALIZATIONS)}, "
+                              f"got {self.normalization!r}")
+        if self.activation not in ACTIVATIONS:
+            raise EdgeFFError(f"dense layer: 'activation' must be one of {', '.join(ACTIVATIONS)}, "
+                              f"got {self.activation!r}")
+
+    def to_header(self) -> dict:
+        return {"kind": self.kind, **asdict(self)}
+
+
+LAYER_SPECS = {"dense": DenseSpec}
+
+
+def parse_layer(entry, where: str = "layer"):
+    """The spec of one "layers" entry of a model-file header; unknown kinds and fields are refused by name."""
+    if not isinstance(entry, dict):
+        raise EdgeFFError(f"{where}: a layer must be a JSON object with a 'kind', got {entry!r}")
+    kind = entry.get("kind")
+    spec = LAYER_SPECS.get(kind) if isinstance(kind, str) else None
+    if spec is None:
+        raise EdgeFFError(f"{where}: unknown layer kind {kind!r}; this EdgeFF knows {', '.join(LAYER_SPECS)} "
+                          "(a newer EdgeFF may have written the file: upgrade to read it)")
+    fields = {k: v for k, v in entry.items() if k != "kind"}
+    known = spec.__dataclass_fields__
+    unknown = sorted(set(fields) - set(known))
+    missing = sorted(name for name in ("in_features", "out_features") if name not in fields)
+    if unknown or missing:
+        raise EdgeFFError(f"{where}: a {kind} layer takes {', '.join(known)}; "
+                          + (f"unknown {unknown}" if unknown else f"missing {missing}"))
+    try:
+        return spec(**fields)
+    except EdgeFFError as exc:
+        raise EdgeFFError(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """The ordered layers of a network; each layer's input width is the previous layer's output width."""
+
+    layers: tuple
+
+    def __post_init__(self):
+        if not self.layers:
+            raise EdgeFFError("a model description needs at least one layer")
+        for i, (a, b) in enumerate(zip(self.layers[:-1], self.layers[1:], strict=True)):
+            if a.out_features != b.in_features:
+                raise EdgeFFError(f"layer {i + 1} takes {b.in_features} inputs, but layer {i} gives "
+                                  f"{a.out_features}: each layer's in_features must be the previous out_features")
+
+    @classmethod
+    def dense(cls, sizes, normalization: str = "rms") -> "ModelDescription":
+        """An FF MLP: input width sizes[0], one dense layer per further width."""
+        return cls(tuple(DenseSpec(a, b, normalization) for a, b in zip(sizes[:-1], sizes[1:], strict=True)))
+
+    @classmethod
+    def from_header(cls, layers, where: str = "model") -> "ModelDescription":
+        if not (isinstance(layers, list) and layers):
+            raise EdgeFFError(f"{where}: the architecture's 'layers' must be a non-empty list of layer specs, "
+                              f"got {layers!r}; the file is corrupt")
+        specs = tuple(parse_layer(entry, f"{where}: layer {i}") for i, entry in enumerate(layers))
+        try:
+            return cls(specs)
+        except EdgeFFError as exc:
+            raise EdgeFFError(f"{where}: {exc}") from None
+
+    def to_header(self) -> list:
+        return [layer.to_header() for layer in self.layers]
+
+    @property
+    def sizes(self) -> list:
+        """Input width, then each layer's width (format 1's `sizes`)."""
+        return [self.layers[0].in_features, *(layer.out_features for layer in self.layers)]
+
+    @property
+    def normalization(self) -> str:
+        """The one normalization every layer shares (the FF networks of today have one)."""
+        kinds = {layer.normalization for layer in self.layers}
+        if len(kinds) != 1:
+            raise EdgeFFError(f"the layers normalize differently ({sorted(kinds)}); this EdgeFF runs one "
+                              "normalization for the whole network")
+        return kinds.pop()
+
+
+def migrate_v1_architecture(arch: dict, where: str = "model") -> dict:
+    """A format-1 architecture (sizes + one normalization, "rms" when absent) as format 2 (layers)."""
+    sizes = arch.get("sizes")
+    if not (isinstance(sizes, list) and len(sizes) >= 2 and all(_is_int(s) and s > 0 for s in sizes)):
+        raise EdgeFFError(f"{where}: the architecture's 'sizes' must list the input width and the hidden widths "
+                          f"as positive integers, got {sizes!r}; the file is corrupt")
+    normalization = arch.get("normalization", "rms")
+    if not isinstance(normalization, str) or normalization not in NORMALIZATIONS:
+        raise EdgeFFError(f"{where}: the architecture's 'normalization' must be one of {', '.join(NORMALIZATIONS)}, "
+                          f"got {normalization!r}; the file is corrupt")
+    rest = {k: v for k, v in arch.items() if k not in DERIVED_KEYS}
+    return {**rest, "layers": ModelDescription.dense(sizes, normalization).to_header()}
+
+
+def with_derived_keys(arch: dict, description: ModelDescription) -> dict:
+    """The architecture as code reads it in memory: the stored one plus `sizes` and `normalization`."""
+    return {**arch, "sizes": description.sizes, "normalization": description.normalization}
+
+
+def stored_architecture(arch: dict, where: str = "model") -> dict:
+    """The architecture as format 2 stores it: the layers, without the derived keys. An in-memory
+    architecture that only has sizes (built from a board image, say) gets its layers from them."""
+    if "layers" not in arch:
+        return migrate_v1_architecture(arch, where)
+    description = ModelDescription.from_header(arch["layers"], where)
+    for key in DERIVED_KEYS:
+        if key in arch and arch[key] != getattr(description, key):
+            raise EdgeFFError(f"{where}: the architecture's {key!r} {arch[key]!r} disagrees with its layers "
+                              f"({getattr(description, key)!r})")
+    return {k: v for k, v in arch.items() if k not in DERIVED_KEYS}
