@@ -2,17 +2,19 @@
 
 A model file's header carries the network under "architecture": its kind (float or int8), the FF settings
 (classes, label value, goodness, collaboration, which layers score) and, since model-file format 2, "layers":
-one entry per layer, {"kind": "dense", ...} today. Every layer kind has one frozen spec class here; a kind
-this EdgeFF does not know is refused by name, so a file made for a newer layer kind (conv2d, pooling,
+one entry per layer, {"kind": "dense", ...} today. Every layer kind has one frozen spec class, in its op
+folder (edgeff/ops/<kind>/spec.py, found through edgeff.op_registry); a kind this EdgeFF does not know is
+refused by name, so a file made for a newer layer kind (conv2d, pooling,
 flatten, heads) never half-loads.
 
 Format 1 stored the layers as `sizes` (input width, then each layer's width) plus one network-wide
 `normalization`; `migrate_v1_architecture` turns that into the layer list, so old files keep loading.
 """
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, dataclass, fields
 from enum import StrEnum
 
 from edgeff.errors import EdgeFFError
+from edgeff.op_registry import KINDS, facet, spec_class
 
 
 class ModelKind(StrEnum):
@@ -22,8 +24,6 @@ class ModelKind(StrEnum):
     INT8 = "ff-mlp-int8"
 
 
-NORMALIZATIONS = ("rms", "length")
-ACTIVATIONS = ("relu",)
 # the architecture keys derived from the layers, kept in memory for code that still reads sizes
 DERIVED_KEYS = ("sizes", "normalization")
 
@@ -32,54 +32,25 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-@dataclass(frozen=True)
-class DenseSpec:
-    """The FF dense layer: normalize the input (to unit mean square, "rms", or unit length, "length"),
-    then Linear (in_features -> out_features), then the activation."""
-
-    in_features: int
-    out_features: int
-    normalization: str = "rms"
-    activation: str = "relu"
-    kind = "dense"   # a class attribute: not a field, the same for every dense layer
-
-    def __post_init__(self):
-        for name in ("in_features", "out_features"):
-            value = getattr(self, name)
-            if not (_is_int(value) and value > 0):
-                raise EdgeFFError(f"dense layer: '{name}' must be a positive integer, got {value!r}")
-        if self.normalization not in NORMALIZATIONS:
-            raise EdgeFFError(f"dense layer: 'normalization' must be one of {', '.join(NORMALIZATIONS)}, "
-                              f"got {self.normalization!r}")
-        if self.activation not in ACTIVATIONS:
-            raise EdgeFFError(f"dense layer: 'activation' must be one of {', '.join(ACTIVATIONS)}, "
-                              f"got {self.activation!r}")
-
-    def to_header(self) -> dict:
-        return {"kind": self.kind, **asdict(self)}
-
-
-LAYER_SPECS = {"dense": DenseSpec}
-
-
 def parse_layer(entry, where: str = "layer"):
     """The spec of one "layers" entry of a model-file header; unknown kinds and fields are refused by name."""
     if not isinstance(entry, dict):
         raise EdgeFFError(f"{where}: a layer must be a JSON object with a 'kind', got {entry!r}")
     kind = entry.get("kind")
-    spec = LAYER_SPECS.get(kind) if isinstance(kind, str) else None
-    if spec is None:
-        raise EdgeFFError(f"{where}: unknown layer kind {kind!r}; this EdgeFF knows {', '.join(LAYER_SPECS)} "
+    if kind not in KINDS:
+        raise EdgeFFError(f"{where}: unknown layer kind {kind!r}; this EdgeFF knows {', '.join(KINDS)} "
                           "(a newer EdgeFF may have written the file: upgrade to read it)")
-    fields = {k: v for k, v in entry.items() if k != "kind"}
-    known = spec.__dataclass_fields__
-    unknown = sorted(set(fields) - set(known))
-    missing = sorted(name for name in ("in_features", "out_features") if name not in fields)
+    spec = spec_class(kind)
+    given = {k: v for k, v in entry.items() if k != "kind"}
+    known = [f.name for f in fields(spec)]
+    required = [f.name for f in fields(spec) if f.default is MISSING and f.default_factory is MISSING]
+    unknown = sorted(set(given) - set(known))
+    missing = sorted(name for name in required if name not in given)
     if unknown or missing:
         raise EdgeFFError(f"{where}: a {kind} layer takes {', '.join(known)}; "
                           + (f"unknown {unknown}" if unknown else f"missing {missing}"))
     try:
-        return spec(**fields)
+        return spec(**given)
     except EdgeFFError as exc:
         raise EdgeFFError(f"{where}: {exc}") from None
 
@@ -94,14 +65,15 @@ class ModelDescription:
         if not self.layers:
             raise EdgeFFError("a model description needs at least one layer")
         for i, (a, b) in enumerate(zip(self.layers[:-1], self.layers[1:], strict=True)):
-            if a.out_features != b.in_features:
-                raise EdgeFFError(f"layer {i + 1} takes {b.in_features} inputs, but layer {i} gives "
-                                  f"{a.out_features}: each layer's in_features must be the previous out_features")
+            if a.n_outputs != b.n_inputs:
+                raise EdgeFFError(f"layer {i + 1} takes {b.n_inputs} inputs, but layer {i} gives "
+                                  f"{a.n_outputs}: each layer's inputs must be the previous layer's outputs")
 
     @classmethod
     def dense(cls, sizes, normalization: str = "rms") -> "ModelDescription":
         """An FF MLP: input width sizes[0], one dense layer per further width."""
-        return cls(tuple(DenseSpec(a, b, normalization) for a, b in zip(sizes[:-1], sizes[1:], strict=True)))
+        dense = spec_class("dense")
+        return cls(tuple(dense(a, b, normalization) for a, b in zip(sizes[:-1], sizes[1:], strict=True)))
 
     @classmethod
     def from_header(cls, layers, where: str = "model") -> "ModelDescription":
@@ -120,7 +92,7 @@ class ModelDescription:
     @property
     def sizes(self) -> list:
         """Input width, then each layer's width (format 1's `sizes`)."""
-        return [self.layers[0].in_features, *(layer.out_features for layer in self.layers)]
+        return [self.layers[0].n_inputs, *(layer.n_outputs for layer in self.layers)]
 
     @property
     def normalization(self) -> str:
@@ -139,8 +111,9 @@ def migrate_v1_architecture(arch: dict, where: str = "model") -> dict:
         raise EdgeFFError(f"{where}: the architecture's 'sizes' must list the input width and the hidden widths "
                           f"as positive integers, got {sizes!r}; the file is corrupt")
     normalization = arch.get("normalization", "rms")
-    if not isinstance(normalization, str) or normalization not in NORMALIZATIONS:
-        raise EdgeFFError(f"{where}: the architecture's 'normalization' must be one of {', '.join(NORMALIZATIONS)}, "
+    normalizations = facet("dense", "spec").NORMALIZATIONS
+    if not isinstance(normalization, str) or normalization not in normalizations:
+        raise EdgeFFError(f"{where}: the architecture's 'normalization' must be one of {', '.join(normalizations)}, "
                           f"got {normalization!r}; the file is corrupt")
     rest = {k: v for k, v in arch.items() if k not in DERIVED_KEYS}
     return {**rest, "layers": ModelDescription.dense(sizes, normalization).to_header()}

@@ -27,6 +27,7 @@ def test_the_tree_keeps_every_layering_contract():
     ("firmware_bridge/board.py", "from edgeff.app import options  # noqa", "packages import only the layers"),
     ("edgeff/runtime/goodness.py", "from edgeff.train import network  # noqa", "import no torch"),
     ("edgeff/profiler/hw_profile.py", "import torch  # noqa", "import no torch"),
+    ("edgeff/ops/dense/spec.py", "from edgeff.runtime import goodness  # noqa", "op specs are core"),
 ])
 def test_a_wrong_import_breaks_a_contract(tmp_path, module, bad_import, broken):
     for item in ("edgeff", "firmware_bridge", "pyproject.toml"):

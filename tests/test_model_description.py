@@ -6,8 +6,9 @@ import torch
 from safetensors.numpy import save as st_save
 
 from edgeff.errors import EdgeFFError
-from edgeff.model_description import DenseSpec, ModelDescription, ModelKind, parse_layer, stored_architecture
+from edgeff.model_description import ModelDescription, ModelKind, parse_layer, stored_architecture
 from edgeff.model_file import VERSION, load_model, save_model
+from edgeff.ops.dense.spec import DenseSpec
 from edgeff.train.model_io import load_network, network_tensors
 from edgeff.train.network import FFNetwork
 

@@ -8,7 +8,7 @@ from edgeff.train.network import FFNetwork
 
 
 def architecture(net: FFNetwork, eval_layers) -> dict:
-    return {"kind": ModelKind.FLOAT, "layers": ModelDescription.dense(net.sizes, net.normalization).to_header(),
+    return {"kind": ModelKind.FLOAT, "layers": net.description.to_header(),
             "n_classes": net.n_classes, "label_value": net.label_value, "goodness": net.goodness_kind,
             "collab_mode": net.collab_mode, "eval_layers": list(eval_layers),
             "head_layers": net.head_layers, "qat": net.qat,
@@ -30,8 +30,7 @@ def load_network(path) -> tuple[FFNetwork, dict]:
     if not isinstance(arch, dict) or arch.get("kind") != ModelKind.FLOAT:
         raise EdgeFFError(f"{path}: not a float FF model (architecture kind "
                           f"{(arch or {}).get('kind')!r}); this command needs a file from `edgeff train`")
-    net = FFNetwork(arch["sizes"], arch["n_classes"], arch["label_value"], arch["goodness"],
-                    arch["collab_mode"], head_layers=arch["head_layers"],
-                    normalization=arch.get("normalization", "rms"), qat=arch.get("qat", False))
+    net = FFNetwork(ModelDescription.from_header(arch["layers"], str(path)), arch["n_classes"], arch["label_value"],
+                    arch["goodness"], arch["collab_mode"], head_layers=arch["head_layers"], qat=arch.get("qat", False))
     net.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()})
     return net.eval(), header

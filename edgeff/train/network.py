@@ -1,6 +1,8 @@
 """The Forward-Forward MLP and its Collaborative variants (seed 003), in PyTorch.
 
-Each layer: normalize the input's length, Linear, ReLU. "rms" normalization (the default) scales to unit
+The network is a model description (edgeff.model_description) walked through the op registry: each layer's
+torch module and forward pass come from its kind's op folder (edgeff/ops/dense/torch_module.py for the
+FF dense layer: normalize the input's length, Linear, ReLU). "rms" normalization (the default) scales to unit
 mean square, i.e. unit length times sqrt(width), so entries sit near 1 and Adam's steps have the same
 effect at every width; "length" is Hinton's unit length, which the paper protocol's lr 0.03 assumes. A
 layer's input is the previous layer's output *detached*: no gradient ever crosses a layer boundary, so every
@@ -15,6 +17,8 @@ import torch
 from torch import nn
 
 from edgeff.data.labels import overlay_labels, overlay_neutral
+from edgeff.model_description import ModelDescription
+from edgeff.op_registry import layer_facet
 
 EPS = 1e-8
 
@@ -26,24 +30,22 @@ def normalize(x: torch.Tensor, kind: str = "rms") -> torch.Tensor:
 
 
 class FFNetwork(nn.Module):
-    def __init__(self, sizes, n_classes=10, label_value=1.0, goodness="mean", collab_mode="none",
+    def __init__(self, layers, n_classes=10, label_value=1.0, goodness="mean", collab_mode="none",
                  gamma_init=1.0, head_layers=None, normalization="rms", qat=False):
+        """layers: a ModelDescription, or the widths of an FF MLP (input, then each layer) with one
+        `normalization`."""
         super().__init__()
-        self.normalization = normalization
+        self.description = layers if isinstance(layers, ModelDescription) else ModelDescription.dense(
+            list(layers), normalization)
+        self.specs = self.description.layers
+        self.normalization = self.description.normalization
         self.qat = qat
-        self.sizes = list(sizes)
+        self.sizes = self.description.sizes
         self.n_classes = n_classes
         self.label_value = float(label_value)
         self.goodness_kind = goodness
         self.collab_mode = collab_mode
-        if qat:   # Brevitas fake-quantized layers; imported only when asked for
-            from edgeff.train.qat import QuantFFLinear
-
-            self.layers = nn.ModuleList(QuantFFLinear(a, b, normalization)
-                                        for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
-        else:
-            self.layers = nn.ModuleList(nn.Linear(a, b)
-                                        for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+        self.layers = nn.ModuleList(f.build(spec, qat) for f, spec in zip(self.facets, self.specs, strict=True))
         n = len(self.layers)
         self.head_layers = list(head_layers or (range(2, n + 1) if n > 1 else [1]))
         gamma = torch.full((n,), float(gamma_init) if collab_mode != "none" else 0.0)
@@ -55,14 +57,19 @@ class FFNetwork(nn.Module):
         self.head = nn.Linear(sum(self.sizes[l] for l in self.head_layers), n_classes)
 
     @property
+    def facets(self) -> list:
+        """Each layer's torch facet (the code of its kind, from the op registry)."""
+        return [layer_facet(spec, "torch_module") for spec in self.specs]
+
+    @property
     def n_layers(self):
         return len(self.layers)
 
     def activities(self, x: torch.Tensor) -> list:
         """ReLU outputs of every layer for inputs x (label already embedded)."""
         out = []
-        for layer in self.layers:
-            x = torch.relu(layer(normalize(x.detach(), self.normalization)))
+        for facet, spec, layer in zip(self.facets, self.specs, self.layers, strict=True):
+            x = facet.forward(layer, spec, x.detach())
             out.append(x)
         return out
 
@@ -84,27 +91,20 @@ class FFNetwork(nn.Module):
     def label_scores(self, x0: torch.Tensor) -> torch.Tensor:
         """(n_layers, N, n_classes) goodness of every layer for every candidate label.
 
-        x0 holds images in [0, 1] with the label pixels zeroed. With a one-hot overlay of constant value,
-        every labelled copy has the same length, so the first layer is one shared matmul plus a rank-1
-        correction per label (value * column c of W1, scaled by the shared normalizer), not n_classes
-        matmuls. Later layers run on all N * n_classes activities. Quantization-aware layers quantize the
-        labelled input itself, so they run every labelled copy.
+        x0 holds images in [0, 1] with the label pixels zeroed. The first layer's op computes every label's
+        activities at once (a one-hot overlay of constant value leaves every copy the same length); later
+        layers run on all N * n_classes activities. Quantization-aware layers quantize the labelled input
+        itself, so they run every labelled copy.
         """
-        n, d = x0.shape
+        n = x0.shape[0]
         c = self.n_classes
         if self.qat:
             copies = overlay_labels(x0.repeat(c, 1), torch.arange(c).repeat_interleave(n), c, self.label_value)
             return self.layer_goodness(copies).reshape(self.n_layers, c, n).transpose(1, 2)
-        w, b = self.layers[0].weight, self.layers[0].bias
-        divisor = d if self.normalization == "rms" else 1
-        scale = torch.rsqrt(((x0 * x0).sum(dim=1, keepdim=True) + self.label_value ** 2) / divisor + EPS)
-        shared = (x0 @ w.T) * scale + b                                   # (N, H1)
-        label_cols = self.label_value * w[:, :c].T                        # (C, H1)
-        h = torch.relu(shared[:, None, :] + scale[:, :, None] * label_cols[None])  # (N, C, H1)
-        h = h.reshape(n * c, -1)
+        h = self.facets[0].every_label_activities(self.layers[0], self.specs[0], x0, c, self.label_value)
         goods = [self.goodness(h)]
-        for layer in self.layers[1:]:
-            h = torch.relu(layer(normalize(h, self.normalization)))
+        for facet, spec, layer in zip(self.facets[1:], self.specs[1:], self.layers[1:], strict=True):
+            h = facet.forward(layer, spec, h)
             goods.append(self.goodness(h))
         return torch.stack(goods).reshape(self.n_layers, n, c)
 

@@ -1,0 +1,46 @@
+"""The op registry: every layer kind has every backend's facet, the facets a gateway runs load without torch,
+and an unknown kind or facet is refused by name."""
+import subprocess
+import sys
+
+import pytest
+
+from edgeff.errors import EdgeFFError
+from edgeff.op_registry import FACETS, KINDS, facet, spec_class
+
+# what each facet must define for the backends that walk the model description through it
+REQUIRED = {
+    "spec": ("SPEC",),
+    "torch_module": ("build", "forward", "every_label_activities"),
+}
+TORCH_FREE = ("spec", "runtime", "cost", "board_image")
+
+
+def test_every_facet_has_its_contract():
+    assert set(REQUIRED) == set(FACETS)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", FACETS)
+def test_every_kind_has_every_facet(kind, name):
+    module = facet(kind, name)
+    missing = [attr for attr in REQUIRED[name] if not hasattr(module, attr)]
+    assert not missing, f"edgeff.ops.{kind}.{name} lacks {missing}"
+    assert spec_class(kind).kind == kind
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_torch_free_facets_load_without_torch(kind):
+    names = [n for n in TORCH_FREE if n in FACETS]
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['brevitas'] = None\n"   # import torch -> error
+            "from edgeff.op_registry import facet\n"
+            f"for name in {names!r}: facet({kind!r}, name)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_unknown_kind_and_facet_are_refused_by_name():
+    with pytest.raises(EdgeFFError, match="unknown layer kind 'conv9d'.*knows dense"):
+        facet("conv9d", "spec")
+    with pytest.raises(ValueError, match="unknown facet 'jit'"):
+        facet("dense", "jit")
