@@ -12,6 +12,8 @@ from edgeff.op_registry import FACETS, KINDS, facet, spec_class
 REQUIRED = {
     "spec": ("SPEC",),
     "torch_module": ("build", "forward", "every_label_activities"),
+    "cost": ("float32_memory", "gradient_elements", "int8_backprop_memory", "int8_parameters", "inference_memory",
+             "operation_counts"),
 }
 TORCH_FREE = ("spec", "runtime", "cost", "board_image")
 
