@@ -14,6 +14,7 @@ REQUIRED = {
     "torch_module": ("build", "forward", "every_label_activities"),
     "cost": ("float32_memory", "gradient_elements", "int8_backprop_memory", "int8_parameters", "inference_memory",
              "operation_counts"),
+    "board_image": ("RECORD", "pack_record", "unpack_record", "check_record", "array_specs"),
 }
 TORCH_FREE = ("spec", "runtime", "cost", "board_image")
 
