@@ -12,6 +12,7 @@ from edgeff.op_registry import FACETS, KINDS, facet, spec_class
 REQUIRED = {
     "spec": ("SPEC",),
     "torch_module": ("build", "forward", "every_label_activities"),
+    "ptq": ("quantize", "fresh_weights"),
 }
 TORCH_FREE = ("spec", "runtime", "cost", "board_image")
 
