@@ -12,6 +12,9 @@ from edgeff.op_registry import FACETS, KINDS, facet, spec_class
 REQUIRED = {
     "spec": ("SPEC",),
     "torch_module": ("build", "forward", "every_label_activities"),
+    "onnx_writer": ("float_parameters", "float_forward", "float_every_label_activities", "check_int8_exportable",
+                    "int8_forward"),
+    "tflite_writer": ("check_exportable", "constants", "forward"),
 }
 TORCH_FREE = ("spec", "runtime", "cost", "board_image")
 
