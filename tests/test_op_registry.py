@@ -13,6 +13,9 @@ REQUIRED = {
     "spec": ("SPEC",),
     "torch_module": ("build", "forward", "every_label_activities"),
     "ptq": ("quantize", "fresh_weights"),
+    "onnx_writer": ("float_parameters", "float_forward", "float_every_label_activities", "check_int8_exportable",
+                    "int8_forward"),
+    "tflite_writer": ("check_exportable", "constants", "forward"),
 }
 TORCH_FREE = ("spec", "runtime", "cost", "board_image")
 
