@@ -64,7 +64,8 @@ def selftest_header(trainer: IntTrainer, images: np.ndarray, labels, negatives) 
                   _array(f"shift{i}", layer.shift, np.int32, const=True),
                   _array(f"n{i}", np.zeros(2 * d_in), np.int8), _array(f"o{i}", np.zeros(2 * d_out), np.int8)]
         init += [f"    t->gamma_q[{i}] = {int(trainer.gamma_q[i])};",
-                 f"    t->layers[{i}] = (ef_ff_layer){{{d_in}, {d_out}, w{i}, m{i}, b{i}, bm{i}, mult{i}, shift{i}, "
+                 f"    t->layers[{i}] = (ef_ff_layer){{EF_LAYER_DENSE, {d_in}, {d_out}, w{i}, m{i}, b{i}, bm{i}, "
+                 f"mult{i}, shift{i}, "
                  f"{layer.out_zero_point}, {layer.act_min}, {layer.goodness_multiplier}, {layer.goodness_shift}, "
                  f"n{i}, o{i}}};"]
     lines.append("static void selftest_init(ef_ff_trainer *t)\n{\n" + "\n".join(init) + "\n}")

@@ -11,6 +11,7 @@ import pytest
 
 from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
+from edgeff.op_registry import KINDS
 from edgeff.runtime import backend, c_kernels
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig, sigmoid_table
@@ -337,7 +338,7 @@ def test_library_builds_for_cortex_m4_without_float_or_runtime_calls(tmp_path):
 
 
 class _Layer(ctypes.Structure):
-    _fields_ = [("d_in", ctypes.c_int32), ("d_out", ctypes.c_int32),
+    _fields_ = [("kind", ctypes.c_int32), ("d_in", ctypes.c_int32), ("d_out", ctypes.c_int32),
                 ("weight", ctypes.c_void_p), ("weight_master", ctypes.c_void_p),
                 ("bias", ctypes.c_void_p), ("bias_master", ctypes.c_void_p),
                 ("multiplier", ctypes.c_void_p), ("shift", ctypes.c_void_p),
@@ -378,7 +379,8 @@ def _c_trainer(trainer: IntTrainer):
     for i, layer in enumerate(model.layers):
         t.gamma_q[i] = int(trainer.gamma_q[i])
         t.layers[i] = _Layer(
-            d_in=layer.weight.shape[1], d_out=layer.weight.shape[0], weight=ptr(f"w{i}", layer.weight.copy()),
+            kind=KINDS.index("dense"), d_in=layer.weight.shape[1], d_out=layer.weight.shape[0],
+            weight=ptr(f"w{i}", layer.weight.copy()),
             weight_master=ptr(f"m{i}", trainer.weight_masters[i].copy()), bias=ptr(f"b{i}", layer.bias.copy()),
             bias_master=ptr(f"bm{i}", trainer.bias_masters[i].astype(np.int32)),
             multiplier=ptr(f"mult{i}", layer.multiplier), shift=ptr(f"shift{i}", layer.shift),

@@ -110,6 +110,8 @@ void ef_update_weight(int16_t *master, int8_t *weight, int64_t grad, int32_t lr_
 /* ---- ff_train.c: one integer FF / CFF training step on one sample, the board's rule (mirror of
  * IntTrainer.step at batch size 1, int8 normalized inputs). Every buffer is the caller's. */
 typedef struct {
+    int32_t kind;                    /* enum ef_layer_kind: which kernels run the layer (ff_train.c's
+                                      * layer_kernels); the fields below are a dense layer's */
     int32_t d_in, d_out;
     int8_t *weight;                  /* (d_out, d_in), the forward weights: rounded masters */
     int16_t *weight_master;          /* (d_out, d_in), 8 fractional bits */

@@ -9,4 +9,9 @@
 #define EF_WEIGHT_MAX 127   /* int8 weights lie in [-WEIGHT_MAX, WEIGHT_MAX] */
 #define EF_MAX_LAYERS 8   /* FF layers a board image and a trainer hold */
 
+/* the layer kinds (edgeff.op_registry.KINDS, in its order): ef_ff_layer.kind selects a layer's kernels */
+enum ef_layer_kind {
+    EF_LAYER_DENSE = 0x00,
+};
+
 #endif

@@ -17,20 +17,38 @@ void ef_ff_input(ef_ff_trainer *t, const uint8_t *image, int32_t label, int32_t 
         q[c] = (int8_t)(label == EF_NEUTRAL_LABEL ? t->neutral_label_q : c == label ? t->label_q : EF_INPUT_ZERO_POINT);
 }
 
+/* A layer kind's kernels. forward: input row `in` (zero point in_zero_point) through layer L into its scratch
+ * row `row`; returns the output row and sets *raw to its integer goodness. update: layer l's update from the
+ * signed loss derivatives coef[2] (+ pass, - pass; Q15). */
+typedef struct {
+    const int8_t *(*forward)(const ef_ff_trainer *t, ef_ff_layer *L, const int8_t *in, int32_t in_zero_point,
+                             int32_t row, int32_t *raw);
+    void (*update)(ef_ff_trainer *t, int32_t l, const int32_t coef[2]);
+} ef_layer_kernels;
+
+static const ef_layer_kernels *layer_kernels(const ef_ff_layer *L);
+
 void ef_ff_forward(ef_ff_trainer *t, int32_t row, int64_t *g)
 {
     const int8_t *a = t->input + (int64_t)row * t->n_inputs;
     int32_t zp = EF_INPUT_ZERO_POINT;
     for (int32_t l = 0; l < t->n_layers; ++l) {
         ef_ff_layer *L = &t->layers[l];
-        int8_t *n = L->normalized + (int64_t)row * L->d_in, *out = L->output + (int64_t)row * L->d_out;
         int32_t raw;
-        ef_ff_layer_s8(a, 1, L->d_in, zp, L->weight, L->d_out, L->bias, L->multiplier, L->shift, L->out_zero_point,
-                       L->act_min, t->rounding, n, out, &raw);
+        a = layer_kernels(L)->forward(t, L, a, zp, row, &raw);
         g[l] = ef_multiply_by_quantized_multiplier(raw, L->goodness_multiplier, L->goodness_shift, t->rounding);
-        a = out;
         zp = L->out_zero_point;
     }
+}
+
+/* dense: normalize, FullyConnected, ReLU and goodness, fused (ff_layer.c) */
+static const int8_t *dense_forward(const ef_ff_trainer *t, ef_ff_layer *L, const int8_t *in, int32_t in_zero_point,
+                                   int32_t row, int32_t *raw)
+{
+    int8_t *n = L->normalized + (int64_t)row * L->d_in, *out = L->output + (int64_t)row * L->d_out;
+    ef_ff_layer_s8(in, 1, L->d_in, in_zero_point, L->weight, L->d_out, L->bias, L->multiplier, L->shift,
+                   L->out_zero_point, L->act_min, t->rounding, n, out, raw);
+    return out;
 }
 
 static int32_t sigmoid(const ef_ff_trainer *t, int64_t z)
@@ -45,8 +63,8 @@ static uint32_t noise(const ef_ff_trainer *t, uint32_t stream, uint32_t index)
     return t->stochastic ? ef_hash32(t->seed, t->step * 64u + stream, index) : 0;
 }
 
-/* layer l's update from the signed loss derivatives coef[2] (+ pass, - pass; Q15) */
-static void update_layer(ef_ff_trainer *t, int32_t l, const int32_t coef[2])
+/* dense: each master row steps by (coefficient x activity) x the stored normalized input, both passes */
+static void dense_update(ef_ff_trainer *t, int32_t l, const int32_t coef[2])
 {
     ef_ff_layer *L = &t->layers[l];
     for (int32_t j = 0; j < L->d_out; ++j) {
@@ -68,6 +86,18 @@ static void update_layer(ef_ff_trainer *t, int32_t l, const int32_t coef[2])
                              noise(t, 2u * (uint32_t)l, (uint32_t)(base + k)));
         }
     }
+}
+
+/* The one place a layer's kind selects its C kernels, for inference and training alike. Every layer of a
+ * board image of this format is dense: the image has no kind field (ef_image_bind sets it). */
+static const ef_layer_kernels *layer_kernels(const ef_ff_layer *L)
+{
+    static const ef_layer_kernels dense = {dense_forward, dense_update};
+    switch ((enum ef_layer_kind)L->kind) {
+    case EF_LAYER_DENSE:
+        return &dense;
+    }
+    return 0;   /* not reached: every kind has its case */
 }
 
 int32_t ef_ff_train_step(ef_ff_trainer *t, const uint8_t *image, int32_t label, int32_t negative_label)
@@ -98,7 +128,7 @@ int32_t ef_ff_train_step(ef_ff_trainer *t, const uint8_t *image, int32_t label, 
         }
     }
     for (int32_t l = 0; l < t->n_layers; ++l)
-        update_layer(t, l, coef[l]);
+        layer_kernels(&t->layers[l])->update(t, l, coef[l]);
     if (t->adaptive)
         for (int32_t l = 0; l < t->n_layers; ++l) {
             int64_t dg = coef[l][0] * others[l][0] + coef[l][1] * others[l][1];

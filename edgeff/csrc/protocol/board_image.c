@@ -225,6 +225,7 @@ void ef_image_bind(uint8_t *image, const ef_image_layout *layout, uint8_t *scrat
         const uint8_t *h = image + layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)l;
         const ef_image_layer *A = &layout->layers[l];
         ef_ff_layer *L = &t->layers[l];
+        L->kind = EF_LAYER_DENSE;           /* the image has no kind field: every layer of this format is dense */
         L->d_in = layout->sizes[l];
         L->d_out = layout->sizes[l + 1];
         L->weight = (int8_t *)(image + A->weight);
