@@ -12,6 +12,8 @@ from edgeff.op_registry import FACETS, KINDS, facet, spec_class
 REQUIRED = {
     "spec": ("SPEC",),
     "torch_module": ("build", "forward", "every_label_activities"),
+    "runtime": ("load", "tensors", "every_label_outputs", "initial_masters", "load_masters", "master_tensors",
+                "update"),
 }
 TORCH_FREE = ("spec", "runtime", "cost", "board_image")
 

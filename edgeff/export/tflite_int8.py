@@ -38,7 +38,8 @@ from ai_edge_litert import schema_py_generated as schema
 from edgeff.data.labels import overlay_labels
 from edgeff.errors import EdgeFFError
 from edgeff.export.onnx_int8 import raise_unsupported
-from edgeff.runtime.int_model import INPUT_SCALE, INPUT_ZERO_POINT, NORM_BITS_INT8, IntFFModel, IntLayer
+from edgeff.runtime.int_fully_connected import NORM_BITS_INT8, IntFullyConnected
+from edgeff.runtime.int_model import INPUT_SCALE, INPUT_ZERO_POINT, IntFFModel
 from edgeff.runtime.requantize import float32, multiplier_from_scales
 
 Op, Type, Options = schema.BuiltinOperator, schema.TensorType, schema.BuiltinOptions
@@ -47,7 +48,7 @@ SEARCH_ULPS = 8    # float32 neighbours tried around each multiplier's scale
 INT32_MAX = 2 ** 31 - 1
 
 
-def weight_scales(layer: IntLayer, input_scale: float, output_scale: float, what: str) -> np.ndarray:
+def weight_scales(layer: IntFullyConnected, input_scale: float, output_scale: float, what: str) -> np.ndarray:
     """Per-channel float32 scales s_w[c] with multiplier_from_scales(s_in, s_w[c], s_out) equal to the
     layer's (multiplier, shift)."""
     out = np.empty(len(layer.multiplier), np.float32)
@@ -216,7 +217,7 @@ class _Graph:
         self.w.op(Op.L2_NORMALIZATION, [a], [out], Options.L2NormOptions, schema.L2NormOptionsT())
         return out
 
-    def fully_connected(self, n, n_rows, layer: IntLayer, weight, bias, scale, relu: bool) -> int:
+    def fully_connected(self, n, n_rows, layer: IntFullyConnected, weight, bias, scale, relu: bool) -> int:
         d_out = layer.weight.shape[0]
         out = self.int8("fc_out", self.rows(n_rows, d_out), scale, layer.out_zero_point)
         activation = schema.ActivationFunctionType.RELU if relu else schema.ActivationFunctionType.NONE
@@ -229,7 +230,7 @@ class _Graph:
                       _options(schema.FullyConnectedOptionsT, fusedActivationFunction=activation))
         return out
 
-    def layer_constants(self, layer: IntLayer, input_scale, output_scale, what):
+    def layer_constants(self, layer: IntFullyConnected, input_scale, output_scale, what):
         scales = weight_scales(layer, input_scale, output_scale, f"{self.where}: {what}")
         shape = (layer.weight.shape[0], 1, 1, layer.weight.shape[1]) if self.conv else layer.weight.shape
         weight = self.w.tensor(f"{what}.weight", Type.INT8, shape, layer.weight.reshape(shape), scales, 0)
@@ -237,7 +238,7 @@ class _Graph:
                              float32(input_scale) * scales.astype(np.float64), 0)
         return weight, bias
 
-    def goodness(self, a, n_rows: Batch, layer: IntLayer) -> int:
+    def goodness(self, a, n_rows: Batch, layer: IntFullyConnected) -> int:
         """int32 sum over each row of (a - zp)^2, arranged (N, rows per image)."""
         width = layer.weight.shape[0]
         wide = self.w.tensor(self.name("acts_i32"), Type.INT32, self.rows(n_rows, width))
