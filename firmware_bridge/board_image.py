@@ -6,13 +6,13 @@ then every array in a fixed order, each starting on an 8-byte boundary so firmwa
 
     header   "EFFB", format u8, n_layers u8, n_classes u8, flags u8, goodness_frac_bits u8, label_q i8,
              neutral_label_q i8, eval-layer mask u8, head-layer mask u8, 3 pad, step u32,
-             sizes u16 x (n_layers + 1), pad to 4, then per layer: out_zero_point i8, norm_bits u8, 2 pad,
-             goodness multiplier i32, goodness shift i32, gamma (Q8) i32
-    arrays   per layer: weight int8 (out, in), bias, multiplier int32 (out), shift int32 (out),
-             [master weight int16 (out, in), master bias]; then the head: weight int8, bias, multiplier, shift
-             (bias and master bias are int32, or int64 for a layer with int16 normalized inputs)
+             sizes u16 x (n_layers + 1), pad to 4, then each layer's record
+    arrays   each layer's arrays; then the head: weight int8, bias, multiplier, shift (int32)
     flags    bit 0 master weights present; bits 1-2 collaboration (0 none, 1 fixed, 2 adaptive);
              bit 3 single rounding (TFLite's default double rounding when clear)
+
+A layer's record and arrays are its kind's board-image facet's (edgeff/ops/<kind>/board_image.py, through
+edgeff.op_registry). The format has no kind field: every layer of an image of this format is a dense layer.
 
 pack_image/unpack_image convert between this and (tensors, header) in model-file form, so a board image
 round-trips into `IntFFModel.from_tensors` with every check of a model file.
@@ -22,13 +22,14 @@ import struct
 import numpy as np
 
 from edgeff.errors import EdgeFFError
-from edgeff.model_description import ModelKind
+from edgeff.model_description import ModelDescription, ModelKind, stored_architecture
+from edgeff.op_registry import facet, layer_facet, spec_class
 from firmware_bridge.messages import MODEL_FORMAT
 
 MAGIC = b"EFFB"
 MAX_LAYERS = 8
 FIXED = struct.Struct("<4sBBBBBbbBBxxxI")
-LAYER = struct.Struct("<bBxxiii")
+LAYER_KIND = "dense"             # the image has no kind field: every layer of this format is of this kind
 ALIGN = 8
 FLAG_MASTERS = 1                 # flags bit 0: master weights present
 COLLAB_MODES = ("none", "fixed", "adaptive")
@@ -46,26 +47,42 @@ def _pad(n: int) -> int:
     return -n % ALIGN
 
 
-def _array_specs(sizes, n_classes, head_layers, norm_bits, masters: bool) -> list:
+def layer_encoding():
+    """The board-image facet of the image's layers (LAYER_KIND's)."""
+    return facet(LAYER_KIND, "board_image")
+
+
+def _prefix(i: int) -> str:
+    return f"layers.{i}."
+
+
+def _array_specs(layers, n_classes, head_layers, quant_layers, masters: bool) -> list:
     """(tensor name, dtype, shape) of every array, in image order."""
     specs = []
-    for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        bias = np.int64 if norm_bits[i] > 7 else np.int32
-        p = f"layers.{i}."
-        specs += [(p + "weight", np.int8, (d_out, d_in)), (p + "bias", bias, (d_out,)),
-                  (p + "multiplier", np.int32, (d_out,)), (p + "shift", np.int32, (d_out,))]
-        if masters:
-            specs += [(p + "weight_master", np.int16, (d_out, d_in)), (p + "bias_master", bias, (d_out,))]
+    for i, spec in enumerate(layers):
+        specs += layer_facet(spec, "board_image").array_specs(spec, _prefix(i), quant_layers[i], masters)
+    sizes = [layers[0].n_inputs, *(spec.n_outputs for spec in layers)]
     d_head = sum(sizes[l] for l in head_layers)
     specs += [("head.weight", np.int8, (n_classes, d_head)), ("head.bias", np.int32, (n_classes,)),
               ("head.multiplier", np.int32, (n_classes,)), ("head.shift", np.int32, (n_classes,))]
     return specs
 
 
-def _header_size(n_layers: int) -> int:
+def _header_size(n_layers: int, record_bytes: int) -> int:
+    """Bytes up to the first array, for n_layers layers whose records take record_bytes in all."""
     n = FIXED.size + 2 * (n_layers + 1)
-    n += -n % 4 + LAYER.size * n_layers
+    n += -n % 4 + record_bytes
     return n + _pad(n)
+
+
+def _layers(arch: dict) -> tuple:
+    """The layer specs of an architecture (one with only sizes is an FF MLP of dense layers)."""
+    layers = ModelDescription.from_header(stored_architecture(arch)["layers"]).layers
+    for i, spec in enumerate(layers):
+        if spec.kind != LAYER_KIND:
+            raise EdgeFFError(f"layer {i} is a {spec.kind} layer; a board image of format {MODEL_FORMAT} holds "
+                              f"{LAYER_KIND} layers only")
+    return layers
 
 
 def pack_image(tensors: dict, header: dict) -> bytes:
@@ -78,7 +95,7 @@ def pack_image(tensors: dict, header: dict) -> bytes:
                           f"classes; this model has sizes {sizes} and {arch['n_classes']} classes")
     if sorted(arch["head_layers"]) != list(arch["head_layers"]):
         raise EdgeFFError(f"head layers {arch['head_layers']} must be in ascending order for a board image")
-    norm_bits = [q.get("norm_bits", 7) for q in quant["layers"]]
+    layers = _layers(arch)
     masters = "layers.0.weight_master" in tensors
     flags = FLAG_MASTERS * masters | COLLAB_MODES.index(arch.get("collab_mode", "none")) << 1 \
         | int(quant.get("rounding", "double") == "single") << 3
@@ -89,12 +106,10 @@ def pack_image(tensors: dict, header: dict) -> bytes:
     out += struct.pack(f"<{n + 1}H", *sizes)
     out += bytes(-len(out) % 4)
     gamma = tensors["gamma_q"]
-    for i in range(n):
-        out += LAYER.pack(quant["layers"][i]["out_zero_point"], norm_bits[i],
-                          int(tensors[f"layers.{i}.goodness_multiplier"][0]),
-                          int(tensors[f"layers.{i}.goodness_shift"][0]), int(gamma[i]))
+    for i, spec in enumerate(layers):
+        out += layer_facet(spec, "board_image").pack_record(_prefix(i), quant["layers"][i], tensors, gamma[i])
     out += bytes(_pad(len(out)))
-    for name, dtype, shape in _array_specs(sizes, arch["n_classes"], arch["head_layers"], norm_bits, masters):
+    for name, dtype, shape in _array_specs(layers, arch["n_classes"], arch["head_layers"], quant["layers"], masters):
         data = np.ascontiguousarray(tensors[name], dtype=np.dtype(dtype).newbyteorder("<"))
         if data.shape != shape:
             raise EdgeFFError(f"tensor '{name}' has shape {list(data.shape)}, expected {list(shape)}")
@@ -113,28 +128,30 @@ def unpack_image(blob: bytes) -> tuple[dict, dict]:
         raise EdgeFFError(f"board image format {fmt}; this side reads format {MODEL_FORMAT}")
     if not 1 <= n <= MAX_LAYERS or n_classes < 2 or (flags >> 1 & 3) > 2 or flags >> 4:
         raise EdgeFFError(f"board image header is invalid ({n} layers, {n_classes} classes, flags {flags:#x})")
-    if len(blob) < _header_size(n):
+    encoding = layer_encoding()
+    if len(blob) < _header_size(n, n * encoding.RECORD.size):
         raise EdgeFFError("board image is truncated inside its header")
     sizes = list(struct.unpack_from(f"<{n + 1}H", blob, FIXED.size))
     pos = FIXED.size + 2 * (n + 1)
     pos += -pos % 4
-    layers, tensors = [], {}
+    layers, tensors, gamma = [], {}, []
     for i in range(n):
-        zp, bits, gm, gs, gamma = LAYER.unpack_from(blob, pos + i * LAYER.size)
-        layers.append({"out_zero_point": zp, "norm_bits": bits})
-        tensors[f"layers.{i}.goodness_multiplier"] = np.array([gm], np.int32)
-        tensors[f"layers.{i}.goodness_shift"] = np.array([gs], np.int32)
-        tensors.setdefault("gamma_q", []).append(gamma)
-    tensors["gamma_q"] = np.array(tensors["gamma_q"], np.int32)
+        quant_layer, layer_tensors, layer_gamma = encoding.unpack_record(blob, pos + i * encoding.RECORD.size,
+                                                                         _prefix(i))
+        layers.append(quant_layer)
+        tensors.update(layer_tensors)
+        gamma.append(layer_gamma)
+    tensors["gamma_q"] = np.array(gamma, np.int32)
     eval_layers, head_layers = _unmask(eval_mask), _unmask(head_mask)
     if (any(s == 0 for s in sizes) or not head_layers or max(eval_layers + head_layers, default=0) > n
             or n_classes > sizes[0]):
         raise EdgeFFError(f"board image header is invalid (sizes {sizes}, {n_classes} classes, eval layers "
                           f"{eval_layers}, head layers {head_layers})")
-    if any(layer["norm_bits"] not in (7, 15) for layer in layers):
-        raise EdgeFFError("board image header is invalid (norm bits must be 7 or 15)")
-    pos = _header_size(n)
-    specs = _array_specs(sizes, n_classes, head_layers, [l["norm_bits"] for l in layers], bool(flags & FLAG_MASTERS))
+    for layer in layers:
+        encoding.check_record(layer)
+    pos = _header_size(n, n * encoding.RECORD.size)
+    image_layers = [spec_class(LAYER_KIND)(d_in, d_out) for d_in, d_out in zip(sizes[:-1], sizes[1:], strict=True)]
+    specs = _array_specs(image_layers, n_classes, head_layers, layers, bool(flags & FLAG_MASTERS))
     for name, dtype, shape in specs:
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if pos + size > len(blob):

@@ -1,7 +1,8 @@
 """The C copies of the wire formats and the shared integer constants, generated from their Python definitions.
 
 The Python modules are the one source: messages.py (message types, error codes, payload layouts), framing.py
-(frame overhead), board_image.py (the board image's header layout and layer limit), and the runtime's integer
+(frame overhead), board_image.py (the board image's header layout and layer limit, its layers' record from their
+board-image facet), the layer kinds (edgeff.op_registry) and the runtime's integer
 constants (edgeff/runtime/int_model.py, master_weights.py). The generated headers are committed, so a C build
 needs no Python; tests/test_board_descriptor.py regenerates them in memory and fails when a committed copy
 has drifted. Regenerate with
@@ -75,7 +76,7 @@ def wire_header() -> str:
         define("EF_MODEL_FORMAT", m.MODEL_FORMAT),
         define("EF_IMAGE_MAGIC", magic, f"{board_image.MAGIC.decode()!r} little-endian"),
         define("EF_IMAGE_FIXED_BYTES", board_image.FIXED.size, "magic .. step"),
-        define("EF_IMAGE_LAYER_BYTES", board_image.LAYER.size, "one layer's header fields"),
+        define("EF_IMAGE_LAYER_BYTES", board_image.layer_encoding().RECORD.size, "one layer's record"),
         define("EF_IMAGE_ALIGN", board_image.ALIGN, "every array starts on this boundary"),
         define("EF_IMAGE_FLAG_MASTERS", board_image.FLAG_MASTERS),
     ])

@@ -109,7 +109,8 @@ def test_the_generated_wire_header_carries_the_python_numbers():
     header = c_constants.wire_header().splitlines()
     assert f"#define EF_CONFIGURE_BYTES {m.CONFIGURE.size}u" in header
     assert f"    EF_REQUEST_RESET = {int(m.Request.RESET):#04x}," in header
-    assert f"#define EF_IMAGE_LAYER_BYTES {board_image.LAYER.size}u   /* one layer's header fields */" in header
+    record = board_image.layer_encoding().RECORD
+    assert f"#define EF_IMAGE_LAYER_BYTES {record.size}u   /* one layer's record */" in header
     assert "#define EF_REQUEST_PAYLOAD_BYTES {0, 2, 8, -1, 0, 28, -1, 8, 4, 0, 6, 0, 0, 0}" in header
     with pytest.raises(ValueError, match="EF_X = -1 cannot be unsigned"):
         c_constants.define("EF_X", -1)

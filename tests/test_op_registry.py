@@ -12,6 +12,13 @@ from edgeff.op_registry import FACETS, KINDS, facet, spec_class
 REQUIRED = {
     "spec": ("SPEC",),
     "torch_module": ("build", "forward", "every_label_activities"),
+    "ptq": ("quantize", "fresh_weights"),
+    "onnx_writer": ("float_parameters", "float_forward", "float_every_label_activities", "check_int8_exportable",
+                    "int8_forward"),
+    "tflite_writer": ("check_exportable", "constants", "forward"),
+    "cost": ("float32_memory", "gradient_elements", "int8_backprop_memory", "int8_parameters", "inference_memory",
+             "operation_counts"),
+    "board_image": ("RECORD", "pack_record", "unpack_record", "check_record", "array_specs"),
     "runtime": ("load", "tensors", "every_label_outputs", "initial_masters", "load_masters", "master_tensors",
                 "update"),
 }

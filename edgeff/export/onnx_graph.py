@@ -1,10 +1,13 @@
-"""A small builder for ONNX graphs (named ops and constants) that writes files onnxruntime loads."""
+"""A small builder for ONNX graphs (named ops and constants) that writes files onnxruntime loads, with the
+float and int64 building blocks the exporters and the op folders' ONNX writers (edgeff/ops/<kind>/onnx_writer.py)
+share."""
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
 IR_VERSION = 8   # what opset 17 needs; onnx writes its newest IR, newer than onnxruntime loads
+EPS = 1e-8       # FFNetwork's normalizer epsilon
 
 
 class GraphBuilder:
@@ -50,6 +53,25 @@ class GraphBuilder:
         model.ir_version = IR_VERSION
         onnx.checker.check_model(model)
         return model
+
+    # ------------------------------------------------------------------ float helpers
+    def f32(self, value) -> str:
+        return self.const(value, np.float32)
+
+    def reduce_last(self, x: str, mean: bool, keepdims: int) -> str:
+        """Sum or mean over the last axis (opset 17: ReduceSum takes axes as an input, ReduceMean as an attribute)."""
+        if mean:
+            return self.op("ReduceMean", x, axes=[-1], keepdims=keepdims)
+        return self.op("ReduceSum", x, self.i64([-1]), keepdims=keepdims)
+
+    def normalize(self, x: str, kind: str) -> str:
+        """x * rsqrt(mean(x^2) + eps) ("rms") or x * rsqrt(sum(x^2) + eps) ("length"), per row."""
+        sq = self.reduce_last(self.op("Mul", x, x), kind == "rms", 1)
+        return self.op("Mul", x, self.op("Reciprocal", self.op("Sqrt", self.op("Add", sq, self.f32(EPS)))))
+
+    def linear(self, x: str, weight: np.ndarray, bias: np.ndarray) -> str:
+        """x @ weight.T + bias, for a float (out, in) weight."""
+        return self.op("Add", self.op("MatMul", x, self.f32(np.ascontiguousarray(weight.T))), self.f32(bias))
 
     # ------------------------------------------------------------------ int64 arithmetic helpers
     def i64(self, value) -> str:

@@ -6,6 +6,9 @@ arithmetic that spells out the runtime's integer kernels: the int32 bias add, Mu
 then RoundingDivideByPOT, which is round-half-away-from-zero division by 2^k), TFLite's L2 normalization
 with its Newton-Raphson inverse square root, the fused ReLU clamp and the int32 goodness.
 
+The graph walks the model description's layers, each written by its kind's ONNX writer
+(edgeff/ops/<kind>/onnx_writer.py, found by edgeff.op_registry) from these kernels.
+
 Inputs: images uint8 (N, D), the raw pixels. Outputs: goodness int32 (n_layers, N, n_classes), each
 layer's raw goodness sum (q - zp)^2 for every label (multi-pass; IntFFModel.raw_label_goodness), and
 logits int8 (N, n_classes) of the one-pass head (IntFFModel.head_logits).
@@ -16,6 +19,8 @@ from onnx import TensorProto
 from edgeff.data.labels import overlay_labels
 from edgeff.errors import EdgeFFError
 from edgeff.export.onnx_graph import GraphBuilder
+from edgeff.model_description import ModelDescription
+from edgeff.op_registry import layer_facet
 from edgeff.runtime.int_fully_connected import NORM_BITS_INT8, IntFullyConnected
 from edgeff.runtime.int_model import INPUT_ZERO_POINT, IntFFModel
 from edgeff.runtime.l2_normalization import HALF_SQRT2_Q0, HALF_THREE_Q3, ONE_Q3
@@ -118,12 +123,15 @@ class IntegerGraph(GraphBuilder):
         return self.op("ReduceSum", self.op("Mul", d, d), self.i64([1]), keepdims=0)
 
 
+def layer_specs(model: IntFFModel) -> tuple:
+    """The specs of the model's layers, in the order of model.layers."""
+    return ModelDescription.from_header(model.arch["layers"]).layers
+
+
 def check_exportable(model: IntFFModel, where: str):
     """Refuse what the int8 exporters cannot express, naming the layer or option."""
-    for i, layer in enumerate(model.layers):
-        if layer.norm_bits != NORM_BITS_INT8:
-            raise_unsupported(where, f"layer {i + 1} has int16 normalized inputs (norm_bits {layer.norm_bits}, "
-                                     "a 16x8 FC)", "quantize it with --norm-bits 7")
+    for i, (spec, layer) in enumerate(zip(layer_specs(model), model.layers, strict=True)):
+        layer_facet(spec, "onnx_writer").check_int8_exportable(layer, i + 1, where)
 
 
 def raise_unsupported(where, what, fix):
@@ -146,6 +154,8 @@ def by_label(g: GraphBuilder, per_row: str, n_classes: int) -> str:
 
 def build(model: IntFFModel, where: str = "model"):
     check_exportable(model, where)
+    layers = [(layer_facet(spec, "onnx_writer"), spec, layer)
+              for spec, layer in zip(layer_specs(model), model.layers, strict=True)]
     c, d_in = model.n_classes, model.arch["sizes"][0]
     g = IntegerGraph("edgeff_int8")
     images = g.input("images", TensorProto.UINT8, ["N", d_in])
@@ -155,18 +165,16 @@ def build(model: IntFFModel, where: str = "model"):
     label_rows = [g.i64(one_hot[label:label + 1]) for label in range(c)]
     a, zp = labelled_inputs(g, q, c, label_rows, d_in), INPUT_ZERO_POINT
     goodness = []
-    for layer in model.layers:
-        a = g.fully_connected(g.l2_normalize(a, zp, model.rounding), layer, model.rounding)
-        zp = layer.out_zero_point
+    for writer, spec, layer in layers:
+        a, zp = writer.int8_forward(g, spec, layer, a, zp, model.rounding)
         goodness.append(g.op("Unsqueeze", by_label(g, g.goodness(a, zp), c), g.i64([0])))
     stacked = goodness[0] if len(goodness) == 1 else g.op("Concat", *goodness, axis=0)
     g.output("goodness", g.cast(stacked, TensorProto.INT32), TensorProto.INT32, [len(model.layers), "N", c])
 
     a, zp = labelled_inputs(g, q, c, [g.i64(np.full((1, c), model.quant["neutral_label_q"]))], d_in), INPUT_ZERO_POINT
     acts = []
-    for layer in model.layers:
-        a = g.fully_connected(g.l2_normalize(a, zp, model.rounding), layer, model.rounding)
-        zp = layer.out_zero_point
+    for writer, spec, layer in layers:
+        a, zp = writer.int8_forward(g, spec, layer, a, zp, model.rounding)
         acts.append((a, zp))
     parts = [g.l2_normalize(*acts[l - 1], model.rounding) for l in model.head_layers]
     features = parts[0] if len(parts) == 1 else g.op("Concat", *parts, axis=1)

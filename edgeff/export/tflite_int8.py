@@ -21,6 +21,8 @@ Graph:
      SPLIT/ADD tree, RESHAPE to (N, n_classes)
   -> goodness int32 (n_layers, N, n_classes) by PACK; the one-pass head on the neutral input:
      L2_NORMALIZATION of the head layers, CONCATENATION, FULLY_CONNECTED -> logits int8 (N, n_classes).
+Each layer is written by its kind's TFLite writer (edgeff/ops/<kind>/tflite_writer.py, found by
+edgeff.op_registry) from the ops of TFLiteGraph; this module writes the rest of the graph.
 layer_op "conv_2d" writes each FC as the equivalent 1x1 CONV_2D on (rows, 1, 1, D) tensors instead.
 Why both: TFLM runs FULLY_CONNECTED with integer per-channel requantization (TFLM's double rounding, what
 EdgeFF computes), but LiteRT's own kernels do not: its reference per-channel FULLY_CONNECTED rescales in
@@ -37,7 +39,8 @@ from ai_edge_litert import schema_py_generated as schema
 
 from edgeff.data.labels import overlay_labels
 from edgeff.errors import EdgeFFError
-from edgeff.export.onnx_int8 import raise_unsupported
+from edgeff.export.onnx_int8 import layer_specs, raise_unsupported
+from edgeff.op_registry import layer_facet
 from edgeff.runtime.int_fully_connected import NORM_BITS_INT8, IntFullyConnected
 from edgeff.runtime.int_model import INPUT_SCALE, INPUT_ZERO_POINT, IntFFModel
 from edgeff.runtime.requantize import float32, multiplier_from_scales
@@ -152,7 +155,9 @@ def _options(cls, **fields):
 LAYER_OPS = ("fully_connected", "conv_2d")
 
 
-class _Graph:
+class TFLiteGraph:
+    """The int8 model's subgraph as it is written: named tensors and the ops the layers and the head share."""
+
     def __init__(self, model: IntFFModel, where: str, layer_op: str):
         self.model, self.where, self.w = model, where, _FlatbufferWriter()
         self.conv = layer_op == "conv_2d"
@@ -238,14 +243,13 @@ class _Graph:
                              float32(input_scale) * scales.astype(np.float64), 0)
         return weight, bias
 
-    def goodness(self, a, n_rows: Batch, layer: IntFullyConnected) -> int:
-        """int32 sum over each row of (a - zp)^2, arranged (N, rows per image)."""
-        width = layer.weight.shape[0]
+    def goodness(self, a, n_rows: Batch, width: int, zero_point: int) -> int:
+        """int32 sum over each row of (a - zero_point)^2 for `width` wide rows a, arranged (N, rows per image)."""
         wide = self.w.tensor(self.name("acts_i32"), Type.INT32, self.rows(n_rows, width))
         self.w.op(Op.CAST, [a], [wide], Options.CastOptions,
                   _options(schema.CastOptionsT, inDataType=Type.INT8, outDataType=Type.INT32))
         squares = self.w.tensor(self.name("squares"), Type.INT32, self.rows(n_rows, width))
-        self.w.op(Op.SQUARED_DIFFERENCE, [wide, self.w.const_i32(self.name("zero_point"), [layer.out_zero_point])],
+        self.w.op(Op.SQUARED_DIFFERENCE, [wide, self.w.const_i32(self.name("zero_point"), [zero_point])],
                   [squares], Options.SquaredDifferenceOptions, schema.SquaredDifferenceOptionsT())
         if self.conv:
             squares = self.reshape(squares, [n_rows, width], Type.INT32)
@@ -272,13 +276,9 @@ def check_tflite_exportable(model: IntFFModel, where: str):
                           "rounding unless built with TFLITE_SINGLE_ROUNDING, so this file would compute other "
                           "values than the model; quantize with --rounding double (or export --format onnx, "
                           "which is exact for either rounding)")
-    for i, layer in enumerate(model.layers):
-        if layer.norm_bits != NORM_BITS_INT8:
-            raise_unsupported(where, f"layer {i + 1} has int16 normalized inputs (norm_bits {layer.norm_bits}, a 16x8 "
-                                     "FC), and TFLite's L2_NORMALIZATION writes int8 or float32 only (TFLite Micro's "
-                                     "l2norm.cc), so the 16x8 form has no TFLite graph",
-                              "quantize it with --norm-bits 7")
-        width = layer.weight.shape[0]
+    for i, (spec, layer) in enumerate(zip(layer_specs(model), model.layers, strict=True)):
+        layer_facet(spec, "tflite_writer").check_exportable(layer, i + 1, where)
+        width = spec.n_outputs
         if width * 255 ** 2 > INT32_MAX:
             raise_unsupported(where, f"layer {i + 1} is {width} wide, and its goodness could exceed int32",
                               f"use layers of at most {INT32_MAX // 255 ** 2} units")
@@ -290,27 +290,26 @@ def build(model: IntFFModel, where: str = "model", layer_op: str = "fully_connec
     check_tflite_exportable(model, where)
     if layer_op not in LAYER_OPS:
         raise EdgeFFError(f"layer op {layer_op!r} must be one of {', '.join(LAYER_OPS)}")
+    layers = [(layer_facet(spec, "tflite_writer"), spec, layer)
+              for spec, layer in zip(layer_specs(model), model.layers, strict=True)]
     c, sizes = model.n_classes, model.arch["sizes"]
-    g, quant = _Graph(model, where, layer_op), model.quant
+    g, quant = TFLiteGraph(model, where, layer_op), model.quant
     images = g.int8("images", [BATCH, sizes[0]], INPUT_SCALE, INPUT_ZERO_POINT)
     g.w.tensors[images].name = "images"
-    out_scales = [float32(q["out_scale"]) for q in quant["layers"]]
-    consts = [g.layer_constants(layer, NORM_SCALE, out_scales[i], f"layers.{i}")
-              for i, layer in enumerate(model.layers)]
+    consts = [writer.constants(g, spec, i, layer, quant["layers"][i]) for i, (writer, spec, layer) in enumerate(layers)]
 
     one_hot = overlay_labels(np.full((c, c), INPUT_ZERO_POINT), np.arange(c), c, quant["label_q"], INPUT_ZERO_POINT)
     labels, a, goodness = Batch(c), g.labelled(images, one_hot, sizes[0]), []
-    for i, layer in enumerate(model.layers):
-        n = g.l2_normalize(a, labels, sizes[i])
-        a = g.fully_connected(n, labels, layer, *consts[i], out_scales[i], relu=True)
-        goodness.append(g.goodness(a, labels, layer))
+    for (writer, spec, layer), k in zip(layers, consts, strict=True):
+        a, zero_point = writer.forward(g, spec, layer, k, a, labels)
+        goodness.append(g.goodness(a, labels, spec.n_outputs, zero_point))
     stacked = g.w.tensor("goodness", Type.INT32, [len(goodness), BATCH, c])
     g.w.op(Op.PACK, goodness, [stacked], Options.PackOptions,
            _options(schema.PackOptionsT, valuesCount=len(goodness), axis=0))
 
     a, acts = g.labelled(images, [np.full(c, quant["neutral_label_q"])], sizes[0]), []
-    for i, layer in enumerate(model.layers):
-        a = g.fully_connected(g.l2_normalize(a, BATCH, sizes[i]), BATCH, layer, *consts[i], out_scales[i], relu=True)
+    for (writer, spec, layer), k in zip(layers, consts, strict=True):
+        a = writer.forward(g, spec, layer, k, a, BATCH)[0]
         acts.append(a)
     parts = [g.l2_normalize(acts[l - 1], BATCH, sizes[l]) for l in model.head_layers]
     width = sum(sizes[l] for l in model.head_layers)

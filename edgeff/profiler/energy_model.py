@@ -1,15 +1,8 @@
 """Operation counts, memory traffic, cycles and energy per layer, per training sample and per inference.
 
-Counts for one layer with d_in inputs and d_out units (P = d_in * d_out weights):
-  inference, one pass     P MACs (the one-pass head adds its own row); multi-pass runs the FF layers once
-                          per class (n_classes passes, no head)
-  FF training sample      2P MACs forward (positive and negative pass) + 2P MACs for the local gradient
-                          (coefficient x activity x input, both passes) + P weight updates
-  backprop sample         P MACs forward + P backward to the layer's input (not for the first layer)
-                          + P for the weight gradient + P weight updates; plus a classifier layer
-Memory traffic (bytes): every pass reads the weights once; an update reads and writes the update state
-(int8: int16 master, then the int8 weight; float32: Adam reads weight, gradient and two moments and
-writes three); activations are written once and read once per use.
+Each layer's counts (MACs, weight updates, neuron updates, bytes moved) are its kind's cost facet's
+(edgeff/ops/<kind>/cost.py, through edgeff.op_registry). Inference one pass adds the head's row;
+multi-pass runs the FF layers once per class (n_classes passes, no head); backprop adds a classifier layer.
 
 An MCU gets two energy figures:
   board energy  cycles x (run current per MHz x supply voltage): what the battery sees; cycles are
@@ -23,9 +16,10 @@ for comparison only).
 from dataclasses import asdict, dataclass
 
 from edgeff.errors import EdgeFFError
+from edgeff.profiler.layers import classifier, cost, description
+from edgeff.profiler.memory_model import PRECISIONS
 
 WORKLOADS = ("inference_one_pass", "inference_multi_pass", "train_ff", "train_backprop")
-BYTES = {"int8": (1, 1, 2 + 2 + 1), "float32": (4, 4, 28)}   # weight, activation, update-state traffic/weight
 ADAM_OPS_PER_WEIGHT = 4   # multiplies (and as many adds) per Adam update, roughly: two moments, scale, step
 
 
@@ -45,33 +39,26 @@ class LayerCost:
         return asdict(self)
 
 
-def _layer_counts(workload: str, name: str, d_in: int, d_out: int, first: bool, n_classes: int,
-                  precision: str) -> LayerCost:
-    w, a, upd = BYTES[precision]
-    p = d_in * d_out
-    if workload in ("inference_one_pass", "inference_multi_pass"):
-        passes = n_classes if workload == "inference_multi_pass" else 1
-        # inference deployment: weights in flash, activations in SRAM
-        return LayerCost(name, passes * p, 0, passes * d_out, passes * (d_in + d_out) * a, passes * p * w)
-    if workload == "train_ff":
-        return LayerCost(name, 4 * p, p, 2 * d_out, 2 * p * w + p * upd + 4 * (d_in + d_out) * a, 0)
-    backward = 0 if first else p
-    return LayerCost(name, 2 * p + backward, p, d_out, (2 * p * w) + p * upd + 3 * (d_in + d_out) * a, 0)
+def _layer_cost(workload: str, name: str, spec, first: bool, n_classes: int, precision: str) -> LayerCost:
+    return LayerCost(name, **cost(spec).operation_counts(spec, workload, first, n_classes, precision))
 
 
-def layer_costs(workload: str, sizes: list, n_classes: int = 10, head_inputs: int = 0,
+def layer_costs(workload: str, layers, n_classes: int = 10, head_inputs: int = 0,
                 precision: str = "int8") -> list:
-    """Per-layer counts (no energy yet) of one image (inference) or one training sample."""
+    """Per-layer counts (no energy yet) of one image (inference) or one training sample, for a model
+    description or an FF MLP given by its sizes."""
     if workload not in WORKLOADS:
         raise EdgeFFError(f"unknown workload '{workload}'; use one of {WORKLOADS}")
-    if precision not in BYTES:
+    if precision not in PRECISIONS:
         raise EdgeFFError(f"unknown precision '{precision}'; use int8 or float32")
-    rows = [_layer_counts(workload, f"layer {i + 1}", d_in, d_out, i == 0, n_classes, precision)
-            for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))]
+    model = description(layers)
+    rows = [_layer_cost(workload, f"layer {i + 1}", spec, i == 0, n_classes, precision)
+            for i, spec in enumerate(model.layers)]
     if workload == "inference_one_pass" and head_inputs:
-        rows.append(_layer_counts(workload, "head", head_inputs, n_classes, False, n_classes, precision))
+        rows.append(_layer_cost(workload, "head", classifier(head_inputs, n_classes), False, n_classes, precision))
     if workload == "train_backprop":
-        rows.append(_layer_counts(workload, "classifier", sizes[-1], n_classes, False, n_classes, precision))
+        rows.append(_layer_cost(workload, "classifier", classifier(model.layers[-1].n_outputs, n_classes), False,
+                                n_classes, precision))
     return rows
 
 

@@ -17,19 +17,19 @@ How the peak follows from them differs with the allocator:
                since FF trains one layer at a time and frees its graph and gradients before the next;
     backprop = sum(weights + update_state) + sum(gradients) + max(sum(activations), max(scratch)),
                since the backward pass needs every layer's activations and gradients at once.
-    The float32 activations are what torch keeps alive at the peak of a layer's backward pass: for FF
-    the layer input, its normalized copy, and four tensors of the output's size (pre-activation, ReLU
-    output, its gradient, the pre-activation's gradient), all for 2B rows; for backprop each hidden
-    layer's ReLU output and the classifier's logits and log-probabilities, plus one gradient of the
-    widest layer in flight.
+    Backprop's classifier keeps its logits and log-probabilities, and one gradient of the widest layer
+    is in flight (counted on the first layer).
   int8, board (static buffers, the firmware's layout): everything is allocated at once, so the peak is
     the sum. FF's buffers are edgeff.runtime.memory_plan's (batch 1; activations scale with the batch).
     Backprop keeps the same weights, masters and constants per layer, plus a classifier layer, each
     layer's int8 output for the backward pass and its int32 error (delta).
+What each layer kind holds is its cost facet's (edgeff/ops/<kind>/cost.py, through edgeff.op_registry).
 """
 from dataclasses import asdict, dataclass
 
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelDescription
+from edgeff.profiler.layers import classifier, cost, description
 from edgeff.runtime.memory_plan import training_plan
 
 FLOAT = 4
@@ -60,41 +60,32 @@ class LayerMemory:
         return {**asdict(self), "total": self.total}
 
 
-def _check(method, precision, sizes, batch):
+def _check(method, precision, layers, batch) -> ModelDescription:
     if method not in METHODS:
         raise EdgeFFError(f"unknown training method '{method}'; use one of {METHODS}")
     if precision not in PRECISIONS:
         raise EdgeFFError(f"unknown precision '{precision}'; use one of {PRECISIONS}")
-    if len(sizes) < 2 or any(not isinstance(d, int) or d < 1 for d in sizes):
-        raise EdgeFFError(f"layer sizes {sizes}: need at least an input and one layer, all positive integers")
+    model = description(layers)
     if batch < 1:
         raise EdgeFFError(f"batch size {batch} must be at least 1")
+    return model
 
 
-def _float32_layers(method: str, sizes: list, batch: int, n_classes: int) -> list:
-    dims = list(zip(sizes[:-1], sizes[1:], strict=True))
+def _float32_layers(method: str, model: ModelDescription, batch: int, n_classes: int) -> list:
+    rows = [LayerMemory(f"layer {i + 1}", **cost(spec).float32_memory(spec, method, batch))
+            for i, spec in enumerate(model.layers)]
     if method == "backprop":
-        dims.append((sizes[-1], n_classes))
-    widest = max(sizes[1:])
-    rows = []
-    for i, (d_in, d_out) in enumerate(dims):
-        params = d_in * d_out + d_out
-        is_classifier = method == "backprop" and i == len(dims) - 1
-        if method == "ff":
-            acts = FLOAT * 2 * batch * (2 * d_in + 4 * d_out)
-        else:   # hidden: its ReLU output; classifier: logits and log-probabilities; + one gradient in flight
-            acts = FLOAT * batch * (2 * d_out if is_classifier else d_out)
-            acts += FLOAT * batch * widest if i == 0 else 0
-        rows.append(LayerMemory("classifier" if is_classifier else f"layer {i + 1}",
-                                weights=FLOAT * params, update_state=2 * FLOAT * params,
-                                gradients=FLOAT * params, activations=acts, scratch=2 * FLOAT * d_in * d_out))
+        rows[0].activations += FLOAT * batch * max(spec.n_outputs for spec in model.layers)
+        head = classifier(model.layers[-1].n_outputs, n_classes)
+        rows.append(LayerMemory("classifier", **{**cost(head).float32_memory(head, method, batch),
+                                                 "activations": FLOAT * batch * 2 * n_classes}))
     return rows
 
 
-def _int8_layers(method: str, sizes: list, batch: int, n_classes: int, head_layers, norm_bits) -> list:
+def _int8_layers(method: str, model: ModelDescription, batch: int, n_classes: int, head_layers, norm_bits) -> list:
+    sizes = model.sizes
     plan = training_plan(sizes, n_classes, head_layers or [len(sizes) - 1], norm_bits)
-    n = len(sizes) - 1
-    rows = [LayerMemory("shared")] + [LayerMemory(f"layer {k}") for k in range(1, n + 1)]
+    rows = [LayerMemory("shared")] + [LayerMemory(f"layer {k}") for k in range(1, len(model.layers) + 1)]
     for buf in plan:
         if method == "backprop" and (buf.layer == 0 or buf.role == "activations" or "goodness" in buf.name):
             continue    # backprop keeps its own activations; no goodness, coupling, sigmoid table or FF head
@@ -102,28 +93,28 @@ def _int8_layers(method: str, sizes: list, batch: int, n_classes: int, head_laye
         scale = batch if buf.role == "activations" else 1
         field = "constants" if buf.region == "flash" else buf.role
         setattr(row, field, getattr(row, field) + buf.bytes * scale)
-    params = [d_in * d_out for d_in, d_out in zip(sizes[:-1], sizes[1:], strict=True)]
     if method == "ff":
         # a batch sums its int32 gradients before one update, one layer at a time: one accumulator
-        rows[0].gradients = 4 * (max(params) + max(sizes[1:])) if batch > 1 else 0
+        weights, biases = zip(*(cost(spec).gradient_elements(spec) for spec in model.layers), strict=True)
+        rows[0].gradients = 4 * (max(weights) + max(biases)) if batch > 1 else 0
         return rows
-    rows[0].activations = batch * sizes[0]                             # the input image(s), uint8
-    classifier = LayerMemory("classifier", weights=sizes[-1] * n_classes + 4 * n_classes,
-                             update_state=2 * sizes[-1] * n_classes + 4 * n_classes, constants=8 * n_classes)
-    rows.append(classifier)
-    for row, d_out, p in zip(rows[1:], [*sizes[1:], n_classes], [*params, sizes[-1] * n_classes], strict=True):
-        row.activations = batch * d_out * (1 + 4)                      # int8 output + int32 delta
-        row.gradients = 4 * (p + d_out) if batch > 1 else 0            # every layer's, for the batch
+    rows[0].activations = batch * model.layers[0].n_inputs             # the input image(s), uint8
+    head = classifier(model.layers[-1].n_outputs, n_classes)
+    rows.append(LayerMemory("classifier", **cost(head).int8_parameters(head)))
+    for row, spec in zip(rows[1:], [*model.layers, head], strict=True):
+        for field, size in cost(spec).int8_backprop_memory(spec, batch).items():
+            setattr(row, field, size)
     return rows
 
 
-def layer_memory(method: str, precision: str, sizes: list, batch: int = 1, n_classes: int = 10,
+def layer_memory(method: str, precision: str, layers, batch: int = 1, n_classes: int = 10,
                  head_layers=None, norm_bits=None) -> list:
-    """Per-layer training memory (a list of LayerMemory; int8 has a leading 'shared' row)."""
-    _check(method, precision, sizes, batch)
+    """Per-layer training memory (a list of LayerMemory; int8 has a leading 'shared' row) of a model
+    description, or of an FF MLP given by its sizes."""
+    model = _check(method, precision, layers, batch)
     if precision == "float32":
-        return _float32_layers(method, sizes, batch, n_classes)
-    return _int8_layers(method, sizes, batch, n_classes, head_layers, norm_bits)
+        return _float32_layers(method, model, batch, n_classes)
+    return _int8_layers(method, model, batch, n_classes, head_layers, norm_bits)
 
 
 def peak_bytes(method: str, precision: str, rows: list) -> int:
@@ -147,11 +138,13 @@ def fits(rows: list, sram_budget: int, flash_budget: int) -> bool:
     return sum(r.sram for r in rows) <= sram_budget and sum(r.constants for r in rows) <= flash_budget
 
 
-def largest_width(method: str, sizes: list, sram_budget: int, flash_budget: int, n_classes: int = 10) -> int:
-    """The largest hidden width w for which int8 training (batch 1) of the network with every hidden layer
-    w wide (same depth and input as `sizes`) fits the budgets; 0 when not even w = 1 fits."""
+def largest_width(method: str, layers, sram_budget: int, flash_budget: int, n_classes: int = 10) -> int:
+    """The largest hidden width w for which int8 training (batch 1) of an FF MLP with every hidden layer
+    w wide (same depth and input as `layers`) fits the budgets; 0 when not even w = 1 fits."""
+    model = description(layers)
+
     def ok(w):
-        shape = [sizes[0]] + [w] * (len(sizes) - 1)
+        shape = [model.layers[0].n_inputs] + [w] * len(model.layers)
         return fits(layer_memory(method, "int8", shape, 1, n_classes), sram_budget, flash_budget)
     if not ok(1):
         return 0
@@ -164,10 +157,12 @@ def largest_width(method: str, sizes: list, sram_budget: int, flash_budget: int,
     return lo
 
 
-def inference_memory(sizes: list, n_classes: int = 10) -> dict:
+def inference_memory(layers, n_classes: int = 10) -> dict:
     """int8 one-pass inference on a board: weights, biases and constants in flash, two activation buffers
-    (the widest input and output of a layer, int8) in SRAM."""
-    flash = sum(d_in * d_out + 4 * d_out + 8 * d_out for d_in, d_out in zip(sizes[:-1], sizes[1:], strict=True))
-    flash += sum(sizes[1:]) * n_classes + 12 * n_classes   # one-pass head over every layer's output
-    sram = max(d_in + d_out for d_in, d_out in zip(sizes[:-1], sizes[1:], strict=True)) + sum(sizes[1:])
+    (the widest input and output of a layer, int8) and every layer's output for the one-pass head in SRAM."""
+    model = description(layers)
+    per_layer = [cost(spec).inference_memory(spec) for spec in model.layers]
+    head = classifier(sum(spec.n_outputs for spec in model.layers), n_classes)
+    flash = sum(m["flash"] for m in per_layer) + cost(head).inference_memory(head)["flash"]
+    sram = max(m["sram"] for m in per_layer) + head.n_inputs
     return {"sram": sram, "flash": flash}

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelDescription
 from edgeff.model_file import load_model
 from edgeff.plots import grouped_bars
 from edgeff.profiler.energy_model import WORKLOADS, layer_costs, total, with_energy
@@ -21,13 +22,15 @@ from edgeff.profiler.memory_model import (
 
 
 def model_architecture(path) -> dict:
-    """sizes, n_classes, head_layers and (int8 models) norm_bits from a float or int8 model file's header."""
+    """The model description (layers), sizes, n_classes, head_layers and (int8 models) norm_bits from a float
+    or int8 model file's header."""
     _, header = load_model(path)
     arch = header.get("architecture") or {}
     if "sizes" not in arch:
         raise EdgeFFError(f"{path}: no architecture in the header; not an FF model file")
     quant_layers = (header.get("quantization") or {}).get("layers", [])
-    return {"sizes": arch["sizes"], "n_classes": arch["n_classes"], "head_layers": arch["head_layers"],
+    return {"layers": ModelDescription.from_header(arch["layers"], str(path)), "sizes": arch["sizes"],
+            "n_classes": arch["n_classes"], "head_layers": arch["head_layers"],
             "norm_bits": [q.get("norm_bits", 7) for q in quant_layers] or None, "int8": bool(quant_layers)}
 
 
@@ -36,7 +39,7 @@ def memory_section(arch: dict, batch: int) -> dict:
     out = {}
     for precision in PRECISIONS:
         for method in METHODS:
-            rows = layer_memory(method, precision, arch["sizes"], batch, arch["n_classes"],
+            rows = layer_memory(method, precision, arch["layers"], batch, arch["n_classes"],
                                 arch["head_layers"], arch["norm_bits"])
             out[f"{method}_{precision}"] = {"layers": [r.as_dict() for r in rows],
                                             "peak_bytes": peak_bytes(method, precision, rows)}
@@ -50,7 +53,7 @@ def measured_section(arch: dict, batch: int, model_path=None, measure_torch=None
     sizes, classes = arch["sizes"], arch["n_classes"]
     out = {}
     for method in METHODS if measure_torch is not None else ():
-        rows = layer_memory(method, "float32", sizes, batch, classes)
+        rows = layer_memory(method, "float32", arch["layers"], batch, classes)
         measured = measure_torch(method, sizes, batch, classes)
         out[f"{method}_float32_torch"] = _compare(measured["peak_bytes"], peak_bytes(method, "float32", rows))
         if method == "ff":
@@ -65,8 +68,8 @@ def measured_section(arch: dict, batch: int, model_path=None, measure_torch=None
         images = rng.integers(0, 256, (2 * batch, sizes[0]), dtype=np.uint8)
         labels = rng.integers(0, classes, 2 * batch)
         measured = measure_int_training_peak(model, IntTrainingConfig(), images, labels, batch)
-        analytic = peak_bytes("ff", "int8", layer_memory("ff", "int8", sizes, batch, classes, arch["head_layers"],
-                                                         arch["norm_bits"]))
+        analytic = peak_bytes("ff", "int8", layer_memory("ff", "int8", arch["layers"], batch, classes,
+                                                         arch["head_layers"], arch["norm_bits"]))
         out["ff_int8_numpy"] = _compare(measured, analytic)
     return out
 
@@ -81,14 +84,14 @@ def fit_section(arch: dict, profile) -> dict:
     flash = profile.flash_bytes
     out = {"sram_budget_bytes": sram, "flash_budget_bytes": flash}
     for method in METHODS:
-        rows = layer_memory(method, "int8", arch["sizes"], 1, arch["n_classes"], arch["head_layers"],
+        rows = layer_memory(method, "int8", arch["layers"], 1, arch["n_classes"], arch["head_layers"],
                             arch["norm_bits"])
         need_sram, need_flash = sum(r.sram for r in rows), sum(r.constants for r in rows)
         out[f"train_{method}_int8"] = {"sram_bytes": need_sram, "flash_bytes": need_flash,
                                        "fits": need_sram <= sram and need_flash <= flash,
-                                       "largest_hidden_width": largest_width(method, arch["sizes"], sram, flash,
+                                       "largest_hidden_width": largest_width(method, arch["layers"], sram, flash,
                                                                              arch["n_classes"])}
-    inf = inference_memory(arch["sizes"], arch["n_classes"])
+    inf = inference_memory(arch["layers"], arch["n_classes"])
     out["inference_int8"] = {"sram_bytes": inf["sram"], "flash_bytes": inf["flash"],
                              "fits": inf["sram"] <= sram and inf["flash"] <= flash}
     return out
@@ -100,7 +103,7 @@ def energy_section(arch: dict, profile) -> dict:
     for workload in WORKLOADS:
         per_precision = {}
         for precision in ("int8", "float32"):
-            rows = with_energy(layer_costs(workload, arch["sizes"], arch["n_classes"], head_inputs, precision),
+            rows = with_energy(layer_costs(workload, arch["layers"], arch["n_classes"], head_inputs, precision),
                                profile, precision)
             per_precision[precision] = {
                 "layers": [r.as_dict() for r in rows],

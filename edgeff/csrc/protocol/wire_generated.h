@@ -79,7 +79,7 @@ enum ef_nak_reason {
 #define EF_MODEL_FORMAT 1u
 #define EF_IMAGE_MAGIC 0x42464645u   /* 'EFFB' little-endian */
 #define EF_IMAGE_FIXED_BYTES 20u   /* magic .. step */
-#define EF_IMAGE_LAYER_BYTES 16u   /* one layer's header fields */
+#define EF_IMAGE_LAYER_BYTES 16u   /* one layer's record */
 #define EF_IMAGE_ALIGN 8u   /* every array starts on this boundary */
 #define EF_IMAGE_FLAG_MASTERS 1u
 

@@ -2,7 +2,7 @@
 
 The layer trains through the integer runtime's number formats, as fake quantization: its normalized
 input on a fixed int8 grid (scale sqrt(D)/128 for RMS normalization: the 1/128 of TFLite's
-L2_NORMALIZATION on the unit vector), per-channel int8 weights (scale max|w|/127, as edgeff.quant.ptq),
+L2_NORMALIZATION on the unit vector), per-channel int8 weights (scale max|w|/127, as ptq.py),
 an int32 bias on the input x weight scale, and a uint8 ReLU output (the runtime's int8 activation with
 zero point -128) whose range is the running maximum of the batches' activities. That range is not
 learned: Brevitas' default learned range shrinks to clip the large activities that FF's goodness is made
