@@ -18,7 +18,7 @@ from edgeff.errors import EdgeFFError
 
 KINDS = ("dense",)
 # the modules every op folder has (tests/test_op_registry.py checks each kind has each, with its functions)
-FACETS = ("spec", "torch_module", "ptq", "onnx_writer", "tflite_writer", "cost", "board_image")
+FACETS = ("spec", "torch_module", "ptq", "runtime", "onnx_writer", "tflite_writer", "cost", "board_image")
 
 
 def facet(kind: str, name: str):

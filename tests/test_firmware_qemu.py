@@ -18,6 +18,7 @@ import pytest
 
 from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelDescription
 from edgeff.model_file import load_model
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig, load_trainer, trainer_tensors
@@ -78,7 +79,9 @@ def test_a_model_too_big_for_the_board_fails_to_link(int_model, tmp_path):
         for name, dtype, value in (("bias", np.int32, 0), ("multiplier", np.int32, 1 << 30), ("shift", np.int32, -8)):
             tensors[f"layers.{i}.{name}"] = np.full(d_out, value, dtype)
     tensors["head.weight"] = np.zeros((10, 128), np.int8)
-    header["architecture"] = {**header["architecture"], "sizes": sizes, "head_layers": [2]}
+    arch = header["architecture"]
+    layers = ModelDescription.dense(sizes, arch["normalization"]).to_header()
+    header["architecture"] = {**arch, "sizes": sizes, "head_layers": [2], "layers": layers}
     trainer = IntTrainer(IntFFModel.from_tensors(tensors, header), IntTrainingConfig())
     source = selftest.selftest_header(trainer, np.zeros((1, 784), np.uint8), [0], [1])
     with pytest.raises(EdgeFFError, match="overflowed"):

@@ -5,7 +5,8 @@ import pytest
 from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model, save_model
-from edgeff.runtime import backend, c_kernels, int_training
+from edgeff.op_registry import facet
+from edgeff.runtime import backend, c_kernels, int_fully_connected, int_training
 from edgeff.runtime import int_model as int_model_module
 from edgeff.runtime.int_model import IntFFModel, evaluate_int
 from edgeff.runtime.int_training import (
@@ -71,7 +72,8 @@ def test_no_float_crosses_any_kernel_boundary(int_model, monkeypatch, kernel_set
             return out
         return wrapped
 
-    for module in (int_training, int_model_module, c_kernels, ReferenceKernels):
+    dense_runtime = facet("dense", "runtime")
+    for module in (int_training, int_model_module, dense_runtime, int_fully_connected, c_kernels, ReferenceKernels):
         for name in ("l2_normalization", "accumulate", "requantize_output", "multiply_by_quantized_multiplier",
                      "goodness", "hash32", "rounding_divide_by_pot", "ff_layer", "label_rows", "requantize",
                      "l2_normalize", "update_weight_rows"):
@@ -193,12 +195,13 @@ def test_sparse_update_equals_the_dense_update(int_model, monkeypatch, rounding)
     _, int_path, data_dir = int_model
     data = load_dataset(data_dir, val_size=100)
     skipped = []
-    real = int_training.active_rows
-    monkeypatch.setattr(int_training, "active_rows",
+    dense_runtime = facet("dense", "runtime")
+    real = dense_runtime.active_rows
+    monkeypatch.setattr(dense_runtime, "active_rows",
                         lambda row: skipped.append(row.shape[1] - len(real(row))) or real(row))
     sparse = _state(_train(_trainer(int_path, lr_shift=14, rounding=rounding), data, 15, batch=2))
     assert max(skipped) > 0  # some units really were skipped
-    monkeypatch.setattr(int_training, "active_rows", lambda row: np.arange(row.shape[1]))
+    monkeypatch.setattr(dense_runtime, "active_rows", lambda row: np.arange(row.shape[1]))
     dense = _state(_train(_trainer(int_path, lr_shift=14, rounding=rounding), data, 15, batch=2))
     assert all(np.array_equal(x, y) for x, y in zip(sparse, dense, strict=True))
 

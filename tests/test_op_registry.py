@@ -19,6 +19,8 @@ REQUIRED = {
     "cost": ("float32_memory", "gradient_elements", "int8_backprop_memory", "int8_parameters", "inference_memory",
              "operation_counts"),
     "board_image": ("RECORD", "pack_record", "unpack_record", "check_record", "array_specs"),
+    "runtime": ("load", "tensors", "every_label_outputs", "initial_masters", "load_masters", "master_tensors",
+                "update"),
 }
 TORCH_FREE = ("spec", "runtime", "cost", "board_image")
 

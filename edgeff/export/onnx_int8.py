@@ -21,7 +21,8 @@ from edgeff.errors import EdgeFFError
 from edgeff.export.onnx_graph import GraphBuilder
 from edgeff.model_description import ModelDescription
 from edgeff.op_registry import layer_facet
-from edgeff.runtime.int_model import INPUT_ZERO_POINT, NORM_BITS_INT8, IntFFModel, IntLayer
+from edgeff.runtime.int_fully_connected import NORM_BITS_INT8, IntFullyConnected
+from edgeff.runtime.int_model import INPUT_ZERO_POINT, IntFFModel
 from edgeff.runtime.l2_normalization import HALF_SQRT2_Q0, HALF_THREE_Q3, ONE_Q3
 from edgeff.runtime.requantize import INT32_MAX, INT32_MIN
 
@@ -108,7 +109,7 @@ class IntegerGraph(GraphBuilder):
         y = self.requantize(d, multiplier, self.op("Add", shift, self.i64(NORM_BITS_INT8)), rounding)
         return self.clip(y, -128, 127)
 
-    def fully_connected(self, n: str, layer: IntLayer, rounding: str) -> str:
+    def fully_connected(self, n: str, layer: IntFullyConnected, rounding: str) -> str:
         """int8 FC on normalized rows n: MatMulInteger, int32 bias add, requantize, clamp."""
         weight_t = self.const(np.ascontiguousarray(layer.weight.T), np.int8)
         acc = self.cast(self.op("MatMulInteger", self.cast(n, TensorProto.INT8), weight_t), INT64)

@@ -41,7 +41,8 @@ from edgeff.data.labels import overlay_labels
 from edgeff.errors import EdgeFFError
 from edgeff.export.onnx_int8 import layer_specs, raise_unsupported
 from edgeff.op_registry import layer_facet
-from edgeff.runtime.int_model import INPUT_SCALE, INPUT_ZERO_POINT, NORM_BITS_INT8, IntFFModel, IntLayer
+from edgeff.runtime.int_fully_connected import NORM_BITS_INT8, IntFullyConnected
+from edgeff.runtime.int_model import INPUT_SCALE, INPUT_ZERO_POINT, IntFFModel
 from edgeff.runtime.requantize import float32, multiplier_from_scales
 
 Op, Type, Options = schema.BuiltinOperator, schema.TensorType, schema.BuiltinOptions
@@ -50,7 +51,7 @@ SEARCH_ULPS = 8    # float32 neighbours tried around each multiplier's scale
 INT32_MAX = 2 ** 31 - 1
 
 
-def weight_scales(layer: IntLayer, input_scale: float, output_scale: float, what: str) -> np.ndarray:
+def weight_scales(layer: IntFullyConnected, input_scale: float, output_scale: float, what: str) -> np.ndarray:
     """Per-channel float32 scales s_w[c] with multiplier_from_scales(s_in, s_w[c], s_out) equal to the
     layer's (multiplier, shift)."""
     out = np.empty(len(layer.multiplier), np.float32)
@@ -221,7 +222,7 @@ class TFLiteGraph:
         self.w.op(Op.L2_NORMALIZATION, [a], [out], Options.L2NormOptions, schema.L2NormOptionsT())
         return out
 
-    def fully_connected(self, n, n_rows, layer: IntLayer, weight, bias, scale, relu: bool) -> int:
+    def fully_connected(self, n, n_rows, layer: IntFullyConnected, weight, bias, scale, relu: bool) -> int:
         d_out = layer.weight.shape[0]
         out = self.int8("fc_out", self.rows(n_rows, d_out), scale, layer.out_zero_point)
         activation = schema.ActivationFunctionType.RELU if relu else schema.ActivationFunctionType.NONE
@@ -234,7 +235,7 @@ class TFLiteGraph:
                       _options(schema.FullyConnectedOptionsT, fusedActivationFunction=activation))
         return out
 
-    def layer_constants(self, layer: IntLayer, input_scale, output_scale, what):
+    def layer_constants(self, layer: IntFullyConnected, input_scale, output_scale, what):
         scales = weight_scales(layer, input_scale, output_scale, f"{self.where}: {what}")
         shape = (layer.weight.shape[0], 1, 1, layer.weight.shape[1]) if self.conv else layer.weight.shape
         weight = self.w.tensor(f"{what}.weight", Type.INT8, shape, layer.weight.reshape(shape), scales, 0)

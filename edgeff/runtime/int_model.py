@@ -1,93 +1,54 @@
 """An int8 FF model as a board runs it: load, check, and infer with integers only.
 
-Tensors per layer i (see edgeff.quant.ptq for how they are made): weight int8 (out, in), bias int32
-(int64 in 16x8 mode),
-multiplier/shift int32 per output channel, goodness_multiplier/shift (1,) mapping the layer's integer
-goodness to a common fixed point (GOODNESS_FRAC_BITS) so layers can be summed in multi-pass inference.
-The head: weight, bias, multiplier, shift. Everything here is integer arithmetic on int64 lanes that
-hold int8/int32 values, exactly as the firmware computes them.
+The model walks its description's layers (edgeff.model_description), each through its kind's runtime facet
+(edgeff/ops/<kind>/runtime.py, found by edgeff.op_registry), which loads, checks and runs that layer. The
+layers' goodness is mapped to a common fixed point (GOODNESS_FRAC_BITS) so layers can be summed in
+multi-pass inference. The head, an IntFullyConnected on the normalized activities of the head layers, holds
+head.weight, head.bias, head.multiplier, head.shift; the collaboration strength per layer is gamma_q.
+Everything here is integer arithmetic on int64 lanes that hold int8/int32 values, exactly as the firmware
+computes them.
 """
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgeff.data.labels import overlay_labels, overlay_neutral
 from edgeff.errors import EdgeFFError
-from edgeff.model_description import ModelKind
+from edgeff.model_description import ModelDescription, ModelKind, stored_architecture
 from edgeff.model_file import load_model
+from edgeff.op_registry import layer_facet
 from edgeff.runtime import backend, c_kernels
-from edgeff.runtime.fully_connected import accumulate
-from edgeff.runtime.requantize import INT32_MAX, multiply_by_quantized_multiplier
+from edgeff.runtime.int_fully_connected import (
+    ACT_MAX,
+    ACT_MIN,
+    NORM_BITS_INT8,
+    IntFullyConnected,
+    checked_tensor,
+    fully_connected_tensors,
+)
+from edgeff.runtime.requantize import multiply_by_quantized_multiplier
 from edgeff.scoring import evaluate_split
 
 INPUT_SCALE = 1.0 / 255.0   # image pixel p enters as q = p - 128: exact
 INPUT_ZERO_POINT = -128
-NORM_BITS_INT8 = 7          # TFLite L2_NORMALIZATION: int8 output, scale 2^-7, zero point 0
-NORM_BITS_INT16 = 15        # the same kernel with an int16 output (scale 2^-15), feeding a 16x8 FC
 GOODNESS_FRAC_BITS = 12     # multi-pass scores: real goodness in Q.12
 GAMMA_FRAC_BITS = 8         # collaboration strength gamma in Q8
-ACT_MIN, ACT_MAX = -128, 127
 CHUNK_ACTIVATIONS = 1 << 19   # multi-pass work per chunk: image-labels x widest layer
 
 
-@dataclass
-class IntLayer:
-    weight: np.ndarray        # int8 (out, in)
-    bias: np.ndarray          # int32 (out,); int64 after a 16-bit normalization
-    multiplier: np.ndarray    # int32 (out,)
-    shift: np.ndarray         # int32 (out,)
-    out_zero_point: int
-    act_min: int              # fused ReLU: the output zero point; no activation: -128
-    goodness_multiplier: int
-    goodness_shift: int
-    norm_bits: int = NORM_BITS_INT8   # width of this layer's normalized input: 7 (int8) or 15 (int16)
-
-    def normalize(self, a: np.ndarray, zero_point: int, rounding: str) -> np.ndarray:
-        """L2-normalize this layer's input: int8 (TFLite) or int16 (16x8 mode), zero point 0."""
-        limit = 1 << self.norm_bits  # int8: [-128, 127]; int16: [-32768, 32767]
-        return backend.kernels().l2_normalization(a, zero_point, self.norm_bits, -limit, limit - 1, rounding)
-
-    def forward(self, n: np.ndarray, rounding: str) -> np.ndarray:
-        """FullyConnected on the normalized input n (zero point 0)."""
-        return self.requantize(accumulate(n, self.weight, 0), rounding)
-
-    def requantize(self, acc: np.ndarray, rounding: str) -> np.ndarray:
-        return backend.kernels().requantize_output(acc, self.bias, self.multiplier, self.shift, self.out_zero_point,
-                                                   self.act_min, ACT_MAX, rounding, self.norm_bits > NORM_BITS_INT8)
-
-    def forward_with_goodness(self, a: np.ndarray, zero_point: int, rounding: str):
-        """(normalized input, int8 output, raw int goodness) for rows a of int8 input."""
-        return backend.kernels().ff_layer(a, zero_point, self.weight, self.bias, self.multiplier, self.shift,
-                                          self.out_zero_point, self.act_min, self.norm_bits, rounding)
-
-
-def _tensor(path, tensors, name, dtype, shape):
-    if name not in tensors:
-        raise EdgeFFError(f"{path}: tensor '{name}' is missing")
-    t = tensors[name]
-    if t.dtype != np.dtype(dtype) or tuple(t.shape) != tuple(shape):
-        raise EdgeFFError(f"{path}: tensor '{name}' is {t.dtype}{list(t.shape)}, expected "
-                          f"{np.dtype(dtype)}{list(shape)}")
-    return t
-
-
-def _check_requant(path, name, mult, shift):
-    bad = (mult != 0) & ((mult < (1 << 30)) | (mult > INT32_MAX))
-    if bad.any() or (shift < -31).any() or (shift > 30).any():
-        raise EdgeFFError(f"{path}: '{name}' holds an invalid quantized multiplier/shift (multipliers must "
-                          "be 0 or in [2^30, 2^31), shifts in [-31, 30]); the file is corrupt or was not "
-                          "written by `edgeff quantize`")
-
-
 class IntFFModel:
-    def __init__(self, layers, head, arch, quant, gamma_q):
-        self.layers, self.head, self.arch, self.quant = layers, head, arch, quant
+    def __init__(self, description: ModelDescription, layers, head, arch, quant, gamma_q):
+        self.description, self.layers, self.head, self.arch, self.quant = description, layers, head, arch, quant
         self.gamma_q = gamma_q            # collaboration strength per layer, Q8 (0 for plain FF)
         self.n_classes = arch["n_classes"]
         self.head_layers = arch["head_layers"]
         self.eval_layers = arch["eval_layers"]
         self.rounding = quant.get("rounding", "double")
+
+    @property
+    def facets(self) -> list:
+        """Each layer's runtime facet (the code of its kind, from the op registry)."""
+        return [layer_facet(spec, "runtime") for spec in self.description.layers]
 
     @classmethod
     def from_file(cls, path) -> "IntFFModel":
@@ -109,46 +70,22 @@ class IntFFModel:
         if arch.get("kind") != ModelKind.INT8 or not isinstance(quant, dict):
             raise EdgeFFError(f"{path}: not an int8 FF model (architecture kind {arch.get('kind')!r}); "
                               "make one with `edgeff quantize MODEL --out MODEL_INT8`")
-        sizes = arch["sizes"]
-        layers = []
-        for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            p = f"layers.{i}."
-            mult = _tensor(path, tensors, p + "multiplier", np.int32, (d_out,))
-            shift = _tensor(path, tensors, p + "shift", np.int32, (d_out,))
-            gm = _tensor(path, tensors, p + "goodness_multiplier", np.int32, (1,))
-            gs = _tensor(path, tensors, p + "goodness_shift", np.int32, (1,))
-            _check_requant(path, p + "multiplier", mult, shift)
-            _check_requant(path, p + "goodness_multiplier", gm, gs)
-            zp = quant["layers"][i]["out_zero_point"]
-            if not ACT_MIN <= zp <= ACT_MAX:
-                raise EdgeFFError(f"{path}: layer {i + 1} output zero point {zp} is outside int8")
-            bits = quant["layers"][i].get("norm_bits", NORM_BITS_INT8)
-            if bits not in (NORM_BITS_INT8, NORM_BITS_INT16):
-                raise EdgeFFError(f"{path}: layer {i + 1} norm_bits {bits} must be 7 (int8) or 15 (int16)")
-            bias_dtype = np.int32 if bits == NORM_BITS_INT8 else np.int64
-            layers.append(IntLayer(_tensor(path, tensors, p + "weight", np.int8, (d_out, d_in)),
-                                   _tensor(path, tensors, p + "bias", bias_dtype, (d_out,)),
-                                   mult, shift, zp, max(ACT_MIN, zp), int(gm[0]), int(gs[0]), bits))
-        d_head = sum(sizes[l] for l in arch["head_layers"])
+        # an architecture built from a board image has only the layer sizes: stored_architecture gives it layers
+        description = ModelDescription.from_header(stored_architecture(arch, str(path))["layers"], str(path))
+        layers = [layer_facet(spec, "runtime").load(spec, i, tensors, quant["layers"][i], path)
+                  for i, spec in enumerate(description.layers)]
+        d_head = sum(description.sizes[l] for l in arch["head_layers"])
         n = arch["n_classes"]
-        hm, hs = (_tensor(path, tensors, "head.multiplier", np.int32, (n,)),
-                  _tensor(path, tensors, "head.shift", np.int32, (n,)))
-        _check_requant(path, "head.multiplier", hm, hs)
-        head = IntLayer(_tensor(path, tensors, "head.weight", np.int8, (n, d_head)),
-                        _tensor(path, tensors, "head.bias", np.int32, (n,)), hm, hs, 0, ACT_MIN, 0, 0)
-        gamma_q = _tensor(path, tensors, "gamma_q", np.int32, (len(layers),))
-        return cls(layers, head, arch, quant, gamma_q)
+        head = IntFullyConnected(*fully_connected_tensors(path, tensors, "head.", (n, d_head)), 0, ACT_MIN)
+        gamma_q = checked_tensor(path, tensors, "gamma_q", np.int32, (len(layers),))
+        return cls(description, layers, head, arch, quant, gamma_q)
 
     def tensors(self) -> dict:
         """The model's current integer tensors, by their model-file names (for saving)."""
         out = {"gamma_q": np.asarray(self.gamma_q, np.int32)}
-        for prefix, layer in [(f"layers.{i}.", l) for i, l in enumerate(self.layers)] + [("head.", self.head)]:
-            out |= {prefix + "weight": layer.weight, prefix + "bias": layer.bias,
-                    prefix + "multiplier": layer.multiplier, prefix + "shift": layer.shift}
-            if prefix != "head.":
-                out[prefix + "goodness_multiplier"] = np.array([layer.goodness_multiplier], np.int32)
-                out[prefix + "goodness_shift"] = np.array([layer.goodness_shift], np.int32)
-        return out
+        for i, (facet, layer) in enumerate(zip(self.facets, self.layers, strict=True)):
+            out |= facet.tensors(layer, i)
+        return out | self.head.tensors("head.")
 
     # ------------------------------------------------------------------ inputs
     def check_images(self, images: np.ndarray):
@@ -202,11 +139,9 @@ class IntFFModel:
     def raw_label_goodness(self, images: np.ndarray, chunk=None) -> np.ndarray:
         """(n_layers, N, n_classes) raw goodness sum (q - zp)^2 of every layer for every label.
 
-        One-hot labels of one value leave the L2 norm of the input the same for every label, so the
-        first layer's normalized input differs only in the label pixels: one shared accumulation plus
-        the label pixel's column, bit-identical to n_classes separate passes (tested). Chunks of about
-        2^19 activations keep the temporaries in cache while amortizing the per-call overhead; they run
-        in parallel, one core each (c_kernels.map_chunks).
+        The first layer's facet computes every label's rows at once (every_label_outputs); later layers run on
+        all N * n_classes rows. Chunks of about 2^19 activations keep the temporaries in cache while
+        amortizing the per-call overhead; they run in parallel, one core each (c_kernels.map_chunks).
         """
         self.check_images(images)
         chunk = chunk or max(16, CHUNK_ACTIVATIONS // (self.n_classes * max(self.arch["sizes"][1:])))
@@ -217,14 +152,7 @@ class IntFFModel:
     def _raw_label_goodness(self, images):
         c, first = self.n_classes, self.layers[0]
         q0 = self.quantize_images(images, np.zeros(len(images), np.int64))
-        n = first.normalize(q0, INPUT_ZERO_POINT, self.rounding)
-        n_label = n[:, 0].copy()                      # the normalized label pixel (same for every label)
-        n[:, :c] = 0                                   # unlabelled pixels are 0.0: centred 0, normalized 0
-        shared = accumulate(n, first.weight, 0)        # (N, out), exact
-        label_columns = first.weight[:, :c].T.astype(np.int32)                   # (C, out)
-        a, g = backend.kernels().label_rows(shared, n_label, label_columns, first.bias, first.multiplier,
-                                            first.shift, first.out_zero_point, first.act_min, first.norm_bits,
-                                            self.rounding)
+        a, g = self.facets[0].every_label_outputs(first, q0, INPUT_ZERO_POINT, c, self.rounding)
         raw = [np.asarray(g, np.int64)] + self.forward_layers(a, 1, first.out_zero_point)[2]
         return np.stack(raw).reshape(len(self.layers), len(images), c)
 

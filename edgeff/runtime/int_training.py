@@ -9,28 +9,13 @@ One step on samples (x, y) with negative labels y':
  3. Loss derivative from a 256-entry sigmoid table (Q15) indexed by the loss argument in Q4:
       SymBa:    e = sigma(-alpha (Gc+ - Gc-)) for both passes;
       softplus: e+ = sigma(theta - Gc+), e- = sigma(Gc- - theta).
- 4. Local gradient, int32 per sample: c = +e+ on positive rows, -e- on negative rows; for each layer
-      dM[j, k] = sum_rows c * (a_j - zp) * n_k         (|term| <= 2^15 * 255 * 128 < 2^30)
-      dB[j]    = sum_rows c * (a_j - zp)
-    applied to int16 master weights M (8 fractional bits over the int8 weight) and master biases
-    with a power-of-two learning rate: M += round(dM / 2^lr_shift), B += round(dB * 2^(2(b-7) - lr_shift)),
-    b the layer's normalization bits (7 for int8, 15 for int16; see below); the int8 weights used by
-    the forward pass are round(M / 2^8), clamped to [-127, 127]. With int16 normalized inputs n is 2^8
-    times larger, and so is the gradient: add 8 to lr_shift for the same step.
+ 4. Each layer's local update, by its kind's runtime facet (edgeff/ops/<kind>/runtime.py, `update`) from
+    its normalized input, its output and the signed loss derivative c = +e+ on positive rows, -e- on
+    negative rows: for a dense layer, int16 master weights and master biases move by the integer gradient
+    at a power-of-two learning rate 2^-lr_shift, and the forward pass's int8 weights are their rounding.
     Rounding is stochastic (floor after adding a uniform integer from integer_hash, unbiased) or
     deterministic (round half away from zero).
  5. A-CFF: gamma_l (Q8) += round(sum_rows c * S_l / 2^gamma_shift), S_l the coupled goodness sum (int64).
-
-The bias step: the FC computes acc = sum_k W_q n_k + b_q with n = 2^b * unit vector, and the bias is in
-units of (weight unit / 2^b). Plain SGD treats the bias as a weight on a constant input of 1 in
-unit-vector terms, 2^b in n-units, which makes its step per master unit 2^b * 2^b = 2^(2b) times a
-weight's. At batch 1 such bias steps kill units: trained from scratch that way, 21 of the board
-network's 64 first-layer units were dead after 2 epochs (no input drives them past their bias; their
-weights never move again), and it ended 3.1 points below float (84.2 % test). Adam, which trained the
-float reference, normalizes every parameter's step and never sees this. So the rule takes the bias step
-2^14 smaller than plain SGD's: with int8 inputs a bias master moves exactly as a weight master does per
-unit of gradient (2^0), and with int16 inputs by 2^16, the same real-valued step. No unit died, and from
-scratch the board network reached 86.65 %, 0.66 points below float (benchmarks/runtime_accuracy.py).
 
 With batch size 1 this is exactly the board's rule; larger batches sum the exact integer gradients of
 their samples before the one rounding (int64 sums; a host-side speed-up).
@@ -42,11 +27,9 @@ import numpy as np
 from edgeff.data.labels import hardest_wrong_labels
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
-from edgeff.runtime import backend
-from edgeff.runtime.fully_connected import accumulate
-from edgeff.runtime.int_model import GAMMA_FRAC_BITS, NORM_BITS_INT8, IntFFModel
+from edgeff.runtime.int_model import GAMMA_FRAC_BITS, IntFFModel
 from edgeff.runtime.integer_hash import hash32
-from edgeff.runtime.master_weights import MASTER_FRAC_BITS, round_shift, weights_from_masters
+from edgeff.runtime.master_weights import round_shift
 from edgeff.runtime.requantize import (
     multiply_by_quantized_multiplier,
     quantize_multiplier,
@@ -54,11 +37,6 @@ from edgeff.runtime.requantize import (
 )
 
 SIGMOID_INPUT_FRAC_BITS = 4       # table index t = round(z * 16), z in [-8, 8)
-
-
-def active_rows(row: np.ndarray) -> np.ndarray:
-    """Output units with a non-zero gradient in some row of the batch."""
-    return np.flatnonzero(row.any(axis=0))
 
 
 def sigmoid_table() -> np.ndarray:
@@ -112,10 +90,8 @@ class IntTrainer:
         config.check()
         self.model, self.config, self.step_count = model, config, step
         self.n_layers = len(model.layers)
-        if masters is None:   # bias masters saturate to the bias's type, as every update does
-            masters = [(l.weight.astype(np.int16) << MASTER_FRAC_BITS,
-                        np.clip(l.bias.astype(np.int64) << MASTER_FRAC_BITS, np.iinfo(l.bias.dtype).min,
-                                np.iinfo(l.bias.dtype).max)) for l in model.layers]
+        if masters is None:
+            masters = [facet.initial_masters(layer) for facet, layer in zip(model.facets, model.layers, strict=True)]
         self.weight_masters = [m.astype(np.int16) for m, _ in masters]
         self.bias_masters = [b.astype(np.int64) for _, b in masters]
         self.gamma_q = np.asarray(model.gamma_q, np.int64)
@@ -151,12 +127,6 @@ class IntTrainer:
         return round_shift(v, shift, self.config.rounding == "stochastic", self.config.seed,
                            self.step_count * 64 + stream)
 
-    def _update_weight_rows(self, i: int, active: np.ndarray, dm: np.ndarray):
-        """Master rows `active` of layer i += round(dm / 2^lr_shift), and their int8 weights re-derived."""
-        backend.kernels().update_weight_rows(self.weight_masters[i], self.model.layers[i].weight, active, dm,
-                                             self.config.lr_shift, self.config.rounding == "stochastic",
-                                             self.config.seed, self.step_count * 64 + 2 * i)
-
     def negative_labels(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
         c = self.model.n_classes
         if self.config.negatives == "hard":
@@ -181,21 +151,11 @@ class IntTrainer:
         g = model.layer_goodness(raw)
         gc, s = self._coupled(g)
         coef = self._coefficients(gc[:, :b], gc[:, b:])                 # (n_layers, 2b)
-        for i, layer in enumerate(model.layers):
-            ac = acts[i].astype(np.int64) - layer.out_zero_point          # >= 0 after ReLU
-            row = coef[i][:, None] * ac                                   # (2b, out), |.| < 2^23
-            db = row.sum(axis=0)
-            # Units whose activity is 0 in every row get a zero gradient, and a zero rounds to zero
-            # either way: only the active rows of the master are touched (exactly the dense result).
-            active = active_rows(row)
-            dm = accumulate(row[:, active].T, ns[i].T, 0)                 # exact int, |.| < 2b * 2^30
-            self._update_weight_rows(i, active, dm)
-            bias_gain = 2 * (layer.norm_bits - NORM_BITS_INT8)  # see the module docstring
-            limit = np.iinfo(layer.bias.dtype).max  # int32 biases, int64 in 16x8 mode
-            self.bias_masters[i] = np.clip(
-                self.bias_masters[i] + self._round_shift(db, self.config.lr_shift - bias_gain, 2 * i + 1),
-                -limit - 1, limit)
-            layer.bias = rounding_divide_by_pot(self.bias_masters[i], MASTER_FRAC_BITS).astype(layer.bias.dtype)
+        for i, (facet, layer) in enumerate(zip(model.facets, model.layers, strict=True)):
+            # noise streams 2i and 2i + 1 of this step are layer i's
+            facet.update(layer, self.weight_masters[i], self.bias_masters[i], ns[i], acts[i], coef[i],
+                         self.config.lr_shift, self.config.rounding == "stochastic", self.config.seed,
+                         self.step_count * 64 + 2 * i)
         if self.collab_mode == "adaptive":
             dg = (coef * s).sum(axis=1)                                   # int64
             self.gamma_q = self.gamma_q + self._round_shift(dg, self.config.gamma_shift, 63)
@@ -210,9 +170,8 @@ def trainer_tensors(trainer: IntTrainer) -> dict:
     out = trainer.model.tensors()
     out["gamma_q"] = trainer.gamma_q.astype(np.int32)
     out["train.sigmoid_lut"] = trainer.lut
-    for i in range(trainer.n_layers):
-        out[f"layers.{i}.weight_master"] = trainer.weight_masters[i]
-        out[f"layers.{i}.bias_master"] = trainer.bias_masters[i].astype(trainer.model.layers[i].bias.dtype)
+    for i, (facet, layer) in enumerate(zip(trainer.model.facets, trainer.model.layers, strict=True)):
+        out |= facet.master_tensors(layer, i, trainer.weight_masters[i], trainer.bias_masters[i])
     return out
 
 
@@ -225,17 +184,9 @@ def trainer_from_tensors(tensors: dict, header: dict, config: IntTrainingConfig,
                          constants: "LossConstants | None" = None) -> IntTrainer:
     """An IntTrainer for model-file tensors and header (a file, or a board image)."""
     model = IntFFModel.from_tensors(tensors, header, where)
-    names = [f"layers.{i}.weight_master" for i in range(len(model.layers))]
-    if not all(n in tensors for n in names):
+    masters = [facet.load_masters(layer, i, tensors, where)
+               for i, (facet, layer) in enumerate(zip(model.facets, model.layers, strict=True))]
+    if any(m is None for m in masters):
         return IntTrainer(model, config, constants=constants)
-    masters = []
-    for i, layer in enumerate(model.layers):
-        m, b = tensors[f"layers.{i}.weight_master"], tensors.get(f"layers.{i}.bias_master")
-        if m.dtype != np.int16 or m.shape != layer.weight.shape or b is None or b.shape != layer.bias.shape:
-            raise EdgeFFError(f"{where}: master weights of layer {i + 1} do not match its int8 weights")
-        if not np.array_equal(weights_from_masters(m), layer.weight):
-            raise EdgeFFError(f"{where}: layer {i + 1}'s int8 weights are not the rounding of its master "
-                              "weights; the file was edited or is corrupt")
-        masters.append((m, b.astype(np.int64)))
     return IntTrainer(model, config, masters, step=int(header.get("int_training", {}).get("step", 0)),
                       constants=constants)
