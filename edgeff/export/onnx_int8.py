@@ -19,7 +19,6 @@ from onnx import TensorProto
 from edgeff.data.labels import overlay_labels
 from edgeff.errors import EdgeFFError
 from edgeff.export.onnx_graph import GraphBuilder
-from edgeff.model_description import ModelDescription
 from edgeff.op_registry import layer_facet
 from edgeff.runtime.int_fully_connected import NORM_BITS_INT8, IntFullyConnected
 from edgeff.runtime.int_model import INPUT_ZERO_POINT, IntFFModel
@@ -123,14 +122,9 @@ class IntegerGraph(GraphBuilder):
         return self.op("ReduceSum", self.op("Mul", d, d), self.i64([1]), keepdims=0)
 
 
-def layer_specs(model: IntFFModel) -> tuple:
-    """The specs of the model's layers, in the order of model.layers."""
-    return ModelDescription.from_header(model.arch["layers"]).layers
-
-
 def check_exportable(model: IntFFModel, where: str):
     """Refuse what the int8 exporters cannot express, naming the layer or option."""
-    for i, (spec, layer) in enumerate(zip(layer_specs(model), model.layers, strict=True)):
+    for i, (spec, layer) in enumerate(zip(model.description.layers, model.layers, strict=True)):
         layer_facet(spec, "onnx_writer").check_int8_exportable(layer, i + 1, where)
 
 
@@ -155,7 +149,7 @@ def by_label(g: GraphBuilder, per_row: str, n_classes: int) -> str:
 def build(model: IntFFModel, where: str = "model"):
     check_exportable(model, where)
     layers = [(layer_facet(spec, "onnx_writer"), spec, layer)
-              for spec, layer in zip(layer_specs(model), model.layers, strict=True)]
+              for spec, layer in zip(model.description.layers, model.layers, strict=True)]
     c, d_in = model.n_classes, model.arch["sizes"][0]
     g = IntegerGraph("edgeff_int8")
     images = g.input("images", TensorProto.UINT8, ["N", d_in])

@@ -39,7 +39,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from edgeff.data.labels import overlay_labels
 from edgeff.errors import EdgeFFError
-from edgeff.export.onnx_int8 import layer_specs, raise_unsupported
+from edgeff.export.onnx_int8 import raise_unsupported
 from edgeff.op_registry import layer_facet
 from edgeff.runtime.int_fully_connected import NORM_BITS_INT8, IntFullyConnected
 from edgeff.runtime.int_model import INPUT_SCALE, INPUT_ZERO_POINT, IntFFModel
@@ -276,7 +276,7 @@ def check_tflite_exportable(model: IntFFModel, where: str):
                           "rounding unless built with TFLITE_SINGLE_ROUNDING, so this file would compute other "
                           "values than the model; quantize with --rounding double (or export --format onnx, "
                           "which is exact for either rounding)")
-    for i, (spec, layer) in enumerate(zip(layer_specs(model), model.layers, strict=True)):
+    for i, (spec, layer) in enumerate(zip(model.description.layers, model.layers, strict=True)):
         layer_facet(spec, "tflite_writer").check_exportable(layer, i + 1, where)
         width = spec.n_outputs
         if width * 255 ** 2 > INT32_MAX:
@@ -291,7 +291,7 @@ def build(model: IntFFModel, where: str = "model", layer_op: str = "fully_connec
     if layer_op not in LAYER_OPS:
         raise EdgeFFError(f"layer op {layer_op!r} must be one of {', '.join(LAYER_OPS)}")
     layers = [(layer_facet(spec, "tflite_writer"), spec, layer)
-              for spec, layer in zip(layer_specs(model), model.layers, strict=True)]
+              for spec, layer in zip(model.description.layers, model.layers, strict=True)]
     c, sizes = model.n_classes, model.arch["sizes"]
     g, quant = TFLiteGraph(model, where, layer_op), model.quant
     images = g.int8("images", [BATCH, sizes[0]], INPUT_SCALE, INPUT_ZERO_POINT)
