@@ -1,17 +1,25 @@
 import numpy as np
+import torch
 
-from edgeff.data.labels import embed_labels, hardest_wrong_labels, random_wrong_labels
+from edgeff.data.labels import hardest_wrong_labels, overlay_labels, overlay_neutral, random_wrong_labels
 
 
-def test_embed_labels_overwrites_first_pixels_with_one_hot():
-    imgs = np.full((3, 784), 255, np.uint8)
-    x = embed_labels(imgs, np.array([0, 4, 9]), 10, 2.5)
-    assert x.dtype == np.float32
-    expected = np.zeros((3, 10), np.float32)
-    expected[[0, 1, 2], [0, 4, 9]] = 2.5
-    assert np.array_equal(x[:, :10], expected)
-    assert np.all(x[:, 10:] == 1.0)          # pixels scaled to [0, 1], the rest untouched
-    assert imgs[0, 0] == 255                  # the caller's images are not modified
+def test_overlay_labels_writes_one_hot_into_numpy_and_torch_alike():
+    for lib in (np, torch):
+        x = lib.ones((3, 20)) if lib is torch else np.ones((3, 20), np.float32)
+        labels = lib.tensor([0, 4, 9]) if lib is torch else np.array([0, 4, 9])
+        out = overlay_labels(x, labels, 10, 2.5)
+        assert out is x                                   # in place
+        expected = np.zeros((3, 10), np.float32)
+        expected[[0, 1, 2], [0, 4, 9]] = 2.5
+        assert np.array_equal(np.asarray(x[:, :10]), expected)
+        assert np.all(np.asarray(x[:, 10:]) == 1.0)       # the image pixels are untouched
+
+
+def test_overlay_neutral_gives_every_label_pixel_the_value():
+    x = np.ones((2, 15), np.int8)
+    overlay_neutral(x, 10, -100)
+    assert np.all(x[:, :10] == -100) and np.all(x[:, 10:] == 1)
 
 
 def test_random_wrong_labels_never_true_and_uniform():

@@ -2,9 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from edgeff.data.labels import embed_labels
+from edgeff.data.labels import overlay_labels
 from edgeff.train.losses import ff_loss
 from edgeff.train.network import FFNetwork
+
+
+def embed_labels(images: np.ndarray, labels: np.ndarray, n_classes: int, value: float) -> np.ndarray:
+    """Float32 images scaled to [0, 1] with the label overlay, as the trainer feeds them."""
+    return overlay_labels(images.astype(np.float32) / 255.0, labels, n_classes, value)
 
 
 def _batch(n=32, seed=0):

@@ -22,12 +22,6 @@ def overlay_neutral(x, n_classes: int, value):
     return x
 
 
-def embed_labels(images: np.ndarray, labels: np.ndarray, n_classes: int, value: float) -> np.ndarray:
-    """Float32 copy of `images` (scaled to [0, 1]) whose first n_classes pixels are one-hot(labels)*value."""
-    x = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
-    return overlay_labels(x, labels, n_classes, value)
-
-
 def random_wrong_labels(labels: np.ndarray, n_classes: int, rng: np.random.Generator) -> np.ndarray:
     """A uniformly random label different from the true one, for every sample.
 

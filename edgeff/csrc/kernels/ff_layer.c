@@ -1,6 +1,6 @@
 /* One FF layer's inference on rows of int8 activations, fused so that a row stays in cache:
  * L2 normalization (int8), FullyConnected with its epilogue, and the raw goodness of the output
- * (mirror of IntLayer.forward_with_goodness in edgeff/runtime/int_model.py); and the multi-pass first
+ * (mirror of IntLayer.forward_with_goodness in edgeff/ops/dense/runtime.py); and the multi-pass first
  * layer from one shared accumulation per image (mirror of IntFFModel._raw_label_goodness). */
 #include "edgeff_kernels.h"
 #include "rescale_avx2.h"

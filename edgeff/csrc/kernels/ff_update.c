@@ -1,5 +1,5 @@
-/* The FF master-weight update of integer training (mirror of IntTrainer._round_shift and
- * weights_from_masters in edgeff/runtime/int_training.py). */
+/* The FF master-weight update of integer training (mirror of round_shift and
+ * weights_from_masters in edgeff/runtime/master_weights.py). */
 #include "edgeff_kernels.h"
 
 int64_t ef_round_shift(int64_t v, int32_t shift, int stochastic, uint32_t noise)
