@@ -10,7 +10,6 @@ A model's architecture holds its layers as a model description (edgeff/model_des
 format-1 files (`sizes` and one `normalization`) are migrated when they load. In memory the architecture
 also carries the derived `sizes` and `normalization`, which are not stored.
 """
-import itertools
 import json
 import struct
 from pathlib import Path
@@ -132,9 +131,8 @@ def ff_tensor_shapes(arch: dict) -> dict:
     """Name -> shape of every tensor an FF MLP model file must hold, from its architecture header."""
     sizes, n = arch["sizes"], len(arch["sizes"]) - 1
     shapes = {}
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        shapes[f"layers.{i}.weight"] = (b, a)
-        shapes[f"layers.{i}.bias"] = (b,)
+    for i, layer in enumerate(ModelDescription.from_header(arch["layers"]).layers):
+        shapes |= {f"layers.{i}.{suffix}": shape for suffix, shape in layer.float_tensors().items()}
         if arch.get("qat"):
             shapes[f"layers.{i}.{QAT_ACT_SCALE_TENSOR}"] = (1,)
     shapes["gamma"] = (n,)
@@ -212,11 +210,9 @@ def int8_tensor_specs(arch: dict, quant: dict) -> dict:
     """Name -> (dtype, shape) of every tensor an int8 FF model file must hold."""
     sizes, n_classes = arch["sizes"], arch["n_classes"]
     specs = {}
-    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-        bias = np.int32 if quant["layers"][i].get("norm_bits", 7) == 7 else np.int64   # 16x8 FC: int64 bias
-        specs |= {f"layers.{i}.weight": (np.int8, (b, a)), f"layers.{i}.bias": (bias, (b,)),
-                  f"layers.{i}.multiplier": (np.int32, (b,)), f"layers.{i}.shift": (np.int32, (b,)),
-                  f"layers.{i}.goodness_multiplier": (np.int32, (1,)), f"layers.{i}.goodness_shift": (np.int32, (1,))}
+    for i, layer in enumerate(ModelDescription.from_header(arch["layers"]).layers):
+        layer_tensors = layer.int8_tensors(quant["layers"][i].get("norm_bits", 7))
+        specs |= {f"layers.{i}.{suffix}": (np.dtype(dtype), shape) for suffix, (dtype, shape) in layer_tensors.items()}
     d_head = sum(sizes[l] for l in arch["head_layers"])
     specs |= {"head.weight": (np.int8, (n_classes, d_head)), "head.bias": (np.int32, (n_classes,)),
               "head.multiplier": (np.int32, (n_classes,)), "head.shift": (np.int32, (n_classes,)),

@@ -13,7 +13,7 @@ import sys
 
 from edgeff.csrc import KERNELS, PROTOCOL
 from edgeff.op_registry import KINDS
-from edgeff.runtime import int_model, master_weights
+from edgeff.runtime import int_model, int_training, master_weights
 from firmware_bridge import board_image, framing
 from firmware_bridge import messages as m
 
@@ -91,6 +91,7 @@ def kernel_constants_header() -> str:
         signed("EF_MASTER_FRAC_BITS", master_weights.MASTER_FRAC_BITS, "master weights: int16 with these bits"),
         signed("EF_WEIGHT_MAX", master_weights.WEIGHT_MAX, "int8 weights lie in [-WEIGHT_MAX, WEIGHT_MAX]"),
         signed("EF_MAX_LAYERS", board_image.MAX_LAYERS, "FF layers a board image and a trainer hold"),
+        define("EF_NEGATIVE_LABEL_SALT", int_training.NEGATIVE_LABEL_SALT, "negative labels: hash key seed ^ salt"),
         "",
         "/* the layer kinds (edgeff.op_registry.KINDS, in its order): ef_ff_layer.kind selects a layer's kernels */",
         _enum("ef_layer_kind", "EF_LAYER_", ((kind.upper(), i) for i, kind in enumerate(KINDS))),

@@ -3,6 +3,7 @@ and an unknown kind or facet is refused by name."""
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from edgeff.errors import EdgeFFError
@@ -53,3 +54,30 @@ def test_unknown_kind_and_facet_are_refused_by_name():
         facet("conv9d", "spec")
     with pytest.raises(ValueError, match="unknown facet 'jit'"):
         facet("dense", "jit")
+
+
+SPEC_API = ("kind", "n_inputs", "n_outputs", "to_header", "float_tensors", "int8_tensors")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_spec_has_the_description_api(kind):
+    missing = [attr for attr in SPEC_API if not hasattr(spec_class(kind), attr)]
+    assert not missing, f"{spec_class(kind).__name__} lacks {missing}"
+
+
+@pytest.mark.parametrize("norm_bits", [7, 15])
+def test_dense_int8_tensors_of_the_spec_are_what_the_runtime_loads_and_writes(norm_bits):
+    """The model file checks a layer's tensors from its spec; the runtime facet loads and saves them:
+    the two agree, name for name, dtype for dtype and shape for shape."""
+    spec = spec_class("dense")(in_features=6, out_features=4)
+    layout = spec.int8_tensors(norm_bits)
+    tensors = {f"layers.2.{suffix}": np.full(shape, 1 << 30 if suffix.endswith("multiplier") else 0, dtype)
+               for suffix, (dtype, shape) in layout.items()}
+    runtime = facet("dense", "runtime")
+    layer = runtime.load(spec, 2, tensors, {"out_zero_point": -128, "norm_bits": norm_bits}, "test")
+    written = runtime.tensors(layer, 2)
+    assert {name: (t.dtype, t.shape) for name, t in written.items()} == \
+        {name: (t.dtype, t.shape) for name, t in tensors.items()}
+    wrong = dict(tensors, **{"layers.2.bias": tensors["layers.2.bias"].astype(np.int16)})
+    with pytest.raises(EdgeFFError, match="layers.2.bias"):
+        runtime.load(spec, 2, wrong, {"out_zero_point": -128, "norm_bits": norm_bits}, "test")

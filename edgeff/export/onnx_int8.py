@@ -20,9 +20,9 @@ from edgeff.data.labels import overlay_labels
 from edgeff.errors import EdgeFFError
 from edgeff.export.onnx_graph import GraphBuilder
 from edgeff.op_registry import layer_facet
-from edgeff.runtime.int_fully_connected import NORM_BITS_INT8, IntFullyConnected
+from edgeff.runtime.int_fully_connected import IntFullyConnected
 from edgeff.runtime.int_model import INPUT_ZERO_POINT, IntFFModel
-from edgeff.runtime.l2_normalization import HALF_SQRT2_Q0, HALF_THREE_Q3, ONE_Q3
+from edgeff.runtime.l2_normalization import HALF_SQRT2_Q0, HALF_THREE_Q3, NORM_BITS_INT8, ONE_Q3
 from edgeff.runtime.requantize import INT32_MAX, INT32_MIN
 
 INT64 = TensorProto.INT64

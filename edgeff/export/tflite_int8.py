@@ -41,8 +41,9 @@ from edgeff.data.labels import overlay_labels
 from edgeff.errors import EdgeFFError
 from edgeff.export.onnx_int8 import raise_unsupported
 from edgeff.op_registry import layer_facet
-from edgeff.runtime.int_fully_connected import NORM_BITS_INT8, IntFullyConnected
+from edgeff.runtime.int_fully_connected import IntFullyConnected
 from edgeff.runtime.int_model import INPUT_SCALE, INPUT_ZERO_POINT, IntFFModel
+from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.requantize import float32, multiplier_from_scales
 
 Op, Type, Options = schema.BuiltinOperator, schema.TensorType, schema.BuiltinOptions

@@ -18,8 +18,8 @@ from edgeff.model_description import ModelKind
 from edgeff.model_file import save_model
 from edgeff.op_registry import layer_facet
 from edgeff.quant.fully_connected import normalization_fold, per_channel
-from edgeff.runtime.int_fully_connected import NORM_BITS_INT8
 from edgeff.runtime.int_model import GAMMA_FRAC_BITS, GOODNESS_FRAC_BITS, INPUT_SCALE, INPUT_ZERO_POINT
+from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.requantize import float32
 from edgeff.train.evaluate import images_to_input
 from edgeff.train.model_io import load_network

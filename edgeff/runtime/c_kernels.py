@@ -27,7 +27,8 @@ from threadpoolctl import ThreadpoolController
 
 from edgeff.csrc import KERNELS
 from edgeff.errors import EdgeFFError
-from edgeff.runtime.reference_kernels import NORM_BITS_INT8, ReferenceKernels
+from edgeff.runtime.l2_normalization import NORM_BITS_INT8
+from edgeff.runtime.reference_kernels import ReferenceKernels
 from edgeff.runtime.requantize import INT32_MAX, output_dtype
 
 FLAGS = ["-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror"]

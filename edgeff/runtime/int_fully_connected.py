@@ -12,10 +12,9 @@ import numpy as np
 from edgeff.errors import EdgeFFError
 from edgeff.runtime import backend
 from edgeff.runtime.fully_connected import accumulate
+from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.requantize import INT32_MAX
 
-NORM_BITS_INT8 = 7          # TFLite L2_NORMALIZATION: int8 output, scale 2^-7, zero point 0
-NORM_BITS_INT16 = 15        # the same kernel with an int16 output (scale 2^-15), feeding a 16x8 FC
 ACT_MIN, ACT_MAX = -128, 127
 
 

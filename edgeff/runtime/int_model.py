@@ -21,11 +21,11 @@ from edgeff.runtime import backend, c_kernels
 from edgeff.runtime.int_fully_connected import (
     ACT_MAX,
     ACT_MIN,
-    NORM_BITS_INT8,
     IntFullyConnected,
     checked_tensor,
     fully_connected_tensors,
 )
+from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.requantize import multiply_by_quantized_multiplier
 from edgeff.scoring import evaluate_split
 

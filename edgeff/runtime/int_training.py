@@ -37,6 +37,9 @@ from edgeff.runtime.requantize import (
 )
 
 SIGMOID_INPUT_FRAC_BITS = 4       # table index t = round(z * 16), z in [-8, 8)
+# random negative labels hash (seed ^ this salt, step, sample): a key of their own, so the label stream is not
+# the stochastic-rounding stream of the same seed
+NEGATIVE_LABEL_SALT = 0x5EED
 
 
 def sigmoid_table() -> np.ndarray:
@@ -131,7 +134,7 @@ class IntTrainer:
         c = self.model.n_classes
         if self.config.negatives == "hard":
             return hardest_wrong_labels(self.model.label_scores(images).sum(axis=0), labels)
-        h = hash32(self.config.seed ^ 0x5EED, self.step_count, np.arange(len(labels))).astype(np.int64)
+        h = hash32(self.config.seed ^ NEGATIVE_LABEL_SALT, self.step_count, np.arange(len(labels))).astype(np.int64)
         return (labels + 1 + h % (c - 1)) % c
 
     # ------------------------------------------------------------------ the step

@@ -26,6 +26,9 @@ HALF_THREE_Q3 = (1 << 28) + (1 << 27)   # 1.5 in Q3.28
 ONE_Q3 = 1 << 28                         # 1.0 in Q3.28
 HALF_SQRT2_Q0 = 1518500250               # sqrt(2)/2 in Q0.31
 TFLITE_OUTPUT_SHIFT_BITS = 7             # kOutputScale: output scale 1/128
+# the widths of the normalized input a FullyConnected takes: TFLite's int8 output, or the same kernel with
+# an int16 output (scale 2^-15) feeding a 16x8 FullyConnected
+NORM_BITS_INT8, NORM_BITS_INT16 = TFLITE_OUTPUT_SHIFT_BITS, 15
 
 
 def _count_leading_zeros32(x: int) -> int:

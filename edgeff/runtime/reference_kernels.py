@@ -8,10 +8,10 @@ speeds those up speeds the composites up too.
 import numpy as np
 
 from edgeff.runtime import fully_connected, goodness, l2_normalization
+from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.master_weights import round_shift, weights_from_masters
 
 INT8_MAX = 127                # every FF layer's output is int8
-NORM_BITS_INT8 = l2_normalization.TFLITE_OUTPUT_SHIFT_BITS   # wider normalization feeds a 16x8 FC
 
 
 class ReferenceKernels:

@@ -8,6 +8,7 @@
 #define EF_MASTER_FRAC_BITS 8   /* master weights: int16 with these bits */
 #define EF_WEIGHT_MAX 127   /* int8 weights lie in [-WEIGHT_MAX, WEIGHT_MAX] */
 #define EF_MAX_LAYERS 8   /* FF layers a board image and a trainer hold */
+#define EF_NEGATIVE_LABEL_SALT 24301u   /* negative labels: hash key seed ^ salt */
 
 /* the layer kinds (edgeff.op_registry.KINDS, in its order): ef_ff_layer.kind selects a layer's kernels */
 enum ef_layer_kind {

@@ -4,7 +4,7 @@
 
 int32_t ef_random_negative_label(uint32_t seed, uint32_t step, int32_t label, int32_t n_classes)
 {
-    uint32_t h = ef_hash32(seed ^ 0x5EEDu, step, 0);
+    uint32_t h = ef_hash32(seed ^ EF_NEGATIVE_LABEL_SALT, step, 0);
     return (int32_t)(((uint32_t)label + 1u + h % (uint32_t)(n_classes - 1)) % (uint32_t)n_classes);
 }
 

@@ -14,9 +14,10 @@ import struct
 import numpy as np
 
 from edgeff.errors import EdgeFFError
+from edgeff.runtime.l2_normalization import NORM_BITS_INT8, NORM_BITS_INT16
 
 RECORD = struct.Struct("<bBxxiii")
-NORM_BITS = (7, 15)   # int8 normalized inputs (TFLite), int16 (16x8 mode)
+NORM_BITS = (NORM_BITS_INT8, NORM_BITS_INT16)   # int8 normalized inputs (TFLite), int16 (16x8 mode)
 
 
 def pack_record(prefix: str, quant_layer: dict, tensors: dict, gamma: int) -> bytes:

@@ -9,7 +9,7 @@ import numpy as np
 
 from edgeff.export.onnx_graph import EPS, GraphBuilder
 from edgeff.export.onnx_int8 import raise_unsupported
-from edgeff.runtime.int_fully_connected import NORM_BITS_INT8
+from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 
 
 def float_parameters(spec, index: int, tensors: dict) -> tuple:

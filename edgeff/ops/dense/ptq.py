@@ -16,8 +16,8 @@ goodness_shift (edgeff.runtime.int_model reads them).
 import numpy as np
 
 from edgeff.quant.fully_connected import normalization_fold, per_channel, weights_on_scales
-from edgeff.runtime.int_fully_connected import NORM_BITS_INT8
 from edgeff.runtime.int_model import GOODNESS_FRAC_BITS
+from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.requantize import float32, quantize_multiplier
 
 ACT_ZERO_POINT = -128

@@ -38,13 +38,12 @@ from edgeff.runtime.fully_connected import accumulate
 from edgeff.runtime.int_fully_connected import (
     ACT_MAX,
     ACT_MIN,
-    NORM_BITS_INT8,
-    NORM_BITS_INT16,
     IntFullyConnected,
     check_requantization,
     checked_tensor,
     fully_connected_tensors,
 )
+from edgeff.runtime.l2_normalization import NORM_BITS_INT8, NORM_BITS_INT16
 from edgeff.runtime.master_weights import MASTER_FRAC_BITS, round_shift, weights_from_masters
 from edgeff.runtime.requantize import rounding_divide_by_pot
 

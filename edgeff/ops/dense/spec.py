@@ -45,6 +45,19 @@ class DenseSpec:
         """Values this layer gives per sample (flattened)."""
         return self.out_features
 
+    def float_tensors(self) -> dict:
+        """Name suffix -> shape of this layer's tensors in a float model file (layers.<i>.<suffix>)."""
+        return {"weight": (self.out_features, self.in_features), "bias": (self.out_features,)}
+
+    def int8_tensors(self, norm_bits: int) -> dict:
+        """Name suffix -> (dtype name, shape) of this layer's tensors in an int8 model file. The bias is int64
+        after a 16-bit normalization (norm_bits 15: TFLite's 16x8 FullyConnected), int32 after an int8 one."""
+        out = (self.out_features,)
+        return {"weight": ("int8", (self.out_features, self.in_features)),
+                "bias": ("int32" if norm_bits == 7 else "int64", out),
+                "multiplier": ("int32", out), "shift": ("int32", out),
+                "goodness_multiplier": ("int32", (1,)), "goodness_shift": ("int32", (1,))}
+
     def to_header(self) -> dict:
         return {"kind": self.kind, **asdict(self)}
 

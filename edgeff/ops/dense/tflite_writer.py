@@ -8,7 +8,7 @@ exactly the layer's integer requantization multipliers (tflite_int8.weight_scale
 """
 from edgeff.export.onnx_int8 import raise_unsupported
 from edgeff.export.tflite_int8 import NORM_SCALE
-from edgeff.runtime.int_fully_connected import NORM_BITS_INT8
+from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.requantize import float32
 
 
