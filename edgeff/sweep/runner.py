@@ -5,8 +5,9 @@ this machine (a fresh local instance, never one another user started) with --cpu
 default; each trial asks for the spec's cpus_per_trial, so Ray runs as many at once as fit. With an address
 (--address or $RAY_ADDRESS) the same trials go to that cluster; the driver, here, writes the table.
 
-Resuming: trials whose (config hash, seed) already has an "ok" row are skipped; failed ones run again. The
-table is rewritten atomically after every finished trial, in the spec's order.
+Resuming: trials whose (config hash, seed) already has an "ok" row are skipped; failed ones run again. Trials
+are submitted seed by seed; the table is rewritten atomically after every finished trial, in the spec's order
+(variant by variant).
 """
 import os
 import sys
@@ -38,8 +39,11 @@ def ordered(rows: list, spec: Spec) -> list:
 
 
 def pending_trials(spec: Spec, rows: list) -> list:
+    """The trials without an ok row, seed by seed (every variant's seed 0, then seed 1, ...): a sweep stopped
+    early then has all its variants on the same seeds, which paired comparisons need."""
     done = {(r["config_hash"], r["seed"]) for r in rows if r["status"] == "ok"}
-    return [t for t in spec.trials if t.key not in done]
+    seed_rank = {s: k for k, s in enumerate(spec.seeds)}
+    return sorted((t for t in spec.trials if t.key not in done), key=lambda t: (seed_rank[t.seed], t.index))
 
 
 def _crashed_row(trial, exc) -> dict:
