@@ -14,6 +14,7 @@ from edgeff.errors import EdgeFFError
 from edgeff.sweep.spec import load_spec
 from edgeff.sweep.stats import holm
 from edgeff.sweep.table import read_table, write_table
+from edgeff.sweep.trial import run_trial
 from tests.conftest import TINY_CONFIG, run_cli, write_dataset
 from tests.test_trainer import assert_png
 
@@ -196,3 +197,27 @@ def test_report_refusals_name_the_problem(tmp_path):
     write_table(tmp_path / "results.csv", [_row("A", 0, 0.8, 100, 0.9, [0.1, 0.2, 0.3, 0.4])])
     res = run_cli("sweep", "report", tmp_path / "results.csv", "--metric", "int8_multi_pass")
     assert res.returncode == 2 and "quantize = true" in res.stderr
+
+
+def test_a_trial_can_quantize_finetune_and_keep_its_models(tmp_path):
+    spec = load_spec(_sweep_folder(tmp_path, "seeds = 1\nconfig = 'tiny.toml'\ndata_dir = 'data'\nquantize = true\n"
+                                             "finetune_epochs = 1\nfinetune_samples = 50\nkeep_models = true\n"
+                                             "[set.train]\nepochs = 2"), results_dir=tmp_path / "out")
+    (trial,) = spec.trials
+    row = run_trial(trial)      # in this process: the function every Ray worker runs
+    assert row["status"] == "ok", row["error"]
+    for key in ("int8_multi_pass", "int8_one_pass", "finetune_multi_pass"):
+        assert 0 <= row[key] <= 1
+    kept = tmp_path / "out/models" / f"{trial.config_hash}-seed0"
+    assert (kept / "model.safetensors").is_file() and (kept / "model-int8.safetensors").is_file()
+    assert abs(row["int8_multi_pass"] - row["test_multi_pass"]) < 0.2   # PTQ keeps the model's accuracy
+
+
+def test_options_of_the_other_mode_are_refused(tmp_path):
+    spec = _sweep_folder(tmp_path)
+    res = run_cli("sweep", "report", tmp_path, "--cpus", 2)
+    assert res.returncode == 2 and "--cpus: not an option of `edgeff sweep report`" in res.stderr
+    res = run_cli("sweep", spec, "--plots", tmp_path)
+    assert res.returncode == 2 and "--plots: not an option for running a sweep" in res.stderr
+    res = run_cli("sweep", spec, "--cpus", 2, "--address", "ray://nowhere:10001")
+    assert res.returncode == 2 and "drop --cpus" in res.stderr

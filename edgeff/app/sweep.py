@@ -1,5 +1,6 @@
 """`edgeff sweep SPEC.toml`: run a sweep of training trials on Ray (resumable); `edgeff sweep report RESULTS`:
 its statistics and training-dynamics report (docs/sweep.md)."""
+import os
 from pathlib import Path
 
 from edgeff.app.options import add_command, at_least, between, json_flag, print_result, progress_off
@@ -35,12 +36,23 @@ def register(sub):
     json_flag(sp)
 
 
+def _refuse(args, options, mode):
+    given = [o for o in options if getattr(args, o.lstrip("-")) is not None]
+    if given:
+        raise EdgeFFError(f"{', '.join(given)}: not an option {mode} (see edgeff sweep --help)")
+
+
 def run(args):
     if args.spec == "report":
+        _refuse(args, ["--out", "--address", "--cpus"], "of `edgeff sweep report`")
         return report(args)
+    _refuse(args, ["--plots"], "for running a sweep; it is the report's")
     if args.results is not None:
         raise EdgeFFError(f"edgeff sweep takes one spec; {args.results!r} is extra (to analyse a table: "
                           "`edgeff sweep report RESULTS`)")
+    if args.cpus is not None and (args.address or os.environ.get("RAY_ADDRESS")):
+        raise EdgeFFError("--cpus sizes a Ray started here; a cluster (--address or $RAY_ADDRESS) has its own "
+                          "CPUs, so drop --cpus")
     from edgeff.sweep.runner import import_ray, run_sweep
     from edgeff.sweep.spec import load_spec
 
