@@ -18,6 +18,7 @@ from edgeff.profiler.memory_model import (
     layer_memory,
     layer_update_bytes,
     peak_bytes,
+    planned,
 )
 
 
@@ -88,9 +89,10 @@ def fit_section(arch: dict, profile) -> dict:
                             arch["norm_bits"])
         need_sram, need_flash = sum(r.sram for r in rows), sum(r.constants for r in rows)
         out[f"train_{method}_int8"] = {"sram_bytes": need_sram, "flash_bytes": need_flash,
-                                       "fits": need_sram <= sram and need_flash <= flash,
-                                       "largest_hidden_width": largest_width(method, arch["layers"], sram, flash,
-                                                                             arch["n_classes"])}
+                                       "fits": need_sram <= sram and need_flash <= flash}
+        if planned(arch["layers"]):   # the MLP of the same depth whose hidden width just fits
+            out[f"train_{method}_int8"]["largest_hidden_width"] = largest_width(method, arch["layers"], sram, flash,
+                                                                                arch["n_classes"])
     inf = inference_memory(arch["layers"], arch["n_classes"])
     out["inference_int8"] = {"sram_bytes": inf["sram"], "flash_bytes": inf["flash"],
                              "fits": inf["sram"] <= sram and inf["flash"] <= flash}

@@ -13,6 +13,8 @@
 /* the layer kinds (edgeff.op_registry.KINDS, in its order): ef_ff_layer.kind selects a layer's kernels */
 enum ef_layer_kind {
     EF_LAYER_DENSE = 0x00,
+    EF_LAYER_CONV2D = 0x01,
+    EF_LAYER_FLATTEN = 0x02,
 };
 
 #endif
