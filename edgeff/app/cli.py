@@ -7,13 +7,13 @@ import os
 import sys
 
 from edgeff import __version__
-from edgeff.app import board, export, finetune, memory_plan, pipeline, profile, quantize, train, verify
+from edgeff.app import board, export, finetune, memory_plan, pipeline, profile, quantize, sweep, train, verify
 from edgeff.app import eval as eval_command  # the module is named after its command; `eval` stays Python's
 from edgeff.app.options import HelpWithDefaults
 from edgeff.errors import EdgeFFError
 
 # in the order `edgeff --help` lists them: the flow's order
-COMMANDS = (train, eval_command, quantize, export, verify, finetune, memory_plan, profile, board, pipeline)
+COMMANDS = (train, eval_command, quantize, export, verify, finetune, memory_plan, profile, board, pipeline, sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,100 @@
+"""Run a sweep's trials as Ray tasks and keep the results table current.
+
+Ray is an optional extra (`pip install 'edgeff[sweep]'`). Without an address, Ray starts in this process on
+this machine (a fresh local instance, never one another user started) with --cpus CPUs, all cores by
+default; each trial asks for the spec's cpus_per_trial, so Ray runs as many at once as fit. With an address
+(--address or $RAY_ADDRESS) the same trials go to that cluster; the driver, here, writes the table.
+
+Resuming: trials whose (config hash, seed) already has an "ok" row are skipped; failed ones run again. Trials
+are submitted seed by seed; the table is rewritten atomically after every finished trial, in the spec's order
+(variant by variant).
+"""
+import os
+import sys
+
+from tqdm import tqdm
+
+from edgeff.errors import EdgeFFError
+from edgeff.sweep.spec import Spec
+from edgeff.sweep.table import read_table, write_table
+from edgeff.sweep.trial import failure_text, run_trial
+
+INSTALL_LINE = "pip install 'edgeff[sweep]'"
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise EdgeFFError(f"edgeff sweep runs its trials on Ray, which is not installed; install it with "
+                          f"`{INSTALL_LINE}` (the sweep extra: Ray and SciPy)") from None
+    return ray
+
+
+def ordered(rows: list, spec: Spec) -> list:
+    """The spec's trials in its order, then rows of trials the spec no longer names (kept: they are results)."""
+    position = {t.key: t.index for t in spec.trials}
+    return sorted(rows, key=lambda r: (position.get((r["config_hash"], r["seed"]), len(position)),
+                                       r["variant"], r["seed"]))
+
+
+def pending_trials(spec: Spec, rows: list) -> list:
+    """The trials without an ok row, seed by seed (every variant's seed 0, then seed 1, ...): a sweep stopped
+    early then has all its variants on the same seeds, which paired comparisons need."""
+    done = {(r["config_hash"], r["seed"]) for r in rows if r["status"] == "ok"}
+    seed_rank = {s: k for k, s in enumerate(spec.seeds)}
+    return sorted((t for t in spec.trials if t.key not in done), key=lambda t: (seed_rank[t.seed], t.index))
+
+
+def _crashed_row(trial, exc) -> dict:
+    """A trial whose worker died (killed, out of memory): recorded like a trial that raised."""
+    return {"variant": trial.variant, "config_hash": trial.config_hash, "seed": trial.seed,
+            "params": trial.params, "sizes": trial.config["model"]["sizes"], "status": "failed",
+            "error": f"the worker running it died: {failure_text(exc)}"}
+
+
+def run_sweep(spec: Spec, results_path, address=None, cpus=None, quiet=False) -> dict:
+    """Run the spec's pending trials; returns counts of what ran, was skipped and failed."""
+    rows = read_table(results_path)
+    todo = pending_trials(spec, rows)
+    skipped = len(spec.trials) - len(todo)
+    summary = {"trials": len(spec.trials), "skipped": skipped, "ran": 0, "failed": 0, "results": str(results_path)}
+    if not quiet and skipped:
+        tqdm.write(f"sweep {spec.name}: {skipped} of {len(spec.trials)} trials already in {results_path}; "
+                   "skipping them", file=sys.stderr)
+    if not todo:
+        return summary
+    ray = import_ray()
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, configure_logging=False, log_to_driver=False)
+    else:
+        ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
+                 configure_logging=False, log_to_driver=False)
+    try:
+        task = ray.remote(run_trial)
+        # max_retries=0: a trial whose worker dies is recorded as failed (a rerun tries it again), not rerun
+        pending = {task.options(num_cpus=t.cpus, max_retries=0).remote(t): t for t in todo}
+        bar = tqdm(total=len(spec.trials), initial=skipped, unit="trial", desc=f"sweep {spec.name}",
+                   disable=quiet, file=sys.stderr, dynamic_ncols=True)
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            trial = pending.pop(ref)
+            try:
+                row = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                row = _crashed_row(trial, exc)
+            rows = [r for r in rows if (r["config_hash"], r["seed"]) != trial.key] + [row]
+            write_table(results_path, ordered(rows, spec))
+            summary["ran"] += 1
+            summary["failed"] += row["status"] != "ok"
+            bar.update(1)
+            if not quiet:
+                result = (f"test multi-pass {row['test_multi_pass']:.4f}" if row["status"] == "ok"
+                          else f"FAILED: {row['error']}")
+                tqdm.write(f"{row['variant']} seed {row['seed']}: {result} ({row.get('wall_s') or 0:.0f} s)",
+                           file=sys.stderr)
+        bar.close()
+    finally:
+        ray.shutdown()
+    return summary

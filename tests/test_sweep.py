@@ -1,0 +1,223 @@
+"""edgeff sweep: specs, the Ray-run sweep on tiny data (killed and resumed, a failing variant), the refusal
+without Ray, and the report's statistics against hand-computed values."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edgeff.errors import EdgeFFError
+from edgeff.sweep.spec import load_spec
+from edgeff.sweep.stats import holm
+from edgeff.sweep.table import read_table, write_table
+from edgeff.sweep.trial import run_trial
+from tests.conftest import TINY_CONFIG, run_cli, write_dataset
+from tests.test_trainer import assert_png
+
+SPEC = """
+seeds = 2
+data_dir = "{data}"
+cpus_per_trial = 1
+config = "tiny.toml"
+[set.train]
+epochs = 3
+[[variants]]
+name = "FF"
+set.collab.mode = "none"
+[[variants]]
+name = "A-CFF"
+set.collab.mode = "adaptive"
+[[variants]]
+name = "wrong width"
+set.model.sizes = [100, 16]
+"""
+# what differs between two runs of the same trial: the clock and the machine
+RUN_COLUMNS = {"wall_s", "train_s", "host", "finished_utc"}
+
+
+def _sweep_folder(root, spec=SPEC, data=None):
+    """A spec with its tiny config, reading `data` (written here if not given)."""
+    data = data or write_dataset(root / "data")
+    spec = spec.replace("{data}", str(data))
+    (root / "tiny.toml").write_text(TINY_CONFIG.format(mode="none", epochs=3, negatives="random",
+                                                       sizes=[784, 32, 16]))
+    (root / "spec.toml").write_text(spec)
+    return root / "spec.toml"
+
+
+def _comparable(rows):
+    return [{k: v for k, v in r.items() if k not in RUN_COLUMNS} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """One whole sweep, run by the CLI on a local Ray with 2 CPUs: (spec, results table, process)."""
+    spec = _sweep_folder(tmp_path_factory.mktemp("sweep"))
+    res = run_cli("sweep", spec, "--out", spec.parent / "out", "--cpus", 2)
+    return spec, spec.parent / "out/results.csv", res
+
+
+def test_a_failing_trial_is_recorded_and_the_rest_finish(uninterrupted):
+    _, results, res = uninterrupted
+    assert res.returncode == 1, res.stderr     # some trials failed: the status says so
+    assert "6 trials run (2 failed)" in res.stdout and "Traceback" not in res.stderr
+    rows = read_table(results)
+    assert [(r["variant"], r["seed"], r["status"]) for r in rows] == [
+        ("FF", 0, "ok"), ("FF", 1, "ok"), ("A-CFF", 0, "ok"), ("A-CFF", 1, "ok"),
+        ("wrong width", 0, "failed"), ("wrong width", 1, "failed")]
+    for r in rows[:4]:
+        assert 0 < r["test_multi_pass"] <= 1 and r["epochs_run"] == 3 and r["host"]
+        assert r["curves"]["epoch"] == [1, 2, 3] and len(r["curves"]["layers"]) == 2
+        assert r["error"] is None
+    assert rows[2]["params"] == {"collab.mode": "adaptive"} and rows[2]["collab"] == "adaptive"
+    assert "input width of 100" in rows[4]["error"] and rows[4]["test_multi_pass"] is None
+
+
+def test_a_sweep_killed_midway_resumes_to_the_same_table(uninterrupted, tmp_path):
+    first, reference, _ = uninterrupted
+    spec = _sweep_folder(tmp_path, data=first.parent / "data")   # the same data: the same error messages
+    results = tmp_path / "out/results.csv"
+    cmd = [sys.executable, "-m", "edgeff", "sweep", str(spec), "--out", str(tmp_path / "out"), "--cpus", "2"]
+    # its own process group: the kill takes the driver and the Ray processes it started, as a crash would
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (results.exists() and len(read_table(results)) >= 1) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = read_table(results)
+    assert 1 <= len(partial) < 6, "the kill came too late to test resuming"
+    res = run_cli("sweep", spec, "--out", tmp_path / "out", "--cpus", 2)
+    assert f"{sum(r['status'] == 'ok' for r in partial)} already done" in res.stdout, res.stdout
+    assert _comparable(read_table(results)) == _comparable(read_table(reference))
+    again = run_cli("sweep", spec, "--out", tmp_path / "out", "--cpus", 2, "--json")
+    assert '"skipped": 4' in again.stdout and '"ran": 2' in again.stdout   # only the failed ones run again
+
+
+def test_without_ray_the_sweep_refuses_with_the_install_line(tmp_path):
+    spec = _sweep_folder(tmp_path)
+    # sys.modules[name] = None makes `import ray` raise ImportError, as in a Python without the extra
+    code = ("import sys; sys.modules['ray'] = None; from edgeff.app.cli import main; "
+            f"sys.exit(main(['sweep', {str(spec)!r}]))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "pip install 'edgeff[sweep]'" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("config = 'tiny.toml'", "'seeds' is missing"),
+    ("seeds = 2\nconfig = 'tiny.toml'\nepochs = 3", "unknown key(s) epochs"),
+    ("seeds = [1, 1]\nconfig = 'tiny.toml'", "lists a seed twice"),
+    ("seeds = 2", "names no config"),
+    ("seeds = 2\nconfig = 'tiny.toml'\n[set.train]\nepochs = 0", "'epochs' must be at least 1"),
+    ("seeds = 2\nconfig = 'tiny.toml'\n[[variants]]\nname = 'a'\n[[variants]]\nname = 'a'\nset.train.lr = 0.1",
+     "two variants are named 'a'"),
+    ("seeds = 2\nconfig = 'tiny.toml'\n[[variants]]\nname = 'a'\n[[variants]]\nname = 'b'", "train the same config"),
+    ("seeds = 2\nconfig = 'tiny.toml'\nfinetune_epochs = 1", "set quantize = true"),
+    ("seeds = 2\nconfig = 'tiny.toml'\n[grid]\nmodel.sizes = []", "must list the values"),
+])
+def test_bad_specs_are_refused_naming_the_problem(tmp_path, text, message):
+    spec = _sweep_folder(tmp_path, text)
+    with pytest.raises(EdgeFFError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_spec(spec)
+
+
+def test_a_grid_makes_one_variant_per_combination_with_the_seeds_inside(tmp_path):
+    spec = load_spec(_sweep_folder(tmp_path, "seeds = [3, 4]\nconfig = 'tiny.toml'\n[grid]\n"
+                                             "model.sizes = [[784, 8], [784, 8, 8]]\ncollab.mode = ['none']"))
+    assert spec.variants == ["sizes=784-8 mode=none", "sizes=784-8-8 mode=none"]
+    assert [(t.variant, t.seed, t.config["train"]["seed"]) for t in spec.trials] == [
+        ("sizes=784-8 mode=none", 3, 3), ("sizes=784-8 mode=none", 4, 4),
+        ("sizes=784-8-8 mode=none", 3, 3), ("sizes=784-8-8 mode=none", 4, 4)]
+    assert spec.trials[0].config_hash == spec.trials[1].config_hash != spec.trials[2].config_hash
+    assert spec.trials[2].params == {"model.sizes": [784, 8, 8], "collab.mode": "none"}
+
+
+def _row(variant, seed, acc, width, r1, layer2):
+    layer1 = [0.6, 0.96, 0.98, 1.0]
+    return {"variant": variant, "config_hash": variant * 6, "seed": seed, "status": "ok", "test_multi_pass": acc,
+            "params": {}, "sizes": [784, width, width], "collab": "none", "correlation": [r1, 0.5],
+            "curves": {"epoch": [1, 2, 3, 4], "model": layer2, "layers": [layer1, layer2]}}
+
+
+def test_report_statistics_match_hand_computed_values(tmp_path):
+    late, later = [0.2, 0.5, 0.96, 1.0], [0.2, 0.5, 0.9, 1.0]     # layer 2 reaches 95% at epoch 3, or 4
+    rows = [_row("A", s, acc, 100, r, late if s < 2 else later)
+            for s, acc, r in zip(range(4), [0.80, 0.82, 0.84, 0.86], [0.9, 0.8, 0.85, 0.95], strict=True)]
+    rows += [_row("B", s, acc, 200, r, late)
+             for s, acc, r in zip(range(4), [0.78, 0.81, 0.80, 0.83], [0.5, 0.6, 0.55, 0.4], strict=True)]
+    rows.append({"variant": "C", "config_hash": "c" * 12, "seed": 0, "status": "failed", "error": "boom"})
+    write_table(tmp_path / "results.csv", rows)
+    res = run_cli("sweep", "report", tmp_path, "--json", "--plots", tmp_path / "plots")
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout)
+    a, b = r["variants"]
+    assert a["n"] == 4 and a["mean"] == pytest.approx(0.83) and a["std"] == pytest.approx(math.sqrt(0.002 / 3))
+    half = 3.182446305 * math.sqrt(0.002 / 3) / 2          # t(0.975, 3) * s / sqrt(n)
+    assert a["ci95"] == pytest.approx([0.83 - half, 0.83 + half])
+    (c,) = r["comparisons"]                                  # the later variant minus the earlier one
+    sd = math.sqrt(0.0005 / 3)                               # std of B - A = [-.02, -.01, -.04, -.03]
+    assert (c["a"], c["b"], c["n"]) == ("B", "A", 4) and c["mean_diff"] == pytest.approx(-0.025)
+    assert c["t"] == pytest.approx(-0.025 / (sd / 2)) and c["cohens_d"] == pytest.approx(-0.025 / sd)
+    assert c["p"] == pytest.approx(0.0304663, abs=1e-6) and c["p_holm"] == c["p"] and c["significant"]
+    dyn_a = r["dynamics"]["variants"][0]
+    assert [d["mean"] for d in dyn_a["delay"]] == [2, 3.5]
+    (lag,) = dyn_a["lag"]                                    # layer 2 behind layer 1 by [1, 1, 2, 2] epochs
+    assert lag["mean_diff"] == 1.5 and lag["t"] == pytest.approx(1.5 / (math.sqrt(1 / 3) / 2))
+    z = [math.atanh(v) for v in (0.9, 0.8, 0.85, 0.95)]
+    assert dyn_a["correlation"][0]["mean_r"] == pytest.approx(math.tanh(sum(z) / 4))
+    trend = r["dynamics"]["width_trend"]
+    assert [(t["depth"], t["layer"], t["widths"]) for t in trend] == [(2, 1, [100, 200]), (2, 2, [100, 200])]
+    # ranks: widths 2.5 x4, 6.5 x4; r of width 100 all above width 200's: rho = -32 / sqrt(32 * 42)
+    assert trend[0]["rho"] == pytest.approx(-math.sqrt(32 / 42)) and trend[0]["p"] < 0.05
+    assert trend[1]["rho"] is None                           # layer 2's r is 0.5 everywhere: no ranks to test
+    assert r["trials"] == {"ok": 8, "failed": 1} and r["failed"][0]["error"] == "boom"
+    for png in r["plots"]:
+        assert_png(png)
+    text = run_cli("sweep", "report", tmp_path / "results.csv", "--plots", tmp_path / "plots").stdout
+    assert "| B − A | 4 | -2.50 |" in text and "| A | 4 | 83.00 ± 2.58 |" in text
+
+
+def test_holm_adjusts_in_order_and_skips_untested():
+    assert holm([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None])
+    assert holm([0.5, 0.01]) == pytest.approx([0.5, 0.02])
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+
+
+def test_report_refusals_name_the_problem(tmp_path):
+    res = run_cli("sweep", "report", tmp_path)
+    assert res.returncode == 2 and "no results table there" in res.stderr
+    (tmp_path / "results.csv").write_text("a,b\n1,2\n")
+    res = run_cli("sweep", "report", tmp_path / "results.csv")
+    assert res.returncode == 2 and "not a sweep results table" in res.stderr and "Traceback" not in res.stderr
+    write_table(tmp_path / "results.csv", [_row("A", 0, 0.8, 100, 0.9, [0.1, 0.2, 0.3, 0.4])])
+    res = run_cli("sweep", "report", tmp_path / "results.csv", "--metric", "int8_multi_pass")
+    assert res.returncode == 2 and "quantize = true" in res.stderr
+
+
+def test_a_trial_can_quantize_finetune_and_keep_its_models(tmp_path):
+    spec = load_spec(_sweep_folder(tmp_path, "seeds = 1\nconfig = 'tiny.toml'\ndata_dir = 'data'\nquantize = true\n"
+                                             "finetune_epochs = 1\nfinetune_samples = 50\nkeep_models = true\n"
+                                             "[set.train]\nepochs = 2"), results_dir=tmp_path / "out")
+    (trial,) = spec.trials
+    row = run_trial(trial)      # in this process: the function every Ray worker runs
+    assert row["status"] == "ok", row["error"]
+    for key in ("int8_multi_pass", "int8_one_pass", "finetune_multi_pass"):
+        assert 0 <= row[key] <= 1
+    kept = tmp_path / "out/models" / f"{trial.config_hash}-seed0"
+    assert (kept / "model.safetensors").is_file() and (kept / "model-int8.safetensors").is_file()
+    assert abs(row["int8_multi_pass"] - row["test_multi_pass"]) < 0.2   # PTQ keeps the model's accuracy
+
+
+def test_options_of_the_other_mode_are_refused(tmp_path):
+    spec = _sweep_folder(tmp_path)
+    res = run_cli("sweep", "report", tmp_path, "--cpus", 2)
+    assert res.returncode == 2 and "--cpus: not an option of `edgeff sweep report`" in res.stderr
+    res = run_cli("sweep", spec, "--plots", tmp_path)
+    assert res.returncode == 2 and "--plots: not an option for running a sweep" in res.stderr
+    res = run_cli("sweep", spec, "--cpus", 2, "--address", "ray://nowhere:10001")
+    assert res.returncode == 2 and "drop --cpus" in res.stderr
