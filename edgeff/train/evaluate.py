@@ -29,3 +29,4 @@ def evaluate(net: FFNetwork, images: np.ndarray, labels: np.ndarray, layers, mod
     """Accuracies on one split: multi-pass over `layers`, each layer alone, and the one-pass head."""
     return evaluate_split(lambda: label_scores(net, images), lambda: one_pass_predictions(net, images),
                           labels, layers, mode)
+
