@@ -272,3 +272,39 @@ def test_backprop_objective_trains_the_same_layers_end_to_end(tmp_path):
     metrics = json.loads(res.stdout)
     assert metrics["objective"] == "backprop" and "multi_pass" not in metrics["val"]
     assert metrics["val"]["one_pass"] > 0.3
+
+
+def test_early_exit_stops_at_the_first_confident_layer():
+    from edgeff.scoring import early_exit
+
+    # 3 samples, 2 layers, 2 classes; layer 1 is sure of sample 0 only (wrongly), layer 2 of all
+    scores = np.array([[[5.0, 0.0], [0.1, 0.0], [0.0, 0.1]],
+                       [[0.0, 5.0], [5.0, 0.0], [0.0, 5.0]]])
+    labels = np.array([1, 0, 1])
+    full = early_exit(scores, labels, [100, 10], 1.0, [1, 2], [2])
+    assert full == {"threshold": 1.0, "accuracy": 1.0, "macs_per_image": 110.0, "exit_share": {2: 1.0}}
+    eager = early_exit(scores, labels, [100, 10], 0.9, [1, 2], [2])
+    assert eager["accuracy"] == pytest.approx(2 / 3) and eager["macs_per_image"] == pytest.approx((100 + 220) / 3)
+    assert eager["exit_share"] == {1: pytest.approx(1 / 3), 2: pytest.approx(2 / 3)}
+
+
+def test_eval_reports_early_exit(conv_run):
+    root, data = conv_run
+    res = run_cli("eval", root / "run/model.safetensors", "--data-dir", data, "--early-exit", "0.5,0.99", "--json")
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)["early_exit"]
+    assert [r["threshold"] for r in rows] == [0.5, 0.99]
+    assert rows[0]["macs_per_image"] <= rows[1]["macs_per_image"]
+    res = run_cli("eval", root / "run/model.safetensors", "--data-dir", data, "--early-exit", "1.5")
+    assert res.returncode == 2 and "between 0 and 1" in res.stderr
+
+
+def test_shipped_conv_configs_chain():
+    from edgeff.package_data import MODELS_DIR
+    from edgeff.train.config import description_of, load_config
+
+    for path in sorted(MODELS_DIR.glob("ff-conv-*.toml")):
+        cfg = load_config(path)
+        d = description_of(cfg)
+        assert d.input_shape == (1, 28, 28) and cfg.eval.layers == [cfg.n_layers - 1, cfg.n_layers], path
+        assert all(s.out_channels % 10 == 0 for s in d.layers), path   # one channel group per class
