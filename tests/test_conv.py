@@ -261,6 +261,8 @@ def test_profile_a_conv_model(conv_run):
     head = 10 * 20 * 3 * 3   # the one-pass head over the last block's output
     assert result["energy"]["inference_one_pass"]["int8"]["total_macs"] == sum(
         facet("conv2d", "cost").macs(s) for s in specs) + head
+    res = run_cli("profile", root / "run/model.safetensors", "--board", "nrf52840", "--out", root / "prof", "--measure")
+    assert res.returncode == 2 and "measuring a network with conv blocks is not supported yet" in res.stderr
 
 
 def test_backprop_objective_trains_the_same_layers_end_to_end(tmp_path):
