@@ -2,10 +2,9 @@
 
 A model file's header carries the network under "architecture": its kind (float or int8), the FF settings
 (classes, label value, goodness, collaboration, which layers score) and, since model-file format 2, "layers":
-one entry per layer, {"kind": "dense", ...} today. Every layer kind has one frozen spec class, in its op
-folder (edgeff/ops/<kind>/spec.py, found through edgeff.op_registry); a kind this EdgeFF does not know is
-refused by name, so a file made for a newer layer kind (conv2d, pooling,
-flatten, heads) never half-loads.
+one entry per layer ({"kind": "dense", ...}, "conv2d", "flatten"). Every layer kind has one frozen spec class,
+in its op folder (edgeff/ops/<kind>/spec.py, found through edgeff.op_registry); a kind this EdgeFF does not
+know is refused by name, so a file made for a newer layer kind (pooling, heads) never half-loads.
 
 Format 1 stored the layers as `sizes` (input width, then each layer's width) plus one network-wide
 `normalization`; `migrate_v1_architecture` turns that into the layer list, so old files keep loading.
@@ -57,7 +56,9 @@ def parse_layer(entry, where: str = "layer"):
 
 @dataclass(frozen=True)
 class ModelDescription:
-    """The ordered layers of a network; each layer's input width is the previous layer's output width."""
+    """The ordered layers of a network; each layer's input is the previous layer's output: the same number
+    of values, and the same (C, H, W) layout where both layers have one (a dense layer takes any layout
+    flattened)."""
 
     layers: tuple
 
@@ -68,6 +69,30 @@ class ModelDescription:
             if a.n_outputs != b.n_inputs:
                 raise EdgeFFError(f"layer {i + 1} takes {b.n_inputs} inputs, but layer {i} gives "
                                   f"{a.n_outputs}: each layer's inputs must be the previous layer's outputs")
+            if len(b.in_shape) == 3 and a.out_shape != b.in_shape:
+                raise EdgeFFError(f"layer {i + 1} takes activities of shape {b.in_shape}, but layer {i} gives "
+                                  f"{a.out_shape}: each layer's input must have the previous layer's shape")
+
+    @classmethod
+    def chain(cls, input_shape, entries, where: str = "layers") -> "ModelDescription":
+        """The description of a config's layer list: entries {"kind": ..., parameters} without their input
+        size, which each layer takes from the one before it (the first from input_shape, e.g. (1, 28, 28))."""
+        shape, specs = tuple(input_shape), []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or entry.get("kind") not in KINDS:
+                got = entry.get("kind") if isinstance(entry, dict) else entry
+                raise EdgeFFError(f"{where}: layer {i + 1} must be a table with a 'kind' of {', '.join(KINDS)}, "
+                                  f"got {got!r}")
+            params = {k: v for k, v in entry.items() if k != "kind"}
+            try:
+                spec = spec_class(entry["kind"]).after(shape, **params)
+            except TypeError as exc:   # an unknown or missing parameter of the kind
+                raise EdgeFFError(f"{where}: layer {i + 1} ({entry['kind']}): {exc}") from None
+            except EdgeFFError as exc:
+                raise EdgeFFError(f"{where}: layer {i + 1}: {exc}") from None
+            specs.append(spec)
+            shape = spec.out_shape
+        return cls(tuple(specs))
 
     @classmethod
     def dense(cls, sizes, normalization: str = "rms") -> "ModelDescription":
@@ -95,9 +120,16 @@ class ModelDescription:
         return [self.layers[0].n_inputs, *(layer.n_outputs for layer in self.layers)]
 
     @property
-    def normalization(self) -> str:
-        """The one normalization every layer shares (the FF networks of today have one)."""
-        kinds = {layer.normalization for layer in self.layers}
+    def input_shape(self) -> tuple:
+        return self.layers[0].in_shape
+
+    @property
+    def normalization(self):
+        """The one normalization every normalizing layer shares (the FF networks of today have one); None
+        for a network of conv blocks only (their BatchNorm is not this input normalization)."""
+        kinds = {layer.normalization for layer in self.layers if hasattr(layer, "normalization")}
+        if not kinds:
+            return None
         if len(kinds) != 1:
             raise EdgeFFError(f"the layers normalize differently ({sorted(kinds)}); this EdgeFF runs one "
                               "normalization for the whole network")

@@ -135,8 +135,9 @@ def ff_tensor_shapes(arch: dict) -> dict:
         shapes |= {f"layers.{i}.{suffix}": shape for suffix, shape in layer.float_tensors().items()}
         if arch.get("qat"):
             shapes[f"layers.{i}.{QAT_ACT_SCALE_TENSOR}"] = (1,)
-    shapes["gamma"] = (n,)
-    shapes["alpha"] = (n, n)
+    if "objective" not in arch:    # the label-overlay MLP couples its layers (CFF); the layered network does not
+        shapes["gamma"] = (n,)
+        shapes["alpha"] = (n, n)
     shapes["head.weight"] = (arch["n_classes"], sum(sizes[l] for l in arch["head_layers"]))
     shapes["head.bias"] = (arch["n_classes"],)
     return shapes
@@ -159,6 +160,9 @@ def check_ff_tensors(path, tensors: dict, arch: dict):
 
 
 _ARCH_CHOICES = {"goodness": ("mean", "sum"), "collab_mode": ("none", "fixed", "adaptive")}
+# how a layered network (edgeff.train.conv_network; conv blocks, flatten, dense) was trained: channel-wise
+# competitive FF, FF with a spatial label overlay and negatives, or backprop. The MLP's files have none.
+OBJECTIVES = ("cwc", "overlay", "backprop")
 
 
 def _layer_numbers(value, n_layers: int) -> bool:
@@ -199,6 +203,9 @@ def _check_ff_settings(path, arch):
         if not isinstance(arch.get(key), str) or arch[key] not in choices:
             raise EdgeFFError(f"{path}: the architecture's '{key}' must be one of {', '.join(choices)}, "
                               f"got {arch.get(key)!r}; the file is corrupt")
+    if "objective" in arch and arch["objective"] not in OBJECTIVES:
+        raise EdgeFFError(f"{path}: the architecture's 'objective' must be one of {', '.join(OBJECTIVES)}, "
+                          f"got {arch['objective']!r}; the file is corrupt")
     if not isinstance(arch.get("qat", False), bool):
         raise EdgeFFError(f"{path}: the architecture's 'qat' must be true or false, got {arch['qat']!r}")
     value = arch.get("label_value")

@@ -7,6 +7,10 @@ profiler cost model and its board-image encoding. Every backend walks a model de
 asks the registry for the facet of each layer's kind, like TensorFlow Lite Micro's op resolver: the
 backends never name a layer kind, so a new kind is a new folder, not an edit of every backend.
 
+A kind declares the facets it has (FACETS in its package, edgeff/ops/<kind>/__init__.py): a kind that is
+built for some backends only (conv2d trains and profiles, but has no integer code yet) is refused by the
+others with a message naming the kind and what is missing, never half-run.
+
 Facets are imported on first use by name, so this module, the model description and the torch-free
 backends never load the trainer's or the exporters' dependencies (torch, Brevitas, onnx) to find a
 layer's runtime code. Which facet may import what is checked by the import-linter contracts in
@@ -16,18 +20,37 @@ import importlib
 
 from edgeff.errors import EdgeFFError
 
-KINDS = ("dense",)
-# the modules every op folder has (tests/test_op_registry.py checks each kind has each, with its functions)
+KINDS = ("dense", "conv2d", "flatten")
+# the modules an op folder may have (tests/test_op_registry.py checks each declared one has its functions)
 FACETS = ("spec", "torch_module", "ptq", "runtime", "onnx_writer", "tflite_writer", "cost", "board_image")
+# what a user was doing when a kind lacks the facet: "quantizing conv2d layers is not supported yet"
+DOING = {"spec": "describing {} layers", "torch_module": "training {} layers", "ptq": "quantizing {} layers",
+         "runtime": "running {} layers in the integer runtime", "onnx_writer": "exporting {} layers to ONNX",
+         "tflite_writer": "exporting {} layers to TFLite", "cost": "profiling {} layers",
+         "board_image": "writing {} layers into a board image"}
+
+
+def _check_kind(kind: str):
+    if kind not in KINDS:
+        raise EdgeFFError(f"unknown layer kind {kind!r}; this EdgeFF knows {', '.join(KINDS)} "
+                          "(a newer EdgeFF may have written the model: upgrade to read it)")
+
+
+def facets_of(kind: str) -> tuple:
+    """The facets a kind declares (edgeff/ops/<kind>/__init__.py's FACETS)."""
+    _check_kind(kind)
+    return importlib.import_module(f"edgeff.ops.{kind}").FACETS
 
 
 def facet(kind: str, name: str):
     """The module edgeff.ops.<kind>.<name>: one layer kind's code for one backend."""
-    if kind not in KINDS:
-        raise EdgeFFError(f"unknown layer kind {kind!r}; this EdgeFF knows {', '.join(KINDS)} "
-                          "(a newer EdgeFF may have written the model: upgrade to read it)")
+    _check_kind(kind)
     if name not in FACETS:
         raise ValueError(f"unknown facet {name!r}; the facets are {', '.join(FACETS)}")
+    if name not in facets_of(kind):
+        raise EdgeFFError(f"{DOING[name].format(kind)} is not supported yet: edgeff/ops/{kind}/ has no {name} "
+                          f"facet (it has {', '.join(facets_of(kind))}); keep this model in float "
+                          "(`edgeff train`, `edgeff eval`, `edgeff profile`)")
     return importlib.import_module(f"edgeff.ops.{kind}.{name}")
 
 

@@ -37,3 +37,28 @@ def evaluate_split(scores_fn, one_pass_predict_fn, labels: np.ndarray, layers, m
     if mode in ("one", "both"):
         out["one_pass"] = float((np.asarray(one_pass_predict_fn()) == labels).mean())
     return out
+
+
+def early_exit(scores: np.ndarray, labels: np.ndarray, layer_macs, threshold: float, exits, final_layers) -> dict:
+    """Early-exit inference (LightFF, seed 002 sec. II-B d) from every layer's goodness.
+
+    A sample stops at the first layer of `exits` (1-based, increasing) whose confidence, the largest
+    softmax probability of its class goodness, reaches `threshold`, and takes that layer's argmax; a
+    sample no layer is sure of runs to the end and takes the argmax of `final_layers`' summed goodness.
+    layer_macs[l - 1]: MACs of layer l for one image. Returns the accuracy, the mean MACs per image (the
+    layers run up to the exit) and the share of samples that left at each exit layer."""
+    cumulative = np.cumsum(layer_macs)
+    n = len(labels)
+    pred = scores[[l - 1 for l in final_layers]].sum(axis=0).argmax(axis=1)
+    exit_layer = np.full(n, max(max(final_layers), max(exits)))
+    undecided = np.ones(n, bool)
+    for l in exits:
+        g = scores[l - 1] - scores[l - 1].max(axis=1, keepdims=True)
+        p = np.exp(g) / np.exp(g).sum(axis=1, keepdims=True)
+        leave = undecided & (p.max(axis=1) >= threshold)
+        pred[leave] = g[leave].argmax(axis=1)
+        exit_layer[leave] = l
+        undecided &= ~leave
+    return {"threshold": float(threshold), "accuracy": float((pred == labels).mean()),
+            "macs_per_image": float(cumulative[exit_layer - 1].mean()),
+            "exit_share": {int(l): float((exit_layer == l).mean()) for l in sorted(set(exit_layer.tolist()))}}

@@ -12,7 +12,7 @@ has drifted. Regenerate with
 import sys
 
 from edgeff.csrc import KERNELS, PROTOCOL
-from edgeff.op_registry import KINDS
+from edgeff.op_registry import KINDS, facets_of
 from edgeff.runtime import int_model, int_training, master_weights
 from firmware_bridge import board_image, framing
 from firmware_bridge import messages as m
@@ -93,8 +93,10 @@ def kernel_constants_header() -> str:
         signed("EF_MAX_LAYERS", board_image.MAX_LAYERS, "FF layers a board image and a trainer hold"),
         define("EF_NEGATIVE_LABEL_SALT", int_training.NEGATIVE_LABEL_SALT, "negative labels: hash key seed ^ salt"),
         "",
-        "/* the layer kinds (edgeff.op_registry.KINDS, in its order): ef_ff_layer.kind selects a layer's kernels */",
-        _enum("ef_layer_kind", "EF_LAYER_", ((kind.upper(), i) for i, kind in enumerate(KINDS))),
+        "/* the layer kinds with integer kernels (edgeff.op_registry.KINDS that have a runtime facet, numbered by",
+        "   their place in KINDS): ef_ff_layer.kind selects a layer's kernels */",
+        _enum("ef_layer_kind", "EF_LAYER_", ((kind.upper(), i) for i, kind in enumerate(KINDS)
+                                             if "runtime" in facets_of(kind))),
     ])
 
 

@@ -28,8 +28,8 @@ def test_dense_description_round_trips_through_the_header():
 
 
 def test_unknown_layer_kind_is_refused_naming_it_and_the_known_kinds():
-    with pytest.raises(EdgeFFError, match=r"unknown layer kind 'conv2d'; this EdgeFF knows dense"):
-        parse_layer({"kind": "conv2d", "in_channels": 1})
+    with pytest.raises(EdgeFFError, match=r"unknown layer kind 'conv3d'; this EdgeFF knows dense, conv2d, flatten"):
+        parse_layer({"kind": "conv3d", "in_channels": 1})
     with pytest.raises(EdgeFFError, match=r"unknown \['bias'\]"):
         parse_layer({"kind": "dense", "in_features": 4, "out_features": 2, "bias": True})
     with pytest.raises(EdgeFFError, match=r"missing \['out_features'\]"):

@@ -13,8 +13,41 @@ def register(sub):
                     help="multi-pass (goodness per label), one-pass (softmax head) or both")
     sp.add_argument("--layers", help="comma-separated layers to sum in multi-pass, e.g. 1,2 "
                                      "(default: the layers chosen at training)")
+    sp.add_argument("--early-exit", metavar="T1,T2,...",
+                    help="layered FF models: also early-exit inference (LightFF) at these confidence thresholds "
+                         "(0..1): accuracy and MACs per image against the threshold")
     data_dir_option(sp)
     json_flag(sp)
+
+
+def early_exit_table(net, images, labels, thresholds, final_layers) -> list:
+    """Early-exit accuracy and MACs per image at each threshold (edgeff.scoring.early_exit) of a layered FF
+    network (edgeff.train.conv_network): any trained layer may exit; each layer's MACs from its cost facet
+    (one pass for channel-wise competitive FF, one per class for the label overlay)."""
+    from edgeff.errors import EdgeFFError
+    from edgeff.profiler.energy_model import layer_costs
+    from edgeff.scoring import early_exit
+    from edgeff.train.evaluate import label_scores
+
+    if getattr(net, "objective", None) not in ("cwc", "overlay"):
+        raise EdgeFFError("--early-exit needs a layered FF network (conv blocks, objective cwc or overlay) whose "
+                          "layers each predict; this model is not one")
+    workload = "inference_one_pass" if net.objective == "cwc" else "inference_multi_pass"
+    macs = [row.macs for row in layer_costs(workload, net.description, net.n_classes)]
+    scores = label_scores(net, images)
+    return [early_exit(scores, labels, macs, t, [k + 1 for k in net.trained], final_layers) for t in thresholds]
+
+
+def _thresholds(text: str) -> list:
+    from edgeff.errors import EdgeFFError
+
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0 <= v <= 1 for v in values):
+        raise EdgeFFError(f"--early-exit {text!r}: give confidence thresholds between 0 and 1, e.g. 0.5,0.9,0.99")
+    return values
 
 
 def run(args):
@@ -27,6 +60,9 @@ def run(args):
     layers = arch.get("eval_layers")
     if args.layers:
         layers = layer_list("--layers", "layers", int_list("--layers", args.layers), len(arch["sizes"]) - 1)
+    thresholds = _thresholds(args.early_exit) if args.early_exit else None
+    if arch.get("objective") == "backprop" and args.mode == "both":
+        args.mode = "one"   # a backprop network has no goodness: its softmax head is its prediction
     if arch.get("kind") == ModelKind.INT8:
         from edgeff.runtime.int_model import IntFFModel, evaluate_int
 
@@ -36,7 +72,10 @@ def run(args):
         from edgeff.train.evaluate import evaluate
         from edgeff.train.model_io import load_network
 
-        scores = evaluate(load_network(args.model)[0], split.images, split.labels, layers, args.mode)
+        net = load_network(args.model)[0]
+        scores = evaluate(net, split.images, split.labels, layers, args.mode)
+        if thresholds:
+            scores["early_exit"] = early_exit_table(net, split.images, split.labels, thresholds, layers)
         arithmetic = "float32 (torch)"
     result = {"model": str(args.model), "split": args.split, "arithmetic": arithmetic, **scores}
     lines = [f"{args.model} on {args.split} ({result['n_samples']} samples), {arithmetic}:"]
@@ -45,4 +84,9 @@ def run(args):
         lines += [f"    layer {i + 1} alone {a:.4f}" for i, a in enumerate(result["per_layer"])]
     if "one_pass" in result:
         lines.append(f"  one-pass accuracy   {result['one_pass']:.4f} (softmax head)")
+    if "early_exit" in result:
+        lines.append("  early exit: threshold  accuracy  MACs/image  exits per layer")
+        lines += [f"    {e['threshold']:>17.3f}  {e['accuracy']:.4f}  {e['macs_per_image']:10.0f}  "
+                  + ", ".join(f"{l}: {share:.2f}" for l, share in e["exit_share"].items())
+                  for e in result["early_exit"]]
     print_result(args, result, "\n".join(lines))

@@ -31,10 +31,11 @@ def register(sub):
 
 def run(args):
     from edgeff.data.datasets import load_dataset
+    from edgeff.train import conv_trainer, trainer
     from edgeff.train.config import load_config
-    from edgeff.train.trainer import train
 
     cfg = load_config(model_config(args.config))
+    train = conv_trainer.train if cfg.layered else trainer.train
     out = check_out_path(args.out or Path("runs") / cfg.name, directory=True)
     for key in ("seed", "epochs"):
         if getattr(args, key) is not None:
@@ -44,7 +45,9 @@ def run(args):
     data = load_dataset(args.data_dir, val_size=cfg.train.val_size, val_fraction=cfg.train.val_fraction)
     metrics = train(cfg, data, out, fresh=args.fresh, quiet=progress_off(args))
     val = metrics["val"]
+    accuracy = ", ".join(f"{name} {val[key]:.4f}" for key, name in (("multi_pass", "multi-pass"),
+                                                                     ("one_pass", "one-pass")) if key in val)
     print_result(args, {k: v for k, v in metrics.items() if k != "history"},
                  f"{cfg.name}: {metrics['epochs_run']} epochs in {metrics['train_seconds']:.1f} s; validation "
-                 f"multi-pass {val['multi_pass']:.4f}, one-pass {val['one_pass']:.4f}\n"
+                 f"{accuracy}\n"
                  f"model: {metrics['model_file']}\nplots: {', '.join(metrics['plots'])}")

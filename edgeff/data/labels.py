@@ -38,3 +38,19 @@ def hardest_wrong_labels(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     lowest = np.iinfo(masked.dtype).min if masked.dtype.kind in "iu" else -np.inf
     masked[np.arange(len(labels)), labels] = lowest
     return masked.argmax(axis=1)
+
+
+def spatial_label_patterns(shape, n_classes: int, amplitude: float) -> np.ndarray:
+    """(n_classes, C, H, W) float32: the label overlay of a convolutional FF network, one 2D Fourier mode
+    per label added to the whole image (Scodellaro's spatially extended label, seed 002 sec. II-B a), so
+    every filter at every position sees the label. Label j is a cosine of amplitude `amplitude`, its wave
+    turned by j * pi / n_classes and a wavelength of a quarter of the image's larger side: the labels
+    differ in orientation only."""
+    c, h, w = shape
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    wavelength = max(h, w) / 4
+    out = np.empty((n_classes, c, h, w), np.float32)
+    for j in range(n_classes):
+        angle = np.pi * j / n_classes
+        out[j] = amplitude * np.cos(2 * np.pi * (rows * np.cos(angle) + cols * np.sin(angle)) / wavelength)
+    return out

@@ -29,12 +29,12 @@ def build(path):
     if arch.get("kind") != ModelKind.FLOAT:
         raise EdgeFFError(f"{path}: not a float FF model (architecture kind {arch.get('kind')!r}); the float "
                           "ONNX export takes `edgeff train` output (int8 models export with --int8 formats)")
+    layers = ModelDescription.from_header(arch["layers"], str(path)).layers
+    writers = [layer_facet(spec, "onnx_writer") for spec in layers]   # a kind without a writer is refused first
     if arch["normalization"] not in ("rms", "length") or arch["goodness"] not in ("mean", "sum"):
         raise EdgeFFError(f"{path}: cannot export normalization {arch['normalization']!r} / goodness "
                           f"{arch['goodness']!r}: the ONNX exporter knows rms/length and mean/sum")
-    layers = ModelDescription.from_header(arch["layers"], str(path)).layers
     c, value = arch["n_classes"], float(arch["label_value"])
-    writers = [layer_facet(spec, "onnx_writer") for spec in layers]
     params = [writer.float_parameters(spec, i, tensors)
               for i, (writer, spec) in enumerate(zip(writers, layers, strict=True))]
     d_in, n_layers = layers[0].n_inputs, len(layers)

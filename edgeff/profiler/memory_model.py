@@ -20,7 +20,9 @@ How the peak follows from them differs with the allocator:
     Backprop's classifier keeps its logits and log-probabilities, and one gradient of the widest layer
     is in flight (counted on the first layer).
   int8, board (static buffers, the firmware's layout): everything is allocated at once, so the peak is
-    the sum. FF's buffers are edgeff.runtime.memory_plan's (batch 1; activations scale with the batch).
+    the sum. FF's buffers are edgeff.runtime.memory_plan's (batch 1; activations scale with the batch)
+    where every layer's kind runs in the integer runtime; a network with a kind that does not yet (conv2d)
+    is estimated from its cost facets (int8_parameters, int8_ff_memory): an estimate, not a plan.
     Backprop keeps the same weights, masters and constants per layer, plus a classifier layer, each
     layer's int8 output for the backward pass and its int32 error (delta).
 What each layer kind holds is its cost facet's (edgeff/ops/<kind>/cost.py, through edgeff.op_registry).
@@ -29,6 +31,7 @@ from dataclasses import asdict, dataclass
 
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription
+from edgeff.op_registry import facets_of
 from edgeff.profiler.layers import classifier, cost, description
 from edgeff.runtime.memory_plan import training_plan
 
@@ -82,7 +85,38 @@ def _float32_layers(method: str, model: ModelDescription, batch: int, n_classes:
     return rows
 
 
+def planned(model: ModelDescription) -> bool:
+    """Whether the runtime's memory plan lays out this network (every kind has an integer runtime)."""
+    return all("runtime" in facets_of(spec.kind) for spec in model.layers)
+
+
+def _int8_layers_estimated(method: str, model: ModelDescription, batch: int, n_classes: int) -> list:
+    """int8 rows of a network the memory plan does not lay out, from each kind's cost facet: every layer's
+    parameters, masters and constants; for FF, which updates one layer at a time, one set of update buffers
+    the size of the largest layer's (int8_ff_memory, in the shared row); for backprop every layer's output
+    and error at once (int8_backprop_memory) and its classifier."""
+    shared = LayerMemory("shared", activations=batch * model.layers[0].n_inputs)    # the uint8 input
+    specs = list(model.layers)
+    if method == "backprop":
+        specs.append(classifier(model.layers[-1].n_outputs, n_classes))
+    rows = []
+    for i, spec in enumerate(specs):
+        rows.append(LayerMemory(f"layer {i + 1}" if i < len(model.layers) else "classifier",
+                                **cost(spec).int8_parameters(spec)))
+        if method == "backprop":
+            for field, size in cost(spec).int8_backprop_memory(spec, batch).items():
+                setattr(rows[-1], field, size)
+    if method == "ff":
+        updates = [cost(spec).int8_ff_memory(spec, batch) for spec in model.layers]
+        widest = max(updates, key=lambda u: sum(u.values()))
+        shared.activations += widest["activations"]
+        shared.scratch, shared.gradients = widest["scratch"], widest["gradients"]
+    return [shared, *rows]
+
+
 def _int8_layers(method: str, model: ModelDescription, batch: int, n_classes: int, head_layers, norm_bits) -> list:
+    if not planned(model):
+        return _int8_layers_estimated(method, model, batch, n_classes)
     sizes = model.sizes
     plan = training_plan(sizes, n_classes, head_layers or [len(sizes) - 1], norm_bits)
     rows = [LayerMemory("shared")] + [LayerMemory(f"layer {k}") for k in range(1, len(model.layers) + 1)]

@@ -18,6 +18,7 @@ from edgeff.profiler.memory_model import (
     layer_memory,
     layer_update_bytes,
     peak_bytes,
+    planned,
 )
 
 
@@ -51,6 +52,9 @@ def measured_section(arch: dict, batch: int, model_path=None, measure_torch=None
     edgeff.train.torch_memory.measure_torch; the profiler runs no torch itself), NumPy int8 for int8 model
     files."""
     sizes, classes = arch["sizes"], arch["n_classes"]
+    if measure_torch is not None and any(len(spec.in_shape) == 3 for spec in arch["layers"].layers):
+        raise EdgeFFError("--measure trains an MLP of the model's sizes in torch; measuring a network with conv "
+                          "blocks is not supported yet: profile it without --measure (the analytic model)")
     out = {}
     for method in METHODS if measure_torch is not None else ():
         rows = layer_memory(method, "float32", arch["layers"], batch, classes)
@@ -88,9 +92,10 @@ def fit_section(arch: dict, profile) -> dict:
                             arch["norm_bits"])
         need_sram, need_flash = sum(r.sram for r in rows), sum(r.constants for r in rows)
         out[f"train_{method}_int8"] = {"sram_bytes": need_sram, "flash_bytes": need_flash,
-                                       "fits": need_sram <= sram and need_flash <= flash,
-                                       "largest_hidden_width": largest_width(method, arch["layers"], sram, flash,
-                                                                             arch["n_classes"])}
+                                       "fits": need_sram <= sram and need_flash <= flash}
+        if planned(arch["layers"]):   # the MLP of the same depth whose hidden width just fits
+            out[f"train_{method}_int8"]["largest_hidden_width"] = largest_width(method, arch["layers"], sram, flash,
+                                                                                arch["n_classes"])
     inf = inference_memory(arch["layers"], arch["n_classes"])
     out["inference_int8"] = {"sram_bytes": inf["sram"], "flash_bytes": inf["flash"],
                              "fits": inf["sram"] <= sram and inf["flash"] <= flash}

@@ -72,10 +72,11 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
     if not 0.0 < arch["label_value"] <= 1.0:
         raise EdgeFFError(f"{float_model_path}: label_value {arch['label_value']} cannot be an int8 input "
                           "pixel (it must lie in (0, 1], the range of a pixel / 255)")
+    facets = [layer_facet(spec, "ptq") for spec in net.specs]   # a kind without PTQ is refused before any work
     acts, logits = _calibration_activities(net, calib_images, calib_labels)
     tensors, layers_q = {}, []
-    for i, (spec, layer) in enumerate(zip(net.specs, net.layers, strict=True)):
-        layer_tensors, entry = layer_facet(spec, "ptq").quantize(spec, layer, i, acts[i], net.qat, percentile,
+    for i, (facet, spec, layer) in enumerate(zip(facets, net.specs, net.layers, strict=True)):
+        layer_tensors, entry = facet.quantize(spec, layer, i, acts[i], net.qat, percentile,
                                                                  norm_bits, rounding)
         tensors |= layer_tensors
         layers_q.append(entry)

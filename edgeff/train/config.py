@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edgeff.data.datasets import DEFAULT_VAL_FRACTION
 from edgeff.errors import EdgeFFError
+from edgeff.model_description import ModelDescription
 
 
 @dataclass
@@ -21,6 +22,12 @@ class ModelConfig:
     label_value: float = 1.0      # value of the one-hot label pixels
     normalization: str = "rms"    # "rms" (unit mean square) or "length" (unit length, Hinton's)
     qat: bool = False             # quantization-aware training of the layers with Brevitas (edgeff/train/qat.py)
+    # a layered network (edgeff.train.conv_network) instead of sizes: its layers, each a table with a kind
+    # ("conv2d", "flatten", "dense") and that kind's parameters less its input size, which comes from the layer
+    # before (the first from input_shape); and how it learns: "cwc", "overlay" or "backprop"
+    layers: list = None
+    input_shape: list = None      # (channels, height, width) of an image, e.g. [1, 28, 28]
+    objective: str = None         # layered networks only; default "cwc"
 
 
 @dataclass
@@ -36,7 +43,14 @@ class TrainConfig:
     epochs: int = 20              # fast: epochs in all; paper: epochs per layer
     batch_size: int = 256         # paper protocol: 0 means the whole training set (full batch)
     lr: float = 0.01
-    lr_schedule: str = "cosine"   # "cosine" (with warm-up) or "constant"
+    lr_schedule: str = "cosine"   # "cosine" (with warm-up), "constant" or "multistep" (milestones, lr_factor)
+    milestones: list = field(default_factory=list)   # multistep: epochs (1-based) after which lr *= lr_factor
+    lr_factor: float = 0.1        # multistep: the factor (torch's MultiStepLR gamma)
+    # layered networks: which layers a loss reaches (edgeff.train.schedules): "greedy", "chunked" or
+    # "overlapping", with `chunk` layers a group; chunked boundaries shift every step when `alternate`
+    schedule: str = "greedy"
+    chunk: int = 2
+    alternate: bool = True
     warmup_epochs: float = 0.5
     loss: str = "softplus"        # "softplus" (theta threshold, seed 002 eq. 1) or "symba"
     theta: float = 2.0
@@ -65,11 +79,32 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     @property
+    def layered(self) -> bool:
+        """A network of typed layers (conv blocks, flatten, dense) rather than an FF MLP of sizes."""
+        return self.model.layers is not None
+
+    @property
     def n_layers(self):
-        return len(self.model.sizes) - 1
+        return len(self.model.layers) if self.layered else len(self.model.sizes) - 1
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """The config as a dictionary (kept in model files and checkpoints). The keys of layered networks and
+        of the multistep schedule are left out where unused, so an MLP config keeps writing the bytes it
+        wrote before they existed."""
+        d = dataclasses.asdict(self)
+        if not self.layered:
+            for key in LAYERED_KEYS["model"]:
+                d["model"].pop(key)
+            for key in LAYERED_KEYS["train"]:
+                d["train"].pop(key)
+        if self.train.lr_schedule != "multistep":
+            for key in MULTISTEP_KEYS:
+                d["train"].pop(key)
+        return d
+
+
+LAYERED_KEYS = {"model": ("layers", "input_shape", "objective"), "train": ("schedule", "chunk", "alternate")}
+MULTISTEP_KEYS = ("milestones", "lr_factor")
 
 
 _CHOICES = {
@@ -77,14 +112,16 @@ _CHOICES = {
     ("model", "normalization"): ("rms", "length"),
     ("collab", "mode"): ("none", "fixed", "adaptive"),
     ("train", "protocol"): ("fast", "paper"),
-    ("train", "lr_schedule"): ("cosine", "constant"),
+    ("train", "lr_schedule"): ("cosine", "constant", "multistep"),
+    ("train", "schedule"): ("greedy", "chunked", "overlapping"),
+    ("model", "objective"): ("cwc", "overlay", "backprop"),
     ("train", "loss"): ("softplus", "symba"),
     ("train", "negatives"): ("random", "hard"),
 }
 
 
 def _check_type(where, key, value, default):
-    if default is None or key == "layers":  # checked in _validate: a list of layers or "auto"
+    if default is None or key in ("layers", "milestones"):  # checked in _validate
         return value
     if isinstance(default, bool) or isinstance(value, bool):
         ok = isinstance(value, bool) and isinstance(default, bool)
@@ -137,13 +174,31 @@ def config_from_dict(raw: dict, source="config") -> Config:
 
 def _validate(cfg: Config, source: str):
     m, t, e = cfg.model, cfg.train, cfg.eval
-    if m.sizes is None:
+    if m.layers is not None:
+        _validate_layered(cfg, source)
+    elif m.sizes is None:
         raise EdgeFFError(f"{source}: [model] sizes is missing; every config names its network, e.g. "
-                          "[model] sizes = [784, 500, 500] (input width, then hidden widths)")
-    if not isinstance(m.sizes, list) or len(m.sizes) < 2 \
+                          "[model] sizes = [784, 500, 500] (input width, then hidden widths), or a layered "
+                          "one with [model] layers and input_shape")
+    elif not isinstance(m.sizes, list) or len(m.sizes) < 2 \
             or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in m.sizes):
         raise EdgeFFError(f"{source} [model]: 'sizes' must list the input width and at least one hidden "
                           f"width, all positive integers; got {m.sizes}")
+    else:
+        for key in ("input_shape", "objective"):
+            if getattr(m, key) is not None:
+                raise EdgeFFError(f"{source} [model]: '{key}' is for a layered network ([model] layers), "
+                                  "not an MLP of sizes")
+    ms = t.milestones
+    if not (isinstance(ms, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ms)
+            and ms == sorted(set(ms))):
+        raise EdgeFFError(f"{source} [train]: 'milestones' must list epochs (1 or more) in increasing order, "
+                          f"got {t.milestones!r}")
+    if t.lr_factor <= 0:
+        raise EdgeFFError(f"{source} [train]: 'lr_factor' must be positive")
+    if t.chunk < 1 or (t.schedule == "overlapping" and t.chunk < 2):
+        raise EdgeFFError(f"{source} [train]: 'chunk' must be at least 1 (2 for the overlapping schedule), "
+                          f"got {t.chunk}")
     for section in (m, cfg.collab, t, e):   # TOML spells inf and nan; no setting means either
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
@@ -172,10 +227,38 @@ def _validate(cfg: Config, source: str):
     if e.layers != "auto":
         e.layers = layer_list(f"{source} [eval]", "layers", e.layers, n)
     if e.head_layers is None:
-        e.head_layers = list(range(2, n + 1)) if n > 1 else [1]
+        e.head_layers = [n] if cfg.layered else list(range(2, n + 1)) if n > 1 else [1]
     e.head_layers = layer_list(f"{source} [eval]", "head_layers", e.head_layers, n)
     if e.head_epochs < 0:
         raise EdgeFFError(f"{source} [eval]: 'head_epochs' must be 0 or more")
+
+
+def _validate_layered(cfg: Config, source: str):
+    """A layered network's keys: its layers chain from input_shape (checked by building the description)."""
+    m = cfg.model
+    if m.sizes is not None:
+        raise EdgeFFError(f"{source} [model]: give 'sizes' (an MLP) or 'layers' (a layered network), not both")
+    shape = m.input_shape
+    if not (isinstance(shape, list) and len(shape) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+        raise EdgeFFError(f"{source} [model]: a layered network needs 'input_shape' = [channels, height, width] "
+                          f"of its images, e.g. [1, 28, 28]; got {shape!r}")
+    if not (isinstance(m.layers, list) and m.layers):
+        raise EdgeFFError(f"{source} [model]: 'layers' must be a non-empty list of layer tables")
+    ModelDescription.chain(shape, m.layers, f"{source} [model] layers")
+    if m.objective is None:
+        m.objective = "cwc"
+    if m.qat:
+        raise EdgeFFError(f"{source} [model]: quantization-aware training of layered networks is not "
+                          "supported yet; set qat = false")
+    if cfg.collab.mode != "none":
+        raise EdgeFFError(f"{source} [collab]: collaboration (CFF) is for MLPs; a layered network takes "
+                          "mode = \"none\"")
+
+
+def description_of(cfg: Config):
+    """The model description of a layered config."""
+    return ModelDescription.chain(cfg.model.input_shape, cfg.model.layers)
 
 
 def load_config(path) -> Config:

@@ -13,6 +13,7 @@ Goodness G_l = mean (or sum) of the squared activities of layer l. Collaborative
 with the other layers' goodness detached, so the coupling reweights layer l's own update without
 sending gradient into layer k. F-CFF keeps gamma fixed; A-CFF learns it (eq. 7).
 """
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,6 +22,11 @@ from edgeff.model_description import ModelDescription
 from edgeff.op_registry import layer_facet
 
 EPS = 1e-8
+
+
+def images_to_input(images: np.ndarray, n_classes: int) -> torch.Tensor:
+    """uint8 images -> float32 in [0, 1] with the label pixels zeroed (the x0 of FFNetwork)."""
+    return overlay_neutral(torch.from_numpy(images.astype(np.float32) / 255.0), n_classes, 0.0)
 
 
 def normalize(x: torch.Tensor, kind: str = "rms") -> torch.Tensor:
@@ -64,6 +70,10 @@ class FFNetwork(nn.Module):
     @property
     def n_layers(self):
         return len(self.layers)
+
+    def inputs(self, images: np.ndarray) -> torch.Tensor:
+        """The network's input x0 for uint8 images (label pixels zeroed)."""
+        return images_to_input(images, self.n_classes)
 
     def activities(self, x: torch.Tensor) -> list:
         """ReLU outputs of every layer for inputs x (label already embedded)."""

@@ -55,9 +55,16 @@ def epoch_plan(cfg: Config) -> list:
     return [([layer], i, e) for layer in range(n) for i in range(e)]
 
 
-def lr_multiplier(cfg: Config, step: int, total: int, warmup: int) -> float:
+def multistep_multiplier(cfg: Config, epoch: int) -> float:
+    """torch's MultiStepLR: lr_factor once for every milestone reached after `epoch` epochs (0-based)."""
+    return cfg.train.lr_factor ** sum(epoch >= m for m in cfg.train.milestones)
+
+
+def lr_multiplier(cfg: Config, step: int, total: int, warmup: int, steps_per_epoch: int = 1) -> float:
     if cfg.train.lr_schedule == "constant":
         return 1.0
+    if cfg.train.lr_schedule == "multistep":
+        return multistep_multiplier(cfg, step // steps_per_epoch)
     ramp = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
     return ramp * 0.5 * (1.0 + math.cos(math.pi * step / total))
 
@@ -98,7 +105,7 @@ def fit_head(net: FFNetwork, images: np.ndarray, labels: np.ndarray, epochs: int
         return
     notice(f"one-pass head: features of {len(labels)} training images", quiet)
     with torch.no_grad():
-        feats = torch.cat([net.head_features(images_to_input(images[i:i + SCORE_CHUNK], net.n_classes))
+        feats = torch.cat([net.head_features(net.inputs(images[i:i + SCORE_CHUNK]))
                            for i in range(0, len(images), SCORE_CHUNK)])
     y = torch.from_numpy(labels)
     opt = torch.optim.Adam(net.head.parameters(), lr=3e-3)
@@ -167,7 +174,7 @@ def train(cfg: Config, data: Dataset, out_dir, fresh=False, quiet=False) -> dict
         warmup = int(t.warmup_epochs * steps_per_epoch)
         for s in range(steps_per_epoch):
             step = phase_epoch * steps_per_epoch + s
-            mult = lr_multiplier(cfg, step, phase_steps, warmup)
+            mult = lr_multiplier(cfg, step, phase_steps, warmup, steps_per_epoch)
             optimizer.param_groups[0]["lr"] = t.lr * mult
             idx = torch.from_numpy(order[s * batch:(s + 1) * batch])
             x0, y = x_train[idx], y_train[idx]

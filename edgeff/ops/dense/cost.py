@@ -61,6 +61,15 @@ def int8_backprop_memory(spec, batch: int) -> dict:
             "gradients": INT32 * (weights + biases) if batch > 1 else 0}
 
 
+def int8_ff_memory(spec, batch: int) -> dict:
+    """Bytes of the layer's int8 FF update beyond its parameters in a network the runtime's memory plan does
+    not lay out (after conv blocks; an MLP's are the plan's): per sample its int8 normalized input and output
+    and an int32 error per unit; a batch's int32 gradient sums."""
+    weights, biases = gradient_elements(spec)
+    return {"activations": batch * (spec.in_features + spec.out_features * (1 + INT32)), "scratch": 0,
+            "gradients": INT32 * (weights + biases) if batch > 1 else 0}
+
+
 def int8_parameters(spec) -> dict:
     """Bytes of the int8 layer's parameters outside the memory plan (backprop's classifier): int8 weights
     and int32 biases, their int16 and int32 masters, the int32 multipliers and shifts in flash."""

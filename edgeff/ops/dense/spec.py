@@ -35,6 +35,22 @@ class DenseSpec:
             raise EdgeFFError(f"dense layer: 'activation' must be one of {', '.join(ACTIVATIONS)}, "
                               f"got {self.activation!r}")
 
+    @classmethod
+    def after(cls, shape: tuple, **params) -> "DenseSpec":
+        """The dense layer that takes the previous layer's activities (of `shape`, flattened)."""
+        n = 1
+        for side in shape:
+            n *= side
+        return cls(n, **params)
+
+    @property
+    def in_shape(self) -> tuple:
+        return (self.in_features,)
+
+    @property
+    def out_shape(self) -> tuple:
+        return (self.out_features,)
+
     @property
     def n_inputs(self) -> int:
         """Values one sample feeds this layer (flattened)."""

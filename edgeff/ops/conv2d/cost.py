@@ -1,0 +1,137 @@
+"""The conv block's cost for the profiler: training and inference memory and operation counts.
+
+Sizes, for a block with C_in x H x W inputs, C_out k x k filters, a C_out x Ho x Wo convolution output and
+a C_out x Hp x Wp pooled output:
+  parameters   P = C_out * C_in * k^2 filter weights, C_out biases, 2 C_in BatchNorm scale and shift
+               (and 2 C_in running statistics, kept with the weights)
+  MACs         M = P * Ho * Wo per image (the BatchNorm adds C_in * H * W multiply-adds)
+
+Memory, float32 (torch, Adam), channel-wise competitive FF (one pass: no negative copy, seed 002 eq. 3):
+  activations  what autograd keeps for the block's backward pass: the BatchNorm input and output
+               (2 C_in H W), the convolution output and the ReLU output (2 C_out Ho Wo), the pooled output
+               and its goodness squares (2 C_out Hp Wp) and MaxPool's int64 indices, per sample; FF keeps
+               one block's at a time, backprop every block's at once (edgeff.profiler.memory_model)
+  scratch      the larger of Adam's two temporaries of the filter bank and one image's im2col buffer
+               (C_in k^2 x Ho Wo): torch's CPU convolution unfolds one image at a time
+Memory, int8 (a board, CMSIS-NN's arm_convolve_s8 layout; the board's runtime is issue 19's):
+  inference    flash: int8 filters, int32 bias, per-channel int32 multiplier and shift (BatchNorm folded
+               into the filters); SRAM: the int8 input and output and the im2col scratch of two columns of
+               int16 (2 x C_in k^2 x 2 bytes)
+  training     (estimates) the block's int8 BatchNorm output, convolution output and pooled output, an
+               int32 error per convolution output and the im2col scratch: backprop keeps every block's
+               until its backward pass, FF one block's at a time; a batch sums int32 gradients
+
+Operation counts per image or training sample (MACs):
+  inference, one pass   M; multi-pass (label overlay) runs the block once per class
+  FF training sample    M forward, M for the filter gradient and M for the input gradient inside the block
+                        (the BatchNorm's parameters need it): 3M, the same for backprop, whose first block
+                        too needs its input gradient for its BatchNorm; FF's saving is memory, not MACs
+"""
+FLOAT = 4
+INT32 = 4
+INDEX = 8    # MaxPool2d keeps an int64 index per pooled value
+# bytes moved per weight, per activation and per weight update (its update state's traffic), as the dense layer
+TRAFFIC = {"int8": (1, 1, 2 + 2 + 1), "float32": (4, 4, 28)}
+
+
+def _filters(spec) -> int:
+    return spec.out_channels * spec.in_channels * spec.kernel * spec.kernel
+
+
+def _params(spec) -> int:
+    return _filters(spec) + spec.out_channels + 2 * spec.in_channels
+
+
+def _sizes(spec) -> tuple[int, int, int]:
+    """Values per sample: (input, convolution output, pooled output)."""
+    c, h, w = spec.conv_shape
+    return spec.n_inputs, c * h * w, spec.n_outputs
+
+
+def macs(spec) -> int:
+    """Multiply-accumulates of one image's forward pass (convolution and BatchNorm)."""
+    _, ho, wo = spec.conv_shape
+    return _filters(spec) * ho * wo + spec.n_inputs
+
+
+def im2col_elements(spec) -> int:
+    """One image's im2col matrix: C_in k^2 rows, one column per output pixel."""
+    _, ho, wo = spec.conv_shape
+    return spec.in_channels * spec.kernel * spec.kernel * ho * wo
+
+
+def _saved_per_sample(spec, method: str) -> int:
+    x, conv, pooled = _sizes(spec)
+    kept = 2 * x + 2 * conv + (2 * pooled if method == "ff" else pooled)
+    return FLOAT * kept + (INDEX * pooled if spec.pool > 1 else 0)
+
+
+def float32_memory(spec, method: str, batch: int) -> dict:
+    """Bytes of float32 training with Adam, by what they hold; method "ff" (channel-wise competitive, one
+    pass) or "backprop"."""
+    params = _params(spec) + 2 * spec.in_channels     # + the BatchNorm's running statistics
+    trained = _params(spec)
+    return {"weights": FLOAT * params, "update_state": 2 * FLOAT * trained, "gradients": FLOAT * trained,
+            "activations": batch * _saved_per_sample(spec, method),
+            "scratch": FLOAT * max(2 * _filters(spec), im2col_elements(spec))}
+
+
+def gradient_elements(spec) -> tuple[int, int]:
+    """The int32 accumulators a batch's gradient needs: (one per filter weight, one per bias and BatchNorm
+    parameter)."""
+    return _filters(spec), spec.out_channels + 2 * spec.in_channels
+
+
+def _int8_update_buffers(spec, batch: int) -> int:
+    """Per sample, what one block's int8 update reads back: its int8 BatchNorm output (the convolution's
+    input), its int8 convolution output (ReLU and pooling's backward read it), its int8 pooled output and an
+    int32 error per convolution output."""
+    x, conv, pooled = _sizes(spec)
+    return batch * (x + conv + pooled + INT32 * conv)
+
+
+def _im2col_int8(spec) -> int:
+    """CMSIS-NN's arm_convolve_s8 scratch: two im2col columns of int16."""
+    return 2 * spec.in_channels * spec.kernel * spec.kernel * 2
+
+
+def int8_backprop_memory(spec, batch: int) -> dict:
+    """int8 backprop (an estimate): the block's update buffers, kept for every block until the backward pass
+    reaches it; its im2col scratch; a batch's int32 gradient sums."""
+    weights, biases = gradient_elements(spec)
+    return {"activations": _int8_update_buffers(spec, batch), "scratch": _im2col_int8(spec),
+            "gradients": INT32 * (weights + biases) if batch > 1 else 0}
+
+
+def int8_ff_memory(spec, batch: int) -> dict:
+    """One block's int8 FF update beyond its parameters (an estimate until the integer runtime of issue 19
+    lays it out): the same buffers as backprop's, but FF needs them for one block at a time."""
+    return int8_backprop_memory(spec, batch)
+
+
+def int8_parameters(spec) -> dict:
+    """int8 filters and int32 biases, their int16 and int32 masters, the per-channel multipliers and shifts."""
+    c = spec.out_channels
+    return {"weights": _filters(spec) + INT32 * c, "update_state": 2 * _filters(spec) + INT32 * c,
+            "constants": 2 * INT32 * c}
+
+
+def inference_memory(spec) -> dict:
+    c = spec.out_channels
+    return {"flash": _filters(spec) + INT32 * c + 2 * INT32 * c,
+            "sram": spec.n_inputs + spec.n_outputs + _im2col_int8(spec)}
+
+
+def operation_counts(spec, workload: str, first: bool, n_classes: int, precision: str) -> dict:
+    """MACs, weight updates, neuron updates and SRAM / flash bytes moved for one image (inference) or one
+    training sample (first: the network's first layer; the block's BatchNorm needs its input gradient
+    anyway, so it changes nothing)."""
+    w, a, update = TRAFFIC[precision]
+    x, conv, pooled = _sizes(spec)
+    m, p = macs(spec), _params(spec)
+    if workload in ("inference_one_pass", "inference_multi_pass"):
+        passes = n_classes if workload == "inference_multi_pass" else 1
+        return {"macs": passes * m, "updates": 0, "neuron_updates": passes * conv,
+                "sram_bytes": passes * (x + conv + pooled) * a, "flash_bytes": passes * p * w}
+    return {"macs": 3 * m, "updates": p, "neuron_updates": conv,
+            "sram_bytes": 3 * p * w + p * update + 3 * (x + conv + pooled) * a, "flash_bytes": 0}
