@@ -52,7 +52,8 @@ def build_report(path, metric="test_multi_pass", fraction=0.95, plot_dir=None) -
               "plots": []}
     if plot_dir is not None:
         plot_dir = Path(plot_dir)
-        result["plots"].append(str(plot_variants(variants, {v: list(values[v].values()) for v in names}, metric,
+        scored = [v for v in variants if v["n"]]
+        result["plots"].append(str(plot_variants(scored, {v: list(values[v].values()) for v in names}, metric,
                                                  plot_dir / f"sweep_{metric}.png")))
         if result["dynamics"]["variants"]:
             result["plots"].append(str(plot_layer_curves(result["dynamics"]["variants"],

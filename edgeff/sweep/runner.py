@@ -66,11 +66,16 @@ def run_sweep(spec: Spec, results_path, address=None, cpus=None, quiet=False) ->
         return summary
     ray = import_ray()
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, configure_logging=False, log_to_driver=False)
-    else:
-        ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
-                 configure_logging=False, log_to_driver=False)
+    try:
+        if address:
+            ray.init(address=address, configure_logging=False, log_to_driver=False)
+        else:
+            ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,
+                     configure_logging=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:   # what ray.init raises for a bad or dead address
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise EdgeFFError(f"could not start or reach {where} ({exc}); check the address and that `ray status` "
+                          "there shows the cluster") from None
     try:
         task = ray.remote(run_trial)
         # max_retries=0: a trial whose worker dies is recorded as failed (a rerun tries it again), not rerun
