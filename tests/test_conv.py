@@ -310,3 +310,13 @@ def test_shipped_conv_configs_chain():
         d = description_of(cfg)
         assert d.input_shape == (1, 28, 28) and cfg.eval.layers == [cfg.n_layers - 1, cfg.n_layers], path
         assert all(s.out_channels % 10 == 0 for s in d.layers), path   # one channel group per class
+
+
+def test_the_mlp_trainer_refuses_a_layered_config(tmp_path):
+    from edgeff.data.datasets import load_dataset
+    from edgeff.train.trainer import train
+
+    data = load_dataset(write_dataset(tmp_path / "data", n_train=60, n_test=20, side=12), val_size=10)
+    with pytest.raises(EdgeFFError, match=r"a layered network \(\[model\] layers\) trains with `edgeff train`"):
+        train(tiny_config(), data, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -134,6 +134,9 @@ def layer_model_correlation(history: list) -> list:
 
 def train(cfg: Config, data: Dataset, out_dir, fresh=False, quiet=False) -> dict:
     """Train per `cfg`, resuming from out_dir/checkpoint.safetensors unless `fresh`; return the metrics."""
+    if cfg.layered:
+        raise EdgeFFError(f"{cfg.name}: a layered network ([model] layers) trains with `edgeff train` "
+                          "(edgeff.train.conv_trainer); this command takes an MLP config ([model] sizes)")
     width = data.train.images.shape[1]
     if cfg.model.sizes[0] != width:   # checked before out_dir exists: a refused run leaves nothing behind
         raise EdgeFFError(f"{cfg.name}: [model] sizes starts with an input width of {cfg.model.sizes[0]}, but "
