@@ -1,4 +1,5 @@
-"""Find an MNIST-format dataset on disk, load it, and split a validation set off the training set.
+"""Find a dataset on disk (MNIST-format IDX files, or CIFAR-10's binary batches), load it, and split a
+validation set off the training set.
 
 Lookup order: an explicit --data-dir, then $EDGEFF_DATA_DIR, then the Debian package
 `dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist). The test split is only ever read for final
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeff.data import cifar10
 from edgeff.data.idx import read_idx
 from edgeff.errors import EdgeFFError
 
@@ -26,7 +28,7 @@ HOW_TO_GET_DATA = (
     "Get Fashion-MNIST with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu; it lands in "
     f"{DEBIAN_FASHION_MNIST}), or point --data-dir or ${DATA_DIR_ENV} at any directory holding the four "
     "MNIST-format IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-    "t10k-labels-idx1-ubyte; .gz or raw)."
+    "t10k-labels-idx1-ubyte; .gz or raw), or at an unpacked CIFAR-10 binary directory (cifar-10-batches-bin)."
 )
 
 
@@ -72,6 +74,8 @@ def resolve_data_dir(data_dir=None) -> Path:
 
 
 def _load_split(directory: Path, split: str) -> tuple[Split, str]:
+    if cifar10.is_cifar10_dir(directory):
+        return _split_and_digest(*cifar10.read_split(directory, split))
     image_stem, label_stem = SPLIT_FILES[split]
     image_path, label_path = _find_file(directory, image_stem), _find_file(directory, label_stem)
     images = read_idx(image_path, expect_ndim=3)
@@ -82,6 +86,11 @@ def _load_split(directory: Path, split: str) -> tuple[Split, str]:
     if len(images) != len(labels):
         raise EdgeFFError(f"{directory}: {image_path.name} holds {len(images)} images but "
                           f"{label_path.name} holds {len(labels)} labels")
+    return _split_and_digest(images, labels)
+
+
+def _split_and_digest(images: np.ndarray, labels: np.ndarray) -> tuple[Split, str]:
+    """The split (images flattened) and the sha256 of its uint8 images and labels, which model files record."""
     digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
     return Split(images.reshape(len(images), -1), labels.astype(np.int64)), digest
 
