@@ -11,11 +11,11 @@ need. Its memory sizes are the profile's own figures (flash_bytes, sram_bytes, c
 written twice.
 """
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeff.errors import EdgeFFError
+from edgeff.toml_file import read_toml
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"   # ships in the package
 
@@ -108,10 +108,7 @@ def _resolve(name_or_path: str) -> Path:
 
 def load_profile(name_or_path: str) -> HardwareProfile:
     path = _resolve(name_or_path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeFFError(f"{path}: not valid TOML ({exc})") from None
+    raw = read_toml(path)
     return profile_from_dict(raw, str(path))
 
 

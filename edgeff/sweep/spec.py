@@ -25,12 +25,12 @@ import copy
 import hashlib
 import itertools
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeff.errors import EdgeFFError
 from edgeff.package_data import model_config
+from edgeff.toml_file import read_toml
 from edgeff.train.config import config_from_dict
 
 TOP_KEYS = {"name", "seeds", "data_dir", "cpus_per_trial", "quantize", "finetune_epochs", "finetune_samples",
@@ -130,10 +130,7 @@ def _base_config(where, name, folder: Path) -> dict:
     if not isinstance(name, str) or not name:
         raise EdgeFFError(f"{where}: 'config' must name a training config (a path or a name from edgeff/models/)")
     path = folder / name if (folder / name).is_file() else model_config(name)
-    try:
-        return tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeFFError(f"{path}: not valid TOML ({exc})") from None
+    return read_toml(path)
 
 
 def config_hash(config: dict, steps: dict) -> str:
@@ -150,10 +147,7 @@ def load_spec(path, results_dir=None) -> Spec:
     path = Path(path)
     if not path.is_file():
         raise EdgeFFError(f"{path}: no such sweep spec (a TOML file; docs/sweep.md shows one)")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeFFError(f"{path}: not valid TOML ({exc})") from None
+    raw = read_toml(path)
     where = str(path)
     unknown = set(raw) - TOP_KEYS
     if unknown:

@@ -4,6 +4,7 @@ Everything random in training is derived from (seed, epoch), so a run resumed fr
 after epoch k continues exactly as the uninterrupted run would have.
 """
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,3 +43,12 @@ def load_checkpoint(path, net, optimizer, config: dict, data_sha256: str) -> dic
     except (RuntimeError, KeyError, ValueError) as exc:
         raise EdgeFFError(f"{path}: the checkpoint does not match this network ({exc}); pass --fresh") from None
     return header
+
+
+def resume(path, fresh: bool, net, optimizer, config: dict, data_sha256: str) -> tuple[list, int, float]:
+    """(history, epochs done, seconds spent) of the run checkpointed at `path`, with net and optimizer restored;
+    a fresh start's ([], 0, 0.0) when there is no checkpoint or `fresh` asks to start over."""
+    if fresh or not Path(path).exists():
+        return [], 0, 0.0
+    header = load_checkpoint(path, net, optimizer, config, data_sha256)
+    return header["history"], header["epoch"], header["elapsed_s"]

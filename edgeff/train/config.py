@@ -6,13 +6,13 @@ hidden layer) wherever a user reads or writes them.
 """
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeff.data.datasets import DEFAULT_VAL_FRACTION
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription
+from edgeff.toml_file import read_toml
 
 
 @dataclass
@@ -265,9 +265,6 @@ def load_config(path) -> Config:
     path = Path(path)
     if not path.is_file():
         raise EdgeFFError(f"{path}: no such config file (see models/ for examples)")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise EdgeFFError(f"{path}: not valid TOML ({exc})") from None
+    raw = read_toml(path)
     raw.setdefault("name", path.stem)
     return config_from_dict(raw, source=str(path))

@@ -24,7 +24,7 @@ from edgeff.data.labels import hardest_wrong_labels, overlay_labels, random_wron
 from edgeff.errors import EdgeFFError
 from edgeff.plots import plot_gamma, plot_layer_accuracy
 from edgeff.scoring import best_layer_subset, multi_pass_accuracy, per_layer_accuracy
-from edgeff.train.checkpoint import load_checkpoint, save_checkpoint
+from edgeff.train.checkpoint import resume, save_checkpoint
 from edgeff.train.config import Config
 from edgeff.train.evaluate import evaluate, images_to_input, label_scores
 from edgeff.train.losses import ff_loss
@@ -157,10 +157,9 @@ def train(cfg: Config, data: Dataset, out_dir, fresh=False, quiet=False) -> dict
     n = len(y_train)
     batch = n if t.batch_size == 0 else min(t.batch_size, n)
     steps_per_epoch = n // batch
-    history, start_epoch, elapsed_before = [], 0, 0.0
-    if ckpt_path.exists() and not fresh:
-        header = load_checkpoint(ckpt_path, net, optimizer, cfg.to_dict(), data.fingerprint["train_sha256"])
-        history, start_epoch, elapsed_before = header["history"], header["epoch"], header["elapsed_s"]
+    history, start_epoch, elapsed_before = resume(ckpt_path, fresh, net, optimizer, cfg.to_dict(),
+                                                  data.fingerprint["train_sha256"])
+    if start_epoch:
         notice(f"resuming {cfg.name} from {ckpt_path} after epoch {start_epoch}/{len(plan)}", quiet)
     t0 = time.perf_counter() - elapsed_before
     eval_n = min(t.eval_samples, len(data.val))
