@@ -31,7 +31,6 @@ from firmware_bridge.board_image import merge_header, pack_image, unpack_image
 from firmware_bridge.driver import BoardError, BoardLink, LinkDead, LinkReset
 from firmware_bridge.framing import crc32
 
-MAX_SAMPLE_RETRIES = 20
 RECENT = 500
 
 
@@ -180,24 +179,18 @@ def _bytes_bar(what: str, total: int, quiet: bool):
 
 def _train_one(link: BoardLink, stream: SampleStream, position: int) -> tuple[int, int | None]:
     """Stage and train sample `position`; (the board's applied count, goodness correct or None)."""
-    for _ in range(MAX_SAMPLE_RETRIES):
-        try:
-            crc = link.stage(stream.record(position))
-            applied, correct, duplicate = link.train(position, crc)
-        except BoardError as exc:
-            if exc.code == m.ErrorCode.SEQUENCE and exc.detail <= len(stream):
-                return exc.detail, None                          # the board is elsewhere: follow it
-            if exc.code == m.ErrorCode.BAD_SAMPLE:
-                continue                                         # staging was damaged: stage again
-            index, negative = stream.sample(position)
-            negative = "drawn by the board" if negative == m.NO_NEGATIVE else negative
-            raise EdgeFFError(f"the board refused sample {position} of the run (training image {index}, label "
-                              f"{stream.labels[index]}, negative {negative}): {exc.reason}") from None
-        if applied > len(stream):
-            raise EdgeFFError(f"the board reports {applied} samples applied, more than the run's {len(stream)}")
-        return applied, None if duplicate else correct
-    raise EdgeFFError(f"the board found sample {position} staged incompletely {MAX_SAMPLE_RETRIES} times in a row, "
-                      "though every frame arrived whole: a firmware bug")
+    try:
+        applied, correct, duplicate = link.train(position, stream.record(position))
+    except BoardError as exc:
+        if exc.code == m.ErrorCode.SEQUENCE and exc.detail <= len(stream):
+            return exc.detail, None                          # the board is elsewhere: follow it
+        index, negative = stream.sample(position)
+        negative = "drawn by the board" if negative == m.NO_NEGATIVE else negative
+        raise EdgeFFError(f"the board refused sample {position} of the run (training image {index}, label "
+                          f"{stream.labels[index]}, negative {negative}): {exc.reason}") from None
+    if applied > len(stream):
+        raise EdgeFFError(f"the board reports {applied} samples applied, more than the run's {len(stream)}")
+    return applied, None if duplicate else correct
 
 
 def runtime_image(model_path, stream: SampleStream, config: IntTrainingConfig) -> bytes:

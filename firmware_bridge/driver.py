@@ -25,6 +25,7 @@ from firmware_bridge import messages as m
 from firmware_bridge.framing import Frame, FrameDecoder, crc32, encode_frame, max_encoded_size
 
 HOST_REPLY_LIMIT = 65535          # the largest reply payload the host accepts
+MAX_STAGINGS = 20                 # stagings of one record found incomplete before the firmware is blamed
 
 # EdgeFF's own URL schemes (faults://) are found beside pyserial's, for every port a BoardLink opens or reopens
 if "firmware_bridge.serial_handlers" not in serial.protocol_handler_packages:
@@ -403,23 +404,30 @@ class BoardLink:
                               f"held of {len(data)}: a firmware bug")
         return held
 
-    def train(self, index: int, crc: int) -> tuple[int, int, int]:
-        """TRAIN the staged record as sample `index`: (samples applied, goodness correct, duplicate)."""
-        reply = self.request(m.Request.TRAIN, m.TRAIN.pack(index, crc), m.Reply.TRAINED)
+    def _on_staged(self, record: bytes, request_type: int, pack, expect: int) -> bytes:
+        """Stage `record`, then the request `pack(crc)` on it. The board may hold less than was staged when
+        the request arrives: a late resend of a first chunk (sent again, shorter, after a slow reply) restarts
+        its staging after the host moved on. It says so (BAD_SAMPLE) and the record is staged again."""
+        for _ in range(MAX_STAGINGS):
+            crc = self.stage(record)
+            try:
+                return self.request(request_type, pack(crc), expect)
+            except BoardError as exc:
+                if exc.code != m.ErrorCode.BAD_SAMPLE:
+                    raise
+        raise EdgeFFError(f"the board found a record staged incompletely {MAX_STAGINGS} times in a row, though "
+                          "every frame arrived whole: a firmware bug")
+
+    def train(self, index: int, record: bytes) -> tuple[int, int, int]:
+        """Stage `record` and TRAIN it as sample `index`: (samples applied, goodness correct, duplicate)."""
+        reply = self._on_staged(record, m.Request.TRAIN, lambda crc: m.TRAIN.pack(index, crc), m.Reply.TRAINED)
         return self._parse(_trained, reply, "TRAINED")
 
     def infer(self, image) -> tuple[int, int, list]:
         """(multi-pass prediction, one-pass prediction, multi-pass score per class) of one uint8 image,
         computed on the board."""
         record = bytes([0, m.NO_NEGATIVE]) + bytes(image)
-        while True:
-            crc = self.stage(record)
-            try:
-                reply = self.request(m.Request.INFER, m.INFER.pack(crc), m.Reply.SCORES)
-                break
-            except BoardError as exc:
-                if exc.code != m.ErrorCode.BAD_SAMPLE:     # a damaged staging is staged again
-                    raise
+        reply = self._on_staged(record, m.Request.INFER, m.INFER.pack, m.Reply.SCORES)
         multi, one = m.SCORES.unpack_from(reply)
         scores = reply[m.SCORES.size:]
         return multi, one, [v for (v,) in struct.iter_unpack("<i", scores[:len(scores) // 4 * 4])]

@@ -17,6 +17,7 @@ from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig, sigmoid_table
 from edgeff.runtime.integer_hash import hash32
 from edgeff.runtime.l2_normalization import inv_sqrt_quantized_multiplier_ref
+from edgeff.runtime.master_weights import weights_from_masters
 from edgeff.runtime.reference_kernels import ReferenceKernels
 from edgeff.runtime.requantize import INT32_MAX, INT32_MIN
 from firmware_bridge.emulator import PROTOCOL_SOURCES
@@ -241,6 +242,42 @@ def test_master_update_equals_numpy(rounding, lr_shift):
     (cm, cw), (nm, nw) = both_backends(update)
     assert np.array_equal(cm, nm) and np.array_equal(cw, nw)
     assert not np.array_equal(cm, master)
+
+
+@pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
+@pytest.mark.parametrize("lr_shift", [1, 12, 23, 24, 40])
+def test_board_row_update_equals_the_dense_update(lib, rounding, lr_shift):
+    """ef_update_weight_row_pair (the board's update of one unit from two passes: listed inputs only, zero
+    gradients skipped with their hash draws, the stochastic step in int32 up to shift 23) against the reference
+    update of whole rows from the int64 gradient, the largest gradients and both int16 ends included."""
+    rng = np.random.default_rng(lr_shift)
+    units, depth, limit, seed, stream = 200, 256, 32768 * 255, 7, 5 * 64 + 2
+    rows = rng.integers(-limit, limit + 1, (units, 2))
+    rows[0], rows[1], rows[2] = (-limit, -limit), (limit, limit), (0, 3)
+    n = rng.integers(-128, 128, (units, 2, depth)).astype(np.int8)
+    n[rng.random(n.shape) < 0.5] = 0
+    n[:, :, rng.random(depth) < 0.3] = 0                           # inputs zero in both passes
+    n[:2, :, :8] = -128                                            # |grad| = 2 * 2^15 * 255 * 128: the bound
+    master = rng.integers(-32768, 32768, (units, depth)).astype(np.int16)
+    master[:2, 8:12] = [32767, -32768, 32767, -32768]
+    weight = weights_from_masters(master)
+    grad = (rows[:, :, None] * n.astype(np.int64)).sum(axis=1)
+    m_ref, w_ref = master.copy(), weight.copy()
+    REFERENCE.update_weight_rows(m_ref, w_ref, np.arange(units), grad, lr_shift, rounding == "stochastic", seed, stream)
+    key = (seed * 0x9E3779B1 + stream * 0x85EBCA77) & 0xFFFFFFFF  # ef_hash_key
+    lib.ef_update_weight_row_pair.argtypes = [np.ctypeslib.ndpointer(np.int16), np.ctypeslib.ndpointer(np.int8),
+                                              ctypes.c_int32, ctypes.c_int32, np.ctypeslib.ndpointer(np.int8),
+                                              np.ctypeslib.ndpointer(np.int8), np.ctypeslib.ndpointer(np.uint8),
+                                              ctypes.c_int32, ctypes.c_int32, ctypes.c_int, ctypes.c_uint32,
+                                              ctypes.c_uint32]
+    for j in range(units):
+        m, w = master[j].copy(), weight[j].copy()
+        inputs = np.flatnonzero(n[j, 0] | n[j, 1]).astype(np.uint8)
+        lib.ef_update_weight_row_pair(m, w, int(rows[j, 0]), int(rows[j, 1]), n[j, 0].copy(), n[j, 1].copy(),
+                                      inputs, len(inputs), lr_shift, int(rounding == "stochastic"), key, j * depth)
+        master[j], weight[j] = m, w
+    assert np.array_equal(master, m_ref) and np.array_equal(weight, w_ref)
+    assert np.abs(grad).max() == 2 * limit * 128
 
 
 FC_SHAPES = [(500, 64), (1, 1), (256, 4), (257, 65), (784, 130), (64, 3)]   # (depth, units)

@@ -178,8 +178,7 @@ def test_emulated_board_reboots_into_its_checkpoint_and_the_run_resumes(small_mo
             link.load_image(image)
             link.value(m.Request.CONFIGURE, configure_payload(CONFIG, 12, run_id))
             for p in range(14):
-                crc = link.stage(stream.record(p))
-                link.request(m.Request.TRAIN, m.TRAIN.pack(p, crc), m.Reply.TRAINED)
+                link.train(p, stream.record(p))
                 if p == 9:
                     assert link.value(m.Request.CHECKPOINT) == 10
             assert link.value(m.Request.RESET) == 10
@@ -247,8 +246,7 @@ def test_a_model_compiled_in_from_the_exporters_header(small_model, tmp_path):
         assert link.infer(image) == (scores.argmax(), model.head_logits(image[None]).argmax(), scores.tolist())
         link.value(m.Request.CONFIGURE, configure_payload(CONFIG, 12, 1))
         for p in range(len(stream)):
-            crc = link.stage(stream.record(p))
-            link.request(m.Request.TRAIN, m.TRAIN.pack(p, crc), m.Reply.TRAINED)
+            link.train(p, stream.record(p))
         assert link.read_image() == runtime_image(int_path, stream, CONFIG)
     missing = run_cli("board", "emulate", "--model-header", tmp_path / "none.h")
     assert missing.returncode == 2 and "cannot read it" in missing.stderr and "Traceback" not in missing.stderr

@@ -93,8 +93,22 @@ void ef_ff_label_rows_s8(const int32_t *shared, const int8_t *label_pixel, int32
                          const int32_t *multiplier, const int32_t *shift, int32_t out_zero_point, int32_t act_min,
                          int rounding, int8_t *out, int32_t *goodness);
 
-/* ---- integer_hash.c: counter-based random words (murmur3 finalizer), same bits as integer_hash.py */
+/* ---- integer_hash.c: counter-based random words (murmur3 finalizer), same bits as integer_hash.py:
+ * ef_hash32(seed, step, index) = ef_hash_mix(ef_hash_key(seed, step) + index), the key made once per stream */
 uint32_t ef_hash32(uint32_t seed, uint32_t step, uint32_t index);
+static inline uint32_t ef_hash_key(uint32_t seed, uint32_t step)
+{
+    return seed * 0x9E3779B1u + step * 0x85EBCA77u;
+}
+static inline uint32_t ef_hash_mix(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return h;
+}
 
 /* ---- ff_update.c: the FF master-weight update of integer training.
  * For each listed unit j (rows[r]) and input k: master[j,k] += round(grad[r,k] / 2^lr_shift) (stochastic
@@ -106,6 +120,14 @@ int64_t ef_round_shift(int64_t v, int32_t shift, int stochastic, uint32_t noise)
 /* one weight: the same rounding, clamp and re-derived int8 weight, with its noise word given */
 void ef_update_weight(int16_t *master, int8_t *weight, int64_t grad, int32_t lr_shift, int stochastic,
                       uint32_t noise);
+/* One unit's row of a layer trained on two passes (the board's step): for each listed input k (inputs[i],
+ * count of them), grad = row0 * n0[k] + row1 * n1[k] and master[k], weight[k] updated as ef_update_weight
+ * does, with noise ef_hash_mix(key + index0 + k). A zero gradient is skipped, hash draw included: it rounds
+ * to a zero step, and the weight already is the rounding of its master (every board image and trainer keeps
+ * that so). |row0|, |row1| <= 2^15 * 255 (a Q15 loss derivative times an int8 activity), so grad fits int32. */
+void ef_update_weight_row_pair(int16_t *master, int8_t *weight, int32_t row0, int32_t row1, const int8_t *n0,
+                               const int8_t *n1, const uint8_t *inputs, int32_t count, int32_t lr_shift,
+                               int stochastic, uint32_t key, uint32_t index0);
 
 /* ---- ff_train.c: one integer FF / CFF training step on one sample, the board's rule (mirror of
  * IntTrainer.step at batch size 1, int8 normalized inputs). Every buffer is the caller's. */

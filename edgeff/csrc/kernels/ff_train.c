@@ -63,27 +63,42 @@ static uint32_t noise(const ef_ff_trainer *t, uint32_t stream, uint32_t index)
     return t->stochastic ? ef_hash32(t->seed, t->step * 64u + stream, index) : 0;
 }
 
-/* dense: each master row steps by (coefficient x activity) x the stored normalized input, both passes */
+#define INPUT_BLOCK 256   /* inputs a layer's update lists on the stack at a time */
+
+/* dense: each master row steps by (coefficient x activity) x the stored normalized input, both passes. Only
+ * the inputs non-zero in some pass and the units active in some pass are visited: every other weight has a
+ * zero gradient, which rounds to a zero step (most of a Fashion-MNIST image is background, most units are
+ * silent on a given sample). */
 static void dense_update(ef_ff_trainer *t, int32_t l, const int32_t coef[2])
 {
     ef_ff_layer *L = &t->layers[l];
+    const int8_t *n0 = L->normalized, *n1 = L->normalized + L->d_in;
+    const int8_t *out0 = L->output, *out1 = L->output + L->d_out;
     for (int32_t j = 0; j < L->d_out; ++j) {
         /* |row| < 2^15 * 255: the gradient of unit j's output, per pass */
-        int32_t row0 = coef[0] * (L->output[j] - L->out_zero_point);
-        int32_t row1 = coef[1] * (L->output[L->d_out + j] - L->out_zero_point);
-        int64_t db = (int64_t)row0 + row1;
+        int64_t db = (int64_t)coef[0] * (out0[j] - L->out_zero_point) + coef[1] * (out1[j] - L->out_zero_point);
         /* the bias master steps as a weight master does (int8 inputs; see IntTrainer's docstring) */
         int64_t b = (int64_t)L->bias_master[j] + ef_round_shift(db, t->lr_shift, t->stochastic,
                                                                  noise(t, 2u * l + 1u, (uint32_t)j));
         L->bias_master[j] = (int32_t)(b > INT32_MAX ? INT32_MAX : b < INT32_MIN ? INT32_MIN : b);
         L->bias[j] = (int32_t)ef_round_shift(L->bias_master[j], 8, 0, 0);
-        if (row0 == 0 && row1 == 0)
-            continue;                /* a zero gradient rounds to zero: the row is unchanged */
-        int64_t base = (int64_t)j * L->d_in;
-        for (int32_t k = 0; k < L->d_in; ++k) {
-            int64_t grad = (int64_t)row0 * L->normalized[k] + (int64_t)row1 * L->normalized[L->d_in + k];
-            ef_update_weight(L->weight_master + base + k, L->weight + base + k, grad, t->lr_shift, t->stochastic,
-                             noise(t, 2u * (uint32_t)l, (uint32_t)(base + k)));
+    }
+    uint32_t key = ef_hash_key(t->seed, t->step * 64u + 2u * (uint32_t)l);   /* noise stream 2l of this step */
+    uint8_t inputs[INPUT_BLOCK];
+    for (int32_t k0 = 0; k0 < L->d_in; k0 += INPUT_BLOCK) {
+        int32_t kn = L->d_in - k0 < INPUT_BLOCK ? L->d_in - k0 : INPUT_BLOCK, count = 0;
+        for (int32_t k = 0; k < kn; ++k)
+            if (n0[k0 + k] | n1[k0 + k])
+                inputs[count++] = (uint8_t)k;
+        if (count == 0)
+            continue;
+        for (int32_t j = 0; j < L->d_out; ++j) {
+            int32_t row0 = coef[0] * (out0[j] - L->out_zero_point), row1 = coef[1] * (out1[j] - L->out_zero_point);
+            if (row0 == 0 && row1 == 0)
+                continue;
+            int64_t base = (int64_t)j * L->d_in + k0;
+            ef_update_weight_row_pair(L->weight_master + base, L->weight + base, row0, row1, n0 + k0, n1 + k0,
+                                      inputs, count, t->lr_shift, t->stochastic, key, (uint32_t)base);
         }
     }
 }
