@@ -154,3 +154,41 @@ def test_export_refuses_int8_and_convolutional_models_in_one_line(small_model, t
     assert res.returncode == 2 and "Traceback" not in res.stderr and res.stderr.count("\n") == 1
     assert "layer 1 is conv2d, layer 2 is flatten; the NIR export supports float FF models of dense" in res.stderr
     assert not (tmp_path / "c.nir").exists()
+
+
+def test_verify_prints_one_json_document_and_a_curve(exported, tmp_path):
+    float_path, path, data = exported
+    png = tmp_path / "curve.png"
+    res = run_cli("verify", float_path, path, "--data-dir", data, "--timesteps", "1,64,256", "--json", "--plot", png)
+    result = json.loads(res.stdout)   # the whole of stdout is one document
+    assert [r["timesteps"] for r in result["rows"]] == [1, 64, 256]
+    assert res.returncode == (0 if result["verdict"] == "pass" else 1)
+    row = result["rows"][-1]
+    assert row["agreement_subtract"] >= 0.95 and row["neuron_updates"] == (32 + 16) * 256
+    assert row["energy_uj"]["loihi"] == pytest.approx(1e-6 * (row["synaptic_ops_nir"] * 23.6 + 48 * 256 * 81.0))
+    assert set(row["energy_uj"]) == {"loihi", "odin"} and result["mcu"]["board"] == "nrf52840"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and result["plot"] == str(png)
+    assert "verify:" in res.stderr   # the verdict line, for a person watching a --json run
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--timesteps", "0,8"], "--timesteps '0,8': give comma-separated whole numbers of steps from 1"),
+    (["--timesteps", "eight"], "--timesteps 'eight': give comma-separated whole numbers"),
+])
+def test_verify_refuses_bad_timesteps_in_one_line(exported, args, message):
+    float_path, path, data = exported
+    res = run_cli("verify", float_path, path, "--data-dir", data, *args)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and message in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_verify_refuses_a_file_that_is_not_nir_and_another_models_export(exported, tmp_path):
+    float_path, path, data = exported
+    fake = tmp_path / "fake.nir"
+    fake.write_bytes(b"not hdf5")
+    res = run_cli("verify", float_path, fake, "--data-dir", data)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "not a readable NIR file" in res.stderr
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(float_path.read_bytes()[:-4] + b"    ")   # same architecture, other bytes: another model
+    res = run_cli("verify", other, path, "--data-dir", data)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "was exported from another model" in res.stderr

@@ -60,7 +60,8 @@ class FloatModel:
                 "a quantization-aware model" if arch.get("qat") else f"architecture kind {arch.get('kind')!r}")
             raise EdgeFFError(f"{path}: {what}; the NIR export takes a float FF model from `edgeff train` of dense "
                               "layers (rate-coded IF neurons carry its float weights): export the float model")
-        self.layers = ModelDescription.from_header(arch["layers"], str(path)).layers
+        self.description = ModelDescription.from_header(arch["layers"], str(path))
+        self.layers = self.description.layers
         unsupported = [f"layer {i + 1} is {spec.kind}" for i, spec in enumerate(self.layers)
                        if "nir_writer" not in facets_of(spec.kind)]
         if unsupported:
