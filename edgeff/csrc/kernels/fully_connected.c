@@ -99,7 +99,7 @@ static void dot_units(const int8_t *weight, int32_t depth, int32_t c0, int32_t n
             mac_4x8(w0, depth, xs, kn / 8, a);
             a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], k = kn & ~7;
         }
-        for (; k + 4 <= kn; k += 4) {
+        if (k + 4 <= kn) {     /* at most one group of four is left */
             int32_t x02, x13;
             __builtin_memcpy(&x02, xs + k, 4);
             __builtin_memcpy(&x13, xs + k + 2, 4);
@@ -107,6 +107,7 @@ static void dot_units(const int8_t *weight, int32_t depth, int32_t c0, int32_t n
             a1 = mac4(w1 + k, x02, x13, a1);
             a2 = mac4(w2 + k, x02, x13, a2);
             a3 = mac4(w3 + k, x02, x13, a3);
+            k += 4;
         }
 #endif
         for (; k < kn; ++k) {
@@ -144,10 +145,11 @@ static void widen(const int8_t *x, int32_t kn, int16_t *xs)
     int32_t k = 0;
 #if REORDERED_INPUT
     for (; k + 4 <= kn; k += 4) {
-        xs[k] = x[k];
-        xs[k + 1] = x[k + 2];
-        xs[k + 2] = x[k + 1];
-        xs[k + 3] = x[k + 3];
+        int32_t packed, pair[2];
+        __builtin_memcpy(&packed, x + k, 4);
+        pair[0] = __sxtb16(packed);            /* x0, x2 */
+        pair[1] = sxtb16_ror8(packed);         /* x1, x3 */
+        __builtin_memcpy(xs + k, pair, 8);
     }
 #endif
     for (; k < kn; ++k)
