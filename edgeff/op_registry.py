@@ -2,7 +2,7 @@
 
 One folder per layer kind, edgeff/ops/<kind>/, holds everything about that kind, one module per backend
 (a "facet"): its spec (the model description's entry, core), its torch module (trainer), its post-training
-quantization, its integer runtime layer with the integer update rule, its ONNX and TFLite writers, its
+quantization, its integer runtime layer with the integer update rule, its ONNX, TFLite and NIR writers, its
 profiler cost model and its board-image encoding. Every backend walks a model description's layers and
 asks the registry for the facet of each layer's kind, like TensorFlow Lite Micro's op resolver: the
 backends never name a layer kind, so a new kind is a new folder, not an edit of every backend.
@@ -22,11 +22,13 @@ from edgeff.errors import EdgeFFError
 
 KINDS = ("dense", "conv2d", "flatten")
 # the modules an op folder may have (tests/test_op_registry.py checks each declared one has its functions)
-FACETS = ("spec", "torch_module", "ptq", "runtime", "onnx_writer", "tflite_writer", "cost", "board_image")
+FACETS = ("spec", "torch_module", "ptq", "runtime", "onnx_writer", "tflite_writer", "nir_writer", "cost",
+          "board_image")
 # what a user was doing when a kind lacks the facet: "quantizing conv2d layers is not supported yet"
 DOING = {"spec": "describing {} layers", "torch_module": "training {} layers", "ptq": "quantizing {} layers",
          "runtime": "running {} layers in the integer runtime", "onnx_writer": "exporting {} layers to ONNX",
-         "tflite_writer": "exporting {} layers to TFLite", "cost": "profiling {} layers",
+         "tflite_writer": "exporting {} layers to TFLite", "nir_writer": "exporting {} layers to NIR",
+         "cost": "profiling {} layers",
          "board_image": "writing {} layers into a board image"}
 
 

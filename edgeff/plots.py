@@ -16,9 +16,11 @@ def save_figure(fig, path):
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def line_plot(series: dict, path, title: str, xlabel: str, ylabel: str, marker="."):
-    """One line per entry of series: label -> (xs, ys)."""
+def line_plot(series: dict, path, title: str, xlabel: str, ylabel: str, marker=".", log2_x=False):
+    """One line per entry of series: label -> (xs, ys); log2_x spaces the x axis by powers of two."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    if log2_x:
+        ax.set_xscale("log", base=2)
     for label, (xs, ys) in series.items():
         ax.plot(xs, ys, marker=marker, label=label)
     ax.set_xlabel(xlabel)

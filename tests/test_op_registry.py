@@ -17,6 +17,7 @@ REQUIRED = {
     "onnx_writer": ("float_parameters", "float_forward", "float_every_label_activities", "check_int8_exportable",
                     "int8_forward"),
     "tflite_writer": ("check_exportable", "constants", "forward"),
+    "nir_writer": ("parameters", "forward", "nodes"),
     "cost": ("float32_memory", "gradient_elements", "int8_backprop_memory", "int8_parameters", "inference_memory",
              "operation_counts"),
     "board_image": ("RECORD", "pack_record", "unpack_record", "check_record", "array_specs"),
@@ -55,7 +56,7 @@ def test_every_declared_facet_has_its_functions(kind, name):
 
 DOING = {"ptq": "quantizing {} layers", "runtime": "running {} layers in the integer runtime",
          "onnx_writer": "exporting {} layers to ONNX", "tflite_writer": "exporting {} layers to TFLite",
-         "board_image": "writing {} layers into a board image"}
+         "nir_writer": "exporting {} layers to NIR", "board_image": "writing {} layers into a board image"}
 
 
 @pytest.mark.parametrize(("kind", "name"), MISSING_PAIRS)

@@ -1,22 +1,44 @@
-"""`edgeff export`: a model file for another runtime (ONNX, TFLite int8, C headers) or for EdgeFF's board
-firmware (board-header, written by the board link)."""
-from edgeff.app.options import add_command, json_flag, print_result
+"""`edgeff export`: a model file for another runtime (ONNX, TFLite int8, C headers, NIR for neuromorphic chips)
+or for EdgeFF's board firmware (board-header, written by the board link)."""
+from edgeff.app.options import add_command, at_least, between, data_dir_option, dataset_of, json_flag, print_result
 from edgeff.atomic_write import check_out_path
+from edgeff.errors import EdgeFFError
 
 
 def register(sub):
     sp = add_command(sub, "export", "Export a model file for another runtime: ONNX (float or int8 integer ops), "
                                     "TFLite int8, a C header of the TFLite model for firmware (c-header), or a C "
                                     "header of the board image that EdgeFF's board firmware compiles in "
-                                    "(board-header, array `board_model`).", run)
+                                    "(board-header, array `board_model`), or a NIR graph of rate-coded "
+                                    "integrate-and-fire neurons for neuromorphic chips (nir, float dense models; "
+                                    "docs/nir.md).", run)
     sp.add_argument("model", help="model file (float from `edgeff train`, int8 from `edgeff quantize`/`finetune`)")
-    sp.add_argument("--format", required=True, choices=["onnx", "tflite", "c-header", "board-header"],
+    sp.add_argument("--format", required=True, choices=["onnx", "tflite", "c-header", "board-header", "nir"],
                     help="what to write (see above)")
     sp.add_argument("--out", required=True, help="file to write")
     sp.add_argument("--layer-op", choices=["fully_connected", "conv_2d"], default="fully_connected",
                     help="TFLite op for each layer: FULLY_CONNECTED (default; what TFLite Micro runs) or the "
                          "equivalent 1x1 CONV_2D, which LiteRT's reference kernels requantize exactly as TFLM")
+    sp.add_argument("--calibration-samples", type=at_least(1),
+                    help="nir: training images that calibrate the thresholds (default: 2000, or all when there "
+                         "are fewer)")
+    sp.add_argument("--percentile", type=between(50, 100), default=99.9, metavar="P",
+                    help="nir: each layer's threshold is this percentile of its activities on the calibration "
+                         "images (a rate of one spike per step stands for it; larger activities are clipped)")
+    data_dir_option(sp)
     json_flag(sp)
+
+
+def _calibration(args) -> tuple:
+    """(training images, percentile) for the NIR export, after the model is known to be exportable."""
+    from edgeff.export.nir_graph import FloatModel
+
+    header = FloatModel(args.model).header   # refuses an int8 or convolutional model before any data is read
+    data = dataset_of(header, args.data_dir)
+    n = args.calibration_samples or min(2000, len(data.train))
+    if n > len(data.train):
+        raise EdgeFFError(f"--calibration-samples must be between 1 and {len(data.train)}")
+    return data.train.images[:n], args.percentile
 
 
 def run(args):
@@ -28,7 +50,8 @@ def run(args):
     else:
         from edgeff.export.write import export_model
 
-        written = export_model(args.model, args.format, args.out, args.layer_op)
+        calibration = _calibration(args) if args.format == "nir" else None
+        written = export_model(args.model, args.format, args.out, args.layer_op, calibration)
     tflm = (f"\nTensorFlow Lite Micro: arena {written['tflm_arena_bytes']:,} bytes (measured by its interpreter), "
             f"ops {', '.join(written['tflm_ops'])} (docs/tflm.md shows the C++ that runs it)"
             if "tflm_arena_bytes" in written else "")

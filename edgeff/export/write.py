@@ -10,7 +10,7 @@ from edgeff.export.provenance import KEY, source_record
 from edgeff.model_description import ModelKind
 from edgeff.model_file import load_model
 
-FORMATS = ("onnx", "tflite", "c-header")
+FORMATS = ("onnx", "tflite", "c-header", "nir")
 
 
 def _with_source(proto_bytes: bytes, source: str) -> bytes:
@@ -37,9 +37,20 @@ def _qcdq_bytes(model_path: Path) -> bytes:
         return path.read_bytes()
 
 
-def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[bytes, str]:
+def _nir_bytes(model_path: Path, calibration: tuple) -> tuple[bytes, str]:
+    from edgeff.export import nir_graph
+
+    images, percentile = calibration
+    graph = nir_graph.convert(nir_graph.FloatModel(model_path), images, percentile)
+    return nir_graph.to_bytes(graph), (f"NIR graph of rate-coded IF neurons ({len(graph.nodes)} nodes, thresholds at "
+                                       f"the {percentile:g} percentile of {len(images)} calibration images)")
+
+
+def _exported(model_path: Path, fmt: str, kind: str, layer_op: str, calibration) -> tuple[bytes, str]:
     """(file bytes, what they are) of one export; c-header wraps the TFLite model.
-    ONNX and TFLite files record their source model (provenance.py)."""
+    ONNX, TFLite and NIR files record their source model (provenance.py)."""
+    if fmt == "nir":
+        return _nir_bytes(model_path, calibration)
     source = source_record(model_path, kind)
     if fmt == "onnx" and kind == ModelKind.FLOAT:
         if load_model(model_path)[1]["architecture"].get("qat"):
@@ -66,15 +77,16 @@ def _exported(model_path: Path, fmt: str, kind: str, layer_op: str) -> tuple[byt
             f"int8 TFLite ({layer_op.upper()} layers)")
 
 
-def export_model(model_path, fmt: str, out_path, layer_op: str = "fully_connected") -> dict:
-    """Write model_path as `fmt` to out_path; returns what was written (for the CLI's report)."""
+def export_model(model_path, fmt: str, out_path, layer_op: str = "fully_connected", calibration=None) -> dict:
+    """Write model_path as `fmt` to out_path; returns what was written (for the CLI's report). The NIR export
+    takes calibration = (uint8 training images, percentile) for its thresholds."""
     if fmt not in FORMATS:
         raise EdgeFFError(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
     model_path, out_path = Path(model_path), Path(out_path)
     kind = (load_model(model_path)[1].get("architecture") or {}).get("kind")
     if kind not in tuple(ModelKind):
         raise EdgeFFError(f"{model_path}: not an EdgeFF model file (architecture kind {kind!r})")
-    data, what = _exported(model_path, fmt, kind, layer_op)
+    data, what = _exported(model_path, fmt, kind, layer_op, calibration)
     written = {"model": str(model_path), "out": str(out_path), "format": fmt}
     tflm_code = ""
     if fmt in ("tflite", "c-header"):   # what a board running TFLM needs: its ops and the arena it measured
