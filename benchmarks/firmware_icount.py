@@ -5,17 +5,23 @@ RAM and flash it links to, next to the memory plan the profiler uses.
    and --samples training samples, runs it under `qemu-system-arm -icount shift=0` (one instruction per
    virtual nanosecond; SysTick at 25 MHz counts 40 instructions per tick, checked by a calibration loop),
    and checks that its trained weights equal the NumPy runtime's (CRC of every weight, master and bias).
+   With --baseline REV it builds the same self-test a second time with the kernel library of git revision
+   REV (edgeff/csrc/kernels as committed there) and prints both side by side: the training step's
+   instructions per sample and each layer's instructions per MAC, before and after.
 2. Runs the board firmware (board_app) and trains it over its UART with the host's driver, as
    `edgeff board train --port qemu://` does, on --link-samples samples: samples/s over the emulated link,
    instructions per step (the board's own METRICS), the model's RAM on the board, the firmware's linked
    sizes, and whether the image read back equals the runtime's after the same samples.
 
     python benchmarks/firmware_icount.py [--model runs/bench-trainer/board-784-64-32/model.safetensors]
+        [--baseline 1eda620] [--link-samples 0 (skips part 2)]
 """
 import argparse
+import io
 import re
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -23,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeff.data.datasets import load_dataset
+from edgeff.errors import EdgeFFError
 from edgeff.quant.ptq import quantize
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig
@@ -30,6 +37,8 @@ from edgeff.runtime.memory_plan import plan_summary, training_plan
 from firmware_bridge import emulator, selftest
 from firmware_bridge.board_training import SampleStream, runtime_image, train_on_board
 from firmware_bridge.driver import BoardLink
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def fields(line: bytes) -> dict:
@@ -41,6 +50,7 @@ def main():
     p.add_argument("--model", default="runs/bench-trainer/board-784-64-32/model.safetensors")
     p.add_argument("--samples", type=int, default=50)
     p.add_argument("--link-samples", type=int, default=1000)
+    p.add_argument("--baseline", metavar="REV", help="git revision whose kernel library to measure beside this one")
     args = p.parse_args()
     data = load_dataset()
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,38 +62,61 @@ def main():
         images, labels = data.train.images[:n], data.train.labels[:n].astype(np.int64)
         negatives = (labels + 1 + np.random.default_rng(0).integers(0, model.n_classes - 1, n)) % model.n_classes
         trainer = IntTrainer(model, IntTrainingConfig(lr_shift=20))
-        elf = emulator.build("selftest", tmp / "selftest.elf",
-                             {"selftest_data.h": selftest.selftest_header(trainer, images, labels, negatives)})
-        out = emulator.run(elf, b"EDGEFF-SELFTEST")
+        header = {"selftest_data.h": selftest.selftest_header(trainer, images, labels, negatives)}
+        for i in range(n):
+            trainer.step(images[i:i + 1], labels[i:i + 1], negatives[i:i + 1])
+        want_crc = selftest.state_crc(trainer)
+        elf = emulator.build("selftest", tmp / "selftest.elf", header)
+        now = measure(emulator.run(elf, b"EDGEFF-SELFTEST"), n, want_crc)
         plan = plan_summary(training_plan(model.arch["sizes"], model.n_classes, model.head_layers))
-        report_selftest(model, trainer, out, linked_sizes(elf), plan, images, labels, negatives)
-        over_the_link(int_path, data, args.link_samples, plan)
+        report_selftest(model, now, linked_sizes(elf), plan, n)
+        if args.baseline:
+            print(f"building the self-test with the kernels of {args.baseline}", file=sys.stderr)
+            old_elf = emulator.build("selftest", tmp / "baseline.elf", header,
+                                     kernels=kernels_at(args.baseline, tmp / "baseline"))
+            report_against(args.baseline, measure(emulator.run(old_elf, b"EDGEFF-SELFTEST"), n, want_crc), now)
+        if args.link_samples:
+            over_the_link(int_path, data, args.link_samples, plan)
 
 
-def report_selftest(model, trainer, out: bytes, section: dict, plan: dict, images, labels, negatives):
-    n = len(labels)
+def kernels_at(rev: str, into: Path) -> Path:
+    """edgeff/csrc/kernels as committed at git revision `rev`, extracted under `into`."""
+    got = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "edgeff/csrc/kernels"], capture_output=True)
+    if got.returncode != 0:
+        raise EdgeFFError(f"--baseline {rev}: git has no kernel library at that revision "
+                          f"({got.stderr.decode().strip()}); give a commit of this repository, such as 1eda620")
+    tarfile.open(fileobj=io.BytesIO(got.stdout)).extractall(into, filter="data")
+    return into / "edgeff" / "csrc" / "kernels"
+
+
+def measure(out: bytes, n: int, want_crc: int) -> dict:
+    """The self-test's figures in instructions: per training step, and per layer the FC and the whole layer."""
     lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith(b"EDGEFF-")}
     cal = fields(lines[b"EDGEFF-CALIBRATION"])
     per_tick = int(cal["instructions"]) / int(cal["ticks"])
-    for i in range(n):
-        trainer.step(images[i:i + 1], labels[i:i + 1], negatives[i:i + 1])
     result = fields(lines[b"EDGEFF-SELFTEST"])
-    same = int(result["crc"], 16) == selftest.state_crc(trainer)
-
-    print(f"network {model.arch['sizes']}, {n} training samples on the emulated Cortex-M4; calibration: "
-          f"{per_tick:.2f} instructions per SysTick tick; trained weights equal to the NumPy runtime's: {same}\n")
-    print("| layer | MACs | FC forward: instructions | per MAC | whole layer (L2 norm, FC, goodness) | per MAC |")
-    print("|---|---|---|---|---|---|")
+    layers = []
     for ln in out.splitlines():
         if ln.startswith(b"EDGEFF-LAYER"):
             f = fields(ln)
-            macs, reps = int(f["macs"]), int(f["reps"])
-            fc, whole = (int(f[k]) * per_tick / reps for k in ("fc_ticks", "ticks"))
-            print(f"| {int(f['index']) + 1} | {macs:,} | {fc:,.0f} | {fc / macs:.2f} | {whole:,.0f} | "
-                  f"{whole / macs:.2f} |")
-    step = int(result["ticks"]) * per_tick / n
+            reps = int(f["reps"])
+            layers.append({"macs": int(f["macs"]), "fc": int(f["fc_ticks"]) * per_tick / reps,
+                           "whole": int(f["ticks"]) * per_tick / reps})
+    return {"per_tick": per_tick, "layers": layers, "step": int(result["ticks"]) * per_tick / n,
+            "correct": result["correct"], "same": int(result["crc"], 16) == want_crc}
+
+
+def report_selftest(model, now: dict, section: dict, plan: dict, n: int):
+    print(f"network {model.arch['sizes']}, {n} training samples on the emulated Cortex-M4; calibration: "
+          f"{now['per_tick']:.2f} instructions per SysTick tick; trained weights equal to the NumPy runtime's: "
+          f"{now['same']}\n")
+    print("| layer | MACs | FC forward: instructions | per MAC | whole layer (L2 norm, FC, goodness) | per MAC |")
+    print("|---|---|---|---|---|---|")
+    for i, layer in enumerate(now["layers"]):
+        macs, fc, whole = layer["macs"], layer["fc"], layer["whole"]
+        print(f"| {i + 1} | {macs:,} | {fc:,.0f} | {fc / macs:.2f} | {whole:,.0f} | {whole / macs:.2f} |")
     print(f"\nOne training step (positive and negative pass, goodness, CFF coupling, the update of every weight "
-          f"row): {step:,.0f} instructions per sample; {result['correct']} of {n} samples had the positive "
+          f"row): {now['step']:,.0f} instructions per sample; {now['correct']} of {n} samples had the positive "
           "goodness above the negative.\n")
     ram = section.get("data", 0) + section.get("bss", 0)
     print("| memory (bytes) | firmware, from the linker | memory plan (edgeff memory-plan) |")
@@ -91,6 +124,19 @@ def report_selftest(model, trainer, out: bytes, section: dict, plan: dict, image
     print(f"| RAM: .data + .bss (stack of {section.get('stack', 0):,} besides) | {ram:,} | {plan['sram_bytes']:,} |")
     print(f"| flash: .text (code, constants, the {n} samples) + .data's load image | "
           f"{section.get('text', 0) + section.get('data', 0):,} | {plan['flash_bytes']:,} |")
+
+
+def report_against(rev: str, before: dict, now: dict):
+    """The same self-test built with the kernels of `rev` and of this tree, side by side."""
+    print(f"\nThe same self-test with the kernel library of {rev} and of this tree (trained weights equal to the "
+          f"NumPy runtime's: {before['same']} and {now['same']}):\n")
+    print(f"| figure | {rev} | this tree |")
+    print("|---|---|---|")
+    print(f"| training step: instructions per sample | {before['step']:,.0f} | {now['step']:,.0f} |")
+    for i, (old, new) in enumerate(zip(before["layers"], now["layers"], strict=True)):
+        for key, what in (("fc", "FC forward"), ("whole", "whole layer (L2 norm, FC, goodness)")):
+            print(f"| layer {i + 1}, {what}: instructions per MAC | {old[key] / old['macs']:.2f} | "
+                  f"{new[key] / new['macs']:.2f} |")
 
 
 def linked_sizes(elf: Path) -> dict:

@@ -40,19 +40,21 @@ def _tool(name: str) -> str:
     return path
 
 
-def build(app: str, out: Path, generated: dict | None = None, defines=(), target: FirmwareTarget = TARGET) -> Path:
+def build(app: str, out: Path, generated: dict | None = None, defines=(), target: FirmwareTarget = TARGET,
+          kernels: Path = KERNELS) -> Path:
     """Compile and link firmware/<app>/ with the library and board support into out (an ELF); `generated`
-    maps header names to C source written beside the build, `defines` are preprocessor names to set. A link
-    that overflows the board's flash or RAM fails with the linker's message."""
+    maps header names to C source written beside the build, `defines` are preprocessor names to set, `kernels`
+    is the kernel library's directory (another version's, to compare). A link that overflows the board's
+    flash or RAM fails with the linker's message."""
     gcc = _tool("arm-none-eabi-gcc")
     board = FIRMWARE / "board" / target.support
-    sources = [*sorted(KERNELS.glob("*.c")), *PROTOCOL_SOURCES, *sorted(board.glob("*.c")),
+    sources = [*sorted(kernels.glob("*.c")), *PROTOCOL_SOURCES, *sorted(board.glob("*.c")),
                *sorted((FIRMWARE / app).glob("*.c"))]
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in {**generated_files(target), **(generated or {})}.items():
             (Path(tmp) / name).write_text(text)
         cmd = [gcc, *cflags(target), *(f"-D{name}" for name in defines),
-               f"-I{KERNELS}", f"-I{PROTOCOL}", f"-I{board}", f"-I{tmp}",
+               f"-I{kernels}", f"-I{PROTOCOL}", f"-I{board}", f"-I{tmp}",
                *map(str, sources),
                "-nostdlib", "-nostartfiles", f"-L{tmp}", f"-T{board / (target.support + '.ld')}", "-Wl,--gc-sections",
                f"-Wl,-Map={out.with_suffix('.map')}", "-lgcc", "-o", str(out)]
