@@ -61,22 +61,30 @@ static inline int32_t mac4(const int8_t *w, int32_t x02, int32_t x13, int32_t ac
     "smlad %[" acc_near "], %[t0], %[x13], %[" acc_near "]\n"
 #define MAC_4x4 "ldrd %[x02], %[x13], [%[x]], #8\n" MAC_2x4("a0", "a1", "w0") MAC_2x4("a2", "a3", "w2")
 
-/* a[0..3] += the dot products of units w0, w0 + depth, w0 + 2 depth, w0 + 3 depth with xs[0 .. 8 groups),
- * groups >= 1: eight inputs a turn for four units, 44 instructions for 32 MACs. In assembly because the
- * compiler spills these thirteen live registers (4 sums, 2 weight pointers, the row stride, the input
- * pointer and its end, 2 input words, 2 temporaries) and doubles the count. xs is 8-byte aligned (LDRD). */
-static inline void mac_4x8(const int8_t *w0, int32_t depth, const int16_t *xs, int32_t groups, int32_t a[4])
+/* For `blocks` blocks of four units (rows w, w + depth, ..., the next block 4 depth further on), acc[4b + i]
+ * (+)= unit 4b + i's dot product with xs[0 .. 8 groups) (from 0 when first), groups >= 1: eight inputs a turn
+ * for four units, 44 instructions for 32 MACs. In assembly because the compiler spills the thirteen live
+ * registers of the loop (4 sums, 2 weight pointers, the row stride, the input pointer and its end, 2 input
+ * words, 2 temporaries) and doubles the count. xs is 8-byte aligned (LDRD). */
+static void mac_blocks(const int8_t *w, int32_t depth, const int16_t *xs, int32_t groups, int32_t blocks, int first,
+                       int32_t *acc)
 {
-    const int8_t *w2 = w0 + 2 * depth;
     const int16_t *end = xs + 8 * groups;
-    int32_t x02, x13, t0, t1;
-    __asm__("1:\n" MAC_4x4 MAC_4x4
-            "cmp %[x], %[end]\n"
-            "bne 1b\n"
-            : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [w0] "+r"(w0), [w2] "+r"(w2),
-              [x] "+r"(xs), [x02] "=&r"(x02), [x13] "=&r"(x13), [t0] "=&r"(t0), [t1] "=&r"(t1)
-            : [depth] "r"(depth), [end] "r"(end)
-            : "cc", "memory");
+    for (int32_t *last = acc + 4 * blocks; acc != last; acc += 4, w += 4 * depth) {
+        const int8_t *w0 = w, *w2 = w + 2 * depth;
+        const int16_t *x = xs;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, x02, x13, t0, t1;
+        if (!first)
+            a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+        __asm__("1:\n" MAC_4x4 MAC_4x4
+                "cmp %[x], %[end]\n"
+                "bne 1b\n"
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w0] "+r"(w0), [w2] "+r"(w2),
+                  [x] "+r"(x), [x02] "=&r"(x02), [x13] "=&r"(x13), [t0] "=&r"(t0), [t1] "=&r"(t1)
+                : [depth] "r"(depth), [end] "r"(end)
+                : "cc", "memory");
+        acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+    }
 }
 #else
 #define REORDERED_INPUT 0
@@ -84,21 +92,23 @@ static inline void mac_4x8(const int8_t *w0, int32_t depth, const int16_t *xs, i
 
 /* acc[c] (+)= sum_k weight[c0 + c, k0 + k] * x[k] for n units, four at a time (k0 = 0 starts the sums),
  * x widened to int16 in xs. Products of int16 operands summed into int32 are what compilers turn into
- * vpmaddwd on x86; on the Cortex-M4 the DSP path above does two per SMLAD. Four units share each load. */
+ * vpmaddwd on x86; on the Cortex-M4 the DSP path above does two per SMLAD, eight inputs at a time for every
+ * block of four units first (mac_blocks), the C loops the inputs left. Four units share each load. */
 static void dot_units(const int8_t *weight, int32_t depth, int32_t c0, int32_t n, int32_t k0, const int16_t *xs,
                       int32_t kn, int32_t *acc)
 {
-    int32_t c = 0;
-    for (; c + 4 <= n; c += 4) {
+    int32_t c = 0, done = 0;   /* inputs [0, done) of every block of four units are summed */
+#if REORDERED_INPUT
+    if (kn >= 8) {
+        mac_blocks(weight + (int64_t)c0 * depth + k0, depth, xs, kn / 8, n / 4, k0 == 0, acc);
+        done = kn & ~7;
+    }
+#endif
+    for (; c + 4 <= n && done < kn; c += 4) {
         const int8_t *w0 = weight + (int64_t)(c0 + c) * depth + k0, *w1 = w0 + depth, *w2 = w1 + depth,
                      *w3 = w2 + depth;
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, k = 0;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, k = done;
 #if REORDERED_INPUT
-        if (kn >= 8) {
-            int32_t a[4] = {0, 0, 0, 0};
-            mac_4x8(w0, depth, xs, kn / 8, a);
-            a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], k = kn & ~7;
-        }
         if (k + 4 <= kn) {     /* at most one group of four is left */
             int32_t x02, x13;
             __builtin_memcpy(&x02, xs + k, 4);
@@ -117,11 +127,12 @@ static void dot_units(const int8_t *weight, int32_t depth, int32_t c0, int32_t n
             a2 += (int16_t)w2[k] * xv;
             a3 += (int16_t)w3[k] * xv;
         }
-        acc[c] = (k0 ? acc[c] : 0) + a0;
-        acc[c + 1] = (k0 ? acc[c + 1] : 0) + a1;
-        acc[c + 2] = (k0 ? acc[c + 2] : 0) + a2;
-        acc[c + 3] = (k0 ? acc[c + 3] : 0) + a3;
+        acc[c] = (k0 || done ? acc[c] : 0) + a0;
+        acc[c + 1] = (k0 || done ? acc[c + 1] : 0) + a1;
+        acc[c + 2] = (k0 || done ? acc[c + 2] : 0) + a2;
+        acc[c + 3] = (k0 || done ? acc[c + 3] : 0) + a3;
     }
+    c = n & ~3;
     for (; c < n; ++c) {
         const int8_t *w = weight + (int64_t)(c0 + c) * depth + k0;
         int32_t a = 0, k = 0;
