@@ -86,10 +86,11 @@ def run_id_of(image: bytes, config: IntTrainingConfig, goodness_frac_bits: int, 
 
 
 def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: IntTrainingConfig,
-                   checkpoint_every=1000, quiet=False, checkpoints_outlive=True) -> dict:
+                   checkpoint_every=1000, quiet=False, checkpoints_outlive=True, window=True) -> dict:
     """Train the board on the whole stream (resuming a run it already holds); returns the run's figures
     and the board's final image. Progress (load, samples, pull) and notices go to stderr.
-    checkpoints_outlive: whether the board's checkpoints outlast this call (not an emulated board's)."""
+    checkpoints_outlive: whether the board's checkpoints outlast this call (not an emulated board's).
+    window: several requests in flight (BoardLink.train_window); False: one at a time, stop-and-wait."""
     config.check()
     tensors, header = load_model(model_path)
     if (header.get("architecture") or {}).get("kind") != ModelKind.INT8:
@@ -98,7 +99,7 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
     frac_bits = header["quantization"]["goodness_frac_bits"]
     run_id = run_id_of(image, config, frac_bits, stream)
     recent = deque(maxlen=RECENT)
-    resets = sent = 0
+    resets, first, trains_sent = 0, None, link.stats["trains_sent"]
     clock = {"load": 0.0, "train": 0.0, "pull": 0.0}
     start = time.monotonic()
     bar = tqdm(total=len(stream), unit="sample", desc=f"training on {link.info.name}", disable=quiet,
@@ -121,16 +122,21 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
                     position = 0
                 # the board's compute counter runs since its boot: only this stretch of the run is this run's
                 segment = (position, link.metrics()["compute_us"])
+                first = position if first is None else first
                 bar.n = position
                 bar.refresh()
                 while position < len(stream):
-                    position, correct = _train_one(link, stream, position)
-                    sent += 1
-                    if correct is not None:
-                        recent.append(correct)
-                    bar.n = position
-                    bar.set_postfix(goodness_acc=f"{np.mean(recent):.3f}" if recent else "-", refresh=False)
-                    bar.update(0)
+                    stop = min(len(stream), (position // checkpoint_every + 1) * checkpoint_every)
+                    for applied, correct in _train_stretch(link, stream, position, stop, window):
+                        if applied > len(stream):
+                            raise EdgeFFError(f"the board reports {applied} samples applied, more than the "
+                                              f"run's {len(stream)}")
+                        position = applied
+                        if correct is not None:
+                            recent.append(correct)
+                        bar.n = position
+                        bar.set_postfix(goodness_acc=f"{np.mean(recent):.3f}" if recent else "-", refresh=False)
+                        bar.update(0)
                     if position % checkpoint_every == 0:
                         link.value(m.Request.CHECKPOINT)
                 link.value(m.Request.CHECKPOINT)
@@ -159,8 +165,9 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
     seconds = time.monotonic() - start
     clock["train"] = seconds - clock["load"] - clock["pull"]     # all the rest, resumes included
     computed = metrics["applied"] - segment[0]
-    return {"samples": len(stream), "sample_transmissions": sent, "seconds": seconds,
-            "seconds_by_phase": clock, "samples_per_s": sent / max(clock["train"], 1e-9), "resumes": resets,
+    return {"samples": len(stream), "sample_transmissions": link.stats["trains_sent"] - trains_sent,
+            "seconds": seconds, "seconds_by_phase": clock,
+            "samples_per_s": (len(stream) - first) / max(clock["train"], 1e-9), "resumes": resets,
             "board_compute_us_per_sample": (metrics["compute_us"] - segment[1]) / computed if computed else None,
             "recent_goodness_accuracy": float(np.mean(recent)) if recent else None,
             "board_metrics": metrics, "link": dict(link.stats), "run_id": run_id, "image": final}
@@ -177,20 +184,25 @@ def _bytes_bar(what: str, total: int, quiet: bool):
         yield progress
 
 
-def _train_one(link: BoardLink, stream: SampleStream, position: int) -> tuple[int, int | None]:
-    """Stage and train sample `position`; (the board's applied count, goodness correct or None)."""
+def _train_stretch(link: BoardLink, stream: SampleStream, start: int, stop: int, window: bool):
+    """Samples start..stop-1 onto the board, windowed or one at a time; yields (the board's applied count,
+    goodness correct or None) as samples are confirmed, and names the sample when the board refuses one."""
     try:
-        applied, correct, duplicate = link.train(position, stream.record(position))
+        if window:
+            yield from link.train_window(start, stop, stream.record)
+            return
+        position = start
+        while position < stop:
+            position, correct, duplicate = link.train(position, stream.record(position))
+            yield position, None if duplicate else correct
     except BoardError as exc:
         if exc.code == m.ErrorCode.SEQUENCE and exc.detail <= len(stream):
-            return exc.detail, None                          # the board is elsewhere: follow it
-        index, negative = stream.sample(position)
+            yield exc.detail, None                              # the board is elsewhere: follow it
+            return
+        index, negative = stream.sample(exc.sample)
         negative = "drawn by the board" if negative == m.NO_NEGATIVE else negative
-        raise EdgeFFError(f"the board refused sample {position} of the run (training image {index}, label "
+        raise EdgeFFError(f"the board refused sample {exc.sample} of the run (training image {index}, label "
                           f"{stream.labels[index]}, negative {negative}): {exc.reason}") from None
-    if applied > len(stream):
-        raise EdgeFFError(f"the board reports {applied} samples applied, more than the run's {len(stream)}")
-    return applied, None if duplicate else correct
 
 
 def runtime_image(model_path, stream: SampleStream, config: IntTrainingConfig) -> bytes:

@@ -47,6 +47,7 @@ class BoardError(EdgeFFError):
         name = m.ErrorCode(code).name if code in m.ErrorCode._value2member_map_ else f"code {code}"
         super().__init__(f"the board refused the request ({name}): {message}")
         self.code, self.detail, self.reason = code, detail, message
+        self.sample = None                # the sample index, when the refused request was a sample's
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,10 @@ class LineEstimate:
                 self.rate_cache = float(self.RATES[np.argmax(fit)])
         return self.rate_cache
 
+    def bytes_between_losses(self) -> float:
+        """How many bytes arrive whole, on average, between two damaged ones."""
+        return 1 / self.error_rate()
+
     def chunk_size(self, limit: int, fixed_bytes: int) -> int:
         """The chunk (up to limit) that moves the most bytes per second: each attempt carries fixed_bytes
         besides the chunk and costs the board's turnaround too."""
@@ -162,7 +167,7 @@ class BoardLink:
         self.seq = 0
         self.line = LineEstimate(10 / baud, timeout)
         self.stats = {"requests": 0, "resent": 0, "naks": 0, "bad_frames": 0, "timeouts": 0, "echoes": 0,
-                      "reconnects": 0}
+                      "reconnects": 0, "trains_sent": 0, "most_in_flight": 1}
         self.answered = True              # a request other than HELLO answered since the last reconnection
         self.stalls = 0
         self.port = None
@@ -255,6 +260,7 @@ class BoardLink:
             frame = encode_frame(request_type, self.seq, body)
             exposed = len(frame) + max_encoded_size(reply_fields + reply_data)
             self._write(frame)
+            self.stats["trains_sent"] += request_type == m.Request.TRAIN
             sent = time.monotonic()
             wait = self.line.wait_s(request_type, exposed)
             deadline = sent + min(wait * 2 ** backoff, max(wait, self.timeout))
@@ -419,9 +425,147 @@ class BoardLink:
                           "every frame arrived whole: a firmware bug")
 
     def train(self, index: int, record: bytes) -> tuple[int, int, int]:
-        """Stage `record` and TRAIN it as sample `index`: (samples applied, goodness correct, duplicate)."""
-        reply = self._on_staged(record, m.Request.TRAIN, lambda crc: m.TRAIN.pack(index, crc), m.Reply.TRAINED)
+        """Stage `record` and TRAIN it as sample `index`: (samples applied, goodness correct, duplicate),
+        one request at a time."""
+        try:
+            reply = self._on_staged(record, m.Request.TRAIN, lambda crc: m.TRAIN.pack(index, crc),
+                                    m.Reply.TRAINED)
+        except BoardError as exc:
+            exc.sample = index
+            raise
         return self._parse(_trained, reply, "TRAINED")
+
+    def train_window(self, start: int, stop: int, record_of):
+        """Train samples start..stop-1 (`record_of(p)`: the record of sample p) with several requests in
+        flight; yields (samples applied, goodness correct or None) after each sample the board confirms.
+
+        Each round sends the STAGE chunks and TRAIN of the next samples through `_pipeline`; the board
+        applies a sample only at its index, so what a round loses costs a resend, never a sample applied
+        twice; on a line too damaged for four records' frames to arrive whole in a row, samples go one at a time
+        (`train`). The next round starts at the board's applied count from the last reply that says it, and
+        goes on with the record's staging at the bytes the board last said it held (a wrong guess, after a
+        lost reply, is caught by the record's CRC in TRAIN and staged from 0). A round that brings back
+        nothing, or `retries` rounds in a row that move no sample, fall back to one stop-and-wait exchange
+        with its backoff and limits (LinkReset when the link is lost)."""
+        position, held, stalled = start, 0, 0
+        while position < stop:
+            if self.line.bytes_between_losses() < 4 * len(record_of(position)):   # this damaged: one at a time
+                applied, correct, duplicate = self.train(position, record_of(position))
+                position, held = applied, 0
+                yield applied, None if duplicate else correct
+                continue
+            requests, samples = [], []
+            p, budget = position, 2 * self.window_bytes()
+            while p < stop and budget > 0:
+                record, offset = record_of(p), held if p == position else 0
+                chunk = self.chunk_size(m.OFFSET.size)
+                for at in range(offset, len(record), chunk):
+                    requests.append((m.Request.STAGE, m.OFFSET.pack(at) + record[at:at + chunk], m.OK.size))
+                    samples.append(p)
+                requests.append((m.Request.TRAIN, m.TRAIN.pack(p, crc32(record)), m.TRAINED.size))
+                samples.append(p)
+                budget -= len(record) - offset
+                p += 1
+            try:
+                replies, heard = self._pipeline(requests)
+            except ConnectionError:
+                self._reconnect()
+            moved = False
+            for (request_type, _, _), p, reply in zip(requests, samples, replies, strict=True):
+                if reply is None:
+                    continue
+                if reply.type == m.Reply.ERROR:
+                    code, detail = self._parse(m.ERROR.unpack_from, reply.payload, "ERROR")
+                    if code == m.ErrorCode.SEQUENCE:           # the board's count: go on from there
+                        moved |= detail != position
+                        position, held = detail, 0
+                        yield detail, None
+                    elif code == m.ErrorCode.BAD_SAMPLE:       # staged wrong: from 0 again
+                        held = 0
+                    elif code == m.ErrorCode.BAD_RANGE and request_type == m.Request.STAGE:
+                        held = detail if p == position else held   # past the bytes held: from there
+                    else:
+                        refused = BoardError(code, detail, reply.payload[m.ERROR.size:].decode("utf-8", "replace"))
+                        refused.sample = p
+                        raise refused
+                elif request_type == m.Request.STAGE:
+                    if p == position:
+                        held = self._parse(m.OK.unpack, reply.payload, "OK")[0]
+                else:
+                    applied, correct, duplicate = self._parse(_trained, reply.payload, "TRAINED")
+                    moved |= applied != position
+                    position, held = applied, 0
+                    yield applied, None if duplicate else correct
+            stalled = 0 if moved else stalled + 1
+            if position < stop and (not heard or stalled >= self.retries):
+                applied, correct, duplicate = self.train(position, record_of(position))
+                position, held, stalled = applied, 0, 0
+                yield applied, None if duplicate else correct
+
+    def window_bytes(self) -> int:
+        """Bytes of frames to keep in flight: what the board buffers while it computes (max_payload), less on a
+        damaged line, where one loss voids every frame sent after it (the board takes them in order)."""
+        return int(min(self.max_payload, self.line.bytes_between_losses() / 2))
+
+    def _pipeline(self, requests: list) -> tuple[list, bool]:
+        """Send `requests` ((type, payload, reply bytes) each) with several in flight: at most max_payload
+        bytes of frames that the board has not answered yet, what a board buffers while it computes
+        (PROTOCOL.md, "Windows"). The board answers in order, so a reply means every request before it
+        arrived or was lost. Sending stops at the first sign of a loss (a NAK, a damaged frame, an ERROR
+        reply, a silence longer than the line's wait); what was sent is then waited for. Returns (the reply
+        Frame or None for each request, whether the board sent anything)."""
+        replies, window = [None] * len(requests), self.window_bytes()
+        by_seq, outstanding = {}, deque()     # outstanding: (index, frame bytes, bytes exposed, sent at)
+        following, lost, heard = 0, False, False
+        last_heard = last_reply = time.monotonic()
+        while (following < len(requests) and not lost) or outstanding:
+            while following < len(requests) and not lost:
+                request_type, body, reply_bytes = requests[following]
+                seq = (self.seq + 1) % m.NAK_SEQ
+                frame = encode_frame(request_type, seq, body)
+                if outstanding and sum(o[1] for o in outstanding) + len(frame) > window:
+                    break
+                self.seq = seq
+                self.stats["requests"] += 1
+                self._write(frame)
+                self.stats["trains_sent"] += request_type == m.Request.TRAIN
+                by_seq[seq] = following
+                outstanding.append((following, len(frame), len(frame) + max_encoded_size(reply_bytes),
+                                    time.monotonic()))
+                self.stats["most_in_flight"] = max(self.stats["most_in_flight"], len(outstanding))
+                following += 1
+            exposed_ahead = sum(o[2] for o in outstanding)
+            left = last_heard + self.line.wait_s(requests[outstanding[0][0]][0], exposed_ahead) - time.monotonic()
+            if left <= 0:                                # silence: what is still out is lost
+                self.stats["timeouts"] += 1
+                lost = True
+                for o in outstanding:
+                    self.line.record(o[2], False)
+                outstanding.clear()
+                break
+            for item in self.decoder.feed(self._read_some(left)):
+                if isinstance(item, Frame) and item.type < m.Reply.OK:   # the line echoes the host's own
+                    self.stats["echoes"] += 1
+                    continue
+                heard, last_heard = True, time.monotonic()
+                if not isinstance(item, Frame) or item.type == m.Reply.NAK:
+                    self.stats["naks" if isinstance(item, Frame) else "bad_frames"] += 1
+                    lost = True
+                    continue
+                index = by_seq.get(item.seq)
+                if index is None or not outstanding or index < outstanding[0][0] or replies[index] is not None:
+                    continue                                # a late or doubled reply of an earlier round
+                replies[index] = item
+                lost |= item.type == m.Reply.ERROR
+                while outstanding and outstanding[0][0] <= index:   # answered in order: these are done
+                    done, _, exposed, sent = outstanding.popleft()
+                    self.line.record(exposed, replies[done] is not None)
+                # its turnaround: from when the board could start on it (sent, or the reply before it came)
+                # to its reply; every frame has its own sequence number, so no reply is ambiguous (Karn)
+                self.line.round_trip(requests[index][0], last_heard - max(sent, last_reply),
+                                     exposed)
+                last_reply = last_heard
+        return replies, heard
 
     def infer(self, image) -> tuple[int, int, list]:
         """(multi-pass prediction, one-pass prediction, multi-pass score per class) of one uint8 image,

@@ -50,16 +50,20 @@ class LinkModel:
             raise EdgeFFError(f"--baud must be positive; got {baud}")
         self.baud, self.faults = baud, faults or Faults()
         self.rng = np.random.default_rng(self.faults.seed)
-        self.busy_until = 0.0
+        self.busy_until = {"in": 0.0, "out": 0.0}      # a UART is full duplex: a clock each way
 
-    def wait_for_wire(self, n_bytes: int):
-        """Sleep until n_bytes more could have crossed a link of this baud rate (no-op when unthrottled)."""
+    def wait_for_wire(self, n_bytes: int, direction: str, sent_at: float | None = None):
+        """Sleep until n_bytes more could have crossed a link of this baud rate in `direction` ("in" to the
+        board, "out" from it), the first of them sent at `sent_at` (default now); no-op when unthrottled.
+        Bytes come in while the board computes (a UART receives by interrupt), so received bytes are
+        timed from when they reached the board's side, not from when it got round to them."""
         if self.baud is None:
             return
         now = time.monotonic()
-        self.busy_until = max(self.busy_until, now) + n_bytes * BITS_PER_BYTE / self.baud
-        if self.busy_until > now:
-            time.sleep(self.busy_until - now)
+        start = max(self.busy_until[direction], now if sent_at is None else sent_at)
+        self.busy_until[direction] = start + n_bytes * BITS_PER_BYTE / self.baud
+        if self.busy_until[direction] > now:
+            time.sleep(self.busy_until[direction] - now)
 
     def damage(self, data: bytes) -> bytes:
         """The bytes as they arrive: some replaced, lost or doubled."""

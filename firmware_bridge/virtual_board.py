@@ -6,9 +6,11 @@ a child process, as the pipeline and the tests do, and can kill and restart it t
 The link model on the board's side of the connection emulates a baud rate and line faults.
 """
 import os
+import queue
 import socket
 import subprocess
 import sys
+import threading
 import time
 import tty
 from pathlib import Path
@@ -23,18 +25,32 @@ READ_BYTES = 65536
 
 
 def serve_link(core: BoardCore, read, write, link: LinkModel):
-    """Answer frames until read() reports the end of the connection (b"")."""
+    """Answer frames until read() reports the end of the connection (b""). A thread receives while the
+    core computes, as a UART's interrupt does, and stamps each piece with when it came."""
+    received = queue.Queue()
+
+    def receive():
+        try:
+            while data := read():
+                received.put((data, time.monotonic()))
+            received.put((b"", 0.0))
+        except OSError as exc:       # a pty whose other side closed: raised where the board serves
+            received.put((exc, 0.0))
+
+    threading.Thread(target=receive, daemon=True).start()
     decoder = FrameDecoder(core.max_payload)
     while True:
-        data = read()
+        data, came_at = received.get()
+        if isinstance(data, OSError):
+            raise data
         if not data:
             return
-        link.wait_for_wire(len(data))
+        link.wait_for_wire(len(data), "in", came_at)
         for item in decoder.feed(link.damage(data)):
             for _ in range(link.copies()):
                 reply = core.handle(item)
                 for _ in range(link.copies()):
-                    link.wait_for_wire(len(reply))
+                    link.wait_for_wire(len(reply), "out")
                     write(link.damage(reply))
 
 

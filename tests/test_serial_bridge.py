@@ -321,6 +321,24 @@ def test_a_late_short_resend_of_a_first_chunk_is_staged_over(small_model, tmp_pa
         assert link.read_image() == _reference_image(int_path, stream)
 
 
+@pytest.mark.parametrize("baud", [None, 115200])
+def test_a_window_keeps_several_requests_in_flight_and_ends_on_the_same_bits(small_model, tmp_path, baud):
+    """Windowed (the default) and one request at a time train the same samples to the runtime's bits; the
+    window has more than one request out at once, within the board's max payload of frame bytes."""
+    int_path, data_dir = small_model
+    stream, _ = _stream(data_dir, n=12 if baud else 40, seed=9)
+    reference = _reference_image(int_path, stream)
+    figures = {}
+    for window in (False, True):
+        with VirtualBoard(tmp_path / f"flash-{window}", baud=baud) as board, \
+                BoardLink(board.url, baud=baud or 115200) as link:
+            result = train_on_board(link, int_path, stream, CONFIG, quiet=True, window=window)
+        assert result["image"] == reference
+        assert result["sample_transmissions"] == len(stream)      # a clean line: each sample sent once
+        figures[window] = result["link"]["most_in_flight"]
+    assert figures[False] == 1 and figures[True] > 1
+
+
 # ---------------------------------------------------------------------- the command line
 def test_board_cli_trains_pulls_and_reports(small_model, tmp_path):
     int_path, data_dir = small_model

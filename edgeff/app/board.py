@@ -74,6 +74,9 @@ def register(sub):
                     help="send a random wrong label with each sample (default: the board draws negatives)")
     bp.add_argument("--checkpoint-every", type=at_least(1), default=1000,
                     help="samples between board checkpoints (default: %(default)s)")
+    bp.add_argument("--one-at-a-time", action="store_true",
+                    help="wait for each reply before the next request (default: several in flight, up to the "
+                         "board's max payload of bytes; for a board that cannot buffer that much while it trains)")
     training_options(bp)
     data_dir_option(bp)
     bp = board_sub("pull", "Read the board's current model (weights, master weights, step) into a model file.")
@@ -131,7 +134,8 @@ def run_train(args):
     config = training_config(args)
     with _open_board(args) as link:
         result = train_on_board(link, args.model, stream, config, args.checkpoint_every,
-                                quiet=progress_off(args), checkpoints_outlive=checkpoints_outlive(args.port))
+                                quiet=progress_off(args), checkpoints_outlive=checkpoints_outlive(args.port),
+                                window=not args.one_at_a_time)
     save_pulled_model(result.pop("image"), args.out, args.model,
                       {"config": vars(config), "on_board": {"samples": len(stream), "port": args.port}})
     result["model"] = str(args.out)
