@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from edgeff.model_description import ModelDescription
 from edgeff.model_file import load_model
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig, load_trainer, trainer_tensors
+from edgeff.runtime.requantize import INT32_MAX
 from firmware_bridge import emulator, selftest
 from firmware_bridge import messages as m
 from firmware_bridge.board_image import pack_image, unpack_image
@@ -29,6 +31,7 @@ from firmware_bridge.board_training import configure_payload, run_id_of, runtime
 from firmware_bridge.driver import BoardError, BoardLink
 from firmware_bridge.framing import Frame, FrameDecoder, crc32, encode_frame
 from tests.conftest import run_cli
+from tests.reference_math import fully_connected
 from tests.test_serial_bridge import CONFIG, _stream
 
 pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
@@ -64,6 +67,57 @@ def test_emulated_board_trains_bit_identically(int_model, tmp_path, loss, collab
     assert int(match[1]) == n and int(match[2]) == correct
     assert int(match[3], 16) == selftest.state_crc(trainer) != before    # trained, and bit-identical
     assert int(match[4]) > 0
+
+
+def _c_array(ctype, name, values) -> str:
+    return f"static const {ctype} {name}[] = {{{', '.join(str(int(v)) for v in np.ravel(values))}}};"
+
+
+def test_the_boards_fully_connected_equals_the_reference(tmp_path):
+    """The Cortex-M4's FC (SMLAD loop, the assembly epilogue of the usual ReLU output and its way out for a unit
+    of another form) on QEMU against the reference FullyConnected: rescales that put most outputs inside the
+    clamp (so that every rounding step shows), inputs and weights at their extremes, a bias that wraps the
+    accumulator, shifts 0 and -31, units with a positive shift or a negative multiplier among ReLU ones, other
+    zero points and single rounding (the C epilogue), shapes off every block of 8 inputs, 4 units, 256 inputs,
+    and biases alone on and beside the ties of both roundings."""
+    rng = np.random.default_rng(22)
+    shapes = [(784, 64, -128, -128, "double"), (64, 32, -128, -128, "double"), (257, 65, -128, -128, "double"),
+              (37, 6, -128, -128, "double"), (300, 7, -30, -30, "double"), (64, 9, -128, -128, "single"),
+              (12, 5, 5, -128, "double"), (8, 64, -128, -128, "ties")]
+    lines = ["#include \"edgeff_kernels.h\"",
+             "typedef struct { const int8_t *x, *weight; const int32_t *bias, *multiplier, *shift; "
+             "int32_t rows, depth, units, zero_point, act_min, act_max, rounding; } fc_case;"]
+    items, want, rows, inside = [], 0, 8, []
+    for i, (depth, units, zp, act_min, rounding) in enumerate(shapes):
+        x = rng.integers(-128, 128, (rows, depth)).astype(np.int8)
+        w = rng.integers(-127, 128, (units, depth)).astype(np.int8)
+        x[0], w[0], x[1, ::2] = 127, 127, -128                         # the largest accumulators
+        spread = np.sqrt(depth) * 127 * 74                              # about the accumulators' spread
+        mult = rng.integers(1 << 30, INT32_MAX, units).astype(np.int32)
+        shift = np.full(units, -int(np.ceil(np.log2(spread / 150))), np.int32)
+        bias = rng.integers(0, int(spread), units).astype(np.int32)        # most sums above zero
+        bias[1] = INT32_MAX                                             # wraps acc + bias, as int32 does
+        w[2], shift[2], mult[2] = rng.integers(-1, 2, depth), 0, rng.integers(1 << 24, 1 << 26)   # shift 0
+        shift[3 % units] = -31
+        if rounding == "ties":                  # zero inputs, the bias alone on both roundings' ties and beside
+            x[:], rounding = 0, "double"
+            shift = -(np.arange(units) % 6).astype(np.int32)
+            mult[:], bias = 1 << 30, rng.integers(0, 8 << -shift).astype(np.int32)
+        if units > 4:
+            shift[4], mult[units - 1] = 2, -(1 << 30)                  # not the ReLU form: the general epilogue
+        lines += [_c_array("int8_t", f"x{i}", x), _c_array("int8_t", f"w{i}", w), _c_array("int32_t", f"b{i}", bias),
+                  _c_array("int32_t", f"m{i}", mult), _c_array("int32_t", f"s{i}", shift)]
+        items.append(f"{{x{i}, w{i}, b{i}, m{i}, s{i}, {rows}, {depth}, {units}, {zp}, {act_min}, 127, "
+                     f"{int(rounding == 'single')}}}")
+        out = fully_connected(x, w, bias, 0, mult, shift, zp, act_min, 127, rounding=rounding).astype(np.int8)
+        inside.append(((out > act_min) & (out < 127)).ravel())
+        want = zlib.crc32(out.tobytes(), want)
+    assert np.concatenate(inside).mean() > 0.5                          # mostly inside the clamp
+    lines += [f"#define FC_CASES {len(shapes)}", f"#define FC_MAX_OUTPUTS {rows * max(s[1] for s in shapes)}",
+              "static const fc_case fc_cases[] = {" + ", ".join(items) + "};"]
+    elf = emulator.build("fc_check", tmp_path / "fc_check.elf", {"fc_cases.h": "\n".join(lines) + "\n"})
+    match = re.search(rb"EDGEFF-FC cases=(\d+) crc=([0-9a-f]{8})", emulator.run(elf, b"EDGEFF-FC"))
+    assert int(match[1]) == len(shapes) and int(match[2], 16) == want
 
 
 def test_a_model_too_big_for_the_board_fails_to_link(int_model, tmp_path):

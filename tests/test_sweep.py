@@ -3,10 +3,15 @@ without Ray, and the report's statistics against hand-computed values."""
 import json
 import math
 import os
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -96,6 +101,44 @@ def test_a_sweep_killed_midway_resumes_to_the_same_table(uninterrupted, tmp_path
     assert _comparable(read_table(results)) == _comparable(read_table(reference))
     again = run_cli("sweep", spec, "--out", tmp_path / "out", "--cpus", 2, "--json")
     assert '"skipped": 4' in again.stdout and '"ran": 2' in again.stdout   # only the failed ones run again
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_sweep_runs_on_a_ray_cluster_at_an_address(uninterrupted, tmp_path, monkeypatch):
+    """A real Ray head (`ray start --head`, what a cluster's head node runs) on this machine, with token
+    authentication as a cluster has it: the sweep sent to its address runs its trials there, the driver
+    writes the table here, and the rows are those of the local run."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")                # the head and the driver share the token
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
+    first, reference, _ = uninterrupted
+    spec = _sweep_folder(tmp_path, spec=SPEC[:SPEC.index('[[variants]]\nname = "A-CFF"')],
+                         data=first.parent / "data")
+    port = _free_port()
+    ray_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")      # Ray's socket paths must stay short
+    ray = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen([str(ray), "start", "--head", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", f"--temp-dir={ray_dir}", "--block"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        res = run_cli("sweep", spec, "--out", tmp_path / "out", "--address", f"127.0.0.1:{port}", "--json")
+        assert res.returncode == 0, res.stderr[-2000:]
+        summary = json.loads(res.stdout)
+        assert summary["ran"] == 2 and summary["ray"]["address"].endswith(f":{port}"), summary
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)       # the head stops its raylet and workers on SIGTERM
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        shutil.rmtree(ray_dir, ignore_errors=True)
+    ff_rows = [r for r in read_table(reference) if r["variant"] == "FF"]
+    assert _comparable(read_table(tmp_path / "out/results.csv")) == _comparable(ff_rows)
 
 
 def test_without_ray_the_sweep_refuses_with_the_install_line(tmp_path):

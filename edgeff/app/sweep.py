@@ -22,8 +22,8 @@ def register(sub):
                     help="with `report`: the results table (results.csv) or the folder holding it")
     run_group = sp.add_argument_group("running a sweep")
     run_group.add_argument("--out", help="folder of the results table (default: runs/sweeps/<spec name>)")
-    run_group.add_argument("--address", help="Ray cluster to run on, e.g. ray://head:10001 (default: "
-                                             "$RAY_ADDRESS, else Ray started here)")
+    run_group.add_argument("--address", help="Ray cluster to run on, from one of its nodes: its head's "
+                                             "HEAD:6379 (default: $RAY_ADDRESS, else Ray started here)")
     run_group.add_argument("--cpus", type=at_least(1), help="CPUs a local Ray may use (default: all cores)")
     report_group = sp.add_argument_group("report")
     report_group.add_argument("--metric", default="test_multi_pass",

@@ -61,22 +61,30 @@ static inline int32_t mac4(const int8_t *w, int32_t x02, int32_t x13, int32_t ac
     "smlad %[" acc_near "], %[t0], %[x13], %[" acc_near "]\n"
 #define MAC_4x4 "ldrd %[x02], %[x13], [%[x]], #8\n" MAC_2x4("a0", "a1", "w0") MAC_2x4("a2", "a3", "w2")
 
-/* a[0..3] += the dot products of units w0, w0 + depth, w0 + 2 depth, w0 + 3 depth with xs[0 .. 8 groups),
- * groups >= 1: eight inputs a turn for four units, 44 instructions for 32 MACs. In assembly because the
- * compiler spills these thirteen live registers (4 sums, 2 weight pointers, the row stride, the input
- * pointer and its end, 2 input words, 2 temporaries) and doubles the count. xs is 8-byte aligned (LDRD). */
-static inline void mac_4x8(const int8_t *w0, int32_t depth, const int16_t *xs, int32_t groups, int32_t a[4])
+/* For `blocks` blocks of four units (rows w, w + depth, ..., the next block 4 depth further on), acc[4b + i]
+ * (+)= unit 4b + i's dot product with xs[0 .. 8 groups) (from 0 when first), groups >= 1: eight inputs a turn
+ * for four units, 44 instructions for 32 MACs. In assembly because the compiler spills the thirteen live
+ * registers of the loop (4 sums, 2 weight pointers, the row stride, the input pointer and its end, 2 input
+ * words, 2 temporaries) and doubles the count. xs is 8-byte aligned (LDRD). */
+static void mac_blocks(const int8_t *w, int32_t depth, const int16_t *xs, int32_t groups, int32_t blocks, int first,
+                       int32_t *acc)
 {
-    const int8_t *w2 = w0 + 2 * depth;
     const int16_t *end = xs + 8 * groups;
-    int32_t x02, x13, t0, t1;
-    __asm__("1:\n" MAC_4x4 MAC_4x4
-            "cmp %[x], %[end]\n"
-            "bne 1b\n"
-            : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [w0] "+r"(w0), [w2] "+r"(w2),
-              [x] "+r"(xs), [x02] "=&r"(x02), [x13] "=&r"(x13), [t0] "=&r"(t0), [t1] "=&r"(t1)
-            : [depth] "r"(depth), [end] "r"(end)
-            : "cc", "memory");
+    for (int32_t *last = acc + 4 * blocks; acc != last; acc += 4, w += 4 * depth) {
+        const int8_t *w0 = w, *w2 = w + 2 * depth;
+        const int16_t *x = xs;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, x02, x13, t0, t1;
+        if (!first)
+            a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+        __asm__("1:\n" MAC_4x4 MAC_4x4
+                "cmp %[x], %[end]\n"
+                "bne 1b\n"
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w0] "+r"(w0), [w2] "+r"(w2),
+                  [x] "+r"(x), [x02] "=&r"(x02), [x13] "=&r"(x13), [t0] "=&r"(t0), [t1] "=&r"(t1)
+                : [depth] "r"(depth), [end] "r"(end)
+                : "cc", "memory");
+        acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+    }
 }
 #else
 #define REORDERED_INPUT 0
@@ -84,21 +92,23 @@ static inline void mac_4x8(const int8_t *w0, int32_t depth, const int16_t *xs, i
 
 /* acc[c] (+)= sum_k weight[c0 + c, k0 + k] * x[k] for n units, four at a time (k0 = 0 starts the sums),
  * x widened to int16 in xs. Products of int16 operands summed into int32 are what compilers turn into
- * vpmaddwd on x86; on the Cortex-M4 the DSP path above does two per SMLAD. Four units share each load. */
+ * vpmaddwd on x86; on the Cortex-M4 the DSP path above does two per SMLAD, eight inputs at a time for every
+ * block of four units first (mac_blocks), the C loops the inputs left. Four units share each load. */
 static void dot_units(const int8_t *weight, int32_t depth, int32_t c0, int32_t n, int32_t k0, const int16_t *xs,
                       int32_t kn, int32_t *acc)
 {
-    int32_t c = 0;
-    for (; c + 4 <= n; c += 4) {
+    int32_t c = 0, done = 0;   /* inputs [0, done) of every block of four units are summed */
+#if REORDERED_INPUT
+    if (kn >= 8) {
+        mac_blocks(weight + (int64_t)c0 * depth + k0, depth, xs, kn / 8, n / 4, k0 == 0, acc);
+        done = kn & ~7;
+    }
+#endif
+    for (; c + 4 <= n && done < kn; c += 4) {
         const int8_t *w0 = weight + (int64_t)(c0 + c) * depth + k0, *w1 = w0 + depth, *w2 = w1 + depth,
                      *w3 = w2 + depth;
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, k = 0;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, k = done;
 #if REORDERED_INPUT
-        if (kn >= 8) {
-            int32_t a[4] = {0, 0, 0, 0};
-            mac_4x8(w0, depth, xs, kn / 8, a);
-            a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], k = kn & ~7;
-        }
         if (k + 4 <= kn) {     /* at most one group of four is left */
             int32_t x02, x13;
             __builtin_memcpy(&x02, xs + k, 4);
@@ -117,11 +127,12 @@ static void dot_units(const int8_t *weight, int32_t depth, int32_t c0, int32_t n
             a2 += (int16_t)w2[k] * xv;
             a3 += (int16_t)w3[k] * xv;
         }
-        acc[c] = (k0 ? acc[c] : 0) + a0;
-        acc[c + 1] = (k0 ? acc[c + 1] : 0) + a1;
-        acc[c + 2] = (k0 ? acc[c + 2] : 0) + a2;
-        acc[c + 3] = (k0 ? acc[c + 3] : 0) + a3;
+        acc[c] = (k0 || done ? acc[c] : 0) + a0;
+        acc[c + 1] = (k0 || done ? acc[c + 1] : 0) + a1;
+        acc[c + 2] = (k0 || done ? acc[c + 2] : 0) + a2;
+        acc[c + 3] = (k0 || done ? acc[c + 3] : 0) + a3;
     }
+    c = n & ~3;
     for (; c < n; ++c) {
         const int8_t *w = weight + (int64_t)(c0 + c) * depth + k0;
         int32_t a = 0, k = 0;
@@ -156,6 +167,72 @@ static void widen(const int8_t *x, int32_t kn, int16_t *xs)
         xs[k] = x[k];
 }
 
+#if REORDERED_INPUT
+/* The ReLU form's epilogue with double rounding for the usual ReLU output (zero point -128, so the clamp is
+ * [0, 255] before it), from unit 0 until one whose shift or multiplier rules the form out; returns the
+ * units done. Per unit: a = max(acc + bias, 0), P = a * multiplier (UMULL), q = P >> 30, so that SRDHM's
+ * (P + 2^30) >> 31 is (q + 1) >> 1, and rounding that by 2^right is (((q + 1) >> right) + [right > 0]) >> 1;
+ * USAT clamps, - 128 is the zero point. 21 instructions a unit in assembly, against 35 for the C form and
+ * its scan of every unit beforehand. */
+static int32_t relu_run_zp128(const int32_t *acc, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                              int32_t units, int8_t *out)
+{
+    const int32_t *start = acc;
+    const int8_t *end = out + units;
+    int32_t a, m, right, sh, lo, hi;
+    if (units <= 0)
+        return 0;
+    __asm__("1:\n"
+            "ldr %[sh], [%[shift]], #4\n"
+            "ldr %[m], [%[mult]], #4\n"
+            "rsb %[right], %[sh], #0\n"
+            "orrs %[a], %[m], %[right]\n"          /* multiplier < 0 or shift > 0: not this form */
+            "bmi 2f\n"
+            "ldr %[a], [%[acc]], #4\n"
+            "ldr %[lo], [%[bias]], #4\n"
+            "add %[a], %[a], %[lo]\n"
+            "bic %[a], %[a], %[a], asr #31\n"
+            "umull %[lo], %[hi], %[a], %[m]\n"
+            "lsl %[hi], %[hi], #2\n"
+            "orr %[a], %[hi], %[lo], lsr #30\n"
+            "add %[a], %[a], #1\n"
+            "lsr %[a], %[a], %[right]\n"
+            "add %[a], %[a], %[sh], lsr #31\n"
+            "lsr %[a], %[a], #1\n"
+            "usat %[a], #8, %[a]\n"
+            "sub %[a], %[a], #128\n"
+            "strb %[a], [%[out]], #1\n"
+            "cmp %[out], %[end]\n"
+            "bne 1b\n"
+            "2:\n"
+            : [acc] "+r"(acc), [bias] "+r"(bias), [mult] "+r"(multiplier), [shift] "+r"(shift), [out] "+r"(out),
+              [a] "=&r"(a), [m] "=&r"(m), [right] "=&r"(right), [sh] "=&r"(sh), [lo] "=&r"(lo), [hi] "=&r"(hi)
+            : [end] "r"(end)
+            : "cc", "memory");
+    return (int32_t)(acc - start);
+}
+#endif
+
+/* One block's epilogue. The board's usual case runs relu_run_zp128 with a unit it leaves in the general form;
+ * every other case the shared row epilogue, with the ReLU form decided over the block. */
+static void requantize_block(const int32_t *acc, int32_t n, const int32_t *bias, const int32_t *multiplier,
+                             const int32_t *shift, int32_t zp, int32_t act_min, int32_t act_max, int rounding,
+                             int8_t *out)
+{
+#if REORDERED_INPUT
+    if (rounding == EF_ROUNDING_DOUBLE && zp == -128 && act_min == -128 && act_max == 127) {
+        for (int32_t c = relu_run_zp128(acc, bias, multiplier, shift, n, out); c < n;
+             c += 1 + relu_run_zp128(acc + c + 1, bias + c + 1, multiplier + c + 1, shift + c + 1, n - c - 1,
+                                     out + c + 1))
+            out[c] = epilogue_s8((int32_t)((uint32_t)acc[c] + (uint32_t)bias[c]), multiplier[c], shift[c], zp,
+                                 act_min, act_max, rounding);
+        return;
+    }
+#endif
+    ef_requantize_row_s8(acc, n, bias, multiplier, shift, zp, act_min, act_max, rounding,
+                         ef_requantize_relu_form(multiplier, shift, n, zp, act_min, act_max), out);
+}
+
 /* Per row and block of units: the exact int32 dot products, then the epilogue over the block (its
  * vectorized ReLU form when it applies; the bias add wraps, as on the board). */
 void ef_fully_connected_s8(const int8_t *x, int32_t rows, int32_t depth, const int8_t *weight, int32_t units,
@@ -164,7 +241,6 @@ void ef_fully_connected_s8(const int8_t *x, int32_t rows, int32_t depth, const i
 {
     int32_t acc[UNIT_BLOCK];
     int16_t xs[DEPTH_BLOCK] __attribute__((aligned(8)));
-    int relu = ef_requantize_relu_form(multiplier, shift, units, out_zero_point, act_min, act_max);
     for (int32_t r = 0; r < rows; ++r) {
         const int8_t *xr = x + (int64_t)r * depth;
         for (int32_t c0 = 0; c0 < units; c0 += UNIT_BLOCK) {
@@ -174,8 +250,8 @@ void ef_fully_connected_s8(const int8_t *x, int32_t rows, int32_t depth, const i
                 widen(xr + k0, kn, xs);
                 dot_units(weight, depth, c0, n, k0, xs, kn, acc);
             }
-            ef_requantize_row_s8(acc, n, bias + c0, multiplier + c0, shift + c0, out_zero_point, act_min, act_max,
-                                 rounding, relu, out + (int64_t)r * units + c0);
+            requantize_block(acc, n, bias + c0, multiplier + c0, shift + c0, out_zero_point, act_min, act_max,
+                             rounding, out + (int64_t)r * units + c0);
         }
     }
 }
@@ -235,10 +311,12 @@ int ef_requantize_relu_form(const int32_t *multiplier, const int32_t *shift, int
 {
     if (act_min < zp || act_max < zp)
         return 0;
+    /* a sign bit set in some multiplier or negated shift (shift > 0; INT32_MIN, never a shift, is refused
+     * too): a branch-free scan, as every layer passes it */
+    uint32_t sign = 0;
     for (int32_t c = 0; c < units; ++c)
-        if (shift[c] > 0 || multiplier[c] < 0)
-            return 0;
-    return 1;
+        sign |= (uint32_t)multiplier[c] | (0u - (uint32_t)shift[c]);
+    return !(sign >> 31);
 }
 
 void ef_requantize_row_s8(const int32_t *acc, int32_t units, const int32_t *bias, const int32_t *multiplier,
