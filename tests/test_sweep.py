@@ -127,7 +127,8 @@ def test_a_sweep_runs_on_a_ray_cluster_at_an_address(uninterrupted, tmp_path, mo
     try:
         res = run_cli("sweep", spec, "--out", tmp_path / "out", "--address", f"127.0.0.1:{port}", "--json")
         assert res.returncode == 0, res.stderr[-2000:]
-        assert json.loads(res.stdout)["ran"] == 2
+        summary = json.loads(res.stdout)
+        assert summary["ran"] == 2 and summary["ray"]["address"].endswith(f":{port}"), summary
     finally:
         os.killpg(head.pid, signal.SIGTERM)       # the head stops its raylet and workers on SIGTERM
         try:

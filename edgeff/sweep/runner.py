@@ -76,6 +76,8 @@ def run_sweep(spec: Spec, results_path, address=None, cpus=None, quiet=False) ->
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise EdgeFFError(f"could not start or reach {where} ({exc}); check the address and that `ray status` "
                           "there shows the cluster") from None
+    # which Ray ran the trials: its head's address and how many nodes it had
+    summary["ray"] = {"address": ray.get_runtime_context().gcs_address, "nodes": len(ray.nodes())}
     try:
         task = ray.remote(run_trial)
         # max_retries=0: a trial whose worker dies is recorded as failed (a rerun tries it again), not rerun
