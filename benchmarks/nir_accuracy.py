@@ -6,7 +6,7 @@ Runs the CLI end to end on Fashion-MNIST (the default data): `edgeff train` (a f
 `nir-check` extra), sinabs' predictions against EdgeFF's simulator (reset by subtraction) at the table's T.
 Progress on stderr.
 
-    python benchmarks/nir_accuracy.py --out reports/nir   # about 10 minutes on 2 cores
+    python benchmarks/nir_accuracy.py --out reports/nir   # about 40 minutes on 2 cores
 """
 import argparse
 import importlib.util
