@@ -17,11 +17,9 @@ RAM and flash it links to, next to the memory plan the profiler uses.
         [--baseline 1eda620] [--link-samples 0 (skips part 2)]
 """
 import argparse
-import io
 import re
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -55,6 +53,7 @@ def main():
     data = load_dataset()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        baseline = kernels_at(args.baseline, tmp / "baseline") if args.baseline else None   # refused at once
         int_path = tmp / "board-int8.safetensors"
         quantize(args.model, int_path, data.train.images[:2000], data.train.labels[:2000], data.fingerprint)
         model = IntFFModel.from_file(int_path)
@@ -70,23 +69,27 @@ def main():
         now = measure(emulator.run(elf, b"EDGEFF-SELFTEST"), n, want_crc)
         plan = plan_summary(training_plan(model.arch["sizes"], model.n_classes, model.head_layers))
         report_selftest(model, now, linked_sizes(elf), plan, n)
-        if args.baseline:
+        if baseline:
             print(f"building the self-test with the kernels of {args.baseline}", file=sys.stderr)
-            old_elf = emulator.build("selftest", tmp / "baseline.elf", header,
-                                     kernels=kernels_at(args.baseline, tmp / "baseline"))
+            old_elf = emulator.build("selftest", tmp / "baseline.elf", header, kernels=baseline)
             report_against(args.baseline, measure(emulator.run(old_elf, b"EDGEFF-SELFTEST"), n, want_crc), now)
         if args.link_samples:
             over_the_link(int_path, data, args.link_samples, plan)
 
 
 def kernels_at(rev: str, into: Path) -> Path:
-    """edgeff/csrc/kernels as committed at git revision `rev`, extracted under `into`."""
-    got = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "edgeff/csrc/kernels"], capture_output=True)
-    if got.returncode != 0:
-        raise EdgeFFError(f"--baseline {rev}: git has no kernel library at that revision "
-                          f"({got.stderr.decode().strip()}); give a commit of this repository, such as 1eda620")
-    tarfile.open(fileobj=io.BytesIO(got.stdout)).extractall(into, filter="data")
-    return into / "edgeff" / "csrc" / "kernels"
+    """edgeff/csrc/kernels as committed at git revision `rev`, written into `into`."""
+    def git(*args) -> bytes:
+        got = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True)
+        if got.returncode != 0:
+            raise EdgeFFError(f"--baseline {rev}: git has no kernel library at that revision "
+                              f"({got.stderr.decode().strip()}); give a commit of this repository, such as 1eda620")
+        return got.stdout
+
+    into.mkdir(parents=True)
+    for name in git("ls-tree", "--name-only", f"{rev}:edgeff/csrc/kernels").decode().split():
+        (into / name).write_bytes(git("show", f"{rev}:edgeff/csrc/kernels/{name}"))
+    return into
 
 
 def measure(out: bytes, n: int, want_crc: int) -> dict:
@@ -174,4 +177,7 @@ def over_the_link(int_path: Path, data, samples: int, plan: dict):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except EdgeFFError as exc:
+        sys.exit(f"error: {exc}")
