@@ -22,6 +22,9 @@ def register(sub):
                     help=".nir: the numbers of simulation steps to report")
     sp.add_argument("--mcu", default="nrf52840", metavar="BOARD",
                     help=".nir: the MCU profile whose int8 inference energy the spiking energy is set against")
+    sp.add_argument("--multi-pass", action="store_true",
+                    help=".nir: also score multi-pass goodness from spike rates, running the graph once per label "
+                         "(ten times the simulation)")
     sp.add_argument("--plot", metavar="PATH", help=".nir: write the accuracy-against-T curve as a PNG here")
     data_dir_option(sp)
     json_flag(sp)
@@ -35,7 +38,7 @@ def _run_nir(args, data, n) -> int:
     if args.plot:
         check_out_path(args.plot, inputs=[args.model, args.exported], option="--plot")
     result = verify_nir(args.model, args.exported, data.test.images[:n], data.test.labels[:n], timesteps, args.mcu,
-                        progress=not progress_off(args))
+                        args.multi_pass, progress=not progress_off(args))
     if args.plot:
         result["plot"] = str(plot(result, args.plot))
     print_result(args, result, table(result) + (f"\nplot: {result['plot']}" if args.plot else ""))

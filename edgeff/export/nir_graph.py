@@ -21,7 +21,7 @@ import json
 
 import numpy as np
 
-from edgeff.data.labels import overlay_neutral
+from edgeff.data.labels import overlay_labels, overlay_neutral
 from edgeff.errors import EdgeFFError
 from edgeff.export.provenance import KEY, source_record
 from edgeff.model_description import ModelDescription, ModelKind
@@ -35,6 +35,15 @@ FORMAT_VERSION = 1
 SUFFIX = ".nir"
 
 
+def nir_package():
+    """The nir package (the export extra), or a refusal that says how to install it."""
+    try:
+        import nir
+    except ImportError:
+        raise EdgeFFError("NIR export and verification need the nir package: pip install 'edgeff[export]'") from None
+    return nir
+
+
 def row_scale(x: np.ndarray, kind: str) -> np.ndarray:
     """The FF normalization's factor per row: to unit mean square ("rms") or unit length ("length")."""
     sq = (x * x).mean(axis=1, keepdims=True) if kind == "rms" else (x * x).sum(axis=1, keepdims=True)
@@ -43,9 +52,7 @@ def row_scale(x: np.ndarray, kind: str) -> np.ndarray:
 
 def if_population(n: int, threshold: float):
     """n IF neurons of one threshold, r = 1 (a step integrates its input current), reset to 0."""
-    import nir
-
-    return nir.IF(r=np.ones(n, np.float32), v_threshold=np.full(n, threshold, np.float32),
+    return nir_package().IF(r=np.ones(n, np.float32), v_threshold=np.full(n, threshold, np.float32),
                   v_reset=np.zeros(n, np.float32))
 
 
@@ -73,12 +80,25 @@ class FloatModel:
                        for i, (writer, spec) in enumerate(zip(self.writers, self.layers, strict=True))]
         self.head = (tensors["head.weight"].astype(np.float64), tensors["head.bias"].astype(np.float64))
 
-    def currents(self, images: np.ndarray) -> np.ndarray:
+    def currents(self, images: np.ndarray, label=None) -> np.ndarray:
         """The constant input currents for uint8 images: pixels / 255, every label pixel at label_value /
-        n_classes (the one-pass input), normalized as the first layer normalizes its input."""
-        c = self.arch["n_classes"]
-        x = overlay_neutral(images.astype(np.float64) / 255.0, c, float(self.arch["label_value"]) / c)
+        n_classes (the one-pass input) or one label's pixel at label_value (a multi-pass run), normalized as
+        the first layer normalizes its input."""
+        c, value = self.arch["n_classes"], float(self.arch["label_value"])
+        x = images.astype(np.float64) / 255.0
+        x = (overlay_neutral(x, c, value / c) if label is None
+             else overlay_labels(x, np.full(len(x), label), c, value))
         return x * row_scale(x, self.layers[0].normalization)
+
+    def goodness(self, acts: list) -> np.ndarray:
+        """(n_layers, N) goodness of every layer's activities: mean or sum of squares, as the model scores."""
+        return np.stack([(a * a).mean(axis=1) if self.arch["goodness"] == "mean" else (a * a).sum(axis=1)
+                         for a in acts])
+
+    def label_scores(self, images: np.ndarray) -> np.ndarray:
+        """(n_layers, N, n_classes) the ANN's goodness for every label (multi-pass)."""
+        return np.stack([self.goodness(self.activities(self.currents(images, k)))
+                         for k in range(self.arch["n_classes"])], axis=-1)
 
     def activities(self, currents: np.ndarray) -> list:
         """The ANN's activities of every layer, with its exact per-sample normalizations."""
@@ -107,7 +127,7 @@ class FloatModel:
 
 def convert(model: FloatModel, calibration_images: np.ndarray, percentile: float = DEFAULT_PERCENTILE):
     """The model as a NIR graph (types inferred and checked), calibrated on calibration_images."""
-    import nir
+    nir = nir_package()
 
     if not 0 < percentile <= 100:
         raise EdgeFFError(f"percentile {percentile} must lie in (0, 100]")
@@ -168,17 +188,14 @@ def convert(model: FloatModel, calibration_images: np.ndarray, percentile: float
 
 def to_bytes(graph) -> bytes:
     """The graph as the bytes of a .nir (HDF5) file, for an atomic write."""
-    import nir
-
     buffer = io.BytesIO()
-    nir.write(buffer, graph)
+    nir_package().write(buffer, graph)
     return buffer.getvalue()
 
 
 def read(path):
     """A .nir file read back with nir.read; a file that is not one is refused by name."""
-    import nir
-
+    nir = nir_package()
     try:
         return nir.read(str(path))
     except Exception as exc:  # noqa: BLE001  h5py and nir raise whatever a damaged or foreign file provokes

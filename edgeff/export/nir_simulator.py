@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from edgeff.errors import EdgeFFError
+from edgeff.export.nir_graph import nir_package
 
 RESETS = ("nir", "subtract")
 BATCH = 1000
@@ -24,7 +25,7 @@ BATCH = 1000
 
 def _order(graph) -> list:
     """The node names in topological order; a cycle or an unsupported node is refused by name."""
-    import nir
+    nir = nir_package()
 
     supported = (nir.Input, nir.Affine, nir.Linear, nir.Scale, nir.IF, nir.Output)
     for name, node in graph.nodes.items():
@@ -52,8 +53,7 @@ class Simulator:
     """A NIR graph (read back with nir.read) ready to run: its order, inputs, outputs and fan-outs."""
 
     def __init__(self, graph):
-        import nir
-
+        nir = nir_package()
         self.graph, self.order = graph, _order(graph)
         self.preds = {name: [s for s, d in graph.edges if d == name] for name in graph.nodes}
         kinds = {name: type(node) for name, node in graph.nodes.items()}

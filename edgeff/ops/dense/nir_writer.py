@@ -10,7 +10,7 @@ place (`scale`), which is the conversion's one approximation of the ANN beyond r
 """
 import numpy as np
 
-from edgeff.export.nir_graph import if_population
+from edgeff.export.nir_graph import if_population, nir_package
 
 
 def parameters(spec, index: int, tensors: dict) -> tuple:
@@ -28,9 +28,7 @@ def forward(spec, params: tuple, x: np.ndarray, scale) -> np.ndarray:
 def nodes(spec, params: tuple, scale: float, in_threshold: float, threshold: float) -> dict:
     """{"affine": ..., "if": ...}: the layer's NIR nodes, the Affine on the previous population's spikes (or the
     input current, in_threshold 1) and its IF population of `threshold`."""
-    import nir
-
     weight, bias = params
-    return {"affine": nir.Affine(weight=(weight * (scale * in_threshold)).astype(np.float32),
+    return {"affine": nir_package().Affine(weight=(weight * (scale * in_threshold)).astype(np.float32),
                                  bias=bias.astype(np.float32)),
             "if": if_population(spec.out_features, threshold)}
