@@ -52,13 +52,10 @@ def measured_section(arch: dict, batch: int, model_path=None, measure_torch=None
     edgeff.train.torch_memory.measure_torch; the profiler runs no torch itself), NumPy int8 for int8 model
     files."""
     sizes, classes = arch["sizes"], arch["n_classes"]
-    if measure_torch is not None and any(len(spec.in_shape) == 3 for spec in arch["layers"].layers):
-        raise EdgeFFError("--measure trains an MLP of the model's sizes in torch; measuring a network with conv "
-                          "blocks is not supported yet: profile it without --measure (the analytic model)")
     out = {}
     for method in METHODS if measure_torch is not None else ():
         rows = layer_memory(method, "float32", arch["layers"], batch, classes)
-        measured = measure_torch(method, sizes, batch, classes)
+        measured = measure_torch(method, arch["layers"], batch, classes)
         out[f"{method}_float32_torch"] = _compare(measured["peak_bytes"], peak_bytes(method, "float32", rows))
         if method == "ff":
             for i, (m, a) in enumerate(zip(measured["layer_bytes"], layer_update_bytes(rows), strict=True)):
