@@ -21,6 +21,7 @@ from edgeff.profiler.energy_model import (
     with_measured,
 )
 from edgeff.profiler.hw_profile import load_profile
+from edgeff.profiler.profile_report import format_table
 from tests.conftest import run_cli
 
 TOOLCHAIN = shutil.which("arm-none-eabi-gcc") is not None and shutil.which("qemu-system-arm") is not None
@@ -82,8 +83,10 @@ def test_the_profile_of_an_emulated_board_takes_the_self_tests_instructions(int_
     for workload in ("inference_one_pass", "inference_multi_pass", "train_ff"):
         assert energy[workload]["int8"]["total_cycles"] != estimate[workload]["int8"]["total_cycles"]
         assert estimate[workload]["int8"]["cycles_source"] == ESTIMATE
-    text = run_cli("profile", int_path, "--board", "mps2-an386", "--data-dir", data_dir, "--out", tmp_path)
-    assert MEASURED in text.stdout and "1 to 1.3 cycles per instruction" in text.stdout
+    text = format_table(result)     # the command's text, from the same result
+    assert MEASURED in text and "1 to 1.3 cycles per instruction" in text
+    no_data = run_cli("profile", int_path, "--board", "mps2-an386", "--data-dir", tmp_path / "none", "--out", tmp_path)
+    assert no_data.returncode == 0 and "are estimates: no dataset directory at" in no_data.stderr
 
 
 def test_without_the_toolchain_the_estimate_stays_with_a_notice(int_model, tmp_path):

@@ -24,9 +24,10 @@ def register(sub):
     sp.add_argument("--out", default="reports/profile", help="folder for the PNG plots (default: %(default)s)")
     sp.add_argument("--no-emulate", action="store_true",
                     help="keep the estimated int8 cycles on a board whose core is emulated (by default they are "
-                         "the instructions the int8 model's firmware runs under QEMU, measured in a few seconds "
-                         "when arm-none-eabi-gcc and qemu-system-arm are installed: a measurement beats a "
-                         "per-MAC guess, and it costs only a firmware build)")
+                         "the instructions the int8 model's firmware runs under QEMU on the model's first "
+                         "training images, --data-dir, measured in a few seconds when arm-none-eabi-gcc and "
+                         "qemu-system-arm are installed: a measurement beats a per-MAC guess, and it costs only "
+                         "a firmware build)")
     data_dir_option(sp)
     json_flag(sp)
 
@@ -58,17 +59,15 @@ def emulated_instructions(model_path, board: str, data_dir=None):
     if why is None:
         from firmware_bridge import instruction_counts
 
-        data = None
-        print(f"measuring the int8 model's instructions on the emulated {target.board_name} (building and running "
-              f"the self-test firmware on {SAMPLES} training images)...", file=sys.stderr)
         try:
             data = dataset_of(header, data_dir).train
+            print(f"measuring the int8 model's instructions on the emulated {target.board_name} (building and "
+                  f"running the self-test firmware on {SAMPLES} training images)...", file=sys.stderr)
             with tempfile.TemporaryDirectory() as tmp:
-                images, labels = data.images[:SAMPLES], data.labels[:SAMPLES]
-                counts = instruction_counts.measure(model_path, images, labels, Path(tmp) / "selftest.elf",
-                                                    target=target)
+                counts = instruction_counts.measure(model_path, data.images[:SAMPLES], data.labels[:SAMPLES],
+                                                    Path(tmp) / "selftest.elf", target=target)
         except EdgeFFError as exc:
-            why = str(exc).splitlines()[0] + (" (give the model's data with --data-dir)" if data is None else "")
+            why = str(exc).splitlines()[0]
         else:
             if not counts["same"]:
                 raise EdgeFFError("the self-test firmware's trained weights differ from the NumPy runtime's, so "
