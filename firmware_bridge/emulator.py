@@ -64,8 +64,8 @@ def build(app: str, out: Path, generated: dict | None = None, defines=(), target
     return out
 
 
-def _qemu_command(elf: Path, serial: str) -> list:
-    return [_tool("qemu-system-arm"), "-machine", TARGET.qemu_machine, "-nographic", "-monitor", "none",
+def _qemu_command(elf: Path, serial: str, target: FirmwareTarget = TARGET) -> list:
+    return [_tool("qemu-system-arm"), "-machine", target.qemu_machine, "-nographic", "-monitor", "none",
             "-serial", serial, "-icount", "shift=0", "-semihosting-config", "enable=on,target=native",
             "-kernel", str(elf)]
 
@@ -78,10 +78,10 @@ def start(elf: Path, port: int) -> subprocess.Popen:
                             stderr=subprocess.PIPE)
 
 
-def run(elf: Path, marker: bytes, timeout: float = 120.0) -> bytes:
-    """Boot the firmware in QEMU and return its UART output once it exits (semihosting); refuses output
-    without `marker`."""
-    proc = subprocess.Popen(_qemu_command(elf, "stdio"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+def run(elf: Path, marker: bytes, timeout: float = 120.0, target: FirmwareTarget = TARGET) -> bytes:
+    """Boot the firmware in QEMU (the machine of `target`, the board it was built for) and return its UART
+    output once it exits (semihosting); refuses output without `marker`."""
+    proc = subprocess.Popen(_qemu_command(elf, "stdio", target), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
     try:
         out = proc.communicate(timeout=timeout)[0]

@@ -261,8 +261,20 @@ def test_profile_a_conv_model(conv_run):
     head = 10 * 20 * 3 * 3   # the one-pass head over the last block's output
     assert result["energy"]["inference_one_pass"]["int8"]["total_macs"] == sum(
         facet("conv2d", "cost").macs(s) for s in specs) + head
-    res = run_cli("profile", root / "run/model.safetensors", "--board", "nrf52840", "--out", root / "prof", "--measure")
-    assert res.returncode == 2 and "measuring a network with conv blocks is not supported yet" in res.stderr
+
+
+def test_profile_measures_conv_training_in_torch(conv_run):
+    """--measure trains the conv blocks in torch, FF layer by layer (CwC) and backprop end to end: every
+    layer's update is measured, and layer-local FF keeps less alive than backprop's whole graph."""
+    root, _ = conv_run
+    res = run_cli("profile", root / "run/model.safetensors", "--board", "nrf52840", "--out", root / "prof",
+                  "--measure", "--batch", 64, "--json")
+    assert res.returncode == 0, res.stderr
+    measured = json.loads(res.stdout)["measured"]
+    ff, bp = measured["ff_float32_torch"], measured["backprop_float32_torch"]
+    assert 0 < ff["measured_bytes"] < bp["measured_bytes"], measured
+    layers = [measured[f"ff_float32_torch_layer_{i}_update"] for i in (1, 2)]
+    assert all(m["measured_bytes"] > 0 and m["analytic_bytes"] > 0 for m in layers), layers
 
 
 def test_backprop_objective_trains_the_same_layers_end_to_end(tmp_path):

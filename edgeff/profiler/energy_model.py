@@ -12,6 +12,11 @@ An MCU gets two energy figures:
 A neuromorphic profile counts one synaptic operation per MAC, one synaptic update per weight update
 and one neuron update per unit per pass (backprop has no native mapping there; its counts are given
 for comparison only).
+
+On a board whose core EdgeFF's firmware runs on in an emulator, with_measured() replaces the int8 estimate of
+inference and FF training by the instructions the firmware ran there (MeasuredInstructions, measured by the
+board link and handed in by `edgeff profile`; the profiler runs no firmware). Each row says where its cycles
+came from (cycles_source).
 """
 from dataclasses import asdict, dataclass
 
@@ -21,6 +26,21 @@ from edgeff.profiler.memory_model import PRECISIONS
 
 WORKLOADS = ("inference_one_pass", "inference_multi_pass", "train_ff", "train_backprop")
 ADAM_OPS_PER_WEIGHT = 4   # multiplies (and as many adds) per Adam update, roughly: two moments, scale, step
+ESTIMATE = "estimate"
+MEASURED = "measured: instructions on the emulated core"
+MEASURED_SPLIT = MEASURED + " (the whole step's count, split over the layers in proportion to their estimates)"
+INSTRUCTIONS_NOT_CYCLES = ("QEMU's -icount counts instructions, not cycles: a measured row takes one cycle per "
+                           "instruction, and a Cortex-M4 runs about 1 to 1.3 cycles per instruction, so its real "
+                           "cycles and board energy are up to about 30% higher")
+
+
+@dataclass(frozen=True)
+class MeasuredInstructions:
+    """What an int8 model's firmware ran on an emulated core, in instructions: one forward pass of each FF
+    layer (normalization, FullyConnected, goodness) and one FF training step per sample (both passes, the
+    update)."""
+    layers: tuple
+    train_step: float
 
 
 @dataclass
@@ -34,6 +54,7 @@ class LayerCost:
     cycles: float | None = None
     energy_board_uj: float | None = None
     energy_op_uj: float | None = None
+    cycles_source: str | None = None   # ESTIMATE, or MEASURED (with_measured); None where there are no cycles
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -71,16 +92,41 @@ def with_energy(rows: list, profile, precision: str = "int8") -> list:
             continue
         if precision == "int8":
             r.cycles = r.macs * profile.cycles_per_int8_mac + r.updates * profile.cycles_per_weight_update
+            r.cycles_source = ESTIMATE
             mac_pj = profile.e_int8_mult_pj + profile.e_int32_add_pj
             update_pj = profile.e_int32_mult_pj + 2 * profile.e_int32_add_pj
         else:
             r.cycles = (r.macs + ADAM_OPS_PER_WEIGHT * r.updates) * profile.cycles_per_fp32_mac
+            r.cycles_source = ESTIMATE
             mac_pj = profile.e_fp32_mult_pj + profile.e_fp32_add_pj
             update_pj = ADAM_OPS_PER_WEIGHT * mac_pj
         r.energy_board_uj = 1e-6 * r.cycles * profile.energy_per_cycle_pj
         r.energy_op_uj = 1e-6 * (r.macs * mac_pj + r.updates * update_pj
                                  + r.sram_bytes * profile.memory_pj_per_byte("sram")
                                  + r.flash_bytes * profile.memory_pj_per_byte("flash"))
+    return rows
+
+
+def with_measured(workload: str, rows: list, measured: MeasuredInstructions, profile, n_classes: int) -> list:
+    """int8 rows of with_energy() with the measured instructions as their cycles and board energy from them:
+    inference one pass (each FF layer once; the head stays an estimate, the self-test does not run it),
+    multi-pass (each FF layer n_classes times) and FF training (one step, which the firmware times as a whole).
+    Backprop rows stay estimates: the firmware has no backprop."""
+    layers = [r for r in rows if r.name.startswith("layer ")]
+    if len(layers) != len(measured.layers):
+        raise EdgeFFError(f"{len(measured.layers)} measured layers for a model of {len(layers)} FF layers")
+    if workload in ("inference_one_pass", "inference_multi_pass"):
+        passes = n_classes if workload == "inference_multi_pass" else 1
+        for r, instructions in zip(layers, measured.layers, strict=True):
+            r.cycles, r.cycles_source = passes * instructions, MEASURED
+    elif workload == "train_ff":
+        estimated = sum(r.cycles for r in rows)
+        for r in rows:
+            r.cycles, r.cycles_source = measured.train_step * r.cycles / estimated, MEASURED_SPLIT
+    else:
+        return rows
+    for r in rows:
+        r.energy_board_uj = 1e-6 * r.cycles * profile.energy_per_cycle_pj
     return rows
 
 

@@ -7,7 +7,15 @@ from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription
 from edgeff.model_file import load_model
 from edgeff.plots import grouped_bars
-from edgeff.profiler.energy_model import WORKLOADS, layer_costs, total, with_energy
+from edgeff.profiler.energy_model import (
+    INSTRUCTIONS_NOT_CYCLES,
+    WORKLOADS,
+    MeasuredInstructions,
+    layer_costs,
+    total,
+    with_energy,
+    with_measured,
+)
 from edgeff.profiler.hw_profile import load_profile
 from edgeff.profiler.memory_measure import measure_int_training_peak
 from edgeff.profiler.memory_model import (
@@ -52,13 +60,10 @@ def measured_section(arch: dict, batch: int, model_path=None, measure_torch=None
     edgeff.train.torch_memory.measure_torch; the profiler runs no torch itself), NumPy int8 for int8 model
     files."""
     sizes, classes = arch["sizes"], arch["n_classes"]
-    if measure_torch is not None and any(len(spec.in_shape) == 3 for spec in arch["layers"].layers):
-        raise EdgeFFError("--measure trains an MLP of the model's sizes in torch; measuring a network with conv "
-                          "blocks is not supported yet: profile it without --measure (the analytic model)")
     out = {}
     for method in METHODS if measure_torch is not None else ():
         rows = layer_memory(method, "float32", arch["layers"], batch, classes)
-        measured = measure_torch(method, sizes, batch, classes)
+        measured = measure_torch(method, arch["layers"], batch, classes)
         out[f"{method}_float32_torch"] = _compare(measured["peak_bytes"], peak_bytes(method, "float32", rows))
         if method == "ff":
             for i, (m, a) in enumerate(zip(measured["layer_bytes"], layer_update_bytes(rows), strict=True)):
@@ -102,7 +107,9 @@ def fit_section(arch: dict, profile) -> dict:
     return out
 
 
-def energy_section(arch: dict, profile) -> dict:
+def energy_section(arch: dict, profile, measured: MeasuredInstructions | None = None) -> dict:
+    """Per-layer counts, cycles and energies of every workload, int8 and float32; with measured, the int8 rows
+    the firmware ran take its instruction counts as cycles."""
     head_inputs = sum(arch["sizes"][l] for l in arch["head_layers"])
     out = {}
     for workload in WORKLOADS:
@@ -110,18 +117,31 @@ def energy_section(arch: dict, profile) -> dict:
         for precision in ("int8", "float32"):
             rows = with_energy(layer_costs(workload, arch["layers"], arch["n_classes"], head_inputs, precision),
                                profile, precision)
+            if measured is not None and precision == "int8":
+                rows = with_measured(workload, rows, measured, profile, arch["n_classes"])
             per_precision[precision] = {
-                "layers": [r.as_dict() for r in rows],
+                "layers": [r.as_dict() for r in rows], "cycles_source": _sources(rows),
                 **{f"total_{f}": total(rows, f) for f in ("macs", "updates", "cycles", "energy_board_uj",
                                                            "energy_op_uj")}}
         out[workload] = per_precision
     return out
 
 
+def _sources(rows: list) -> str | None:
+    """Where a workload's cycles came from: the one source of all its rows, or each source with its rows."""
+    by_source = {}
+    for r in rows:
+        by_source.setdefault(r.cycles_source, []).append(r.name)
+    if len(by_source) == 1:
+        return next(iter(by_source))
+    return "; ".join(f"{', '.join(names)}: {source}" for source, names in by_source.items())
+
+
 def profile_model(model_path, board: str, batch: int = 1, measure: bool = False, out_dir=None,
-                  measure_torch=None) -> dict:
+                  measure_torch=None, instructions: MeasuredInstructions | None = None) -> dict:
     """The profile of a model on a board; with measure, measured host peaks beside the analytic ones
-    (measure_torch: see measured_section)."""
+    (measure_torch: see measured_section); with instructions (counted on the board's emulated core by the
+    board link), the int8 inference and FF training cycles are those instructions."""
     if batch < 1:
         raise EdgeFFError(f"--batch {batch}: must be at least 1")
     profile = load_profile(board)
@@ -129,7 +149,10 @@ def profile_model(model_path, board: str, batch: int = 1, measure: bool = False,
     result = {"model": str(model_path), "board": profile.name, "board_description": profile.description,
               "board_kind": profile.kind, "sizes": arch["sizes"], "batch": batch,
               "memory": memory_section(arch, batch), "fit": fit_section(arch, profile),
-              "energy": energy_section(arch, profile)}
+              "energy": energy_section(arch, profile, instructions)}
+    if instructions is not None:
+        result["measured_instructions"] = {"layers": list(instructions.layers), "train_step": instructions.train_step,
+                                           "note": INSTRUCTIONS_NOT_CYCLES}
     if measure:
         result["measured"] = measured_section(arch, batch, model_path, measure_torch)
     if out_dir is not None:
@@ -193,13 +216,17 @@ def format_table(result: dict) -> str:
         lines.append(f"  {key:20s} SRAM {f['sram_bytes'] / kib:8.1f} KiB  flash {f['flash_bytes'] / kib:8.1f} KiB  "
                      f"{'fits' if f['fits'] else 'DOES NOT FIT'}{extra}")
     lines += ["", "Energy per image / training sample, int8 (board energy from cycles; op energy from Horowitz 45 nm)",
-              f"{'workload':22s} {'MACs':>10s} {'cycles':>12s} {'board uJ':>10s} {'op uJ':>8s} {'f32 op uJ':>9s}"]
+              f"{'workload':22s} {'MACs':>10s} {'cycles':>12s} {'board uJ':>10s} {'op uJ':>8s} {'f32 op uJ':>9s}  "
+              "cycles from"]
     for workload, e in result["energy"].items():
         i8, f32 = e["int8"], e["float32"]
         cyc = f"{i8['total_cycles']:12.0f}" if i8["total_cycles"] is not None else f"{'-':>12s}"
         op = f"{i8['total_energy_op_uj']:8.2f}" if i8["total_energy_op_uj"] is not None else f"{'-':>8s}"
         fop = f"{f32['total_energy_op_uj']:9.2f}" if f32["total_energy_op_uj"] is not None else f"{'-':>9s}"
-        lines.append(f"{workload:22s} {i8['total_macs']:10d} {cyc} {i8['total_energy_board_uj']:10.2f} {op} {fop}")
+        lines.append(f"{workload:22s} {i8['total_macs']:10d} {cyc} {i8['total_energy_board_uj']:10.2f} {op} {fop}  "
+                     f"{i8['cycles_source'] or '-'}")
+    if "measured_instructions" in result:
+        lines.append(f"  {result['measured_instructions']['note']}")
     if result.get("plots"):
         lines += ["", "plots: " + ", ".join(result["plots"])]
     return "\n".join(lines)

@@ -122,9 +122,9 @@ void ef_update_weight(int16_t *master, int8_t *weight, int64_t grad, int32_t lr_
                       uint32_t noise);
 /* One unit's row of a layer trained on two passes (the board's step): for each listed input k (inputs[i],
  * count of them), grad = row0 * n0[k] + row1 * n1[k] and master[k], weight[k] updated as ef_update_weight
- * does, with noise ef_hash_mix(key + index0 + k). A zero gradient is skipped, hash draw included: it rounds
- * to a zero step, and the weight already is the rounding of its master (every board image and trainer keeps
- * that so). |row0|, |row1| <= 2^15 * 255 (a Q15 loss derivative times an int8 activity), so grad fits int32. */
+ * does, with noise ef_hash_mix(key + index0 + k). A zero gradient leaves its weight untouched: it rounds
+ * to a zero step whatever the noise, and the weight already is the rounding of its master (every board image
+ * and trainer keeps that so). |row0|, |row1| <= 2^15 * 255 (a Q15 loss derivative times an int8 activity), so grad fits int32. */
 void ef_update_weight_row_pair(int16_t *master, int8_t *weight, int32_t row0, int32_t row1, const int8_t *n0,
                                const int8_t *n1, const uint8_t *inputs, int32_t count, int32_t lr_shift,
                                int stochastic, uint32_t key, uint32_t index0);

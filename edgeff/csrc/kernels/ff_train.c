@@ -11,7 +11,16 @@ int32_t ef_random_negative_label(uint32_t seed, uint32_t step, int32_t label, in
 void ef_ff_input(ef_ff_trainer *t, const uint8_t *image, int32_t label, int32_t row)
 {
     int8_t *q = t->input + (int64_t)row * t->n_inputs;
-    for (int32_t k = 0; k < t->n_inputs; ++k)
+    int32_t k = 0;
+#if EF_INPUT_ZERO_POINT == -128
+    for (; k + 4 <= t->n_inputs; k += 4) {   /* a pixel p - 128 as int8 is p ^ 0x80: four pixels a word */
+        uint32_t word;
+        __builtin_memcpy(&word, image + k, 4);
+        word ^= 0x80808080u;
+        __builtin_memcpy(q + k, &word, 4);
+    }
+#endif
+    for (; k < t->n_inputs; ++k)
         q[k] = (int8_t)(image[k] + EF_INPUT_ZERO_POINT);
     for (int32_t c = 0; c < t->n_classes; ++c)
         q[c] = (int8_t)(label == EF_NEUTRAL_LABEL ? t->neutral_label_q : c == label ? t->label_q : EF_INPUT_ZERO_POINT);

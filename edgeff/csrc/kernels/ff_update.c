@@ -19,6 +19,20 @@ int64_t ef_round_shift(int64_t v, int32_t shift, int stochastic, uint32_t noise)
     return (v >> shift) + ((v & mask) > threshold);
 }
 
+#if defined(__ARM_FEATURE_SAT)
+#include <arm_acle.h>
+#endif
+
+/* m clamped to int16: one SSAT on the Cortex-M4 */
+static inline int32_t clamp_s16(int32_t m)
+{
+#if defined(__ARM_FEATURE_SAT)
+    return __ssat(m, 16);
+#else
+    return m > 32767 ? 32767 : m < -32768 ? -32768 : m;
+#endif
+}
+
 /* an int16 master and its int8 weight: RoundingDivideByPOT(m, 8) of an int16 is (m + 128 - [m < 0]) >> 8 (the
  * form of weights_from_masters, tested against rounding_divide_by_pot on every int16), then clamped */
 static inline void store_master(int16_t *master, int8_t *weight, int32_t m)
@@ -52,7 +66,7 @@ void ef_update_weight_row_pair(int16_t *master, int8_t *weight, int32_t row0, in
             if (grad == 0)
                 continue;
             int32_t m = master[k] + ((grad + (int32_t)(ef_hash_mix(key + (uint32_t)k) & mask)) >> lr_shift);
-            store_master(master + k, weight + k, m > 32767 ? 32767 : m < -32768 ? -32768 : m);
+            store_master(master + k, weight + k, clamp_s16(m));
         }
         return;
     }

@@ -1,0 +1,69 @@
+"""Instructions of an int8 model on the emulated Cortex-M4, measured by the self-test firmware
+(firmware/selftest/) under `qemu-system-arm -icount shift=0`: one forward pass of each FF layer and one FF
+training step per sample, with the trained weights checked against the NumPy runtime's.
+
+    measure(int_path, images, labels, elf) -> {"per_tick", "layers", "step", "correct", "same", "elf", "samples"}
+
+The benchmark (benchmarks/firmware_icount.py) and `edgeff profile` on an emulated board both measure
+through measure(); -icount counts instructions, not cycles. The training step's count depends on the samples
+(rows whose gradient is zero in both passes are skipped), so both measure on the model's own training images.
+"""
+import re
+from pathlib import Path
+
+import numpy as np
+
+from edgeff.csrc import KERNELS
+from edgeff.errors import EdgeFFError
+from edgeff.profiler.hw_profile import FirmwareTarget
+from edgeff.runtime.int_model import IntFFModel
+from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig
+from firmware_bridge import emulator, selftest
+
+# the benchmark's learning rate: small enough that a few samples keep the model sane, large enough to move weights
+CONFIG = IntTrainingConfig(lr_shift=20)
+
+
+def _fields(line: bytes) -> dict:
+    return {k.decode(): v.decode() for k, v in re.findall(rb"(\w+)=(\w+)", line)}
+
+
+def _parse(out: bytes, n: int) -> dict:
+    """The self-test's lines in instructions: SysTick ticks times the calibration loop's instructions per tick."""
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith(b"EDGEFF-")}
+    cal = _fields(lines[b"EDGEFF-CALIBRATION"])
+    per_tick = int(cal["instructions"]) / int(cal["ticks"])
+    result = _fields(lines[b"EDGEFF-SELFTEST"])
+    layers = []
+    for ln in out.splitlines():
+        if ln.startswith(b"EDGEFF-LAYER"):
+            f = _fields(ln)
+            reps = int(f["reps"])
+            layers.append({"macs": int(f["macs"]), "fc": int(f["fc_ticks"]) * per_tick / reps,
+                           "whole": int(f["ticks"]) * per_tick / reps})
+    return {"per_tick": per_tick, "layers": layers, "step": int(result["ticks"]) * per_tick / n,
+            "correct": int(result["correct"]), "crc": int(result["crc"], 16)}
+
+
+def measure(int_path, images: np.ndarray, labels: np.ndarray, elf: Path, config: IntTrainingConfig = CONFIG,
+            kernels: Path = KERNELS, target: FirmwareTarget = emulator.TARGET) -> dict:
+    """Build the self-test firmware (into `elf`, with the kernel library in `kernels`) around the int8 model
+    at int_path and the samples (negatives drawn from a seeded generator), run it on the emulated core and
+    return, in instructions: `layers` (per FF layer its MACs, `fc`: the FullyConnected alone, `whole`:
+    normalization, FC and goodness, one row), `step` (one training step, per sample), `per_tick` (the
+    calibration), `correct`, and `same`: whether the firmware's trained weights equal the NumPy runtime's."""
+    model = IntFFModel.from_file(int_path)
+    if any(layer.norm_bits != 7 for layer in model.layers):
+        raise EdgeFFError(f"{int_path}: the firmware's training step runs int8 normalized inputs; this model "
+                          "normalizes to 16 bits (quantize it with --norm-bits 7 to measure it on the board)")
+    n = len(labels)
+    labels = np.asarray(labels, np.int64)
+    negatives = (labels + 1 + np.random.default_rng(0).integers(0, model.n_classes - 1, n)) % model.n_classes
+    trainer = IntTrainer(model, config)
+    header = {"selftest_data.h": selftest.selftest_header(trainer, images, labels, negatives)}
+    for i in range(n):
+        trainer.step(images[i:i + 1], labels[i:i + 1], negatives[i:i + 1])
+    emulator.build("selftest", elf, header, target=target, kernels=kernels)
+    counts = _parse(emulator.run(elf, b"EDGEFF-SELFTEST", target=target), n)
+    return {**counts, "same": counts.pop("crc") == selftest.state_crc(trainer), "elf": elf, "samples": n}
+
