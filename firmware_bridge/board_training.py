@@ -99,7 +99,7 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
     frac_bits = header["quantization"]["goodness_frac_bits"]
     run_id = run_id_of(image, config, frac_bits, stream)
     recent = deque(maxlen=RECENT)
-    resets, first, trains_sent = 0, None, link.stats["trains_sent"]
+    resets, first, sent = 0, None, set()        # sent: the samples whose record went to the board
     clock = {"load": 0.0, "train": 0.0, "pull": 0.0}
     start = time.monotonic()
     bar = tqdm(total=len(stream), unit="sample", desc=f"training on {link.info.name}", disable=quiet,
@@ -127,7 +127,7 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
                 bar.refresh()
                 while position < len(stream):
                     stop = min(len(stream), (position // checkpoint_every + 1) * checkpoint_every)
-                    for applied, correct in _train_stretch(link, stream, position, stop, window):
+                    for applied, correct in _train_stretch(link, stream, position, stop, window, sent):
                         if applied > len(stream):
                             raise EdgeFFError(f"the board reports {applied} samples applied, more than the "
                                               f"run's {len(stream)}")
@@ -165,8 +165,9 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
     seconds = time.monotonic() - start
     clock["train"] = seconds - clock["load"] - clock["pull"]     # all the rest, resumes included
     computed = metrics["applied"] - segment[0]
-    return {"samples": len(stream), "sample_transmissions": link.stats["trains_sent"] - trains_sent,
+    return {"samples": len(stream), "samples_sent": len(sent),
             "seconds": seconds, "seconds_by_phase": clock,
+            # samples trained by this call per second of its training phase (resumes included)
             "samples_per_s": (len(stream) - first) / max(clock["train"], 1e-9), "resumes": resets,
             "board_compute_us_per_sample": (metrics["compute_us"] - segment[1]) / computed if computed else None,
             "recent_goodness_accuracy": float(np.mean(recent)) if recent else None,
@@ -184,16 +185,21 @@ def _bytes_bar(what: str, total: int, quiet: bool):
         yield progress
 
 
-def _train_stretch(link: BoardLink, stream: SampleStream, start: int, stop: int, window: bool):
+def _train_stretch(link: BoardLink, stream: SampleStream, start: int, stop: int, window: bool, sent: set):
     """Samples start..stop-1 onto the board, windowed or one at a time; yields (the board's applied count,
-    goodness correct or None) as samples are confirmed, and names the sample when the board refuses one."""
+    goodness correct or None) as samples are confirmed, and names the sample when the board refuses one.
+    Adds each sample whose record it sends to `sent`."""
+    def record(p):
+        sent.add(p)
+        return stream.record(p)
+
     try:
         if window:
-            yield from link.train_window(start, stop, stream.record)
+            yield from link.train_window(start, stop, record)
             return
         position = start
         while position < stop:
-            position, correct, duplicate = link.train(position, stream.record(position))
+            position, correct, duplicate = link.train(position, record(position))
             yield position, None if duplicate else correct
     except BoardError as exc:
         if exc.code == m.ErrorCode.SEQUENCE and exc.detail <= len(stream):

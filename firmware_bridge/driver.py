@@ -1,8 +1,9 @@
 """The host's end of the link: requests to a board over any pyserial URL, resent until answered.
 
-Stop-and-wait: one request in flight, its reply matched by sequence number; a request is resent when its
-reply does not come in time, the board answers NAK (it received a damaged frame) or a damaged frame comes
-back (the reply was hit). Every request is idempotent on the board, so resending is always safe. The link
+One request in flight, its reply matched by sequence number (training samples go through a window of
+several: train_window); a request is resent when its reply does not come in time, the board answers NAK (it
+received a damaged frame) or a damaged frame comes back (the reply was hit). Every request is idempotent on
+the board, so resending is always safe. The link
 adapts to the line (LineEstimate): the chunks of a model load, a sample and a pull are sized to the byte
 error rate it observes, and the wait for a reply to the round trips it measures. When the port breaks (a
 board reset, a cable pulled, a virtual board killed) or a request stays unanswered, the link reopens the
@@ -167,7 +168,7 @@ class BoardLink:
         self.seq = 0
         self.line = LineEstimate(10 / baud, timeout)
         self.stats = {"requests": 0, "resent": 0, "naks": 0, "bad_frames": 0, "timeouts": 0, "echoes": 0,
-                      "reconnects": 0, "trains_sent": 0, "most_in_flight": 1}
+                      "reconnects": 0, "most_in_flight": 1}
         self.answered = True              # a request other than HELLO answered since the last reconnection
         self.stalls = 0
         self.port = None
@@ -260,7 +261,6 @@ class BoardLink:
             frame = encode_frame(request_type, self.seq, body)
             exposed = len(frame) + max_encoded_size(reply_fields + reply_data)
             self._write(frame)
-            self.stats["trains_sent"] += request_type == m.Request.TRAIN
             sent = time.monotonic()
             wait = self.line.wait_s(request_type, exposed)
             deadline = sent + min(wait * 2 ** backoff, max(wait, self.timeout))
@@ -441,35 +441,36 @@ class BoardLink:
 
         Each round sends the STAGE chunks and TRAIN of the next samples through `_pipeline`; the board
         applies a sample only at its index, so what a round loses costs a resend, never a sample applied
-        twice; on a line too damaged for four records' frames to arrive whole in a row, samples go one at a time
-        (`train`). The next round starts at the board's applied count from the last reply that says it, and
+        twice. The next round starts at the board's applied count from the last reply that says it, and
         goes on with the record's staging at the bytes the board last said it held (a wrong guess, after a
-        lost reply, is caught by the record's CRC in TRAIN and staged from 0). A round that brings back
-        nothing, or `retries` rounds in a row that move no sample, fall back to one stop-and-wait exchange
-        with its backoff and limits (LinkReset when the link is lost)."""
-        position, held, stalled = start, 0, 0
+        lost reply, is caught by the record's CRC in TRAIN and staged from 0). One sample goes alone, as a
+        stop-and-wait exchange with its backoff and limits (LinkReset when the link is lost), on a line too
+        damaged for four records' bytes to arrive whole in a row, after a round that ended in silence (the
+        board may still hold its frames: a new window could overrun its buffer), and after `retries` rounds
+        in a row that moved no sample."""
+        position, held, stalled, alone, sent_upto = start, 0, 0, False, start - 1
+        records = {}
+
+        def record(p):
+            if p not in records:
+                records[p] = record_of(p)
+            return records[p]
+
         while position < stop:
-            if self.line.bytes_between_losses() < 4 * len(record_of(position)):   # this damaged: one at a time
-                applied, correct, duplicate = self.train(position, record_of(position))
-                position, held = applied, 0
+            for p in [p for p in records if p < position]:
+                del records[p]
+            if alone or stalled >= self.retries or self.line.bytes_between_losses() < 4 * len(record(position)):
+                applied, correct, duplicate = self.train(position, record(position))
+                position, held, stalled, alone = applied, 0, 0, False
                 yield applied, None if duplicate else correct
                 continue
-            requests, samples = [], []
-            p, budget = position, 2 * self.window_bytes()
-            while p < stop and budget > 0:
-                record, offset = record_of(p), held if p == position else 0
-                chunk = self.chunk_size(m.OFFSET.size)
-                for at in range(offset, len(record), chunk):
-                    requests.append((m.Request.STAGE, m.OFFSET.pack(at) + record[at:at + chunk], m.OK.size))
-                    samples.append(p)
-                requests.append((m.Request.TRAIN, m.TRAIN.pack(p, crc32(record)), m.TRAINED.size))
-                samples.append(p)
-                budget -= len(record) - offset
-                p += 1
+            requests, samples = self._window_round(position, held, stop, record)
             try:
-                replies, heard = self._pipeline(requests)
+                replies, silent, written = self._pipeline(requests)
             except ConnectionError:
                 self._reconnect()
+            self.stats["resent"] += sum(p <= sent_upto for p in samples[:written])   # go-back-N's resends
+            sent_upto = max(sent_upto, *samples[:written])
             moved = False
             for (request_type, _, _), p, reply in zip(requests, samples, replies, strict=True):
                 if reply is None:
@@ -483,24 +484,55 @@ class BoardLink:
                     elif code == m.ErrorCode.BAD_SAMPLE:       # staged wrong: from 0 again
                         held = 0
                     elif code == m.ErrorCode.BAD_RANGE and request_type == m.Request.STAGE:
-                        held = detail if p == position else held   # past the bytes held: from there
+                        held = detail if p == position and detail <= len(record(p)) else 0
                     else:
                         refused = BoardError(code, detail, reply.payload[m.ERROR.size:].decode("utf-8", "replace"))
                         refused.sample = p
                         raise refused
                 elif request_type == m.Request.STAGE:
+                    got = self._parse(m.OK.unpack, self._expect(reply, m.Request.STAGE, m.Reply.OK), "OK")[0]
+                    if got > len(record(p)):
+                        raise EdgeFFError(f"the board answered STAGE with {got} bytes held of a {len(record(p))}-"
+                                          "byte record: a firmware bug")
                     if p == position:
-                        held = self._parse(m.OK.unpack, reply.payload, "OK")[0]
+                        held = got
+                    elif p > position:       # the board is staging a later sample: this one goes from 0
+                        held = 0
                 else:
-                    applied, correct, duplicate = self._parse(_trained, reply.payload, "TRAINED")
+                    applied, correct, duplicate = self._parse(
+                        _trained, self._expect(reply, m.Request.TRAIN, m.Reply.TRAINED), "TRAINED")
                     moved |= applied != position
                     position, held = applied, 0
                     yield applied, None if duplicate else correct
             stalled = 0 if moved else stalled + 1
-            if position < stop and (not heard or stalled >= self.retries):
-                applied, correct, duplicate = self.train(position, record_of(position))
-                position, held, stalled = applied, 0, 0
-                yield applied, None if duplicate else correct
+            alone = silent
+
+    def _window_round(self, position: int, held: int, stop: int, record) -> tuple[list, list]:
+        """The requests of one round ((type, payload, reply bytes) each) and the sample each is for: the
+        staging of samples from `position` (the first from `held` bytes) and their TRAINs, about two windows
+        of bytes, each frame small enough to fit the window alone."""
+        window = self.window_bytes()
+        chunk = self.chunk_size(m.OFFSET.size)
+        while chunk > 1 and max_encoded_size(m.OFFSET.size + chunk) > window:
+            chunk -= 1 + chunk // 16
+        requests, samples, p, budget = [], [], position, 2 * window
+        while p < stop and budget > 0:
+            data, offset = record(p), held if p == position else 0
+            for at in range(offset, len(data), chunk):
+                requests.append((m.Request.STAGE, m.OFFSET.pack(at) + data[at:at + chunk], m.OK.size))
+                samples.append(p)
+            requests.append((m.Request.TRAIN, m.TRAIN.pack(p, crc32(data)), m.TRAINED.size))
+            samples.append(p)
+            budget -= len(data) - offset
+            p += 1
+        return requests, samples
+
+    @staticmethod
+    def _expect(reply: Frame, request_type: int, expect: int) -> bytes:
+        if reply.type != expect:
+            raise EdgeFFError(f"the board answered {m.Request(request_type).name} with reply type "
+                              f"{reply.type:#04x}, expected {m.Reply(expect).name}: a firmware bug")
+        return reply.payload
 
     def window_bytes(self) -> int:
         """Bytes of frames to keep in flight: what the board buffers while it computes (max_payload), less on a
@@ -508,16 +540,19 @@ class BoardLink:
         return int(min(self.max_payload, self.line.bytes_between_losses() / 2))
 
     def _pipeline(self, requests: list) -> tuple[list, bool]:
-        """Send `requests` ((type, payload, reply bytes) each) with several in flight: at most max_payload
-        bytes of frames that the board has not answered yet, what a board buffers while it computes
+        """Send `requests` ((type, payload, reply bytes) each) with several in flight: at most window_bytes()
+        of frames that the board has not answered yet, no more than a board buffers while it computes
         (PROTOCOL.md, "Windows"). The board answers in order, so a reply means every request before it
         arrived or was lost. Sending stops at the first sign of a loss (a NAK, a damaged frame, an ERROR
-        reply, a silence longer than the line's wait); what was sent is then waited for. Returns (the reply
-        Frame or None for each request, whether the board sent anything)."""
+        reply, a request passed over by a later reply, a silence longer than the line's wait after the
+        last reply); what was sent is then waited for. Returns (the reply Frame or None for each request,
+        whether the round ended in silence, how many requests were sent). ConnectionError when the port
+        breaks or the line brings `retries` x 10 damaged or unknown frames in a round (noise, and no board
+        answering)."""
         replies, window = [None] * len(requests), self.window_bytes()
         by_seq, outstanding = {}, deque()     # outstanding: (index, frame bytes, bytes exposed, sent at)
-        following, lost, heard = 0, False, False
-        last_heard = last_reply = time.monotonic()
+        following, lost, noise = 0, False, 0
+        last_reply = time.monotonic()
         while (following < len(requests) and not lost) or outstanding:
             while following < len(requests) and not lost:
                 request_type, body, reply_bytes = requests[following]
@@ -528,44 +563,44 @@ class BoardLink:
                 self.seq = seq
                 self.stats["requests"] += 1
                 self._write(frame)
-                self.stats["trains_sent"] += request_type == m.Request.TRAIN
                 by_seq[seq] = following
                 outstanding.append((following, len(frame), len(frame) + max_encoded_size(reply_bytes),
                                     time.monotonic()))
                 self.stats["most_in_flight"] = max(self.stats["most_in_flight"], len(outstanding))
                 following += 1
-            exposed_ahead = sum(o[2] for o in outstanding)
-            left = last_heard + self.line.wait_s(requests[outstanding[0][0]][0], exposed_ahead) - time.monotonic()
-            if left <= 0:                                # silence: what is still out is lost
-                self.stats["timeouts"] += 1
-                lost = True
-                for o in outstanding:
-                    self.line.record(o[2], False)
-                outstanding.clear()
-                break
-            for item in self.decoder.feed(self._read_some(left)):
+            oldest_type = requests[outstanding[0][0]][0]
+            left = last_reply + self.line.wait_s(("window", oldest_type), sum(o[2] for o in outstanding)) \
+                - time.monotonic()
+            matched = False
+            for item in self.decoder.feed(self._read_some(max(left, 0.0))):   # read what came before giving up
                 if isinstance(item, Frame) and item.type < m.Reply.OK:   # the line echoes the host's own
                     self.stats["echoes"] += 1
                     continue
-                heard, last_heard = True, time.monotonic()
-                if not isinstance(item, Frame) or item.type == m.Reply.NAK:
-                    self.stats["naks" if isinstance(item, Frame) else "bad_frames"] += 1
-                    lost = True
-                    continue
-                index = by_seq.get(item.seq)
+                index = by_seq.get(item.seq) if isinstance(item, Frame) and item.type != m.Reply.NAK else None
                 if index is None or not outstanding or index < outstanding[0][0] or replies[index] is not None:
-                    continue                                # a late or doubled reply of an earlier round
-                replies[index] = item
+                    if not isinstance(item, Frame) or item.type == m.Reply.NAK:
+                        self.stats["naks" if isinstance(item, Frame) else "bad_frames"] += 1
+                        lost = True
+                    noise += 1                              # damaged, or a late reply of an earlier round
+                    if noise >= 10 * self.retries:
+                        raise ConnectionError(f"{noise} damaged or unknown frames and no reply in a round")
+                    continue
+                replies[index], matched, self.answered = item, True, True
                 lost |= item.type == m.Reply.ERROR
                 while outstanding and outstanding[0][0] <= index:   # answered in order: these are done
                     done, _, exposed, sent = outstanding.popleft()
                     self.line.record(exposed, replies[done] is not None)
-                # its turnaround: from when the board could start on it (sent, or the reply before it came)
-                # to its reply; every frame has its own sequence number, so no reply is ambiguous (Karn)
-                self.line.round_trip(requests[index][0], last_heard - max(sent, last_reply),
-                                     exposed)
-                last_reply = last_heard
-        return replies, heard
+                    lost |= replies[done] is None                   # passed over: lost on the way
+                # the gap since the board could start on it (its sending, or the reply before it); kept apart
+                # from the round trips of one request at a time, which wait for the whole way there and back
+                now = time.monotonic()
+                self.line.round_trip(("window", requests[index][0]), now - max(sent, last_reply), exposed)
+                last_reply = now
+            if not matched and left <= 0:                   # silence: the oldest is lost, the rest unknown
+                self.stats["timeouts"] += 1
+                self.line.record(outstanding[0][2], False)
+                return replies, True, following
+        return replies, False, following
 
     def infer(self, image) -> tuple[int, int, list]:
         """(multi-pass prediction, one-pass prediction, multi-pass score per class) of one uint8 image,

@@ -241,7 +241,7 @@ def test_emulated_board_reboots_into_its_checkpoint_and_the_run_resumes(small_mo
             assert link.metrics()["frames_ok"] == 2               # HELLO and METRICS since the reboot
         with _link(board) as link:
             result = train_on_board(link, int_path, stream, CONFIG, quiet=True)
-    assert result["sample_transmissions"] == 20
+    assert result["samples_sent"] == 20
     assert result["image"] == runtime_image(int_path, stream, CONFIG)
 
 

@@ -288,7 +288,7 @@ def test_host_restart_resumes_the_run_the_board_holds(small_model, tmp_path):
         with BoardLink(board.url) as link:
             assert link.info.applied == 12 and link.info.run_id == run_id
             result = train_on_board(link, int_path, stream, CONFIG, quiet=True)
-    assert result["sample_transmissions"] == 18
+    assert result["samples_sent"] == 18
     assert result["image"] == _reference_image(int_path, stream)
 
 
@@ -334,9 +334,39 @@ def test_a_window_keeps_several_requests_in_flight_and_ends_on_the_same_bits(sma
                 BoardLink(board.url, baud=baud or 115200) as link:
             result = train_on_board(link, int_path, stream, CONFIG, quiet=True, window=window)
         assert result["image"] == reference
-        assert result["sample_transmissions"] == len(stream)      # a clean line: each sample sent once
+        assert result["samples_sent"] == len(stream)
         figures[window] = result["link"]["most_in_flight"]
     assert figures[False] == 1 and figures[True] > 1
+
+
+class _LosingLink(BoardLink):
+    """A host whose line loses, once, the n-th frame of one request type it writes (the board never sees it)."""
+    def __init__(self, url, lose: int, nth: int):
+        self.lose, self.nth, self.lost = lose, nth, False
+        super().__init__(url)
+
+    def _write(self, data: bytes):
+        frame = FrameDecoder(1 << 16).feed(data)
+        if not self.lost and frame and isinstance(frame[0], Frame) and frame[0].type == self.lose:
+            self.nth -= 1
+            if self.nth == 0:
+                self.lost = True
+                return
+        super()._write(data)
+
+
+@pytest.mark.parametrize("lose, nth", [(m.Request.TRAIN, 2), (m.Request.STAGE, 3), (m.Request.TRAIN, 7)])
+def test_a_frame_lost_inside_the_window_is_sent_again_and_the_run_ends_on_the_same_bits(small_model, tmp_path,
+                                                                                          lose, nth):
+    """One STAGE or TRAIN lost with later frames already in flight: the board refuses what depended on it
+    (BAD_SAMPLE, SEQUENCE), the host goes back to the board's count, and the weights are the runtime's."""
+    int_path, data_dir = small_model
+    stream, _ = _stream(data_dir, n=16, seed=5)
+    with VirtualBoard(tmp_path / "flash") as board, _LosingLink(board.url, lose, nth) as link:
+        result = train_on_board(link, int_path, stream, CONFIG, quiet=True)
+        assert link.lost and link.stats["most_in_flight"] > 1
+        assert link.stats["resent"] > 0 and link.hello().applied == len(stream)
+    assert result["image"] == _reference_image(int_path, stream)
 
 
 # ---------------------------------------------------------------------- the command line
@@ -480,7 +510,7 @@ def test_a_damaged_checkpoint_slot_falls_back_to_the_other(small_model, tmp_path
             result = train_on_board(link, int_path, stream, CONFIG, quiet=True)
     log = (storage / "board.log").read_text()
     assert f"{newest} not restored: its CRC differs" in log and "restored checkpoint-" in log
-    assert result["sample_transmissions"] == 14 and result["image"] == _reference_image(int_path, stream)
+    assert result["samples_sent"] == 14 and result["image"] == _reference_image(int_path, stream)
 
 
 def test_a_loopback_port_is_refused_in_one_line():
