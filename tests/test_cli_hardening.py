@@ -238,7 +238,7 @@ def test_each_walkthrough_uses_only_files_an_earlier_command_made(document, fewe
         for line in block.replace("\\\n", " ").splitlines():
             if line.startswith(".venv/bin/edgeff "):
                 commands.append(shlex.split(line.split("  #")[0])[1:])
-    made, formats, file_like = set(), {}, re.compile(r"\.(safetensors|onnx|tflite|h)$")
+    made, formats, file_like = set(), {}, re.compile(r"\.(safetensors|onnx|tflite|h|nir)$")
     for words in commands:
         if words[0] == "train":
             out = words[words.index("--out") + 1] if "--out" in words else f"runs/{words[1]}"
@@ -251,7 +251,7 @@ def test_each_walkthrough_uses_only_files_an_earlier_command_made(document, fewe
         for path in inputs:
             assert path in made, f"{document}: `edgeff {' '.join(words)}` reads {path}, which no earlier command writes"
         if words[0] == "verify":
-            assert formats.get(words[2]) in ("onnx", "tflite", "c-header"), f"verify runs exports: {words}"
+            assert formats.get(words[2]) in ("onnx", "tflite", "c-header", "nir"), f"verify runs exports: {words}"
         if "--out" in options:
             made.add(options["--out"])
             formats[options["--out"]] = options.get("--format")
