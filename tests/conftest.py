@@ -67,16 +67,22 @@ def run_cli(*args):
                           text=True, timeout=300)
 
 
+def train_tiny(root, config: str, **data):
+    """`edgeff train` of the config text on IDX files written under root (write_dataset's keyword arguments):
+    (float model path, data dir)."""
+    data_dir = write_dataset(root / "data", **data)
+    cfg = root / "tiny.toml"
+    cfg.write_text(config)
+    res = run_cli("train", cfg, "--data-dir", data_dir, "--out", root / "run", "--quiet")
+    assert res.returncode == 0, res.stderr
+    return root / "run/model.safetensors", data_dir
+
+
 @pytest.fixture(scope="session")
 def float_model(tmp_path_factory):
     """A tiny float model trained by the CLI: (float path, data dir)."""
-    root = tmp_path_factory.mktemp("float")
-    data = write_dataset(root / "data")
-    cfg = root / "tiny.toml"
-    cfg.write_text(TINY_CONFIG.format(mode="fixed", epochs=3, negatives="random", sizes=[784, 32, 16]))
-    res = run_cli("train", cfg, "--data-dir", data, "--out", root / "run", "--quiet")
-    assert res.returncode == 0, res.stderr
-    return root / "run/model.safetensors", data
+    return train_tiny(tmp_path_factory.mktemp("float"),
+                      TINY_CONFIG.format(mode="fixed", epochs=3, negatives="random", sizes=[784, 32, 16]))
 
 
 @pytest.fixture(scope="session", params=[7, 15], ids=["int8-norm", "int16-norm"])
@@ -95,11 +101,9 @@ def int_model(request, float_model, tmp_path_factory):
 def small_model(tmp_path_factory):
     """A [144, 16, 8] int8 model on 12x12 images, small enough for heavy fault injection: (int8 path, data)."""
     root = tmp_path_factory.mktemp("bridge")
-    data = write_dataset(root / "data", n_train=400, n_test=100, side=12)
-    cfg = root / "small.toml"
-    cfg.write_text(TINY_CONFIG.format(mode="none", epochs=2, negatives="random", sizes=[144, 16, 8]))
-    assert run_cli("train", cfg, "--data-dir", data, "--out", root / "run", "--quiet").returncode == 0
+    float_path, data = train_tiny(root, TINY_CONFIG.format(mode="none", epochs=2, negatives="random",
+                                                           sizes=[144, 16, 8]), n_train=400, n_test=100, side=12)
     int_path = root / "small-int8.safetensors"
-    res = run_cli("quantize", root / "run/model.safetensors", "--out", int_path, "--data-dir", data)
+    res = run_cli("quantize", float_path, "--out", int_path, "--data-dir", data)
     assert res.returncode == 0, res.stderr
     return int_path, data

@@ -10,7 +10,7 @@ import pytest
 from edgeff.data.datasets import load_dataset
 from edgeff.export import nir_graph
 from edgeff.export.nir_simulator import Simulator
-from tests.conftest import TINY_CONFIG, run_cli, write_dataset
+from tests.conftest import TINY_CONFIG, run_cli, train_tiny
 
 nir = pytest.importorskip("nir")
 
@@ -19,14 +19,9 @@ nir = pytest.importorskip("nir")
 def float_model(tmp_path_factory):
     """A tiny plain-FF float model whose one-pass head is trained long enough to predict most classes (the
     conftest's, 3 head epochs, guesses one class for 70 % of the images): (float path, data dir)."""
-    root = tmp_path_factory.mktemp("nir-model")
-    data = write_dataset(root / "data")
-    cfg = root / "tiny.toml"
-    cfg.write_text(TINY_CONFIG.format(mode="none", epochs=3, negatives="random", sizes=[784, 32, 16])
-                   .replace("head_epochs = 3", "head_epochs = 30"))
-    res = run_cli("train", cfg, "--data-dir", data, "--out", root / "run", "--quiet")
-    assert res.returncode == 0, res.stderr
-    return root / "run/model.safetensors", data
+    return train_tiny(tmp_path_factory.mktemp("nir-model"),
+                      TINY_CONFIG.format(mode="none", epochs=3, negatives="random", sizes=[784, 32, 16])
+                      .replace("head_epochs = 3", "head_epochs = 30"))
 
 
 @pytest.fixture(scope="module")

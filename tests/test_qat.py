@@ -11,22 +11,19 @@ from edgeff.export.write import export_model
 from edgeff.runtime.int_model import IntFFModel, evaluate_int
 from edgeff.train.evaluate import evaluate
 from edgeff.train.model_io import load_network
-from tests.conftest import TINY_CONFIG, run_cli, write_dataset
+from tests.conftest import TINY_CONFIG, run_cli, train_tiny
 
 
 @pytest.fixture(scope="module")
 def qat_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("qat")
-    data = write_dataset(root / "data")
-    cfg = root / "tiny-qat.toml"
-    cfg.write_text(TINY_CONFIG.format(mode="none", epochs=3, negatives="random", sizes=[784, 32, 16])
-                   .replace("[model]\n", "[model]\nqat = true\n"))
-    res = run_cli("train", cfg, "--data-dir", data, "--out", root / "run", "--quiet")
-    assert res.returncode == 0, res.stderr
+    float_path, data = train_tiny(root, TINY_CONFIG.format(mode="none", epochs=3, negatives="random",
+                                                           sizes=[784, 32, 16])
+                                  .replace("[model]\n", "[model]\nqat = true\n"))
     int_path = root / "int8.safetensors"
-    res = run_cli("quantize", root / "run/model.safetensors", "--out", int_path, "--data-dir", data)
+    res = run_cli("quantize", float_path, "--out", int_path, "--data-dir", data)
     assert res.returncode == 0, res.stderr
-    return root / "run/model.safetensors", int_path, data
+    return float_path, int_path, data
 
 
 def test_int8_model_holds_the_qat_integers(qat_model):
