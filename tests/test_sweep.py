@@ -125,6 +125,14 @@ def test_a_sweep_runs_on_a_ray_cluster_at_an_address(uninterrupted, tmp_path, mo
                              "--include-dashboard=false", f"--temp-dir={ray_dir}", "--block"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
+        deadline = time.monotonic() + 120          # the head is up when its port takes connections
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert head.poll() is None, "ray start --head exited"
+                time.sleep(0.5)
         res = run_cli("sweep", spec, "--out", tmp_path / "out", "--address", f"127.0.0.1:{port}", "--json")
         assert res.returncode == 0, res.stderr[-2000:]
         summary = json.loads(res.stdout)
