@@ -104,8 +104,13 @@ class BoardCore:
         self.loading = None               # (total, crc, bytearray) while a LOAD is in progress
         self.loaded_bytes = 0
         self.trained_since_install = False
-        self.stage, self.staged = bytearray(), 0
+        self._empty_slots()
         self.current_image = None         # cached image of the current training state, for READ
+
+    def _empty_slots(self):
+        """Staging slot i holds the record of a sample whose index is i modulo STAGING_SLOTS: [its index (tag),
+        the record's bytes, 1 for each byte received]. The firmware's are the same, in its scratch RAM."""
+        self.slots = [[m.EMPTY_SLOT, bytearray(), bytearray()] for _ in range(m.STAGING_SLOTS)]
 
     def _checkpoint(self):
         """Write the state to the slot that does not hold the newest checkpoint (atomically, with a CRC), so
@@ -157,7 +162,7 @@ class BoardCore:
         self.run_id, self.configure_payload = 0, None
         self.applied = self.correct = self.checkpoint_applied = 0
         self.trained_since_install = False
-        self.stage, self.staged = bytearray(), 0
+        self._empty_slots()
         self.current_image = None
 
     def _configure(self, payload: bytes):
@@ -178,6 +183,7 @@ class BoardCore:
         self.run_id, self.configure_payload = run_id, bytes(payload)
         self.applied = self.correct = self.checkpoint_applied = 0
         self.recent.clear()
+        self._empty_slots()               # records staged for another run's samples
         self.current_image = None
 
     # ------------------------------------------------------------------ frames
@@ -203,8 +209,8 @@ class BoardCore:
                                 frame.type) from None
         p = frame.payload
         if request in m.CHUNKED_REQUESTS:
-            if len(p) <= m.OFFSET.size:
-                raise ProtocolError(m.ErrorCode.BAD_LENGTH, f"{request.name} needs an offset and data", len(p))
+            if len(p) <= m.CHUNKED_REQUESTS[request].size:
+                raise ProtocolError(m.ErrorCode.BAD_LENGTH, f"{request.name} needs its header and data", len(p))
         elif len(p) != m.FIXED_REQUEST_SIZES[request]:
             raise ProtocolError(m.ErrorCode.BAD_LENGTH, f"{request.name} takes {m.FIXED_REQUEST_SIZES[request]} "
                                 f"payload bytes, got {len(p)}", len(p))
@@ -293,24 +299,41 @@ class BoardCore:
         return 2 + self.model.arch["sizes"][0]     # label, negative label (or NO_NEGATIVE), image
 
     def _on_stage(self, p):
+        """Bytes of sample `index`'s record at `offset`, into its slot, in any order: a chunk lost on the way
+        is sent again alone. Idempotent: a sample already applied is ignored (a late resend), one too far
+        ahead for a slot is refused, and a slot holding an earlier sample starts over for this one."""
         self._require_model()
-        (offset,), data = m.OFFSET.unpack_from(p), p[m.OFFSET.size:]
+        (index, offset), data = m.STAGE.unpack_from(p), p[m.STAGE.size:]
         size = self._record_size()
-        if offset > self.staged or offset + len(data) > size:
-            raise ProtocolError(m.ErrorCode.BAD_RANGE, f"stage at {offset} (+{len(data)}) outside the "
-                                f"{self.staged} staged of {size} bytes", self.staged)
-        if offset == 0:
-            self.stage, self.staged = bytearray(size), 0
-        self.stage[offset:offset + len(data)] = data
-        self.staged = max(self.staged, offset + len(data))
-        return self._ok(self.staged)
+        if offset + len(data) > size:
+            raise ProtocolError(m.ErrorCode.BAD_RANGE, f"stage at {offset} (+{len(data)}) outside the {size}-byte "
+                                "record", size)
+        if index < self.applied:
+            return m.Reply.STAGED, m.STAGED.pack(self.applied, 0, 0)
+        if index >= self.applied + m.STAGING_SLOTS:
+            raise ProtocolError(m.ErrorCode.SEQUENCE, f"sample {index} staged, {self.applied} applied: at most "
+                                f"{m.STAGING_SLOTS} samples are staged at once", self.applied)
+        slot = self.slots[index % m.STAGING_SLOTS]
+        if slot[0] != index:
+            slot[:] = [index, bytearray(size), bytearray(size)]
+        slot[1][offset:offset + len(data)] = data
+        slot[2][offset:offset + len(data)] = b"\1" * len(data)
+        return m.Reply.STAGED, m.STAGED.pack(self.applied, *_held(slot[2]))
 
-    def _staged_record(self, crc: int):
+    def _staged_record(self, index: int, crc: int):
+        """The record staged as sample `index`, checked against the CRC the host sent. A whole record with
+        another CRC is another record's bytes (staged for the same index before): the slot is emptied, so
+        staging it again starts from nothing."""
         size = self._record_size()
-        if self.staged != size or crc32(bytes(self.stage)) != crc:
-            raise ProtocolError(m.ErrorCode.BAD_SAMPLE, f"staged sample incomplete or its CRC differs "
-                                f"({self.staged} of {size} bytes); stage it again", self.staged)
-        label, negative = self.stage[0], self.stage[1]
+        slot = self.slots[index % m.STAGING_SLOTS]
+        held = _held(slot[2])[0] if slot[0] == index else 0
+        if held != size or crc32(bytes(slot[1])) != crc:
+            if held == size:
+                slot[:] = [m.EMPTY_SLOT, bytearray(), bytearray()]
+            raise ProtocolError(m.ErrorCode.BAD_SAMPLE, f"staged sample {index} incomplete or its CRC differs "
+                                f"({held} of {size} bytes); stage it again", held)
+        record = slot[1]
+        label, negative = record[0], record[1]
         n = self.model.n_classes
         # the record arrived intact, so its content is wrong: BAD_RANGE, which no restaging can mend
         if label >= n or (negative != m.NO_NEGATIVE and negative >= n):
@@ -319,7 +342,7 @@ class BoardCore:
         if negative == label:
             raise ProtocolError(m.ErrorCode.BAD_RANGE, f"sample labels {label}, {negative}: the negative label "
                                 "equals the label", label << 8 | negative)
-        image = np.frombuffer(bytes(self.stage[2:]), np.uint8)[None]
+        image = np.frombuffer(bytes(record[2:]), np.uint8)[None]
         return label, negative, image
 
     def _on_train(self, p):
@@ -330,7 +353,7 @@ class BoardCore:
         if index > self.applied:
             raise ProtocolError(m.ErrorCode.SEQUENCE, f"sample {index} sent, {self.applied} expected next",
                                 self.applied)
-        label, negative, image = self._staged_record(crc)
+        label, negative, image = self._staged_record(index, crc)
         start = time.perf_counter_ns()
         result = self.trainer.step(image, np.array([label]),
                                    None if negative == m.NO_NEGATIVE else np.array([negative]))
@@ -344,8 +367,8 @@ class BoardCore:
 
     def _on_infer(self, p):
         self._require_model()
-        (crc,) = m.INFER.unpack(p)
-        _, _, image = self._staged_record(crc)
+        index, crc = m.INFER.unpack(p)
+        _, _, image = self._staged_record(index, crc)
         scores = self.model.multi_pass_scores(image)[0]
         one_pass = int(self.model.head_logits(image).argmax(axis=1)[0])
         clipped = np.clip(scores, -(1 << 31), (1 << 31) - 1).astype("<i4")
@@ -379,3 +402,9 @@ class BoardCore:
         self.frames_ok = self.frames_bad = self.errors_sent = 0
         self.boot()
         return self._ok(self.applied)
+
+
+def _held(received: bytearray) -> tuple[int, int]:
+    """(bytes received, the first offset not received: the record's size when it is whole) of a slot."""
+    missing = received.find(0)
+    return len(received) - received.count(0), len(received) if missing < 0 else missing

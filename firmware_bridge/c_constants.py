@@ -48,10 +48,11 @@ def _guarded(guard: str, lines: list) -> str:
 def wire_header() -> str:
     """edgeff/csrc/protocol/wire_generated.h: protocol numbers, payload sizes, frame and board-image layout."""
     last = max(m.Request)
-    request_bytes = [m.FIXED_REQUEST_SIZES.get(t, -1 if t in m.CHUNKED_REQUESTS else 0) for t in range(last + 1)]
-    payloads = {name: getattr(m, name) for name in ("HELLO", "INFO", "LOAD_BEGIN", "OFFSET", "CONFIGURE", "TRAIN",
-                                                     "INFER", "READ", "OK", "TRAINED", "SCORES", "METRICS", "DATA",
-                                                     "ERROR", "NAK")}
+    request_bytes = [m.FIXED_REQUEST_SIZES[t] if t in m.FIXED_REQUEST_SIZES else
+                     -m.CHUNKED_REQUESTS[t].size if t in m.CHUNKED_REQUESTS else 0 for t in range(last + 1)]
+    payloads = {name: getattr(m, name) for name in ("HELLO", "INFO", "LOAD_BEGIN", "OFFSET", "STAGE", "CONFIGURE",
+                                                     "TRAIN", "INFER", "READ", "OK", "TRAINED", "SCORES", "METRICS",
+                                                     "DATA", "STAGED", "ERROR", "NAK")}
     magic = int.from_bytes(board_image.MAGIC, "little")
     return _guarded("EDGEFF_WIRE_GENERATED_H", [
         signed("EF_PROTOCOL_MIN_VERSION", m.MIN_VERSION),
@@ -59,6 +60,8 @@ def wire_header() -> str:
         define("EF_NO_NEGATIVE", m.NO_NEGATIVE, "in a sample record: the board draws the negative label"),
         define("EF_NAK_SEQ", m.NAK_SEQ),
         define("EF_TEXT_FIELD", m.TEXT_FIELD, "INFO's name and firmware texts"),
+        define("EF_STAGING_SLOTS", m.STAGING_SLOTS, "records staged at once: samples applied .. applied + slots - 1"),
+        define("EF_EMPTY_SLOT", m.EMPTY_SLOT, "a staging slot's tag while it holds no sample"),
         "",
         _enum("ef_request", "EF_REQUEST_", ((r.name, r.value) for r in m.Request)),
         signed("EF_LAST_REQUEST", last),
@@ -68,7 +71,7 @@ def wire_header() -> str:
         "",
         "/* payload bytes of each message's fixed part (messages.py's layouts) */",
         *(define(f"EF_{name}_BYTES", layout.size) for name, layout in payloads.items()),
-        "/* payload bytes of each request by type: -1 chunked (an offset, then at least one byte) */",
+        "/* payload bytes of each request by type: -n chunked (a header of n bytes, then at least one byte) */",
         f"#define EF_REQUEST_PAYLOAD_BYTES {{{', '.join(map(str, request_bytes))}}}",
         "",
         define("EF_FRAME_OVERHEAD", framing.OVERHEAD, "type, seq, CRC"),

@@ -126,14 +126,15 @@ class LineEstimate:
         """How many bytes arrive whole, on average, between two damaged ones."""
         return 1 / self.error_rate()
 
-    def chunk_size(self, limit: int, fixed_bytes: int) -> int:
+    def chunk_size(self, limit: int, fixed_bytes: int, pipelined: bool = False) -> int:
         """The chunk (up to limit) that moves the most bytes per second: each attempt carries fixed_bytes
-        besides the chunk and costs the board's turnaround too."""
+        besides the chunk and, one request at a time, costs the board's turnaround too (pipelined, the
+        next frames go out while the board works, so it costs none)."""
         if limit <= self.MIN_CHUNK:
             return limit
         sizes = np.unique(np.geomspace(self.MIN_CHUNK, limit, 48).astype(int))
         exposed = sizes + fixed_bytes
-        turnaround = min((t for t, _ in self.round_trips.values()), default=0.0)
+        turnaround = 0.0 if pipelined else min((t for t, _ in self.round_trips.values()), default=0.0)
         rate = sizes * np.exp(np.log1p(-self.error_rate()) * exposed) / (turnaround + self.byte_s * exposed)
         return int(sizes[np.argmax(rate)])
 
@@ -365,10 +366,11 @@ class BoardLink:
         """A request answered with OK(value)."""
         return m.OK.unpack(self.request(request_type, payload, m.Reply.OK))[0]
 
-    def chunk_size(self, fields: int) -> int:
+    def chunk_size(self, fields: int, pipelined: bool = False) -> int:
         """Data bytes for the next chunk of a load, a sample or a pull, whose frames carry `fields` bytes of
-        fixed fields besides them (the reply's are about as many: OK for a chunk, DATA's header for READ)."""
-        return self.line.chunk_size(self.max_payload - fields, 2 * max_encoded_size(fields))
+        fixed fields besides them (the reply's are about as many: OK for a chunk, DATA's header for READ).
+        Pipelined chunks (the training window's) do not wait for the board's turnaround one by one."""
+        return self.line.chunk_size(self.max_payload - fields, 2 * max_encoded_size(fields), pipelined)
 
     def load_image(self, image: bytes, progress=None):
         """Send a board image in chunks; the board checks it (CRC, format, memory) and keeps it. After a
@@ -377,7 +379,7 @@ class BoardLink:
             try:
                 received = self.value(m.Request.LOAD_BEGIN, m.LOAD_BEGIN.pack(len(image), crc32(image)))
                 while received < len(image):
-                    received = self._send_chunk(m.Request.LOAD_CHUNK, image, received)
+                    received = self._send_chunk(image, received)
                     if progress:
                         progress(received, len(image))
                 self.value(m.Request.LOAD_END)
@@ -385,41 +387,53 @@ class BoardLink:
             except LinkReset:
                 continue
 
-    def stage(self, record: bytes) -> int:
-        """Put one sample record in the board's staging buffer; returns its CRC for TRAIN or INFER."""
-        staged = 0
-        while staged < len(record):
-            staged = self._send_chunk(m.Request.STAGE, record, staged)
-        return crc32(record)
-
-    def _send_chunk(self, request_type: int, data: bytes, offset: int) -> int:
-        """One chunk of data at offset (LOAD_CHUNK or STAGE), sized to the line at each attempt; returns the
-        bytes the board now holds, which is where the next chunk goes. A chunk beyond them (the board went
-        back: a late resend of an earlier offset restarted its staging) is refused with their count: go on
+    def _send_chunk(self, data: bytes, offset: int) -> int:
+        """One LOAD_CHUNK of data at offset, sized to the line at each attempt; returns the bytes the board
+        now holds, which is where the next chunk goes. A chunk beyond them is refused with their count: go on
         from there."""
         def attempt():
             return m.OFFSET.pack(offset) + data[offset:offset + self.chunk_size(m.OFFSET.size)], 0
         try:
-            held = self.value(request_type, attempt)
+            held = self.value(m.Request.LOAD_CHUNK, attempt)
         except BoardError as exc:
             if exc.code != m.ErrorCode.BAD_RANGE or exc.detail >= offset:
                 raise
             return exc.detail
         if not offset < held <= len(data):
-            raise EdgeFFError(f"the board answered {m.Request(request_type).name} at {offset} with {held} bytes "
-                              f"held of {len(data)}: a firmware bug")
+            raise EdgeFFError(f"the board answered LOAD_CHUNK at {offset} with {held} bytes held of {len(data)}: "
+                              "a firmware bug")
         return held
 
-    def _on_staged(self, record: bytes, request_type: int, pack, expect: int) -> bytes:
-        """Stage `record`, then the request `pack(crc)` on it. The board may hold less than was staged when
-        the request arrives: a late resend of a first chunk (sent again, shorter, after a slow reply) restarts
-        its staging after the host moved on. It says so (BAD_SAMPLE) and the record is staged again."""
+    def stage(self, index: int, record: bytes) -> tuple[int, int]:
+        """Put `record` in the board's staging slot of sample `index`, one request at a time, each chunk from
+        the first byte the board says it lacks; returns (the record's CRC for TRAIN or INFER, the board's
+        applied count: above index, the sample was applied already and nothing was staged)."""
+        missing = 0
+        while True:
+            def attempt(at=missing):
+                return m.STAGE.pack(index, at) + record[at:at + self.chunk_size(m.STAGE.size)], 0
+            reply = self.request(m.Request.STAGE, attempt, m.Reply.STAGED)
+            applied, held, missing = self._parse(lambda r: _staged(r, len(record)), reply, "STAGED")
+            if applied > index or held == len(record):
+                return crc32(record), applied
+
+    def _on_staged(self, index: int, record: bytes, request_type: int, expect: int, follow: bool) -> bytes:
+        """Stage `record` as sample `index`, then the request (index, crc) on it (TRAIN or INFER). The board
+        finds the record incomplete or another (BAD_SAMPLE) when its slot was refilled in between (another
+        record staged as the same index, as INFER's is): it is staged again. follow: the index may be any
+        the board stages (INFER's), so it follows the board's applied count."""
         for _ in range(MAX_STAGINGS):
-            crc = self.stage(record)
             try:
-                return self.request(request_type, pack(crc), expect)
+                crc, applied = self.stage(index, record)
+                if follow and applied > index:
+                    index = applied
+                    continue
+                layout = m.TRAIN if request_type == m.Request.TRAIN else m.INFER
+                return self.request(request_type, layout.pack(index, crc), expect)
             except BoardError as exc:
-                if exc.code != m.ErrorCode.BAD_SAMPLE:
+                if follow and exc.code == m.ErrorCode.SEQUENCE:
+                    index = exc.detail
+                elif exc.code != m.ErrorCode.BAD_SAMPLE:
                     raise
         raise EdgeFFError(f"the board found a record staged incompletely {MAX_STAGINGS} times in a row, though "
                           "every frame arrived whole: a firmware bug")
@@ -428,8 +442,7 @@ class BoardLink:
         """Stage `record` and TRAIN it as sample `index`: (samples applied, goodness correct, duplicate),
         one request at a time."""
         try:
-            reply = self._on_staged(record, m.Request.TRAIN, lambda crc: m.TRAIN.pack(index, crc),
-                                    m.Reply.TRAINED)
+            reply = self._on_staged(index, record, m.Request.TRAIN, m.Reply.TRAINED, follow=False)
         except BoardError as exc:
             exc.sample = index
             raise
@@ -437,95 +450,13 @@ class BoardLink:
 
     def train_window(self, start: int, stop: int, record_of):
         """Train samples start..stop-1 (`record_of(p)`: the record of sample p) with several requests in
-        flight; yields (samples applied, goodness correct or None) after each sample the board confirms.
-
-        Each round sends the STAGE chunks and TRAIN of the next samples through `_pipeline`; the board
-        applies a sample only at its index, so what a round loses costs a resend, never a sample applied
-        twice. The next round starts at the board's applied count from the last reply that says it, and
-        goes on with the record's staging at the bytes the board last said it held (a wrong guess, after a
-        lost reply, is caught by the record's CRC in TRAIN and staged from 0). One sample goes alone, as a
-        stop-and-wait exchange with its backoff and limits (LinkReset when the link is lost), on a line too
-        damaged for four records' bytes to arrive whole in a row, after a round that ended in silence (the
-        board may still hold its frames: a new window could overrun its buffer), and after `retries` rounds
-        in a row that moved no sample."""
-        position, held, stalled, alone, sent_upto = start, 0, 0, False, start - 1
-        records = {}
-
-        def record(p):
-            if p not in records:
-                records[p] = record_of(p)
-            return records[p]
-
-        while position < stop:
-            for p in [p for p in records if p < position]:
-                del records[p]
-            if alone or stalled >= self.retries or self.line.bytes_between_losses() < 4 * len(record(position)):
-                applied, correct, duplicate = self.train(position, record(position))
-                position, held, stalled, alone = applied, 0, 0, False
-                yield applied, None if duplicate else correct
-                continue
-            requests, samples = self._window_round(position, held, stop, record)
-            try:
-                replies, silent, written = self._pipeline(requests)
-            except ConnectionError:
-                self._reconnect()
-            self.stats["resent"] += sum(p <= sent_upto for p in samples[:written])   # go-back-N's resends
-            sent_upto = max(sent_upto, *samples[:written])
-            moved = False
-            for (request_type, _, _), p, reply in zip(requests, samples, replies, strict=True):
-                if reply is None:
-                    continue
-                if reply.type == m.Reply.ERROR:
-                    code, detail = self._parse(m.ERROR.unpack_from, reply.payload, "ERROR")
-                    if code == m.ErrorCode.SEQUENCE:           # the board's count: go on from there
-                        moved |= detail != position
-                        position, held = detail, 0
-                        yield detail, None
-                    elif code == m.ErrorCode.BAD_SAMPLE:       # staged wrong: from 0 again
-                        held = 0
-                    elif code == m.ErrorCode.BAD_RANGE and request_type == m.Request.STAGE:
-                        held = detail if p == position and detail <= len(record(p)) else 0
-                    else:
-                        refused = BoardError(code, detail, reply.payload[m.ERROR.size:].decode("utf-8", "replace"))
-                        refused.sample = p
-                        raise refused
-                elif request_type == m.Request.STAGE:
-                    got = self._parse(m.OK.unpack, self._expect(reply, m.Request.STAGE, m.Reply.OK), "OK")[0]
-                    if got > len(record(p)):
-                        raise EdgeFFError(f"the board answered STAGE with {got} bytes held of a {len(record(p))}-"
-                                          "byte record: a firmware bug")
-                    if p == position:
-                        held = got
-                    elif p > position:       # the board is staging a later sample: this one goes from 0
-                        held = 0
-                else:
-                    applied, correct, duplicate = self._parse(
-                        _trained, self._expect(reply, m.Request.TRAIN, m.Reply.TRAINED), "TRAINED")
-                    moved |= applied != position
-                    position, held = applied, 0
-                    yield applied, None if duplicate else correct
-            stalled = 0 if moved else stalled + 1
-            alone = silent
-
-    def _window_round(self, position: int, held: int, stop: int, record) -> tuple[list, list]:
-        """The requests of one round ((type, payload, reply bytes) each) and the sample each is for: the
-        staging of samples from `position` (the first from `held` bytes) and their TRAINs, about two windows
-        of bytes, each frame small enough to fit the window alone."""
-        window = self.window_bytes()
-        chunk = self.chunk_size(m.OFFSET.size)
-        while chunk > 1 and max_encoded_size(m.OFFSET.size + chunk) > window:
-            chunk -= 1 + chunk // 16
-        requests, samples, p, budget = [], [], position, 2 * window
-        while p < stop and budget > 0:
-            data, offset = record(p), held if p == position else 0
-            for at in range(offset, len(data), chunk):
-                requests.append((m.Request.STAGE, m.OFFSET.pack(at) + data[at:at + chunk], m.OK.size))
-                samples.append(p)
-            requests.append((m.Request.TRAIN, m.TRAIN.pack(p, crc32(data)), m.TRAINED.size))
-            samples.append(p)
-            budget -= len(data) - offset
-            p += 1
-        return requests, samples
+        flight, selective repeat (_SelectiveWindow); yields (samples applied, goodness correct or None) as
+        the board's count moves. LinkReset when the link was lost: go on from self.info."""
+        window = _SelectiveWindow(self, start, stop, record_of)
+        try:
+            yield from window.run()
+        except ConnectionError:
+            self._reconnect()
 
     @staticmethod
     def _expect(reply: Frame, request_type: int, expect: int) -> bytes:
@@ -535,78 +466,15 @@ class BoardLink:
         return reply.payload
 
     def window_bytes(self) -> int:
-        """Bytes of frames to keep in flight: what the board buffers while it computes (max_payload), less on a
-        damaged line, where one loss voids every frame sent after it (the board takes them in order)."""
-        return int(min(self.max_payload, self.line.bytes_between_losses() / 2))
-
-    def _pipeline(self, requests: list) -> tuple[list, bool]:
-        """Send `requests` ((type, payload, reply bytes) each) with several in flight: at most window_bytes()
-        of frames that the board has not answered yet, no more than a board buffers while it computes
-        (PROTOCOL.md, "Windows"). The board answers in order, so a reply means every request before it
-        arrived or was lost. Sending stops at the first sign of a loss (a NAK, a damaged frame, an ERROR
-        reply, a request passed over by a later reply, a silence longer than the line's wait after the
-        last reply); what was sent is then waited for. Returns (the reply Frame or None for each request,
-        whether the round ended in silence, how many requests were sent). ConnectionError when the port
-        breaks or the line brings `retries` x 10 damaged or unknown frames in a round (noise, and no board
-        answering)."""
-        replies, window = [None] * len(requests), self.window_bytes()
-        by_seq, outstanding = {}, deque()     # outstanding: (index, frame bytes, bytes exposed, sent at)
-        following, lost, noise = 0, False, 0
-        last_reply = time.monotonic()
-        while (following < len(requests) and not lost) or outstanding:
-            while following < len(requests) and not lost:
-                request_type, body, reply_bytes = requests[following]
-                seq = (self.seq + 1) % m.NAK_SEQ
-                frame = encode_frame(request_type, seq, body)
-                if outstanding and sum(o[1] for o in outstanding) + len(frame) > window:
-                    break
-                self.seq = seq
-                self.stats["requests"] += 1
-                self._write(frame)
-                by_seq[seq] = following
-                outstanding.append((following, len(frame), len(frame) + max_encoded_size(reply_bytes),
-                                    time.monotonic()))
-                self.stats["most_in_flight"] = max(self.stats["most_in_flight"], len(outstanding))
-                following += 1
-            oldest_type = requests[outstanding[0][0]][0]
-            left = last_reply + self.line.wait_s(("window", oldest_type), sum(o[2] for o in outstanding)) \
-                - time.monotonic()
-            matched = False
-            for item in self.decoder.feed(self._read_some(max(left, 0.0))):   # read what came before giving up
-                if isinstance(item, Frame) and item.type < m.Reply.OK:   # the line echoes the host's own
-                    self.stats["echoes"] += 1
-                    continue
-                index = by_seq.get(item.seq) if isinstance(item, Frame) and item.type != m.Reply.NAK else None
-                if index is None or not outstanding or index < outstanding[0][0] or replies[index] is not None:
-                    if not isinstance(item, Frame) or item.type == m.Reply.NAK:
-                        self.stats["naks" if isinstance(item, Frame) else "bad_frames"] += 1
-                        lost = True
-                    noise += 1                              # damaged, or a late reply of an earlier round
-                    if noise >= 10 * self.retries:
-                        raise ConnectionError(f"{noise} damaged or unknown frames and no reply in a round")
-                    continue
-                replies[index], matched, self.answered = item, True, True
-                lost |= item.type == m.Reply.ERROR
-                while outstanding and outstanding[0][0] <= index:   # answered in order: these are done
-                    done, _, exposed, sent = outstanding.popleft()
-                    self.line.record(exposed, replies[done] is not None)
-                    lost |= replies[done] is None                   # passed over: lost on the way
-                # the gap since the board could start on it (its sending, or the reply before it); kept apart
-                # from the round trips of one request at a time, which wait for the whole way there and back
-                now = time.monotonic()
-                self.line.round_trip(("window", requests[index][0]), now - max(sent, last_reply), exposed)
-                last_reply = now
-            if not matched and left <= 0:                   # silence: the oldest is lost, the rest unknown
-                self.stats["timeouts"] += 1
-                self.line.record(outstanding[0][2], False)
-                return replies, True, following
-        return replies, False, following
+        """Bytes of frames to keep in flight: what the board buffers while it computes (max_payload, PROTOCOL.md
+        "Windows"). It does not shrink on a damaged line: a loss costs only the frame lost."""
+        return self.max_payload
 
     def infer(self, image) -> tuple[int, int, list]:
         """(multi-pass prediction, one-pass prediction, multi-pass score per class) of one uint8 image,
-        computed on the board."""
+        computed on the board. The record is staged as the board's next sample, a slot it always accepts."""
         record = bytes([0, m.NO_NEGATIVE]) + bytes(image)
-        reply = self._on_staged(record, m.Request.INFER, m.INFER.pack, m.Reply.SCORES)
+        reply = self._on_staged(self.info.applied, record, m.Request.INFER, m.Reply.SCORES, follow=True)
         multi, one = m.SCORES.unpack_from(reply)
         scores = reply[m.SCORES.size:]
         return multi, one, [v for (v,) in struct.iter_unpack("<i", scores[:len(scores) // 4 * 4])]
@@ -650,3 +518,257 @@ def _trained(payload: bytes) -> tuple[int, int, int]:
     if correct > 1 or duplicate > 1:
         raise ValueError(f"goodness correct {correct} and duplicate {duplicate} must be 0 or 1")
     return applied, correct, duplicate
+
+
+def _staged(payload: bytes, size: int) -> tuple[int, int, int]:
+    """(samples applied, bytes held, first offset not held) of a STAGED reply for a record of `size` bytes."""
+    applied, held, missing = m.STAGED.unpack(payload)
+    if not missing <= held <= size or (held == size) != (missing == size):
+        raise ValueError(f"{held} bytes held and the first missing at {missing} of a {size}-byte record")
+    return applied, held, missing
+
+
+NEEDED, FLYING, CONFIRMED = 0, 1, 2        # what the host knows of each byte of a record it stages
+
+
+@dataclass
+class _Sent:
+    """A request of the window that is out and not yet answered."""
+    p: int                    # the sample it is for
+    request_type: int
+    offset: int               # STAGE: the chunk's bytes; TRAIN: 0, 0
+    end: int
+    size: int                 # bytes of the sample's record
+    frame_bytes: int
+    exposed: int              # the frame and the reply it expects, on the line
+    at: float
+
+
+class _Sample:
+    """The host's view of one sample in the window: each byte of its record needed, flying (in a STAGE not
+    answered yet) or confirmed held by the board; whether its TRAIN is out."""
+
+    def __init__(self, record: bytes):
+        self.record, self.crc = record, crc32(record)
+        self.state = np.full(len(record), NEEDED, np.uint8)
+        self.sent = np.zeros(len(record), bool)     # bytes sent at least once: a chunk over them is a resend
+        self.train_flying = self.train_sent = False
+        self.stagings = 0                           # times the board found the whole record another's
+
+    def next_chunk(self, chunk: int):
+        """(offset, end) of the next STAGE to send, the first run of needed bytes up to `chunk`; None."""
+        needed = np.flatnonzero(self.state == NEEDED)
+        if not len(needed):
+            return None
+        start = int(needed[0])
+        end = min(start + chunk, len(self.record))
+        others = np.flatnonzero(self.state[start:end] != NEEDED)
+        return start, start + int(others[0]) if len(others) else end
+
+    def confirm(self, offset: int, end: int, missing: int, held: int):
+        """A STAGED reply: the chunk it answers and everything before the first missing byte are held."""
+        if held == len(self.record):
+            self.state[:] = CONFIRMED
+        self.state[:missing] = CONFIRMED
+        self.state[offset:end] = CONFIRMED
+
+    def lost(self, offset: int, end: int):
+        span = self.state[offset:end]
+        span[span == FLYING] = NEEDED
+
+    def restart(self):
+        """The board holds none of it (its slot was emptied): stage it all again."""
+        self.state[:] = NEEDED
+        self.stagings += 1
+        if self.stagings > MAX_STAGINGS:
+            raise EdgeFFError(f"the board found a record staged wrongly {MAX_STAGINGS} times in a row, though "
+                              "every frame arrived whole: a firmware bug")
+
+
+class _SelectiveWindow:
+    """The training window of one BoardLink: selective repeat (PROTOCOL.md, "Windows").
+
+    The next samples (at most STAGING_SLOTS from the board's applied count, as many as it has slots) are
+    staged in chunks and trained, with up to window_bytes() of frames unanswered (what the board buffers
+    while it computes). The board answers in order, so a reply also means that every request sent before it
+    and still unanswered was lost (or its reply was); a NAK or a damaged frame is the oldest unanswered
+    request's. Only what was lost is sent again: a chunk the board's replies do not yet show held, a TRAIN
+    the board refused (its sample not whole yet: BAD_SAMPLE; an earlier one not applied: SEQUENCE). After a
+    silence longer than the line's wait every unanswered request counts as lost and the oldest goes out
+    alone until a reply comes (a board that was only slow may still hold the frames: a new window on top
+    could overrun its buffer). ConnectionError after `retries` silences or 10 x `retries` damaged or
+    unknown frames with no reply between them (noise, and no board answering)."""
+
+    def __init__(self, link: "BoardLink", start: int, stop: int, record_of):
+        self.link, self.stop, self.record_of = link, stop, record_of
+        self.position = start              # the board's applied count, as its last replies said
+        self.samples = {}                  # p -> _Sample, for the samples in the window
+        self.out = {}                      # seq -> _Sent, in sending order
+        self.alone = False                 # after a silence: one request at a time until a reply
+        self.silences = self.noise = 0
+        self.last_reply = time.monotonic()
+
+    def run(self):
+        while self.position < self.stop:
+            self._fill()
+            yield from self._receive()
+
+    # ---------------------------------------------------------------- sending
+    def _window(self):
+        """The samples the board has slots for, from its applied count."""
+        for p in range(self.position, min(self.stop, self.position + m.STAGING_SLOTS)):
+            if p not in self.samples:
+                self.samples[p] = _Sample(self.record_of(p))
+            yield p, self.samples[p]
+
+    def _fill(self):
+        """Send what is needed, oldest sample first, while the window has room: a sample's missing chunks,
+        then its TRAIN once every byte is out (the board takes frames in order, so the chunks arrive
+        first), where the sample is the board's next or the TRAIN before it is out too."""
+        link = self.link
+        chunk = link.chunk_size(m.STAGE.size, pipelined=True)
+        window = link.window_bytes()
+        while chunk > 1 and max_encoded_size(m.STAGE.size + chunk) > window:
+            chunk -= 1 + chunk // 16
+        train_before = False                # the previous sample's TRAIN is out: this one's may follow
+        for p, sample in self._window():
+            while (span := sample.next_chunk(chunk)) is not None:
+                offset, end = span
+                body = m.STAGE.pack(p, offset) + sample.record[offset:end]
+                if not self._send(p, m.Request.STAGE, body, m.STAGED.size, offset, end):
+                    return
+                sample.state[offset:end] = FLYING
+                link.stats["resent"] += bool(sample.sent[offset:end].any())
+                sample.sent[offset:end] = True
+            if not sample.train_flying and (p == self.position or train_before):
+                if not self._send(p, m.Request.TRAIN, m.TRAIN.pack(p, sample.crc), m.TRAINED.size, 0, 0):
+                    return
+                link.stats["resent"] += sample.train_sent
+                sample.train_flying = sample.train_sent = True
+            train_before = sample.train_flying
+
+    def _send(self, p: int, request_type: int, body: bytes, reply_bytes: int, offset: int, end: int) -> bool:
+        """Send one request if the window has room for it (at least one is always let out); False if not."""
+        link = self.link
+        seq = (link.seq + 1) % m.NAK_SEQ       # a NAK's sequence number is never a request's
+        frame = encode_frame(request_type, seq, body)
+        if self.out and (self.alone or sum(s.frame_bytes for s in self.out.values()) + len(frame)
+                         > link.window_bytes()):
+            return False
+        link.seq = seq
+        link.stats["requests"] += 1
+        link._write(frame)
+        self.out[seq] = _Sent(p, request_type, offset, end, len(self.samples[p].record), len(frame),
+                              len(frame) + max_encoded_size(reply_bytes), time.monotonic())
+        link.stats["most_in_flight"] = max(link.stats["most_in_flight"], len(self.out))
+        return True
+
+    # ---------------------------------------------------------------- receiving
+    def _receive(self):
+        """Wait for replies (or the end of the line's wait) and act on each; yields the board's applied count
+        as it moves."""
+        link = self.link
+        if not self.out:
+            return
+        oldest = next(iter(self.out.values()))
+        wait = link.line.wait_s(("window", oldest.request_type), sum(s.exposed for s in self.out.values()))
+        since = max(self.last_reply, oldest.at)    # when the board could start on the oldest
+        left = since + min(wait * 2 ** self.silences, max(wait, link.timeout)) - time.monotonic()
+        items = link.decoder.feed(link._read_some(max(left, 0.0)))
+        for item in items:
+            if isinstance(item, Frame) and item.type < m.Reply.OK:     # the line echoes the host's own frames
+                link.stats["echoes"] += 1
+            elif isinstance(item, Frame) and item.seq in self.out:
+                yield from self._answered(item)
+            else:                                                      # damaged, a NAK, or a late reply
+                if not isinstance(item, Frame) or item.type == m.Reply.NAK:
+                    link.stats["naks" if isinstance(item, Frame) else "bad_frames"] += 1
+                    if self.out:
+                        self._lose(next(iter(self.out)))
+                self.noise += 1
+                if self.noise >= 10 * link.retries:
+                    raise ConnectionError(f"{self.noise} damaged or unknown frames and no reply in the window")
+        if not items and left <= 0 and self.out:                      # silence: no reply is coming
+            link.stats["timeouts"] += 1
+            self.silences += 1
+            if self.silences >= link.retries:
+                raise ConnectionError(f"no answer in the training window after {self.silences} waits")
+            for seq in list(self.out):
+                self._lose(seq)
+            self.alone = True
+            self.last_reply = time.monotonic()
+
+    def _lose(self, seq: int):
+        """A request that got no reply: what it carried is needed again."""
+        sent = self.out.pop(seq)
+        self.link.line.record(sent.exposed, False)
+        sample = self.samples.get(sent.p)
+        if sample is None:
+            return
+        if sent.request_type == m.Request.STAGE:
+            sample.lost(sent.offset, sent.end)
+        else:
+            sample.train_flying = False
+
+    def _answered(self, reply: Frame):
+        link = self.link
+        for seq in list(self.out):               # answered in order: those before it were lost
+            if seq == reply.seq:
+                break
+            self._lose(seq)
+        sent = self.out.pop(reply.seq)
+        link.line.record(sent.exposed, True)
+        now = time.monotonic()
+        # the gap since the board could start on it (its sending, or the reply before it); kept apart from
+        # the round trips of one request at a time, which wait for the whole way there and back
+        link.line.round_trip(("window", sent.request_type), now - max(sent.at, self.last_reply), sent.exposed)
+        self.last_reply, self.silences, self.noise, self.alone = now, 0, 0, False
+        link.answered = True
+        sample = self.samples.get(sent.p)        # None: applied since it was sent
+        if reply.type == m.Reply.ERROR:
+            yield from self._refused(sent, sample, reply)
+        elif sent.request_type == m.Request.STAGE:
+            applied, held, missing = link._parse(
+                lambda r: _staged(r, sent.size), link._expect(reply, m.Request.STAGE, m.Reply.STAGED), "STAGED")
+            yield from self._advance(applied, None)
+            if sample is not None and sent.p >= self.position:
+                sample.confirm(sent.offset, sent.end, missing, held)
+        else:
+            applied, correct, duplicate = link._parse(
+                _trained, link._expect(reply, m.Request.TRAIN, m.Reply.TRAINED), "TRAINED")
+            if sample is not None:
+                sample.train_flying = False
+            yield from self._advance(applied, None if duplicate else correct)
+
+    def _refused(self, sent: _Sent, sample, reply: Frame):
+        link = self.link
+        code, detail = link._parse(m.ERROR.unpack_from, reply.payload, "ERROR")
+        if sample is not None:                   # what was refused is needed again
+            if sent.request_type == m.Request.STAGE:
+                sample.lost(sent.offset, sent.end)
+            else:
+                sample.train_flying = False
+        if code == m.ErrorCode.SEQUENCE:         # a TRAIN ahead of an unapplied sample, or the board went back
+            if detail < self.position:           # it lost samples (a reset the link did not see): follow it
+                self.position, self.samples = detail, {}
+                self.out.clear()
+                yield detail, None
+            else:
+                yield from self._advance(detail, None)
+        elif code == m.ErrorCode.BAD_SAMPLE and sent.request_type == m.Request.TRAIN and sample is not None:
+            confirmed = not (sample.state != CONFIRMED).any()
+            if detail == len(sample.record) or confirmed:   # the board holds another record, or none of it
+                sample.restart()
+        else:
+            refused = BoardError(code, detail, reply.payload[m.ERROR.size:].decode("utf-8", "replace"))
+            refused.sample = sent.p
+            raise refused
+
+    def _advance(self, applied: int, correct):
+        """The board's applied count from a reply: the samples before it are done."""
+        if applied <= self.position:
+            return
+        self.position = applied
+        for p in [p for p in self.samples if p < applied]:
+            del self.samples[p]
+        yield applied, correct

@@ -8,8 +8,10 @@ request whose answer it did not get.
 import struct
 from enum import IntEnum
 
-PROTOCOL_VERSION = 2             # the versions this side speaks: [MIN_VERSION, PROTOCOL_VERSION]
-MIN_VERSION = 2                  # 2: LOAD_BEGIN answers the bytes already received (a load resumes)
+PROTOCOL_VERSION = 3             # the versions this side speaks: [MIN_VERSION, PROTOCOL_VERSION]
+MIN_VERSION = 3                  # 3: STAGE names its sample and lands in one of STAGING_SLOTS (selective resend)
+STAGING_SLOTS = 4                # records a v3 board stages at once: samples applied .. applied + 3 (PROTOCOL.md)
+EMPTY_SLOT = 0xFFFFFFFF          # a staging slot's tag while it holds no sample
 MODEL_FORMAT = 1                 # board image format (board_image.py)
 NO_NEGATIVE = 0xFF               # in a sample record: "the board draws the negative label itself"
 NAK_SEQ = 0xFFFF                 # a NAK's sequence number: the frame it answers could not be read
@@ -39,6 +41,7 @@ class Reply(IntEnum):
     SCORES = 0x83
     METRICS = 0x84
     DATA = 0x85
+    STAGED = 0x86
     ERROR = 0xE0
     NAK = 0xE1
 
@@ -50,8 +53,9 @@ class ErrorCode(IntEnum):
     VERSION = 4          # detail: board's (min << 8) | max
     NO_MEMORY = 5        # detail: bytes the model needs
     BAD_MODEL = 6        # image CRC, size or content refused
-    SEQUENCE = 7         # detail: samples applied so far (the index the board expects next)
-    BAD_SAMPLE = 8       # staged record incomplete or its CRC differs
+    SEQUENCE = 7         # detail: samples applied so far (the index the board expects next); also STAGE of
+                     # a sample STAGING_SLOTS or more ahead of it
+    BAD_SAMPLE = 8       # staged record incomplete or its CRC differs; detail: bytes of it the slot holds
     BAD_RANGE = 9        # offset or length outside the buffer
     STORAGE = 10         # checkpoint could not be written or read
 
@@ -62,11 +66,12 @@ NAK_REASONS = {"cobs": 1, "crc": 2, "short": 3, "too_long": 4}
 HELLO = struct.Struct("<BB")                      # host min version, host max version
 INFO = struct.Struct(f"<BBBHIIIBBIIIII{TEXT_FIELD}s{TEXT_FIELD}s")   # see PROTOCOL.md
 LOAD_BEGIN = struct.Struct("<II")                 # total bytes, crc32 of the image
-OFFSET = struct.Struct("<I")                      # LOAD_CHUNK / STAGE: offset, then bytes
+OFFSET = struct.Struct("<I")                      # LOAD_CHUNK: offset, then bytes
+STAGE = struct.Struct("<II")                      # sample index, offset, then bytes of its record
 CONFIGURE = struct.Struct("<IBBBBBxxxIiii")       # run id, lr_shift, gamma_shift, loss, negatives, rounding,
                                                   # seed, sigmoid-argument multiplier and shift, theta (Q.12)
 TRAIN = struct.Struct("<II")                      # sample index, crc32 of the staged record
-INFER = struct.Struct("<I")                       # crc32 of the staged record
+INFER = struct.Struct("<II")                      # index the record was staged as, crc32 of the record
 READ = struct.Struct("<IH")                       # offset, length
 OK = struct.Struct("<I")                          # a value (see each request)
 TRAINED = struct.Struct("<IBB")                   # samples applied, goodness correct (0/1), duplicate (0/1)
@@ -74,13 +79,15 @@ SCORES = struct.Struct("<BB")                     # multi-pass prediction, one-p
 METRICS = struct.Struct("<IIIIQIII")              # applied, correct, recent correct, recent n, compute us,
                                                   # frames ok, frames bad, errors sent
 DATA = struct.Struct("<II")                       # offset, total bytes, then bytes
+STAGED = struct.Struct("<III")                    # samples applied, bytes of the sample's record held, the
+                                                  # first offset not held (the record's size when whole)
 ERROR = struct.Struct("<BI")                      # code, detail, then a UTF-8 message
 NAK = struct.Struct("<B")                         # reason
 
 # every reply's fixed fields, and whether bytes may follow them: the host checks each reply against this
 REPLY_LAYOUTS = {Reply.OK: (OK, False), Reply.INFO: (INFO, False), Reply.TRAINED: (TRAINED, False),
                  Reply.SCORES: (SCORES, True), Reply.METRICS: (METRICS, False), Reply.DATA: (DATA, True),
-                 Reply.ERROR: (ERROR, True), Reply.NAK: (NAK, False)}
+                 Reply.STAGED: (STAGED, False), Reply.ERROR: (ERROR, True), Reply.NAK: (NAK, False)}
 
 LOSSES = ("symba", "softplus")
 NEGATIVES = ("random", "hard")
@@ -90,7 +97,7 @@ FIXED_REQUEST_SIZES = {Request.HELLO: HELLO.size, Request.LOAD_BEGIN: LOAD_BEGIN
                        Request.CONFIGURE: CONFIGURE.size, Request.TRAIN: TRAIN.size, Request.INFER: INFER.size,
                        Request.METRICS: 0, Request.READ: READ.size, Request.CHECKPOINT: 0, Request.RESTORE: 0,
                        Request.RESET: 0}
-CHUNKED_REQUESTS = (Request.LOAD_CHUNK, Request.STAGE)   # OFFSET then at least one byte
+CHUNKED_REQUESTS = {Request.LOAD_CHUNK: OFFSET, Request.STAGE: STAGE}   # this header, then at least one byte
 
 
 def error_payload(code: ErrorCode, detail: int, message: str, max_payload: int) -> bytes:

@@ -1,7 +1,8 @@
 """The firmware's protocol (edgeff/csrc/protocol/board_protocol.c with board_image.c and the kernel library),
 built for this host, against the virtual board (firmware_bridge/board.py, the specification): random
 request sequences (loads whole, partial or damaged, with and without master weights; configurations;
-staging, training and inference with good and bad records and indices; reads; checkpoints, restores and
+staging (chunks in any order, some missing, for the next samples, stale, too far ahead, into a slot that held
+another sample), training and inference with good and bad records and indices; reads; checkpoints, restores and
 resets; garbage) must get the same reply from both, byte for byte, except for what differs by design: the
 board's name, memory figures, error messages and compute time."""
 import ctypes
@@ -157,13 +158,22 @@ def _run(pair: Pair, material: dict, program: list):
             i = a % len(images)
             negative = m.NO_NEGATIVE if b % 3 else (int(labels[i]) + (b % 19 != 0) * (1 + b % 9)) % 10   # or the label
             record = bytes([int(labels[i]) if b % 13 else 12, negative]) + images[i].tobytes()
-            for offset, chunk in _chunks(record, 40 + b % 200):
-                pair.request(m.Request.STAGE, m.OFFSET.pack(offset) + chunk)
+            index = max(applied + (b % 5 == 1) - (b % 5 == 2), 0)
+            # staged as the TRAIN's index, or as one a slot ahead (the slot reused for another sample), or as
+            # one too far ahead; its chunks in order or shuffled, one of them sometimes missing
+            staged_as = index + (b % 23 == 0) * (b % 3 + 1) * (m.STAGING_SLOTS - 1) + (op == "infer") * (b % 4)
+            chunks = _chunks(record, 40 + b % 200)
+            if b % 4 == 0:
+                rng.shuffle(chunks)
+            for offset, chunk in chunks[b % 29 == 0:]:
+                pair.request(m.Request.STAGE, m.STAGE.pack(staged_as, offset) + chunk)
+            if b % 7 == 3:                                   # a late resend for a sample applied already
+                pair.request(m.Request.STAGE, m.STAGE.pack(max(applied - 1 - b % 3, 0), 0) + record[:9])
             crc = crc32(record) ^ (b % 17 == 0)
             if op == "infer":
-                pair.request(m.Request.INFER, m.INFER.pack(crc))
+                pair.request(m.Request.INFER, m.INFER.pack(staged_as, crc))
                 continue
-            reply = pair.request(m.Request.TRAIN, m.TRAIN.pack(max(applied + (b % 5 == 1) - (b % 5 == 2), 0), crc))
+            reply = pair.request(m.Request.TRAIN, m.TRAIN.pack(index, crc))
             if reply.type == m.Reply.TRAINED:
                 applied = m.TRAINED.unpack(reply.payload)[0]
             elif m.ERROR.unpack_from(reply.payload)[0] == m.ErrorCode.SEQUENCE:
@@ -205,7 +215,7 @@ def test_both_boards_refuse_a_sample_by_its_labels(c_board, material):
         _run(pair, material, [("load", 1, 1), ("configure", 0, 1)])
         for label, negative in ((3, 3), (0, 0), (10, 2), (4, 10)):
             record = bytes([label, negative]) + image
-            pair.request(m.Request.STAGE, m.OFFSET.pack(0) + record)
+            pair.request(m.Request.STAGE, m.STAGE.pack(0, 0) + record)
             reply = pair.request(m.Request.TRAIN, m.TRAIN.pack(0, crc32(record)))
             assert reply.type == m.Reply.ERROR, (label, negative)
             assert m.ERROR.unpack_from(reply.payload) == (m.ErrorCode.BAD_RANGE, label << 8 | negative)
@@ -214,7 +224,8 @@ def test_both_boards_refuse_a_sample_by_its_labels(c_board, material):
 
 def _clean(b: int, board_negative: bool) -> int:
     """The first b' >= b that _run turns into a good sample: right index, labels and CRC."""
-    while b % 5 in (1, 2) or b % 13 == 0 or b % 17 == 0 or b % 19 == 0 or (b % 3 == 0) == board_negative:
+    while b % 5 in (1, 2) or b % 13 == 0 or b % 17 == 0 or b % 19 == 0 or b % 23 == 0 or b % 29 == 0 \
+            or (b % 3 == 0) == board_negative:
         b += 1
     return b
 

@@ -143,9 +143,10 @@ def _seed_session() -> bytes:
     out += _record(m.Request.CONFIGURE, configure_payload(IntTrainingConfig(lr_shift=8, negatives="hard"), 12, 7))
     record = bytes([1, 0xFF]) + bytes(range(0, 160, 10))
     for index in range(2):
-        out += _record(m.Request.STAGE, m.OFFSET.pack(0) + record)
+        out += _record(m.Request.STAGE, m.STAGE.pack(index, 0) + record)
         out += _record(m.Request.TRAIN, m.TRAIN.pack(index, crc32(record)))
-    out += _record(m.Request.INFER, m.INFER.pack(crc32(record)))
+    out += _record(m.Request.STAGE, m.STAGE.pack(2, 0) + record)
+    out += _record(m.Request.INFER, m.INFER.pack(2, crc32(record)))
     out += _record(m.Request.READ, m.READ.pack(0, 200)) + _record(m.Request.CHECKPOINT) + _record(m.Request.RESET)
     return out + _record(m.Request.METRICS)
 

@@ -137,7 +137,8 @@ int ef_image_check(const uint8_t *image, uint32_t length, uint32_t image_capacit
     uint32_t scratch = 2u * (uint32_t)layout->sizes[0];
     for (int32_t l = 0; l < n; ++l)
         scratch += 2u * (uint32_t)(layout->sizes[l] + layout->sizes[l + 1]);
-    layout->scratch_bytes = scratch + (uint32_t)layout->d_head + 2u + (uint32_t)layout->sizes[0];
+    uint32_t record = 2u + (uint32_t)layout->sizes[0];   /* the staging slots: a record and its bitmap each */
+    layout->scratch_bytes = scratch + (uint32_t)layout->d_head + EF_STAGING_SLOTS * (record + (record + 7u) / 8u);
     if (layout->bytes > image_capacity || layout->scratch_bytes > scratch_capacity) {
         *detail = layout->bytes + layout->scratch_bytes;
         *why = "the model needs more RAM than this board has";

@@ -4,7 +4,7 @@
 #define CHECKPOINT_MAGIC 0x43464645u       /* "EFFC" */
 #define CHECKPOINT_CRC_AT 52u              /* the slot's CRC covers the bytes before it and the image */
 
-/* payload lengths of the fixed-size requests, by type (-1: chunked, an offset and at least one byte) */
+/* payload lengths of the fixed-size requests, by type (-n: chunked, a header of n bytes and at least one byte) */
 static const int16_t request_bytes[EF_LAST_REQUEST + 1] = EF_REQUEST_PAYLOAD_BYTES;
 
 /* A reply: its type and payload, or an error (code, detail, message). */
@@ -62,6 +62,12 @@ static int ok(reply *r, uint32_t value)
 }
 
 /* ------------------------------------------------------------------ state */
+static void empty_slots(ef_board *b)
+{
+    for (uint32_t i = 0; i < EF_STAGING_SLOTS; ++i)
+        b->slot_tag[i] = EF_EMPTY_SLOT;
+}
+
 static void empty(ef_board *b)
 {
     b->loaded = b->configured = b->trained_since_install = b->loading = 0;
@@ -69,7 +75,7 @@ static void empty(ef_board *b)
     b->recent_n = b->recent_next = 0;
     b->compute_us = 0;
     b->compute_ticks_left = 0;
-    b->staged = 0;
+    empty_slots(b);
     b->image_bytes = b->image_crc = 0;
 }
 
@@ -83,11 +89,12 @@ static int install(ef_board *b, uint32_t length, reply *r)
         return refuse(r, (uint8_t)code, detail, why);
     ef_image_normalize(b->image, &b->layout);
     ef_image_bind(b->image, &b->layout, b->scratch, &b->trainer, &b->head);
-    b->record = b->scratch + b->layout.scratch_bytes - (2u + (uint32_t)b->layout.sizes[0]);
+    uint32_t record = 2u + (uint32_t)b->layout.sizes[0];
+    b->slots = b->scratch + b->layout.scratch_bytes - EF_STAGING_SLOTS * (record + (record + 7u) / 8u);
     b->loaded = 1;
     b->configured = b->trained_since_install = 0;
     b->run_id = b->applied = b->correct = b->checkpoint_applied = 0;
-    b->staged = 0;
+    empty_slots(b);
     b->image_bytes = b->layout.bytes;
     b->image_crc = ef_crc32(0, b->image, b->image_bytes);
     return 1;
@@ -120,6 +127,7 @@ static int configure(ef_board *b, const uint8_t *p, reply *r)
     b->configured = 1;
     b->applied = b->correct = b->checkpoint_applied = 0;
     b->recent_n = b->recent_next = 0;
+    empty_slots(b);                        /* records staged for another run's samples */
     return 1;
 }
 
@@ -214,7 +222,7 @@ static int on_hello(ef_board *b, const uint8_t *p, reply *r)
     uint8_t lowest = p[0] > EF_PROTOCOL_MIN_VERSION ? p[0] : EF_PROTOCOL_MIN_VERSION;
     if (version < lowest)
         return refuse(r, EF_ERROR_VERSION, EF_PROTOCOL_MIN_VERSION << 8 | EF_PROTOCOL_MAX_VERSION,
-                      "the board speaks protocol version 2 only");
+                      "the board speaks protocol version 3 only");
     uint8_t *o = r->payload;
     uint32_t budget = b->image_capacity + b->scratch_capacity;
     o[0] = version;
@@ -314,39 +322,88 @@ static int on_configure(ef_board *b, const uint8_t *p, reply *r)
 
 static uint32_t record_bytes(const ef_board *b) { return 2u + (uint32_t)b->layout.sizes[0]; }
 
+/* slot i's record; its bitmap of received bytes follows it */
+static uint8_t *slot_record(const ef_board *b, uint32_t i)
+{
+    uint32_t size = record_bytes(b);
+    return b->slots + i * (size + (size + 7u) / 8u);
+}
+
+static int staged(ef_board *b, uint32_t i, reply *r)
+{
+    uint32_t size = record_bytes(b), missing = 0;
+    const uint8_t *bits = slot_record(b, i) + size;
+    while (missing < size && (bits[missing / 8u] >> (missing % 8u) & 1u))
+        ++missing;
+    r->type = EF_REPLY_STAGED;
+    put_u32(r->payload, b->applied);
+    put_u32(r->payload + 4, b->slot_held[i]);
+    put_u32(r->payload + 8, missing);
+    r->length = EF_STAGED_BYTES;
+    return 0;
+}
+
+/* Bytes of a sample's record at an offset, into its slot, in any order (board.py's _on_stage says why). */
 static int on_stage(ef_board *b, const uint8_t *p, uint32_t n, reply *r)
 {
     if (!b->loaded)
         return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded");
-    uint32_t offset = get_u32(p), size = record_bytes(b);
-    n -= 4;
-    if (offset > b->staged || offset + n > size || offset + n < offset)
-        return refuse(r, EF_ERROR_BAD_RANGE, b->staged, "stage outside the bytes staged so far or the record");
-    if (offset == 0) {
-        for (uint32_t i = 0; i < size; ++i)
-            b->record[i] = 0;
-        b->staged = 0;
+    uint32_t index = get_u32(p), offset = get_u32(p + 4), size = record_bytes(b), i = index % EF_STAGING_SLOTS;
+    n -= EF_STAGE_BYTES;
+    if (offset + n > size || offset + n < offset)
+        return refuse(r, EF_ERROR_BAD_RANGE, size, "stage outside the record");
+    if (index < b->applied) {              /* applied already: a late resend, ignored */
+        r->type = EF_REPLY_STAGED;
+        put_u32(r->payload, b->applied);
+        put_u32(r->payload + 4, 0);
+        put_u32(r->payload + 8, 0);
+        r->length = EF_STAGED_BYTES;
+        return 0;
     }
-    for (uint32_t i = 0; i < n; ++i)
-        b->record[offset + i] = p[4 + i];
-    if (offset + n > b->staged)
-        b->staged = offset + n;
-    return ok(r, b->staged);
+    if (index - b->applied >= EF_STAGING_SLOTS)
+        return refuse(r, EF_ERROR_SEQUENCE, b->applied, "a sample staged too far ahead of the ones applied");
+    uint8_t *record = slot_record(b, i), *bits = record + size;
+    if (b->slot_tag[i] != index) {         /* it held an earlier sample: start over for this one */
+        for (uint32_t k = 0; k < size + (size + 7u) / 8u; ++k)
+            record[k] = 0;
+        b->slot_tag[i] = index;
+        b->slot_held[i] = 0;
+    }
+    for (uint32_t k = 0; k < n; ++k) {
+        uint32_t at = offset + k;
+        record[at] = p[EF_STAGE_BYTES + k];
+        if (!(bits[at / 8u] >> (at % 8u) & 1u)) {
+            bits[at / 8u] = (uint8_t)(bits[at / 8u] | 1u << (at % 8u));
+            ++b->slot_held[i];
+        }
+    }
+    return staged(b, i, r);
 }
 
-/* the staged record, checked against the CRC the host sent */
-static int staged_record(ef_board *b, uint32_t crc, reply *r)
+/* the record staged as sample `index`, checked against the CRC the host sent; a whole record with another
+ * CRC empties its slot (board.py's _staged_record says why) */
+static const uint8_t *staged_record(ef_board *b, uint32_t index, uint32_t crc, reply *r)
 {
-    uint32_t size = record_bytes(b);
-    if (b->staged != size || ef_crc32(0, b->record, size) != crc)
-        return refuse(r, EF_ERROR_BAD_SAMPLE, b->staged, "staged sample incomplete or its CRC differs; stage it again");
-    uint8_t label = b->record[0], negative = b->record[1];
+    uint32_t size = record_bytes(b), i = index % EF_STAGING_SLOTS;
+    uint32_t held = b->slot_tag[i] == index ? b->slot_held[i] : 0u;
+    const uint8_t *record = slot_record(b, i);
+    if (held != size || ef_crc32(0, record, size) != crc) {
+        if (held == size)
+            b->slot_tag[i] = EF_EMPTY_SLOT;
+        refuse(r, EF_ERROR_BAD_SAMPLE, held, "staged sample incomplete or its CRC differs; stage it again");
+        return 0;
+    }
+    uint8_t label = record[0], negative = record[1];
     /* the record arrived intact, so its content is wrong: BAD_RANGE, which no restaging can mend */
-    if (label >= b->layout.n_classes || (negative != EF_NO_NEGATIVE && negative >= b->layout.n_classes))
-        return refuse(r, EF_ERROR_BAD_RANGE, (uint32_t)label << 8 | negative, "a label outside the model's classes");
-    if (negative == label)
-        return refuse(r, EF_ERROR_BAD_RANGE, (uint32_t)label << 8 | negative, "the negative label equals the label");
-    return 1;
+    if (label >= b->layout.n_classes || (negative != EF_NO_NEGATIVE && negative >= b->layout.n_classes)) {
+        refuse(r, EF_ERROR_BAD_RANGE, (uint32_t)label << 8 | negative, "a label outside the model's classes");
+        return 0;
+    }
+    if (negative == label) {
+        refuse(r, EF_ERROR_BAD_RANGE, (uint32_t)label << 8 | negative, "the negative label equals the label");
+        return 0;
+    }
+    return record;
 }
 
 static int on_train(ef_board *b, const uint8_t *p, reply *r)
@@ -364,11 +421,12 @@ static int on_train(ef_board *b, const uint8_t *p, reply *r)
     }
     if (index > b->applied)
         return refuse(r, EF_ERROR_SEQUENCE, b->applied, "a sample ahead of the ones applied");
-    if (!staged_record(b, get_u32(p + 4), r))
+    const uint8_t *record = staged_record(b, index, get_u32(p + 4), r);
+    if (record == 0)
         return 0;
     ef_ff_trainer *t = &b->trainer;
-    const uint8_t *image = b->record + 2;
-    int32_t label = b->record[0], negative = b->record[1];
+    const uint8_t *image = record + 2;
+    int32_t label = record[0], negative = record[1];
     int64_t scores[256];
     uint32_t start = b->ticks();
     if (negative == EF_NO_NEGATIVE)
@@ -396,11 +454,12 @@ static int on_infer(ef_board *b, const uint8_t *p, reply *r)
 {
     if (!b->loaded)
         return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded");
-    if (!staged_record(b, get_u32(p), r))
+    const uint8_t *record = staged_record(b, get_u32(p), get_u32(p + 4), r);
+    if (record == 0)
         return 0;
     int64_t scores[256];
     int8_t logits[256];
-    const uint8_t *image = b->record + 2;
+    const uint8_t *image = record + 2;
     int32_t n = b->layout.n_classes;
     r->payload[0] = (uint8_t)ef_ff_multi_pass(&b->trainer, image, b->layout.eval_mask, scores);
     r->payload[1] = (uint8_t)ef_ff_one_pass(&b->trainer, &b->head, image, logits);
@@ -513,7 +572,7 @@ uint32_t ef_board_reply(ef_board *b, int status, const ef_frame *f, uint8_t *out
     if (f->type < EF_REQUEST_HELLO || f->type > EF_LAST_REQUEST)
         refuse(r, EF_ERROR_UNKNOWN_TYPE, f->type, "unknown request type");
     else if (request_bytes[f->type] >= 0 ? f->payload_length != (uint32_t)request_bytes[f->type]
-                                         : f->payload_length < EF_OFFSET_BYTES + 1u)
+                                         : f->payload_length < (uint32_t)-request_bytes[f->type] + 1u)
         refuse(r, EF_ERROR_BAD_LENGTH, f->payload_length, "wrong payload length for this request");
     else
         dispatch(b, f, r);

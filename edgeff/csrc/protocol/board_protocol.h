@@ -2,7 +2,8 @@
  * received, exactly as the virtual board (firmware_bridge/board.py, the executable specification) answers.
  *
  * The model lives in the application's image buffer as a board image (board_image.h) and is trained in
- * place; its working buffers and the staged sample record are carved from the scratch buffer. Checkpoints
+ * place; its working buffers and the staging slots (EF_STAGING_SLOTS sample records, each with a bitmap of
+ * the bytes received) are carved from the scratch buffer. Checkpoints
  * go to two slots of non-volatile storage in turn, each with a CRC, so a write cut short leaves the other
  * slot to boot from. No malloc, no float. */
 #ifndef EDGEFF_BOARD_PROTOCOL_H
@@ -48,8 +49,10 @@ typedef struct {
     uint32_t recent_n, recent_next;
     uint64_t compute_us;                   /* time spent in training steps, and the ticks short of a us */
     uint32_t compute_ticks_left;
-    uint8_t *record;                       /* the staged sample record: label, negative label, image */
-    uint32_t staged;
+    uint8_t *slots;                        /* EF_STAGING_SLOTS of: a record (label, negative label, image),
+                                              then one bit per byte of it received */
+    uint32_t slot_tag[EF_STAGING_SLOTS];   /* the sample index each slot holds, EF_EMPTY_SLOT for none */
+    uint32_t slot_held[EF_STAGING_SLOTS];  /* bytes of it received */
 } ef_board;
 
 /* Power-on (and RESTORE): training state in RAM is dropped and the newest valid checkpoint restored. */

@@ -3,11 +3,13 @@
 #ifndef EDGEFF_WIRE_GENERATED_H
 #define EDGEFF_WIRE_GENERATED_H
 
-#define EF_PROTOCOL_MIN_VERSION 2
-#define EF_PROTOCOL_MAX_VERSION 2
+#define EF_PROTOCOL_MIN_VERSION 3
+#define EF_PROTOCOL_MAX_VERSION 3
 #define EF_NO_NEGATIVE 255u   /* in a sample record: the board draws the negative label */
 #define EF_NAK_SEQ 65535u
 #define EF_TEXT_FIELD 16u   /* INFO's name and firmware texts */
+#define EF_STAGING_SLOTS 4u   /* records staged at once: samples applied .. applied + slots - 1 */
+#define EF_EMPTY_SLOT 0xffffffffu   /* a staging slot's tag while it holds no sample */
 
 enum ef_request {
     EF_REQUEST_HELLO = 0x01,
@@ -32,6 +34,7 @@ enum ef_reply {
     EF_REPLY_SCORES = 0x83,
     EF_REPLY_METRICS = 0x84,
     EF_REPLY_DATA = 0x85,
+    EF_REPLY_STAGED = 0x86,
     EF_REPLY_ERROR = 0xe0,
     EF_REPLY_NAK = 0xe1,
 };
@@ -59,19 +62,21 @@ enum ef_nak_reason {
 #define EF_INFO_BYTES 71u
 #define EF_LOAD_BEGIN_BYTES 8u
 #define EF_OFFSET_BYTES 4u
+#define EF_STAGE_BYTES 8u
 #define EF_CONFIGURE_BYTES 28u
 #define EF_TRAIN_BYTES 8u
-#define EF_INFER_BYTES 4u
+#define EF_INFER_BYTES 8u
 #define EF_READ_BYTES 6u
 #define EF_OK_BYTES 4u
 #define EF_TRAINED_BYTES 6u
 #define EF_SCORES_BYTES 2u
 #define EF_METRICS_BYTES 36u
 #define EF_DATA_BYTES 8u
+#define EF_STAGED_BYTES 12u
 #define EF_ERROR_BYTES 5u
 #define EF_NAK_BYTES 1u
-/* payload bytes of each request by type: -1 chunked (an offset, then at least one byte) */
-#define EF_REQUEST_PAYLOAD_BYTES {0, 2, 8, -1, 0, 28, -1, 8, 4, 0, 6, 0, 0, 0}
+/* payload bytes of each request by type: -n chunked (a header of n bytes, then at least one byte) */
+#define EF_REQUEST_PAYLOAD_BYTES {0, 2, 8, -4, 0, 28, -8, 8, 8, 0, 6, 0, 0, 0}
 
 #define EF_FRAME_OVERHEAD 7u   /* type, seq, CRC */
 
