@@ -68,17 +68,17 @@ def main():
 
 
 def _wire_bytes_per_sample(d_in: int, payload: int) -> tuple[int, int]:
-    """Bytes of one sample (host to board, board to host): the STAGE frames and TRAIN, their OKs and
+    """Bytes of one sample (host to board, board to host): the STAGE frames and TRAIN, their STAGED and
     TRAINED. The line is full duplex, so the busier direction (host to board) sets the line rate."""
     from firmware_bridge import messages as m
     from firmware_bridge.framing import encode_frame
 
     record = bytes(2 + d_in)
-    limit = payload - m.OFFSET.size
+    limit = payload - m.STAGE.size
     up = down = 0
     for offset in range(0, len(record), limit):
-        up += len(encode_frame(m.Request.STAGE, 1, m.OFFSET.pack(offset) + record[offset:offset + limit]))
-        down += len(encode_frame(m.Reply.OK, 1, m.OK.pack(1)))
+        up += len(encode_frame(m.Request.STAGE, 1, m.STAGE.pack(1, offset) + record[offset:offset + limit]))
+        down += len(encode_frame(m.Reply.STAGED, 1, m.STAGED.pack(1, 1, 1)))
     up += len(encode_frame(m.Request.TRAIN, 1, m.TRAIN.pack(1, 1)))
     down += len(encode_frame(m.Reply.TRAINED, 1, m.TRAINED.pack(1, 1, 0)))
     return up, down

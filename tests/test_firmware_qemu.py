@@ -152,11 +152,11 @@ def test_emulated_board_speaks_the_protocol(tmp_path):
         with BoardLink(f"socket://127.0.0.1:{port}", timeout=1.0) as link:
             info = link.info
             assert (info.name, info.firmware, info.version, info.max_payload) == ("qemu-mps2-an386", "edgeff-fw 0.2",
-                                                                                   2, 1024)
+                                                                                   3, 1024)
             assert not info.model_loaded and info.sram_budget == 200 * 1024
             for request, payload, code in ((0x42, b"", m.ErrorCode.UNKNOWN_TYPE),
                                            (m.Request.HELLO, b"\x01", m.ErrorCode.BAD_LENGTH),
-                                           (m.Request.HELLO, m.HELLO.pack(3, 4), m.ErrorCode.VERSION)):
+                                           (m.Request.HELLO, m.HELLO.pack(4, 5), m.ErrorCode.VERSION)):
                 with pytest.raises(BoardError) as err:
                     link.request(request, payload, m.Reply.INFO)
                 assert err.value.code == code
@@ -188,7 +188,7 @@ def test_cli_reaches_the_emulated_board(tmp_path):
     try:
         assert server.stdout.readline().strip() == f"socket://127.0.0.1:{port}"
         res = run_cli("board", "info", "--port", f"socket://127.0.0.1:{port}")
-        assert res.returncode == 0 and "qemu-mps2-an386 (edgeff-fw 0.2), protocol v2" in res.stdout, res.stderr
+        assert res.returncode == 0 and "qemu-mps2-an386 (edgeff-fw 0.2), protocol v3" in res.stdout, res.stderr
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -174,6 +174,14 @@ def test_version_negotiation(small_model, tmp_path):
     assert m.ERROR.unpack_from(refused.payload) == (m.ErrorCode.VERSION, 2 << 8 | 3)
     agreed = _ask(core, m.Request.HELLO, m.HELLO.pack(1, 5))
     assert agreed.type == m.Reply.INFO and agreed.payload[0] == 3
+    version_2 = BoardCore(load_profile("nrf52840"), None, versions=(2, 2))     # a board of go-back-N staging
+    refusal = _ask(version_2, m.Request.HELLO, m.HELLO.pack(m.MIN_VERSION, m.PROTOCOL_VERSION))
+    board = _ScriptedBoard(b"", {m.Request.HELLO: (refusal.type, refusal.payload)})
+    try:
+        with pytest.raises(EdgeFFError, match=r"\(VERSION\): board speaks protocol versions 2\.\.2, host 3\.\.3$"):
+            BoardLink(board.url).close()
+    finally:
+        board.close()
 
 
 @FUZZ
