@@ -16,6 +16,10 @@ def register(sub):
     sp.add_argument("--format", required=True, choices=["onnx", "tflite", "c-header", "board-header", "nir"],
                     help="what to write (see above)")
     sp.add_argument("--out", required=True, help="file to write")
+    sp.add_argument("--board", default="mps2-an386",
+                    help="board-header: the emulated board whose firmware compiles it in, which refuses a model "
+                         "larger than its RAM for one (a hardware profile with a [firmware] table; default: "
+                         "%(default)s)")
     sp.add_argument("--layer-op", choices=["fully_connected", "conv_2d"], default="fully_connected",
                     help="TFLite op for each layer: FULLY_CONNECTED (default; what TFLite Micro runs) or the "
                          "equivalent 1x1 CONV_2D, which LiteRT's reference kernels requantize exactly as TFLM")
@@ -46,7 +50,7 @@ def run(args):
     if args.format == "board-header":
         from firmware_bridge.board_export import export_board_header
 
-        written = export_board_header(args.model, args.out)
+        written = export_board_header(args.model, args.out, args.board)
     else:
         from edgeff.export.write import export_model
 
