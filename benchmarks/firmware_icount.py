@@ -137,7 +137,7 @@ def over_the_link(int_path: Path, data, samples: int, plan: dict, target):
     used = info.sram_budget - info.sram_free
     print(f"\nThe board firmware (board_app) on {target.board_name} trained over its UART by `edgeff board train`'s "
           f"driver: {samples} samples, lr 2^-20, random negatives drawn on the board; image read back equal to the "
-          f"NumPy runtime's: {same}; checkpoints kept: {result['checkpoints']}\n")
+          f"NumPy runtime's: {same}; checkpoints kept: {result['checkpoints_kept']}\n")
     print("| figure | board firmware | memory plan |")
     print("|---|---|---|")
     print(f"| samples/s over the emulated UART (QEMU's socket, not baud-limited) | {result['samples_per_s']:.1f} | - |")

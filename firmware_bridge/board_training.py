@@ -85,9 +85,6 @@ def run_id_of(image: bytes, config: IntTrainingConfig, goodness_frac_bits: int, 
     return crc32(image + configure_payload(config, goodness_frac_bits) + stream.identity())
 
 
-NO_STORAGE = "this board has no storage for checkpoints"   # the reason both boards' CHECKPOINT refusal gives
-
-
 def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: IntTrainingConfig,
                    checkpoint_every=1000, quiet=False, checkpoints_outlive=True, window=True) -> dict:
     """Train the board on the whole stream (resuming a run it already holds); returns the run's figures
@@ -103,26 +100,11 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
     run_id = run_id_of(image, config, frac_bits, stream)
     recent = deque(maxlen=RECENT)
     resets, first, sent = 0, None, set()        # sent: the samples whose record went to the board
+    checkpointed = True                         # whether the board has kept every checkpoint asked for
     clock = {"load": 0.0, "train": 0.0, "pull": 0.0}
     start = time.monotonic()
     bar = tqdm(total=len(stream), unit="sample", desc=f"training on {link.info.name}", disable=quiet,
                file=sys.stderr)
-    storage = True
-
-    def checkpoint():
-        """CHECKPOINT, until a board with no storage for checkpoints (the emulated netduinoplus2) says so:
-        then the run goes on without them, said once."""
-        nonlocal storage
-        if not storage:
-            return
-        try:
-            link.value(m.Request.CHECKPOINT)
-        except BoardError as exc:
-            if exc.code != m.ErrorCode.STORAGE or exc.reason != NO_STORAGE:
-                raise
-            storage = False
-            bar.write(f"{link.info.name} has no storage for checkpoints: training goes on without them (a reset or "
-                      "a lost board starts this run again from sample 0)", sys.stderr)
     try:
         while True:
             try:
@@ -157,8 +139,8 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
                         bar.set_postfix(goodness_acc=f"{np.mean(recent):.3f}" if recent else "-", refresh=False)
                         bar.update(0)
                     if position % checkpoint_every == 0:
-                        checkpoint()
-                checkpoint()
+                        checkpointed &= _checkpoint(link, bar, checkpointed)
+                checkpointed &= _checkpoint(link, bar, checkpointed)
                 metrics = link.metrics()
                 t = time.monotonic()
                 with _bytes_bar("pulling the model", info.image_bytes, quiet) as progress:
@@ -190,8 +172,23 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
             "samples_per_s": (len(stream) - first) / max(clock["train"], 1e-9), "resumes": resets,
             "board_compute_us_per_sample": (metrics["compute_us"] - segment[1]) / computed if computed else None,
             "recent_goodness_accuracy": float(np.mean(recent)) if recent else None,
-            "board_metrics": metrics, "link": dict(link.stats), "run_id": run_id, "checkpoints": storage,
-            "image": final}
+            "board_metrics": metrics, "link": dict(link.stats), "run_id": run_id, "image": final,
+            "checkpoints_kept": checkpointed}
+
+
+def _checkpoint(link: BoardLink, bar, say_it: bool) -> bool:
+    """Ask the board to checkpoint; False when it could not (a board without storage, such as the Arduino
+    library without setStorage), which is said once: training goes on, but a break restarts the run."""
+    try:
+        link.value(m.Request.CHECKPOINT)
+        return True
+    except BoardError as exc:
+        if exc.code != m.ErrorCode.STORAGE:
+            raise
+        if say_it:                        # the first time only
+            bar.write(f"{link.info.name} keeps no checkpoint ({exc.reason}): training goes on, but a break in "
+                      "the link or a power cycle restarts the run from sample 0", sys.stderr)
+        return False
 
 
 @contextmanager

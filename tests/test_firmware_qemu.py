@@ -234,7 +234,7 @@ def test_emulated_board_trains_over_the_link_bit_identically(small_model, board,
             assert link.infer(image) == (scores[i].argmax(), one_pass[i], scores[i].tolist())
     assert result["image"] == runtime_image(int_path, stream, config)
     assert result["board_metrics"]["applied"] == 60 and result["board_compute_us_per_sample"] > 0
-    assert result["checkpoints"] == (BOARDS[board].storage_bytes > 0)
+    assert result["checkpoints_kept"] == (BOARDS[board].storage_bytes > 0)
 
 
 def test_emulated_board_reboots_into_its_checkpoint_and_the_run_resumes(small_model):
