@@ -1,9 +1,11 @@
-"""The firmware on QEMU's Cortex-M4 (mps2-an386): instructions per layer and per training step, and the
-RAM and flash it links to, next to the memory plan the profiler uses.
+"""The firmware on an emulated board (--board: mps2-an386, the Cortex-M4, by default; mps2-an500, the
+Cortex-M7; netduinoplus2, the STM32F405): instructions per layer and per training step, and the RAM and flash
+it links to, next to the memory plan the profiler uses.
 
 1. Builds the self-test firmware (firmware_bridge/firmware/selftest) around the board network's int8 model
    and --samples training samples, runs it under `qemu-system-arm -icount shift=0` (one instruction per
-   virtual nanosecond; SysTick at 25 MHz counts 40 instructions per tick, checked by a calibration loop),
+   virtual nanosecond; SysTick at the board's clock, 25 MHz on the MPS2 boards: 40 instructions per tick,
+   168 MHz on the netduinoplus2: 5.95, checked by a calibration loop),
    and checks that its trained weights equal the NumPy runtime's (CRC of every weight, master and bias).
    With --baseline REV it builds the same self-test a second time with the kernel library of git revision
    REV (edgeff/csrc/kernels as committed there) and prints both side by side: the training step's
@@ -14,7 +16,7 @@ RAM and flash it links to, next to the memory plan the profiler uses.
    sizes, and whether the image read back equals the runtime's after the same samples.
 
     python benchmarks/firmware_icount.py [--model runs/bench-trainer/board-784-64-32/model.safetensors]
-        [--baseline 1eda620] [--link-samples 0 (skips part 2)]
+        [--board mps2-an386] [--baseline 1eda620] [--link-samples 0 (skips part 2)]
 """
 import argparse
 import re
@@ -43,7 +45,10 @@ def main():
     p.add_argument("--samples", type=int, default=50)
     p.add_argument("--link-samples", type=int, default=1000)
     p.add_argument("--baseline", metavar="REV", help="git revision whose kernel library to measure beside this one")
+    p.add_argument("--board", default=emulator.DEFAULT_BOARD,
+                   help="the emulated board (a hardware profile with a [firmware] table; default: %(default)s)")
     args = p.parse_args()
+    target = emulator.target_of(args.board)
     data = load_dataset()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -53,15 +58,15 @@ def main():
         model = IntFFModel.from_file(int_path)
         n = args.samples
         images, labels = data.train.images[:n], data.train.labels[:n]
-        now = instruction_counts.measure(int_path, images, labels, tmp / "selftest.elf")
+        now = instruction_counts.measure(int_path, images, labels, tmp / "selftest.elf", target=target)
         plan = plan_summary(training_plan(model.arch["sizes"], model.n_classes, model.head_layers))
-        report_selftest(model, now, linked_sizes(now["elf"]), plan, n)
+        report_selftest(model, now, linked_sizes(now["elf"]), plan, n, target)
         if baseline:
             print(f"building the self-test with the kernels of {args.baseline}", file=sys.stderr)
             report_against(args.baseline, instruction_counts.measure(int_path, images, labels, tmp / "baseline.elf",
-                                                                     kernels=baseline), now)
+                                                                     kernels=baseline, target=target), now)
         if args.link_samples:
-            over_the_link(int_path, data, args.link_samples, plan)
+            over_the_link(int_path, data, args.link_samples, plan, target)
 
 
 def kernels_at(rev: str, into: Path) -> Path:
@@ -79,8 +84,9 @@ def kernels_at(rev: str, into: Path) -> Path:
     return into
 
 
-def report_selftest(model, now: dict, section: dict, plan: dict, n: int):
-    print(f"network {model.arch['sizes']}, {n} training samples on the emulated Cortex-M4; calibration: "
+def report_selftest(model, now: dict, section: dict, plan: dict, n: int, target):
+    print(f"network {model.arch['sizes']}, {n} training samples on the emulated {target.board_name} "
+          f"({target.qemu_machine}, {' '.join(target.cpu_flags)}); calibration: "
           f"{now['per_tick']:.2f} instructions per SysTick tick; trained weights equal to the NumPy runtime's: "
           f"{now['same']}\n")
     print("| layer | MACs | FC forward: instructions | per MAC | whole layer (L2 norm, FC, goodness) | per MAC |")
@@ -117,21 +123,21 @@ def linked_sizes(elf: Path) -> dict:
     return {m[0]: int(m[1]) for m in re.findall(r"^\.(\w+)\s+(\d+)", out, re.M)}
 
 
-def over_the_link(int_path: Path, data, samples: int, plan: dict):
+def over_the_link(int_path: Path, data, samples: int, plan: dict, target):
     """The board firmware trained over its UART by the host's driver."""
     config = IntTrainingConfig(lr_shift=20)
     stream = SampleStream(data.train.images, data.train.labels, samples)
-    elf = emulator.board_firmware()
+    elf = emulator.board_firmware(target=target)
     section = linked_sizes(elf)
-    with emulator.EmulatedBoard() as board, BoardLink(board.url, timeout=1.0) as link:
+    with emulator.EmulatedBoard(target=target) as board, BoardLink(board.url, timeout=1.0) as link:
         result = train_on_board(link, int_path, stream, config, checkpoint_every=max(samples // 2, 1), quiet=True)
         info = link.hello()
     same = result["image"] == runtime_image(int_path, stream, config)
     instructions = result["board_compute_us_per_sample"] * 1000     # SysTick us at one instruction per ns
     used = info.sram_budget - info.sram_free
-    print(f"\nThe board firmware (board_app) trained over its UART by `edgeff board train`'s driver: {samples} "
-          f"samples, lr 2^-20, random negatives drawn on the board; image read back equal to the NumPy runtime's: "
-          f"{same}\n")
+    print(f"\nThe board firmware (board_app) on {target.board_name} trained over its UART by `edgeff board train`'s "
+          f"driver: {samples} samples, lr 2^-20, random negatives drawn on the board; image read back equal to the "
+          f"NumPy runtime's: {same}; checkpoints kept: {result['checkpoints_kept']}\n")
     print("| figure | board firmware | memory plan |")
     print("|---|---|---|")
     print(f"| samples/s over the emulated UART (QEMU's socket, not baud-limited) | {result['samples_per_s']:.1f} | - |")

@@ -15,7 +15,7 @@ from pathlib import Path
 from edgeff.errors import EdgeFFError
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -45,7 +45,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         if existing is None:
-            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+            os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
         else:
             os.fchmod(fd, stat.S_IMODE(existing.st_mode))
             # keep the owner too where we may (root writing a user's file); others cannot, and keep theirs

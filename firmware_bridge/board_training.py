@@ -100,6 +100,7 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
     run_id = run_id_of(image, config, frac_bits, stream)
     recent = deque(maxlen=RECENT)
     resets, first, sent = 0, None, set()        # sent: the samples whose record went to the board
+    checkpointed = True                         # whether the board has kept every checkpoint asked for
     clock = {"load": 0.0, "train": 0.0, "pull": 0.0}
     start = time.monotonic()
     bar = tqdm(total=len(stream), unit="sample", desc=f"training on {link.info.name}", disable=quiet,
@@ -138,8 +139,8 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
                         bar.set_postfix(goodness_acc=f"{np.mean(recent):.3f}" if recent else "-", refresh=False)
                         bar.update(0)
                     if position % checkpoint_every == 0:
-                        link.value(m.Request.CHECKPOINT)
-                link.value(m.Request.CHECKPOINT)
+                        checkpointed &= _checkpoint(link, bar, checkpointed)
+                checkpointed &= _checkpoint(link, bar, checkpointed)
                 metrics = link.metrics()
                 t = time.monotonic()
                 with _bytes_bar("pulling the model", info.image_bytes, quiet) as progress:
@@ -171,7 +172,23 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
             "samples_per_s": (len(stream) - first) / max(clock["train"], 1e-9), "resumes": resets,
             "board_compute_us_per_sample": (metrics["compute_us"] - segment[1]) / computed if computed else None,
             "recent_goodness_accuracy": float(np.mean(recent)) if recent else None,
-            "board_metrics": metrics, "link": dict(link.stats), "run_id": run_id, "image": final}
+            "board_metrics": metrics, "link": dict(link.stats), "run_id": run_id, "image": final,
+            "checkpoints_kept": checkpointed}
+
+
+def _checkpoint(link: BoardLink, bar, say_it: bool) -> bool:
+    """Ask the board to checkpoint; False when it could not (a board without storage, such as the Arduino
+    library without setStorage), which is said once: training goes on, but a break restarts the run."""
+    try:
+        link.value(m.Request.CHECKPOINT)
+        return True
+    except BoardError as exc:
+        if exc.code != m.ErrorCode.STORAGE:
+            raise
+        if say_it:                        # the first time only
+            bar.write(f"{link.info.name} keeps no checkpoint ({exc.reason}): training goes on, but a break in "
+                      "the link or a power cycle restarts the run from sample 0", sys.stderr)
+        return False
 
 
 @contextmanager

@@ -1,7 +1,9 @@
-"""Firmware for QEMU's mps2-an386 (an Arm Cortex-M4 board): built with arm-none-eabi-gcc from
-firmware/ (the kernel library, the board support, one application), run under qemu-system-arm with the
-UART on stdio and deterministic instruction counting (-icount shift=0). Every board fact (CPU flags, QEMU
-machine, clock, memory) comes from the board's descriptor, hw_profiles/mps2-an386.toml."""
+"""Firmware for QEMU's emulated Arm boards (mps2-an386, the default: a Cortex-M4; mps2-an500: a Cortex-M7;
+netduinoplus2: an STM32F405): built with arm-none-eabi-gcc from firmware/ (the kernel library, the board's
+support folders, one application), run under qemu-system-arm with the UART on stdio or a socket and
+deterministic instruction counting (-icount shift=0). Every board fact (support folders, CPU flags, QEMU
+machine, clock, memory, UART) comes from the board's descriptor, hw_profiles/<board>.toml ([firmware]);
+`target_of(name)` reads it."""
 import hashlib
 import os
 import shutil
@@ -13,11 +15,24 @@ from pathlib import Path
 
 from edgeff.csrc import KERNELS, PROTOCOL
 from edgeff.errors import EdgeFFError
-from edgeff.profiler.hw_profile import FirmwareTarget, load_profile
+from edgeff.profiler.hw_profile import FirmwareTarget, firmware_profile_names, load_profile
 from edgeff.runtime.c_kernels import cache_dir
 from firmware_bridge.board_config import generated_files
 
-TARGET = load_profile("mps2-an386").firmware     # the emulated board
+DEFAULT_BOARD = "mps2-an386"
+
+
+def target_of(board: str) -> FirmwareTarget:
+    """The [firmware] table of the board named (a profile name or a .toml path), refused by name if the
+    firmware does not run on it."""
+    target = load_profile(board).firmware
+    if target is None:
+        raise EdgeFFError(f"{board}: EdgeFF's firmware does not run on this board (its profile has no [firmware] "
+                          f"table); the emulated boards are {', '.join(firmware_profile_names())}")
+    return target
+
+
+TARGET = target_of(DEFAULT_BOARD)     # the default emulated board
 FIRMWARE = Path(__file__).resolve().parent / "firmware"
 # the firmware's protocol code (not the host-only fuzzing harness beside it)
 PROTOCOL_SOURCES = [PROTOCOL / name for name in ("framing.c", "board_image.c", "board_protocol.c")]
@@ -26,10 +41,6 @@ PROTOCOL_SOURCES = [PROTOCOL / name for name in ("framing.c", "board_image.c", "
 def cflags(target: FirmwareTarget) -> list:
     return ["-std=c99", *target.cpu_flags, "-O2", "-ffunction-sections", "-fdata-sections", "-ffreestanding",
             "-Wall", "-Wextra", "-Werror"]
-
-
-# the RAM the board firmware gives a model with its master weights (the exporter refuses a bigger board header)
-IMAGE_CAPACITY = TARGET.image_bytes
 
 
 def _tool(name: str) -> str:
@@ -42,21 +53,27 @@ def _tool(name: str) -> str:
 
 def build(app: str, out: Path, generated: dict | None = None, defines=(), target: FirmwareTarget = TARGET,
           kernels: Path = KERNELS) -> Path:
-    """Compile and link firmware/<app>/ with the library and board support into out (an ELF); `generated`
-    maps header names to C source written beside the build, `defines` are preprocessor names to set, `kernels`
-    is the kernel library's directory (another version's, to compare). A link that overflows the board's
-    flash or RAM fails with the linker's message."""
+    """Compile and link firmware/<app>/ with the library and the board's support folders into out (an ELF);
+    `generated` maps header names to C source written beside the build, `defines` are preprocessor names to
+    set, `kernels` is the kernel library's directory (another version's, to compare). A link that overflows
+    the board's flash or RAM fails with the linker's message."""
     gcc = _tool("arm-none-eabi-gcc")
-    board = FIRMWARE / "board" / target.support
-    sources = [*sorted(kernels.glob("*.c")), *PROTOCOL_SOURCES, *sorted(board.glob("*.c")),
+    folders = [FIRMWARE / "board" / name for name in target.support]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    scripts = [ld for f in folders for ld in sorted(f.glob("*.ld"))]
+    if missing or len(scripts) != 1:
+        raise EdgeFFError(f"[firmware] support {list(target.support)}: "
+                          + (f"no folder {', '.join(missing)}" if missing else
+                             f"the folders hold {len(scripts)} linker scripts, not one"))
+    sources = [*sorted(kernels.glob("*.c")), *PROTOCOL_SOURCES, *(c for f in folders for c in sorted(f.glob("*.c"))),
                *sorted((FIRMWARE / app).glob("*.c"))]
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in {**generated_files(target), **(generated or {})}.items():
             (Path(tmp) / name).write_text(text)
         cmd = [gcc, *cflags(target), *(f"-D{name}" for name in defines),
-               f"-I{kernels}", f"-I{PROTOCOL}", f"-I{board}", f"-I{tmp}",
+               f"-I{kernels}", f"-I{PROTOCOL}", *(f"-I{f}" for f in folders), f"-I{tmp}",
                *map(str, sources),
-               "-nostdlib", "-nostartfiles", f"-L{tmp}", f"-T{board / (target.support + '.ld')}", "-Wl,--gc-sections",
+               "-nostdlib", "-nostartfiles", f"-L{tmp}", f"-T{scripts[0]}", "-Wl,--gc-sections",
                f"-Wl,-Map={out.with_suffix('.map')}", "-lgcc", "-o", str(out)]
         result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -70,11 +87,11 @@ def _qemu_command(elf: Path, serial: str, target: FirmwareTarget = TARGET) -> li
             "-kernel", str(elf)]
 
 
-def start(elf: Path, port: int) -> subprocess.Popen:
-    """Boot the firmware in QEMU with its UART on a TCP server at 127.0.0.1:port (pyserial URL
-    socket://127.0.0.1:port); the caller stops the process."""
+def start(elf: Path, port: int, target: FirmwareTarget = TARGET) -> subprocess.Popen:
+    """Boot the firmware in QEMU (the machine of `target`, the board it was built for) with its UART on a TCP
+    server at 127.0.0.1:port (pyserial URL socket://127.0.0.1:port); the caller stops the process."""
     serial = f"tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on"
-    return subprocess.Popen(_qemu_command(elf, serial), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    return subprocess.Popen(_qemu_command(elf, serial, target), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
 
 
@@ -106,21 +123,21 @@ def firmware_key(model_header: str | None = None, target: FirmwareTarget = TARGE
     return digest.hexdigest()[:16]
 
 
-def board_firmware(model_header: str | None = None) -> Path:
-    """The board firmware (board_app), built once per source version, board descriptor and compiled-in model
-    (the text of an `edgeff export --format board-header` file) into the EdgeFF cache."""
-    target = cache_dir() / f"board_app-{firmware_key(model_header)}.elf"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+def board_firmware(model_header: str | None = None, target: FirmwareTarget = TARGET) -> Path:
+    """The board firmware (board_app) for `target`, built once per source version, board descriptor and
+    compiled-in model (the text of an `edgeff export --format board-header` file) into the EdgeFF cache."""
+    elf = cache_dir() / f"board_app-{firmware_key(model_header, target)}.elf"
+    if not elf.exists():
+        elf.parent.mkdir(parents=True, exist_ok=True)
+        tmp = elf.with_name(f".{elf.name}.{os.getpid()}")
         generated, defines = ({"board_model.h": model_header}, ["EDGEFF_BOARD_MODEL"]) if model_header else ({}, [])
         try:
-            build("board_app", tmp, generated, defines)
-            os.replace(tmp, target)
+            build("board_app", tmp, generated, defines, target=target)
+            os.replace(tmp, elf)
         finally:
             tmp.unlink(missing_ok=True)
             tmp.with_suffix(".map").unlink(missing_ok=True)
-    return target
+    return elf
 
 
 def free_port() -> int:
@@ -130,16 +147,16 @@ def free_port() -> int:
 
 
 class EmulatedBoard:
-    """The board firmware running in QEMU for as long as the `with` block; `url` is its UART. With
-    model_header (a board-header export's text) the firmware boots with that model compiled in."""
+    """The board firmware running in QEMU on `target`'s machine for as long as the `with` block; `url` is its
+    UART. With model_header (a board-header export's text) the firmware boots with that model compiled in."""
 
-    def __init__(self, port: int | None = None, model_header: str | None = None):
+    def __init__(self, port: int | None = None, model_header: str | None = None, target: FirmwareTarget = TARGET):
         self.port = port or free_port()
         self.url = f"socket://127.0.0.1:{self.port}"
-        self.model_header, self.process = model_header, None
+        self.model_header, self.target, self.process = model_header, target, None
 
     def __enter__(self):
-        self.process = start(board_firmware(self.model_header), self.port)
+        self.process = start(board_firmware(self.model_header, self.target), self.port, self.target)
         time.sleep(0.2)        # a BoardLink retries until QEMU listens; a QEMU that fails, fails at once
         if self.process.poll() is not None:
             raise EdgeFFError(f"QEMU stopped at once: {self.process.stderr.read().decode()[-500:]}")

@@ -1,5 +1,6 @@
-"""Instructions of an int8 model on the emulated Cortex-M4, measured by the self-test firmware
-(firmware/selftest/) under `qemu-system-arm -icount shift=0`: one forward pass of each FF layer and one FF
+"""Instructions of an int8 model on an emulated board's core (`target`: a descriptor's [firmware] table; the
+default board's Cortex-M4 unless given), measured by the self-test firmware (firmware/selftest/) under
+`qemu-system-arm -icount shift=0`: one forward pass of each FF layer and one FF
 training step per sample, with the trained weights checked against the NumPy runtime's.
 
     measure(int_path, images, labels, elf) -> {"per_tick", "layers", "step", "correct", "same", "elf", "samples"}
@@ -47,8 +48,8 @@ def _parse(out: bytes, n: int) -> dict:
 
 def measure(int_path, images: np.ndarray, labels: np.ndarray, elf: Path, config: IntTrainingConfig = CONFIG,
             kernels: Path = KERNELS, target: FirmwareTarget = emulator.TARGET) -> dict:
-    """Build the self-test firmware (into `elf`, with the kernel library in `kernels`) around the int8 model
-    at int_path and the samples (negatives drawn from a seeded generator), run it on the emulated core and
+    """Build the self-test firmware for `target` (into `elf`, with the kernel library in `kernels`) around the
+    int8 model at int_path and the samples (negatives drawn from a seeded generator), run it on its core and
     return, in instructions: `layers` (per FF layer its MACs, `fc`: the FullyConnected alone, `whole`:
     normalization, FC and goodness, one row), `step` (one training step, per sample), `per_tick` (the
     calibration), `correct`, and `same`: whether the firmware's trained weights equal the NumPy runtime's."""

@@ -2,7 +2,8 @@
 
 - `virtual://[?profile=NAME&storage=DIR&baud=N&faults=SPEC]`: a virtual board started for the command (the
   integer runtime behind the serial protocol; SPEC as `edgeff board virtual --faults`);
-- `qemu://[BOARD]`: EdgeFF's board firmware on QEMU's emulated Cortex-M4 for the command (BOARD: mps2-an386);
+- `qemu://[BOARD]`: EdgeFF's board firmware on a QEMU-emulated board for the command (BOARD: a profile with a
+  [firmware] table, mps2-an386 when left out; mps2-an500, netduinoplus2);
 - `faults://SPEC@URL`: any port here with bytes damaged on the host's side (serial_handlers/protocol_faults.py);
 - anything else: a pyserial URL or device (`/dev/ttyACM0`, `socket://HOST:PORT`, `rfc2217://...`).
 """
@@ -11,13 +12,13 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
 from edgeff.errors import EdgeFFError
+from edgeff.profiler.hw_profile import firmware_profile_names
 from firmware_bridge.driver import BoardLink
 from firmware_bridge.serial_handlers.protocol_faults import SCHEME as FAULTS
 from firmware_bridge.serial_handlers.protocol_faults import split_url
 
 VIRTUAL = "virtual://"
 QEMU = "qemu://"
-QEMU_BOARDS = ("mps2-an386",)
 RENAMED = {"virtual": VIRTUAL, "emulate": QEMU}   # the special strings --port took before URLs
 VIRTUAL_OPTIONS = ("profile", "storage", "baud", "faults")
 
@@ -65,12 +66,14 @@ def _virtual_board(url: str, defaults: VirtualDefaults):
 
 
 def _emulated_board(url: str):
-    from firmware_bridge.emulator import EmulatedBoard
+    from firmware_bridge.emulator import DEFAULT_BOARD, EmulatedBoard, target_of
 
-    board = urlsplit(url).netloc or QEMU_BOARDS[0]
-    if board not in QEMU_BOARDS or urlsplit(url).path or urlsplit(url).query:
-        raise EdgeFFError(f"{url!r}: the emulated boards are {', '.join(QEMU + b for b in QEMU_BOARDS)}")
-    return EmulatedBoard()
+    boards = firmware_profile_names()
+    board = urlsplit(url).netloc or DEFAULT_BOARD
+    if board not in boards or urlsplit(url).path or urlsplit(url).query:
+        raise EdgeFFError(f"{url!r}: the emulated boards are {', '.join(QEMU + b for b in boards)} "
+                          f"({QEMU} alone is {QEMU}{DEFAULT_BOARD})")
+    return EmulatedBoard(target=target_of(board))
 
 
 @contextmanager

@@ -36,6 +36,8 @@ def _with_firmware(**changes) -> dict:
     ({"cpu_flags": "-mcpu=cortex-m4"}, "field 'cpu_flags' must be a list of non-empty texts"),
     ({"qemu_machine": " "}, "field 'qemu_machine' must be a non-empty text"),
     ({"storage_bytes": 1_048_576}, "storage_bytes (1048576) leaves no flash"),
+    ({"storage_bytes": -1}, "field 'storage_bytes' must be a non-negative 32-bit integer"),
+    ({"support": "cortex_m"}, "field 'support' must be a list of non-empty texts"),
     ({"image_bytes": 262_144}, "exceed the board's sram_bytes (262144)"),
 ])
 def test_a_firmware_table_with_a_bad_field_is_refused_with_the_field_named(changes, message):
@@ -58,6 +60,31 @@ def test_profiles_without_firmware_have_none_and_the_emulated_board_has_its_tabl
         ("mps2-an386", 25_000_000, 1_048_576, 262_144)
 
 
+def test_each_emulated_board_has_its_machine_memory_map_and_uart():
+    # the addresses QEMU 7.2 maps for each machine (`info mtree`), the UART kind each board's support folders drive
+    boards = {name: load_profile(name).firmware for name in ("mps2-an500", "netduinoplus2")}
+    an500, f405 = boards["mps2-an500"], boards["netduinoplus2"]
+    assert (an500.qemu_machine, an500.support, an500.flash_origin, an500.uart_base, an500.uart_rx_irq) == \
+        ("mps2-an500", ("cortex_m", "cmsdk_uart"), 0, 0x4000_4000, 0)
+    assert "-mcpu=cortex-m7" in an500.cpu_flags and an500.support == emulator.TARGET.support
+    assert (f405.qemu_machine, f405.support, f405.flash_origin, f405.ram_origin, f405.uart_base, f405.uart_rx_irq) == \
+        ("netduinoplus2", ("cortex_m", "stm32_usart"), 0x0800_0000, 0x2000_0000, 0x4001_1000, 37)
+    assert (f405.flash_bytes, f405.ram_bytes, f405.clock_hz, f405.storage_bytes) == (1 << 20, 128 << 10, 168_000_000, 0)
+    assert "STORAGE (rw)  : ORIGIN = 0x08100000, LENGTH = 0x0\n" in board_memory_ld(f405)   # no checkpoint partition
+    assert emulator.firmware_key(target=an500) != emulator.firmware_key() != emulator.firmware_key(target=f405)
+    with pytest.raises(EdgeFFError, match="nrf52840: EdgeFF's firmware does not run on this board.*mps2-an500"):
+        emulator.target_of("nrf52840")
+
+
+def test_a_support_folder_that_does_not_exist_is_refused(tmp_path):
+    with pytest.raises(EdgeFFError, match="no folder .*board/no_such_uart"):
+        emulator.build("board_app", tmp_path / "x.elf",
+                       target=dataclasses.replace(emulator.TARGET, support=("cortex_m", "no_such_uart")))
+    with pytest.raises(EdgeFFError, match="hold 0 linker scripts, not one"):
+        emulator.build("board_app", tmp_path / "x.elf", target=dataclasses.replace(emulator.TARGET,
+                                                                                   support=("cmsdk_uart",)))
+
+
 def test_the_linker_regions_come_from_the_descriptor():
     # 1 MB of flash with its last 448 KB for checkpoints, 256 KB of RAM: the memory the firmware always had
     ld = board_memory_ld(emulator.TARGET)
@@ -76,7 +103,7 @@ def test_the_board_header_comes_from_the_descriptor():
                  "#define EF_BOARD_SCRATCH_BYTES 8192u", "#define EF_BOARD_UART_BASE 0x40004000u",
                  "#define EF_BOARD_UART_RX_IRQ 0"):
         assert line in header.splitlines() or any(l.startswith(line + " ") for l in header.splitlines()), line
-    assert emulator.IMAGE_CAPACITY == emulator.TARGET.image_bytes == 196_608
+    assert emulator.TARGET.image_bytes == 196_608
     with pytest.raises(EdgeFFError, match="longer than INFO's 16 bytes"):
         board_config_header(dataclasses.replace(emulator.TARGET, board_name="a-board-name-of-17"))
 

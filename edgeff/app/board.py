@@ -51,8 +51,9 @@ def register(sub):
         if link:
             bp.add_argument("--port", default="virtual://",
                             help="board URL: virtual:// (default; a virtual board for this command, options in "
-                                 "its query: virtual://?profile=rp2040&faults=drop=0.02), qemu:// (the board "
-                                 "firmware on QEMU's Cortex-M4), faults://SPEC@URL (bytes damaged on the host's "
+                                 "its query: virtual://?profile=rp2040&faults=drop=0.02), qemu://[BOARD] (the "
+                                 "board firmware on an emulated board: mps2-an386, the default, mps2-an500 or "
+                                 "netduinoplus2), faults://SPEC@URL (bytes damaged on the host's "
                                  "side), or a pyserial URL or device: /dev/ttyACM0, socket://HOST:PORT")
             bp.add_argument("--timeout", type=float, default=0.5,
                             help="seconds to wait for a request type's first reply before resending; later "
@@ -93,9 +94,12 @@ def register(sub):
     bp.add_argument("--pty", action="store_true", help="speak over a pseudo-terminal instead of a socket")
     bp.add_argument("--faults", default="", help="line faults to emulate, e.g. corrupt=0.01,drop=0.02,"
                                                  "duplicate=0.02,seed=1")
-    bp = board_sub("emulate", "Build the board firmware if needed and run it on QEMU's Cortex-M4 (mps2-an386) "
-                              "until killed; prints the pyserial URL of its UART.", link=False, virtual=False)
+    bp = board_sub("emulate", "Build the board firmware if needed and run it on a QEMU-emulated board until "
+                              "killed; prints the pyserial URL of its UART.", link=False, virtual=False)
     bp.set_defaults(func=run_emulate)
+    bp.add_argument("--board", default="mps2-an386",
+                    help="the emulated board: a hardware profile with a [firmware] table (mps2-an386: Cortex-M4, "
+                         "mps2-an500: Cortex-M7, netduinoplus2: STM32F405; default: %(default)s)")
     bp.add_argument("--listen", type=int, help="TCP port of its UART on 127.0.0.1 (default: a free one)")
     bp.add_argument("--model-header", help="compile this model in (`edgeff export MODEL_INT8 --format board-header`): "
                                            "the board starts with it loaded")
@@ -177,8 +181,9 @@ def _announce(args, url: str):
 
 def run_emulate(args):
     from firmware_bridge.driver import BoardLink
-    from firmware_bridge.emulator import EmulatedBoard
+    from firmware_bridge.emulator import EmulatedBoard, target_of
 
+    target = target_of(args.board)
     header = None
     if args.model_header:
         try:
@@ -188,7 +193,7 @@ def run_emulate(args):
         if "board_model[]" not in header:
             raise EdgeFFError(f"--model-header {args.model_header}: not a board header; write one with "
                               "`edgeff export MODEL_INT8 --format board-header --out board_model.h`")
-    with EmulatedBoard(args.listen, header) as board:
+    with EmulatedBoard(args.listen, header, target) as board:
         if header:
             with BoardLink(board.url) as link:
                 if not link.info.model_loaded:

@@ -9,13 +9,19 @@ def register(sub):
     sp = add_command(sub, "export", "Export a model file for another runtime: ONNX (float or int8 integer ops), "
                                     "TFLite int8, a C header of the TFLite model for firmware (c-header), or a C "
                                     "header of the board image that EdgeFF's board firmware compiles in "
-                                    "(board-header, array `board_model`), or a NIR graph of rate-coded "
+                                    "(board-header, array `board_model`), an Arduino and PlatformIO library that "
+                                    "trains the model on a real board over its serial port (arduino: --out is a "
+                                    "folder; docs/arduino.md), or a NIR graph of rate-coded "
                                     "integrate-and-fire neurons for neuromorphic chips (nir, float dense models; "
                                     "docs/nir.md).", run)
     sp.add_argument("model", help="model file (float from `edgeff train`, int8 from `edgeff quantize`/`finetune`)")
-    sp.add_argument("--format", required=True, choices=["onnx", "tflite", "c-header", "board-header", "nir"],
+    sp.add_argument("--format", required=True, choices=["onnx", "tflite", "c-header", "board-header", "arduino", "nir"],
                     help="what to write (see above)")
-    sp.add_argument("--out", required=True, help="file to write")
+    sp.add_argument("--out", required=True, help="file to write (arduino: a new or empty folder)")
+    sp.add_argument("--board", default="mps2-an386",
+                    help="board-header: the emulated board whose firmware compiles it in, which refuses a model "
+                         "larger than its RAM for one (a hardware profile with a [firmware] table; default: "
+                         "%(default)s)")
     sp.add_argument("--layer-op", choices=["fully_connected", "conv_2d"], default="fully_connected",
                     help="TFLite op for each layer: FULLY_CONNECTED (default; what TFLite Micro runs) or the "
                          "equivalent 1x1 CONV_2D, which LiteRT's reference kernels requantize exactly as TFLM")
@@ -42,11 +48,15 @@ def _calibration(args) -> tuple:
 
 
 def run(args):
-    check_out_path(args.out, inputs=[args.model])
-    if args.format == "board-header":
+    check_out_path(args.out, inputs=[args.model], directory=args.format == "arduino")
+    if args.format == "arduino":
+        from firmware_bridge.arduino_library import export_arduino
+
+        written = export_arduino(args.model, args.out)
+    elif args.format == "board-header":
         from firmware_bridge.board_export import export_board_header
 
-        written = export_board_header(args.model, args.out)
+        written = export_board_header(args.model, args.out, args.board)
     else:
         from edgeff.export.write import export_model
 
@@ -55,7 +65,15 @@ def run(args):
     tflm = (f"\nTensorFlow Lite Micro: arena {written['tflm_arena_bytes']:,} bytes (measured by its interpreter), "
             f"ops {', '.join(written['tflm_ops'])} (docs/tflm.md shows the C++ that runs it)"
             if "tflm_arena_bytes" in written else "")
-    next_step = (f"run it with `edgeff board emulate --model-header {written['out']}`" if args.format == "board-header"
-                 else f"check it with `edgeff verify {args.model} {written['out']}`")
     print_result(args, written, f"wrote {written['out']}: {written['what']}, {written['bytes']:,} bytes; "
-                                f"{next_step}{tflm}")
+                                f"{_next_step(args, written)}{tflm}")
+
+
+def _next_step(args, written: dict) -> str:
+    if args.format == "board-header":
+        return f"run it with `edgeff board emulate --model-header {written['out']}`"
+    if args.format == "arduino":
+        ram = sum(written["ram_bytes"].values())
+        return (f"{ram:,} bytes of static RAM; upload {written['out']}/examples/TrainOverSerial, then "
+                f"`edgeff board train --model {args.model} --port /dev/ttyACM0 --out TRAINED`")
+    return f"check it with `edgeff verify {args.model} {written['out']}`"

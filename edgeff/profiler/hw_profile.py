@@ -30,15 +30,15 @@ FIELDS = {"mcu": MCU_FIELDS, "neuromorphic": NEUROMORPHIC_FIELDS}
 MAY_BE_ZERO = {"flash_bytes", "sram_reserved_bytes"}
 ACCESS_BYTES = 8  # Horowitz's memory energies are per 64-bit access
 
-# [firmware] fields: kind, and whether zero is allowed (addresses and interrupt numbers may be 0)
+# [firmware] fields and their kinds: an address, interrupt number or "bytes" may be 0, a "size" may not
 FIRMWARE_FIELDS = {
-    "support": "text",           # the board support folder, firmware_bridge/firmware/board/<support>/
+    "support": "texts",          # the board support folders, firmware_bridge/firmware/board/<each>/
     "board_name": "text",        # the name the firmware reports in INFO (at most 16 bytes)
     "cpu_flags": "texts",        # the compiler's target flags
     "qemu_machine": "text",      # qemu-system-arm -machine
     "flash_origin": "address",
     "ram_origin": "address",
-    "storage_bytes": "size",     # the end of flash kept for checkpoints
+    "storage_bytes": "bytes",    # the end of flash kept for checkpoints (0: none; the board refuses CHECKPOINT)
     "stack_bytes": "size",
     "image_bytes": "size",       # RAM for the model with its master weights
     "scratch_bytes": "size",     # RAM for its working buffers and the staged sample
@@ -50,7 +50,7 @@ FIRMWARE_FIELDS = {
 @dataclass(frozen=True)
 class FirmwareTarget:
     """A profile's [firmware] table (FIRMWARE_FIELDS), with the profile's memory and clock figures."""
-    support: str
+    support: tuple
     board_name: str
     cpu_flags: tuple
     qemu_machine: str
@@ -93,6 +93,11 @@ class HardwareProfile:
 
 def profile_names() -> list:
     return sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
+
+
+def firmware_profile_names() -> list:
+    """The boards EdgeFF's firmware runs on: the shipped profiles with a [firmware] table."""
+    return [name for name in profile_names() if load_profile(name).firmware is not None]
 
 
 def _resolve(name_or_path: str) -> Path:
@@ -162,7 +167,7 @@ def _firmware_target(raw, values: dict, profile_where: str) -> FirmwareTarget:
             if not (isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value)):
                 raise EdgeFFError(f"{where}: field '{field}' must be a list of non-empty texts, got {value!r}")
             value = tuple(value)
-        if kind in ("address", "size"):
+        if kind in ("address", "size", "bytes"):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise EdgeFFError(f"{where}: field '{field}' needs an integer value, got {value!r}")
             if value < 0 or (value == 0 and kind == "size") or value >= 1 << 32:

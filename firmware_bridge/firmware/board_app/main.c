@@ -1,9 +1,10 @@
 /* The board firmware: bytes from the UART (received by interrupt; the core sleeps in WFI between them)
  * through the frame decoder, one reply frame for each frame (protocol/board_protocol.c). A model comes over
  * the link, or is compiled in (EDGEFF_BOARD_MODEL: the exporter's board_model.h). The model lives
- * in RAM; checkpoints go to a storage area in flash (on QEMU's mps2-an386 that memory is writable RAM, so
- * checkpoints survive a RESET's reboot but not the emulator's exit; a real board programs its flash in
- * storage_write). */
+ * in RAM; checkpoints go to a storage area at the end of flash (on QEMU's MPS2 boards that memory is
+ * writable RAM, so checkpoints survive a RESET's reboot but not the emulator's exit; a real board programs its
+ * flash in storage_write). A board whose descriptor keeps no storage (netduinoplus2: QEMU's flash is a ROM)
+ * refuses CHECKPOINT. */
 #include "board_config.h"                  /* generated from the board's descriptor at build time */
 #include "board_protocol.h"
 #include "uart.h"
@@ -39,7 +40,7 @@ int main(void)
     ef_frame frame;
     uart_init();
     if ((uint32_t)(__storage_end - __storage_start) < 2u * SLOT_BYTES)
-        board.storage = 0;                 /* a partition too small for two slots: no checkpoints */
+        board.storage = 0;                 /* no partition, or too small for two slots: no checkpoints */
     ef_board_boot(&board);
 #ifdef EDGEFF_BOARD_MODEL
     if (!board.loaded)                     /* no checkpoint yet: start from the model compiled in */

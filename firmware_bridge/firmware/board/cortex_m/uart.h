@@ -1,11 +1,13 @@
-/* CMSDK APB UART0 of the mps2-an386 (0x40004000): interrupt-driven receive into a ring buffer, polled
- * transmit, and SysTick as a free-running tick counter. */
+/* What every board support gives the applications: its UART (the descriptor's uart_base; one driver per
+ * UART kind: cmsdk_uart/, stm32_usart/) with interrupt-driven receive into a ring buffer and polled transmit,
+ * SysTick as a free-running tick counter (systick.c), the end of the emulation and a reset (startup.c). */
 #ifndef EDGEFF_UART_H
 #define EDGEFF_UART_H
 
 #include <stdint.h>
 
-void uart_init(void);
+void uart_init(void);        /* the UART, and SysTick (systick_start) */
+void systick_start(void);
 void uart_write(const uint8_t *data, uint32_t n);
 void uart_puts(const char *s);
 void uart_put_hex32(uint32_t v);

@@ -1,12 +1,13 @@
-/* Reset and vector table for the Cortex-M4 of QEMU's mps2-an386: copy .data from flash, zero .bss, run
- * main(); every fault parks the core. The UART's receive interrupt is the descriptor's uart_rx_irq (uart.c). */
+/* Reset and vector table of every Armv7-M board (Cortex-M4, Cortex-M7): copy .data from flash, zero .bss, run
+ * main(); every fault parks the core. The UART's receive interrupt is the descriptor's uart_rx_irq, served by
+ * the board's UART driver (uart_rx_handler). */
 #include <stdint.h>
 
 #include "board_config.h"
 
 extern uint32_t __data_start, __data_end, __data_load, __bss_start, __bss_end, __stack_top;
 int main(void);
-void uart0_rx_handler(void);
+void uart_rx_handler(void);
 void systick_handler(void);
 
 void reset_handler(void)
@@ -63,5 +64,5 @@ __attribute__((section(".vectors"), used)) static const vector vectors[16 + EF_B
     0,
     fault_handler,                     /* PendSV */
     systick_handler,                   /* SysTick */
-    [16 + EF_BOARD_UART_RX_IRQ] = uart0_rx_handler,   /* UART0 receive */
+    [16 + EF_BOARD_UART_RX_IRQ] = uart_rx_handler,    /* the UART's receive */
 };
