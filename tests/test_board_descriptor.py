@@ -138,6 +138,6 @@ def test_the_generated_wire_header_carries_the_python_numbers():
     assert f"    EF_REQUEST_RESET = {int(m.Request.RESET):#04x}," in header
     record = board_image.layer_encoding().RECORD
     assert f"#define EF_IMAGE_LAYER_BYTES {record.size}u   /* one layer's record */" in header
-    assert "#define EF_REQUEST_PAYLOAD_BYTES {0, 2, 8, -1, 0, 28, -1, 8, 4, 0, 6, 0, 0, 0}" in header
+    assert "#define EF_REQUEST_PAYLOAD_BYTES {0, 2, 8, -4, 0, 28, -8, 8, 8, 0, 6, 0, 0, 0}" in header   # -n: chunked
     with pytest.raises(ValueError, match="EF_X = -1 cannot be unsigned"):
         c_constants.define("EF_X", -1)
