@@ -8,7 +8,7 @@ emulated Cortex-M4) trains on --samples samples; the image it gives back is comp
 after the same samples. Prints one table (accuracy before and after on each evaluation set, samples/s, bit
 identity) and writes each run's curve (PNG) and JSON under --out; --plots-dir copies the curves there.
 
-    python benchmarks/on_device_scenarios.py [--port qemu://] [--samples 4000] [--host-epochs 5]
+    python benchmarks/on_device_scenarios.py [--port qemu://] [--samples 6000] [--host-epochs 5]
         [--out runs/bench-scenarios] [--plots-dir docs] [--json]
 """
 import argparse
@@ -31,9 +31,10 @@ RUNS = [("new-classes", "no replay", {"replay": 0}, "host-new-classes"),
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", default="qemu://")
-    p.add_argument("--samples", type=int, default=4000)
+    p.add_argument("--samples", type=int, default=6000)
     p.add_argument("--host-epochs", type=int, default=5)
     p.add_argument("--replay", type=int, default=600)
+    p.add_argument("--replay-ratio", type=int, default=3)
     p.add_argument("--out", default="runs/bench-scenarios")
     p.add_argument("--plots-dir", help="copy each run's curve here as on_device_<run>.png")
     p.add_argument("--json", action="store_true")
@@ -41,34 +42,35 @@ def main():
     data = load_dataset()
     out = Path(args.out)
     results = []
+    if not args.json:
+        print(f"{args.samples} samples on the board at {args.port}, host model trained {args.host_epochs} epochs; "
+              "int8 multi-pass test accuracy (rows printed as each run ends)\n")
+        print("| scenario | variant | test set | before | after | change | samples/s | image = runtime's |")
+        print("|---|---|---|---|---|---|---|---|", flush=True)
     for name, variant, options, host in RUNS:
-        options = {"replay": args.replay, **options}
+        options = {"replay": args.replay, "replay_ratio": args.replay_ratio, **options}
         tag = f"{name}-{variant.replace(' ', '-')}"
         print(f"== {tag}", file=sys.stderr, flush=True)
-        result = scenario_run_to(out / tag, name, data,
-                                 lambda: open_board(args.port, VirtualDefaults(storage=str(out / tag / "flash"))),
-                                 args.samples, args.host_epochs, quiet=False, host_dir=out / host, **options)
-        result["variant"] = variant
-        results.append(result)
+        r = scenario_run_to(out / tag, name, data,
+                            lambda: open_board(args.port, VirtualDefaults(storage=str(out / tag / "flash"))),
+                            args.samples, args.host_epochs, quiet=False, host_dir=out / host, **options)
+        r["variant"] = variant
+        results.append(r)
         if args.plots_dir:
-            shutil.copyfile(result["plot"], Path(args.plots_dir) / f"on_device_{tag.replace('-', '_')}.png")
+            shutil.copyfile(r["plot"], Path(args.plots_dir) / f"on_device_{tag.replace('-', '_')}.png")
+        if not args.json:
+            for split in r["before"]:
+                print(f"| {r['scenario']} | {r['variant']} | {split} | {r['before'][split]:.4f} | "
+                      f"{r['after'][split]:.4f} | {100 * (r['after'][split] - r['before'][split]):+.2f} | "
+                      f"{r['samples_per_s']:.1f} | {'yes' if r['runtime_identical'] else 'NO'} |", flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"{args.samples} samples on {results[0]['board']} ({args.port}), host model trained {args.host_epochs} "
-          f"epochs; int8 multi-pass test accuracy\n")
-    print("| scenario | variant | test set | before | after | change | samples/s | image = runtime's |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        for split in r["before"]:
-            print(f"| {r['scenario']} | {r['variant']} | {split} | {r['before'][split]:.4f} | {r['after'][split]:.4f} "
-                  f"| {100 * (r['after'][split] - r['before'][split]):+.2f} | {r['samples_per_s']:.1f} | "
-                  f"{'yes' if r['runtime_identical'] else 'NO'} |")
-    print("\nAccuracy against samples seen on the board:\n")
+    print(f"\nBoard: {results[0]['board']}. Accuracy against samples seen on the board:\n")
     for r in results:
         splits = list(r["before"])
         points = "; ".join(f"{c['samples']}: " + "/".join(f"{c[s]:.3f}" for s in splits) for c in r["curve"])
-        print(f"{r['scenario']}, {r['variant']} ({'/'.join(splits)}): {points}")
+        print(f"- {r['scenario']}, {r['variant']} ({'/'.join(splits)}): {points}")
 
 
 if __name__ == "__main__":

@@ -89,11 +89,13 @@ def register(sub):
     bp.add_argument("name", choices=["new-classes", "drift"], help="the scenario")
     bp.add_argument("--out", required=True, help="folder for the host's model, the trained one, the report "
                                                  "(scenario.json) and the curve (scenario.png)")
-    bp.add_argument("--samples", type=at_least(1), default=4000, help="samples streamed to the board")
+    bp.add_argument("--samples", type=at_least(1), default=6000, help="samples streamed to the board")
     bp.add_argument("--host-epochs", type=at_least(1), default=5, help="epochs of the host's training")
     bp.add_argument("--new", default="8,9", help="new-classes: the classes the host never sees (comma-separated)")
     bp.add_argument("--replay", type=at_least(0), default=600,
-                    help="new-classes: images of the earlier classes replayed 1:1 with the new ones (0: none)")
+                    help="new-classes: images of the earlier classes in the replay buffer (0: none)")
+    bp.add_argument("--replay-ratio", type=at_least(1), default=3,
+                    help="new-classes: replayed images per new one in the stream")
     bp.add_argument("--shift", choices=["exposure", "mount"], default="exposure",
                     help="drift: exposure (gain 0.6, offset +60) or mount (12 degrees off, read noise 20/255)")
     data_dir_option(bp)
@@ -180,7 +182,8 @@ def run_scenario(args):
         raise EdgeFFError(f"--new {args.new!r}: give class numbers separated by commas, e.g. 8,9") from None
     data = load_dataset(args.data_dir)
     result = scenario_run_to(args.out, args.name, data, lambda: _open_board(args), samples=args.samples,
-                             host_epochs=args.host_epochs, new=new, replay=args.replay, shift=args.shift,
+                             host_epochs=args.host_epochs, new=new, replay=args.replay,
+                             replay_ratio=args.replay_ratio, shift=args.shift,
                              quiet=progress_off(args))
     lines = [f"{name}: {result['before'][name]:.4f} -> {result['after'][name]:.4f}" for name in result["before"]]
     same = "bit-identical to" if result["runtime_identical"] else "NOT identical to"

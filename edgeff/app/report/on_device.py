@@ -59,7 +59,7 @@ def host_model(scenario, out_dir, epochs: int, quiet=False) -> Path:
 
 
 def scenario_run_to(out_dir, name: str, data, open_link, samples: int, host_epochs: int,
-                    new=(8, 9), replay=600, shift="exposure", quiet=False, host_dir=None) -> dict:
+                    new=(8, 9), replay=600, replay_ratio=3, shift="exposure", quiet=False, host_dir=None) -> dict:
     """The whole scenario into out_dir: the host's model (in host_dir, default out_dir: runs that share the
     host's data can share it), the board's run (open_link() gives the BoardLink), the board's trained model,
     scenario.json and scenario.png. Returns the result with the paths written."""
@@ -68,7 +68,7 @@ def scenario_run_to(out_dir, name: str, data, open_link, samples: int, host_epoc
     from firmware_bridge.scenarios import drift, new_classes, plot_curve, run_scenario
 
     out_dir = Path(out_dir)
-    scenario = new_classes(data, new, replay) if name == "new-classes" else drift(data, shift)
+    scenario = new_classes(data, new, replay, replay_ratio) if name == "new-classes" else drift(data, shift)
     int_path = host_model(scenario, host_dir or out_dir, host_epochs, quiet)
     with open_link() as link:
         result = run_scenario(scenario, int_path, link, samples, quiet=quiet)
@@ -82,7 +82,7 @@ def scenario_run_to(out_dir, name: str, data, open_link, samples: int, host_epoc
     return result
 
 
-def run_on_device(out_dir, data, port=None, samples=4000, quiet=False) -> dict:
+def run_on_device(out_dir, data, port=None, samples=6000, quiet=False) -> dict:
     from firmware_bridge.driver import BoardLink
 
     out_dir = Path(out_dir) / "on-device"

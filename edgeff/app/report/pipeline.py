@@ -29,7 +29,7 @@ PROFILE_BOARD = "nrf52840"
 
 
 def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False, board_port=None,
-                 board_samples=4000, val_fraction=None) -> dict:
+                 board_samples=6000, val_fraction=None) -> dict:
     """val_fraction overrides the config's validation split, as `edgeff train --val-fraction` does."""
     cfg = load_config(config_path)
     if val_fraction is not None:
