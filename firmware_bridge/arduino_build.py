@@ -13,7 +13,7 @@ from pathlib import Path
 from edgeff.errors import EdgeFFError
 from edgeff.profiler.hw_profile import load_profile
 from firmware_bridge.arduino_library import BOARD
-from firmware_bridge.emulator import FIRMWARE, _tool
+from firmware_bridge.emulator import FIRMWARE, tool_path
 
 STANDIN = FIRMWARE / "arduino_standin"
 SKETCH = "examples/TrainOverSerial/TrainOverSerial.ino"
@@ -58,7 +58,7 @@ def _memory_ld(board) -> str:
 
 def _sections(elf: Path) -> dict:
     """Section -> bytes of the linked image (arm-none-eabi-size -A)."""
-    done = subprocess.run([_tool("arm-none-eabi-size"), "-A", str(elf)], capture_output=True, text=True, check=True)
+    done = subprocess.run([tool_path("arm-none-eabi-size"), "-A", str(elf)], capture_output=True, text=True, check=True)
     sizes = {}
     for line in done.stdout.splitlines():
         parts = line.split()
@@ -69,7 +69,8 @@ def _sections(elf: Path) -> dict:
 
 def _ram_symbols(elf: Path) -> dict:
     """Name -> bytes of every object in RAM (.data and .bss), C++ names demangled (arm-none-eabi-nm)."""
-    done = subprocess.run([_tool("arm-none-eabi-nm"), "-S", "-C", str(elf)], capture_output=True, text=True, check=True)
+    done = subprocess.run([tool_path("arm-none-eabi-nm"), "-S", "-C", str(elf)], capture_output=True, text=True,
+                          check=True)
     symbols = {}
     for line in done.stdout.splitlines():
         parts = line.split(maxsplit=3)
@@ -85,7 +86,7 @@ def build_cortex_m(library, out) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     board = load_profile(BOARD)
     (out / "standin_memory.ld").write_text(_memory_ld(board))
-    gcc, gxx = _tool("arm-none-eabi-gcc"), _tool("arm-none-eabi-g++")
+    gcc, gxx = tool_path("arm-none-eabi-gcc"), tool_path("arm-none-eabi-g++")
     objects = _compile(gcc, gxx, CORTEX_M4F, library, out, STANDIN / "standin_cortex_m.cpp")
     elf = out / "TrainOverSerial.elf"
     # linked by the C driver: the C++ here needs no libstdc++ (no exceptions, RTTI or new), only newlib's memcpy

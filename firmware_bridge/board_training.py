@@ -228,14 +228,17 @@ def _train_stretch(link: BoardLink, stream: SampleStream, start: int, stop: int,
                           f"{stream.labels[index]}, negative {negative}): {exc.reason}") from None
 
 
-def runtime_image(model_path, stream: SampleStream, config: IntTrainingConfig) -> bytes:
+def runtime_image(model_path, stream: SampleStream, config: IntTrainingConfig, after_step=None) -> bytes:
     """What a board should read back after the stream: the NumPy runtime's training state after the same
-    samples, as a board image (every board's result is compared with this, byte for byte)."""
+    samples, as a board image (every board's result is compared with this, byte for byte).
+    after_step(samples applied, trainer), if given, sees the runtime's state after each sample: the board's own."""
     trainer = load_trainer(model_path, config)
     for p in range(len(stream)):
         index, negative = stream.sample(p)
         trainer.step(stream.images[[index]], stream.labels[[index]],
                      None if negative == m.NO_NEGATIVE else np.array([negative]))
+        if after_step:
+            after_step(p + 1, trainer)
     header = load_model(model_path)[1]
     return pack_image(trainer_tensors(trainer), {**header, "int_training": {"step": trainer.step_count}})
 

@@ -43,7 +43,7 @@ def cflags(target: FirmwareTarget) -> list:
             "-Wall", "-Wextra", "-Werror"]
 
 
-def _tool(name: str) -> str:
+def tool_path(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         package = "gcc-arm-none-eabi" if name.startswith("arm-none-eabi") else name
@@ -57,7 +57,7 @@ def build(app: str, out: Path, generated: dict | None = None, defines=(), target
     `generated` maps header names to C source written beside the build, `defines` are preprocessor names to
     set, `kernels` is the kernel library's directory (another version's, to compare). A link that overflows
     the board's flash or RAM fails with the linker's message."""
-    gcc = _tool("arm-none-eabi-gcc")
+    gcc = tool_path("arm-none-eabi-gcc")
     folders = [FIRMWARE / "board" / name for name in target.support]
     missing = [str(f) for f in folders if not f.is_dir()]
     scripts = [ld for f in folders for ld in sorted(f.glob("*.ld"))]
@@ -82,7 +82,7 @@ def build(app: str, out: Path, generated: dict | None = None, defines=(), target
 
 
 def _qemu_command(elf: Path, serial: str, target: FirmwareTarget = TARGET) -> list:
-    return [_tool("qemu-system-arm"), "-machine", target.qemu_machine, "-nographic", "-monitor", "none",
+    return [tool_path("qemu-system-arm"), "-machine", target.qemu_machine, "-nographic", "-monitor", "none",
             "-serial", serial, "-icount", "shift=0", "-semihosting-config", "enable=on,target=native",
             "-kernel", str(elf)]
 

@@ -186,21 +186,22 @@ def test_emulated_board_speaks_the_protocol(tmp_path, board, name):
 
 
 def test_cli_reaches_the_emulated_board(tmp_path):
-    """`edgeff board info --port qemu://` runs the board firmware in QEMU for the command; `edgeff board
-    emulate` keeps it running and prints the URL another command opens, and stopped with SIGTERM it stops
-    QEMU too (nothing listens on the port afterwards)."""
-    res = run_cli("board", "info", "--port", "qemu://", "--json")
+    """`edgeff board info --port qemu://BOARD` runs the board firmware on that board in QEMU for the command
+    (qemu:// alone, the mps2-an386, in the tests below); `edgeff board emulate --board BOARD` keeps it running
+    and prints the URL another command opens, and stopped with SIGTERM it stops QEMU too (nothing listens on
+    the port afterwards)."""
+    res = run_cli("board", "info", "--port", "qemu://mps2-an500", "--json")
     assert res.returncode == 0, res.stderr
     info = json.loads(res.stdout)
-    assert info["name"] == "qemu-mps2-an386" and not info["model_loaded"]
+    assert info["name"] == "qemu-mps2-an500" and not info["model_loaded"]
     assert info["metrics"]["frames_ok"] == 2 and info["metrics"]["frames_bad"] == 0    # HELLO, METRICS
     port = emulator.free_port()
-    server = subprocess.Popen([sys.executable, "-m", "edgeff", "board", "emulate", "--listen", str(port)],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen([sys.executable, "-m", "edgeff", "board", "emulate", "--board", "netduinoplus2",
+                               "--listen", str(port)], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout.readline().strip() == f"socket://127.0.0.1:{port}"
         res = run_cli("board", "info", "--port", f"socket://127.0.0.1:{port}")
-        assert res.returncode == 0 and "qemu-mps2-an386 (edgeff-fw 0.2), protocol v3" in res.stdout, res.stderr
+        assert res.returncode == 0 and "qemu-stm32f405 (edgeff-fw 0.2), protocol v3" in res.stdout, res.stderr
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -285,14 +286,14 @@ def test_emulated_board_refuses_what_it_cannot_train(int_model, tmp_path):
 
 
 def test_cli_trains_on_the_emulated_board(small_model, tmp_path):
-    """`edgeff board train --port qemu://` runs unchanged against the firmware and writes the trained model,
-    equal to the runtime's after the same samples."""
+    """`edgeff board train --port qemu://` runs unchanged against the firmware of the default board and writes
+    the trained model, equal to the runtime's after the same samples."""
     int_path, data_dir = small_model
     out = tmp_path / "trained.safetensors"
     res = run_cli("board", "train", "--port", "qemu://", "--model", int_path, "--out", out, "--samples", 12,
                   "--data-dir", data_dir, "--lr-shift", 16, "--seed", 3, "--json")
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["samples"] == 12
+    assert json.loads(res.stdout)["samples"] == 12 and "qemu-mps2-an386 holds no part of this run" in res.stderr
     stream, _ = _stream(data_dir, n=12, seed=3)
     reference = unpack_image(runtime_image(int_path, stream, CONFIG))[0]
     trained = load_model(out)[0]

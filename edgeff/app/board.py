@@ -80,6 +80,25 @@ def register(sub):
                          "board's max payload of bytes; for a board that cannot buffer that much while it trains)")
     training_options(bp)
     data_dir_option(bp)
+    bp = board_sub("scenario", "On-device learning a user can see: the host trains the board-sized network on "
+                               "part of the data, the board learns what the host never saw from a stream "
+                               "(new-classes: two classes it never had; drift: a shifted sensor), and the "
+                               "report shows accuracy before, along and after (docs/on_device_learning.md).",
+                   interrupted=_train_interrupted)
+    bp.set_defaults(func=run_scenario)
+    bp.add_argument("name", choices=["new-classes", "drift"], help="the scenario")
+    bp.add_argument("--out", required=True, help="folder for the host's model, the trained one, the report "
+                                                 "(scenario.json) and the curve (scenario.png)")
+    bp.add_argument("--samples", type=at_least(1), default=6000, help="samples streamed to the board")
+    bp.add_argument("--host-epochs", type=at_least(1), default=5, help="epochs of the host's training")
+    bp.add_argument("--new", default="8,9", help="new-classes: the classes the host never sees (comma-separated)")
+    bp.add_argument("--replay", type=at_least(0), default=600,
+                    help="new-classes: images of the earlier classes in the replay buffer (0: none)")
+    bp.add_argument("--replay-ratio", type=at_least(1), default=3,
+                    help="new-classes: replayed images per new one in the stream")
+    bp.add_argument("--shift", choices=["exposure", "mount"], default="exposure",
+                    help="drift: exposure (gain 0.6, offset +60) or mount (12 degrees off, read noise 20/255)")
+    data_dir_option(bp)
     bp = board_sub("pull", "Read the board's current model (weights, master weights, step) into a model file.")
     bp.set_defaults(func=run_pull)
     bp.add_argument("--out", required=True, help="int8 model file to write")
@@ -148,6 +167,29 @@ def run_train(args):
     print_result(args, result, f"trained {result['samples']} samples in {result['seconds']:.1f} s "
                                f"({result['samples_per_s']:.1f} samples/s; board compute {compute}); "
                                f"wrote {args.out}")
+
+
+def run_scenario(args):
+    from edgeff.app.report.on_device import scenario_run_to
+    from edgeff.data.datasets import load_dataset
+    from firmware_bridge.ports import check_url
+
+    check_url(args.port)
+    check_out_path(args.out, directory=True)
+    try:
+        new = tuple(int(c) for c in args.new.split(","))
+    except ValueError:
+        raise EdgeFFError(f"--new {args.new!r}: give class numbers separated by commas, e.g. 8,9") from None
+    data = load_dataset(args.data_dir)
+    result = scenario_run_to(args.out, args.name, data, lambda: _open_board(args), samples=args.samples,
+                             host_epochs=args.host_epochs, new=new, replay=args.replay,
+                             replay_ratio=args.replay_ratio, shift=args.shift,
+                             quiet=progress_off(args))
+    lines = [f"{name}: {result['before'][name]:.4f} -> {result['after'][name]:.4f}" for name in result["before"]]
+    same = "bit-identical to" if result["runtime_identical"] else "NOT identical to"
+    print_result(args, result, f"{result['what']}; {result['samples']} samples on {result['board']} "
+                               f"({result['samples_per_s']:.1f} samples/s), image {same} the runtime's\n"
+                               + "\n".join(lines) + f"\nwrote {result['report']} and {result['plot']}")
 
 
 def run_pull(args):

@@ -26,7 +26,7 @@ def register(sub):
     sp.add_argument("--board-port", help="train the board-sized network on the board at this port URL "
                                          "(default: qemu:// when qemu-system-arm is installed, else virtual:// "
                                          "with the nRF52840's memory)")
-    sp.add_argument("--board-samples", type=at_least(0), default=4000,
+    sp.add_argument("--board-samples", type=at_least(0), default=6000,
                     help="samples of on-device training (default: %(default)s; 0 skips the stage)")
     data_dir_option(sp)
     json_flag(sp)

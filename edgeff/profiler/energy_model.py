@@ -31,7 +31,8 @@ MEASURED = "measured: instructions on the emulated core"
 MEASURED_SPLIT = MEASURED + " (the whole step's count, split over the layers in proportion to their estimates)"
 INSTRUCTIONS_NOT_CYCLES = ("QEMU's -icount counts instructions, not cycles: a measured row takes one cycle per "
                            "instruction, and a Cortex-M4 runs about 1 to 1.3 cycles per instruction, so its real "
-                           "cycles and board energy are up to about 30% higher")
+                           "cycles and board energy are up to about 30% higher (a Cortex-M7, dual-issue, may run "
+                           "fewer cycles than instructions)")
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,27 @@
-"""The pipeline's on-device stage: a board-sized network trained on a board over the serial protocol.
-
-The default model (784-500-500) needs 1.9 MiB to train, more than any microcontroller profile here, so
-this stage trains the board-sized network (models/board-784-64-32.toml) on the host, quantizes it, and
-streams training samples to a board: the one at --board-port, else the EdgeFF firmware on QEMU's
-emulated Cortex-M4 when qemu-system-arm and gcc-arm-none-eabi are installed, else a virtual board with the
-nRF52840's memory budget. It pulls the trained model back, checks that it is bit-identical to the NumPy
-runtime's after the same samples, evaluates it before and after, and checks that the board's own
-inference agrees with the integer runtime on the pulled model.
+"""The pipeline's on-device stage: on-device learning a user can see (firmware_bridge/scenarios.py,
+new-classes): the host trains the board-sized network (models/board-784-64-32.toml; the default 784-500-500
+needs 1.9 MiB to train, more than any microcontroller profile here) on 8 of the 10 classes and quantizes it;
+a board learns the other two from a stream over the serial protocol, with a replay buffer of earlier
+images. The board is the one at --board-port, else the EdgeFF firmware on QEMU's emulated Cortex-M4 when
+qemu-system-arm and gcc-arm-none-eabi are installed, else a virtual board with the nRF52840's memory budget.
+The stage pulls the trained model back, checks it bit-identical to the NumPy runtime's after the same
+samples, reports the accuracy on old and new classes before, along and after, and checks that the board's
+own inference agrees with the integer runtime on the pulled model.
 """
+import json
 import shutil
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 from edgeff.package_data import MODELS_DIR
-from edgeff.quant.ptq import quantize
-from edgeff.runtime.int_model import IntFFModel, evaluate_int
-from edgeff.runtime.int_training import IntTrainingConfig
-from edgeff.train.config import load_config
-from edgeff.train.trainer import train
+from edgeff.runtime.int_model import IntFFModel
 
 BOARD_CONFIG = MODELS_DIR / "board-784-64-32.toml"
 BOARD_PROFILE = "nrf52840"
-LEARNING_RATE_SHIFT = 20        # from-PTQ schedule of benchmarks/runtime_accuracy.py
+CALIBRATION = 2000
+HOST_EPOCHS = 5
+REPLAY = 600          # images of the earlier classes (a smaller dataset gets half its training images)
 INFER_CHECKS = 20
 
 
@@ -40,63 +40,92 @@ def _board(port, storage):
             "for the emulated Cortex-M4)")
 
 
-def run_on_device(out_dir, data, port=None, samples=4000, quiet=False) -> dict:
-    from firmware_bridge.board_training import SampleStream, runtime_image, save_pulled_model, train_on_board
+def host_model(scenario, out_dir, epochs: int, quiet=False) -> Path:
+    """Train the board-sized network on the scenario's host data and quantize it; returns the int8 file.
+    Training resumes from out_dir's checkpoint, so a rerun only quantizes again."""
+    from edgeff.quant.ptq import quantize
+    from edgeff.train.config import load_config
+    from edgeff.train.trainer import train
+
+    out_dir = Path(out_dir)
+    cfg = load_config(BOARD_CONFIG)
+    cfg = replace(cfg, train=replace(cfg.train, epochs=epochs))
+    metrics = train(cfg, scenario.host, out_dir / "host-float", quiet=quiet)
+    int_path = out_dir / "host-int8.safetensors"
+    calib = slice(0, min(CALIBRATION, len(scenario.host.train)))
+    quantize(metrics["model_file"], int_path, scenario.host.train.images[calib], scenario.host.train.labels[calib],
+             scenario.host.fingerprint)
+    return int_path
+
+
+def scenario_run_to(out_dir, name: str, data, open_link, samples: int, host_epochs: int,
+                    new=(8, 9), replay=600, replay_ratio=3, shift="exposure", quiet=False, host_dir=None) -> dict:
+    """The whole scenario into out_dir: the host's model (in host_dir, default out_dir: runs that share the
+    host's data can share it), the board's run (open_link() gives the BoardLink), the board's trained model,
+    scenario.json and scenario.png. Returns the result with the paths written."""
+    from edgeff.atomic_write import atomic_write_text
+    from firmware_bridge.board_training import save_pulled_model
+    from firmware_bridge.scenarios import drift, new_classes, plot_curve, run_scenario
+
+    out_dir = Path(out_dir)
+    scenario = new_classes(data, new, replay, replay_ratio) if name == "new-classes" else drift(data, shift)
+    int_path = host_model(scenario, host_dir or out_dir, host_epochs, quiet)
+    with open_link() as link:
+        result = run_scenario(scenario, int_path, link, samples, quiet=quiet)
+    trained = save_pulled_model(result.pop("image"), out_dir / "board-trained-int8.safetensors", int_path,
+                                {"config": vars(scenario.config), "on_board": {"scenario": name,
+                                                                                "samples": result["samples"]}})
+    result |= {"host_epochs": host_epochs, "host_model": str(int_path), "board_model": str(trained),
+               "report": str(out_dir / "scenario.json"), "plot": str(out_dir / "scenario.png")}
+    plot_curve(result, result["plot"])
+    atomic_write_text(result["report"], json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def run_on_device(out_dir, data, port=None, samples=6000, quiet=False) -> dict:
     from firmware_bridge.driver import BoardLink
 
     out_dir = Path(out_dir) / "on-device"
-    cfg = load_config(BOARD_CONFIG)
-    metrics = train(cfg, data, out_dir / "float", quiet=quiet)
-    ptq = out_dir / "board-int8.safetensors"
-    calib = slice(0, min(2000, len(data.train)))
-    quantize(metrics["model_file"], ptq, data.train.images[calib], data.train.labels[calib], data.fingerprint)
-    before_model = IntFFModel.from_file(ptq)
-    before = evaluate_int(before_model, data.test.images, data.test.labels, before_model.eval_layers)
-    stream = SampleStream(data.train.images, data.train.labels, min(samples, len(data.train)))
-    config = IntTrainingConfig(lr_shift=LEARNING_RATE_SHIFT)
     board, board_port, description = _board(port, out_dir / "virtual-board-flash")
     with board:
-        with BoardLink(port or board.url) as link:
-            result = train_on_board(link, ptq, stream, config, checkpoint_every=2000, quiet=quiet)
-            pulled = result.pop("image")
-            trained = save_pulled_model(pulled, out_dir / "board-trained-int8.safetensors", ptq,
-                                        {"config": vars(config), "on_board": {"samples": len(stream)}})
-            model = IntFFModel.from_file(trained)
-            images = data.test.images[:INFER_CHECKS]
-            expected = model.multi_pass_scores(images)
+        url = port or board.url
+        result = scenario_run_to(out_dir, "new-classes", data, lambda: BoardLink(url), samples, HOST_EPOCHS,
+                                 replay=min(REPLAY, len(data.train) // 2), quiet=quiet)
+        model = IntFFModel.from_file(result["board_model"])
+        images = data.test.images[:INFER_CHECKS]
+        expected = model.multi_pass_scores(images)
+        with BoardLink(url) as link:
             agree = sum(link.infer(image)[2] == expected[i].tolist() for i, image in enumerate(images))
             board_name = f"{link.info.name} ({link.info.firmware})"
-    after = evaluate_int(model, data.test.images, data.test.labels, model.eval_layers)
-    return {"board": description or board_name, "port": board_port, "emulated": board_port == "qemu://",
-            "runtime_identical": pulled == runtime_image(ptq, stream, config),
-            "int8_before": before, "int8_after": after,
-            "samples": len(stream), "lr_shift": LEARNING_RATE_SHIFT, "inference_checked": len(images),
-            "inference_agreeing": agree, "model_file": str(trained),
-            **{k: result[k] for k in ("samples_per_s", "board_compute_us_per_sample", "seconds_by_phase",
-                                      "recent_goodness_accuracy", "resumes")}}
+    return {**result, "board": description or board_name, "port": board_port, "emulated": board_port == "qemu://",
+            "inference_checked": len(images), "inference_agreeing": agree, "model_file": result["board_model"]}
 
 
 def on_device_markdown(r: dict) -> str:
-    b, a = r["int8_before"], r["int8_after"]
-    compute = (r["board_compute_us_per_sample"] or 0) / 1000
+    compute = r["board_compute_us_per_sample"]
     # QEMU's -icount shift=0 runs one instruction per virtual nanosecond: its board time counts instructions
-    compute = ("no board compute this time: the board already held the finished run"
-               if r["board_compute_us_per_sample"] is None else
-               f"{compute:.2f} M instructions of board compute per sample" if r["emulated"] else
-               f"{compute:.2f} ms of board compute per sample")
+    compute = ("no board compute this time: the board already held the finished run" if compute is None else
+               f"{compute / 1000:.2f} M instructions of board compute per sample" if r["emulated"] else
+               f"{compute / 1000:.2f} ms of board compute per sample")
+    rows = "\n".join(f"| {name} | {r['before'][name]:.4f} | {r['after'][name]:.4f} | "
+                     f"{100 * (r['after'][name] - r['before'][name]):+.2f} points |" for name in r["before"])
     return f"""## On-device training ({r['board']})
 
-The board-sized network (784-64-32, `models/board-784-64-32.toml`) quantized to int8, then trained on the
-board over the serial protocol with the integer rule: {r['samples']:,} samples at batch size 1, learning
-rate 2^-{r['lr_shift']}, {r['samples_per_s']:.0f} samples/s over the link ({compute}), {r['resumes']}
-resumes. Same with `edgeff board train --port {r['port']} --model
-on-device/board-int8.safetensors --out trained.safetensors --samples {r['samples']} --lr-shift {r['lr_shift']}`.
+Learning on the board what the host never saw: {r['what']}. The board-sized network (784-64-32) was trained on
+the host for {r['host_epochs']} epochs and quantized to int8; the board then trained on {r['samples']:,}
+samples at batch size 1 with the integer rule (learning rate 2^-{r['lr_shift']}, {r['negatives']} negatives),
+{r['samples_per_s']:.0f} samples/s over the link ({compute}), {r['resumes']} resumes. The replay buffer would
+take {r['replay_flash_bytes']:,} bytes of a board's flash; here the host sends it in the stream. Same with
+`edgeff board scenario new-classes --port {r['port']} --samples {r['samples']} --host-epochs {r['host_epochs']}
+--out on-device` (docs/on_device_learning.md).
 
-| int8 model, test set | multi-pass | one-pass |
-|---|---|---|
-| after PTQ, before on-device training | {b['multi_pass']:.4f} | {b['one_pass']:.4f} |
-| after on-device training (pulled from the board) | {a['multi_pass']:.4f} | {a['one_pass']:.4f} |
+| int8 model, test set (multi-pass) | before on-device training | after (pulled from the board) | change |
+|---|---|---|---|
+{rows}
+
+![accuracy against samples seen on the board](on-device/scenario.png)
 
 The model pulled from the board is {"bit-identical" if r['runtime_identical'] else "**not** identical"} to the
-NumPy integer runtime's after the same samples, and the board's own multi-pass scores equal the runtime's
-on it for {r['inference_agreeing']} of {r['inference_checked']} test images."""
+NumPy integer runtime's after the same samples (so the curve, computed by the runtime along the same stream,
+is the board's), and the board's own multi-pass scores equal the runtime's on it for
+{r['inference_agreeing']} of {r['inference_checked']} test images."""

@@ -29,7 +29,7 @@ PROFILE_BOARD = "nrf52840"
 
 
 def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False, board_port=None,
-                 board_samples=4000, val_fraction=None) -> dict:
+                 board_samples=6000, val_fraction=None) -> dict:
     """val_fraction overrides the config's validation split, as `edgeff train --val-fraction` does."""
     cfg = load_config(config_path)
     if val_fraction is not None:
@@ -58,7 +58,8 @@ def run_pipeline(config_path, out_dir, data_dir=None, fresh=False, quiet=False, 
     stage("exporting ONNX, TFLite and C headers, verifying each in its runtime")
     result["exports"] = run_exports(out_dir, metrics["model_file"], int8_norm_path, data.test, quiet)
     if board_samples:
-        stage(f"on-device training: {board_samples} samples over the serial protocol")
+        stage(f"on-device learning: a board learns two classes the host never saw, {board_samples} samples over "
+              "the serial protocol")
     result["on_device"] = run_on_device(out_dir, data, board_port, board_samples, quiet) if board_samples else None
     stage(f"writing {out_dir / 'report.md'}")
     result["report"] = str(atomic_write_text(out_dir / "report.md", _markdown(cfg, result)))
