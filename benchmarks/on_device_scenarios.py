@@ -9,7 +9,7 @@ after the same samples. Prints one table (accuracy before and after on each eval
 identity) and writes each run's curve (PNG) and JSON under --out; --plots-dir copies the curves there.
 
     python benchmarks/on_device_scenarios.py [--port qemu://] [--samples 6000] [--host-epochs 5]
-        [--out runs/bench-scenarios] [--plots-dir docs] [--json]
+        [--out runs/bench-scenarios] [--plots-dir docs] [--json] [--report-only]
 """
 import argparse
 import json
@@ -19,8 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeff.app.report.on_device import scenario_run_to
-from edgeff.data.datasets import load_dataset
+from edgeff.data.datasets import Split, load_dataset
+from edgeff.runtime.int_model import IntFFModel
 from firmware_bridge.ports import VirtualDefaults, open_board
+from firmware_bridge.scenarios import taken_for_new
 
 RUNS = [("new-classes", "no replay", {"replay": 0}, "host-new-classes"),
         ("new-classes", "replay", {}, "host-new-classes"),
@@ -38,6 +40,8 @@ def main():
     p.add_argument("--out", default="runs/bench-scenarios")
     p.add_argument("--plots-dir", help="copy each run's curve here as on_device_<run>.png")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--report-only", action="store_true",
+                   help="print the tables of the runs already in --out (their scenario.json and model files)")
     args = p.parse_args()
     data = load_dataset()
     out = Path(args.out)
@@ -51,9 +55,16 @@ def main():
         options = {"replay": args.replay, "replay_ratio": args.replay_ratio, **options}
         tag = f"{name}-{variant.replace(' ', '-')}"
         print(f"== {tag}", file=sys.stderr, flush=True)
-        r = scenario_run_to(out / tag, name, data,
-                            lambda: open_board(args.port, VirtualDefaults(storage=str(out / tag / "flash"))),
-                            args.samples, args.host_epochs, quiet=False, host_dir=out / host, **options)
+        if args.report_only:
+            r = json.loads((out / tag / "scenario.json").read_text())
+        else:
+            r = scenario_run_to(out / tag, name, data,
+                                lambda: open_board(args.port, VirtualDefaults(storage=str(out / tag / "flash"))),
+                                args.samples, args.host_epochs, quiet=False, host_dir=out / host, **options)
+        if name == "new-classes" and not r.get("old_taken_for_new"):    # runs from before the result had it
+            old = Split(data.test.images[data.test.labels < 8], data.test.labels[data.test.labels < 8])
+            r["old_taken_for_new"] = {when: taken_for_new(IntFFModel.from_file(r[model]), old, (8, 9))
+                                      for when, model in (("before", "host_model"), ("after", "board_model"))}
         r["variant"] = variant
         results.append(r)
         if args.plots_dir:
@@ -66,6 +77,9 @@ def main():
     if args.json:
         print(json.dumps(results, indent=2))
         return
+    print("\nOld-class test images taken for a new class (new-classes): " + "; ".join(
+        f"{r['variant']}: {r['old_taken_for_new']['before']:.4f} -> {r['old_taken_for_new']['after']:.4f}"
+        for r in results if r.get("old_taken_for_new")))
     print(f"\nBoard: {results[0]['board']}. Accuracy against samples seen on the board:\n")
     for r in results:
         splits = list(r["before"])

@@ -47,6 +47,7 @@ class Scenario:
     evaluations: dict          # name -> Split, accuracy before, along and after
     config: IntTrainingConfig
     replay_flash_bytes: int = 0
+    new: tuple = ()            # the classes the host never saw (new-classes)
 
 
 def _where(split: Split, keep: np.ndarray) -> Split:
@@ -77,7 +78,7 @@ def new_classes(data: Dataset, new=(8, 9), replay=600, replay_ratio=3, seed=0) -
     return Scenario("new-classes", f"the host trains on classes other than {new}; the board learns {new} ({buffer})",
                     host, pool, {"old classes": _where(data.test, old(data.test)),
                                  "new classes": _where(data.test, ~old(data.test))},
-                    LEARNING["new-classes"], replay * record)
+                    LEARNING["new-classes"], replay * record, tuple(new))
 
 
 def drift(data: Dataset, shift="exposure", seed=0) -> Scenario:
@@ -94,6 +95,12 @@ def _accuracy(model: IntFFModel, split: Split) -> float:
     return float((model.multi_pass_scores(split.images).argmax(axis=1) == split.labels).mean())
 
 
+def taken_for_new(model: IntFFModel, split: Split, new) -> float:
+    """Share of the split's images the model assigns to one of the `new` classes: where old-class accuracy goes
+    when a board learns new classes (the new labels' goodness rising on old images, not old features lost)."""
+    return float(np.isin(model.multi_pass_scores(split.images).argmax(axis=1), new).mean())
+
+
 def run_scenario(scenario: Scenario, int_path, link: BoardLink, samples: int, points=8, quiet=False) -> dict:
     """Stream `samples` of the scenario to the board behind `link` from the int8 model at int_path; returns the
     accuracies before and after (multi-pass, the model's eval layers), the curve against samples seen
@@ -105,16 +112,24 @@ def run_scenario(scenario: Scenario, int_path, link: BoardLink, samples: int, po
     marks = set(np.linspace(0, n, points + 1).astype(int)[1:])
     curve = [{"samples": 0, **before}]
 
+    diagnosis = {}
+
     def measure(applied, trainer):
         if applied in marks:
             curve.append({"samples": applied, **{name: _accuracy(trainer.model, split)
                                                  for name, split in scenario.evaluations.items()}})
+        if applied == n and scenario.new:
+            diagnosis["after"] = taken_for_new(trainer.model, scenario.evaluations["old classes"], scenario.new)
 
     expected = runtime_image(int_path, stream, scenario.config, after_step=measure)
+    if scenario.new:
+        diagnosis["before"] = taken_for_new(IntFFModel.from_file(int_path), scenario.evaluations["old classes"],
+                                            scenario.new)
     return {"scenario": scenario.name, "what": scenario.what, "samples": n, "lr_shift": scenario.config.lr_shift,
             "negatives": scenario.config.negatives, "before": before, "after": {k: curve[-1][k] for k in before},
             "curve": curve, "runtime_identical": result["image"] == expected,
             "replay_flash_bytes": scenario.replay_flash_bytes, "board": link.info.name, "image": result["image"],
+            "old_taken_for_new": diagnosis or None,
             **{k: result[k] for k in ("samples_per_s", "board_compute_us_per_sample", "resumes")}}
 
 

@@ -8,6 +8,7 @@ import pytest
 from edgeff.data.datasets import load_dataset
 from edgeff.data.sensor_shifts import add_noise, gain_offset, rotate, shifted
 from edgeff.errors import EdgeFFError
+from edgeff.runtime.int_model import IntFFModel
 from firmware_bridge.scenarios import drift, new_classes
 from tests.conftest import run_cli, write_dataset
 
@@ -64,5 +65,13 @@ def test_board_scenario_trains_on_a_virtual_board_bit_identically(tmp_path, name
                                                                                                 **result["after"]}
     assert json.loads((out / "scenario.json").read_text())["after"] == result["after"]
     assert (out / "scenario.png").read_bytes()[:4] == b"\x89PNG" and (out / "board-trained-int8.safetensors").exists()
+    if name == "new-classes":      # where the old classes' accuracy went, from the host's model as given
+        test = load_dataset(data_dir).test
+        old = test.labels < 8
+        predicted = IntFFModel.from_file(out / "host-int8.safetensors").multi_pass_scores(test.images[old]).argmax(1)
+        assert result["old_taken_for_new"]["before"] == pytest.approx(np.isin(predicted, [8, 9]).mean())
+        assert 0 <= result["old_taken_for_new"]["after"] <= 1
+    else:
+        assert result["old_taken_for_new"] is None
     bad = run_cli("board", "scenario", "new-classes", "--out", tmp_path / "other", "--new", "eight")
     assert bad.returncode != 0 and "class numbers" in bad.stderr and "Traceback" not in bad.stderr
