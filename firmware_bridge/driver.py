@@ -604,6 +604,7 @@ class _SelectiveWindow:
         self.position = start              # the board's applied count, as its last replies said
         self.samples = {}                  # p -> _Sample, for the samples in the window
         self.out = {}                      # seq -> _Sent, in sending order
+        self.gone = {}                     # seq -> _Sent of requests counted lost: their replies may come late
         self.alone = False                 # after a silence: one request at a time until a reply
         self.silences = self.noise = 0
         self.last_reply = time.monotonic()
@@ -680,7 +681,9 @@ class _SelectiveWindow:
                 link.stats["echoes"] += 1
             elif isinstance(item, Frame) and item.seq in self.out:
                 yield from self._answered(item)
-            else:                                                      # damaged, a NAK, or a late reply
+            elif isinstance(item, Frame) and item.seq in self.gone:
+                yield from self._late(item)
+            else:                                                      # damaged, a NAK, or another's reply
                 if not isinstance(item, Frame) or item.type == m.Reply.NAK:
                     link.stats["naks" if isinstance(item, Frame) else "bad_frames"] += 1
                     if self.out:
@@ -701,6 +704,7 @@ class _SelectiveWindow:
     def _lose(self, seq: int):
         """A request that got no reply: what it carried is needed again."""
         sent = self.out.pop(seq)
+        self.gone[seq] = sent
         self.link.line.record(sent.exposed, False)
         sample = self.samples.get(sent.p)
         if sample is None:
@@ -727,7 +731,23 @@ class _SelectiveWindow:
         sample = self.samples.get(sent.p)        # None: applied since it was sent
         if reply.type == m.Reply.ERROR:
             yield from self._refused(sent, sample, reply)
-        elif sent.request_type == m.Request.STAGE:
+        else:
+            yield from self._accepted(sent, sample, reply)
+
+    def _late(self, reply: Frame):
+        """The reply to a request already counted lost (its reply was slow, or a NAK was another frame's): the
+        board is answering, and what it says of the sample's bytes and of its applied count still holds. A
+        refusal is left to the request's resend, which hears the board's answer as it is now."""
+        sent = self.gone.pop(reply.seq)
+        self.silences = self.noise = 0
+        self.link.answered = True
+        if reply.type != m.Reply.ERROR:
+            yield from self._accepted(sent, self.samples.get(sent.p), reply)
+
+    def _accepted(self, sent: _Sent, sample, reply: Frame):
+        """What a STAGED or TRAINED reply says: the bytes the board holds, its applied count."""
+        link = self.link
+        if sent.request_type == m.Request.STAGE:
             applied, held, missing = link._parse(
                 lambda r: _staged(r, sent.size), link._expect(reply, m.Request.STAGE, m.Reply.STAGED), "STAGED")
             yield from self._advance(applied, None)
@@ -752,6 +772,7 @@ class _SelectiveWindow:
             if detail < self.position:           # it lost samples (a reset the link did not see): follow it
                 self.position, self.samples = detail, {}
                 self.out.clear()
+                self.gone.clear()
                 yield detail, None
             else:
                 yield from self._advance(detail, None)
@@ -771,4 +792,6 @@ class _SelectiveWindow:
         self.position = applied
         for p in [p for p in self.samples if p < applied]:
             del self.samples[p]
+        for seq in [seq for seq, sent in self.gone.items() if sent.p < applied]:
+            del self.gone[seq]
         yield applied, correct

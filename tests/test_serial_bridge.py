@@ -241,11 +241,11 @@ def test_board_training_is_bit_identical_to_the_runtime(small_model, tmp_path, u
 
 def test_training_survives_corruption_drops_duplicates_and_two_board_resets(small_model, tmp_path):
     int_path, data_dir = small_model
-    stream, _ = _stream(data_dir, n=40, seed=2)
+    stream, _ = _stream(data_dir, n=64, seed=2)
     reference = _reference_image(int_path, stream)
     faults = "corrupt=0.01,drop=0.02,duplicate=0.02,seed=5"       # README's example, at default link settings
     with VirtualBoard(tmp_path / "flash", faults=faults) as board:
-        rng = random.Random(11)   # two kills after different checkpoints (every 8 samples), before the last (32)
+        rng = random.Random(11)   # two kills after different checkpoints (every 8 samples), well before the last
         first = rng.randrange(5, 14)
         kills = [first, first + rng.randrange(9, 15)]
         killer = threading.Thread(target=_kill_at, args=(board, tmp_path / "flash", sorted(kills)), daemon=True)
@@ -260,14 +260,18 @@ def test_training_survives_corruption_drops_duplicates_and_two_board_resets(smal
 
 def _kill_at(board, storage, at_applied):
     """Kill and restart the board when its checkpoint passes each count in at_applied (a random point
-    between checkpoints, since training goes on after the file is written)."""
+    between checkpoints, since training goes on after the file is written), and each time after the host
+    went on from the last restart (a checkpoint beyond it): a fast host could otherwise carry the checkpoint
+    past the next count before a kill, and two kills would fall into one reconnection."""
+    restarted_at = -1
     for target in at_applied:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if _checkpointed(storage) >= target:
+            if _checkpointed(storage) >= max(target, restarted_at + 1):
                 break
             time.sleep(0.01)
-        time.sleep(random.Random(target).uniform(0.0, 0.2))
+        time.sleep(random.Random(target).uniform(0.0, 0.05))
+        restarted_at = _checkpointed(storage)
         board.restart()
 
 
