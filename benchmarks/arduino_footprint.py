@@ -21,7 +21,7 @@ from firmware_bridge.arduino_library import BOARD, export_arduino
 
 # what each of the library's RAM objects is (the C names as the linker sees them)
 RAM_OBJECTS = {"image": "model image, trained in place (weights, master weights, constants)",
-               "scratch": "training step's buffers and the staged sample",
+               "scratch": "training step's buffers and the four staging slots (a record and its bitmap each)",
                "received": "received frame", "reply": "reply frame being sent",
                "current": "the protocol's reply being built (sized for the largest payload, 4,096)",
                "unused": "the protocol's second reply buffer (as large)",

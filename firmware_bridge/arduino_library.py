@@ -24,9 +24,9 @@ from edgeff.c_array import c_header
 from edgeff.csrc import KERNELS, PROTOCOL
 from edgeff.errors import EdgeFFError
 from edgeff.profiler.hw_profile import load_profile
-from firmware_bridge.board_export import BOARD_MODEL, checked_board_model, installed_image_bytes
+from firmware_bridge.board_export import BOARD_MODEL, checked_board_model, installed_image_bytes, scratch_bytes
 from firmware_bridge.board_image import pack_image
-from firmware_bridge.emulator import FIRMWARE, PROTOCOL_SOURCES, TARGET
+from firmware_bridge.emulator import FIRMWARE, PROTOCOL_SOURCES
 from firmware_bridge.framing import max_encoded_size
 
 GLUE = FIRMWARE / "arduino"
@@ -36,20 +36,20 @@ BOARD_NAME = "arduino-edgeff"
 # control holds back and a hardware UART's receive buffer must take (README.md says how to lower it)
 MAX_PAYLOAD = 1024
 PROTOCOL_HEADERS = ("framing.h", "board_image.h", "board_protocol.h", "wire_generated.h")
-SCRATCH_BYTES = TARGET.scratch_bytes   # the firmware's working buffers and staged sample, as on the emulated board
 
 
 def _align8(n: int) -> int:
     return (n + 7) // 8 * 8
 
 
-def library_ram(image_capacity: int) -> dict:
+def library_ram(image_capacity: int, scratch_capacity: int) -> dict:
     """The library's static RAM by buffer (what EdgeFF.cpp declares), before the board core's own."""
-    return {"model image with master weights": image_capacity, "working buffers and staged sample": SCRATCH_BYTES,
+    return {"model image with master weights": image_capacity,
+            "working buffers and staging slots": scratch_capacity,
             "received and reply frames": 2 * max_encoded_size(MAX_PAYLOAD)}
 
 
-def _config_header(image_capacity: int, flash_bytes: int) -> str:
+def _config_header(image_capacity: int, scratch_capacity: int, flash_bytes: int) -> str:
     def setting(name, value, why):
         return f"/* {why} */\n#ifndef {name}\n#define {name} {value}\n#endif\n"
 
@@ -60,7 +60,8 @@ def _config_header(image_capacity: int, flash_bytes: int) -> str:
             + setting("EDGEFF_FIRMWARE_NAME", f'"edgeff-ino {__version__}"', "what INFO calls the firmware")
             + setting("EDGEFF_IMAGE_CAPACITY", image_capacity,
                       "RAM for the model with its master weights: this model's, larger to load bigger ones")
-            + setting("EDGEFF_SCRATCH_CAPACITY", SCRATCH_BYTES, "the training step's buffers and the staged sample")
+            + setting("EDGEFF_SCRATCH_CAPACITY", scratch_capacity,
+                      "the training step's buffers and the staging slots: this model's")
             + setting("EDGEFF_MAX_PAYLOAD", MAX_PAYLOAD,
                       "largest frame payload; the host keeps this many bytes in flight, so a hardware UART's "
                       "receive buffer must hold it")
@@ -92,8 +93,9 @@ def library_files(model_path) -> tuple[dict, dict]:
     model_path = Path(model_path)
     tensors, header = checked_board_model(model_path)
     image_capacity = _align8(installed_image_bytes(model_path, tensors, header))
+    scratch_capacity = _align8(scratch_bytes(header["architecture"]))
     board = load_profile(BOARD)
-    ram, budget = library_ram(image_capacity), board.sram_bytes - board.sram_reserved_bytes
+    ram, budget = library_ram(image_capacity, scratch_capacity), board.sram_bytes - board.sram_reserved_bytes
     if sum(ram.values()) > budget:
         parts = ", ".join(f"{what} {n:,}" for what, n in ram.items())
         raise EdgeFFError(f"{model_path}: training it takes {sum(ram.values()):,} bytes of RAM ({parts}), more than "
@@ -105,7 +107,7 @@ def library_files(model_path) -> tuple[dict, dict]:
     image = pack_image(tensors, header)
     files["src/board_model.h"] = c_header(image, BOARD_MODEL, f"{model_path.name} as board image",
                                           "arduino").encode()
-    files["src/edgeff_config.h"] = _config_header(image_capacity, board.flash_bytes).encode()
+    files["src/edgeff_config.h"] = _config_header(image_capacity, scratch_capacity, board.flash_bytes).encode()
     files["library.properties"] = _properties(model_path.name).encode()
     files["library.json"] = _platformio(model_path.name).encode()
     files["README.md"] = (GLUE / "README.md").read_bytes()

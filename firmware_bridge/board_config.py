@@ -25,7 +25,7 @@ def board_config_header(target: FirmwareTarget) -> str:
         define("EF_BOARD_FLASH_BYTES", target.flash_bytes),
         define("EF_BOARD_RAM_BYTES", target.ram_bytes),
         define("EF_BOARD_IMAGE_BYTES", target.image_bytes, "the model with its master weights"),
-        define("EF_BOARD_SCRATCH_BYTES", target.scratch_bytes, "its working buffers and the staged sample"),
+        define("EF_BOARD_SCRATCH_BYTES", target.scratch_bytes, "its working buffers and the staging slots"),
         define("EF_BOARD_UART_BASE", target.uart_base),
         signed("EF_BOARD_UART_RX_IRQ", target.uart_rx_irq),
     ]

@@ -7,6 +7,7 @@ from edgeff.c_array import c_header
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelKind
 from edgeff.model_file import load_model
+from firmware_bridge import messages as m
 from firmware_bridge.board_image import pack_image
 from firmware_bridge.emulator import DEFAULT_BOARD, target_of
 
@@ -20,6 +21,17 @@ def installed_image_bytes(model_path, tensors: dict, header: dict) -> int:
 
     trainer = trainer_from_tensors(tensors, header, IntTrainingConfig(), model_path)
     return len(pack_image(trainer_tensors(trainer), header))
+
+
+def scratch_bytes(arch: dict) -> int:
+    """Bytes of the firmware's scratch buffer a model needs beside its image, as ef_image_check in
+    edgeff/csrc/protocol/board_image.c counts them (tests compare the two): the input and every layer's
+    input and output for the positive and the negative pass, the head's input, and the staging slots, a
+    sample record and its bitmap of bytes received each."""
+    sizes = arch["sizes"]
+    passes = 2 * sizes[0] + sum(2 * (d_in + d_out) for d_in, d_out in zip(sizes[:-1], sizes[1:], strict=True))
+    record = 2 + sizes[0]
+    return passes + sum(sizes[l] for l in arch["head_layers"]) + m.STAGING_SLOTS * (record + (record + 7) // 8)
 
 
 def checked_board_model(model_path) -> tuple[dict, dict]:
@@ -44,12 +56,17 @@ def _check_fits_board_firmware(model_path, tensors: dict, header: dict, board: s
     """Refuse here, with the sizes, a model the board firmware has no RAM for on `board` (its descriptor's
     image_bytes; else the firmware build or the board's boot is where it fails)."""
     needed = installed_image_bytes(model_path, tensors, header)
-    capacity = target_of(board).image_bytes
-    if needed > capacity:
+    target = target_of(board)
+    smaller = (f"train a smaller network (sizes {header['architecture']['sizes']}; board-784-64-32 fits "
+               f"{DEFAULT_BOARD})")
+    if needed > target.image_bytes:
         raise EdgeFFError(f"{model_path}: with its master weights this model takes {needed:,} bytes of board RAM, "
-                          f"but EdgeFF's board firmware on {board} holds models up to {capacity:,} bytes; train a "
-                          f"smaller network (sizes {header['architecture']['sizes']}; board-784-64-32 fits "
-                          f"{DEFAULT_BOARD})")
+                          f"but EdgeFF's board firmware on {board} holds models up to {target.image_bytes:,} "
+                          f"bytes; {smaller}")
+    scratch = scratch_bytes(header["architecture"])
+    if scratch > target.scratch_bytes:
+        raise EdgeFFError(f"{model_path}: training it takes {scratch:,} bytes of working buffers and staging slots, "
+                          f"but EdgeFF's board firmware on {board} has {target.scratch_bytes:,}; {smaller}")
 
 
 def export_board_header(model_path, out_path, board: str = DEFAULT_BOARD) -> dict:

@@ -24,6 +24,7 @@ from edgeff.profiler.hw_profile import load_profile
 from edgeff.runtime.int_training import IntTrainingConfig, load_trainer, trainer_tensors
 from firmware_bridge import messages as m
 from firmware_bridge.board import BoardCore
+from firmware_bridge.board_export import scratch_bytes
 from firmware_bridge.board_image import pack_image, unpack_image
 from firmware_bridge.board_training import configure_payload
 from firmware_bridge.framing import Frame, FrameDecoder, crc32, encode_frame
@@ -262,3 +263,26 @@ def test_the_empty_slots_tag_names_no_sample(c_board, material):
         for crc in (crc32(records[-1]), crc32(records[-1]) ^ 1):
             reply = pair.request(m.Request.INFER, m.INFER.pack(m.EMPTY_SLOT, crc))
             assert reply.type == m.Reply.ERROR and m.ERROR.unpack_from(reply.payload)[:2] == (m.ErrorCode.BAD_SAMPLE, 0)
+
+
+def test_the_exporters_scratch_figure_is_the_c_boards(c_board, material, small_model):
+    """board_export.scratch_bytes, which refuses at export a model the firmware's scratch cannot train, counts
+    what the C board's image check counts: a scratch of exactly that size takes the model, one byte less is
+    refused with NO_MEMORY and the bytes needed."""
+    arch = load_model(small_model[0])[1]["architecture"]
+    image, need = material["images_ok"][1], scratch_bytes(arch)
+
+    def load(scratch: int) -> Frame:
+        assert c_board.ef_host_board_init(MAX_PAYLOAD, 64 * 1024, scratch, 1) == 0
+        frames = [encode_frame(m.Request.LOAD_BEGIN, 1, m.LOAD_BEGIN.pack(len(image), crc32(image)))]
+        frames += [encode_frame(m.Request.LOAD_CHUNK, 2 + i, m.OFFSET.pack(offset) + chunk)
+                   for i, (offset, chunk) in enumerate(_chunks(image, MAX_PAYLOAD - m.OFFSET.size))]
+        wire = b"".join(frames) + encode_frame(m.Request.LOAD_END, 999, b"")
+        out = ctypes.create_string_buffer(1 << 16)
+        n = c_board.ef_host_board_feed(wire, len(wire), out, len(out))
+        return FrameDecoder(1 << 16).feed(out.raw[:n])[-1]
+
+    assert load(need).type == m.Reply.OK
+    refused = load(need - 1)
+    assert refused.type == m.Reply.ERROR
+    assert m.ERROR.unpack_from(refused.payload)[:2] == (m.ErrorCode.NO_MEMORY, len(image) + need)

@@ -41,7 +41,7 @@ FIRMWARE_FIELDS = {
     "storage_bytes": "bytes",    # the end of flash kept for checkpoints (0: none; the board refuses CHECKPOINT)
     "stack_bytes": "size",
     "image_bytes": "size",       # RAM for the model with its master weights
-    "scratch_bytes": "size",     # RAM for its working buffers and the staged sample
+    "scratch_bytes": "size",     # RAM for its working buffers and the staging slots
     "uart_base": "address",
     "uart_rx_irq": "address",
 }
