@@ -326,7 +326,7 @@ class BoardCore:
         staging it again starts from nothing."""
         size = self._record_size()
         slot = self.slots[index % m.STAGING_SLOTS]
-        held = _held(slot[2])[0] if slot[0] == index else 0
+        held = _held(slot[2])[0] if slot[0] == index != m.EMPTY_SLOT else 0   # INFER may name any index
         if held != size or crc32(bytes(slot[1])) != crc:
             if held == size:
                 slot[:] = [m.EMPTY_SLOT, bytearray(), bytearray()]

@@ -542,6 +542,8 @@ class _Sent:
     frame_bytes: int
     exposed: int              # the frame and the reply it expects, on the line
     at: float
+    suspect: bool = False     # a NAK or a damaged frame may have been it: its content is sent again, but its
+                              # bytes stay counted until a later reply or a silence says it left the board's buffer
 
 
 class _Sample:
@@ -649,12 +651,14 @@ class _SelectiveWindow:
             train_before = sample.train_flying
 
     def _send(self, p: int, request_type: int, body: bytes, reply_bytes: int, offset: int, end: int) -> bool:
-        """Send one request if the window has room for it (at least one is always let out); False if not."""
+        """Send one request if the window has room for it (at least one is always let out; one at a time after
+        a silence, but for the resend of one a NAK suspects); False if not."""
         link = self.link
         seq = (link.seq + 1) % m.NAK_SEQ       # a NAK's sequence number is never a request's
         frame = encode_frame(request_type, seq, body)
-        if self.out and (self.alone or sum(s.frame_bytes for s in self.out.values()) + len(frame)
-                         > link.window_bytes()):
+        busy = sum(s.frame_bytes for s in self.out.values())
+        if self.out and (busy + len(frame) > link.window_bytes()
+                         or (self.alone and not all(s.suspect for s in self.out.values()))):
             return False
         link.seq = seq
         link.stats["requests"] += 1
@@ -686,8 +690,7 @@ class _SelectiveWindow:
             else:                                                      # damaged, a NAK, or another's reply
                 if not isinstance(item, Frame) or item.type == m.Reply.NAK:
                     link.stats["naks" if isinstance(item, Frame) else "bad_frames"] += 1
-                    if self.out:
-                        self._lose(next(iter(self.out)))
+                    self._suspect()
                 self.noise += 1
                 if self.noise >= 10 * link.retries:
                     raise ConnectionError(f"{self.noise} damaged or unknown frames and no reply in the window")
@@ -701,11 +704,26 @@ class _SelectiveWindow:
             self.alone = True
             self.last_reply = time.monotonic()
 
+    def _suspect(self):
+        """A NAK or a damaged frame: most likely the oldest request not yet suspected, so its content is needed
+        again. It is not certain (a frame cut in two by a lost byte makes two NAKs, line noise makes frames of
+        no request), so it stays out, its bytes counted in the window: a request the board has not read yet
+        still takes room in its receive buffer."""
+        sent = next((s for s in self.out.values() if not s.suspect), None)
+        if sent is not None:
+            self._needed_again(sent)
+            sent.suspect = True
+
     def _lose(self, seq: int):
-        """A request that got no reply: what it carried is needed again."""
+        """A request that got no reply (a later reply passed over it, or a silence): it has left the board's
+        buffer, and what it carried is needed again unless a NAK already said so."""
         sent = self.out.pop(seq)
         self.gone[seq] = sent
         self.link.line.record(sent.exposed, False)
+        if not sent.suspect:
+            self._needed_again(sent)
+
+    def _needed_again(self, sent: _Sent):
         sample = self.samples.get(sent.p)
         if sample is None:
             return

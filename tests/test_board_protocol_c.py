@@ -170,8 +170,8 @@ def _run(pair: Pair, material: dict, program: list):
             if b % 7 == 3:                                   # a late resend for a sample applied already
                 pair.request(m.Request.STAGE, m.STAGE.pack(max(applied - 1 - b % 3, 0), 0) + record[:9])
             crc = crc32(record) ^ (b % 17 == 0)
-            if op == "infer":
-                pair.request(m.Request.INFER, m.INFER.pack(staged_as, crc))
+            if op == "infer":   # sometimes as the empty slots' tag, which names no sample
+                pair.request(m.Request.INFER, m.INFER.pack(m.EMPTY_SLOT if b % 31 == 5 else staged_as, crc))
                 continue
             reply = pair.request(m.Request.TRAIN, m.TRAIN.pack(index, crc))
             if reply.type == m.Reply.TRAINED:
@@ -245,3 +245,20 @@ def test_c_board_trains_a_long_run_identically(c_board, material):
         assert sum(reads) == len(range(0, 8000, 240)) + 1    # the whole image, read back equal
         assert pair.core.applied == 30 and pair.core.trainer.step_count == 30
         assert pair.core.trainer.config.negatives == "random" and pair.core.correct > 15
+
+
+def test_the_empty_slots_tag_names_no_sample(c_board, material):
+    """Whole records staged in every slot, then a new configuration empties the slots: INFER of the empty
+    slots' tag finds nothing staged on both boards, as for any index (the C board keeps a slot's byte count
+    beside its tag, and an emptied slot must not keep its old count)."""
+    images, labels = material["images"], material["labels"]
+    records = [bytes([int(labels[i]), m.NO_NEGATIVE]) + images[i].tobytes() for i in range(m.STAGING_SLOTS)]
+    with tempfile.TemporaryDirectory() as storage:
+        pair = Pair(c_board, storage)
+        _run(pair, material, [("load", 1, 1), ("configure", 0, 1)])
+        for index, record in enumerate(records):
+            pair.request(m.Request.STAGE, m.STAGE.pack(index, 0) + record)
+        _run(pair, material, [("configure", 1, 2)])
+        for crc in (crc32(records[-1]), crc32(records[-1]) ^ 1):
+            reply = pair.request(m.Request.INFER, m.INFER.pack(m.EMPTY_SLOT, crc))
+            assert reply.type == m.Reply.ERROR and m.ERROR.unpack_from(reply.payload)[:2] == (m.ErrorCode.BAD_SAMPLE, 0)

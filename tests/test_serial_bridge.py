@@ -4,6 +4,7 @@ import socket
 import struct
 import threading
 import time
+from collections import deque
 
 import numpy as np
 import pytest
@@ -407,6 +408,48 @@ class _ChunkingLink(BoardLink):
             super()._write(self.held)
             self.held = None
         return None
+
+
+class _SplittingLink(_ChunkingLink):
+    """A host whose line turns one byte of its second STAGE frame into 0x00, so the board collects two damaged
+    frames and answers two NAKs for one request. It keeps what the board has received and not yet answered:
+    each frame the board collects (a split frame counts as its two pieces) until a reply to it arrives."""
+
+    def __init__(self, url):
+        self.pending, self.most_pending, self.replies = deque(), 0, FrameDecoder(1 << 16)
+        super().__init__(url)
+
+    def _write(self, data: bytes):
+        self.stages += FrameDecoder(1 << 16).feed(data)[0].type == m.Request.STAGE
+        if self.stages == 2 and self.lose == 0:
+            self.lose, cut = 1, len(data) // 2
+            data = data[:cut] + b"\x00" + data[cut + 1:]
+            self.pending.extend([cut + 1, len(data) - cut - 1])
+        else:
+            self.pending.append(len(data))
+        self.most_pending = max(self.most_pending, sum(self.pending))
+        BoardLink._write(self, data)
+
+    def _read_some(self, wait_s: float) -> bytes:
+        data = super()._read_some(wait_s)
+        for _ in self.replies.feed(data):       # one reply (or NAK) for each frame the board collected
+            if self.pending:
+                self.pending.popleft()
+        return data
+
+
+def test_two_naks_for_one_frame_never_overfill_the_boards_buffer(small_model, tmp_path):
+    """A frame cut in two by a byte turned 0x00 draws two NAKs: the host sends its content again, but counts
+    the requests the NAKs might stand for as still in the board's buffer until a later reply passes them, so
+    it never has more than the board's max payload of bytes unanswered (the firmware's UART ring holds that
+    much and no more), and the run ends on the runtime's bits."""
+    int_path, data_dir = small_model
+    stream, _ = _stream(data_dir, n=12, seed=4)
+    with VirtualBoard(tmp_path / "flash", max_payload=256) as board, _SplittingLink(board.url) as link:
+        result = train_on_board(link, int_path, stream, CONFIG, quiet=True)
+        assert link.lose == 1 and link.stats["naks"] >= 2 and link.stats["most_in_flight"] > 2
+        assert link.most_pending <= link.window_bytes() == 256
+    assert result["image"] == _reference_image(int_path, stream)
 
 
 def test_a_lost_middle_chunk_is_sent_again_alone(small_model, tmp_path):

@@ -64,8 +64,10 @@ static int ok(reply *r, uint32_t value)
 /* ------------------------------------------------------------------ state */
 static void empty_slots(ef_board *b)
 {
-    for (uint32_t i = 0; i < EF_STAGING_SLOTS; ++i)
+    for (uint32_t i = 0; i < EF_STAGING_SLOTS; ++i) {
         b->slot_tag[i] = EF_EMPTY_SLOT;
+        b->slot_held[i] = 0;
+    }
 }
 
 static void empty(ef_board *b)
@@ -385,7 +387,8 @@ static int on_stage(ef_board *b, const uint8_t *p, uint32_t n, reply *r)
 static const uint8_t *staged_record(ef_board *b, uint32_t index, uint32_t crc, reply *r)
 {
     uint32_t size = record_bytes(b), i = index % EF_STAGING_SLOTS;
-    uint32_t held = b->slot_tag[i] == index ? b->slot_held[i] : 0u;
+    /* an empty slot's tag is no sample's, though INFER may name any index */
+    uint32_t held = b->slot_tag[i] == index && index != EF_EMPTY_SLOT ? b->slot_held[i] : 0u;
     const uint8_t *record = slot_record(b, i);
     if (held != size || ef_crc32(0, record, size) != crc) {
         if (held == size)
