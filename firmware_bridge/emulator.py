@@ -91,8 +91,11 @@ def start(elf: Path, port: int, target: FirmwareTarget = TARGET) -> subprocess.P
     """Boot the firmware in QEMU (the machine of `target`, the board it was built for) with its UART on a TCP
     server at 127.0.0.1:port (pyserial URL socket://127.0.0.1:port); the caller stops the process."""
     serial = f"tcp:127.0.0.1:{port},server=on,wait=off,nodelay=on"
-    return subprocess.Popen(_qemu_command(elf, serial, target), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    # QEMU dies with its parent: a host killed without a chance to clean up (SIGTERM, SIGKILL) leaves no
+    # emulator running. setpriv (util-linux) sets the parent-death signal and execs QEMU under the same pid.
+    outlive = ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
+    return subprocess.Popen(outlive + _qemu_command(elf, serial, target), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def run(elf: Path, marker: bytes, timeout: float = 120.0, target: FirmwareTarget = TARGET) -> bytes:

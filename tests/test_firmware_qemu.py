@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -346,6 +347,28 @@ def test_board_emulate_says_when_qemu_dies(tmp_path):
             server.wait()
     assert server.returncode == 2 and "Traceback" not in err, err
     assert "QEMU stopped on its own" in err and "starts from sample 0" in err, err
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_the_emulated_board_goes_with_a_host_killed_outright():
+    """A host killed with SIGKILL (or SIGTERM, which runs no cleanup) while an emulated board runs: its QEMU
+    exits too instead of running on, orphaned."""
+    host = subprocess.Popen([sys.executable, "-c", "import time\nfrom firmware_bridge.emulator import EmulatedBoard\n"
+                             "board = EmulatedBoard().__enter__()\nprint(board.process.pid, flush=True)\n"
+                             "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        qemu = int(host.stdout.readline())
+        assert Path(f"/proc/{qemu}/cmdline").read_bytes().split(b"\0")[0].endswith(b"qemu-system-arm")
+    finally:
+        host.kill()
+        host.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{qemu}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    orphaned = Path(f"/proc/{qemu}").exists()
+    if orphaned:             # do not leave it running when the test fails
+        os.kill(qemu, signal.SIGKILL)
+    assert not orphaned
 
 
 def test_ctrl_c_of_training_on_the_emulated_board_says_it_restarts(small_model, tmp_path):
