@@ -23,12 +23,14 @@ from edgeff.app.report.on_device import scenario_run_to
 from edgeff.data.datasets import Split, load_dataset
 from edgeff.runtime.int_model import IntFFModel
 from firmware_bridge.ports import VirtualDefaults, open_board
-from firmware_bridge.scenarios import taken_for_new
+from firmware_bridge.scenarios import REPLAY, REPLAY_RATIO, drift, new_classes, taken_for_new
 
-RUNS = [("new-classes", "no replay", {"replay": 0}, "host-new-classes"),
-        ("new-classes", "replay", {}, "host-new-classes"),
-        ("drift", "exposure", {"shift": "exposure"}, "host-clean"),
-        ("drift", "mount", {"shift": "mount"}, "host-clean")]
+# (scenario, variant, the scenario from the data and the options, the host model's folder: shared by the variants)
+RUNS = [("new-classes", "no replay", lambda data, args: new_classes(data, replay=0), "host-new-classes"),
+        ("new-classes", "replay", lambda data, args: new_classes(data, replay=args.replay,
+                                                                 replay_ratio=args.replay_ratio), "host-new-classes"),
+        ("drift", "exposure", lambda data, args: drift(data, "exposure"), "host-clean"),
+        ("drift", "mount", lambda data, args: drift(data, "mount"), "host-clean")]
 
 
 def main():
@@ -36,8 +38,8 @@ def main():
     p.add_argument("--port", default="qemu://")
     p.add_argument("--samples", type=int, default=6000)
     p.add_argument("--host-epochs", type=int, default=5)
-    p.add_argument("--replay", type=int, default=600)
-    p.add_argument("--replay-ratio", type=int, default=3)
+    p.add_argument("--replay", type=int, default=REPLAY)
+    p.add_argument("--replay-ratio", type=int, default=REPLAY_RATIO)
     p.add_argument("--out", default="runs/bench-scenarios")
     p.add_argument("--plots-dir", help="copy each run's curve here as on_device_<run>.png")
     p.add_argument("--json", action="store_true")
@@ -52,17 +54,16 @@ def main():
               "int8 multi-pass test accuracy (rows printed as each run ends)\n")
         print("| scenario | variant | test set | before | after | change | samples/s | image = runtime's |")
         print("|---|---|---|---|---|---|---|---|", flush=True)
-    for name, variant, options, host in RUNS:
-        options = {"replay": args.replay, "replay_ratio": args.replay_ratio, **options}
+    for name, variant, scenario_of, host in RUNS:
         tag = f"{name}-{variant.replace(' ', '-')}"
         print(f"== {tag}", file=sys.stderr, flush=True)
         done = out / tag / "scenario.json"
         if done.exists() or args.report_only:    # a finished run is read back (delete its folder to run it again)
             r = json.loads(done.read_text())
         else:
-            r = scenario_run_to(out / tag, name, data,
+            r = scenario_run_to(out / tag, scenario_of(data, args),
                                 lambda: open_board(args.port, VirtualDefaults(storage=str(out / tag / "flash"))),
-                                args.samples, args.host_epochs, quiet=False, host_dir=out / host, **options)
+                                args.samples, args.host_epochs, quiet=False, host_dir=out / host)
         if name == "new-classes" and not r.get("old_taken_for_new"):    # runs from before the result had it
             old = Split(data.test.images[data.test.labels < 8], data.test.labels[data.test.labels < 8])
             r["old_taken_for_new"] = {when: taken_for_new(IntFFModel.from_file(r[model]), old, (8, 9))

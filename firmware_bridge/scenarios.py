@@ -34,6 +34,7 @@ SCENARIOS = ("new-classes", "drift")
 # negatives learn them in about half the samples random ones need, and at 2^-18 with three replayed images per
 # new one the old classes lost the least for the new classes learnt; for drift 2^-18 with random negatives
 # gained the most on the shifted images in 4,000 samples for a point or less on the original ones.
+REPLAY, REPLAY_RATIO = 600, 3          # the replay buffer's images, replayed images per new one
 LEARNING = {"new-classes": IntTrainingConfig(lr_shift=18, negatives="hard"),
             "drift": IntTrainingConfig(lr_shift=18, negatives="random")}
 
@@ -54,7 +55,7 @@ def _where(split: Split, keep: np.ndarray) -> Split:
     return Split(split.images[keep], split.labels[keep])
 
 
-def new_classes(data: Dataset, new=(8, 9), replay=600, replay_ratio=3, seed=0) -> Scenario:
+def new_classes(data: Dataset, new=(8, 9), replay=REPLAY, replay_ratio=REPLAY_RATIO, seed=0) -> Scenario:
     """The host never sees the classes in `new`; the board meets them, with `replay` images of the others
     coming `replay_ratio` times as often as the new ones."""
     new = sorted(set(new))
@@ -107,7 +108,8 @@ def run_scenario(scenario: Scenario, int_path, link: BoardLink, samples: int, po
     (`points` points), whether the board's image equals the runtime's, and the link's figures."""
     n = min(samples, len(scenario.stream))
     stream = SampleStream(scenario.stream.images, scenario.stream.labels, n, seed=1)
-    before = {name: _accuracy(IntFFModel.from_file(int_path), split) for name, split in scenario.evaluations.items()}
+    host = IntFFModel.from_file(int_path)
+    before = {name: _accuracy(host, split) for name, split in scenario.evaluations.items()}
     result = train_on_board(link, int_path, stream, scenario.config, checkpoint_every=max(n // 2, 1), quiet=quiet)
     marks = set(np.linspace(0, n, points + 1).astype(int)[1:])
     curve = [{"samples": 0, **before}]
@@ -123,8 +125,7 @@ def run_scenario(scenario: Scenario, int_path, link: BoardLink, samples: int, po
 
     expected = runtime_image(int_path, stream, scenario.config, after_step=measure)
     if scenario.new:
-        diagnosis["before"] = taken_for_new(IntFFModel.from_file(int_path), scenario.evaluations["old classes"],
-                                            scenario.new)
+        diagnosis["before"] = taken_for_new(host, scenario.evaluations["old classes"], scenario.new)
     return {"scenario": scenario.name, "what": scenario.what, "samples": n, "lr_shift": scenario.config.lr_shift,
             "negatives": scenario.config.negatives, "before": before, "after": {k: curve[-1][k] for k in before},
             "curve": curve, "runtime_identical": result["image"] == expected,

@@ -173,6 +173,7 @@ def run_scenario(args):
     from edgeff.app.report.on_device import scenario_run_to
     from edgeff.data.datasets import load_dataset
     from firmware_bridge.ports import check_url
+    from firmware_bridge.scenarios import drift, new_classes
 
     check_url(args.port)
     check_out_path(args.out, directory=True)
@@ -181,9 +182,9 @@ def run_scenario(args):
     except ValueError:
         raise EdgeFFError(f"--new {args.new!r}: give class numbers separated by commas, e.g. 8,9") from None
     data = load_dataset(args.data_dir)
-    result = scenario_run_to(args.out, args.name, data, lambda: _open_board(args), samples=args.samples,
-                             host_epochs=args.host_epochs, new=new, replay=args.replay,
-                             replay_ratio=args.replay_ratio, shift=args.shift,
+    scenario = (new_classes(data, new, args.replay, args.replay_ratio) if args.name == "new-classes"
+                else drift(data, args.shift))
+    result = scenario_run_to(args.out, scenario, lambda: _open_board(args), args.samples, args.host_epochs,
                              quiet=progress_off(args))
     lines = [f"{name}: {result['before'][name]:.4f} -> {result['after'][name]:.4f}" for name in result["before"]]
     same = "bit-identical to" if result["runtime_identical"] else "NOT identical to"

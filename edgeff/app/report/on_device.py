@@ -21,7 +21,6 @@ BOARD_CONFIG = MODELS_DIR / "board-784-64-32.toml"
 BOARD_PROFILE = "nrf52840"
 CALIBRATION = 2000
 HOST_EPOCHS = 5
-REPLAY = 600          # images of the earlier classes (a smaller dataset gets half its training images)
 INFER_CHECKS = 20
 
 
@@ -58,22 +57,22 @@ def host_model(scenario, out_dir, epochs: int, quiet=False) -> Path:
     return int_path
 
 
-def scenario_run_to(out_dir, name: str, data, open_link, samples: int, host_epochs: int,
-                    new=(8, 9), replay=600, replay_ratio=3, shift="exposure", quiet=False, host_dir=None) -> dict:
-    """The whole scenario into out_dir: the host's model (in host_dir, default out_dir: runs that share the
-    host's data can share it), the board's run (open_link() gives the BoardLink), the board's trained model,
-    scenario.json and scenario.png. Returns the result with the paths written."""
+def scenario_run_to(out_dir, scenario, open_link, samples: int, host_epochs: int, quiet=False,
+                    host_dir=None) -> dict:
+    """The whole scenario (firmware_bridge.scenarios: new_classes or drift) into out_dir: the host's model (in
+    host_dir, default out_dir: runs that share the host's data can share it), the board's run (open_link()
+    gives the BoardLink), the board's trained model, scenario.json and scenario.png. Returns the result with
+    the paths written."""
     from edgeff.atomic_write import atomic_write_text
     from firmware_bridge.board_training import save_pulled_model
-    from firmware_bridge.scenarios import drift, new_classes, plot_curve, run_scenario
+    from firmware_bridge.scenarios import plot_curve, run_scenario
 
     out_dir = Path(out_dir)
-    scenario = new_classes(data, new, replay, replay_ratio) if name == "new-classes" else drift(data, shift)
     int_path = host_model(scenario, host_dir or out_dir, host_epochs, quiet)
     with open_link() as link:
         result = run_scenario(scenario, int_path, link, samples, quiet=quiet)
     trained = save_pulled_model(result.pop("image"), out_dir / "board-trained-int8.safetensors", int_path,
-                                {"config": vars(scenario.config), "on_board": {"scenario": name,
+                                {"config": vars(scenario.config), "on_board": {"scenario": scenario.name,
                                                                                 "samples": result["samples"]}})
     result |= {"host_epochs": host_epochs, "host_model": str(int_path), "board_model": str(trained),
                "report": str(out_dir / "scenario.json"), "plot": str(out_dir / "scenario.png")}
@@ -84,13 +83,14 @@ def scenario_run_to(out_dir, name: str, data, open_link, samples: int, host_epoc
 
 def run_on_device(out_dir, data, port=None, samples=6000, quiet=False) -> dict:
     from firmware_bridge.driver import BoardLink
+    from firmware_bridge.scenarios import REPLAY, new_classes
 
     out_dir = Path(out_dir) / "on-device"
     board, board_port, description = _board(port, out_dir / "virtual-board-flash")
     with board:
         url = port or board.url
-        result = scenario_run_to(out_dir, "new-classes", data, lambda: BoardLink(url), samples, HOST_EPOCHS,
-                                 replay=min(REPLAY, len(data.train) // 2), quiet=quiet)
+        scenario = new_classes(data, replay=min(REPLAY, len(data.train) // 2))   # a small dataset: half of it
+        result = scenario_run_to(out_dir, scenario, lambda: BoardLink(url), samples, HOST_EPOCHS, quiet=quiet)
         model = IntFFModel.from_file(result["board_model"])
         images = data.test.images[:INFER_CHECKS]
         expected = model.multi_pass_scores(images)
