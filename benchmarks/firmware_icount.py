@@ -19,7 +19,6 @@ it links to, next to the memory plan the profiler uses.
         [--board mps2-an386] [--baseline 1eda620] [--link-samples 0 (skips part 2)]
 """
 import argparse
-import re
 import subprocess
 import sys
 import tempfile
@@ -60,7 +59,7 @@ def main():
         images, labels = data.train.images[:n], data.train.labels[:n]
         now = instruction_counts.measure(int_path, images, labels, tmp / "selftest.elf", target=target)
         plan = plan_summary(training_plan(model.arch["sizes"], model.n_classes, model.head_layers))
-        report_selftest(model, now, linked_sizes(now["elf"]), plan, n, target)
+        report_selftest(model, now, emulator.linked_sections(now["elf"]), plan, n, target)
         if baseline:
             print(f"building the self-test with the kernels of {args.baseline}", file=sys.stderr)
             report_against(args.baseline, instruction_counts.measure(int_path, images, labels, tmp / "baseline.elf",
@@ -118,17 +117,12 @@ def report_against(rev: str, before: dict, now: dict):
                   f"{new[key] / new['macs']:.2f} |")
 
 
-def linked_sizes(elf: Path) -> dict:
-    out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
-    return {m[0]: int(m[1]) for m in re.findall(r"^\.(\w+)\s+(\d+)", out, re.M)}
-
-
 def over_the_link(int_path: Path, data, samples: int, plan: dict, target):
     """The board firmware trained over its UART by the host's driver."""
     config = IntTrainingConfig(lr_shift=20)
     stream = SampleStream(data.train.images, data.train.labels, samples)
     elf = emulator.board_firmware(target=target)
-    section = linked_sizes(elf)
+    section = emulator.linked_sections(elf)
     with emulator.EmulatedBoard(target=target) as board, BoardLink(board.url, timeout=1.0) as link:
         result = train_on_board(link, int_path, stream, config, checkpoint_every=max(samples // 2, 1), quiet=True)
         info = link.hello()

@@ -13,7 +13,7 @@ from pathlib import Path
 from edgeff.errors import EdgeFFError
 from edgeff.profiler.hw_profile import load_profile
 from firmware_bridge.arduino_library import BOARD
-from firmware_bridge.emulator import FIRMWARE, tool_path
+from firmware_bridge.emulator import FIRMWARE, linked_sections, tool_path
 
 STANDIN = FIRMWARE / "arduino_standin"
 SKETCH = "examples/TrainOverSerial/TrainOverSerial.ino"
@@ -56,17 +56,6 @@ def _memory_ld(board) -> str:
             f"}}\n\nSTACK_SIZE = {STACK_BYTES:#x};\n")
 
 
-def _sections(elf: Path) -> dict:
-    """Section -> bytes of the linked image (arm-none-eabi-size -A)."""
-    done = subprocess.run([tool_path("arm-none-eabi-size"), "-A", str(elf)], capture_output=True, text=True, check=True)
-    sizes = {}
-    for line in done.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0].startswith(".") and parts[1].isdigit():
-            sizes[parts[0]] = int(parts[1])
-    return sizes
-
-
 def _ram_symbols(elf: Path) -> dict:
     """Name -> bytes of every object in RAM (.data and .bss), C++ names demangled (arm-none-eabi-nm)."""
     done = subprocess.run([tool_path("arm-none-eabi-nm"), "-S", "-C", str(elf)], capture_output=True, text=True,
@@ -93,9 +82,9 @@ def build_cortex_m(library, out) -> dict:
     _run([gcc, *CORTEX_M4F, "-nostartfiles", "--specs=nano.specs", f"-L{out}", f"-T{STANDIN / 'standin_cortex_m.ld'}",
           "-Wl,--gc-sections", f"-Wl,-Map={elf.with_suffix('.map')}", *map(str, objects), "-lgcc", "-o", str(elf)],
          "the link")
-    sections = _sections(elf)
-    return {"elf": str(elf), "board": BOARD, "flash_bytes": sections[".text"] + sections.get(".data", 0),
-            "ram_bytes": sections.get(".data", 0) + sections.get(".bss", 0), "stack_bytes": STACK_BYTES,
+    sections = linked_sections(elf)
+    return {"elf": str(elf), "board": BOARD, "flash_bytes": sections["text"] + sections.get("data", 0),
+            "ram_bytes": sections.get("data", 0) + sections.get("bss", 0), "stack_bytes": STACK_BYTES,
             "ram_symbols": _ram_symbols(elf),
             "board_flash_bytes": board.flash_bytes, "board_sram_bytes": board.sram_bytes}
 

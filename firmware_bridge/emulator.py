@@ -6,6 +6,7 @@ machine, clock, memory, UART) comes from the board's descriptor, hw_profiles/<bo
 `target_of(name)` reads it."""
 import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -49,6 +50,13 @@ def tool_path(name: str) -> str:
         package = "gcc-arm-none-eabi" if name.startswith("arm-none-eabi") else name
         raise EdgeFFError(f"{name} is not installed; install it with `apt-get install {package}`")
     return path
+
+
+def linked_sections(elf: Path) -> dict:
+    """Section name (without its dot) -> bytes of a linked firmware image, as arm-none-eabi-size -A lists them."""
+    out = subprocess.run([tool_path("arm-none-eabi-size"), "-A", str(elf)], capture_output=True, text=True,
+                         check=True).stdout
+    return {name: int(size) for name, size in re.findall(r"^\.(\w+)\s+(\d+)", out, re.M)}
 
 
 def build(app: str, out: Path, generated: dict | None = None, defines=(), target: FirmwareTarget = TARGET,
