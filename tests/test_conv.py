@@ -89,9 +89,9 @@ def test_cost_facet_counts_torch_parameters_and_macs():
     trained = sum(p.numel() for p in module.parameters())
     assert cost.float32_memory(spec, "ff", 1)["gradients"] == 4 * trained
     assert cost.macs(spec) == 8 * 3 * 9 * 10 * 10 + 3 * 100
-    ff, bp = cost.float32_memory(spec, "ff", 64), cost.float32_memory(spec, "backprop", 64)
-    assert ff["activations"] == 64 * cost.float32_memory(spec, "ff", 1)["activations"]
-    assert ff["activations"] > bp["activations"]   # FF also keeps its goodness squares, one block at a time
+    (one, _), (batch, output_saved) = (cost.float32_saved(spec, b, False, False) for b in (1, 64))
+    assert batch["relu output"] == 64 * one["relu output"] == 64 * 4 * 8 * 10 * 10
+    assert not output_saved   # pooled: the block's output is saved by whatever uses it next (tests/test_conv_memory.py)
     assert cost.operation_counts(spec, "inference_multi_pass", True, 10, "int8")["macs"] == 10 * cost.macs(spec)
 
 

@@ -8,17 +8,33 @@ Each layer's bytes are split by what they hold:
                 updated in place) and int32 accumulators for a batch
   activations   what the layer keeps for its update: FF one positive and one negative pass (2B rows),
                 backprop one pass (B rows) but every layer's at once
+  backward      float32, layered networks: the gradient maps the layer's backward pass holds at its peak
+                beyond its saved activations (0 for an MLP, whose activations include them)
   scratch       temporaries of torch's Adam step (two of the weight matrix's size: sqrt and divide)
   constants     flash: requantization multipliers and shifts (int8)
 
 How the peak follows from them differs with the allocator:
   float32, host (dynamic allocation, measured against edgeff.train.torch_memory):
-    FF       = sum(weights + update_state) + max over layers of (gradients + max(activations, scratch)),
+    FF       = sum(weights + update_state) + max over layers of
+               (gradients + max(activations + backward, scratch)),
                since FF trains one layer at a time and frees its graph and gradients before the next;
-    backprop = sum(weights + update_state) + sum(gradients) + max(sum(activations), max(scratch)),
-               since the backward pass needs every layer's activations and gradients at once.
-    Backprop's classifier keeps its logits and log-probabilities, and one gradient of the widest layer
-    is in flight (counted on the first layer).
+    backprop = sum(weights + update_state) + sum(gradients)
+               + max(max over layers k of (activations of layers 1..k + backward of layer k), max(scratch)),
+               since the backward pass runs from the classifier down and frees each layer's saved tensors
+               once that layer is done: at layer k's backward every layer below k still holds its own.
+    An MLP (the label overlay's FF, positive and negative pass) counts its activations as dense.cost
+    describes; backprop's classifier keeps its logits and log-probabilities, and one gradient of the widest
+    layer is in flight (counted on the first layer).
+    A layered network (conv blocks; trained as edgeff.train.conv_network and measured as
+    edgeff.train.torch_memory do: FF with CwC on each layer's detached input, backprop through the softmax
+    head) counts per tensor (saved_tensors, checked against autograd's saved-tensor hooks by
+    edgeff.train.saved_tensors): activations = the bytes of the tensors autograd saves, each once (a
+    tensor two ops save, or the next layer saves again, counts for the first); backward = the gradient
+    maps alive at the peak of the layer's backward pass beyond them (each kind's float32_backward).
+    FF adds, per trained layer, its CwC loss: the goodness's saved input (the layer's output, unless the
+    layer saved it already), the cross-entropy's log-softmax output, int64 targets and total weight, and
+    the goodness's backward (three output-sized maps: the mean's gradient and the two products of the
+    square's). Backprop's classifier saves its normalization's tensors and the cross-entropy's.
   int8, board (static buffers, the firmware's layout): everything is allocated at once, so the peak is
     the sum. FF's buffers are edgeff.runtime.memory_plan's (batch 1; activations scale with the batch)
     where every layer's kind runs in the integer runtime; a network with a kind that does not yet (conv2d)
@@ -36,9 +52,10 @@ from edgeff.profiler.layers import classifier, cost, description
 from edgeff.runtime.memory_plan import training_plan
 
 FLOAT = 4
+INDEX = 8    # int64 class targets
 METHODS = ("ff", "backprop")
 PRECISIONS = ("float32", "int8")
-SRAM_FIELDS = ("weights", "update_state", "gradients", "activations", "scratch")
+SRAM_FIELDS = ("weights", "update_state", "gradients", "activations", "backward", "scratch")
 
 
 @dataclass
@@ -48,6 +65,7 @@ class LayerMemory:
     update_state: int = 0
     gradients: int = 0
     activations: int = 0
+    backward: int = 0
     scratch: int = 0
     constants: int = 0
 
@@ -74,9 +92,61 @@ def _check(method, precision, layers, batch) -> ModelDescription:
     return model
 
 
+def layered(model: ModelDescription) -> bool:
+    """Whether a network has image-shaped layers (conv blocks), which edgeff trains with CwC; an MLP's FF
+    is the label overlay's."""
+    return any(len(spec.in_shape) > 1 for spec in model.layers)
+
+
+def _trained(spec) -> bool:
+    return sum(cost(spec).gradient_elements(spec)) > 0
+
+
+def _cross_entropy(batch: int, n_classes: int) -> dict:
+    """What F.cross_entropy saves: the log-softmax output (NLL's saved input is the same tensor), the int64
+    targets and NLL's total weight (a scalar)."""
+    return {"log-softmax output": FLOAT * batch * n_classes, "targets": INDEX * batch, "total weight": FLOAT}
+
+
+def saved_tensors(method: str, layers, batch: int = 1, n_classes: int = 10) -> list:
+    """float32 training of a layered network: per layer (backprop: and its classifier, last), the bytes of
+    each tensor autograd saves for the backward pass, by name, and the bytes of the gradient maps that
+    layer's backward pass holds beyond them: a list of (saved, backward)."""
+    model = _check(method, "float32", layers, batch)
+    out, input_saved, input_grad = [], False, False
+    for spec in model.layers:
+        facet = cost(spec)
+        if method == "ff":   # every layer its own graph on its detached input
+            saved, output_saved = facet.float32_saved(spec, batch, False, False)
+            backward = facet.float32_backward(spec, batch, False)
+            if _trained(spec):
+                if not output_saved:
+                    saved["goodness input"] = FLOAT * batch * spec.n_outputs
+                saved.update(_cross_entropy(batch, n_classes))
+                backward = max(backward, 3 * FLOAT * batch * spec.n_outputs)
+        else:
+            saved, input_saved = facet.float32_saved(spec, batch, input_grad, input_saved)
+            backward = facet.float32_backward(spec, batch, input_grad)
+            input_grad = input_grad or _trained(spec)
+        out.append((saved, backward))
+    if method == "backprop":
+        head = classifier(model.layers[-1].n_outputs, n_classes)
+        saved, _ = cost(head).float32_saved(head, batch, input_grad, input_saved)
+        del saved["relu output"]    # the classifier's logits go to the loss, not through a ReLU
+        out.append(({**saved, **_cross_entropy(batch, n_classes)}, cost(head).float32_backward(head, batch, True)))
+    return out
+
+
 def _float32_layers(method: str, model: ModelDescription, batch: int, n_classes: int) -> list:
     rows = [LayerMemory(f"layer {i + 1}", **cost(spec).float32_memory(spec, method, batch))
             for i, spec in enumerate(model.layers)]
+    if layered(model):
+        if method == "backprop":
+            head = classifier(model.layers[-1].n_outputs, n_classes)
+            rows.append(LayerMemory("classifier", **cost(head).float32_memory(head, method, batch)))
+        for row, (saved, backward) in zip(rows, saved_tensors(method, model, batch, n_classes), strict=True):
+            row.activations, row.backward = sum(saved.values()), backward
+        return rows
     if method == "backprop":
         rows[0].activations += FLOAT * batch * max(spec.n_outputs for spec in model.layers)
         head = classifier(model.layers[-1].n_outputs, n_classes)
@@ -158,14 +228,18 @@ def peak_bytes(method: str, precision: str, rows: list) -> int:
     persistent = sum(r.weights + r.update_state + r.constants for r in rows)
     if method == "ff":
         return persistent + max(layer_update_bytes(rows))
-    return (persistent + sum(r.gradients for r in rows)
-            + max(sum(r.activations for r in rows), max(r.scratch for r in rows)))
+    below, backward_peak = 0, 0
+    for r in rows:   # layer k's backward: its own and every layer's below it saved tensors, its gradient maps
+        below += r.activations
+        backward_peak = max(backward_peak, below + r.backward)
+    return persistent + sum(r.gradients for r in rows) + max(backward_peak, max(r.scratch for r in rows))
 
 
 def layer_update_bytes(rows: list) -> list:
     """float32 FF: what each layer's update adds to what is live before it (gradients, then the larger of
-    its activations and the optimizer's scratch); measured per layer by memory_measure."""
-    return [r.gradients + max(r.activations, r.scratch) for r in rows]
+    its activations with its backward pass's gradient maps and the optimizer's scratch); measured per layer
+    by memory_measure."""
+    return [r.gradients + max(r.activations + r.backward, r.scratch) for r in rows]
 
 
 def fits(rows: list, sram_budget: int, flash_budget: int) -> bool:

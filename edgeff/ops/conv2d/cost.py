@@ -6,13 +6,27 @@ a C_out x Hp x Wp pooled output:
                (and 2 C_in running statistics, kept with the weights)
   MACs         M = P * Ho * Wo per image (the BatchNorm adds C_in * H * W multiply-adds)
 
-Memory, float32 (torch, Adam), channel-wise competitive FF (one pass: no negative copy, seed 002 eq. 3):
-  activations  what autograd keeps for the block's backward pass: the BatchNorm input and output
-               (2 C_in H W), the convolution output and the ReLU output (2 C_out Ho Wo), the pooled output
-               and its goodness squares (2 C_out Hp Wp) and MaxPool's int64 indices, per sample; FF keeps
-               one block's at a time, backprop every block's at once (edgeff.profiler.memory_model)
-  scratch      the larger of Adam's two temporaries of the filter bank and one image's im2col buffer
-               (C_in k^2 x Ho Wo): torch's CPU convolution unfolds one image at a time
+Memory, float32 (torch, Adam; what edgeff.train.saved_tensors records with autograd's saved-tensor hooks):
+  saved        what autograd keeps for the block's backward pass (float32_saved), per sample unless noted:
+               BatchNorm's input (C_in H W; not when the layer before already saved that tensor: backprop
+               through a block without pooling, whose ReLU output is the next block's input), BatchNorm's
+               batch mean and inverse deviation (2 C_in, per batch), BatchNorm's output (C_in H W, the
+               convolution's input, kept for the filter gradient), the ReLU output (C_out Ho Wo; ReLU saves
+               its result, and MaxPool's saved input is that same tensor) and, pooled, MaxPool's int64
+               indices (C_out Hp Wp). The convolution output itself is not kept: the convolution saves its
+               input and filters, and the output dies once ReLU has its own. The pooled output is saved by
+               whatever uses it next (the next block's BatchNorm, or FF's goodness), so it is counted there
+               (edgeff.profiler.memory_model), once.
+  backward     the gradient maps alive at once at the peak of the block's backward pass beyond its saved
+               tensors (float32_backward): the largest over its nodes, MaxPool (the pooled gradient and the
+               ReLU output's, zero-filled), ReLU (its incoming and outgoing gradient, C_out Ho Wo each; the
+               indices are freed by then), the convolution (the input gradient, and oneDNN's copies of the
+               output gradient and the input in its blocked layout, channels padded to 8 floats, AVX2's
+               vector; torch's slow path, batch 1 with a kernel of 3 or less and a small input, unfolds one
+               image at a time instead: the C_in k^2 x Ho Wo im2col buffer; ReLU's output and the indices are
+               freed by then) and, when the input needs a gradient (backprop past the first block),
+               BatchNorm's (the input gradient beside the incoming one; the convolution's saved input freed)
+  scratch      Adam's two temporaries of the filter bank (sqrt and divide), after the backward pass
 Memory, int8 (a board, CMSIS-NN's arm_convolve_s8 layout; the board's runtime is issue 19's):
   inference    flash: int8 filters, int32 bias, per-channel int32 multiplier and shift (BatchNorm folded
                into the filters); SRAM: the int8 input and output and the im2col scratch of two columns of
@@ -60,20 +74,58 @@ def im2col_elements(spec) -> int:
     return spec.in_channels * spec.kernel * spec.kernel * ho * wo
 
 
-def _saved_per_sample(spec, method: str) -> int:
+def float32_saved(spec, batch: int, input_grad: bool, input_saved: bool) -> tuple[dict, bool]:
+    """Bytes of each tensor autograd saves for the block's backward pass (the module docstring's "saved"),
+    and whether its output is one of them (unpooled: the ReLU output). input_saved: the layer before saved
+    this block's input tensor already. BatchNorm keeps its input whether or not it needs a gradient (its
+    scale's gradient reads it), so input_grad changes nothing here."""
     x, conv, pooled = _sizes(spec)
-    kept = 2 * x + 2 * conv + (2 * pooled if method == "ff" else pooled)
-    return FLOAT * kept + (INDEX * pooled if spec.pool > 1 else 0)
+    saved = {} if input_saved else {"batchnorm input": FLOAT * batch * x}
+    saved.update({"batchnorm statistics": 2 * FLOAT * spec.in_channels, "batchnorm output": FLOAT * batch * x,
+                  "relu output": FLOAT * batch * conv})
+    if spec.pool > 1:
+        saved["maxpool indices"] = INDEX * batch * pooled
+    return saved, spec.pool == 1
+
+
+def _onednn(spec, batch: int) -> bool:
+    """Whether torch runs this float32 CPU convolution on oneDNN (its use_mkldnn rule for a plain
+    convolution), not on its im2col slow path."""
+    return batch > 1 or spec.kernel > 3 or spec.n_inputs > 20480
+
+
+def _padded8(channels: int) -> int:
+    return -(-channels // 8) * 8
+
+
+def float32_backward(spec, batch: int, input_grad: bool) -> int:
+    """Bytes the block's backward pass holds at its peak beyond the saved tensors still alive (the module
+    docstring's "backward"): the largest over its nodes of the gradient maps they hold at once, less the
+    saved tensors the nodes before them have freed."""
+    x, conv, pooled = (FLOAT * batch * n for n in _sizes(spec))
+    indices = INDEX * batch * spec.n_outputs if spec.pool > 1 else 0
+    if _onednn(spec, batch):
+        copies = conv * _padded8(spec.out_channels) // spec.out_channels + x * _padded8(
+            spec.in_channels) // spec.in_channels
+    else:
+        copies = FLOAT * im2col_elements(spec)
+    nodes = [2 * conv - indices,                        # ReLU: its incoming and outgoing gradient
+             x + copies - indices]                      # the convolution: input gradient, oneDNN's copies
+    if spec.pool > 1:
+        nodes.append(pooled + conv)                     # MaxPool: the pooled gradient and the ReLU output's
+    if input_grad:
+        nodes.append(2 * x - indices - conv - x)        # BatchNorm: its incoming and outgoing gradient
+    return max(nodes)
 
 
 def float32_memory(spec, method: str, batch: int) -> dict:
     """Bytes of float32 training with Adam, by what they hold; method "ff" (channel-wise competitive, one
-    pass) or "backprop"."""
+    pass) or "backprop". The activations and the backward pass's gradient maps depend on the layers around
+    the block (float32_saved, float32_backward), so edgeff.profiler.memory_model fills them in."""
     params = _params(spec) + 2 * spec.in_channels     # + the BatchNorm's running statistics
     trained = _params(spec)
     return {"weights": FLOAT * params, "update_state": 2 * FLOAT * trained, "gradients": FLOAT * trained,
-            "activations": batch * _saved_per_sample(spec, method),
-            "scratch": FLOAT * max(2 * _filters(spec), im2col_elements(spec))}
+            "activations": 0, "scratch": 2 * FLOAT * _filters(spec)}
 
 
 def gradient_elements(spec) -> tuple[int, int]:

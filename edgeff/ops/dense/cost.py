@@ -10,6 +10,10 @@ scratch (two temporaries of the weight matrix's size: sqrt and divide). The acti
 keeps alive at the peak of the layer's backward pass: for FF the layer input, its normalized copy, and four
 tensors of the output's size (pre-activation, ReLU output, its gradient, the pre-activation's gradient), all
 for one positive and one negative pass (2B rows); for backprop the ReLU output (B rows).
+After conv blocks (a layered network, edgeff.profiler.memory_model) the profiler counts, per tensor, what
+autograd saves (float32_saved; edgeff.train.saved_tensors records it) and the gradient maps of the backward
+pass (float32_backward) instead: the layer trains with CwC (one pass, no negative copy) and its
+normalization is part of the graph.
 Memory, int8 backprop: the layer's int8 output and int32 error (delta) for the backward pass, and for a
 batch int32 gradient accumulators (one per weight and bias). Inference: int8 weights, int32 biases,
 multipliers and shifts in flash; the int8 input and output in SRAM.
@@ -46,6 +50,27 @@ def float32_memory(spec, method: str, batch: int) -> dict:
         activations = FLOAT * batch * d_out
     return {"weights": FLOAT * params, "update_state": 2 * FLOAT * params, "gradients": FLOAT * params,
             "activations": activations, "scratch": 2 * FLOAT * _weights(spec)}
+
+
+def float32_saved(spec, batch: int, input_grad: bool, input_saved: bool) -> tuple[dict, bool]:
+    """Bytes of each tensor autograd saves for normalize -> Linear -> ReLU in a layered network, and whether
+    its output is one of them (it is: ReLU saves its result). Only an input that needs a gradient
+    (backprop past the first layer) is kept by the normalization (x * x and x * r save x, rsqrt its
+    result, one per row), and not again when the layer before saved that tensor; the Linear keeps its
+    normalized input for the weight gradient."""
+    d_in, d_out = spec.in_features, spec.out_features
+    saved = {}
+    if input_grad:
+        saved = {"normalizer": FLOAT * batch} if input_saved else {"input": FLOAT * batch * d_in,
+                                                                   "normalizer": FLOAT * batch}
+    saved.update({"normalized input": FLOAT * batch * d_in, "relu output": FLOAT * batch * d_out})
+    return saved, True
+
+
+def float32_backward(spec, batch: int, input_grad: bool) -> int:
+    """Bytes the layer's backward pass holds beyond its saved tensors: ReLU's incoming and outgoing gradient
+    (B x d_out each) or, with an input gradient, the normalization's (B x d_in each)."""
+    return 2 * FLOAT * batch * max(spec.out_features, spec.in_features if input_grad else 0)
 
 
 def gradient_elements(spec) -> tuple[int, int]:

@@ -6,6 +6,15 @@ def float32_memory(spec, method: str, batch: int) -> dict:
     return {"weights": 0, "update_state": 0, "gradients": 0, "activations": 0, "scratch": 0}
 
 
+def float32_saved(spec, batch: int, input_grad: bool, input_saved: bool) -> tuple[dict, bool]:
+    """Nothing saved; the output is a view of the input, so it is saved exactly when the input is."""
+    return {}, input_saved
+
+
+def float32_backward(spec, batch: int, input_grad: bool) -> int:
+    return 0
+
+
 def gradient_elements(spec) -> tuple[int, int]:
     return 0, 0
 
