@@ -148,6 +148,21 @@ def test_a_chunk_never_backpropagates_beyond_its_own_layers_across_a_maxpool2d()
     assert _reached("overlapping", chunk=3, description=d) == {0: [0], 2: [0, 2], 4: [2, 4]}
 
 
+def test_the_ff_update_of_a_maxpool2d_layer_holds_its_output_and_indices_in_torch():
+    """Layer-local FF runs a maxpool2d layer without a graph, yet torch's CPU max_pool2d makes its int64 indices:
+    the measured step of the layer is its output and indices (the cost facet's figure), not its output alone."""
+    from edgeff.profiler.memory_model import layer_memory, layer_update_bytes
+    from edgeff.train.torch_memory import measure_torch
+
+    d = ModelDescription.chain((1, 28, 28), [{"kind": "conv2d", "out_channels": 20, "kernel": 3, "padding": 1},
+                                             {"kind": "maxpool2d", "size": 2}, {"kind": "flatten"},
+                                             {"kind": "dense", "out_features": 10}])
+    measured = measure_torch("ff", d, 64)["layer_bytes"][1]
+    analytic = layer_update_bytes(layer_memory("ff", "float32", d, 64))[1]
+    assert analytic == 64 * (4 + 8) * 20 * 14 * 14
+    assert 0.8 * analytic < measured < 1.2 * analytic, (measured, analytic)
+
+
 CLI_CONFIG = """
 name = "tinypool"
 [model]
@@ -185,8 +200,8 @@ def test_profile_prints_a_maxpool2d_row(pool_run):
     ff, bp = ({r["name"]: r for r in result["memory"][key]["layers"]}["layer 2"]
               for key in ("ff_float32", "backprop_float32"))
     assert ff["weights"] == ff["update_state"] == ff["gradients"] == 0
-    assert ff["activations"] == 4 * 4 * pool.n_outputs                       # its float32 output alone
-    assert bp["activations"] == 4 * (4 + 8) * pool.n_outputs                 # and the int64 indices
+    # its float32 output and int64 indices (FF too: torch's CPU max_pool2d makes them without a graph)
+    assert ff["activations"] == bp["activations"] == 4 * (4 + 8) * pool.n_outputs
     for workload, per_precision in result["energy"].items():
         row = per_precision["int8"]["layers"][1]
         assert row["name"] == "layer 2" and row["macs"] == row["updates"] == 0 and row["sram_bytes"] > 0, workload
