@@ -229,3 +229,83 @@ def test_reference_max_pooling_equals_a_literal_loop():
             for b, oy, ox, ch in np.ndindex(*got.shape):
                 window = [int(x[b, oy * size + i, ox * size + j, ch]) for i in range(size) for j in range(size)]
                 assert got[b, oy, ox, ch] == min(max(max(window), act_min), act_max)
+
+
+def _tflm_model(op, options_type, options, x, out_shape, in_q, out_q, constants=()) -> bytes:
+    """A one-op .tflite: an int8 NHWC input, the op's constant tensors (filters, bias), an int8 output."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgeff.export.tflite_int8 import _FlatbufferWriter
+
+    w = _FlatbufferWriter()
+    x_in = w.tensor("input", schema.TensorType.INT8, x.shape, None, *in_q)
+    consts = [w.tensor(name, dtype, data.shape, data, scale, 0) for name, dtype, data, scale in constants]
+    out = w.tensor("output", schema.TensorType.INT8, out_shape, None, *out_q)
+    w.op(op, [x_in, *consts], [out], options_type, options)
+    return w.finish([x_in], [out], "conv kernel check", {})
+
+
+def test_reference_kernels_equal_tensorflow_lite_micro():
+    """TFLM's own CONV_2D (per-channel, SAME / VALID, stride 1..2, RELU or none) and MAX_POOL_2D kernels, in
+    its interpreter, give the reference kernels' bits: 40 convolutions and 20 poolings, each a one-op model
+    whose float32 scales TFLM's Prepare turns into the multipliers and shifts the runtime is handed."""
+    pytest.importorskip("tflite_micro")
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgeff.export import tflm
+    from edgeff.runtime.requantize import float32, multiplier_from_scales
+
+    Op, Opt, Type, Act = schema.BuiltinOperator, schema.BuiltinOptions, schema.TensorType, schema.ActivationFunctionType
+    rng = np.random.default_rng(194)
+    compared = inside = 0
+    with backend.using("reference") as kernels:
+        for case in range(40):
+            kh, kw, sh, sw = (int(v) for v in (*rng.integers(1, 6, 2), *rng.integers(1, 3, 2)))
+            c_in, c_out = (int(v) for v in rng.integers(1, 17, 2))
+            h, w = (int(v) for v in rng.integers(5, 11, 2))
+            padding = ("same", "valid")[case % 2]
+            relu = case % 4 >= 2
+            (ph, oh), (pw, ow) = conv2d.geometry(h, kh, sh, padding), conv2d.geometry(w, kw, sw, padding)
+            zp_in, zp_out = (int(v) for v in rng.integers(-128, 128, 2))
+            s_in = float32(rng.uniform(0.01, 0.1))
+            s_w = rng.uniform(0.002, 0.02, c_out).astype(np.float32)
+            s_out = float32(s_in * float(s_w.mean()) * np.sqrt(kh * kw * c_in) * 74 * np.hypot(74, zp_in) / 40)
+            x = rng.integers(-128, 128, (1, h, w, c_in)).astype(np.int8)
+            f = rng.integers(-127, 128, (c_out, kh, kw, c_in)).astype(np.int8)
+            bias = rng.integers(-(1 << 16), 1 << 16, c_out).astype(np.int32)
+            mult, shift = np.array([multiplier_from_scales(s_in, float(s), s_out) for s in s_w], np.int32).T
+            act_min = max(-128, zp_out) if relu else -128
+            want = kernels.conv2d(x, zp_in, f, bias, mult, shift, zp_out, act_min, 127, (sh, sw), (ph, pw), (oh, ow),
+                                  "double")
+            options = schema.Conv2DOptionsT()
+            options.padding = schema.Padding.SAME if padding == "same" else schema.Padding.VALID
+            options.strideH, options.strideW, options.dilationHFactor, options.dilationWFactor = sh, sw, 1, 1
+            options.fusedActivationFunction = Act.RELU if relu else Act.NONE
+            content = _tflm_model(Op.CONV_2D, Opt.Conv2DOptions, options, x, want.shape, (s_in, zp_in),
+                                  (s_out, zp_out), [("filter", Type.INT8, f, s_w),
+                                                    ("bias", Type.INT32, bias, s_in * s_w.astype(np.float64))])
+            it = tflm.interpreter(content)
+            it.set_input(x, 0)
+            it.invoke()
+            got = it.get_output(0)
+            assert np.array_equal(got, want), (padding, (kh, kw), (sh, sw), relu)
+            compared += want.size
+            inside += int(((want > act_min) & (want < 127)).sum())
+        assert inside > compared // 3   # the rescale is compared, not only the clamp
+        for case in range(20):
+            size, c = int(rng.integers(1, 5)), int(rng.integers(1, 17))
+            h, w = (int(v) for v in rng.integers(size, 4 * size + 3, 2))
+            zp, relu = int(rng.integers(-128, 128)), case % 2 == 1
+            x = rng.integers(-128, 128, (1, h, w, c)).astype(np.int8)
+            want = kernels.max_pool2d(x, size, max(-128, zp) if relu else -128, 127)
+            options = schema.Pool2DOptionsT()
+            options.padding, options.strideH, options.strideW = schema.Padding.VALID, size, size
+            options.filterHeight, options.filterWidth = size, size
+            options.fusedActivationFunction = Act.RELU if relu else Act.NONE
+            content = _tflm_model(Op.MAX_POOL_2D, Opt.Pool2DOptions, options, x, want.shape, (0.05, zp), (0.05, zp))
+            it = tflm.interpreter(content)
+            it.set_input(x, 0)
+            it.invoke()
+            assert np.array_equal(it.get_output(0), want), (size, relu)
+            compared += want.size
+    assert compared > 5_000
