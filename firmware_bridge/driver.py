@@ -187,6 +187,7 @@ class BoardLink:
         while True:
             try:
                 self.port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0)
+                self.unsent = bytearray()
                 self.decoder = FrameDecoder(HOST_REPLY_LIMIT)
                 self.info = self._hello()
                 return
@@ -226,12 +227,22 @@ class BoardLink:
         return info
 
     def _write(self, data: bytes):
-        try:
-            self.port.write(data)
-        except (serial.SerialException, OSError) as exc:
-            raise ConnectionError(str(exc)) from None
+        """Queue bytes for the board; they leave together before the next wait for a reply (_read_some).
+        Every request expects a reply, so nothing waits in the queue for long, and a window's frames then
+        cost one write (a system call, and a wake-up of the board's reader) instead of one each."""
+        self.unsent += data
+
+    def _flush(self):
+        if self.unsent:
+            try:
+                self.port.write(bytes(self.unsent))
+            except (serial.SerialException, OSError) as exc:
+                raise ConnectionError(str(exc)) from None
+            finally:
+                self.unsent.clear()
 
     def _read_some(self, wait_s: float) -> bytes:
+        self._flush()
         try:
             fileno = self.port.fileno()
         # ports without a file descriptor (loop://, spy:// wrappers, rfc2217://) are polled instead
