@@ -227,8 +227,8 @@ class BoardLink:
         return info
 
     def _write(self, data: bytes):
-        """Queue bytes for the board; they leave together before the next wait for a reply (_read_some).
-        Every request expects a reply, so nothing waits in the queue for long, and a window's frames then
+        """Queue bytes for the board; they leave with _flush: a single request's at once, a window's
+        together when the window has been filled and the host waits for replies (_read_some), so that they
         cost one write (a system call, and a wake-up of the board's reader) instead of one each."""
         self.unsent += data
 
@@ -278,6 +278,7 @@ class BoardLink:
             frame = encode_frame(request_type, self.seq, body)
             exposed = len(frame) + max_encoded_size(reply_fields + reply_data)
             self._write(frame)
+            self._flush()                 # one request at a time: on the wire before its wait starts
             sent = time.monotonic()
             wait = self.line.wait_s(request_type, exposed)
             deadline = sent + min(wait * 2 ** backoff, max(wait, self.timeout))
