@@ -187,6 +187,7 @@ class BoardLink:
         while True:
             try:
                 self.port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0)
+                self.unsent = bytearray()
                 self.decoder = FrameDecoder(HOST_REPLY_LIMIT)
                 self.info = self._hello()
                 return
@@ -226,12 +227,22 @@ class BoardLink:
         return info
 
     def _write(self, data: bytes):
-        try:
-            self.port.write(data)
-        except (serial.SerialException, OSError) as exc:
-            raise ConnectionError(str(exc)) from None
+        """Queue bytes for the board; they leave with _flush: a single request's at once, a window's
+        together when the window has been filled and the host waits for replies (_read_some), so that they
+        cost one write (a system call, and a wake-up of the board's reader) instead of one each."""
+        self.unsent += data
+
+    def _flush(self):
+        if self.unsent:
+            try:
+                self.port.write(bytes(self.unsent))
+            except (serial.SerialException, OSError) as exc:
+                raise ConnectionError(str(exc)) from None
+            finally:
+                self.unsent.clear()
 
     def _read_some(self, wait_s: float) -> bytes:
+        self._flush()
         try:
             fileno = self.port.fileno()
         # ports without a file descriptor (loop://, spy:// wrappers, rfc2217://) are polled instead
@@ -267,6 +278,7 @@ class BoardLink:
             frame = encode_frame(request_type, self.seq, body)
             exposed = len(frame) + max_encoded_size(reply_fields + reply_data)
             self._write(frame)
+            self._flush()                 # one request at a time: on the wire before its wait starts
             sent = time.monotonic()
             wait = self.line.wait_s(request_type, exposed)
             deadline = sent + min(wait * 2 ** backoff, max(wait, self.timeout))

@@ -22,9 +22,10 @@ def crc32(data: bytes) -> int:
 
 def cobs_encode(data: bytes) -> bytes:
     """Consistent Overhead Byte Stuffing: at most one extra byte per 254 bytes, and no 0x00 in the output.
-    Each run of non-zero bytes (bytes.split does the scanning in C: this runs for every frame both ways) is
-    written as blocks of at most 254 bytes, each after a code byte: 255 for a full block that continues the
-    run, else the block's length + 1, which stands for the 0x00 that ended the run."""
+    Each run of non-zero bytes between 0x00s (bytes.split does the scanning in C: this runs for every frame
+    both ways) is written as blocks after a code byte: 255 before each full block of 254 bytes, then the
+    length + 1 of what is left of the run (possibly nothing), which the decoder reads as "a 0x00 follows"
+    except at the end of the data. `data` is bytes."""
     out = bytearray()
     for run in data.split(b"\0"):
         start = 0
