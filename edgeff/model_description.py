@@ -2,9 +2,9 @@
 
 A model file's header carries the network under "architecture": its kind (float or int8), the FF settings
 (classes, label value, goodness, collaboration, which layers score) and, since model-file format 2, "layers":
-one entry per layer ({"kind": "dense", ...}, "conv2d", "flatten"). Every layer kind has one frozen spec class,
-in its op folder (edgeff/ops/<kind>/spec.py, found through edgeff.op_registry); a kind this EdgeFF does not
-know is refused by name, so a file made for a newer layer kind (pooling, heads) never half-loads.
+one entry per layer ({"kind": "dense", ...}, "conv2d", "maxpool2d", "flatten"). Every layer kind has one frozen
+spec class, in its op folder (edgeff/ops/<kind>/spec.py, found through edgeff.op_registry); a kind this EdgeFF
+does not know is refused by name, so a file made for a newer layer kind (heads, say) never half-loads.
 
 Format 1 stored the layers as `sizes` (input width, then each layer's width) plus one network-wide
 `normalization`; `migrate_v1_architecture` turns that into the layer list, so old files keep loading.

@@ -20,7 +20,7 @@ import importlib
 
 from edgeff.errors import EdgeFFError
 
-KINDS = ("dense", "conv2d", "flatten")
+KINDS = ("dense", "conv2d", "flatten", "maxpool2d")
 # the modules an op folder may have (tests/test_op_registry.py checks each declared one has its functions)
 FACETS = ("spec", "torch_module", "ptq", "runtime", "onnx_writer", "tflite_writer", "nir_writer", "cost",
           "board_image")

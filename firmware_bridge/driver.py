@@ -93,33 +93,36 @@ class LineEstimate:
 
     WINDOW = 96
     RATES = np.geomspace(1e-6, 0.5, 96)
+    LOG_KEEP = np.log1p(-RATES)       # log (1 - e) per candidate rate e
     MIN_CHUNK = 16
     MIN_WAIT_S = 0.01
 
     def __init__(self, byte_s: float, first_wait_s: float):
         self.byte_s, self.first_wait_s = byte_s, first_wait_s
-        self.attempts = deque(maxlen=self.WINDOW)     # (bytes exposed, came back whole)
-        self.failures = 0                               # among self.attempts
+        # The likelihood is kept per attempt (a ring of WINDOW rows, one column per candidate rate): the fit
+        # runs for every chunk a damaged line sends, so an attempt adds one row and the fit is one sum.
+        self.log_likelihood = np.zeros((self.WINDOW, len(self.RATES)))
+        self.outcomes = deque(maxlen=self.WINDOW)     # came back whole, per recent attempt
+        self.failures = 0                               # among self.outcomes
+        self.next_row = 0
         self.rate_cache = None
         self.round_trips = {}                           # request type -> [smoothed turnaround, deviation]
+        self.size_grid = {}                             # chunk limit -> the chunk sizes chunk_size weighs
 
     def record(self, exposed: int, ok: bool):
-        if len(self.attempts) == self.WINDOW:
-            self.failures -= not self.attempts[0][1]
-        self.attempts.append((exposed, ok))
+        if len(self.outcomes) == self.WINDOW:
+            self.failures -= not self.outcomes[0]
+        self.outcomes.append(ok)
         self.failures += not ok
+        log_keep = self.LOG_KEEP * exposed                                   # log (1 - e)^n
+        self.log_likelihood[self.next_row] = log_keep if ok else np.log(-np.expm1(log_keep))
+        self.next_row = (self.next_row + 1) % self.WINDOW
         self.rate_cache = None
 
     def error_rate(self) -> float:
         if self.rate_cache is None:
-            if not self.failures:
-                self.rate_cache = float(self.RATES[0])
-            else:
-                n = np.array([a[0] for a in self.attempts], float)
-                ok = np.array([a[1] for a in self.attempts])
-                log_keep = np.log1p(-self.RATES)[:, None] * n[None, :]          # log (1 - e)^n
-                fit = np.where(ok[None, :], log_keep, np.log(-np.expm1(log_keep))).sum(axis=1)
-                self.rate_cache = float(self.RATES[np.argmax(fit)])
+            fit = self.log_likelihood.sum(axis=0) if self.failures else None
+            self.rate_cache = float(self.RATES[0] if fit is None else self.RATES[np.argmax(fit)])
         return self.rate_cache
 
     def bytes_between_losses(self) -> float:
@@ -132,7 +135,9 @@ class LineEstimate:
         next frames go out while the board works, so it costs none)."""
         if limit <= self.MIN_CHUNK:
             return limit
-        sizes = np.unique(np.geomspace(self.MIN_CHUNK, limit, 48).astype(int))
+        if limit not in self.size_grid:
+            self.size_grid[limit] = np.unique(np.geomspace(self.MIN_CHUNK, limit, 48).astype(int))
+        sizes = self.size_grid[limit]
         exposed = sizes + fixed_bytes
         turnaround = 0.0 if pipelined else min((t for t, _ in self.round_trips.values()), default=0.0)
         rate = sizes * np.exp(np.log1p(-self.error_rate()) * exposed) / (turnaround + self.byte_s * exposed)
@@ -182,6 +187,7 @@ class BoardLink:
         while True:
             try:
                 self.port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0)
+                self.unsent = bytearray()
                 self.decoder = FrameDecoder(HOST_REPLY_LIMIT)
                 self.info = self._hello()
                 return
@@ -221,12 +227,22 @@ class BoardLink:
         return info
 
     def _write(self, data: bytes):
-        try:
-            self.port.write(data)
-        except (serial.SerialException, OSError) as exc:
-            raise ConnectionError(str(exc)) from None
+        """Queue bytes for the board; they leave with _flush: a single request's at once, a window's
+        together when the window has been filled and the host waits for replies (_read_some), so that they
+        cost one write (a system call, and a wake-up of the board's reader) instead of one each."""
+        self.unsent += data
+
+    def _flush(self):
+        if self.unsent:
+            try:
+                self.port.write(bytes(self.unsent))
+            except (serial.SerialException, OSError) as exc:
+                raise ConnectionError(str(exc)) from None
+            finally:
+                self.unsent.clear()
 
     def _read_some(self, wait_s: float) -> bytes:
+        self._flush()
         try:
             fileno = self.port.fileno()
         # ports without a file descriptor (loop://, spy:// wrappers, rfc2217://) are polled instead
@@ -262,6 +278,7 @@ class BoardLink:
             frame = encode_frame(request_type, self.seq, body)
             exposed = len(frame) + max_encoded_size(reply_fields + reply_data)
             self._write(frame)
+            self._flush()                 # one request at a time: on the wire before its wait starts
             sent = time.monotonic()
             wait = self.line.wait_s(request_type, exposed)
             deadline = sent + min(wait * 2 ** backoff, max(wait, self.timeout))

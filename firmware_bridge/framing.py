@@ -21,22 +21,20 @@ def crc32(data: bytes) -> int:
 
 
 def cobs_encode(data: bytes) -> bytes:
-    """Consistent Overhead Byte Stuffing: at most one extra byte per 254 bytes, and no 0x00 in the output."""
+    """Consistent Overhead Byte Stuffing: at most one extra byte per 254 bytes, and no 0x00 in the output.
+    Each run of non-zero bytes between 0x00s (bytes.split does the scanning in C: this runs for every frame
+    both ways) is written as blocks after a code byte: 255 before each full block of 254 bytes, then the
+    length + 1 of what is left of the run (possibly nothing), which the decoder reads as "a 0x00 follows"
+    except at the end of the data. `data` is bytes."""
     out = bytearray()
-    block = bytearray()
-    for byte in data:
-        if byte == 0:
-            out.append(len(block) + 1)
-            out += block
-            block.clear()
-        else:
-            block.append(byte)
-            if len(block) == 254:
-                out.append(255)
-                out += block
-                block.clear()
-    out.append(len(block) + 1)
-    out += block
+    for run in data.split(b"\0"):
+        start = 0
+        while len(run) - start >= 254:
+            out.append(255)
+            out += run[start:start + 254]
+            start += 254
+        out.append(len(run) - start + 1)
+        out += run[start:]
     return bytes(out)
 
 

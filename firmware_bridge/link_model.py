@@ -50,6 +50,7 @@ class LinkModel:
             raise EdgeFFError(f"--baud must be positive; got {baud}")
         self.baud, self.faults = baud, faults or Faults()
         self.rng = np.random.default_rng(self.faults.seed)
+        self.uniforms, self.used = np.empty(0), 0      # the seeded stream, drawn ahead in blocks
         self.busy_until = {"in": 0.0, "out": 0.0}      # a UART is full duplex: a clock each way
 
     def wait_for_wire(self, n_bytes: int, direction: str, sent_at: float | None = None):
@@ -65,21 +66,33 @@ class LinkModel:
         if self.busy_until[direction] > now:
             time.sleep(self.busy_until[direction] - now)
 
+    def _next_uniforms(self, n: int) -> np.ndarray:
+        """The next n numbers of the seeded uniform stream. Drawn ahead in blocks: the line model runs on
+        every frame in both directions, and a draw per frame cost more than a real line's bytes do."""
+        if self.used + n > len(self.uniforms):
+            self.uniforms = np.concatenate([self.uniforms[self.used:], self.rng.random(max(n, 1 << 16))])
+            self.used = 0
+        self.used += n
+        return self.uniforms[self.used - n:self.used]
+
     def damage(self, data: bytes) -> bytes:
         """The bytes as they arrive: some replaced, lost or doubled."""
         f = self.faults
         if not (f.corrupt or f.byte_drop or f.byte_duplicate):
             return data
+        u = self._next_uniforms(2 * len(data))
+        hit, r = u[:len(data)] < f.corrupt, u[len(data):]
+        lost_or_twice = r < f.byte_drop + f.byte_duplicate
+        if not (hit.any() or lost_or_twice.any()):
+            return data
         out = np.frombuffer(data, np.uint8).copy()
-        hit = self.rng.random(len(out)) < f.corrupt
-        out[hit] ^= self.rng.integers(1, 256, int(hit.sum()), dtype=np.uint8)
-        r = self.rng.random(len(out))
-        copies = np.where(r < f.byte_drop, 0, np.where(r < f.byte_drop + f.byte_duplicate, 2, 1))
+        out[hit] ^= (1 + self._next_uniforms(int(hit.sum())) * 255).astype(np.uint8)     # 1..255: a change
+        copies = np.where(r < f.byte_drop, 0, np.where(lost_or_twice, 2, 1))
         return np.repeat(out, copies).tobytes()
 
     def copies(self) -> int:
         """How many times the next frame is delivered: 0 (dropped), 1, or 2 (duplicated)."""
-        r = self.rng.random()
+        r = self._next_uniforms(1)[0]
         if r < self.faults.drop:
             return 0
         return 2 if r < self.faults.drop + self.faults.duplicate else 1

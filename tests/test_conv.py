@@ -121,10 +121,10 @@ def test_schedules_group_the_layers():
             assert sorted(owned) == list(range(7))
 
 
-def _reached(schedule, objective="cwc", step=0, chunk=2):
+def _reached(schedule, objective="cwc", step=0, chunk=2, description=None):
     """The layers whose parameters one update's gradient reaches, per layer whose loss alone is kept."""
     torch.manual_seed(0)
-    net = ConvFFNetwork(tiny_description(), 10, objective)
+    net = ConvFFNetwork(description or tiny_description(), 10, objective)
     x, y = torch.rand(8, 1, 12, 12), torch.randint(0, 10, (8,))
     reached = {}
     for owner in net.trained:

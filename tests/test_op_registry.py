@@ -25,9 +25,10 @@ REQUIRED = {
                 "update"),
 }
 TORCH_FREE = ("spec", "runtime", "cost", "board_image")
-# which facets each kind has: dense every backend's; conv2d and flatten train and profile (issue 19 adds the
-# integer backends); a kind's declaration (edgeff/ops/<kind>/__init__.py) must say the same
-DECLARED = {"dense": FACETS, "conv2d": ("spec", "torch_module", "cost"), "flatten": ("spec", "torch_module", "cost")}
+# which facets each kind has: dense every backend's; conv2d, flatten and maxpool2d train and profile (issue 19
+# adds the integer backends); a kind's declaration (edgeff/ops/<kind>/__init__.py) must say the same
+HOST = ("spec", "torch_module", "cost")
+DECLARED = {"dense": FACETS, "conv2d": HOST, "flatten": HOST, "maxpool2d": HOST}
 # what only some kinds need: the MLP's first layer scores every label from one matmul (FFNetwork.label_scores);
 # the profiler estimates int8 training from the cost facet where the runtime's memory plan does not lay it out
 EXTRA = {("dense", "torch_module"): ("every_label_activities",),

@@ -731,3 +731,26 @@ def test_cli_trains_through_a_line_that_damages_loses_and_doubles_bytes(small_mo
     reference = unpack_image(_reference_image(int_path, stream))[0]
     trained = load_model(out)[0]
     assert all(np.array_equal(trained[k], v) for k, v in reference.items())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 5000), st.booleans()), min_size=1, max_size=300))
+def test_the_line_estimate_is_the_likelihood_fit_of_its_last_attempts(attempts):
+    """The byte error rate is the rate that best explains the last WINDOW attempts (a frame of n bytes gets
+    through with probability (1 - e)^n): computed here from the attempts themselves, apart from the
+    estimate's running per-attempt sums, over sequences that wrap its window."""
+    from firmware_bridge.driver import LineEstimate
+
+    line = LineEstimate(byte_s=1e-5, first_wait_s=0.5)
+    for exposed, ok in attempts:
+        line.record(exposed, ok)
+    recent = attempts[-LineEstimate.WINDOW:]
+    if all(ok for _, ok in recent):
+        assert line.error_rate() == LineEstimate.RATES[0]
+        return
+    rates = LineEstimate.RATES
+    fit = [sum(n * np.log1p(-e) if ok else np.log(-np.expm1(n * np.log1p(-e))) for n, ok in recent)
+           for e in rates]
+    best = max(fit)
+    # the best candidate, up to rounding between candidates whose fits tie to 1e-9
+    assert line.error_rate() in {rates[i] for i, f in enumerate(fit) if f >= best - 1e-9 * max(1.0, abs(best))}

@@ -81,7 +81,9 @@ def run(args):
     lines = [f"{args.model} on {args.split} ({result['n_samples']} samples), {arithmetic}:"]
     if "multi_pass" in result:
         lines.append(f"  multi-pass accuracy {result['multi_pass']:.4f} (goodness of layers {layers})")
-        lines += [f"    layer {i + 1} alone {a:.4f}" for i, a in enumerate(result["per_layer"])]
+        # a layered model numbers every layer, its parameterless ones (maxpool2d, flatten) too: say which is which
+        kinds = [f" ({layer['kind']})" if "objective" in arch else "" for layer in arch["layers"]]
+        lines += [f"    layer {i + 1} alone {a:.4f}{kinds[i]}" for i, a in enumerate(result["per_layer"])]
     if "one_pass" in result:
         lines.append(f"  one-pass accuracy   {result['one_pass']:.4f} (softmax head)")
     if "early_exit" in result:

@@ -147,7 +147,8 @@ def profile_model(model_path, board: str, batch: int = 1, measure: bool = False,
     profile = load_profile(board)
     arch = model_architecture(model_path)
     result = {"model": str(model_path), "board": profile.name, "board_description": profile.description,
-              "board_kind": profile.kind, "sizes": arch["sizes"], "batch": batch,
+              "board_kind": profile.kind, "sizes": arch["sizes"],
+              "layer_kinds": [spec.kind for spec in arch["layers"].layers], "batch": batch,
               "memory": memory_section(arch, batch), "fit": fit_section(arch, profile),
               "energy": energy_section(arch, profile, instructions)}
     if instructions is not None:
@@ -184,22 +185,26 @@ def write_plots(result: dict, out_dir: Path) -> list:
 
 def format_table(result: dict) -> str:
     kib = 1024
-    lines = [f"{result['model']} on {result['board']} ({result['board_description']}), batch {result['batch']}",
-             "", "Training memory per layer (KiB; analytic)",
-             f"{'layer':12s} {'FF f32':>10s} {'BP f32':>10s} {'BP/FF':>6s} {'FF int8':>10s} {'BP int8':>10s} "
-             f"{'BP/FF':>6s}"]
     mem = result["memory"]
     names = [r["name"] for r in mem["backprop_int8"]["layers"]]
+    # a layer's row names its kind (a maxpool2d or flatten row holds no parameters, only what it keeps)
+    kinds = {f"layer {i + 1}": kind for i, kind in enumerate(result["layer_kinds"])}
+    labels = {n: f"{n} {kinds[n]}" if n in kinds else n for n in names}
+    w = max(12, *(len(label) for label in labels.values()))
+    lines = [f"{result['model']} on {result['board']} ({result['board_description']}), batch {result['batch']}",
+             "", "Training memory per layer (KiB; analytic)",
+             f"{'layer':{w}s} {'FF f32':>10s} {'BP f32':>10s} {'BP/FF':>6s} {'FF int8':>10s} {'BP int8':>10s} "
+             f"{'BP/FF':>6s}"]
     def by(key):
         return {r["name"]: r["total"] for r in mem[key]["layers"]}
     ff32, bp32, ff8, bp8 = by("ff_float32"), by("backprop_float32"), by("ff_int8"), by("backprop_int8")
     for n in names:
         r32 = f"{bp32[n] / ff32[n]:.2f}" if ff32.get(n) else "-"
         r8 = f"{bp8[n] / ff8[n]:.2f}" if ff8.get(n) else "-"
-        lines.append(f"{n:12s} {ff32.get(n, 0) / kib:10.1f} {bp32.get(n, 0) / kib:10.1f} {r32:>6s} "
+        lines.append(f"{labels[n]:{w}s} {ff32.get(n, 0) / kib:10.1f} {bp32.get(n, 0) / kib:10.1f} {r32:>6s} "
                      f"{ff8.get(n, 0) / kib:10.1f} {bp8.get(n, 0) / kib:10.1f} {r8:>6s}")
     peaks = {k: v["peak_bytes"] for k, v in mem.items()}
-    lines.append(f"{'peak':12s} {peaks['ff_float32'] / kib:10.1f} {peaks['backprop_float32'] / kib:10.1f} "
+    lines.append(f"{'peak':{w}s} {peaks['ff_float32'] / kib:10.1f} {peaks['backprop_float32'] / kib:10.1f} "
                  f"{peaks['backprop_float32'] / peaks['ff_float32']:6.2f} {peaks['ff_int8'] / kib:10.1f} "
                  f"{peaks['backprop_int8'] / kib:10.1f} {peaks['backprop_int8'] / peaks['ff_int8']:6.2f}")
     if "measured" in result:

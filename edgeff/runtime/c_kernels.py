@@ -97,6 +97,14 @@ def _arr(dtype):
 
 
 _i32, _u32, _int = ctypes.c_int32, ctypes.c_uint32, ctypes.c_int
+
+
+class Conv2dShape(ctypes.Structure):
+    """ef_conv2d_shape: a convolution's sides, channels, kernel, stride and (top, left) padding."""
+    _fields_ = [(name, _i32) for name in ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c", "kernel_h",
+                                          "kernel_w", "stride_h", "stride_w", "pad_h", "pad_w")]
+
+
 _SIGNATURES = {
     "ef_multiply_by_quantized_multiplier_n": [_arr(np.int32), _arr(np.int32), _arr(np.int32), _i32, _int,
                                               _arr(np.int32)],
@@ -113,6 +121,9 @@ _SIGNATURES = {
     "ef_l2_normalize_s8": [_arr(np.int8), _i32, _i32, _i32, _int, _arr(np.int8)],
     "ef_l2_normalize_s16": [_arr(np.int8), _i32, _i32, _i32, _int, _arr(np.int16)],
     "ef_goodness": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int32)],
+    "ef_conv2d_s8": [_arr(np.int8), _i32, ctypes.POINTER(Conv2dShape), _i32, _arr(np.int8), _arr(np.int32),
+                     _arr(np.int32), _arr(np.int32), _i32, _i32, _i32, _int, _arr(np.int8)],
+    "ef_max_pool2d_s8": [_arr(np.int8), _i32, _i32, _i32, _i32, _i32, _i32, _i32, _arr(np.int8)],
     "ef_ff_label_rows_s8": [_arr(np.int32), _arr(np.int8), _i32, _arr(np.int32), _i32, _i32, _arr(np.int32),
                             _arr(np.int32), _arr(np.int32), _i32, _i32, _int, _arr(np.int8), _arr(np.int32)],
     "ef_ff_layer_s8": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int8), _i32, _arr(np.int32), _arr(np.int32),
@@ -239,6 +250,29 @@ def goodness(a, zero_point: int) -> np.ndarray:
     return out
 
 
+def conv2d(x, input_zero_point: int, filters, bias, multiplier, shift, output_zero_point: int, act_min: int,
+           act_max: int, stride, pad, out_size, rounding: str) -> np.ndarray:
+    """int8 CONV_2D (ef_conv2d_s8) on an NHWC batch, OHWI filters; the images split across the cores."""
+    lib, x, filters = library(), _c(x, np.int8), _c(filters, np.int8)
+    (n, h, w, c), (o, kh, kw, _) = x.shape, filters.shape
+    shape = Conv2dShape(h, w, c, *out_size, o, kh, kw, *stride, *pad)
+    out = np.empty((n, *out_size, o), np.int8)
+    bias = np.zeros(o, np.int32) if bias is None else bias
+    mult, shift = (_c(np.broadcast_to(v, o), np.int32) for v in (multiplier, shift))
+    _over_rows(lib.ef_conv2d_s8, [x], [out], ctypes.byref(shape), input_zero_point, filters, _c(bias, np.int32),
+               mult, shift, output_zero_point, act_min, act_max, ROUNDING[rounding])
+    return out
+
+
+def max_pool2d(x, size: int, act_min: int, act_max: int) -> np.ndarray:
+    """int8 MAX_POOL_2D (ef_max_pool2d_s8), size x size windows, VALID, on an NHWC batch."""
+    lib, x = library(), _c(x, np.int8)
+    n, h, w, c = x.shape
+    out = np.empty((n, h // size, w // size, c), np.int8)
+    _over_rows(lib.ef_max_pool2d_s8, [x], [out], h, w, c, size, act_min, act_max)
+    return out
+
+
 def ff_layer(a, zero_point: int, weight, bias, multiplier, shift, out_zero_point: int, act_min: int,
              rounding: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One FF layer on rows of int8 activations: (normalized int8 input, int8 output, raw int32 goodness)."""
@@ -273,6 +307,7 @@ def update_weight_rows(master, weight, rows, grad, lr_shift: int, stochastic: bo
 # ---------------------------------------------------------------- the kernel set
 
 C_MAX_GOODNESS_UNITS = INT32_MAX // (255 * 255)   # the C goodness cannot overflow int32 below this width
+C_CONV_MAX_WINDOW = INT32_MAX // (128 * 255)   # kh * kw * C the C convolution's int32 sum holds exactly
 C_FUSED_MAX_ROWS = 32    # batches up to this many rows run a layer fused in C; larger ones through BLAS
 C_NORMALIZATIONS = ((7, -128, 127), (15, -32768, 32767))   # (output bits, clamp): int8 and int16 outputs
 
@@ -314,6 +349,17 @@ class CKernels(ReferenceKernels):
     @_c_for(lambda q, zp: _int8_rows(np.asarray(q)) and q.shape[1] <= C_MAX_GOODNESS_UNITS)
     def goodness(q, zp):
         return goodness(q, zp).astype(np.int64)
+
+    @_c_for(lambda x, zp, filters, bias, multiplier, shift, out_zp, act_min, act_max, *_:
+            np.ndim(x) == 4 and np.asarray(x).dtype == np.asarray(filters).dtype == np.int8
+            and np.prod(np.shape(filters)[1:]) <= C_CONV_MAX_WINDOW and output_dtype(act_min, act_max) == np.int8)
+    def conv2d(x, zp, filters, bias, multiplier, shift, out_zp, act_min, act_max, stride, pad, out_size, rounding):
+        return conv2d(x, zp, filters, bias, multiplier, shift, out_zp, act_min, act_max, stride, pad, out_size,
+                      rounding)
+
+    @_c_for(lambda x, size, act_min, act_max: np.ndim(x) == 4 and np.asarray(x).dtype == np.int8)
+    def max_pool2d(x, size, act_min, act_max):
+        return max_pool2d(x, size, act_min, act_max)
 
     @_c_for(lambda a, zp, weight, bias, multiplier, shift, out_zp, act_min, norm_bits, rounding:
             norm_bits == NORM_BITS_INT8 and _int8_rows(a) and len(a) <= C_FUSED_MAX_ROWS)

@@ -7,7 +7,7 @@ speeds those up speeds the composites up too.
 """
 import numpy as np
 
-from edgeff.runtime import fully_connected, goodness, l2_normalization
+from edgeff.runtime import conv2d, fully_connected, goodness, l2_normalization, pooling
 from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.master_weights import round_shift, weights_from_masters
 
@@ -27,6 +27,16 @@ class ReferenceKernels:
 
     def goodness(self, q, zero_point) -> np.ndarray:
         return goodness.goodness(q, zero_point)
+
+    def conv2d(self, x, input_zero_point, filters, bias, multiplier, shift, output_zero_point, act_min, act_max,
+               stride, pad, out_size, rounding) -> np.ndarray:
+        """int8 CONV_2D, NHWC input and output, OHWI filters; stride, pad and out_size are (height, width)."""
+        return conv2d.conv2d(x, input_zero_point, filters, bias, multiplier, shift, output_zero_point, act_min,
+                             act_max, stride, pad, out_size, rounding)
+
+    def max_pool2d(self, x, size, act_min, act_max) -> np.ndarray:
+        """int8 MAX_POOL_2D over non-overlapping size x size windows of an NHWC input (VALID)."""
+        return pooling.max_pool2d(x, size, act_min, act_max)
 
     def ff_layer(self, a, zero_point, weight, bias, multiplier, shift, out_zero_point, act_min, norm_bits,
                  rounding) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -23,8 +23,8 @@ class ModelConfig:
     normalization: str = "rms"    # "rms" (unit mean square) or "length" (unit length, Hinton's)
     qat: bool = False             # quantization-aware training of the layers with Brevitas (edgeff/train/qat.py)
     # a layered network (edgeff.train.conv_network) instead of sizes: its layers, each a table with a kind
-    # ("conv2d", "flatten", "dense") and that kind's parameters less its input size, which comes from the layer
-    # before (the first from input_shape); and how it learns: "cwc", "overlay" or "backprop"
+    # ("conv2d", "maxpool2d", "flatten", "dense") and that kind's parameters less its input size, which comes
+    # from the layer before (the first from input_shape); and how it learns: "cwc", "overlay" or "backprop"
     layers: list = None
     input_shape: list = None      # (channels, height, width) of an image, e.g. [1, 28, 28]
     objective: str = None         # layered networks only; default "cwc"

@@ -1,7 +1,7 @@
-"""The layered FF network: conv blocks, flatten and dense layers from a model description, in PyTorch.
+"""The layered FF network: conv blocks, max pooling, flatten and dense layers from a model description, in PyTorch.
 
 Each layer's module and forward pass come from its kind's op folder through the registry (conv2d: BatchNorm,
-Conv, ReLU, max pooling; flatten; dense: normalize, Linear, ReLU). Three objectives train it:
+Conv, ReLU, max pooling; maxpool2d; flatten; dense: normalize, Linear, ReLU). Three objectives train it:
 
   cwc       channel-wise competitive FF (Papachristodoulou et al., AAAI 2024; seed 002 eqs. 2-3): a layer's
             output channels (a dense layer's units) split into one group per class, G_{n,j} = the mean
@@ -43,15 +43,26 @@ class ConvFFNetwork(nn.Module):
         self.objective = objective
         self.label_value = float(label_value)
         self.layers = nn.ModuleList(f.build(spec, False) for f, spec in zip(self.facets, self.specs, strict=True))
-        # a layer with parameters has a loss of its own; a flatten layer only passes activities on
+        # a layer with parameters has a loss of its own; a parameterless one (flatten, maxpool2d) only passes
+        # activities on: no loss, no optimizer state, no early exit, though it keeps its number and its goodness
         self.trained = [k for k, layer in enumerate(self.layers) if any(True for _ in layer.parameters())]
+        if not self.trained:
+            raise EdgeFFError(f"the layers ({', '.join(spec.kind for spec in self.specs)}) have no parameters, so "
+                              "there is nothing to train; add a conv2d or dense layer")
         if objective == "cwc":
-            for k in self.trained:
-                width = self.specs[k].out_shape[0]
-                if width % n_classes:
+            for k, spec in enumerate(self.specs):
+                width = spec.out_shape[0]
+                if width % n_classes == 0:
+                    continue
+                if k in self.trained:
                     raise EdgeFFError(f"layer {k + 1} has {width} output channels, which do not split into "
                                       f"{n_classes} class groups (channel-wise competitive FF); give it a "
                                       f"multiple of {n_classes}")
+                # every layer's class goodness is scored (label_scores), the parameterless ones' too
+                raise EdgeFFError(f"layer {k + 1} ({spec.kind}) gives activities of shape {spec.out_shape}, whose "
+                                  f"{width} channels do not split into {n_classes} class groups (channel-wise "
+                                  "competitive FF scores every layer); put it after a layer with a multiple of "
+                                  f"{n_classes} output channels")
         n = len(self.layers)
         self.head_layers = list(head_layers or [n])
         self.head = nn.Linear(sum(self.sizes[l] for l in self.head_layers), n_classes)

@@ -66,6 +66,23 @@ void ef_requantize_s16(const int64_t *acc, int32_t rows, int32_t units, const in
                        const int32_t *multiplier, const int32_t *shift, int32_t out_zero_point,
                        int32_t act_min, int32_t act_max, int8_t *out);
 
+/* ---- conv2d.c: TFLM CONV_2D per output channel, dilation 1, a direct convolution (no scratch): NHWC input
+ * (batch, in_h, in_w, in_c) and output (batch, out_h, out_w, out_c), OHWI filters (out_c, kernel_h, kernel_w,
+ * in_c); taps outside the input (pad_h rows above, pad_w columns left, and whatever the output size reaches
+ * past the bottom and right) are skipped; then ef_requantize_row_s8's epilogue per pixel. */
+typedef struct {
+    int32_t in_h, in_w, in_c, out_h, out_w, out_c;
+    int32_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+} ef_conv2d_shape;
+void ef_conv2d_s8(const int8_t *in, int32_t batch, const ef_conv2d_shape *shape, int32_t in_zero_point,
+                  const int8_t *filter, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                  int32_t out_zero_point, int32_t act_min, int32_t act_max, int rounding, int8_t *out);
+
+/* ---- maxpool2d.c: TFLM MAX_POOL_2D with filter = stride = size, VALID, NHWC: out (batch, in_h / size,
+ * in_w / size, channels), clamped to [act_min, act_max] */
+void ef_max_pool2d_s8(const int8_t *in, int32_t batch, int32_t in_h, int32_t in_w, int32_t channels, int32_t size,
+                      int32_t act_min, int32_t act_max, int8_t *out);
+
 /* ---- l2_normalization.c: TFLite L2_NORMALIZATION (int8 out, scale 2^-7) and EdgeFF's int16 variant
  * (scale 2^-15) over rows of int8 values; `rounding` is the final rescale's (as TFLITE_SINGLE_ROUNDING) */
 void ef_inv_sqrt_quantized_multiplier(int32_t acc, int32_t *multiplier, int32_t *shift);  /* reverse shift -1 */

@@ -1,0 +1,8 @@
+"""Max pooling as a layer of its own, between conv blocks: {kind = "maxpool2d", size = 2}.
+
+A parameterless layer, as flatten: it trains nothing and has no loss (edgeff.train.conv_network). A conv
+block's own `pool` parameter stays (seed 002's blocks pool inside the block, so their FF loss sees the pooled
+output; with this layer the block before it is scored on its unpooled output).
+
+Its trainer and profiler facets exist; its integer backends do not yet (the registry refuses them by name)."""
+FACETS = ("spec", "torch_module", "cost")

@@ -1,0 +1,61 @@
+"""Max pooling's cost for the profiler: no parameters and no MACs; what it keeps and moves.
+
+For a C x H x W input and a C x Ho x Wo output (Ho = H // size):
+  MACs         0: a window's maximum is comparisons, which no kind counts (a conv block's own pooling does
+               not either, edgeff/ops/conv2d/cost.py), so a block pooled by `pool` and the same block
+               followed by this layer give the same MACs and early exit the same MACs per image
+Memory, float32 (torch):
+  activations  the output (the next layer's input, live until its backward pass, as a conv block counts
+               its pooled output) and the int64 index of each output's maximum: backprop keeps the indices
+               to route the gradient back (the input it keeps too, but that is the previous layer's output,
+               counted there); layer-local FF (the profiler's FF) records no graph for a layer without a
+               loss, but torch's CPU max_pool2d computes the indices anyway and frees them after, so they are
+               in the layer's peak all the same (measured as `edgeff profile --measure` does, 95-100% of this
+               figure for 64 images of 20x28x28 pooled by 2: tests/test_maxpool.py)
+Memory, int8 (estimates, as the conv block's until issue 19 lays them out):
+  inference    SRAM: the int8 input and output; no flash
+  training     the int8 output (the next layer's input); backprop also an int32 error per output, which the
+               backward pass routes to the input that was the maximum
+Operation counts: no MACs, updates or neuron updates; SRAM bytes: the input read and the output written per
+pass; backprop training moves them again backward (the output's error in, the input's error out), layer-local
+FF only forward.
+"""
+FLOAT = 4
+INT32 = 4
+INDEX = 8    # max_pool2d keeps an int64 index per output value
+ACTIVATION = {"int8": 1, "float32": 4}   # bytes per activation moved, as the other kinds
+
+
+def float32_memory(spec, method: str, batch: int) -> dict:
+    return {"weights": 0, "update_state": 0, "gradients": 0, "activations": batch * (FLOAT + INDEX) * spec.n_outputs,
+            "scratch": 0}
+
+
+def gradient_elements(spec) -> tuple[int, int]:
+    return 0, 0
+
+
+def int8_backprop_memory(spec, batch: int) -> dict:
+    return {"activations": batch * (spec.n_outputs + INT32 * spec.n_outputs), "scratch": 0, "gradients": 0}
+
+
+def int8_ff_memory(spec, batch: int) -> dict:
+    return {"activations": batch * spec.n_outputs, "scratch": 0, "gradients": 0}
+
+
+def int8_parameters(spec) -> dict:
+    return {"weights": 0, "update_state": 0, "constants": 0}
+
+
+def inference_memory(spec) -> dict:
+    return {"flash": 0, "sram": spec.n_inputs + spec.n_outputs}
+
+
+def operation_counts(spec, workload: str, first: bool, n_classes: int, precision: str) -> dict:
+    """Counts for one image (inference) or one training sample; the first layer's place changes nothing."""
+    moved = (spec.n_inputs + spec.n_outputs) * ACTIVATION[precision]
+    # passes over the activities: one per class multi-pass; backprop's backward pass moves their errors,
+    # layer-local FF never runs backward through a layer without a loss
+    passes = {"inference_one_pass": 1, "inference_multi_pass": n_classes, "train_ff": 1, "train_backprop": 2}
+    return {"macs": 0, "updates": 0, "neuron_updates": 0, "sram_bytes": passes[workload] * moved,
+            "flash_bytes": 0}
