@@ -4,14 +4,17 @@ For a C x H x W input and a C x Ho x Wo output (Ho = H // size):
   MACs         0: a window's maximum is comparisons, which no kind counts (a conv block's own pooling does
                not either, edgeff/ops/conv2d/cost.py), so a block pooled by `pool` and the same block
                followed by this layer give the same MACs and early exit the same MACs per image
-Memory, float32 (torch):
-  activations  the output (the next layer's input, live until its backward pass, as a conv block counts
-               its pooled output) and the int64 index of each output's maximum: backprop keeps the indices
-               to route the gradient back (the input it keeps too, but that is the previous layer's output,
-               counted there); layer-local FF (the profiler's FF) records no graph for a layer without a
-               loss, but torch's CPU max_pool2d computes the indices anyway and frees them after, so they are
-               in the layer's peak all the same (measured as `edgeff profile --measure` does, 95-100% of this
-               figure for 64 images of 20x28x28 pooled by 2: tests/test_maxpool.py)
+Memory, float32 (torch; per tensor, as edgeff.train.saved_tensors records it):
+  saved        what autograd keeps (float32_saved): only when the input needs a gradient (backprop past the
+               first trained layer) max_pool2d keeps its input (not again when the layer before saved that
+               tensor: an unpooled conv block's ReLU output) and the int64 index of each output's maximum; its
+               output is saved by whatever uses it next (the next block's BatchNorm), so it is counted there.
+               Layer-local FF runs it on a detached input with no loss: nothing is saved
+  backward     (float32_backward) backprop: the incoming gradient and the zero-filled input gradient;
+               layer-local FF has no backward pass, but torch's CPU max_pool2d makes the int64 indices next
+               to the output all the same and frees them after, so the layer's step holds both (measured as
+               `edgeff profile --measure` does, 95-100% of this figure for 64 images of 20x28x28 pooled by 2:
+               tests/test_maxpool.py)
 Memory, int8 (estimates, as the conv block's until issue 19 lays them out):
   inference    SRAM: the int8 input and output; no flash
   training     the int8 output (the next layer's input); backprop also an int32 error per output, which the
@@ -27,8 +30,23 @@ ACTIVATION = {"int8": 1, "float32": 4}   # bytes per activation moved, as the ot
 
 
 def float32_memory(spec, method: str, batch: int) -> dict:
-    return {"weights": 0, "update_state": 0, "gradients": 0, "activations": batch * (FLOAT + INDEX) * spec.n_outputs,
-            "scratch": 0}
+    """No parameters; the activations depend on the layers around it (float32_saved), so
+    edgeff.profiler.memory_model fills them in."""
+    return {"weights": 0, "update_state": 0, "gradients": 0, "activations": 0, "scratch": 0}
+
+
+def float32_saved(spec, batch: int, input_grad: bool, input_saved: bool) -> tuple[dict, bool]:
+    if not input_grad:
+        return {}, False
+    saved = {} if input_saved else {"maxpool input": FLOAT * batch * spec.n_inputs}
+    saved["maxpool indices"] = INDEX * batch * spec.n_outputs
+    return saved, False
+
+
+def float32_backward(spec, batch: int, input_grad: bool) -> int:
+    if not input_grad:
+        return batch * (FLOAT + INDEX) * spec.n_outputs     # FF: the output and the indices torch makes
+    return FLOAT * batch * (spec.n_outputs + spec.n_inputs)
 
 
 def gradient_elements(spec) -> tuple[int, int]:
