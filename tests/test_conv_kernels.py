@@ -1,7 +1,11 @@
 """The int8 CONV_2D and MAX_POOL_2D kernels: the C twins give the reference kernels' bits on 100,000+
 random output values of hundreds of random geometries and at the worst-case bounds; the reference
 convolution itself equals an independent float64 convolution followed by the documented double rounding
-(scalar Python-int arithmetic), and the reference pooling a literal loop."""
+(scalar Python-int arithmetic), and the reference pooling a literal loop; both reference kernels equal
+TensorFlow Lite Micro's own, and the C sources built without AVX2 (the board's loops) equal the reference."""
+import ctypes
+import platform
+
 import numpy as np
 import pytest
 
@@ -309,3 +313,31 @@ def test_reference_kernels_equal_tensorflow_lite_micro():
             assert np.array_equal(it.get_output(0), want), (size, relu)
             compared += want.size
     assert compared > 5_000
+
+
+@needs_c
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="builds the kernels for baseline x86-64")
+def test_scalar_build_equals_the_reference(tmp_path, monkeypatch):
+    """The same C sources built for baseline x86-64 (no AVX2: the loops the board compiles) on 60 random
+    convolutions and poolings: the host's vectorized epilogue is not what makes the C twin equal."""
+    monkeypatch.setenv("EDGEFF_CACHE_DIR", str(tmp_path))
+    flags = [f if f != "-march=native" else "-march=x86-64" for f in c_kernels.FLAGS]
+    scalar = c_kernels.bind(ctypes.CDLL(str(c_kernels.build(flags))))
+    rng = np.random.default_rng(195)
+    with backend.using("reference") as kernels:
+        for _ in range(60):
+            args, rounding = _random_conv(rng)
+            args = _single_rounding_safe(args) if rounding == "single" else args
+            x, zp_in, f, bias, mult, shift, zp_out, act_min, act_max, stride, pad, out_size = args
+            want = kernels.conv2d(*args, rounding)
+            got = np.empty_like(want)
+            shape = c_kernels.Conv2dShape(*x.shape[1:3], x.shape[3], *out_size, f.shape[0], *f.shape[1:3], *stride,
+                                          *pad)
+            scalar.ef_conv2d_s8(x, len(x), ctypes.byref(shape), zp_in, f, bias, mult, shift, zp_out, act_min,
+                                act_max, c_kernels.ROUNDING[rounding], got)
+            assert np.array_equal(got, want)
+            x, size, act_min, act_max = _random_pool(rng)
+            want = kernels.max_pool2d(x, size, act_min, act_max)
+            got = np.empty_like(want)
+            scalar.ef_max_pool2d_s8(x, len(x), *x.shape[1:], size, act_min, act_max, got)
+            assert np.array_equal(got, want)

@@ -350,8 +350,9 @@ class CKernels(ReferenceKernels):
     def goodness(q, zp):
         return goodness(q, zp).astype(np.int64)
 
+    # an int8 zero point keeps |x - zp| <= 255: the C loop's int16 widening and its window bound assume it
     @_c_for(lambda x, zp, filters, bias, multiplier, shift, out_zp, act_min, act_max, *_:
-            np.ndim(x) == 4 and np.asarray(x).dtype == np.asarray(filters).dtype == np.int8
+            np.ndim(x) == 4 and np.asarray(x).dtype == np.asarray(filters).dtype == np.int8 and -128 <= zp <= 127
             and np.prod(np.shape(filters)[1:]) <= C_CONV_MAX_WINDOW and output_dtype(act_min, act_max) == np.int8)
     def conv2d(x, zp, filters, bias, multiplier, shift, out_zp, act_min, act_max, stride, pad, out_size, rounding):
         return conv2d(x, zp, filters, bias, multiplier, shift, out_zp, act_min, act_max, stride, pad, out_size,
