@@ -9,32 +9,14 @@ import platform
 import numpy as np
 import pytest
 
-from edgeff.errors import EdgeFFError
 from edgeff.runtime import backend, c_kernels, conv2d
 from edgeff.runtime.c_kernels import C_CONV_MAX_WINDOW
 from edgeff.runtime.requantize import INT32_MAX, INT32_MIN, wrap_int32_ref
 from tests.reference_math import multiply_by_quantized_multiplier_ref
-
-
-def _c_builds() -> bool:
-    try:
-        c_kernels.library()
-    except EdgeFFError:
-        return False
-    return True
-
+from tests.test_c_kernels import _c_builds, both_backends
 
 needs_c = pytest.mark.skipif(not _c_builds(), reason="no C compiler: the C kernels cannot build")
 N_OUTPUTS = 100_000
-
-
-def both_backends(fn):
-    """fn(kernels) with the C kernel set and with the reference set, each chosen through the backend API."""
-    with backend.using("c") as kernels:
-        assert backend.active() == "c"
-        with_c = fn(kernels)
-    with backend.using("reference") as kernels:
-        return with_c, fn(kernels)
 
 
 def _random_conv(rng, max_side=12):

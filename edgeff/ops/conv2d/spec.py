@@ -1,21 +1,18 @@
 """The conv block's entry in a model description: {"kind": "conv2d", "in_channels", "in_height", "in_width",
-"out_channels", "kernel", "padding", "stride", "pool"}. Core code: imports nothing above edgeff.errors.
+"out_channels", "kernel", "padding", "stride", "pool"}. Core code: imports only edgeff.errors and edgeff.ops.layer_spec.
 
 The block is BatchNorm2d(in_channels) -> Conv2d(kernel x kernel, padding, stride) -> ReLU -> MaxPool2d(pool)
 (pool 1: none), the FF layer of seed 002 sec. III. Activities are NCHW; n_inputs / n_outputs count one
 sample's values, as for every kind, and in_shape / out_shape give their (C, H, W) layout.
 """
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from edgeff.errors import EdgeFFError
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+from edgeff.ops.layer_spec import NoInt8Layout, ShapedSpec, require_image, require_positive_ints
 
 
 @dataclass(frozen=True)
-class Conv2dSpec:
+class Conv2dSpec(ShapedSpec, NoInt8Layout):
     in_channels: int
     in_height: int
     in_width: int
@@ -27,11 +24,10 @@ class Conv2dSpec:
     kind = "conv2d"   # a class attribute: not a field
 
     def __post_init__(self):
-        for name in ("in_channels", "in_height", "in_width", "out_channels", "kernel", "stride", "pool"):
-            value = getattr(self, name)
-            if not (_is_int(value) and value > 0):
-                raise EdgeFFError(f"conv2d layer: '{name}' must be a positive integer, got {value!r}")
-        if not (_is_int(self.padding) and 0 <= self.padding < self.kernel):
+        require_positive_ints(self, ("in_channels", "in_height", "in_width", "out_channels", "kernel", "stride",
+                                     "pool"))
+        if not (isinstance(self.padding, int) and not isinstance(self.padding, bool)
+                and 0 <= self.padding < self.kernel):
             raise EdgeFFError(f"conv2d layer: 'padding' must be an integer from 0 to kernel - 1 "
                               f"({self.kernel - 1}), got {self.padding!r}")
         h, w = self.conv_shape[1:]
@@ -45,8 +41,7 @@ class Conv2dSpec:
     @classmethod
     def after(cls, shape: tuple, **params) -> "Conv2dSpec":
         """The block that takes activities of `shape` (channels, height, width) from the layer before it."""
-        if len(shape) != 3:
-            raise EdgeFFError(f"a conv2d layer needs an image-shaped input (channels, height, width), got {shape}")
+        require_image(cls.kind, shape)
         return cls(*shape, **params)
 
     @property
@@ -65,16 +60,6 @@ class Conv2dSpec:
         c, h, w = self.conv_shape
         return (c, h // self.pool, w // self.pool)   # MaxPool2d floors, as torch does
 
-    @property
-    def n_inputs(self) -> int:
-        c, h, w = self.in_shape
-        return c * h * w
-
-    @property
-    def n_outputs(self) -> int:
-        c, h, w = self.out_shape
-        return c * h * w
-
     def float_tensors(self) -> dict:
         """Name suffix -> shape of this block's tensors in a float model file (layers.<i>.<suffix>): the
         BatchNorm's affine parameters and running statistics, the convolution's weight and bias. torch's
@@ -83,13 +68,6 @@ class Conv2dSpec:
         return {"norm.weight": (c,), "norm.bias": (c,), "norm.running_mean": (c,), "norm.running_var": (c,),
                 "norm.num_batches_tracked": (1,), "conv.weight": (self.out_channels, c, k, k),
                 "conv.bias": (self.out_channels,)}
-
-    def int8_tensors(self, norm_bits: int) -> dict:
-        raise EdgeFFError("an int8 conv2d layer has no tensor layout yet: quantizing conv2d layers is not "
-                          "supported yet")
-
-    def to_header(self) -> dict:
-        return {"kind": self.kind, **asdict(self)}
 
 
 SPEC = Conv2dSpec

@@ -1,19 +1,17 @@
 """The dense layer's entry in a model description: {"kind": "dense", "in_features", "out_features",
-"normalization", "activation"}. Core code: imports nothing above edgeff.errors (an import-linter contract)."""
-from dataclasses import asdict, dataclass
+"normalization", "activation"}. Core code: imports only edgeff.errors and edgeff.ops.layer_spec (an
+import-linter contract)."""
+from dataclasses import dataclass
 
 from edgeff.errors import EdgeFFError
+from edgeff.ops.layer_spec import ShapedSpec, require_positive_ints
 
 NORMALIZATIONS = ("rms", "length")
 ACTIVATIONS = ("relu",)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
-class DenseSpec:
+class DenseSpec(ShapedSpec):
     """The FF dense layer: normalize the input (to unit mean square, "rms", or unit length, "length"),
     then Linear (in_features -> out_features), then the activation."""
 
@@ -24,10 +22,7 @@ class DenseSpec:
     kind = "dense"   # a class attribute: not a field, the same for every dense layer
 
     def __post_init__(self):
-        for name in ("in_features", "out_features"):
-            value = getattr(self, name)
-            if not (_is_int(value) and value > 0):
-                raise EdgeFFError(f"dense layer: '{name}' must be a positive integer, got {value!r}")
+        require_positive_ints(self, ("in_features", "out_features"))
         if self.normalization not in NORMALIZATIONS:
             raise EdgeFFError(f"dense layer: 'normalization' must be one of {', '.join(NORMALIZATIONS)}, "
                               f"got {self.normalization!r}")
@@ -51,16 +46,6 @@ class DenseSpec:
     def out_shape(self) -> tuple:
         return (self.out_features,)
 
-    @property
-    def n_inputs(self) -> int:
-        """Values one sample feeds this layer (flattened)."""
-        return self.in_features
-
-    @property
-    def n_outputs(self) -> int:
-        """Values this layer gives per sample (flattened)."""
-        return self.out_features
-
     def float_tensors(self) -> dict:
         """Name suffix -> shape of this layer's tensors in a float model file (layers.<i>.<suffix>)."""
         return {"weight": (self.out_features, self.in_features), "bias": (self.out_features,)}
@@ -73,9 +58,6 @@ class DenseSpec:
                 "bias": ("int32" if norm_bits == 7 else "int64", out),
                 "multiplier": ("int32", out), "shift": ("int32", out),
                 "goodness_multiplier": ("int32", (1,)), "goodness_shift": ("int32", (1,))}
-
-    def to_header(self) -> dict:
-        return {"kind": self.kind, **asdict(self)}
 
 
 SPEC = DenseSpec
