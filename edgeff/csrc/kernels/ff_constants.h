@@ -10,8 +10,8 @@
 #define EF_MAX_LAYERS 8   /* FF layers a board image and a trainer hold */
 #define EF_NEGATIVE_LABEL_SALT 24301u   /* negative labels: hash key seed ^ salt */
 
-/* the layer kinds with integer kernels (edgeff.op_registry.KINDS that have a runtime facet, numbered by
-   their place in KINDS): ef_ff_layer.kind selects a layer's kernels */
+/* the layer kinds with integer training kernels (edgeff.op_registry.KINDS that trains_in_integers,
+   numbered by their place in KINDS): ef_ff_layer.kind selects a layer's kernels */
 enum ef_layer_kind {
     EF_LAYER_DENSE = 0x00,
 };
