@@ -30,11 +30,11 @@ static inline int32_t min_i32(int32_t a, int32_t b)
  * Per output row, its kernel_h input rows are copied into the scratch with the padding filled in (the row
  * buffer: every window then lies inside it). Four output pixels at a time, each one's window is widened from
  * there into the im2col block, then every output channel's filter meets all four: one filter word, widened by
- * two SXTB16, feeds eight SMLADs (two products each), 15 instructions per 16 MACs with the loop (channel_loop).
+ * two SXTB16, feeds eight SMLADs (two products each), 15 instructions per 16 MACs with the loop (CHANNEL_LOOP).
  * A window row of kernel_w * in_c values is read as row4 = that rounded up to 4 values, each group of four
  * (x0, x1, x2, x3) widened to the int16 pairs (x0, x2), (x1, x3) that SXTB16 of the raw bytes gives (CMSIS-NN's
  * reordered q7-to-q15), pixel after pixel within a group: one LDM fetches a group of two pixels. Where row4 >
- * kernel_w * in_c (in_c not a multiple of 4: a first layer's filter, small), the filter is widened once into
+ * kernel_w * in_c (not a multiple of 4: a first layer's filter, small), the filter is widened once into
  * the scratch in the same pairs, its rows padded with zero weights, which meet the values read past a window
  * row: one LDRD a group instead of LDR and two SXTB16. The windows hold the raw int8 values: sum w * (x - zp)
  * = sum w * x - zp * sum w, the second term worked out once per channel, and the padding holds zp, which that
@@ -168,11 +168,11 @@ static void fill_rows(const ef_conv2d_shape *s, const int8_t *image, int32_t oy,
     for (int32_t ky = 0; ky < s->kernel_h; ++ky, rows += bytes) {
         int32_t iy = oy * s->stride_h - s->pad_h + ky;
         int32_t j0 = iy >= 0 && iy < s->in_h ? min_i32(left, bytes) : bytes, j1 = min_i32(left + row, bytes);
-        const int8_t *x = image + iy * row - left;
+        int32_t at = iy * row - left;   /* where rows[j] is in the image */
         for (int32_t j = 0; j < j0; ++j)
             rows[j] = (int8_t)zp;
         for (int32_t j = j0; j < j1; ++j)
-            rows[j] = x[j];
+            rows[j] = image[at + j];
         for (int32_t j = max_i32(j0, j1); j < bytes; ++j)
             rows[j] = (int8_t)zp;
     }
@@ -303,11 +303,11 @@ static void conv_dsp(const int8_t *in, int32_t batch, const ef_conv2d_shape *s, 
         widen_filter(s, filter, sp.filter);
     channel_constants(s, filter, in_zero_point, bias, multiplier, shift, out_zero_point, rounding, short_form,
                       sp.consts);
-    int8_t *o = out;
     for (int32_t b = 0; b < batch; ++b)
         for (int32_t oy = 0; oy < s->out_h; ++oy) {
             fill_rows(s, in + b * s->in_h * s->in_w * s->in_c, oy, in_zero_point, sp.rows);
-            for (int32_t ox = 0; ox < s->out_w; ox += PIXELS, o += PIXELS * out_c) {
+            for (int32_t ox = 0; ox < s->out_w; ox += PIXELS) {
+                int8_t *o = out + ((b * s->out_h + oy) * s->out_w + ox) * out_c;
                 /* a row's last block of fewer pixels repeats its last one, its outputs staged in the scratch */
                 int32_t n = min_i32(PIXELS, s->out_w - ox);
                 for (int32_t p = 0; p < PIXELS; ++p)
@@ -325,7 +325,6 @@ static void conv_dsp(const int8_t *in, int32_t batch, const ef_conv2d_shape *s, 
                     ef_requantize_row_s8(sp.acc + p * out_c, out_c, bias, multiplier, shift, out_zero_point,
                                          act_min, act_max, rounding, relu, o + p * out_c);
             }
-            o -= (PIXELS - 1 - (s->out_w - 1) % PIXELS) * out_c;   /* the last block's missing pixels */
         }
 }
 #else
