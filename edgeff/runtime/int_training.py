@@ -4,7 +4,7 @@ One step on samples (x, y) with negative labels y':
  1. Forward the positive and the negative input through every layer (the integer inference kernels),
     keeping each layer's normalized input n (int8) and output a (int8), and its goodness G in the
     common Q.12 fixed point.
- 2. Collaboration (seed 003 eq. 5): Gc_l = G_l + (gamma_l * A * sum_{k!=l} G_k) >> 16, where gamma_l and
+ 2. Collaboration (Beigzad 2025 eq. 5): Gc_l = G_l + (gamma_l * A * sum_{k!=l} G_k) >> 16, where gamma_l and
     A = 1/(L-1) are Q8 integers (int64 product). Plain FF has gamma = 0.
  3. Loss derivative from a 256-entry sigmoid table (Q15) indexed by the loss argument in Q4:
       SymBa:    e = sigma(-alpha (Gc+ - Gc-)) for both passes;

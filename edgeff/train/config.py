@@ -33,8 +33,8 @@ class ModelConfig:
 @dataclass
 class CollabConfig:
     mode: str = "none"            # "none" (FF), "fixed" (F-CFF) or "adaptive" (A-CFF)
-    gamma_init: float = 1.0       # seed 003: gamma_l = 1.0
-    gamma_lr: float = 0.01        # A-CFF only (seed 003: eta_gamma = 0.01)
+    gamma_init: float = 1.0       # Beigzad 2025: gamma_l = 1.0
+    gamma_lr: float = 0.01        # A-CFF only (Beigzad 2025: eta_gamma = 0.01)
 
 
 @dataclass
@@ -52,7 +52,7 @@ class TrainConfig:
     chunk: int = 2
     alternate: bool = True
     warmup_epochs: float = 0.5
-    loss: str = "softplus"        # "softplus" (theta threshold, seed 002 eq. 1) or "symba"
+    loss: str = "softplus"        # "softplus" (theta threshold, Ortiz Torres et al. eq. 1) or "symba"
     theta: float = 2.0
     symba_alpha: float = 4.0
     negatives: str = "hard"       # "random" wrong label or the "hard"est wrong label of the current model

@@ -5,7 +5,7 @@ the local update schedule (edgeff.train.schedules) for that step: every group st
 detached, counts the FF losses of the layers it owns and backpropagates them within itself only; the
 backprop objective is one group whose loss is the softmax head's. The learning rate follows the config's
 schedule (cosine with warm-up, constant, or multistep) per epoch. After every epoch the per-layer
-validation accuracy is recorded (seed 001) and a checkpoint is written, so a run resumes where it stopped.
+validation accuracy is recorded (Adamson 2025) and a checkpoint is written, so a run resumes where it stopped.
 At the end the layers whose goodness predicts are chosen (or taken from [eval] layers), the one-pass
 softmax head of an FF network is fitted on its frozen layers, and the model file, metrics and plot are
 written.
