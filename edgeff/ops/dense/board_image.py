@@ -9,14 +9,13 @@ Each layer has a record in the image header and its arrays after it:
 
 Tensors and header fields are named as in an int8 model file (`prefix` is the layer's "layers.<i>.").
 """
-import struct
-
 import numpy as np
 
+from edgeff.byte_layout import ByteLayout
 from edgeff.errors import EdgeFFError
 from edgeff.runtime.l2_normalization import NORM_BITS_INT8, NORM_BITS_INT16
 
-RECORD = struct.Struct("<bBxxiii")
+RECORD = ByteLayout("<bBxxiii", ("out_zero_point", "norm_bits", "goodness_multiplier", "goodness_shift", "gamma_q"))
 NORM_BITS = (NORM_BITS_INT8, NORM_BITS_INT16)   # int8 normalized inputs (TFLite), int16 (16x8 mode)
 
 
