@@ -27,6 +27,7 @@ from edgeff.data.labels import random_wrong_labels
 from edgeff.errors import EdgeFFError
 from edgeff.plots import plot_layer_accuracy
 from edgeff.scoring import best_layer_subset, multi_pass_accuracy, per_layer_accuracy
+from edgeff.train.augment import random_shifts
 from edgeff.train.checkpoint import resume, save_checkpoint
 from edgeff.train.config import Config, description_of
 from edgeff.train.conv_network import ConvFFNetwork
@@ -124,7 +125,8 @@ def train(cfg: Config, data: Dataset, out_dir, fresh=False, quiet=False) -> dict
             mult = lr_multiplier(cfg, step, t.epochs * steps_per_epoch, warmup, steps_per_epoch)
             optimizer.param_groups[0]["lr"] = t.lr * mult
             idx = torch.from_numpy(order[s * batch:(s + 1) * batch])
-            loss_sum += train_step(net, optimizer, x_train[idx], y_train[idx], cfg, step, rng)
+            x = random_shifts(x_train[idx], t.shift, rng) if t.shift else x_train[idx]
+            loss_sum += train_step(net, optimizer, x, y_train[idx], cfg, step, rng)
             bar.update(1)
         record = {"epoch": epoch + 1, "elapsed_s": round(time.perf_counter() - t0, 3), "lr": t.lr * mult,
                   "loss": (loss_sum / steps_per_epoch).tolist()}
