@@ -222,9 +222,11 @@ def int8_tensor_specs(arch: dict, quant: dict) -> dict:
         specs |= {f"layers.{i}.{suffix}": (np.dtype(dtype), shape) for suffix, (dtype, shape) in layer_tensors.items()}
     d_head = sum(sizes[l] for l in arch["head_layers"])
     specs |= {"head.weight": (np.int8, (n_classes, d_head)), "head.bias": (np.int32, (n_classes,)),
-              "head.multiplier": (np.int32, (n_classes,)), "head.shift": (np.int32, (n_classes,)),
-              "gamma_q": (np.int32, (len(sizes) - 1,))}
-    return specs
+              "head.multiplier": (np.int32, (n_classes,)), "head.shift": (np.int32, (n_classes,))}
+    per_layer = (np.int32, (len(sizes) - 1,))
+    if "objective" in arch:   # a layered model decides by class goodness (edgeff.runtime.class_goodness)
+        return specs | {"class_goodness_multiplier": per_layer, "class_goodness_shift": per_layer}
+    return specs | {"gamma_q": per_layer}
 
 
 def _check_int8(path, tensors: dict, arch: dict, quant):
@@ -235,7 +237,9 @@ def _check_int8(path, tensors: dict, arch: dict, quant):
               "layers": isinstance(layers, list) and len(layers) == n and all(
                   isinstance(q, dict) and _is_int(q.get("out_zero_point")) and q.get("norm_bits", 7) in (7, 15)
                   for q in layers),
-              **{k: _is_int(quant.get(k)) for k in ("goodness_frac_bits", "label_q", "neutral_label_q")}}
+              # the label pixels' values: an MLP's input carries its label; a layered (cwc) model's does not
+              **{k: _is_int(quant.get(k)) for k in ("goodness_frac_bits", "label_q", "neutral_label_q")
+                 if k == "goodness_frac_bits" or "objective" not in arch}}
     for key, ok in checks.items():
         if not ok:
             raise EdgeFFError(f"{path}: the int8 model header is incomplete ('{key}' is missing or malformed); the "

@@ -8,8 +8,9 @@ asks the registry for the facet of each layer's kind, like TensorFlow Lite Micro
 backends never name a layer kind, so a new kind is a new folder, not an edit of every backend.
 
 A kind declares the facets it has (FACETS in its package, edgeff/ops/<kind>/__init__.py): a kind that is
-built for some backends only (conv2d trains and profiles, but has no integer code yet) is refused by the
-others with a message naming the kind and what is missing, never half-run.
+built for some backends only (conv2d trains, profiles, quantizes and runs int8 inference, but has no ONNX,
+TFLite or board-image writer and no integer update rule yet) is refused by the others with a message naming
+the kind and what is missing, never half-run.
 
 Facets are imported on first use by name, so this module, the model description and the torch-free
 backends never load the trainer's or the exporters' dependencies (torch, Brevitas, onnx) to find a
@@ -64,3 +65,9 @@ def spec_class(kind: str):
 def layer_facet(layer, name: str):
     """The facet for a layer spec (an instance of a spec class)."""
     return facet(layer.kind, name)
+
+
+def trains_in_integers(kind: str) -> bool:
+    """Whether the kind's runtime facet has the integer update rule (`update`): the kinds the integer trainer,
+    the runtime's memory plan and the board's C layer kernels (ef_layer_kind) take."""
+    return "runtime" in facets_of(kind) and hasattr(facet(kind, "runtime"), "update")

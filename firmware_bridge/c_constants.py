@@ -12,7 +12,7 @@ has drifted. Regenerate with
 import sys
 
 from edgeff.csrc import KERNELS, PROTOCOL
-from edgeff.op_registry import KINDS, facets_of
+from edgeff.op_registry import KINDS, trains_in_integers
 from edgeff.runtime import int_model, int_training, master_weights
 from firmware_bridge import board_image, framing
 from firmware_bridge import messages as m
@@ -110,10 +110,10 @@ def kernel_constants_header() -> str:
                               ("GAMMA_SHIFT", int_training.GAMMA_SHIFT_RANGE))
           for end, value in zip(("MIN", "MAX"), bounds, strict=True)),
         "",
-        "/* the layer kinds with integer kernels (edgeff.op_registry.KINDS that have a runtime facet, numbered by",
-        "   their place in KINDS): ef_ff_layer.kind selects a layer's kernels */",
+        "/* the layer kinds with integer training kernels (edgeff.op_registry.KINDS that trains_in_integers,",
+        "   numbered by their place in KINDS): ef_ff_layer.kind selects a layer's kernels */",
         _enum("ef_layer_kind", "EF_LAYER_", ((kind.upper(), i) for i, kind in enumerate(KINDS)
-                                             if "runtime" in facets_of(kind))),
+                                             if trains_in_integers(kind))),
     ])
 
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from edgeff.errors import EdgeFFError
-from edgeff.op_registry import FACETS, KINDS, facet, facets_of, spec_class
+from edgeff.op_registry import FACETS, KINDS, facet, facets_of, spec_class, trains_in_integers
 
 # what each facet must define for the backends that walk the model description through it
 REQUIRED = {
     "spec": ("SPEC",),
     "torch_module": ("build", "forward"),
-    "ptq": ("quantize", "fresh_weights"),
+    "ptq": ("quantize", "fold"),
     "onnx_writer": ("float_parameters", "float_forward", "float_every_label_activities", "check_int8_exportable",
                     "int8_forward"),
     "tflite_writer": ("check_exportable", "constants", "forward"),
@@ -21,17 +21,19 @@ REQUIRED = {
     "cost": ("float32_memory", "float32_saved", "float32_backward", "gradient_elements", "int8_backprop_memory",
              "int8_parameters", "inference_memory", "operation_counts"),
     "board_image": ("RECORD", "pack_record", "unpack_record", "check_record", "array_specs", "training_buffers"),
-    "runtime": ("load", "tensors", "every_label_outputs", "initial_masters", "load_masters", "master_tensors",
-                "update"),
+    "runtime": ("load", "tensors", "forward"),
 }
 TORCH_FREE = ("spec", "runtime", "cost", "board_image")
-# which facets each kind has: dense every backend's; conv2d, flatten and maxpool2d train and profile (issue 19
-# adds the integer backends); a kind's declaration (edgeff/ops/<kind>/__init__.py) must say the same
-HOST = ("spec", "torch_module", "cost")
-DECLARED = {"dense": FACETS, "conv2d": HOST, "flatten": HOST, "maxpool2d": HOST}
+# which facets each kind has: dense every backend's; conv2d, flatten and maxpool2d train, profile, quantize and
+# run int8 inference (issue 19 adds the other integer backends); a kind's declaration
+# (edgeff/ops/<kind>/__init__.py) must say the same
+INFERENCE = ("spec", "torch_module", "ptq", "runtime", "cost")
+DECLARED = {"dense": FACETS, "conv2d": INFERENCE, "flatten": INFERENCE, "maxpool2d": INFERENCE}
 # what only some kinds need: the MLP's first layer scores every label from one matmul (FFNetwork.label_scores);
-# the profiler estimates int8 training from the cost facet where the runtime's memory plan does not lay it out
-EXTRA = {("dense", "torch_module"): ("every_label_activities",),
+# a kind that trains in integers has the update rule, its master state and a fresh start; the profiler
+# estimates int8 training from the cost facet where the runtime's memory plan does not lay it out
+EXTRA = {("dense", "torch_module"): ("every_label_activities",), ("dense", "ptq"): ("fresh_weights",),
+         ("dense", "runtime"): ("every_label_outputs", "initial_masters", "load_masters", "master_tensors", "update"),
          **{(kind, "cost"): ("int8_ff_memory",) for kind in KINDS}}
 DECLARED_PAIRS = [(kind, name) for kind in KINDS for name in DECLARED[kind]]
 MISSING_PAIRS = [(kind, name) for kind in KINDS for name in FACETS if name not in DECLARED[kind]]
@@ -109,3 +111,25 @@ def test_dense_int8_tensors_of_the_spec_are_what_the_runtime_loads_and_writes(no
     wrong = dict(tensors, **{"layers.2.bias": tensors["layers.2.bias"].astype(np.int16)})
     with pytest.raises(EdgeFFError, match="layers.2.bias"):
         runtime.load(spec, 2, wrong, {"out_zero_point": -128, "norm_bits": norm_bits}, "test")
+
+
+def test_only_the_kinds_with_an_update_rule_train_in_integers():
+    """The integer trainer, the memory plan and the board's ef_layer_kind take these kinds; the conv kinds run
+    int8 inference only."""
+    assert [kind for kind in KINDS if trains_in_integers(kind)] == ["dense"]
+    assert all("runtime" in facets_of(kind) for kind in KINDS)
+
+
+def test_conv2d_int8_tensors_of_the_spec_are_what_the_runtime_loads_and_writes():
+    spec = spec_class("conv2d")(in_channels=3, in_height=6, in_width=6, out_channels=4, kernel=3, padding=1)
+    layout = spec.int8_tensors(7)
+    tensors = {f"layers.1.{suffix}": np.full(shape, 1 << 30 if suffix == "multiplier" else 0, dtype)
+               for suffix, (dtype, shape) in layout.items()}
+    runtime = facet("conv2d", "runtime")
+    layer = runtime.load(spec, 1, tensors, {"out_zero_point": -128}, "test")
+    assert {name: (t.dtype, t.shape) for name, t in runtime.tensors(layer, 1).items()} == \
+        {name: (t.dtype, t.shape) for name, t in tensors.items()}
+    assert tensors["layers.1.weight"].shape == (4, 3, 3, 3)   # OHWI
+    wrong = dict(tensors, **{"layers.1.weight": np.zeros((4, 3, 3, 3), np.int16)})
+    with pytest.raises(EdgeFFError, match="layers.1.weight"):
+        runtime.load(spec, 1, wrong, {"out_zero_point": -128}, "test")

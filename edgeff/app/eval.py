@@ -64,9 +64,12 @@ def run(args):
     if arch.get("objective") == "backprop" and args.mode == "both":
         args.mode = "one"   # a backprop network has no goodness: its softmax head is its prediction
     if arch.get("kind") == ModelKind.INT8:
+        from edgeff.runtime.int_layered import IntLayeredModel
         from edgeff.runtime.int_model import IntFFModel, evaluate_int
 
-        scores = evaluate_int(IntFFModel.from_file(args.model), split.images, split.labels, layers, args.mode)
+        # a layered (conv) model decides by class goodness (edgeff.runtime.int_layered), an MLP by its labels
+        model = (IntLayeredModel if "objective" in arch else IntFFModel).from_file(args.model)
+        scores = evaluate_int(model, split.images, split.labels, layers, args.mode)
         arithmetic = "int8 (integer runtime)"
     else:
         from edgeff.train.evaluate import evaluate

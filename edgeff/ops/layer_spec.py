@@ -1,7 +1,6 @@
 """What the layer specs (edgeff/ops/<kind>/spec.py) share: positive-integer parameters checked by name, the
 image-shaped input that conv2d, maxpool2d and flatten take from the layer before, value counts from a
-spec's shapes, its header entry and the refusal of an int8 layout a kind does not have yet. Core code, as
-the specs are: imports nothing above edgeff.errors."""
+spec's shapes and its header entry. Core code, as the specs are: imports nothing above edgeff.errors."""
 from dataclasses import asdict
 from math import prod
 
@@ -35,10 +34,3 @@ class ShapedSpec:
     def to_header(self) -> dict:
         return {"kind": self.kind, **asdict(self)}
 
-
-class NoInt8Layout:
-    """For a kind whose integer backends do not exist yet (issue 19 builds them)."""
-
-    def int8_tensors(self, norm_bits: int) -> dict:
-        raise EdgeFFError(f"an int8 {self.kind} layer has no tensor layout yet: quantizing {self.kind} layers is "
-                          "not supported yet")

@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass
 
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription
-from edgeff.op_registry import facets_of
+from edgeff.op_registry import trains_in_integers
 from edgeff.profiler.layers import classifier, cost, description
 from edgeff.runtime.memory_plan import training_plan
 
@@ -156,8 +156,8 @@ def _float32_layers(method: str, model: ModelDescription, batch: int, n_classes:
 
 
 def planned(model: ModelDescription) -> bool:
-    """Whether the runtime's memory plan lays out this network (every kind has an integer runtime)."""
-    return all("runtime" in facets_of(spec.kind) for spec in model.layers)
+    """Whether the runtime's memory plan lays out this network (every kind trains in integers)."""
+    return all(trains_in_integers(spec.kind) for spec in model.layers)
 
 
 def _int8_layers_estimated(method: str, model: ModelDescription, batch: int, n_classes: int) -> list:

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from edgeff.runtime.requantize import multiplier_from_scales
+from edgeff.runtime.l2_normalization import NORM_BITS_INT8
+from edgeff.runtime.requantize import float32, multiplier_from_scales
 
 
 def normalization_fold(normalization: str, width: int) -> float:
@@ -31,3 +32,26 @@ def per_channel(w: np.ndarray, input_scale: float, output_scale: float):
     scales = np.where(max_abs > 0, max_abs / 127.0, 1.0).astype(np.float32)
     mult, shift = zip(*(multiplier_from_scales(input_scale, s, output_scale) for s in scales), strict=True)
     return weights_on_scales(w, scales), scales, np.array(mult, np.int32), np.array(shift, np.int32)
+
+
+def relu_output_scale(activities: np.ndarray, percentile: float) -> float:
+    """A ReLU output's calibrated scale: the `percentile` of its float activities spread over 256 codes."""
+    return float32(max(float(np.percentile(activities, percentile)), 1e-6) / 255.0)
+
+
+def quantize_head(weight: np.ndarray, bias: np.ndarray, widths: list, normalization: str, logits: np.ndarray):
+    """(tensors head.*, logit scale) of the one-pass head: a FullyConnected on the concatenated normalized
+    activities of the head layers (`widths` values each, int8 after TFLite's L2_NORMALIZATION, scale 1/128),
+    each layer's normalization folded into its columns; int8 logits at the scale of their largest value
+    on the calibration inputs (`logits`), zero point 0."""
+    hw = weight.astype(np.float64).copy()
+    col = 0
+    for width in widths:
+        hw[:, col:col + width] *= normalization_fold(normalization, width)
+        col += width
+    logit_scale = float32(max(float(np.abs(logits).max()), 1e-6) / 127.0)
+    head_norm_scale = 2.0 ** -NORM_BITS_INT8  # the head keeps TFLite's int8 normalization
+    q, scales, mult, shift = per_channel(hw, head_norm_scale, logit_scale)
+    return {"head.weight": q, "head.weight_scale": scales,
+            "head.bias": np.round(bias / (scales * head_norm_scale)).astype(np.int32),
+            "head.multiplier": mult, "head.shift": shift}, logit_scale

@@ -2,7 +2,8 @@
 
 The model description is walked through the op registry: each layer's kind quantizes its own weights,
 bias, requantization multipliers and output range (edgeff/ops/<kind>/ptq.py, the dense layer's there).
-This module runs the calibration, quantizes the one-pass head and gamma, and writes the file.
+This module runs the calibration, quantizes the one-pass head and gamma, and writes the file; a layered
+(convolutional) network's quantization is edgeff.quant.layered's.
 The image enters as q = pixel - 128 (scale 1/255, zp -128): exact. Activation scales come from the
 largest activity seen on calibration samples (or a percentile of them), for positive and negative labels
 alike.
@@ -17,10 +18,10 @@ from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelKind
 from edgeff.model_file import save_model
 from edgeff.op_registry import layer_facet
-from edgeff.quant.fully_connected import normalization_fold, per_channel
+from edgeff.quant.fully_connected import quantize_head
+from edgeff.quant.layered import quantize_layered
 from edgeff.runtime.int_model import GAMMA_FRAC_BITS, GOODNESS_FRAC_BITS, INPUT_SCALE, INPUT_ZERO_POINT
 from edgeff.runtime.l2_normalization import NORM_BITS_INT8
-from edgeff.runtime.requantize import float32
 from edgeff.train.evaluate import images_to_input
 from edgeff.train.model_io import load_network
 
@@ -69,6 +70,9 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
         raise EdgeFFError(f"rounding {rounding!r} must be double or single")
     net, header = load_network(float_model_path)
     arch = header["architecture"]
+    if "objective" in arch:   # a layered network: conv blocks, pooling, flatten, dense (edgeff.quant.layered)
+        return quantize_layered(net, header, float_model_path, out_path, calib_images, data_fingerprint,
+                                from_scratch_seed, percentile, norm_bits, rounding)
     if not 0.0 < arch["label_value"] <= 1.0:
         raise EdgeFFError(f"{float_model_path}: label_value {arch['label_value']} cannot be an int8 input "
                           "pixel (it must lie in (0, 1], the range of a pixel / 255)")
@@ -76,23 +80,16 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
     acts, logits = _calibration_activities(net, calib_images, calib_labels)
     tensors, layers_q = {}, []
     for i, (facet, spec, layer) in enumerate(zip(facets, net.specs, net.layers, strict=True)):
-        layer_tensors, entry = facet.quantize(spec, layer, i, acts[i], net.qat, percentile,
-                                                                 norm_bits, rounding)
+        source = {"scale": INPUT_SCALE, "zero_point": INPUT_ZERO_POINT} if i == 0 else \
+            {"scale": layers_q[-1]["out_scale"], "zero_point": layers_q[-1]["out_zero_point"]}
+        layer_tensors, entry = facet.quantize(spec, layer, i, acts[i], source, net.qat, percentile, norm_bits,
+                                              rounding)
         tensors |= layer_tensors
         layers_q.append(entry)
     # one-pass head: normalized activities of each head layer (1/128 after L2Norm), sqrt(D) folded in
-    hw = net.head.weight.detach().numpy().astype(np.float64).copy()
-    col = 0
-    for l in net.head_layers:
-        width = net.sizes[l]
-        hw[:, col:col + width] *= normalization_fold(net.normalization, width)
-        col += width
-    logit_scale = float32(max(float(np.abs(logits).max()), 1e-6) / 127.0)
-    head_norm_scale = 2.0 ** -NORM_BITS_INT8  # the head keeps TFLite's int8 normalization
-    q, scales, mult, shift = per_channel(hw, head_norm_scale, logit_scale)
-    tensors |= {"head.weight": q, "head.weight_scale": scales,
-                "head.bias": np.round(net.head.bias.detach().numpy() / (scales * head_norm_scale)).astype(np.int32),
-                "head.multiplier": mult, "head.shift": shift}
+    head, logit_scale = quantize_head(net.head.weight.detach().numpy(), net.head.bias.detach().numpy(),
+                                      [net.sizes[l] for l in net.head_layers], net.normalization, logits)
+    tensors |= head
     tensors["gamma_q"] = np.round(net.gamma.detach().numpy() * (1 << GAMMA_FRAC_BITS)).astype(np.int32)
     if from_scratch_seed is not None:
         _fresh_weights(tensors, net, from_scratch_seed)

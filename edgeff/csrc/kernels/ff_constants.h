@@ -14,8 +14,8 @@
 #define EF_GAMMA_SHIFT_MIN 1   /* the gamma_shifts a trainer takes */
 #define EF_GAMMA_SHIFT_MAX 60   /* the gamma_shifts a trainer takes */
 
-/* the layer kinds with integer kernels (edgeff.op_registry.KINDS that have a runtime facet, numbered by
-   their place in KINDS): ef_ff_layer.kind selects a layer's kernels */
+/* the layer kinds with integer training kernels (edgeff.op_registry.KINDS that trains_in_integers,
+   numbered by their place in KINDS): ef_ff_layer.kind selects a layer's kernels */
 enum ef_layer_kind {
     EF_LAYER_DENSE = 0x00,
 };

@@ -8,11 +8,11 @@ sample's values, as for every kind, and in_shape / out_shape give their (C, H, W
 from dataclasses import dataclass
 
 from edgeff.errors import EdgeFFError
-from edgeff.ops.layer_spec import NoInt8Layout, ShapedSpec, require_image, require_positive_ints
+from edgeff.ops.layer_spec import ShapedSpec, require_image, require_positive_ints
 
 
 @dataclass(frozen=True)
-class Conv2dSpec(ShapedSpec, NoInt8Layout):
+class Conv2dSpec(ShapedSpec):
     in_channels: int
     in_height: int
     in_width: int
@@ -68,6 +68,14 @@ class Conv2dSpec(ShapedSpec, NoInt8Layout):
         return {"norm.weight": (c,), "norm.bias": (c,), "norm.running_mean": (c,), "norm.running_var": (c,),
                 "norm.num_batches_tracked": (1,), "conv.weight": (self.out_channels, c, k, k),
                 "conv.bias": (self.out_channels,)}
+
+    def int8_tensors(self, norm_bits: int) -> dict:
+        """Name suffix -> (dtype name, shape) of this block's tensors in an int8 model file: the filters with
+        the BatchNorm folded in, OHWI (out, kernel, kernel, in) as TFLite stores them, the int32 bias at
+        scale s_in * s_w[o] and the per-output-channel multiplier and shift (norm_bits: a dense layer's, unused)."""
+        o, k = self.out_channels, self.kernel
+        return {"weight": ("int8", (o, k, k, self.in_channels)), "bias": ("int32", (o,)),
+                "multiplier": ("int32", (o,)), "shift": ("int32", (o,))}
 
 
 SPEC = Conv2dSpec

@@ -15,7 +15,7 @@ goodness_shift (edgeff.runtime.int_model reads them).
 """
 import numpy as np
 
-from edgeff.quant.fully_connected import normalization_fold, per_channel, weights_on_scales
+from edgeff.quant.fully_connected import normalization_fold, per_channel, relu_output_scale, weights_on_scales
 from edgeff.runtime.int_model import GOODNESS_FRAC_BITS
 from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.requantize import float32, quantize_multiplier
@@ -28,15 +28,21 @@ def _output_scale(module, activities: np.ndarray, qat: bool, percentile: float) 
     layer's is calibrated, the `percentile` of its activities spread over the 256 codes of a ReLU output."""
     if qat:
         return float32(module.output_scale())
-    return float32(max(float(np.percentile(activities, percentile)), 1e-6) / 255.0)
+    return relu_output_scale(activities, percentile)
 
 
-def quantize(spec, module, index: int, activities: np.ndarray, qat: bool, percentile: float, norm_bits: int,
-             rounding: str):
+def fold(module, spec):
+    """The layer as the integer kernels compute it: itself (its normalization runs in integers)."""
+    return module
+
+
+def quantize(spec, module, index: int, activities: np.ndarray, input_quant: dict, qat: bool, percentile: float,
+             norm_bits: int, rounding: str):
     """The int8 tensors (layers.<index>.*) and the header entry of one dense layer.
 
     module is the trainer's layer; a quantization-aware one brings its int8 weights as it trained with
-    them. activities are its float outputs on the calibration inputs. norm_bits is the width of the
+    them. activities are its float outputs on the calibration inputs. input_quant (the input's scale and
+    zero point) does not enter: the L2 normalization makes the input scale-free. norm_bits is the width of the
     normalized input (7: int8, TFLite's; 15: int16 with an int64 bias); rounding is the goodness
     multiplier's (MultiplyByQuantizedMultiplier's "double" or "single").
     """

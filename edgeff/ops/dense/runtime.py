@@ -94,6 +94,12 @@ def tensors(layer: IntLayer, index: int) -> dict:
                                p + "goodness_shift": np.array([layer.goodness_shift], np.int32)}
 
 
+def forward(layer: IntLayer, q: np.ndarray, zero_point: int, rounding: str) -> np.ndarray:
+    """The layer's int8 output for rows q of int8 input, as a layered model walks its layers (its goodness
+    there is the model's class goodness, not this layer's whole-layer sum)."""
+    return layer.forward_with_goodness(q, zero_point, rounding)[1]
+
+
 def every_label_outputs(layer: IntLayer, q: np.ndarray, zero_point: int, n_classes: int, rounding: str):
     """(N * n_classes, out) int8 outputs and (N * n_classes,) raw goodness of the first layer for every label.
 

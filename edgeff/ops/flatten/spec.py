@@ -3,11 +3,11 @@ activity as C*H*W values (torch's NCHW order), the input of a dense layer after 
 Core code: imports only edgeff.errors and edgeff.ops.layer_spec."""
 from dataclasses import dataclass
 
-from edgeff.ops.layer_spec import NoInt8Layout, ShapedSpec, require_image, require_positive_ints
+from edgeff.ops.layer_spec import ShapedSpec, require_image, require_positive_ints
 
 
 @dataclass(frozen=True)
-class FlattenSpec(ShapedSpec, NoInt8Layout):
+class FlattenSpec(ShapedSpec):
     channels: int
     height: int
     width: int
@@ -31,6 +31,9 @@ class FlattenSpec(ShapedSpec, NoInt8Layout):
 
     def float_tensors(self) -> dict:
         return {}
+
+    def int8_tensors(self, norm_bits: int) -> dict:
+        return {}   # int8 in, int8 out at the same scale and zero point: nothing to store
 
 
 SPEC = FlattenSpec

@@ -4,5 +4,6 @@ A parameterless layer, as flatten: it trains nothing and has no loss (edgeff.tra
 block's own `pool` parameter stays (seed 002's blocks pool inside the block, so their FF loss sees the pooled
 output; with this layer the block before it is scored on its unpooled output).
 
-Its trainer and profiler facets exist; its integer backends do not yet (the registry refuses them by name)."""
-FACETS = ("spec", "torch_module", "cost")
+Its trainer, profiler, PTQ and integer-inference facets exist; its other integer backends do not yet
+(the registry refuses them by name)."""
+FACETS = ("spec", "torch_module", "ptq", "runtime", "cost")

@@ -6,11 +6,11 @@ tensors. Core code: imports only edgeff.errors and edgeff.ops.layer_spec.
 from dataclasses import dataclass
 
 from edgeff.errors import EdgeFFError
-from edgeff.ops.layer_spec import NoInt8Layout, ShapedSpec, require_image, require_positive_ints
+from edgeff.ops.layer_spec import ShapedSpec, require_image, require_positive_ints
 
 
 @dataclass(frozen=True)
-class MaxPool2dSpec(ShapedSpec, NoInt8Layout):
+class MaxPool2dSpec(ShapedSpec):
     in_channels: int
     in_height: int
     in_width: int
@@ -39,6 +39,9 @@ class MaxPool2dSpec(ShapedSpec, NoInt8Layout):
 
     def float_tensors(self) -> dict:
         return {}
+
+    def int8_tensors(self, norm_bits: int) -> dict:
+        return {}   # int8 in, int8 out at the same scale and zero point: nothing to store
 
 
 SPEC = MaxPool2dSpec
