@@ -4,10 +4,13 @@ default board's Cortex-M4 unless given), measured by the self-test firmware (fir
 training step per sample, with the trained weights checked against the NumPy runtime's.
 
     measure(int_path, images, labels, elf) -> {"per_tick", "layers", "step", "correct", "same", "elf", "samples"}
+    measure_kernels(convs, pools, elf, portable) -> {"cases", "per_tick", "same"}
 
 The benchmark (benchmarks/firmware_icount.py) and `edgeff profile` on an emulated board both measure
 through measure(); -icount counts instructions, not cycles. The training step's count depends on the samples
 (rows whose gradient is zero in both passes are skipped), so both measure on the model's own training images.
+measure_kernels() counts single CONV_2D and MAX_POOL_2D calls the same way, in the conv check firmware
+(firmware/conv_check/), for benchmarks/conv_icount.py.
 """
 import re
 from pathlib import Path
@@ -19,7 +22,7 @@ from edgeff.errors import EdgeFFError
 from edgeff.profiler.hw_profile import FirmwareTarget
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig
-from firmware_bridge import emulator, selftest
+from firmware_bridge import conv_check, emulator, selftest
 
 # the benchmark's learning rate: small enough that a few samples keep the model sane, large enough to move weights
 CONFIG = IntTrainingConfig(lr_shift=20)
@@ -29,11 +32,16 @@ def _fields(line: bytes) -> dict:
     return {k.decode(): v.decode() for k, v in re.findall(rb"(\w+)=(\w+)", line)}
 
 
+def _per_tick(lines: dict) -> float:
+    """Instructions per SysTick tick, from the firmware's calibration loop (systick_calibrate)."""
+    cal = _fields(lines[b"EDGEFF-CALIBRATION"])
+    return int(cal["instructions"]) / int(cal["ticks"])
+
+
 def _parse(out: bytes, n: int) -> dict:
     """The self-test's lines in instructions: SysTick ticks times the calibration loop's instructions per tick."""
     lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith(b"EDGEFF-")}
-    cal = _fields(lines[b"EDGEFF-CALIBRATION"])
-    per_tick = int(cal["instructions"]) / int(cal["ticks"])
+    per_tick = _per_tick(lines)
     result = _fields(lines[b"EDGEFF-SELFTEST"])
     layers = []
     for ln in out.splitlines():
@@ -68,3 +76,17 @@ def measure(int_path, images: np.ndarray, labels: np.ndarray, elf: Path, config:
     counts = _parse(emulator.run(elf, b"EDGEFF-SELFTEST", target=target), n)
     return {**counts, "same": counts.pop("crc") == selftest.state_crc(trainer), "elf": elf, "samples": n}
 
+
+def measure_kernels(convs, pools, elf: Path, portable: bool = False, target: FirmwareTarget = emulator.TARGET) -> dict:
+    """Build the conv check firmware (firmware/conv_check/) for `target` into `elf` around the CONV_2D and
+    MAX_POOL_2D cases (firmware_bridge.conv_check's ConvCase, PoolCase), with the portable C loops instead of the
+    core's DSP path when `portable`, run it and return, in instructions: `cases` (per case, convolutions then
+    poolings: `instructions` of the one kernel call, `scratch` bytes it took), `per_tick` (the calibration), and
+    `same`: whether every output equals the NumPy reference's."""
+    emulator.build("conv_check", elf, {"conv_cases.h": conv_check.header(convs, pools)},
+                   defines=["EDGEFF_PORTABLE_C"] if portable else [], target=target)
+    out = emulator.run(elf, conv_check.MARKER, target=target)
+    per_tick = _per_tick({ln.split()[0]: ln for ln in out.splitlines() if ln.startswith(b"EDGEFF-CALIBRATION")})
+    got = conv_check.parse(out)
+    cases = [{"instructions": case["ticks"] * per_tick, "scratch": case["scratch"]} for case in got["cases"]]
+    return {"cases": cases, "per_tick": per_tick, "same": got["crc"] == conv_check.expected_crc(convs, pools)}

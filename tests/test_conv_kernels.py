@@ -316,7 +316,7 @@ def test_scalar_build_equals_the_reference(tmp_path, monkeypatch):
             shape = c_kernels.Conv2dShape(*x.shape[1:3], x.shape[3], *out_size, f.shape[0], *f.shape[1:3], *stride,
                                           *pad)
             scalar.ef_conv2d_s8(x, len(x), ctypes.byref(shape), zp_in, f, bias, mult, shift, zp_out, act_min,
-                                act_max, c_kernels.ROUNDING[rounding], got)
+                                act_max, c_kernels.ROUNDING[rounding], None, got)
             assert np.array_equal(got, want)
             x, size, act_min, act_max = _random_pool(rng)
             want = kernels.max_pool2d(x, size, act_min, act_max)

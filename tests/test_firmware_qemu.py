@@ -130,6 +130,85 @@ def test_the_boards_fully_connected_equals_the_reference(tmp_path, board):
     assert int(match[1]) == len(shapes) and int(match[2], 16) == want
 
 
+# (side h, w; in_c, out_c; kernel h, w; stride; padding; batch): in_c 1, 3, 4, 20, 40; padding 0, 1, 2; stride 1
+# and 2; odd sides; 1x1, 2x2, 5x3 kernels; windows wholly outside the input (padding 2 of a 3x3); batches of 2
+CONV_GEOMETRIES = [(28, 28, 1, 20, 3, 3, 1, 1, 1), (9, 7, 3, 5, 3, 3, 2, 1, 2), (6, 8, 4, 7, 3, 3, 1, 0, 1),
+                   (7, 7, 20, 6, 3, 3, 1, 2, 1), (5, 6, 40, 9, 3, 3, 2, 1, 1), (8, 5, 1, 3, 5, 3, 1, 2, 1),
+                   (11, 9, 3, 4, 2, 2, 2, 0, 2), (4, 4, 20, 3, 1, 1, 1, 0, 1), (3, 5, 1, 2, 1, 1, 1, 0, 1),
+                   (6, 6, 4, 5, 3, 3, 1, 2, 1), (7, 9, 40, 4, 3, 3, 1, 1, 1), (5, 5, 3, 8, 3, 3, 2, 2, 1)]
+# the epilogue each case takes: the usual ReLU output (zero point -128) and single rounding over [-128, 127]
+# (the DSP path's short epilogue), a ReLU of another zero point, narrow clamps, and short-form cases with one
+# channel that rules the short form out (shift 0, a left shift, a negative multiplier under single rounding,
+# shifts -24 and -31); and ties: inputs at the zero point (every sum 0), multipliers 2^30, shifts -1 to -5 and
+# biases alone on and beside each rounding's ties, where double rounding's two steps show
+EPILOGUES = ["relu128", "single", "relu", "clamp", "shift0", "left", "negative", "shift24", "shift31", "ties",
+             "ties_single"]
+
+
+def _conv_case(rng, geometry, epilogue):
+    from firmware_bridge.conv_check import ConvCase
+
+    h, w, c_in, c_out, kh, kw, stride, pad, n = geometry
+    zp_in = int(rng.choice([-128, 127, *rng.integers(-128, 128, 2)]))
+    x = rng.integers(-128, 128, (n, h, w, c_in)).astype(np.int8)
+    f = rng.integers(-128, 128, (c_out, kh, kw, c_in)).astype(np.int8)
+    if epilogue == "relu128" and c_in == 1:               # the largest sums: |x - zp| = 255 against -128 weights
+        x[0, : h // 2] = 127 if zp_in == -128 else -128
+        f[0] = -128
+    out = tuple((side + 2 * pad - k) // stride + 1 for side, k in ((h, kh), (w, kw)))
+    typical = np.sqrt(kh * kw * c_in) * 74 * np.hypot(74, zp_in)     # about the sums' spread
+    shift = (5 - np.round(np.log2(typical)) + rng.integers(-2, 2, c_out)).astype(np.int32)
+    mult = rng.integers(1 << 30, INT32_MAX, c_out, endpoint=True).astype(np.int32)
+    bias = rng.integers(-int(typical), int(typical), c_out).astype(np.int32)
+    bias[c_out // 2] = INT32_MAX - int(rng.integers(0, 1000))      # wraps sum + bias, as int32 does
+    zp_out, act_min, act_max, rounding = -128, -128, 127, "double"
+    if epilogue in ("single", "negative"):   # (the reference's ReLU shortcut assumes multipliers >= 0: no ReLU here)
+        zp_out, rounding = int(rng.integers(-127, 128)), "single"
+    elif epilogue == "relu":
+        zp_out = act_min = int(rng.integers(-100, 50))
+    elif epilogue == "clamp":
+        zp_out = int(rng.integers(-128, 128))
+        act_min, act_max = sorted(int(v) for v in rng.integers(-128, 128, 2))
+    if epilogue.startswith("ties"):
+        x[:] = zp_in
+        shift, mult[:] = -(1 + np.arange(c_out) % 5).astype(np.int32), 1 << 30
+        bias = rng.integers(-64, 8 << -shift).astype(np.int32)
+        zp_out, rounding = (-128, "double") if epilogue == "ties" else (int(rng.integers(-128, 128)), "single")
+    last = c_out - 1
+    if epilogue in ("shift0", "left", "shift24", "shift31"):
+        shift[last] = {"shift0": 0, "left": 2, "shift24": -24, "shift31": -31}[epilogue]
+    if epilogue == "negative":
+        mult[last] = -mult[last]
+    return ConvCase(x, zp_in, f, bias, mult, shift, zp_out, act_min, act_max, (stride, stride), (pad, pad), out,
+                    rounding)
+
+
+@pytest.mark.parametrize("board, portable", [("mps2-an386", False), ("mps2-an500", False), ("netduinoplus2", False),
+                                             ("mps2-an386", True)])
+def test_the_boards_convolution_and_pooling_equal_the_reference(tmp_path, board, portable):
+    """The C CONV_2D (on the Cortex-M4 and M7 its im2col and SMLAD path with the short epilogue and the general
+    one; with EDGEFF_PORTABLE_C the portable loops on the same core) and MAX_POOL_2D on QEMU against the NumPy
+    reference: every geometry of CONV_GEOMETRIES under each epilogue in turn, random zero points (and both
+    ends), wrapping biases, the largest sums; poolings of windows 1 to 4 over odd sides, 1 to 21 channels,
+    clamps. One CRC of every output must equal the reference's."""
+    from firmware_bridge import instruction_counts
+    from firmware_bridge.conv_check import PoolCase
+
+    rng = np.random.default_rng(23)
+    convs = [_conv_case(rng, g, EPILOGUES[i % len(EPILOGUES)]) for i, g in enumerate(CONV_GEOMETRIES * 2)]
+    pools = []
+    for size, (h, w, c, n) in zip([1, 2, 2, 3, 4, 2], [(5, 7, 3, 1), (28, 28, 20, 1), (7, 9, 21, 2), (10, 8, 4, 1),
+                                                        (9, 9, 1, 1), (14, 14, 40, 1)], strict=True):
+        act_min, act_max = (-128, 127) if size != 3 else (-20, 60)
+        pools.append(PoolCase(rng.integers(-128, 128, (n, h, w, c)).astype(np.int8), size, act_min, act_max))
+    inside = np.concatenate([((k.reference() > -128) & (k.reference() < 127)).ravel() for k in convs])
+    assert inside.mean() > 0.4                                  # the rescale shows, not only the clamp
+    got = instruction_counts.measure_kernels(convs, pools, tmp_path / "conv_check.elf", portable=portable,
+                                             target=BOARDS[board])
+    assert len(got["cases"]) == len(convs) + len(pools) and got["same"]
+    assert all(case["scratch"] == 0 for case in got["cases"]) == portable
+
+
 def test_a_model_too_big_for_the_board_fails_to_link(int_model, tmp_path):
     """784-256-128 needs 233 KB of int8 weights and 467 KB of master weights: over the 256 KB of SRAM."""
     _, int_path, _ = int_model

@@ -121,8 +121,9 @@ _SIGNATURES = {
     "ef_l2_normalize_s8": [_arr(np.int8), _i32, _i32, _i32, _int, _arr(np.int8)],
     "ef_l2_normalize_s16": [_arr(np.int8), _i32, _i32, _i32, _int, _arr(np.int16)],
     "ef_goodness": [_arr(np.int8), _i32, _i32, _i32, _arr(np.int32)],
+    "ef_conv2d_s8_scratch_bytes": [ctypes.POINTER(Conv2dShape)],
     "ef_conv2d_s8": [_arr(np.int8), _i32, ctypes.POINTER(Conv2dShape), _i32, _arr(np.int8), _arr(np.int32),
-                     _arr(np.int32), _arr(np.int32), _i32, _i32, _i32, _int, _arr(np.int8)],
+                     _arr(np.int32), _arr(np.int32), _i32, _i32, _i32, _int, ctypes.c_void_p, _arr(np.int8)],
     "ef_max_pool2d_s8": [_arr(np.int8), _i32, _i32, _i32, _i32, _i32, _i32, _i32, _arr(np.int8)],
     "ef_ff_label_rows_s8": [_arr(np.int32), _arr(np.int8), _i32, _arr(np.int32), _i32, _i32, _arr(np.int32),
                             _arr(np.int32), _arr(np.int32), _i32, _i32, _int, _arr(np.int8), _arr(np.int32)],
@@ -132,7 +133,7 @@ _SIGNATURES = {
     "ef_update_weight_rows": [_arr(np.int16), _arr(np.int8), _i32, _arr(np.int32), _i32, _arr(np.int64), _i32,
                               _int, _u32, _u32],
 }
-_RESTYPES = {"ef_hash32": _u32}
+_RESTYPES = {"ef_hash32": _u32, "ef_conv2d_s8_scratch_bytes": _i32}
 
 
 @functools.cache
@@ -259,7 +260,13 @@ def conv2d(x, input_zero_point: int, filters, bias, multiplier, shift, output_ze
     out = np.empty((n, *out_size, o), np.int8)
     bias = np.zeros(o, np.int32) if bias is None else bias
     mult, shift = (_c(np.broadcast_to(v, o), np.int32) for v in (multiplier, shift))
-    _over_rows(lib.ef_conv2d_s8, [x], [out], ctypes.byref(shape), input_zero_point, filters, _c(bias, np.int32),
+    scratch_words = -(-lib.ef_conv2d_s8_scratch_bytes(ctypes.byref(shape)) // 8)   # 0: the portable path's
+
+    def kernel(*args):   # a scratch of its own for each call: the rows may run on several threads at once
+        scratch = np.empty(scratch_words, np.int64) if scratch_words else None
+        lib.ef_conv2d_s8(*args[:-1], None if scratch is None else scratch.ctypes.data, args[-1])
+
+    _over_rows(kernel, [x], [out], ctypes.byref(shape), input_zero_point, filters, _c(bias, np.int32),
                mult, shift, output_zero_point, act_min, act_max, ROUNDING[rounding])
     return out
 

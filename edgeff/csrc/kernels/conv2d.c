@@ -1,17 +1,19 @@
 /* int8 CONV_2D per output channel (mirror of edgeff/runtime/conv2d.py, TFLM's ConvPerChannel, dilation 1):
- * a direct convolution, NHWC input and output, OHWI filters, then the FullyConnected epilogue per pixel.
+ * NHWC input and output, OHWI filters, exact int32 sums, then the FullyConnected epilogue per pixel. Two
+ * paths, chosen when the library is built, with the same bits:
  *
- * Direct rather than im2col: it needs no scratch at all (im2col's column buffer is RAM a training board
- * does not have to spare), and in NHWC / OHWI one filter row (ky) meets the input in one contiguous run
- * of (kx, c) values on both sides, so the inner loop is a plain dot product: that run, minus the input
- * zero point, widened once to int16 on the stack, then against four output channels' filter rows at a
- * time. Taps outside the input are skipped (a padded input's zero-point terms are 0). The accumulator is
- * int32 as on the board: exact while kernel_h * kernel_w * in_c <= INT32_MAX / (128 * 255) = 65793 (the
- * runtime hands larger windows to its reference kernel). */
+ * - portable (the host, any core without the Arm DSP extension): a direct convolution with no scratch. In
+ *   NHWC / OHWI one filter row (ky) meets the input in one contiguous run of (kx, c) values on both sides,
+ *   so the inner loop is a plain dot product: that run, minus the input zero point, widened once to int16
+ *   on the stack, then against four output channels' filter rows at a time. Taps outside the input are
+ *   skipped (a padded input's zero-point terms are 0).
+ * - Cortex-M4 / M7 (EF_ARM_DSP): im2col of four output pixels into the caller's scratch, then SMLAD, as
+ *   CMSIS-NN's arm_convolve_s8 (see conv_dsp below).
+ *
+ * The accumulator is int32 as on the board: exact while kernel_h * kernel_w * in_c <= INT32_MAX / (128 * 255)
+ * = 65793 (the runtime hands larger windows to its reference kernel). */
+#include "arm_dsp.h"
 #include "edgeff_kernels.h"
-
-#define CHANNEL_BLOCK 64   /* int32 accumulators a pixel keeps on the stack at a time */
-#define RUN_BLOCK 256      /* input values a filter row widens to int16 on the stack at a time */
 
 static inline int32_t max_i32(int32_t a, int32_t b)
 {
@@ -22,6 +24,342 @@ static inline int32_t min_i32(int32_t a, int32_t b)
 {
     return a < b ? a : b;
 }
+
+#if EF_ARM_DSP
+/* ---- The Cortex-M4 / M7 path.
+ * Four output pixels at a time: each one's window is widened once into the caller's scratch (im2col), then
+ * every output channel's filter meets all four, so that one filter word, widened by two SXTB16, feeds eight
+ * SMLADs (two products each): 15 instructions per 16 MACs with the loop's (channel_loop). The window is laid
+ * out per filter row of row4 = kernel_w * in_c rounded up to 4 values, each group of four (x0, x1, x2, x3) as
+ * the int16 pairs (x0, x2), (x1, x3) that SXTB16 of the raw bytes gives (CMSIS-NN's reordered q7-to-q15),
+ * pixel after pixel within a group: one LDM fetches a group of two pixels. Where row4 > kernel_w * in_c the
+ * filter rows are copied into the scratch with zeros after them, so the values read past a window row meet
+ * zero weights. The windows hold the raw int8 values: sum w * (x - zp) = sum w * x - zp * sum w, the second
+ * term worked out once per channel, and a tap outside the input holds zp, which that term cancels. */
+#define PIXELS 4
+
+typedef struct {              /* one output channel's constants, worked out once per call (32 bytes) */
+    int32_t init[PIXELS];     /* the sum's start, -zp * sum of its filter (+ bias in the short epilogue), once
+                               * per pixel so that one LDM starts all four sums */
+    int32_t multiplier;
+    int32_t rsh;              /* the short epilogue's shift of the high word: -shift - 1 */
+    int64_t rounding;         /* the short epilogue's rounding and zero-point term (rounding_term) */
+} channel_consts;
+
+typedef struct {              /* the scratch, carved out as ef_conv2d_s8_scratch_bytes sizes it */
+    channel_consts *consts;   /* out_c */
+    int32_t *cols;            /* the windows: taps4 / 4 groups of PIXELS x (x0 x2, x1 x3) */
+    int32_t *acc;             /* PIXELS x out_c sums for the general epilogue, or a short block's outputs */
+    int8_t *window;           /* taps4: a window that crosses the input's edge, padded with zp */
+    int8_t *filter;           /* out_c x taps4: the filter with its rows padded, where row4 > kernel_w * in_c */
+} scratch_parts;
+
+static int32_t row4_of(const ef_conv2d_shape *s)
+{
+    return (s->kernel_w * s->in_c + 3) & ~3;
+}
+
+static int32_t align8(int32_t bytes)
+{
+    return (bytes + 7) & ~7;
+}
+
+/* the parts' sizes in bytes, in scratch order; the last is 0 where the filter is read in place */
+static void part_sizes(const ef_conv2d_shape *s, int32_t sizes[5])
+{
+    int32_t row4 = row4_of(s), taps4 = s->kernel_h * row4;
+    sizes[0] = s->out_c * (int32_t)sizeof(channel_consts);
+    sizes[1] = PIXELS * taps4 * 2;
+    sizes[2] = PIXELS * s->out_c * 4;
+    sizes[3] = align8(taps4);
+    sizes[4] = row4 == s->kernel_w * s->in_c ? 0 : align8(s->out_c * taps4);
+}
+
+static scratch_parts carve(const ef_conv2d_shape *s, void *scratch)
+{
+    int32_t sizes[5];
+    int8_t *at = scratch;
+    part_sizes(s, sizes);
+    scratch_parts parts;
+    parts.consts = (channel_consts *)(void *)at;
+    parts.cols = (int32_t *)(void *)(at += sizes[0]);
+    parts.acc = (int32_t *)(void *)(at += sizes[1]);
+    parts.window = at += sizes[2];
+    parts.filter = at + sizes[3];
+    return parts;
+}
+
+/* The short epilogue applies to every channel of the call: int8 output over [-128, 127], right shifts of 1 to
+ * 23 and non-negative multipliers, and either single rounding or a zero point of -128 (the usual ReLU output),
+ * where a negative sum, whatever the double rounding makes of it, ends at -128. */
+static int short_epilogue(const int32_t *multiplier, const int32_t *shift, int32_t n, int32_t zp, int32_t act_min,
+                          int32_t act_max, int rounding)
+{
+    if (act_min != -128 || act_max != 127 || (rounding == EF_ROUNDING_DOUBLE && zp != -128))
+        return 0;
+    for (int32_t c = 0; c < n; ++c)
+        if (multiplier[c] < 0 || shift[c] > -1 || shift[c] < -23)
+            return 0;
+    return 1;
+}
+
+/* With r = -shift in [1, 23] and a = sum + bias, MultiplyByQuantizedMultiplier plus the zero point is one
+ * rounding of the 64-bit a * multiplier: double rounding's SaturatingRoundingDoublingHighMul adds 2^30 and
+ * drops 31 bits, RoundingDivideByPOT adds 2^(r-1) and drops r more; for a >= 0 the two floors make one,
+ * floor((a * m + 2^30 + 2^(30+r)) / 2^(31+r)); single rounding is floor((a * m + 2^(30+r)) / 2^(31+r)) for
+ * every a. The zero point joins the added term as zp * 2^(31+r) (|term| < 2^62: no overflow), and the
+ * 31 + r >= 32 bits dropped leave the high word shifted right by r - 1: SMLAL, ASR, then SSAT clamps. */
+static int64_t rounding_term(int32_t shift, int32_t zp, int rounding)
+{
+    int32_t r = -shift;
+    int64_t half = (int64_t)1 << (30 + r);
+    return (rounding == EF_ROUNDING_DOUBLE ? half + ((int64_t)1 << 30) : half) + (int64_t)zp * 2 * half;
+}
+
+/* Per channel: its sum's start (-zp * its filter's sum, + bias in the short epilogue; int32 wraps as on the
+ * board) and the short epilogue's constants. */
+static void channel_constants(const ef_conv2d_shape *s, const int8_t *filter, int32_t zp, const int32_t *bias,
+                              const int32_t *multiplier, const int32_t *shift, int32_t out_zp, int rounding,
+                              int short_form, channel_consts *consts)
+{
+    int32_t taps = s->kernel_h * s->kernel_w * s->in_c;
+    for (int32_t c = 0; c < s->out_c; ++c) {
+        int32_t sum = 0;
+        for (int32_t k = 0; k < taps; ++k)
+            sum += filter[(int64_t)c * taps + k];
+        uint32_t init = 0u - (uint32_t)zp * (uint32_t)sum;
+        for (int32_t p = 0; p < PIXELS; ++p)
+            consts[c].init[p] = (int32_t)(short_form ? init + (uint32_t)bias[c] : init);
+        consts[c].multiplier = multiplier[c];
+        consts[c].rsh = short_form ? -shift[c] - 1 : 0;
+        consts[c].rounding = short_form ? rounding_term(shift[c], out_zp, rounding) : 0;
+    }
+}
+
+/* The filter rows padded to row4 with zero weights (where the window reads past kernel_w * in_c values) */
+static void pad_filter(const ef_conv2d_shape *s, const int8_t *filter, int8_t *padded)
+{
+    int32_t run = s->kernel_w * s->in_c, row4 = row4_of(s);
+    for (int32_t r = 0; r < s->out_c * s->kernel_h; ++r)
+        for (int32_t j = 0; j < row4; ++j)
+            padded[(int64_t)r * row4 + j] = j < run ? filter[(int64_t)r * run + j] : 0;
+}
+
+/* What the im2col of one pixel needs, worked out once per call: the geometry in bytes and the outputs whose
+ * window lies inside the image with every row's row4 values (those read past kernel_w * in_c meet zero
+ * weights), which are widened straight from the image; the others from a copy padded with zp. */
+typedef struct {
+    int32_t row, row4, kh, in_h, in_c, run;     /* bytes of an input row, of a window row padded, ... */
+    int32_t stride_h, stride_w, pad_h, pad_w;
+    int32_t oy0, oy1, ox0, ox1;                 /* the inside outputs: oy0 <= oy < oy1, ox0 <= ox < ox1 */
+    int32_t zp;
+} im2col_geometry;
+
+static int32_t ceil_div(int32_t a, int32_t b)   /* a >= 0, b > 0 */
+{
+    return (a + b - 1) / b;
+}
+
+/* the number of outputs o >= 0 with o * stride - pad + reach <= side, reach >= 1 */
+static int32_t outputs_within(int32_t side, int32_t reach, int32_t stride, int32_t pad)
+{
+    int32_t room = side - reach + pad;
+    return room < 0 ? 0 : room / stride + 1;
+}
+
+static im2col_geometry im2col_geometry_of(const ef_conv2d_shape *s, int32_t zp)
+{
+    im2col_geometry g;
+    g.row = s->in_w * s->in_c, g.row4 = row4_of(s), g.kh = s->kernel_h, g.in_h = s->in_h, g.in_c = s->in_c;
+    g.run = s->kernel_w * s->in_c, g.zp = zp;
+    g.stride_h = s->stride_h, g.stride_w = s->stride_w, g.pad_h = s->pad_h, g.pad_w = s->pad_w;
+    g.oy0 = ceil_div(s->pad_h, s->stride_h), g.ox0 = ceil_div(s->pad_w, s->stride_w);
+    g.oy1 = min_i32(s->out_h, outputs_within(s->in_h, s->kernel_h, s->stride_h, s->pad_h));
+    /* in whole values of in_c: row4 values reach ceil(row4 / in_c) pixels */
+    g.ox1 = min_i32(s->out_w, outputs_within(s->in_w, ceil_div(g.row4, s->in_c), s->stride_w, s->pad_w));
+    return g;
+}
+
+/* Output (oy, ox)'s window: in the image when it lies inside, else copied into `window` and padded with zp;
+ * *stride is the distance between its rows. */
+static const int8_t *window_of(const im2col_geometry *g, const int8_t *image, int32_t oy, int32_t ox,
+                               int8_t *window, int32_t *stride)
+{
+    int32_t iy = oy * g->stride_h - g->pad_h, ix = ox * g->stride_w - g->pad_w;
+    if (oy >= g->oy0 && oy < g->oy1 && ox >= g->ox0 && ox < g->ox1) {
+        *stride = g->row;
+        return image + iy * g->row + ix * g->in_c;
+    }
+    int32_t j0 = max_i32(0, -ix) * g->in_c, j1 = min_i32(g->run, g->row - ix * g->in_c);
+    uint32_t fill = (uint8_t)g->zp * 0x01010101u;
+    for (int32_t ky = 0; ky < g->kh; ++ky) {
+        int8_t *w = window + ky * g->row4;
+        const int8_t *x = image + (iy + ky) * g->row + ix * g->in_c;
+        for (int32_t j = 0; j < g->row4; j += 4)
+            __builtin_memcpy(w + j, &fill, 4);
+        for (int32_t j = j0; iy + ky >= 0 && iy + ky < g->in_h && j < j1; ++j)
+            w[j] = x[j];
+    }
+    *stride = g->row4;
+    return window;
+}
+
+/* Pixel p's window into the im2col block: group g of it at cols[8 g + 2 p], the pairs (x0, x2), (x1, x3) */
+static void widen_window(const int8_t *rows, int32_t stride, int32_t kh, int32_t row4, int32_t p, int32_t *cols)
+{
+    int32_t *dst = cols + 2 * p;
+    for (int32_t ky = 0; ky < kh; ++ky, rows += stride)
+        for (const int8_t *x = rows, *end = rows + row4; x != end; x += 4, dst += 2 * PIXELS) {
+            int32_t word;
+            __builtin_memcpy(&word, x, 4);
+            dst[0] = __sxtb16(word);
+            dst[1] = ef_sxtb16_ror8(word);
+        }
+}
+
+/* the output pixel after (*oy, *ox) of the image at `at` (`image` bytes), and that pixel's image */
+static inline const int8_t *next_pixel(const ef_conv2d_shape *s, const int8_t *at, int32_t image, int32_t *oy,
+                                       int32_t *ox)
+{
+    if (++*ox < s->out_w)
+        return at;
+    *ox = 0;
+    if (++*oy < s->out_h)
+        return at;
+    *oy = 0;
+    return at + image;
+}
+
+typedef struct {              /* what channel_loop keeps on its stack, in this order */
+    int32_t short_form;       /* 1: the short epilogue, int8 outputs; 0: the sums, for the general one */
+    void *out;                /* pixel 0's output (or sum) of channel 0; pixel p's is `stride` bytes on */
+    int32_t stride;
+    const int32_t *cols;      /* the im2col block */
+    const channel_consts *consts_end;
+    const int32_t *cols_end;
+} block_run;
+
+/* Every channel of one block of four pixels, from filter row f and its constants k on: the four sums (started
+ * by one LDM of init), group by group (one filter word, two SXTB16, two LDMs of the window words, eight
+ * SMLADs), then either the short epilogue (per output: LDRD of the rounding term, SMLAL, ASR, SSAT, STRB) or
+ * the four sums stored. In assembly, all of it: the loop keeps 13 registers live (4 sums, 2 widened weights,
+ * 4 window words, 3 pointers), which the compiler spills, and its epilogue and channel loop cost more in C
+ * than the 36 MACs of a 3x3 window on one input channel. */
+#define IN_R0_R2 __attribute__((unused))   /* a naked function's arguments, read by its assembly alone */
+__attribute__((naked, noinline)) static void channel_loop(IN_R0_R2 const int8_t *f, IN_R0_R2 const channel_consts *k,
+                                                          IN_R0_R2 const block_run *run)
+{
+    __asm__("push {r4-r11, lr}\n"
+            "mov r10, r0\n"                       /* f */
+            "mov lr, r1\n"                        /* k */
+            "ldm r2, {r4-r9}\n"
+            "push {r4-r8}\n"                      /* [sp]: short_form, out, stride, cols, consts_end */
+            "mov r12, r9\n"                       /* cols_end */
+            "2:\n"
+            "ldm lr!, {r0-r3}\n"                  /* the sums' start; lr: multiplier */
+            "ldr r11, [sp, #12]\n"
+            "1:\n"
+            "ldr r8, [r10], #4\n"
+            "ldm r11!, {r4-r7}\n"
+            "sxtb16 r9, r8\n"
+            "sxtb16 r8, r8, ror #8\n"
+            "smlad r0, r9, r4, r0\n"
+            "smlad r0, r8, r5, r0\n"
+            "smlad r1, r9, r6, r1\n"
+            "smlad r1, r8, r7, r1\n"
+            "ldm r11!, {r4-r7}\n"
+            "smlad r2, r9, r4, r2\n"
+            "smlad r2, r8, r5, r2\n"
+            "smlad r3, r9, r6, r3\n"
+            "smlad r3, r8, r7, r3\n"
+            "cmp r11, r12\n"
+            "bne 1b\n"
+            "ldm sp, {r6, r8, r9}\n"              /* short_form, out, stride */
+            "add r11, r8, r9, lsl #1\n"           /* pixel 2's */
+            "cbz r6, 3f\n"
+            "ldrd r4, r5, [lr], #8\n"             /* multiplier, rsh; lr: rounding */
+            "ldrd r6, r7, [lr]\n"
+            "smlal r6, r7, r3, r4\n"
+            "asr r7, r7, r5\n"
+            "ssat r7, #8, r7\n"
+            "strb r7, [r11, r9]\n"
+            "ldrd r6, r7, [lr]\n"
+            "smlal r6, r7, r2, r4\n"
+            "asr r7, r7, r5\n"
+            "ssat r7, #8, r7\n"
+            "strb r7, [r11]\n"
+            "ldrd r6, r7, [lr]\n"
+            "smlal r6, r7, r1, r4\n"
+            "asr r7, r7, r5\n"
+            "ssat r7, #8, r7\n"
+            "strb r7, [r8, r9]\n"
+            "ldrd r6, r7, [lr], #8\n"             /* lr: the next channel's */
+            "smlal r6, r7, r0, r4\n"
+            "asr r7, r7, r5\n"
+            "ssat r7, #8, r7\n"
+            "strb r7, [r8], #1\n"
+            "b 4f\n"
+            "3:\n"
+            "str r3, [r11, r9]\n"
+            "str r2, [r11]\n"
+            "str r1, [r8, r9]\n"
+            "str r0, [r8], #4\n"
+            "add lr, lr, #16\n"
+            "4:\n"
+            "ldr r6, [sp, #16]\n"
+            "str r8, [sp, #4]\n"
+            "cmp lr, r6\n"
+            "bne 2b\n"
+            "add sp, sp, #20\n"
+            "pop {r4-r11, pc}\n");
+}
+
+static void conv_dsp(const int8_t *in, int32_t batch, const ef_conv2d_shape *s, int32_t in_zero_point,
+                     const int8_t *filter, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                     int32_t out_zero_point, int32_t act_min, int32_t act_max, int rounding, void *scratch,
+                     int8_t *out)
+{
+    scratch_parts sp = carve(s, scratch);
+    int32_t row4 = row4_of(s), taps4 = s->kernel_h * row4, out_c = s->out_c, image = s->in_h * s->in_w * s->in_c;
+    int32_t pixels = batch * s->out_h * s->out_w;
+    int short_form = short_epilogue(multiplier, shift, out_c, out_zero_point, act_min, act_max, rounding);
+    int relu = ef_requantize_relu_form(multiplier, shift, out_c, out_zero_point, act_min, act_max);
+    const int8_t *f = filter;
+    if (row4 != s->kernel_w * s->in_c) {
+        pad_filter(s, filter, sp.filter);
+        f = sp.filter;
+    }
+    channel_constants(s, filter, in_zero_point, bias, multiplier, shift, out_zero_point, rounding, short_form,
+                      sp.consts);
+    im2col_geometry g = im2col_geometry_of(s, in_zero_point);
+    const int8_t *at = in;           /* the next pixel's image and place in it */
+    int32_t oy = 0, ox = 0;
+    for (int32_t p0 = 0; p0 < pixels; p0 += PIXELS) {
+        /* a last block of fewer pixels repeats its last one, its outputs staged in the scratch */
+        int32_t n = min_i32(PIXELS, pixels - p0);
+        for (int32_t p = 0; p < PIXELS; ++p) {
+            int32_t stride;
+            const int8_t *rows = window_of(&g, at, oy, ox, sp.window, &stride);
+            widen_window(rows, stride, s->kernel_h, row4, p, sp.cols);
+            if (p + 1 < n)
+                at = next_pixel(s, at, image, &oy, &ox);
+        }
+        at = next_pixel(s, at, image, &oy, &ox);   /* the next block's first */
+        int8_t *o = out + (int64_t)p0 * out_c;
+        int staged = !short_form || n < PIXELS;
+        block_run run = {short_form, staged ? (void *)sp.acc : (void *)o, short_form ? out_c : 4 * out_c, sp.cols,
+                         sp.consts + out_c, sp.cols + 2 * PIXELS * (taps4 / 4)};
+        channel_loop(f, sp.consts, &run);
+        for (int32_t p = 0; short_form && staged && p < n * out_c; ++p)
+            o[p] = ((const int8_t *)sp.acc)[p];
+        for (int32_t p = 0; !short_form && p < n; ++p)
+            ef_requantize_row_s8(sp.acc + p * out_c, out_c, bias, multiplier, shift, out_zero_point, act_min,
+                                 act_max, rounding, relu, o + p * out_c);
+    }
+}
+#else
+#define CHANNEL_BLOCK 64   /* int32 accumulators a pixel keeps on the stack at a time */
+#define RUN_BLOCK 256      /* input values a filter row widens to int16 on the stack at a time */
 
 /* xs[i] = x[i] - zp, widened once for every output channel that meets it (|x - zp| <= 255 fits int16) */
 static inline void widen_run(const int8_t *x, int32_t n, int32_t zp, int16_t *xs)
@@ -56,9 +394,9 @@ static void dot_channels(const int8_t *w, int32_t stride, int32_t n, const int16
     }
 }
 
-void ef_conv2d_s8(const int8_t *in, int32_t batch, const ef_conv2d_shape *s, int32_t in_zero_point,
-                  const int8_t *filter, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
-                  int32_t out_zero_point, int32_t act_min, int32_t act_max, int rounding, int8_t *out)
+static void conv_portable(const int8_t *in, int32_t batch, const ef_conv2d_shape *s, int32_t in_zero_point,
+                          const int8_t *filter, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                          int32_t out_zero_point, int32_t act_min, int32_t act_max, int rounding, int8_t *out)
 {
     int relu = ef_requantize_relu_form(multiplier, shift, s->out_c, out_zero_point, act_min, act_max);
     int32_t tap = s->kernel_w * s->in_c, row = s->in_w * s->in_c;   /* one filter row; one input row */
@@ -94,4 +432,31 @@ void ef_conv2d_s8(const int8_t *in, int32_t batch, const ef_conv2d_shape *s, int
             }
         }
     }
+}
+#endif
+
+int32_t ef_conv2d_s8_scratch_bytes(const ef_conv2d_shape *s)
+{
+#if EF_ARM_DSP
+    int32_t sizes[5];
+    part_sizes(s, sizes);
+    return sizes[0] + sizes[1] + sizes[2] + sizes[3] + sizes[4];
+#else
+    (void)s;
+    return 0;
+#endif
+}
+
+void ef_conv2d_s8(const int8_t *in, int32_t batch, const ef_conv2d_shape *s, int32_t in_zero_point,
+                  const int8_t *filter, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
+                  int32_t out_zero_point, int32_t act_min, int32_t act_max, int rounding, void *scratch, int8_t *out)
+{
+#if EF_ARM_DSP
+    conv_dsp(in, batch, s, in_zero_point, filter, bias, multiplier, shift, out_zero_point, act_min, act_max,
+             rounding, scratch, out);
+#else
+    (void)scratch;
+    conv_portable(in, batch, s, in_zero_point, filter, bias, multiplier, shift, out_zero_point, act_min, act_max,
+                  rounding, out);
+#endif
 }

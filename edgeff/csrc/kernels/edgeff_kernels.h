@@ -66,17 +66,26 @@ void ef_requantize_s16(const int64_t *acc, int32_t rows, int32_t units, const in
                        const int32_t *multiplier, const int32_t *shift, int32_t out_zero_point,
                        int32_t act_min, int32_t act_max, int8_t *out);
 
-/* ---- conv2d.c: TFLM CONV_2D per output channel, dilation 1, a direct convolution (no scratch): NHWC input
- * (batch, in_h, in_w, in_c) and output (batch, out_h, out_w, out_c), OHWI filters (out_c, kernel_h, kernel_w,
- * in_c); taps outside the input (pad_h rows above, pad_w columns left, and whatever the output size reaches
- * past the bottom and right) are skipped; then ef_requantize_row_s8's epilogue per pixel. */
+/* ---- conv2d.c: TFLM CONV_2D per output channel, dilation 1: NHWC input (batch, in_h, in_w, in_c) and output
+ * (batch, out_h, out_w, out_c), OHWI filters (out_c, kernel_h, kernel_w, in_c); taps outside the input (pad_h
+ * rows above, pad_w columns left, and whatever the output size reaches past the bottom and right) count as
+ * the input zero point; then ef_requantize_row_s8's epilogue per pixel. `scratch` is the caller's, 8-byte
+ * aligned, of ef_conv2d_s8_scratch_bytes(shape) bytes: 0 for the portable path (NULL will do), and on a core
+ * with the Arm DSP extension, with row4 = kernel_w * in_c rounded up to a multiple of 4 and
+ * taps4 = kernel_h * row4,
+ *   32 out_c + 8 taps4 + 16 out_c + taps4 (rounded up to 8) [+ out_c * taps4 (rounded up to 8) if row4 >
+ *   kernel_w * in_c]
+ * bytes: per channel its constants and four pixels' sums, the im2col block of four pixels' windows as int16,
+ * one window of the input's edge, and the filter with its rows padded to row4. */
 typedef struct {
     int32_t in_h, in_w, in_c, out_h, out_w, out_c;
     int32_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
 } ef_conv2d_shape;
+int32_t ef_conv2d_s8_scratch_bytes(const ef_conv2d_shape *shape);
 void ef_conv2d_s8(const int8_t *in, int32_t batch, const ef_conv2d_shape *shape, int32_t in_zero_point,
                   const int8_t *filter, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
-                  int32_t out_zero_point, int32_t act_min, int32_t act_max, int rounding, int8_t *out);
+                  int32_t out_zero_point, int32_t act_min, int32_t act_max, int rounding, void *scratch,
+                  int8_t *out);
 
 /* ---- maxpool2d.c: TFLM MAX_POOL_2D with filter = stride = size, VALID, NHWC: out (batch, in_h / size,
  * in_w / size, channels), clamped to [act_min, act_max] */

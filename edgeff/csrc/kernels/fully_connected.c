@@ -1,6 +1,7 @@
 /* int8 and 16x8 FullyConnected (mirror of edgeff/runtime/fully_connected.py): an exact integer dot
  * product per unit, then the shared epilogue: + bias, rescale, + output zero point, clamp. The input
  * zero point is 0 (inputs are L2-normalized), the weights symmetric. */
+#include "arm_dsp.h"
 #include "edgeff_kernels.h"
 #include "rescale_avx2.h"
 
@@ -24,26 +25,18 @@ static inline int8_t epilogue_s16(int64_t acc, int32_t multiplier, int32_t shift
 #define UNIT_BLOCK 64    /* int32 accumulators a row keeps on the stack at a time */
 #define DEPTH_BLOCK 256  /* input values a row widens to int16 on the stack at a time */
 
-#if defined(__ARM_FEATURE_DSP)
-#include <arm_acle.h>
+#if EF_ARM_DSP
 /* Arm DSP extension (Cortex-M4, M7): SMLAD adds two int16 x int16 products to an int32 in one
  * instruction. The widened input holds every four values as x0, x2, x1, x3 (CMSIS-NN's reordered
  * q7-to-q15), so that SXTB16 of four packed weights (w0, w2) and of them rotated by 8 (w1, w3) pair up
  * with two loaded words. */
 #define REORDERED_INPUT 1
 
-static inline int32_t sxtb16_ror8(int32_t x)   /* SXTB16 with its rotation, which ACLE does not expose */
-{
-    int32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-
 static inline int32_t mac4(const int8_t *w, int32_t x02, int32_t x13, int32_t acc)
 {
     int32_t packed;
     __builtin_memcpy(&packed, w, 4);
-    return __smlad(sxtb16_ror8(packed), x13, __smlad(__sxtb16(packed), x02, acc));
+    return __smlad(ef_sxtb16_ror8(packed), x13, __smlad(__sxtb16(packed), x02, acc));
 }
 
 /* One group of four inputs for two units, at w and w + depth (the second first, so that the load of the
@@ -159,7 +152,7 @@ static void widen(const int8_t *x, int32_t kn, int16_t *xs)
         int32_t packed, pair[2];
         __builtin_memcpy(&packed, x + k, 4);
         pair[0] = __sxtb16(packed);            /* x0, x2 */
-        pair[1] = sxtb16_ror8(packed);         /* x1, x3 */
+        pair[1] = ef_sxtb16_ror8(packed);      /* x1, x3 */
         __builtin_memcpy(xs + k, pair, 8);
     }
 #endif

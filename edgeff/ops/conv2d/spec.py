@@ -2,7 +2,7 @@
 "out_channels", "kernel", "padding", "stride", "pool"}. Core code: imports only edgeff.errors and edgeff.ops.layer_spec.
 
 The block is BatchNorm2d(in_channels) -> Conv2d(kernel x kernel, padding, stride) -> ReLU -> MaxPool2d(pool)
-(pool 1: none), the FF layer of seed 002 sec. III. Activities are NCHW; n_inputs / n_outputs count one
+(pool 1: none), the FF layer of Ortiz Torres et al. sec. III. Activities are NCHW; n_inputs / n_outputs count one
 sample's values, as for every kind, and in_shape / out_shape give their (C, H, W) layout.
 """
 from dataclasses import dataclass

@@ -11,23 +11,12 @@
 #include "selftest_data.h"
 #include "uart.h"
 
-#define CALIBRATION_LOOPS 1000000u   /* two instructions each: subs, bne */
 #define LAYER_REPS 20u
 
 static void print_field(const char *name, uint32_t value)
 {
     uart_puts(name);
     uart_put_u32(value);
-}
-
-static void calibrate(void)
-{
-    uint32_t n = CALIBRATION_LOOPS, start = systick_ticks();
-    __asm__ volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(n));
-    uint32_t ticks = systick_ticks() - start;
-    print_field("EDGEFF-CALIBRATION instructions=", 2u * CALIBRATION_LOOPS);
-    print_field(" ticks=", ticks);
-    uart_puts("\n");
 }
 
 /* inference cost per layer: the labelled first image through every layer, LAYER_REPS times each */
@@ -67,7 +56,7 @@ int main(void)
     static ef_ff_trainer trainer;
     uart_init();
     selftest_init(&trainer);
-    calibrate();
+    systick_calibrate();
     time_layers(&trainer);
     uint32_t correct = 0, start = systick_ticks();
     for (uint32_t i = 0; i < SELFTEST_SAMPLES; ++i)

@@ -15,6 +15,9 @@ void uart_put_u32(uint32_t v);
 /* the next received byte; sleeps (WFI) until one arrives */
 uint8_t uart_read_byte(void);
 uint32_t systick_ticks(void);   /* SysTick wraps (24 bits) since uart_init, at the core clock */
+/* prints EDGEFF-CALIBRATION instructions=I ticks=T: a loop of I instructions took T ticks (the host's
+ * conversion of ticks to instructions, firmware_bridge/instruction_counts.py) */
+void systick_calibrate(void);
 void board_exit(void);          /* startup.c: ends the emulation (semihosting) */
 void board_reboot(void);        /* startup.c: a system reset */
 
