@@ -58,20 +58,20 @@ MIXED = ('[{kind = "conv2d", out_channels = 10, kernel = 3}, {kind = "maxpool2d"
          '{kind = "dense", out_features = 20}]', [3, 5])
 
 
-def _quantized(tmp_path_factory, name, layers_and_eval):
+def _quantized(tmp_path_factory, name, layers_and_eval, *options):
     root = tmp_path_factory.mktemp(name)
     layers, eval_layers = layers_and_eval
     float_path, data = train_tiny(root, CONFIG.format(layers=layers, eval_layers=eval_layers), n_train=300,
                                   n_test=200, side=14)
     int_path = root / "int8.safetensors"
-    res = run_cli("quantize", float_path, "--out", int_path, "--data-dir", data, "--json")
+    res = run_cli("quantize", float_path, "--out", int_path, "--data-dir", data, "--json", *options)
     assert res.returncode == 0, res.stderr
     return float_path, int_path, data, json.loads(res.stdout)
 
 
 @pytest.fixture(scope="module")
 def padded(tmp_path_factory):
-    return _quantized(tmp_path_factory, "padded", PADDED)
+    return _quantized(tmp_path_factory, "padded", PADDED, "--conv-padding", "zero-point")
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +81,11 @@ def mixed(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def padded_bn(padded):
-    """The padded model quantized with its inputs padded with BatchNorm's zero (torch's border semantics)."""
+    """The padded model quantized with its inputs padded with BatchNorm's zero (torch's border semantics, the
+    default: no option given)."""
     float_path, int_path, data, _ = padded
     bn_path = int_path.with_name("int8-bn.safetensors")
-    res = run_cli("quantize", float_path, "--out", bn_path, "--data-dir", data, "--conv-padding", "batchnorm",
-                  "--json")
+    res = run_cli("quantize", float_path, "--out", bn_path, "--data-dir", data, "--json")
     assert res.returncode == 0, res.stderr
     return float_path, bn_path, data, json.loads(res.stdout)
 
@@ -127,7 +127,7 @@ def test_with_padding_the_fold_differs_only_at_the_borders_by_the_padded_taps():
     block = block.double()
     x = torch.rand(8, 3, 9, 9, dtype=torch.float64)
     torch_out = block.conv(block.norm(x))                        # pads BatchNorm's output with 0
-    folded = facet("conv2d", "ptq").fold(block, spec).conv(x)     # pads the raw input with 0
+    folded = facet("conv2d", "ptq").fold(block, spec, "zero-point").conv(x)   # pads the raw input with 0
     diff = (folded - torch_out).abs().amax(dim=(0, 1))
     assert diff[1:-1, 1:-1].max() < 1e-10                         # inside: exact
     border = torch.ones(9, 9, dtype=torch.bool)
@@ -278,7 +278,7 @@ def test_int8_predicts_as_the_folded_float_model_with_padded_borders(padded):
     float_path, int_path, data, _ = padded
     test = load_dataset(data, val_size=100).test
     net = load_network(float_path)[0]
-    acts, _ = folded_outputs(folded_network(net), net, test.images)
+    acts, _ = folded_outputs(folded_network(net, "zero-point"), net, test.images)   # the file's padding
     folded_scores = np.stack([net.class_goodness(torch.from_numpy(a)).numpy() for a in acts])
     model = IntLayeredModel.from_file(int_path)
     agree = (_predictions(folded_scores, model.eval_layers) == _predictions(model.label_scores(test.images),

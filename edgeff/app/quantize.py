@@ -30,10 +30,11 @@ def register(sub):
     sp.add_argument("--norm-bits", type=int, choices=[7, 15], default=7,
                     help="normalized activations: 7 = int8, TFLite's L2_NORMALIZATION (default); 15 = int16 "
                          "with 16x8 FullyConnected, for models int8 normalization costs accuracy")
-    sp.add_argument("--conv-padding", choices=["zero-point", "batchnorm"], default="zero-point",
+    sp.add_argument("--conv-padding", choices=["batchnorm", "zero-point"], default="batchnorm",
                     help="conv models: what a padded block's input is padded with once its BatchNorm is folded in: "
-                         "zero-point (TFLite's CONV_2D padding, default; differs from torch at the borders) or "
-                         "batchnorm (the value BatchNorm maps to 0, as torch pads; an explicit pad, then VALID)")
+                         "batchnorm (the value BatchNorm maps to 0, as torch pads; an explicit pad, then VALID; "
+                         "the default) or zero-point (TFLite's CONV_2D padding; differs from torch at the borders, "
+                         "10 points of the board model's accuracy: docs/conv_int8.md)")
     sp.add_argument("--from-scratch", type=int, metavar="SEED",
                     help="keep only the number formats of MODEL; start the weights from a fresh random "
                          "init (seeded), for integer training from scratch")

@@ -34,7 +34,7 @@ from edgeff.runtime.requantize import quantize_multiplier
 CHUNK = 500   # calibration images per float64 forward pass
 
 
-def folded_network(net, conv_padding: str = "zero-point", only=None):
+def folded_network(net, conv_padding: str = "batchnorm", only=None):
     """A float64 copy of the network with every layer as its kind's `fold` gives it: what the int8 model
     computes before rounding (a conv block's border semantics, `conv_padding`, included: see
     edgeff/ops/conv2d/ptq.py). `only`: the 0-based layers to fold, the others kept as trained (to measure

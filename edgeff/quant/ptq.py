@@ -55,7 +55,7 @@ def _fresh_weights(tensors: dict, net, seed: int):
 
 def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels: np.ndarray,
              data_fingerprint: dict, from_scratch_seed=None, percentile: float = 100.0,
-             norm_bits: int = NORM_BITS_INT8, rounding: str = "double", conv_padding: str = "zero-point") -> dict:
+             norm_bits: int = NORM_BITS_INT8, rounding: str = "double", conv_padding: str = "batchnorm") -> dict:
     """Write the int8 model of `float_model_path` to `out_path`; returns the header written.
 
     With `from_scratch_seed`, only the number formats (scales, zero points, multipliers) come from the
