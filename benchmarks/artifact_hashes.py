@@ -7,6 +7,10 @@ its pull, and the board image. Prints one `sha256  artifact` line per file (or `
 
     python benchmarks/artifact_hashes.py > before.txt   # ... refactor ...
     python benchmarks/artifact_hashes.py | diff before.txt -
+
+benchmarks/artifact_hashes.txt is this script's output at commit 05ee80e, before the redesign into the op
+registry (issue 16); `python benchmarks/artifact_hashes.py | diff benchmarks/artifact_hashes.txt -` prints
+nothing on main: every MLP artifact is bit-identical to what the pre-redesign code made from the same seed.
 """
 import argparse
 import hashlib

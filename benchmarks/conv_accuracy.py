@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from edgeff.app.eval import early_exit_table
 from edgeff.data.datasets import Split, load_dataset
 from edgeff.package_data import model_config
+from edgeff.profiler.energy_model import inference_macs
 from edgeff.train import conv_trainer
 from edgeff.train.config import load_config
-from edgeff.train.evaluate import evaluate
+from edgeff.train.evaluate import early_exit_table, evaluate
 from edgeff.train.model_io import load_network
 
 DATA = "/usr/share/datasets/fashion-mnist"
@@ -45,7 +45,8 @@ def run(cfg_name, objective, seed, epochs, data, out: Path) -> dict:
     test = evaluate(net, data.test.images, data.test.labels, layers, mode)
     result = {"objective": label, "seed": seed, "train_seconds": metrics["train_seconds"], "test": test}
     if label != "backprop":
-        result["early_exit"] = early_exit_table(net, data.test.images, data.test.labels, THRESHOLDS, layers)
+        macs = inference_macs(net.description, net.n_classes, net.objective)
+        result["early_exit"] = early_exit_table(net, data.test.images, data.test.labels, THRESHOLDS, layers, macs)
     return result
 
 

@@ -1,4 +1,5 @@
-"""The light FF models (seed 002 Table III adapted to 28x28x1) and the board-sized model under one protocol:
+"""The light FF models (Ortiz Torres et al., Table III, adapted to 28x28x1) and the board-sized model under one
+protocol:
 Fashion-MNIST test accuracy against parameter count, MACs per image and training time on this machine.
 
 Every config is trained with channel-wise competitive FF as configured (its schedule, optimizer and batch),

@@ -1,4 +1,4 @@
-"""Trainable parameters of the light FF models (edgeff/models/ff-conv-*.toml) next to seed 002 Table III.
+"""Trainable parameters of the light FF models (edgeff/models/ff-conv-*.toml) next to Table III of Ortiz Torres et al..
 
 Counts the conv blocks' parameters (filters, biases, BatchNorm scale and shift) from each layer's torch
 module, for the shipped 28x28x1 configs and for the same blocks on a 3-channel input (the table's CIFAR-10
@@ -26,7 +26,8 @@ def counts(input_shape, layers) -> tuple[int, int]:
 
 
 def main():
-    print("| model | seed 002 Table III | EdgeFF 28x28x1: blocks | + one-pass head | same blocks, 3-channel input |")
+    print("| model | Ortiz Torres et al., Table III | EdgeFF 28x28x1: blocks | + one-pass head "
+          "| same blocks, 3-channel input |")
     print("|---|---|---|---|---|")
     for name, (paper, table) in TABLE_III.items():
         cfg = load_config(model_config(name))

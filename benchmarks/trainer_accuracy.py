@@ -7,7 +7,7 @@ loading), then `edgeff eval --json` on the test set. Parts:
             cores split between them (their times are not the 2-core times: `timed` measures those).
   timed     the time-to-accuracy configs, one at a time on all cores.
   board     the board-sized network, float, one-pass and multi-pass.
-  paper     seed 003's paper protocol with --paper-epochs epochs per layer (1000 is the paper's).
+  paper     Beigzad 2025's paper protocol with --paper-epochs epochs per layer (1000 is the paper's).
 
     python benchmarks/trainer_accuracy.py --parts variants,timed,board --seeds 3
 Writes results.json, results.md (the tables) and accuracy_vs_time.png to --out.

@@ -33,7 +33,7 @@ def line_plot(series: dict, path, title: str, xlabel: str, ylabel: str, marker="
 
 
 def plot_layer_accuracy(history: list, path, title: str):
-    """Each layer's own multi-pass validation accuracy and the model's, per epoch (seed 001's view)."""
+    """Each layer's own multi-pass validation accuracy and the model's, per epoch (as Adamson 2025 plots them)."""
     epochs = [h["epoch"] for h in history]
     n = len(history[0]["val_per_layer"]) if history else 0
     series = {f"layer {i + 1}": (epochs, [h["val_per_layer"][i] for h in history]) for i in range(n)}

@@ -40,7 +40,7 @@ def evaluate_split(scores_fn, one_pass_predict_fn, labels: np.ndarray, layers, m
 
 
 def early_exit(scores: np.ndarray, labels: np.ndarray, layer_macs, threshold: float, exits, final_layers) -> dict:
-    """Early-exit inference (LightFF, seed 002 sec. II-B d) from every layer's goodness.
+    """Early-exit inference (LightFF, Ortiz Torres et al. sec. II-B d) from every layer's goodness.
 
     A sample stops at the first layer of `exits` (1-based, increasing) whose confidence, the largest
     softmax probability of its class goodness, reaches `threshold`, and takes that layer's argmax; a

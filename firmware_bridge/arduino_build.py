@@ -1,11 +1,12 @@
 """Builds an exported Arduino library (arduino_library.py) with its example sketch against a stand-in for the
 Arduino core (firmware/arduino_standin/), without an Arduino toolchain:
 
-    build_cortex_m(library, out) -> footprint   arm-none-eabi-gcc for a Cortex-M4F with the board's flash and
-                                                 SRAM as the linker's regions: RAM and flash of the result
-    build_host(library, out) -> executable       the host's gcc: the sketch runs with Serial on stdin/stdout
+    build_cortex_m(library, out) -> footprint   arm-none-eabi-gcc for the board's [arduino] target (its
+                                                 profile), its flash and SRAM as the linker's regions: RAM and
+                                                 flash of the result
 
-The sketch is compiled as the Arduino builder compiles a .ino: as C++ with <Arduino.h> included first.
+(tests/test_arduino_library.py builds the same sources for the host with compile_sketch, the sketch's Serial on
+a pty.) The sketch is compiled as the Arduino builder compiles a .ino: as C++ with <Arduino.h> included first.
 """
 import subprocess
 from pathlib import Path
@@ -17,11 +18,9 @@ from firmware_bridge.emulator import FIRMWARE, linked_sections, tool_path
 
 STANDIN = FIRMWARE / "arduino_standin"
 SKETCH = "examples/TrainOverSerial/TrainOverSerial.ino"
-CORTEX_M4F = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
 # what Arduino cores build with: no exceptions or RTTI in C++, sections the linker can drop
 COMMON = ["-O2", "-ffunction-sections", "-fdata-sections", "-Wall", "-Wextra", "-Werror"]
 CXX_ONLY = ["-std=gnu++17", "-fno-exceptions", "-fno-rtti"]
-STACK_BYTES = 8192
 
 
 def _sources(library: Path, build: Path) -> tuple[list, list]:
@@ -31,29 +30,32 @@ def _sources(library: Path, build: Path) -> tuple[list, list]:
     return sorted((library / "src").glob("*.c")), [*sorted((library / "src").glob("*.cpp")), sketch]
 
 
-def _compile(cc: str, cxx: str, flags: list, library: Path, build: Path, standin: Path) -> list:
+def compile_sketch(cc: str, cxx: str, flags: list, library: Path, build: Path, standin: Path) -> list:
+    """The object files of the library, its sketch and the stand-in core `standin` (tests build a host one)."""
     c_sources, cxx_sources = _sources(library, build)
     includes = [f"-I{library / 'src'}", f"-I{STANDIN}"]
     objects = []
     for source in [*c_sources, *cxx_sources, standin]:
         obj = build / (source.stem + ".o")
         compiler, extra = (cc, ["-std=c99"]) if source.suffix == ".c" else (cxx, CXX_ONLY)
-        _run([compiler, *flags, *COMMON, *extra, *includes, "-c", str(source), "-o", str(obj)], source)
+        run_build([compiler, *flags, *COMMON, *extra, *includes, "-c", str(source), "-o", str(obj)], source)
         objects.append(obj)
     return objects
 
 
-def _run(cmd: list, what):
+def run_build(cmd: list, what):
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise EdgeFFError(f"building the Arduino library failed at {what}:\n{done.stderr.strip()}")
 
 
 def _memory_ld(board) -> str:
+    """The stand-in link's memory regions: the board profile's sizes at its [arduino] origins."""
+    target = board.arduino
     return ("MEMORY\n{\n"
-            f"    FLASH (rx) : ORIGIN = 0x00000000, LENGTH = {board.flash_bytes:#x}\n"
-            f"    RAM (rwx)  : ORIGIN = 0x20000000, LENGTH = {board.sram_bytes:#x}\n"
-            f"}}\n\nSTACK_SIZE = {STACK_BYTES:#x};\n")
+            f"    FLASH (rx) : ORIGIN = {target.flash_origin:#010x}, LENGTH = {board.flash_bytes:#x}\n"
+            f"    RAM (rwx)  : ORIGIN = {target.ram_origin:#010x}, LENGTH = {board.sram_bytes:#x}\n"
+            f"}}\n\nSTACK_SIZE = {target.stack_bytes:#x};\n")
 
 
 def _ram_symbols(elf: Path) -> dict:
@@ -76,24 +78,15 @@ def build_cortex_m(library, out) -> dict:
     board = load_profile(BOARD)
     (out / "standin_memory.ld").write_text(_memory_ld(board))
     gcc, gxx = tool_path("arm-none-eabi-gcc"), tool_path("arm-none-eabi-g++")
-    objects = _compile(gcc, gxx, CORTEX_M4F, library, out, STANDIN / "standin_cortex_m.cpp")
+    flags = list(board.arduino.cpu_flags)
+    objects = compile_sketch(gcc, gxx, flags, library, out, STANDIN / "standin_cortex_m.cpp")
     elf = out / "TrainOverSerial.elf"
     # linked by the C driver: the C++ here needs no libstdc++ (no exceptions, RTTI or new), only newlib's memcpy
-    _run([gcc, *CORTEX_M4F, "-nostartfiles", "--specs=nano.specs", f"-L{out}", f"-T{STANDIN / 'standin_cortex_m.ld'}",
+    run_build([gcc, *flags, "-nostartfiles", "--specs=nano.specs", f"-L{out}", f"-T{STANDIN / 'standin_cortex_m.ld'}",
           "-Wl,--gc-sections", f"-Wl,-Map={elf.with_suffix('.map')}", *map(str, objects), "-lgcc", "-o", str(elf)],
          "the link")
     sections = linked_sections(elf)
     return {"elf": str(elf), "board": BOARD, "flash_bytes": sections["text"] + sections.get("data", 0),
-            "ram_bytes": sections.get("data", 0) + sections.get("bss", 0), "stack_bytes": STACK_BYTES,
+            "ram_bytes": sections.get("data", 0) + sections.get("bss", 0), "stack_bytes": board.arduino.stack_bytes,
             "ram_symbols": _ram_symbols(elf),
             "board_flash_bytes": board.flash_bytes, "board_sram_bytes": board.sram_bytes}
-
-
-def build_host(library, out) -> Path:
-    """The sketch as a host program whose Serial is its stdin and stdout."""
-    library, out = Path(library), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    objects = _compile("gcc", "g++", [], library, out, STANDIN / "standin_host.cpp")
-    exe = out / "TrainOverSerial"
-    _run(["g++", *map(str, objects), "-o", str(exe)], "the link")
-    return exe

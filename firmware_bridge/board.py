@@ -56,7 +56,11 @@ class BoardCore:
         self.profile, self.name, self.firmware = profile, name, firmware
         self.storage = Path(storage) if storage else None
         self.max_payload, self.versions = max_payload, versions
-        self.sram_budget = profile.sram_bytes - profile.sram_reserved_bytes
+        # a board EdgeFF's firmware runs on states the RAM its firmware gives models (the descriptor's
+        # [firmware] image and scratch buffers), so the virtual board takes and refuses what that firmware does
+        firmware = profile.firmware
+        self.sram_budget = (firmware.image_bytes + firmware.scratch_bytes if firmware
+                            else profile.sram_bytes - profile.sram_reserved_bytes)
         self.flash_budget = profile.flash_bytes
         self.frames_ok = self.frames_bad = self.errors_sent = 0
         self.boot()

@@ -21,6 +21,7 @@ import struct
 
 import numpy as np
 
+from edgeff.byte_layout import ByteLayout
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription, ModelKind, stored_architecture
 from edgeff.op_registry import facet, layer_facet, spec_class
@@ -28,7 +29,8 @@ from firmware_bridge.messages import MODEL_FORMAT
 
 MAGIC = b"EFFB"
 MAX_LAYERS = 8
-FIXED = struct.Struct("<4sBBBBBbbBBxxxI")
+FIXED = ByteLayout("<4sBBBBBbbBBxxxI", ("magic", "format", "n_layers", "n_classes", "flags", "goodness_frac_bits",
+                                      "label_q", "neutral_label_q", "eval_mask", "head_mask", "step"))
 LAYER_KIND = "dense"             # the image has no kind field: every layer of this format is of this kind
 ALIGN = 8
 FLAG_MASTERS = 1                 # flags bit 0: master weights present

@@ -36,6 +36,11 @@ def signed(name: str, value: int, comment: str = "") -> str:
     return define(name, value, comment, unsigned=False)
 
 
+def offsets(prefix: str, layout) -> list:
+    """`#define <prefix>_AT_<FIELD> offset` for each field of a ByteLayout: where the C side reads and writes it."""
+    return [define(f"{prefix}_AT_{name.upper()}", at) for name, at in layout.offsets.items()]
+
+
 def _enum(tag: str, prefix: str, members) -> str:
     body = ",\n".join(f"    {prefix}{name} = {int(value):#04x}" for name, value in members)
     return f"enum {tag} {{\n{body},\n}};"
@@ -69,8 +74,10 @@ def wire_header() -> str:
         _enum("ef_error", "EF_ERROR_", ((e.name, e.value) for e in m.ErrorCode)),
         _enum("ef_nak_reason", "EF_NAK_", ((k.upper(), v) for k, v in m.NAK_REASONS.items())),
         "",
-        "/* payload bytes of each message's fixed part (messages.py's layouts) */",
+        "/* payload bytes of each message's fixed part (messages.py's layouts), and each field's offset */",
         *(define(f"EF_{name}_BYTES", layout.size) for name, layout in payloads.items()),
+        *(line for name, layout in payloads.items() if len(layout.fields) > 1
+          for line in offsets(f"EF_{name}", layout)),
         "/* payload bytes of each request by type: -n chunked (a header of n bytes, then at least one byte) */",
         f"#define EF_REQUEST_PAYLOAD_BYTES {{{', '.join(map(str, request_bytes))}}}",
         "",
@@ -83,6 +90,9 @@ def wire_header() -> str:
         define("EF_IMAGE_LAYER_BYTES", board_image.layer_encoding().RECORD.size, "one layer's record"),
         define("EF_IMAGE_ALIGN", board_image.ALIGN, "every array starts on this boundary"),
         define("EF_IMAGE_FLAG_MASTERS", board_image.FLAG_MASTERS),
+        "/* the header's fields, and a layer record's */",
+        *offsets("EF_IMAGE", board_image.FIXED),
+        *offsets("EF_IMAGE_LAYER", board_image.layer_encoding().RECORD),
     ])
 
 
@@ -95,6 +105,10 @@ def kernel_constants_header() -> str:
         signed("EF_WEIGHT_MAX", master_weights.WEIGHT_MAX, "int8 weights lie in [-WEIGHT_MAX, WEIGHT_MAX]"),
         signed("EF_MAX_LAYERS", board_image.MAX_LAYERS, "FF layers a board image and a trainer hold"),
         define("EF_NEGATIVE_LABEL_SALT", int_training.NEGATIVE_LABEL_SALT, "negative labels: hash key seed ^ salt"),
+        *(signed(f"EF_{key}_{end}", value, f"the {key.lower()}s a trainer takes")
+          for key, bounds in (("LR_SHIFT", int_training.LR_SHIFT_RANGE),
+                              ("GAMMA_SHIFT", int_training.GAMMA_SHIFT_RANGE))
+          for end, value in zip(("MIN", "MAX"), bounds, strict=True)),
         "",
         "/* the layer kinds with integer training kernels (edgeff.op_registry.KINDS that trains_in_integers,",
         "   numbered by their place in KINDS): ef_ff_layer.kind selects a layer's kernels */",

@@ -125,10 +125,6 @@ class LineEstimate:
             self.rate_cache = float(self.RATES[0] if fit is None else self.RATES[np.argmax(fit)])
         return self.rate_cache
 
-    def bytes_between_losses(self) -> float:
-        """How many bytes arrive whole, on average, between two damaged ones."""
-        return 1 / self.error_rate()
-
     def chunk_size(self, limit: int, fixed_bytes: int, pipelined: bool = False) -> int:
         """The chunk (up to limit) that moves the most bytes per second: each attempt carries fixed_bytes
         besides the chunk and, one request at a time, costs the board's turnaround too (pipelined, the

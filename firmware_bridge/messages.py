@@ -5,8 +5,9 @@ is generated from this module by firmware_bridge/c_constants.py. All integers ar
 little-endian. Every request is idempotent (PROTOCOL.md, "Exactly once"), so a host may resend any
 request whose answer it did not get.
 """
-import struct
 from enum import IntEnum
+
+from edgeff.byte_layout import ByteLayout
 
 PROTOCOL_VERSION = 3             # the versions this side speaks: [MIN_VERSION, PROTOCOL_VERSION]
 MIN_VERSION = 3                  # 3: STAGE names its sample and lands in one of STAGING_SLOTS (selective resend)
@@ -62,27 +63,32 @@ class ErrorCode(IntEnum):
 
 NAK_REASONS = {"cobs": 1, "crc": 2, "short": 3, "too_long": 4}
 
-# payload layouts (after the frame header); None marks a payload of bytes after a fixed part
-HELLO = struct.Struct("<BB")                      # host min version, host max version
-INFO = struct.Struct(f"<BBBHIIIBBIIIII{TEXT_FIELD}s{TEXT_FIELD}s")   # see PROTOCOL.md
-LOAD_BEGIN = struct.Struct("<II")                 # total bytes, crc32 of the image
-OFFSET = struct.Struct("<I")                      # LOAD_CHUNK: offset, then bytes
-STAGE = struct.Struct("<II")                      # sample index, offset, then bytes of its record
-CONFIGURE = struct.Struct("<IBBBBBxxxIiii")       # run id, lr_shift, gamma_shift, loss, negatives, rounding,
-                                                  # seed, sigmoid-argument multiplier and shift, theta (Q.12)
-TRAIN = struct.Struct("<II")                      # sample index, crc32 of the staged record
-INFER = struct.Struct("<II")                      # index the record was staged as, crc32 of the record
-READ = struct.Struct("<IH")                       # offset, length
-OK = struct.Struct("<I")                          # a value (see each request)
-TRAINED = struct.Struct("<IBB")                   # samples applied, goodness correct (0/1), duplicate (0/1)
-SCORES = struct.Struct("<BB")                     # multi-pass prediction, one-pass prediction, then int32 scores
-METRICS = struct.Struct("<IIIIQIII")              # applied, correct, recent correct, recent n, compute us,
-                                                  # frames ok, frames bad, errors sent
-DATA = struct.Struct("<II")                       # offset, total bytes, then bytes
-STAGED = struct.Struct("<III")                    # samples applied, bytes of the sample's record held, the
-                                                  # first offset not held (the record's size when whole)
-ERROR = struct.Struct("<BI")                      # code, detail, then a UTF-8 message
-NAK = struct.Struct("<B")                         # reason
+# payload layouts (after the frame header): each field named, so the C copy gets its offset (c_constants.py)
+HELLO = ByteLayout("<BB", ("min_version", "max_version"))          # the versions the host speaks
+INFO = ByteLayout(f"<BBBHIIIBBIIIII{TEXT_FIELD}s{TEXT_FIELD}s",     # see PROTOCOL.md
+                  ("version", "min_version", "max_version", "max_payload", "sram_budget", "flash_budget",
+                   "sram_free", "model_format", "flags", "run_id", "applied", "checkpoint_applied", "image_bytes",
+                   "image_crc", "name", "firmware"))
+LOAD_BEGIN = ByteLayout("<II", ("total", "crc"))                  # total bytes, crc32 of the image
+OFFSET = ByteLayout("<I", ("offset",))                            # LOAD_CHUNK: offset, then bytes
+STAGE = ByteLayout("<II", ("index", "offset"))                    # sample index, offset, then bytes of its record
+CONFIGURE = ByteLayout("<IBBBBBxxxIiii",                          # theta in Q.12
+                       ("run_id", "lr_shift", "gamma_shift", "loss", "negatives", "rounding", "seed",
+                        "sigmoid_multiplier", "sigmoid_shift", "theta_q"))
+TRAIN = ByteLayout("<II", ("index", "crc"))                       # sample index, crc32 of the staged record
+INFER = ByteLayout("<II", ("index", "crc"))                       # index the record was staged as, its crc32
+READ = ByteLayout("<IH", ("offset", "length"))
+OK = ByteLayout("<I", ("value",))                                 # a value (see each request)
+TRAINED = ByteLayout("<IBB", ("applied", "correct", "duplicate"))  # goodness correct and duplicate are 0/1
+SCORES = ByteLayout("<BB", ("multi_pass", "one_pass"))            # the two predictions, then int32 scores
+METRICS = ByteLayout("<IIIIQIII", ("applied", "correct", "recent_correct", "recent_n", "compute_us", "frames_ok",
+                                   "frames_bad", "errors_sent"))
+DATA = ByteLayout("<II", ("offset", "total"))                     # offset, total bytes, then bytes
+STAGED = ByteLayout("<III", ("applied", "held", "missing"))       # samples applied, bytes of the sample's record
+                                                                  # held, the first offset not held (the record's
+                                                                  # size when whole)
+ERROR = ByteLayout("<BI", ("code", "detail"))                     # code, detail, then a UTF-8 message
+NAK = ByteLayout("<B", ("reason",))
 
 # every reply's fixed fields, and whether bytes may follow them: the host checks each reply against this
 REPLY_LAYOUTS = {Reply.OK: (OK, False), Reply.INFO: (INFO, False), Reply.TRAINED: (TRAINED, False),

@@ -69,6 +69,15 @@ def test_the_library_links_for_a_cortex_m4f_within_the_memory_plan(library, smal
     assert ram.get("board_model") is None and model_flash < footprint["flash_bytes"] < model_flash + 64 * 1024
 
 
+def _build_host(library, out):
+    """The sketch as a host program whose Serial is its stdin and stdout (the host's gcc, the host stand-in)."""
+    out.mkdir(parents=True)
+    objects = arduino_build.compile_sketch("gcc", "g++", [], library, out, arduino_build.STANDIN / "standin_host.cpp")
+    exe = out / "TrainOverSerial"
+    arduino_build.run_build(["g++", *map(str, objects), "-o", str(exe)], "the link")
+    return exe
+
+
 def test_the_sketch_trains_over_a_pty_bit_identically(library, small_model, tmp_path, capfd):
     """The example sketch with the library, built for the host with Serial on a pty, answers EdgeFF's own
     driver: it boots with the compiled-in model (the runtime's image CRC), trains a windowed stream and reads
@@ -76,7 +85,7 @@ def test_the_sketch_trains_over_a_pty_bit_identically(library, small_model, tmp_
     for checkpoints: the host says so once and trains on."""
     out, _ = library
     int_path, data_dir = small_model
-    exe = arduino_build.build_host(out, tmp_path / "host")
+    exe = _build_host(out, tmp_path / "host")
     board_end, host_end = os.openpty()
     tty.setraw(host_end)
     sketch = subprocess.Popen([exe], stdin=board_end, stdout=board_end)

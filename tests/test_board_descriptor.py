@@ -53,6 +53,22 @@ def test_a_firmware_board_needs_a_whole_mhz_clock():
         profile_from_dict(raw, "mps2")
 
 
+def test_the_arduino_board_has_its_link_target_and_a_bad_one_is_refused():
+    """nrf52840's [arduino] table (what the exported library links for); a wrong field is named."""
+    target = load_profile("nrf52840").arduino
+    assert "-mfpu=fpv4-sp-d16" in target.cpu_flags and (target.flash_origin, target.ram_origin) == (0, 0x2000_0000)
+    assert load_profile("mps2-an386").arduino is None
+    raw = tomllib.loads((PROFILES_DIR / "nrf52840.toml").read_text())
+    for field, value, message in (("stack_bytes", 0, "field 'stack_bytes' must be a positive"),
+                                  ("fpu", "yes", "unknown field(s) ['fpu']"),
+                                  ("cpu_flags", [], "field 'cpu_flags' must be a list of non-empty texts")):
+        bad = copy.deepcopy(raw)
+        bad["arduino"][field] = value
+        with pytest.raises(EdgeFFError, match="nrf: \\[arduino\\]") as err:
+            profile_from_dict(bad, "nrf")
+        assert message in str(err.value)
+
+
 def test_profiles_without_firmware_have_none_and_the_emulated_board_has_its_table():
     assert load_profile("nrf52840").firmware is None
     target = load_profile("mps2-an386").firmware

@@ -102,7 +102,7 @@ def test_cwc_goodness_is_the_mean_square_of_each_class_group():
     assert g.shape == (3, 10)
     assert torch.allclose(g[:, 4], (h[:, 8:10] ** 2).mean(dim=(1, 2, 3)))
     y = torch.tensor([1, 4, 9])
-    expected = -torch.log_softmax(g, dim=1)[torch.arange(3), y].mean()   # seed 002 eq. 3
+    expected = -torch.log_softmax(g, dim=1)[torch.arange(3), y].mean()   # Ortiz Torres et al. eq. 3
     assert torch.allclose(net.layer_loss(h, y, 3, 2.0), expected)
     with pytest.raises(EdgeFFError, match="layer 1 has 10 output channels, which do not split into 4 class groups"):
         ConvFFNetwork(ModelDescription.chain((1, 8, 8), [LAYERS[0]]), 4, "cwc")

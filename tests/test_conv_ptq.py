@@ -58,20 +58,20 @@ MIXED = ('[{kind = "conv2d", out_channels = 10, kernel = 3}, {kind = "maxpool2d"
          '{kind = "dense", out_features = 20}]', [3, 5])
 
 
-def _quantized(tmp_path_factory, name, layers_and_eval):
+def _quantized(tmp_path_factory, name, layers_and_eval, *options):
     root = tmp_path_factory.mktemp(name)
     layers, eval_layers = layers_and_eval
     float_path, data = train_tiny(root, CONFIG.format(layers=layers, eval_layers=eval_layers), n_train=300,
                                   n_test=200, side=14)
     int_path = root / "int8.safetensors"
-    res = run_cli("quantize", float_path, "--out", int_path, "--data-dir", data, "--json")
+    res = run_cli("quantize", float_path, "--out", int_path, "--data-dir", data, "--json", *options)
     assert res.returncode == 0, res.stderr
     return float_path, int_path, data, json.loads(res.stdout)
 
 
 @pytest.fixture(scope="module")
 def padded(tmp_path_factory):
-    return _quantized(tmp_path_factory, "padded", PADDED)
+    return _quantized(tmp_path_factory, "padded", PADDED, "--conv-padding", "zero-point")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,18 @@ def mixed(tmp_path_factory):
     return _quantized(tmp_path_factory, "mixed", MIXED)
 
 
-@pytest.fixture(params=["padded", "mixed"])
+@pytest.fixture(scope="module")
+def padded_bn(padded):
+    """The padded model quantized with its inputs padded with BatchNorm's zero (torch's border semantics, the
+    default: no option given)."""
+    float_path, int_path, data, _ = padded
+    bn_path = int_path.with_name("int8-bn.safetensors")
+    res = run_cli("quantize", float_path, "--out", bn_path, "--data-dir", data, "--json")
+    assert res.returncode == 0, res.stderr
+    return float_path, bn_path, data, json.loads(res.stdout)
+
+
+@pytest.fixture(params=["padded", "padded_bn", "mixed"])
 def any_model(request):
     return request.getfixturevalue(request.param)
 
@@ -116,7 +127,7 @@ def test_with_padding_the_fold_differs_only_at_the_borders_by_the_padded_taps():
     block = block.double()
     x = torch.rand(8, 3, 9, 9, dtype=torch.float64)
     torch_out = block.conv(block.norm(x))                        # pads BatchNorm's output with 0
-    folded = facet("conv2d", "ptq").fold(block, spec).conv(x)     # pads the raw input with 0
+    folded = facet("conv2d", "ptq").fold(block, spec, "zero-point").conv(x)   # pads the raw input with 0
     diff = (folded - torch_out).abs().amax(dim=(0, 1))
     assert diff[1:-1, 1:-1].max() < 1e-10                         # inside: exact
     border = torch.ones(9, 9, dtype=torch.bool)
@@ -127,6 +138,17 @@ def test_with_padding_the_fold_differs_only_at_the_borders_by_the_padded_taps():
     t = block.norm.bias - block.norm.running_mean * a
     padded_with_t = F.pad(block.norm(x) - t[None, :, None, None], (1, 1, 1, 1)) + t[None, :, None, None]
     assert torch.allclose(F.conv2d(padded_with_t, block.conv.weight, block.conv.bias), folded, atol=1e-10)
+
+
+def test_padded_with_batchnorms_zero_the_fold_is_torchs_block():
+    spec, block = _random_block(padding=1)
+    block = block.double()
+    x = torch.rand(8, 3, 9, 9, dtype=torch.float64)
+    folded = facet("conv2d", "ptq").fold(block, spec, "batchnorm")
+    assert torch.allclose(facet("conv2d", "torch_module").forward(folded, spec, x),
+                          facet("conv2d", "torch_module").forward(block, spec, x), atol=1e-10)
+    with pytest.raises(EdgeFFError, match="conv padding 'edge' must be one of zero-point, batchnorm"):
+        facet("conv2d", "ptq").fold(block, spec, "edge")
 
 
 # ------------------------------------------------------------------ kernel sets
@@ -151,11 +173,12 @@ def test_reference_and_c_kernels_give_the_same_integers(any_model):
 
 # ------------------------------------------------------------------ what the header says
 
-def _conv_int64(q, zp_in, w, bias, mult, shift, zp_out, stride, pad, rounding):
-    """int8 CONV_2D written out in int64 from NHWC / OHWI arrays, independent of the runtime's im2col."""
+def _conv_int64(q, zp_in, w, bias, mult, shift, zp_out, stride, pad, pad_value, rounding):
+    """int8 CONV_2D written out in int64 from NHWC / OHWI arrays, independent of the runtime's im2col; the
+    input padded with pad_value per channel."""
     n, h, wd, _ = q.shape
     o, k = w.shape[0], w.shape[1]
-    x = np.pad(q.astype(np.int64) - zp_in, ((0, 0), (pad, pad), (pad, pad), (0, 0)))   # pad: zp - zp = 0
+    x = np.pad(q.astype(np.int64) - pad_value, ((0, 0), (pad, pad), (pad, pad), (0, 0))) + pad_value - zp_in
     oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
     acc = np.zeros((n, oh, ow, o), np.int64)
     for ky in range(k):
@@ -179,7 +202,7 @@ def _int64_model(int_path, images):
         zp_in, zp = entry["in_zero_point"], entry["out_zero_point"]
         if spec.kind == "conv2d":
             x = _conv_int64(x, zp_in, t["weight"], t["bias"], t["multiplier"], t["shift"], zp, spec.stride,
-                            spec.padding, rounding)
+                            spec.padding, t["pad_value"].astype(np.int64), rounding)
             if spec.pool > 1:
                 n, h, w, c = x.shape
                 p = spec.pool
@@ -240,11 +263,22 @@ def test_int8_predicts_as_the_float_model_where_the_fold_is_exact(mixed):
     assert multi_pass_accuracy(model.label_scores(test.images), test.labels, layers) > 0.5
 
 
+def test_padded_with_batchnorms_zero_int8_predicts_as_the_float_model(padded_bn):
+    float_path, int_path, data, written = padded_bn
+    assert written["conv_padding"] == "batchnorm" and written["layers"][0]["fold"]["padding_value"] == "batchnorm"
+    test = load_dataset(data, val_size=100).test
+    model = IntLayeredModel.from_file(int_path)
+    pad = load_model(int_path)[0]["layers.1.pad_value"]
+    assert (pad != written["layers"][1]["in_zero_point"]).any()   # not TFLite's zero-point padding
+    float_pred = _predictions(label_scores(load_network(float_path)[0], test.images), model.eval_layers)
+    assert (float_pred == _predictions(model.label_scores(test.images), model.eval_layers)).mean() >= 0.9
+
+
 def test_int8_predicts_as_the_folded_float_model_with_padded_borders(padded):
     float_path, int_path, data, _ = padded
     test = load_dataset(data, val_size=100).test
     net = load_network(float_path)[0]
-    acts, _ = folded_outputs(folded_network(net), net, test.images)
+    acts, _ = folded_outputs(folded_network(net, "zero-point"), net, test.images)   # the file's padding
     folded_scores = np.stack([net.class_goodness(torch.from_numpy(a)).numpy() for a in acts])
     model = IntLayeredModel.from_file(int_path)
     agree = (_predictions(folded_scores, model.eval_layers) == _predictions(model.label_scores(test.images),

@@ -20,7 +20,7 @@ REQUIRED = {
     "nir_writer": ("parameters", "forward", "nodes"),
     "cost": ("float32_memory", "float32_saved", "float32_backward", "gradient_elements", "int8_backprop_memory",
              "int8_parameters", "inference_memory", "operation_counts"),
-    "board_image": ("RECORD", "pack_record", "unpack_record", "check_record", "array_specs"),
+    "board_image": ("RECORD", "pack_record", "unpack_record", "check_record", "array_specs", "training_buffers"),
     "runtime": ("load", "tensors", "forward"),
 }
 TORCH_FREE = ("spec", "runtime", "cost", "board_image")

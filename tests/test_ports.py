@@ -5,6 +5,7 @@ import pytest
 
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
+from edgeff.profiler.hw_profile import load_profile
 from firmware_bridge.board_image import unpack_image
 from firmware_bridge.driver import BoardLink
 from firmware_bridge.ports import VirtualDefaults, checkpoints_outlive, open_board
@@ -41,6 +42,17 @@ def test_virtual_url_query_chooses_the_board(tmp_path):
     with open_board("virtual://", VirtualDefaults(storage=str(tmp_path / "flash2"))) as link:
         nrf = link.info.sram_budget
     assert rp2040 != nrf and (tmp_path / "flash").is_dir() and (tmp_path / "flash2").is_dir()
+
+
+@pytest.mark.parametrize("board", ["mps2-an386", "netduinoplus2"])
+def test_a_virtual_firmware_board_states_the_model_ram_its_firmware_gives(board, tmp_path):
+    """For a board with a [firmware] table the virtual board's budget is the firmware's image and scratch
+    buffers (what the QEMU firmware's INFO says), not the profile's SRAM less its reserve."""
+    profile = load_profile(board)
+    with open_board(f"virtual://?profile={board}&storage={tmp_path / 'flash'}", VirtualDefaults()) as link:
+        budget = link.info.sram_budget
+    assert budget == profile.firmware.image_bytes + profile.firmware.scratch_bytes
+    assert budget != profile.sram_bytes - profile.sram_reserved_bytes
 
 
 def test_only_an_emulated_board_loses_its_checkpoints():

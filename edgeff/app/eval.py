@@ -20,24 +20,6 @@ def register(sub):
     json_flag(sp)
 
 
-def early_exit_table(net, images, labels, thresholds, final_layers) -> list:
-    """Early-exit accuracy and MACs per image at each threshold (edgeff.scoring.early_exit) of a layered FF
-    network (edgeff.train.conv_network): any trained layer may exit; each layer's MACs from its cost facet
-    (one pass for channel-wise competitive FF, one per class for the label overlay)."""
-    from edgeff.errors import EdgeFFError
-    from edgeff.profiler.energy_model import layer_costs
-    from edgeff.scoring import early_exit
-    from edgeff.train.evaluate import label_scores
-
-    if getattr(net, "objective", None) not in ("cwc", "overlay"):
-        raise EdgeFFError("--early-exit needs a layered FF network (conv blocks, objective cwc or overlay) whose "
-                          "layers each predict; this model is not one")
-    workload = "inference_one_pass" if net.objective == "cwc" else "inference_multi_pass"
-    macs = [row.macs for row in layer_costs(workload, net.description, net.n_classes)]
-    scores = label_scores(net, images)
-    return [early_exit(scores, labels, macs, t, [k + 1 for k in net.trained], final_layers) for t in thresholds]
-
-
 def _thresholds(text: str) -> list:
     from edgeff.errors import EdgeFFError
 
@@ -72,13 +54,15 @@ def run(args):
         scores = evaluate_int(model, split.images, split.labels, layers, args.mode)
         arithmetic = "int8 (integer runtime)"
     else:
-        from edgeff.train.evaluate import evaluate
+        from edgeff.profiler.energy_model import inference_macs
+        from edgeff.train.evaluate import early_exit_table, evaluate
         from edgeff.train.model_io import load_network
 
         net = load_network(args.model)[0]
         scores = evaluate(net, split.images, split.labels, layers, args.mode)
         if thresholds:
-            scores["early_exit"] = early_exit_table(net, split.images, split.labels, thresholds, layers)
+            macs = inference_macs(net.description, net.n_classes, getattr(net, "objective", None))
+            scores["early_exit"] = early_exit_table(net, split.images, split.labels, thresholds, layers, macs)
         arithmetic = "float32 (torch)"
     result = {"model": str(args.model), "split": args.split, "arithmetic": arithmetic, **scores}
     lines = [f"{args.model} on {args.split} ({result['n_samples']} samples), {arithmetic}:"]

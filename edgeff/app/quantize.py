@@ -30,6 +30,11 @@ def register(sub):
     sp.add_argument("--norm-bits", type=int, choices=[7, 15], default=7,
                     help="normalized activations: 7 = int8, TFLite's L2_NORMALIZATION (default); 15 = int16 "
                          "with 16x8 FullyConnected, for models int8 normalization costs accuracy")
+    sp.add_argument("--conv-padding", choices=["batchnorm", "zero-point"], default="batchnorm",
+                    help="conv models: what a padded block's input is padded with once its BatchNorm is folded in: "
+                         "batchnorm (the value BatchNorm maps to 0, as torch pads; an explicit pad, then VALID; "
+                         "the default) or zero-point (TFLite's CONV_2D padding; differs from torch at the borders, "
+                         "10 points of the board model's accuracy: docs/conv_int8.md)")
     sp.add_argument("--from-scratch", type=int, metavar="SEED",
                     help="keep only the number formats of MODEL; start the weights from a fresh random "
                          "init (seeded), for integer training from scratch")
@@ -49,7 +54,7 @@ def run(args):
         raise EdgeFFError(f"--calibration-samples must be between 1 and {len(data.train)}")
     written = quantize(args.model, args.out, data.train.images[:n], data.train.labels[:n], data.fingerprint,
                        args.from_scratch, percentile=args.calibration_percentile, norm_bits=args.norm_bits,
-                       rounding=args.rounding)
+                       rounding=args.rounding, conv_padding=args.conv_padding)
     scales = ", ".join(f"{layer['out_scale']:.4g}" for layer in written["quantization"]["layers"])
     print_result(args, {"model": str(args.out), **written["quantization"]},
                  f"wrote {args.out}: int8 weights (per channel), activation scales "

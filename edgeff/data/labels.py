@@ -42,7 +42,7 @@ def hardest_wrong_labels(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def spatial_label_patterns(shape, n_classes: int, amplitude: float) -> np.ndarray:
     """(n_classes, C, H, W) float32: the label overlay of a convolutional FF network, one 2D Fourier mode
-    per label added to the whole image (Scodellaro's spatially extended label, seed 002 sec. II-B a), so
+    per label added to the whole image (Scodellaro's spatially extended label, Ortiz Torres et al. sec. II-B a), so
     every filter at every position sees the label. Label j is a cosine of amplitude `amplitude`, its wave
     turned by j * pi / n_classes and a wavelength of a quarter of the image's larger side: the labels
     differ in orientation only."""

@@ -65,6 +65,13 @@ def _layer_cost(workload: str, name: str, spec, first: bool, n_classes: int, pre
     return LayerCost(name, **cost(spec).operation_counts(spec, workload, first, n_classes, precision))
 
 
+def inference_macs(layers, n_classes: int, objective) -> list:
+    """Each layer's MACs per image in inference, from its cost facet: one pass for channel-wise competitive FF
+    ("cwc"), one per class for the label overlay (and an FF MLP)."""
+    workload = "inference_one_pass" if objective == "cwc" else "inference_multi_pass"
+    return [row.macs for row in layer_costs(workload, layers, n_classes)]
+
+
 def layer_costs(workload: str, layers, n_classes: int = 10, head_inputs: int = 0,
                 precision: str = "int8") -> list:
     """Per-layer counts (no energy yet) of one image (inference) or one training sample, for a model

@@ -8,7 +8,8 @@ or unsourced field is refused with the field named.
 A board that EdgeFF's firmware runs on also has a `[firmware]` table (FIRMWARE_FIELDS): what the firmware
 build, its generated board_config.h / board_memory.ld (firmware_bridge/board_config.py) and the emulator
 need. Its memory sizes are the profile's own figures (flash_bytes, sram_bytes, clock_hz), so no board fact is
-written twice.
+written twice. A board the exported Arduino library is checked against has an `[arduino]` table
+(ARDUINO_FIELDS): the compiler's target flags, its memory regions' origins and the stack its core keeps.
 """
 import math
 from dataclasses import dataclass
@@ -45,6 +46,13 @@ FIRMWARE_FIELDS = {
     "uart_base": "address",
     "uart_rx_irq": "address",
 }
+# [arduino] fields: what firmware_bridge/arduino_build.py links the exported library for
+ARDUINO_FIELDS = {
+    "cpu_flags": "texts",        # the compiler's target flags of the board's Arduino core
+    "flash_origin": "address",
+    "ram_origin": "address",
+    "stack_bytes": "size",       # the stack the core keeps beside the sketch's RAM
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,15 @@ class FirmwareTarget:
 
 
 @dataclass(frozen=True)
+class ArduinoTarget:
+    """A profile's [arduino] table (ARDUINO_FIELDS)."""
+    cpu_flags: tuple
+    flash_origin: int
+    ram_origin: int
+    stack_bytes: int
+
+
+@dataclass(frozen=True)
 class HardwareProfile:
     name: str
     kind: str
@@ -75,6 +92,7 @@ class HardwareProfile:
     values: dict    # field -> number
     sources: dict   # field -> where the number comes from
     firmware: FirmwareTarget | None = None   # boards EdgeFF's firmware runs on
+    arduino: ArduinoTarget | None = None     # boards the Arduino library export is linked for
 
     def __getattr__(self, field):
         try:
@@ -124,7 +142,7 @@ def profile_from_dict(raw: dict, where: str = "profile") -> HardwareProfile:
     for key in ("name", "description"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise EdgeFFError(f"{where}: field '{key}' is missing or not a text")
-    unknown = sorted(set(raw) - set(FIELDS[kind]) - {"name", "kind", "description", "firmware"})
+    unknown = sorted(set(raw) - set(FIELDS[kind]) - {"name", "kind", "description", "firmware", "arduino"})
     if unknown:
         raise EdgeFFError(f"{where}: unknown field(s) {unknown} for a '{kind}' profile; "
                           f"the fields are {list(FIELDS[kind])}")
@@ -146,18 +164,20 @@ def profile_from_dict(raw: dict, where: str = "profile") -> HardwareProfile:
         raise EdgeFFError(f"{where}: sram_reserved_bytes ({values['sram_reserved_bytes']}) leaves no SRAM "
                           f"of the {values['sram_bytes']} for the model")
     firmware = _firmware_target(raw["firmware"], values, where) if "firmware" in raw else None
-    return HardwareProfile(raw["name"], kind, raw["description"], values, sources, firmware)
+    arduino = (ArduinoTarget(**_table(raw["arduino"], ARDUINO_FIELDS, f"{where}: [arduino]"))
+               if "arduino" in raw else None)
+    return HardwareProfile(raw["name"], kind, raw["description"], values, sources, firmware, arduino)
 
 
-def _firmware_target(raw, values: dict, profile_where: str) -> FirmwareTarget:
-    where = f"{profile_where}: [firmware]"
+def _table(raw, spec: dict, where: str) -> dict:
+    """The checked fields of a table whose fields and their kinds are `spec` (FIRMWARE_FIELDS, ARDUINO_FIELDS)."""
     if not isinstance(raw, dict):
-        raise EdgeFFError(f"{where} must be a table of the fields {list(FIRMWARE_FIELDS)}")
-    unknown = sorted(set(raw) - set(FIRMWARE_FIELDS))
+        raise EdgeFFError(f"{where} must be a table of the fields {list(spec)}")
+    unknown = sorted(set(raw) - set(spec))
     if unknown:
-        raise EdgeFFError(f"{where}: unknown field(s) {unknown}; the fields are {list(FIRMWARE_FIELDS)}")
+        raise EdgeFFError(f"{where}: unknown field(s) {unknown}; the fields are {list(spec)}")
     fields = {}
-    for field, kind in FIRMWARE_FIELDS.items():
+    for field, kind in spec.items():
         if field not in raw:
             raise EdgeFFError(f"{where}: field '{field}' is missing")
         value = raw[field]
@@ -174,6 +194,12 @@ def _firmware_target(raw, values: dict, profile_where: str) -> FirmwareTarget:
                 sign = "positive" if kind == "size" else "non-negative"
                 raise EdgeFFError(f"{where}: field '{field}' must be a {sign} 32-bit integer, got {value}")
         fields[field] = value
+    return fields
+
+
+def _firmware_target(raw, values: dict, profile_where: str) -> FirmwareTarget:
+    where = f"{profile_where}: [firmware]"
+    fields = _table(raw, FIRMWARE_FIELDS, where)
     for figure in ("flash_bytes", "sram_bytes", "clock_hz"):
         if not float(values[figure]).is_integer():
             raise EdgeFFError(f"{profile_where}: field '{figure}' must be a whole number for a "

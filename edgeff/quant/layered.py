@@ -34,12 +34,15 @@ from edgeff.runtime.requantize import quantize_multiplier
 CHUNK = 500   # calibration images per float64 forward pass
 
 
-def folded_network(net):
+def folded_network(net, conv_padding: str = "batchnorm", only=None):
     """A float64 copy of the network with every layer as its kind's `fold` gives it: what the int8 model
-    computes before rounding (a conv block's border semantics included, see edgeff/ops/conv2d/ptq.py)."""
+    computes before rounding (a conv block's border semantics, `conv_padding`, included: see
+    edgeff/ops/conv2d/ptq.py). `only`: the 0-based layers to fold, the others kept as trained (to measure
+    each fold's share)."""
     folded = copy.deepcopy(net).double()
     for i, spec in enumerate(net.specs):
-        folded.layers[i] = layer_facet(spec, "ptq").fold(folded.layers[i], spec)
+        if only is None or i in only:
+            folded.layers[i] = layer_facet(spec, "ptq").fold(folded.layers[i], spec, conv_padding)
     return folded.eval()
 
 
@@ -74,9 +77,10 @@ def class_goodness_multipliers(where, counts, scales, rounding: str):
 
 
 def quantize_layered(net, header: dict, float_model_path, out_path, calib_images: np.ndarray, data_fingerprint,
-                     from_scratch_seed, percentile: float, norm_bits: int, rounding: str) -> dict:
+                     from_scratch_seed, percentile: float, norm_bits: int, rounding: str, conv_padding: str) -> dict:
     """Write the int8 model of a layered float network (edgeff.quant.ptq.quantize's arguments); returns the
-    header written."""
+    header written. conv_padding: what a padded conv block's input is padded with, "zero-point" (TFLite's)
+    or "batchnorm" (BatchNorm's zero, torch's semantics; edgeff/ops/conv2d/ptq.py)."""
     arch = header["architecture"]
     where = str(float_model_path)
     if arch["objective"] != "cwc":
@@ -88,7 +92,7 @@ def quantize_layered(net, header: dict, float_model_path, out_path, calib_images
                           "have yet; quantize without it")
     facets = [layer_facet(spec, "ptq") for spec in net.specs]   # a kind without PTQ is refused before any work
     counts = group_counts(where, net.specs, net.n_classes)
-    folded = folded_network(net)
+    folded = folded_network(net, conv_padding)
     acts, logits = folded_outputs(folded, net, calib_images)
     tensors, layers_q = {}, []
     source = {"scale": INPUT_SCALE, "zero_point": INPUT_ZERO_POINT}
@@ -103,7 +107,7 @@ def quantize_layered(net, header: dict, float_model_path, out_path, calib_images
     head, logit_scale = quantize_head(net.head.weight.detach().numpy(), net.head.bias.detach().numpy(),
                                       [net.sizes[l] for l in net.head_layers], "rms", logits)
     tensors |= head
-    quant = {"scheme": "int8-cwc-tflite", "rounding": rounding,
+    quant = {"scheme": "int8-cwc-tflite", "rounding": rounding, "conv_padding": conv_padding,
              "input": {"scale": INPUT_SCALE, "zero_point": INPUT_ZERO_POINT},
              "layout": "NHWC activations, OHWI filters; the image, flatten and the head's input in torch's "
                        "channel-major order",

@@ -55,7 +55,7 @@ def _fresh_weights(tensors: dict, net, seed: int):
 
 def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels: np.ndarray,
              data_fingerprint: dict, from_scratch_seed=None, percentile: float = 100.0,
-             norm_bits: int = NORM_BITS_INT8, rounding: str = "double") -> dict:
+             norm_bits: int = NORM_BITS_INT8, rounding: str = "double", conv_padding: str = "batchnorm") -> dict:
     """Write the int8 model of `float_model_path` to `out_path`; returns the header written.
 
     With `from_scratch_seed`, only the number formats (scales, zero points, multipliers) come from the
@@ -65,6 +65,7 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
     Micro built with TFLITE_SINGLE_ROUNDING); the runtime, the C kernels and the ONNX export follow it.
     `norm_bits` 15 gives every layer an int16 normalized input (16x8 FC, int64 bias) instead of
     TFLite's int8 L2_NORMALIZATION output (7): 256 times finer, where int8 costs accuracy.
+    `conv_padding` is a layered model's (edgeff.quant.layered).
     """
     if rounding not in ("double", "single"):
         raise EdgeFFError(f"rounding {rounding!r} must be double or single")
@@ -72,7 +73,7 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
     arch = header["architecture"]
     if "objective" in arch:   # a layered network: conv blocks, pooling, flatten, dense (edgeff.quant.layered)
         return quantize_layered(net, header, float_model_path, out_path, calib_images, data_fingerprint,
-                                from_scratch_seed, percentile, norm_bits, rounding)
+                                from_scratch_seed, percentile, norm_bits, rounding, conv_padding)
     if not 0.0 < arch["label_value"] <= 1.0:
         raise EdgeFFError(f"{float_model_path}: label_value {arch['label_value']} cannot be an int8 input "
                           "pixel (it must lie in (0, 1], the range of a pixel / 255)")

@@ -4,7 +4,7 @@ One step on samples (x, y) with negative labels y':
  1. Forward the positive and the negative input through every layer (the integer inference kernels),
     keeping each layer's normalized input n (int8) and output a (int8), and its goodness G in the
     common Q.12 fixed point.
- 2. Collaboration (seed 003 eq. 5): Gc_l = G_l + (gamma_l * A * sum_{k!=l} G_k) >> 16, where gamma_l and
+ 2. Collaboration (Beigzad 2025 eq. 5): Gc_l = G_l + (gamma_l * A * sum_{k!=l} G_k) >> 16, where gamma_l and
     A = 1/(L-1) are Q8 integers (int64 product). Plain FF has gamma = 0.
  3. Loss derivative from a 256-entry sigmoid table (Q15) indexed by the loss argument in Q4:
       SymBa:    e = sigma(-alpha (Gc+ - Gc-)) for both passes;
@@ -40,6 +40,9 @@ SIGMOID_INPUT_FRAC_BITS = 4       # table index t = round(z * 16), z in [-8, 8)
 # random negative labels hash (seed ^ this salt, step, sample): a key of their own, so the label stream is not
 # the stochastic-rounding stream of the same seed
 NEGATIVE_LABEL_SALT = 0x5EED
+# the step sizes a trainer (and a board, by CONFIGURE) takes: 2^-4 .. 2^-40 for weights, 2^-1 .. 2^-60 for gamma
+LR_SHIFT_RANGE = (4, 40)
+GAMMA_SHIFT_RANGE = (1, 60)
 
 
 def sigmoid_table() -> np.ndarray:
@@ -61,10 +64,9 @@ class IntTrainingConfig:
     seed: int = 0
 
     def check(self):
-        if not 4 <= self.lr_shift <= 40:
-            raise EdgeFFError(f"lr_shift {self.lr_shift} must be between 4 and 40")
-        if not 1 <= self.gamma_shift <= 60:
-            raise EdgeFFError(f"gamma_shift {self.gamma_shift} must be between 1 and 60")
+        for key, (low, high) in (("lr_shift", LR_SHIFT_RANGE), ("gamma_shift", GAMMA_SHIFT_RANGE)):
+            if not low <= getattr(self, key) <= high:
+                raise EdgeFFError(f"{key} {getattr(self, key)} must be between {low} and {high}")
         for key, allowed in (("loss", ("symba", "softplus")), ("negatives", ("random", "hard")),
                              ("rounding", ("stochastic", "nearest"))):
             if getattr(self, key) not in allowed:

@@ -6,11 +6,14 @@ one training step computes (the input, and per layer the normalized input and th
 positive and one negative pass, plus their goodness). Flash holds what training never changes (the
 requantization multipliers and shifts, goodness rescaling, the sigmoid table and the one-pass head).
 The weight update needs no buffer: each master row is updated from (e * activity_j) and the stored
-normalized inputs as it is visited.
+normalized inputs as it is visited. Each layer's buffers are its kind's (the board_image facet's
+training_buffers, through edgeff.op_registry); this module adds what the whole network shares.
 """
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from edgeff.op_registry import facet, spec_class
 
 
 @dataclass
@@ -27,26 +30,20 @@ class Buffer:
         return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
 
 
+# the kind whose layers on-device training runs: a board trains FF MLPs of dense layers (the board image's kind)
+TRAINED_KIND = "dense"
+
+
 def training_plan(sizes: list, n_classes: int, head_layers: list, norm_bits=None) -> list:
-    """Buffers of one integer training step (batch size 1, positive + negative pass).
+    """Buffers of one integer training step (batch size 1, positive + negative pass) of the FF MLP `sizes`.
     norm_bits per layer: 7 (int8 normalized inputs, the default) or 15 (int16, 16x8 mode)."""
     n = len(sizes) - 1
     norm_bits = norm_bits or [7] * n
     plan = [Buffer("input image", "sram", "uint8", (sizes[0],), "activations"),
             Buffer("gamma (Q8)", "sram", "int32", (n,), "update_state")]
+    dense = spec_class(TRAINED_KIND)
     for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        p, k = f"layer {i + 1} ", i + 1
-        wide = norm_bits[i] > 7
-        plan += [Buffer(p + "weights int8", "sram", "int8", (d_out, d_in), "weights", k),
-                 Buffer(p + "master weights int16", "sram", "int16", (d_out, d_in), "update_state", k),
-                 Buffer(p + "bias", "sram", "int64" if wide else "int32", (d_out,), "weights", k),
-                 Buffer(p + "master bias", "sram", "int64" if wide else "int32", (d_out,), "update_state", k),
-                 Buffer(p + "normalized input, +/- pass", "sram", "int16" if wide else "int8", (2, d_in),
-                        "activations", k),
-                 Buffer(p + "output, +/- pass", "sram", "int8", (2, d_out), "activations", k),
-                 Buffer(p + "goodness, +/- pass", "sram", "int32", (2,), "activations", k),
-                 Buffer(p + "multiplier + shift", "flash", "int32", (2, d_out), "constants", k),
-                 Buffer(p + "goodness multiplier + shift", "flash", "int32", (2,), "constants", k)]
+        plan += facet(TRAINED_KIND, "board_image").training_buffers(dense(d_in, d_out), i + 1, norm_bits[i])
     d_head = sum(sizes[l] for l in head_layers)
     plan += [Buffer("sigmoid table Q15", "flash", "int16", (256,), "constants"),
              Buffer("head weights int8", "flash", "int8", (n_classes, d_head), "constants"),

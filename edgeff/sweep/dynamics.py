@@ -1,4 +1,4 @@
-"""Seed 001's analysis of training dynamics over a sweep's per-layer curves (Adamson 2025, "The Forward-Forward
+"""The analysis of training dynamics over a sweep's per-layer curves of Adamson 2025 ("The Forward-Forward
 Algorithm: Characterizing Training Behavior"): per-layer validation accuracy over training, the delay of deeper
 layers, and the correlation of each layer's accuracy with the model's, and how width changes it.
 
@@ -60,7 +60,7 @@ def variant_dynamics(variant: str, rows: list, fraction: float) -> dict:
 
 def width_trend(by_variant: dict) -> list:
     """Per depth and layer: Spearman's rho between width and the layer's correlation with the model (Fisher z)
-    over every trial of that depth; rho < 0 is seed 001's "width weakens the correlation". Holm-corrected over
+    over every trial of that depth; rho < 0 is Adamson 2025's "width weakens the correlation". Holm-corrected over
     the whole family."""
     points = {}
     for rows in by_variant.values():

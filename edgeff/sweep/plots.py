@@ -1,5 +1,5 @@
 """The sweep report's plots: a metric per variant with 95% confidence intervals, and per-layer accuracy curves
-with bands over seeds (seed 001's figures)."""
+with bands over seeds (Adamson 2025's figures)."""
 import math
 
 import matplotlib.pyplot as plt

@@ -1,5 +1,5 @@
-"""`edgeff sweep report`: a results table -> per-variant statistics, paired comparisons, seed 001's training
-dynamics and the plots; one dict (the --json document), and Markdown tables for people (report_text)."""
+"""`edgeff sweep report`: a results table -> per-variant statistics, paired comparisons, the training
+dynamics of Adamson 2025 and the plots; one dict (the --json document), and Markdown tables for people (report_text)."""
 from itertools import combinations
 from pathlib import Path
 
@@ -91,7 +91,7 @@ def report_text(r: dict) -> str:
                 f"{_num(c['t'])} | {_p(c)} | {_num(c['cohens_d'])} |" for c in r["comparisons"]]
     d = r["dynamics"]
     if d["variants"]:
-        out += ["", f"Training dynamics (seed 001): delay = first epoch at which a layer reaches "
+        out += ["", f"Training dynamics (Adamson 2025): delay = first epoch at which a layer reaches "
                 f"{d['fraction']:g} of its final validation accuracy; lag = delay of a layer minus that of the "
                 "layer before it, paired by seed (p Holm-corrected over the variant's layers); r = Pearson "
                 "correlation of a layer's accuracy with the model's over training (mean over seeds in Fisher z, "

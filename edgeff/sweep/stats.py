@@ -30,7 +30,7 @@ def summary(values) -> dict:
 
 def paired(a: dict, b: dict) -> dict:
     """a - b on the keys (seeds) both have: mean difference with its CI, paired t-test, Cohen's d_z (mean
-    difference over the differences' std, the effect size of a paired design, as seed 003 reports)."""
+    difference over the differences' std, the effect size of a paired design, as Beigzad 2025 reports)."""
     keys = sorted(set(a) & set(b))
     diff = np.array([a[k] - b[k] for k in keys], dtype=float)
     out = summary(diff) | {"seeds": keys, "t": None, "p": None, "cohens_d": None}

@@ -33,8 +33,8 @@ class ModelConfig:
 @dataclass
 class CollabConfig:
     mode: str = "none"            # "none" (FF), "fixed" (F-CFF) or "adaptive" (A-CFF)
-    gamma_init: float = 1.0       # seed 003: gamma_l = 1.0
-    gamma_lr: float = 0.01        # A-CFF only (seed 003: eta_gamma = 0.01)
+    gamma_init: float = 1.0       # Beigzad 2025: gamma_l = 1.0
+    gamma_lr: float = 0.01        # A-CFF only (Beigzad 2025: eta_gamma = 0.01)
 
 
 @dataclass
@@ -51,8 +51,9 @@ class TrainConfig:
     schedule: str = "greedy"
     chunk: int = 2
     alternate: bool = True
+    shift: int = 0                # layered networks: each training image moved by up to +-shift pixels per step
     warmup_epochs: float = 0.5
-    loss: str = "softplus"        # "softplus" (theta threshold, seed 002 eq. 1) or "symba"
+    loss: str = "softplus"        # "softplus" (theta threshold, Ortiz Torres et al. eq. 1) or "symba"
     theta: float = 2.0
     symba_alpha: float = 4.0
     negatives: str = "hard"       # "random" wrong label or the "hard"est wrong label of the current model
@@ -103,7 +104,7 @@ class Config:
         return d
 
 
-LAYERED_KEYS = {"model": ("layers", "input_shape", "objective"), "train": ("schedule", "chunk", "alternate")}
+LAYERED_KEYS = {"model": ("layers", "input_shape", "objective"), "train": ("schedule", "chunk", "alternate", "shift")}
 MULTISTEP_KEYS = ("milestones", "lr_factor")
 
 
@@ -189,11 +190,16 @@ def _validate(cfg: Config, source: str):
             if getattr(m, key) is not None:
                 raise EdgeFFError(f"{source} [model]: '{key}' is for a layered network ([model] layers), "
                                   "not an MLP of sizes")
+        if t.shift:
+            raise EdgeFFError(f"{source} [train]: 'shift' moves images for a layered network ([model] layers); "
+                              "an MLP of sizes sees no image layout")
     ms = t.milestones
     if not (isinstance(ms, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ms)
             and ms == sorted(set(ms))):
         raise EdgeFFError(f"{source} [train]: 'milestones' must list epochs (1 or more) in increasing order, "
                           f"got {t.milestones!r}")
+    if not 0 <= t.shift <= 8:   # its type is checked with every key's
+        raise EdgeFFError(f"{source} [train]: 'shift' must be a whole number of pixels from 0 to 8, got {t.shift!r}")
     if t.lr_factor <= 0:
         raise EdgeFFError(f"{source} [train]: 'lr_factor' must be positive")
     if t.chunk < 1 or (t.schedule == "overlapping" and t.chunk < 2):

@@ -3,7 +3,7 @@
 Each layer's module and forward pass come from its kind's op folder through the registry (conv2d: BatchNorm,
 Conv, ReLU, max pooling; maxpool2d; flatten; dense: normalize, Linear, ReLU). Three objectives train it:
 
-  cwc       channel-wise competitive FF (Papachristodoulou et al., AAAI 2024; seed 002 eqs. 2-3): a layer's
+  cwc       channel-wise competitive FF (Papachristodoulou et al., AAAI 2024; Ortiz Torres et al. eqs. 2-3): a layer's
             output channels (a dense layer's units) split into one group per class, G_{n,j} = the mean
             square of group j's activities, and the loss is the softmax cross-entropy of G against the
             true class. No negative data: one forward pass gives every class's goodness.
@@ -105,7 +105,7 @@ class ConvFFNetwork(nn.Module):
         return out
 
     def class_goodness(self, h: torch.Tensor) -> torch.Tensor:
-        """(N, n_classes) G_{n,j}: the mean square of class group j's channels (seed 002 eq. 2). NCHW is
+        """(N, n_classes) G_{n,j}: the mean square of class group j's channels (Ortiz Torres et al. eq. 2). NCHW is
         channel-major, so the groups of a flattened activity are contiguous slices too."""
         return (h * h).reshape(len(h), self.n_classes, -1).mean(dim=2)
 
@@ -114,7 +114,7 @@ class ConvFFNetwork(nn.Module):
         return (h * h).flatten(1).mean(dim=1)
 
     def layer_loss(self, h: torch.Tensor, y: torch.Tensor, n_pos: int, theta: float) -> torch.Tensor:
-        """One layer's FF loss: CwC's softmax cross-entropy of the class goodness (seed 002 eq. 3), or the
+        """One layer's FF loss: CwC's softmax cross-entropy of the class goodness (Ortiz Torres et al. eq. 3), or the
         overlay's softplus on the first n_pos (positive) rows against the rest (negative)."""
         if self.objective == "cwc":
             return F.cross_entropy(self.class_goodness(h), y)

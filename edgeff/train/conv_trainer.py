@@ -5,7 +5,7 @@ the local update schedule (edgeff.train.schedules) for that step: every group st
 detached, counts the FF losses of the layers it owns and backpropagates them within itself only; the
 backprop objective is one group whose loss is the softmax head's. The learning rate follows the config's
 schedule (cosine with warm-up, constant, or multistep) per epoch. After every epoch the per-layer
-validation accuracy is recorded (seed 001) and a checkpoint is written, so a run resumes where it stopped.
+validation accuracy is recorded (Adamson 2025) and a checkpoint is written, so a run resumes where it stopped.
 At the end the layers whose goodness predicts are chosen (or taken from [eval] layers), the one-pass
 softmax head of an FF network is fitted on its frozen layers, and the model file, metrics and plot are
 written.
@@ -27,6 +27,7 @@ from edgeff.data.labels import random_wrong_labels
 from edgeff.errors import EdgeFFError
 from edgeff.plots import plot_layer_accuracy
 from edgeff.scoring import best_layer_subset, multi_pass_accuracy, per_layer_accuracy
+from edgeff.train.augment import random_shifts
 from edgeff.train.checkpoint import resume, save_checkpoint
 from edgeff.train.config import Config, description_of
 from edgeff.train.conv_network import ConvFFNetwork
@@ -124,7 +125,8 @@ def train(cfg: Config, data: Dataset, out_dir, fresh=False, quiet=False) -> dict
             mult = lr_multiplier(cfg, step, t.epochs * steps_per_epoch, warmup, steps_per_epoch)
             optimizer.param_groups[0]["lr"] = t.lr * mult
             idx = torch.from_numpy(order[s * batch:(s + 1) * batch])
-            loss_sum += train_step(net, optimizer, x_train[idx], y_train[idx], cfg, step, rng)
+            x = random_shifts(x_train[idx], t.shift, rng) if t.shift else x_train[idx]
+            loss_sum += train_step(net, optimizer, x, y_train[idx], cfg, step, rng)
             bar.update(1)
         record = {"epoch": epoch + 1, "elapsed_s": round(time.perf_counter() - t0, 3), "lr": t.lr * mult,
                   "loss": (loss_sum / steps_per_epoch).tolist()}

@@ -2,11 +2,12 @@
 import numpy as np
 import torch
 
-from edgeff.scoring import evaluate_split
+from edgeff.errors import EdgeFFError
+from edgeff.scoring import early_exit, evaluate_split
 from edgeff.train.network import FFNetwork, images_to_input
 
 CHUNK = 1000
-__all__ = ["images_to_input", "label_scores", "one_pass_predictions", "evaluate"]
+__all__ = ["images_to_input", "label_scores", "one_pass_predictions", "evaluate", "early_exit_table"]
 
 
 @torch.no_grad()
@@ -30,3 +31,14 @@ def evaluate(net: FFNetwork, images: np.ndarray, labels: np.ndarray, layers, mod
     return evaluate_split(lambda: label_scores(net, images), lambda: one_pass_predictions(net, images),
                           labels, layers, mode)
 
+
+def early_exit_table(net, images, labels, thresholds, final_layers, layer_macs) -> list:
+    """Early-exit accuracy and MACs per image at each threshold (edgeff.scoring.early_exit) of a layered FF
+    network (edgeff.train.conv_network): any trained layer may exit; layer_macs are each layer's MACs per image
+    (edgeff.profiler.energy_model.inference_macs)."""
+    if getattr(net, "objective", None) not in ("cwc", "overlay"):
+        raise EdgeFFError("--early-exit needs a layered FF network (conv blocks, objective cwc or overlay) whose "
+                          "layers each predict; this model is not one")
+    scores = label_scores(net, images)
+    return [early_exit(scores, labels, layer_macs, t, [k + 1 for k in net.trained], final_layers)
+            for t in thresholds]

@@ -3,12 +3,13 @@ import torch.nn.functional as F
 
 
 def softplus_theta_loss(g_pos, g_neg, theta: float):
-    """Hinton's loss (seed 002 eq. 1; seed 003 eq. 8 with its 1/2): push G+ above theta and G- below it."""
+    """Hinton's loss (Ortiz Torres et al. eq. 1; Beigzad 2025 eq. 8 with its 1/2): push G+ above theta
+    and G- below it."""
     return 0.5 * (F.softplus(theta - g_pos) + F.softplus(g_neg - theta)).mean(dim=-1)
 
 
 def symba_loss(g_pos, g_neg, alpha: float):
-    """SymBa (seed 002 sec. II-B): softplus(-alpha (G+ - G-)); no threshold, symmetric gradients."""
+    """SymBa (Ortiz Torres et al. sec. II-B): softplus(-alpha (G+ - G-)); no threshold, symmetric gradients."""
     return F.softplus(-alpha * (g_pos - g_neg)).mean(dim=-1)
 
 

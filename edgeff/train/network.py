@@ -1,4 +1,4 @@
-"""The Forward-Forward MLP and its Collaborative variants (seed 003), in PyTorch.
+"""The Forward-Forward MLP and its Collaborative variants (Beigzad 2025), in PyTorch.
 
 The network is a model description (edgeff.model_description) walked through the op registry: each layer's
 torch module and forward pass come from its kind's op folder (edgeff/ops/dense/torch_module.py for the
@@ -8,7 +8,7 @@ effect at every width; "length" is Hinton's unit length, which the paper protoco
 layer's input is the previous layer's output *detached*: no gradient ever crosses a layer boundary, so every
 weight update is local.
 
-Goodness G_l = mean (or sum) of the squared activities of layer l. Collaborative FF (seed 003 eq. 5):
+Goodness G_l = mean (or sum) of the squared activities of layer l. Collaborative FF (Beigzad 2025 eq. 5):
     G_l^collab = G_l + gamma_l * sum_{k != l} alpha_lk * G_k
 with the other layers' goodness detached, so the coupling reweights layer l's own update without
 sending gradient into layer k. F-CFF keeps gamma fixed; A-CFF learns it (eq. 7).
@@ -56,7 +56,7 @@ class FFNetwork(nn.Module):
         self.head_layers = list(head_layers or (range(2, n + 1) if n > 1 else [1]))
         gamma = torch.full((n,), float(gamma_init) if collab_mode != "none" else 0.0)
         self.gamma = nn.Parameter(gamma, requires_grad=collab_mode == "adaptive")
-        # alpha_lk: equal weight on every other layer (seed 003 leaves alpha open; this keeps
+        # alpha_lk: equal weight on every other layer (Beigzad 2025 leaves alpha open; this keeps
         # G^collab on the scale of one layer's goodness whatever the depth).
         alpha = (torch.ones(n, n) - torch.eye(n)) / max(n - 1, 1)
         self.register_buffer("alpha", alpha)
@@ -92,7 +92,7 @@ class FFNetwork(nn.Module):
         return torch.stack([self.goodness(h) for h in self.activities(x)])
 
     def collaborative(self, g: torch.Tensor) -> torch.Tensor:
-        """Seed 003 eq. 5 on an (n_layers, N) goodness tensor; the identity for plain FF."""
+        """Beigzad 2025 eq. 5 on an (n_layers, N) goodness tensor; the identity for plain FF."""
         if self.collab_mode == "none":
             return g
         return g + self.gamma[:, None] * (self.alpha @ g.detach())

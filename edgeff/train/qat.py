@@ -9,6 +9,8 @@ import warnings
 
 import torch
 
+from edgeff.data.labels import overlay_labels
+
 
 class MultiPassModule(torch.nn.Module):
     """images (N, D) in [0, 1] -> goodness (n_layers, N, C) for every label and the one-pass logits,
@@ -22,9 +24,8 @@ class MultiPassModule(torch.nn.Module):
         net, c = self.net, self.net.n_classes
         tail = images[:, c:]
         rows = []
-        for label in range(c):
-            one_hot = torch.zeros(1, c, dtype=images.dtype)
-            one_hot[0, label] = net.label_value
+        for label in range(c):   # a constant per label under tracing: the graph concatenates it to the pixels
+            one_hot = overlay_labels(torch.zeros(1, c, dtype=images.dtype), torch.tensor([label]), c, net.label_value)
             rows.append(torch.cat([one_hot.expand(images.shape[0], c), tail], dim=1))
         goodness = net.layer_goodness(torch.cat(rows, dim=0))                     # (L, C * N)
         goodness = goodness.reshape(net.n_layers, c, -1).transpose(1, 2)            # (L, N, C)

@@ -1,4 +1,4 @@
-"""Local update schedules (seed 002 sec. II-B c): which layers each layer's loss may reach.
+"""Local update schedules (Ortiz Torres et al. sec. II-B c): which layers each layer's loss may reach.
 
 A schedule cuts the network into groups of consecutive layers for one training step. A group's input is
 detached, so a loss never backpropagates beyond its group; every trained layer's own loss is counted in
@@ -9,7 +9,7 @@ exactly one group (the first that holds it). Groups are (start, stop, owned): la
   chunked      consecutive chunks of `chunk` layers; a loss reaches back to its chunk's first layer. With
                `alternate`, the chunk boundaries shift by one layer each step (step mod chunk), so that every
                boundary is crossed on some steps: the chunked updates that alternate between iterations of
-               seed 002 sec. III
+               Ortiz Torres et al. sec. III
   overlapping  groups of `chunk` layers, each starting at the last layer of the one before (stride chunk-1)
   backprop     one group of every layer, the loss is the head's
 """

@@ -3,7 +3,7 @@
 One epoch visits the training set once in an order drawn from (seed, epoch). Each step embeds the true
 label (positive) and a wrong one (negative: uniformly random, or the one the current model scores
 highest), computes every layer's goodness in one pass, couples them (CFF) and updates each layer from its
-own loss only. After every epoch the per-layer validation accuracy is recorded (seed 001) and a
+own loss only. After every epoch the per-layer validation accuracy is recorded (Adamson 2025) and a
 checkpoint is written; at the end the layers summed for multi-pass inference are chosen on validation,
 the one-pass softmax head is fitted, and the model file, metrics and plots are written.
 """
@@ -120,7 +120,7 @@ def fit_head(net: FFNetwork, images: np.ndarray, labels: np.ndarray, epochs: int
 
 
 def layer_model_correlation(history: list) -> list:
-    """Pearson correlation of each layer's validation accuracy with the model's over training (seed 001)."""
+    """Pearson correlation of each layer's validation accuracy with the model's over training (Adamson 2025)."""
     if len(history) < 3:
         return []
     model = np.array([h["val_model"] for h in history])

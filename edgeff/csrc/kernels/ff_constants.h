@@ -9,6 +9,10 @@
 #define EF_WEIGHT_MAX 127   /* int8 weights lie in [-WEIGHT_MAX, WEIGHT_MAX] */
 #define EF_MAX_LAYERS 8   /* FF layers a board image and a trainer hold */
 #define EF_NEGATIVE_LABEL_SALT 24301u   /* negative labels: hash key seed ^ salt */
+#define EF_LR_SHIFT_MIN 4   /* the lr_shifts a trainer takes */
+#define EF_LR_SHIFT_MAX 40   /* the lr_shifts a trainer takes */
+#define EF_GAMMA_SHIFT_MIN 1   /* the gamma_shifts a trainer takes */
+#define EF_GAMMA_SHIFT_MAX 60   /* the gamma_shifts a trainer takes */
 
 /* the layer kinds with integer training kernels (edgeff.op_registry.KINDS that trains_in_integers,
    numbered by their place in KINDS): ef_ff_layer.kind selects a layer's kernels */

@@ -38,7 +38,7 @@ static inline int32_t clamp_s16(int32_t m)
 static inline void store_master(int16_t *master, int8_t *weight, int32_t m)
 {
     *master = (int16_t)m;
-    int32_t w = (m + 128 + (m >> 15)) >> EF_MASTER_FRAC_BITS;
+    int32_t w = (m + (1 << (EF_MASTER_FRAC_BITS - 1)) + (m >> 15)) >> EF_MASTER_FRAC_BITS;
     *weight = (int8_t)(w > EF_WEIGHT_MAX ? EF_WEIGHT_MAX : w < -EF_WEIGHT_MAX ? -EF_WEIGHT_MAX : w);
 }
 

@@ -57,7 +57,7 @@ static int requantization_valid(const uint8_t *multiplier, const uint8_t *shift,
 static int32_t weight_from_master(int32_t master)
 {
     int32_t w = ef_rounding_divide_by_pot(master, EF_MASTER_FRAC_BITS);
-    return w > 127 ? 127 : w < -127 ? -127 : w;
+    return w > EF_WEIGHT_MAX ? EF_WEIGHT_MAX : w < -EF_WEIGHT_MAX ? -EF_WEIGHT_MAX : w;
 }
 
 static int fail(const char **why, const char *message)
@@ -70,19 +70,19 @@ int ef_image_check(const uint8_t *image, uint32_t length, uint32_t image_capacit
                    ef_image_layout *layout, const char **why, uint32_t *detail)
 {
     *detail = 0;
-    if (length < EF_IMAGE_FIXED_BYTES || get_u32(image) != EF_IMAGE_MAGIC)
+    if (length < EF_IMAGE_FIXED_BYTES || get_u32(image + EF_IMAGE_AT_MAGIC) != EF_IMAGE_MAGIC)
         return fail(why, "not a board image (no 'EFFB' magic)");
-    if (image[4] != EF_MODEL_FORMAT)
-        return fail(why, "board image format is not 1");
-    int32_t n = image[5], n_classes = image[6];
-    uint8_t flags = image[7];
+    if (image[EF_IMAGE_AT_FORMAT] != EF_MODEL_FORMAT)
+        return fail(why, "board image format is not the one this firmware reads");
+    int32_t n = image[EF_IMAGE_AT_N_LAYERS], n_classes = image[EF_IMAGE_AT_N_CLASSES];
+    uint8_t flags = image[EF_IMAGE_AT_FLAGS];
     if (n < 1 || n > EF_MAX_LAYERS || n_classes < 2 || (flags >> 1 & 3u) > 2u || flags >> 4)
         return fail(why, "board image header is invalid (layers, classes or flags)");
     layout->n_layers = n;
     layout->n_classes = n_classes;
     layout->flags = flags;
-    layout->eval_mask = image[11];
-    layout->head_mask = image[12];
+    layout->eval_mask = image[EF_IMAGE_AT_EVAL_MASK];
+    layout->head_mask = image[EF_IMAGE_AT_HEAD_MASK];
     layout->layer_header = (EF_IMAGE_FIXED_BYTES + 2u * (uint32_t)(n + 1) + 3u) & ~3u;
     if (length < align(layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)n))
         return fail(why, "board image is truncated inside its header");
@@ -100,7 +100,7 @@ int ef_image_check(const uint8_t *image, uint32_t length, uint32_t image_capacit
     if (n_classes > layout->sizes[0])
         return fail(why, "board image header is invalid (more classes than inputs)");
     for (int32_t l = 0; l < n; ++l) {
-        uint8_t bits = image[layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)l + 1];
+        uint8_t bits = image[layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)l + EF_IMAGE_LAYER_AT_NORM_BITS];
         if (bits != 7 && bits != 15)
             return fail(why, "board image header is invalid (norm bits must be 7 or 15)");
         if (bits != 7)
@@ -120,7 +120,8 @@ int ef_image_check(const uint8_t *image, uint32_t length, uint32_t image_capacit
         const uint8_t *h = image + layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)l;
         const ef_image_layer *L = &layout->layers[l];
         if (!requantization_valid(image + L->multiplier, image + L->shift, layout->sizes[l + 1])
-            || !requantization_valid(h + 4, h + 8, 1))
+            || !requantization_valid(h + EF_IMAGE_LAYER_AT_GOODNESS_MULTIPLIER,
+                                     h + EF_IMAGE_LAYER_AT_GOODNESS_SHIFT, 1))
             return fail(why, "a layer holds an invalid quantized multiplier or shift");
         if (masters) {
             const int8_t *w = (const int8_t *)(image + L->weight);
@@ -163,7 +164,7 @@ static void zero(uint8_t *image, uint32_t from, uint32_t to)
 void ef_image_normalize(uint8_t *image, const ef_image_layout *checked)
 {
     ef_image_layout layout = *checked;
-    int masters = image[7] & EF_IMAGE_FLAG_MASTERS;
+    int masters = image[EF_IMAGE_AT_FLAGS] & EF_IMAGE_FLAG_MASTERS;
     uint32_t from[MAX_ARRAYS], to[MAX_ARRAYS], size[MAX_ARRAYS], unused[MAX_ARRAYS], kept[MAX_ARRAYS];
     uint32_t count = 0, n_to = 0;
     arrays(&layout, masters, from, size, 0);
@@ -197,12 +198,12 @@ void ef_image_normalize(uint8_t *image, const ef_image_layout *checked)
         }
         zero(image, L->bias_master + 4u * d_out, align(L->bias_master + 4u * d_out));
     }
-    image[7] |= EF_IMAGE_FLAG_MASTERS;
-    zero(image, 13, 16);                   /* the header's padding */
+    image[EF_IMAGE_AT_FLAGS] |= EF_IMAGE_FLAG_MASTERS;
+    zero(image, EF_IMAGE_AT_HEAD_MASK + 1u, EF_IMAGE_AT_STEP);   /* the header's padding */
     zero(image, EF_IMAGE_FIXED_BYTES + 2u * (uint32_t)(layout.n_layers + 1), layout.layer_header);
     uint32_t h = layout.layer_header;
     for (int32_t l = 0; l < layout.n_layers; ++l, h += EF_IMAGE_LAYER_BYTES)
-        zero(image, h + 2, h + 4);
+        zero(image, h + EF_IMAGE_LAYER_AT_NORM_BITS + 1u, h + EF_IMAGE_LAYER_AT_GOODNESS_MULTIPLIER);   /* padding */
     zero(image, h, align(h));
 }
 
@@ -213,10 +214,10 @@ void ef_image_bind(uint8_t *image, const ef_image_layout *layout, uint8_t *scrat
     t->n_layers = n;
     t->n_classes = layout->n_classes;
     t->n_inputs = layout->sizes[0];
-    t->label_q = (int8_t)image[9];
-    t->neutral_label_q = (int8_t)image[10];
-    t->rounding = image[7] >> 3 & 1u;
-    t->adaptive = (image[7] >> 1 & 3u) == 2u;
+    t->label_q = (int8_t)image[EF_IMAGE_AT_LABEL_Q];
+    t->neutral_label_q = (int8_t)image[EF_IMAGE_AT_NEUTRAL_LABEL_Q];
+    t->rounding = image[EF_IMAGE_AT_FLAGS] >> 3 & 1u;
+    t->adaptive = (image[EF_IMAGE_AT_FLAGS] >> 1 & 3u) == 2u;
     t->coupling_q = n > 1 ? (256 + (n - 1) / 2) / (n - 1) : 256;   /* round(2^8 / (L - 1)) */
     t->sigmoid_lut = ef_sigmoid_q15;
     t->step = ef_image_step(image);
@@ -235,11 +236,11 @@ void ef_image_bind(uint8_t *image, const ef_image_layout *layout, uint8_t *scrat
         L->bias_master = (int32_t *)(void *)(image + A->bias_master);
         L->multiplier = (const int32_t *)(void *)(image + A->multiplier);
         L->shift = (const int32_t *)(void *)(image + A->shift);
-        L->out_zero_point = (int8_t)h[0];
+        L->out_zero_point = (int8_t)h[EF_IMAGE_LAYER_AT_OUT_ZERO_POINT];
         L->act_min = L->out_zero_point;     /* the fused ReLU: max(-128, zero point) */
-        L->goodness_multiplier = get_i32(h + 4);
-        L->goodness_shift = get_i32(h + 8);
-        t->gamma_q[l] = get_i32(h + 12);
+        L->goodness_multiplier = get_i32(h + EF_IMAGE_LAYER_AT_GOODNESS_MULTIPLIER);
+        L->goodness_shift = get_i32(h + EF_IMAGE_LAYER_AT_GOODNESS_SHIFT);
+        t->gamma_q[l] = get_i32(h + EF_IMAGE_LAYER_AT_GAMMA_Q);
         L->normalized = (int8_t *)scratch;
         scratch += 2 * L->d_in;
         L->output = (int8_t *)scratch;
@@ -256,9 +257,10 @@ void ef_image_bind(uint8_t *image, const ef_image_layout *layout, uint8_t *scrat
 
 void ef_image_store_state(uint8_t *image, const ef_image_layout *layout, const ef_ff_trainer *t)
 {
-    put_u32(image + 16, t->step);
+    put_u32(image + EF_IMAGE_AT_STEP, t->step);
     for (int32_t l = 0; l < layout->n_layers; ++l)
-        put_u32(image + layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)l + 12, (uint32_t)t->gamma_q[l]);
+        put_u32(image + layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)l + EF_IMAGE_LAYER_AT_GAMMA_Q,
+                (uint32_t)t->gamma_q[l]);
 }
 
-uint32_t ef_image_step(const uint8_t *image) { return get_u32(image + 16); }
+uint32_t ef_image_step(const uint8_t *image) { return get_u32(image + EF_IMAGE_AT_STEP); }

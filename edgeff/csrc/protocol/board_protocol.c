@@ -57,7 +57,7 @@ static int ok(reply *r, uint32_t value)
 {
     r->type = EF_REPLY_OK;
     put_u32(r->payload, value);
-    r->length = 4;
+    r->length = EF_OK_BYTES;
     return 0;
 }
 
@@ -105,25 +105,29 @@ static int install(ef_board *b, uint32_t length, reply *r)
 /* Applies CONFIGURE's settings (checked) to the installed model; training restarts at sample 0. */
 static int configure(ef_board *b, const uint8_t *p, reply *r)
 {
-    uint32_t lr_shift = p[4], gamma_shift = p[5], loss = p[6], negatives = p[7], rounding = p[8];
-    int32_t multiplier = (int32_t)get_u32(p + 16), shift = (int32_t)get_u32(p + 20);
+    uint32_t lr_shift = p[EF_CONFIGURE_AT_LR_SHIFT], gamma_shift = p[EF_CONFIGURE_AT_GAMMA_SHIFT];
+    uint32_t loss = p[EF_CONFIGURE_AT_LOSS], negatives = p[EF_CONFIGURE_AT_NEGATIVES];
+    uint32_t rounding = p[EF_CONFIGURE_AT_ROUNDING];
+    int32_t multiplier = (int32_t)get_u32(p + EF_CONFIGURE_AT_SIGMOID_MULTIPLIER);
+    int32_t shift = (int32_t)get_u32(p + EF_CONFIGURE_AT_SIGMOID_SHIFT);
     if (loss > 1 || negatives > 1 || rounding > 1)
         return refuse(r, EF_ERROR_BAD_RANGE, 0, "loss, negatives or rounding code out of range");
     if (!(multiplier == 0 || multiplier >= (1 << 30)) || shift < -31 || shift > 30)
         return refuse(r, EF_ERROR_BAD_RANGE, 0, "sigmoid argument multiplier or shift out of range");
-    if (lr_shift < 4 || lr_shift > 40 || gamma_shift < 1 || gamma_shift > 60)
-        return refuse(r, EF_ERROR_BAD_RANGE, 0, "lr_shift must be 4..40 and gamma_shift 1..60");
+    if (lr_shift < EF_LR_SHIFT_MIN || lr_shift > EF_LR_SHIFT_MAX || gamma_shift < EF_GAMMA_SHIFT_MIN
+        || gamma_shift > EF_GAMMA_SHIFT_MAX)
+        return refuse(r, EF_ERROR_BAD_RANGE, 0, "lr_shift or gamma_shift outside the range a trainer takes");
     ef_ff_trainer *t = &b->trainer;
     t->lr_shift = (int32_t)lr_shift;
     t->gamma_shift = (int32_t)gamma_shift;
     t->softplus = (int32_t)loss;
     t->stochastic = rounding == 0;
-    t->seed = get_u32(p + 12);
+    t->seed = get_u32(p + EF_CONFIGURE_AT_SEED);
     t->arg_multiplier = multiplier;
     t->arg_shift = shift;
-    t->theta_q = (int32_t)get_u32(p + 24);
+    t->theta_q = (int32_t)get_u32(p + EF_CONFIGURE_AT_THETA_Q);
     b->hard_negatives = negatives;
-    b->run_id = get_u32(p);
+    b->run_id = get_u32(p + EF_CONFIGURE_AT_RUN_ID);
     for (uint32_t i = 0; i < EF_CONFIGURE_BYTES; ++i)
         b->configuration[i] = p[i];
     b->configured = 1;
@@ -220,29 +224,31 @@ static int checkpoint(ef_board *b, reply *r)
 /* ------------------------------------------------------------------ requests */
 static int on_hello(ef_board *b, const uint8_t *p, reply *r)
 {
-    uint8_t version = p[1] < EF_PROTOCOL_MAX_VERSION ? p[1] : EF_PROTOCOL_MAX_VERSION;
-    uint8_t lowest = p[0] > EF_PROTOCOL_MIN_VERSION ? p[0] : EF_PROTOCOL_MIN_VERSION;
+    uint8_t highest = p[EF_HELLO_AT_MAX_VERSION], lowest = p[EF_HELLO_AT_MIN_VERSION];
+    uint8_t version = highest < EF_PROTOCOL_MAX_VERSION ? highest : EF_PROTOCOL_MAX_VERSION;
+    if (lowest < EF_PROTOCOL_MIN_VERSION)
+        lowest = EF_PROTOCOL_MIN_VERSION;
     if (version < lowest)
         return refuse(r, EF_ERROR_VERSION, EF_PROTOCOL_MIN_VERSION << 8 | EF_PROTOCOL_MAX_VERSION,
-                      "the board speaks protocol version 3 only");
+                      "the board does not speak a protocol version the host offers");
     uint8_t *o = r->payload;
     uint32_t budget = b->image_capacity + b->scratch_capacity;
-    o[0] = version;
-    o[1] = EF_PROTOCOL_MIN_VERSION;
-    o[2] = EF_PROTOCOL_MAX_VERSION;
-    put_u16(o + 3, b->max_payload);
-    put_u32(o + 5, budget);
-    put_u32(o + 9, b->flash_budget);
-    put_u32(o + 13, budget - (b->loaded ? b->layout.bytes + b->layout.scratch_bytes : 0u));
-    o[17] = 1;                             /* model format */
-    o[18] = (uint8_t)(b->loaded | b->configured << 1);
-    put_u32(o + 19, b->run_id);
-    put_u32(o + 23, b->applied);
-    put_u32(o + 27, b->checkpoint_applied);
-    put_u32(o + 31, b->loaded ? b->image_bytes : 0u);
-    put_u32(o + 35, b->loaded ? b->image_crc : 0u);
-    put_text(o + 39, b->name);
-    put_text(o + 55, b->firmware);
+    o[EF_INFO_AT_VERSION] = version;
+    o[EF_INFO_AT_MIN_VERSION] = EF_PROTOCOL_MIN_VERSION;
+    o[EF_INFO_AT_MAX_VERSION] = EF_PROTOCOL_MAX_VERSION;
+    put_u16(o + EF_INFO_AT_MAX_PAYLOAD, b->max_payload);
+    put_u32(o + EF_INFO_AT_SRAM_BUDGET, budget);
+    put_u32(o + EF_INFO_AT_FLASH_BUDGET, b->flash_budget);
+    put_u32(o + EF_INFO_AT_SRAM_FREE, budget - (b->loaded ? b->layout.bytes + b->layout.scratch_bytes : 0u));
+    o[EF_INFO_AT_MODEL_FORMAT] = EF_MODEL_FORMAT;
+    o[EF_INFO_AT_FLAGS] = (uint8_t)(b->loaded | b->configured << 1);
+    put_u32(o + EF_INFO_AT_RUN_ID, b->run_id);
+    put_u32(o + EF_INFO_AT_APPLIED, b->applied);
+    put_u32(o + EF_INFO_AT_CHECKPOINT_APPLIED, b->checkpoint_applied);
+    put_u32(o + EF_INFO_AT_IMAGE_BYTES, b->loaded ? b->image_bytes : 0u);
+    put_u32(o + EF_INFO_AT_IMAGE_CRC, b->loaded ? b->image_crc : 0u);
+    put_text(o + EF_INFO_AT_NAME, b->name);
+    put_text(o + EF_INFO_AT_FIRMWARE, b->firmware);
     r->type = EF_REPLY_INFO;
     r->length = EF_INFO_BYTES;
     return 0;
@@ -250,7 +256,7 @@ static int on_hello(ef_board *b, const uint8_t *p, reply *r)
 
 static int on_load_begin(ef_board *b, const uint8_t *p, reply *r)
 {
-    uint32_t total = get_u32(p), crc = get_u32(p + 4);
+    uint32_t total = get_u32(p + EF_LOAD_BEGIN_AT_TOTAL), crc = get_u32(p + EF_LOAD_BEGIN_AT_CRC);
     if (total > b->image_capacity)
         return refuse(r, EF_ERROR_NO_MEMORY, total, "the model cannot fit this board's RAM");
     if (!b->loading || b->load_bytes != total || b->load_crc != crc) {
@@ -268,13 +274,13 @@ static int on_load_chunk(ef_board *b, const uint8_t *p, uint32_t n, reply *r)
     if (!b->loading)
         return refuse(r, EF_ERROR_BAD_STATE, 0, "LOAD_CHUNK without LOAD_BEGIN");
     uint32_t offset = get_u32(p);
-    n -= 4;
+    n -= EF_OFFSET_BYTES;
     if (offset > b->received || offset + n > b->load_bytes || offset + n < offset)
         return refuse(r, EF_ERROR_BAD_RANGE, b->received, "chunk outside the bytes received so far or the image");
     b->loaded = b->configured = 0;
     b->run_id = 0;
     for (uint32_t i = 0; i < n; ++i)
-        b->image[offset + i] = p[4 + i];
+        b->image[offset + i] = p[EF_OFFSET_BYTES + i];
     if (offset + n > b->received)
         b->received = offset + n;
     return ok(r, b->received);
@@ -338,9 +344,9 @@ static int staged(ef_board *b, uint32_t i, reply *r)
     while (missing < size && (bits[missing / 8u] >> (missing % 8u) & 1u))
         ++missing;
     r->type = EF_REPLY_STAGED;
-    put_u32(r->payload, b->applied);
-    put_u32(r->payload + 4, b->slot_held[i]);
-    put_u32(r->payload + 8, missing);
+    put_u32(r->payload + EF_STAGED_AT_APPLIED, b->applied);
+    put_u32(r->payload + EF_STAGED_AT_HELD, b->slot_held[i]);
+    put_u32(r->payload + EF_STAGED_AT_MISSING, missing);
     r->length = EF_STAGED_BYTES;
     return 0;
 }
@@ -350,15 +356,16 @@ static int on_stage(ef_board *b, const uint8_t *p, uint32_t n, reply *r)
 {
     if (!b->loaded)
         return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded");
-    uint32_t index = get_u32(p), offset = get_u32(p + 4), size = record_bytes(b), i = index % EF_STAGING_SLOTS;
+    uint32_t index = get_u32(p + EF_STAGE_AT_INDEX), offset = get_u32(p + EF_STAGE_AT_OFFSET);
+    uint32_t size = record_bytes(b), i = index % EF_STAGING_SLOTS;
     n -= EF_STAGE_BYTES;
     if (offset + n > size || offset + n < offset)
         return refuse(r, EF_ERROR_BAD_RANGE, size, "stage outside the record");
     if (index < b->applied) {              /* applied already: a late resend, ignored */
         r->type = EF_REPLY_STAGED;
-        put_u32(r->payload, b->applied);
-        put_u32(r->payload + 4, 0);
-        put_u32(r->payload + 8, 0);
+        put_u32(r->payload + EF_STAGED_AT_APPLIED, b->applied);
+        put_u32(r->payload + EF_STAGED_AT_HELD, 0);
+        put_u32(r->payload + EF_STAGED_AT_MISSING, 0);
         r->length = EF_STAGED_BYTES;
         return 0;
     }
@@ -413,18 +420,18 @@ static int on_train(ef_board *b, const uint8_t *p, reply *r)
 {
     if (!b->loaded || !b->configured)
         return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded and configured");
-    uint32_t index = get_u32(p);
+    uint32_t index = get_u32(p + EF_TRAIN_AT_INDEX);
     r->type = EF_REPLY_TRAINED;
-    r->length = 6;
+    r->length = EF_TRAINED_BYTES;
     if (index < b->applied) {              /* already applied: not again */
-        put_u32(r->payload, b->applied);
-        r->payload[4] = 0;
-        r->payload[5] = 1;
+        put_u32(r->payload + EF_TRAINED_AT_APPLIED, b->applied);
+        r->payload[EF_TRAINED_AT_CORRECT] = 0;
+        r->payload[EF_TRAINED_AT_DUPLICATE] = 1;
         return 0;
     }
     if (index > b->applied)
         return refuse(r, EF_ERROR_SEQUENCE, b->applied, "a sample ahead of the ones applied");
-    const uint8_t *record = staged_record(b, index, get_u32(p + 4), r);
+    const uint8_t *record = staged_record(b, index, get_u32(p + EF_TRAIN_AT_CRC), r);
     if (record == 0)
         return 0;
     ef_ff_trainer *t = &b->trainer;
@@ -447,9 +454,9 @@ static int on_train(ef_board *b, const uint8_t *p, reply *r)
     b->recent_next = (b->recent_next + 1) % EF_RECENT;
     if (b->recent_n < EF_RECENT)
         b->recent_n += 1;
-    put_u32(r->payload, b->applied);
-    r->payload[4] = (uint8_t)correct;
-    r->payload[5] = 0;
+    put_u32(r->payload + EF_TRAINED_AT_APPLIED, b->applied);
+    r->payload[EF_TRAINED_AT_CORRECT] = (uint8_t)correct;
+    r->payload[EF_TRAINED_AT_DUPLICATE] = 0;
     return 0;
 }
 
@@ -457,20 +464,20 @@ static int on_infer(ef_board *b, const uint8_t *p, reply *r)
 {
     if (!b->loaded)
         return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded");
-    const uint8_t *record = staged_record(b, get_u32(p), get_u32(p + 4), r);
+    const uint8_t *record = staged_record(b, get_u32(p + EF_INFER_AT_INDEX), get_u32(p + EF_INFER_AT_CRC), r);
     if (record == 0)
         return 0;
     int64_t scores[256];
     int8_t logits[256];
     const uint8_t *image = record + 2;
     int32_t n = b->layout.n_classes;
-    r->payload[0] = (uint8_t)ef_ff_multi_pass(&b->trainer, image, b->layout.eval_mask, scores);
-    r->payload[1] = (uint8_t)ef_ff_one_pass(&b->trainer, &b->head, image, logits);
+    r->payload[EF_SCORES_AT_MULTI_PASS] = (uint8_t)ef_ff_multi_pass(&b->trainer, image, b->layout.eval_mask, scores);
+    r->payload[EF_SCORES_AT_ONE_PASS] = (uint8_t)ef_ff_one_pass(&b->trainer, &b->head, image, logits);
     for (int32_t c = 0; c < n; ++c)
-        put_u32(r->payload + 2 + 4 * c, (uint32_t)(int32_t)(scores[c] > INT32_MAX ? INT32_MAX
+        put_u32(r->payload + EF_SCORES_BYTES + 4 * c, (uint32_t)(int32_t)(scores[c] > INT32_MAX ? INT32_MAX
                                                             : scores[c] < INT32_MIN ? INT32_MIN : scores[c]));
     r->type = EF_REPLY_SCORES;
-    r->length = 2u + 4u * (uint32_t)n;
+    r->length = EF_SCORES_BYTES + 4u * (uint32_t)n;
     return 0;
 }
 
@@ -481,15 +488,15 @@ static int on_metrics(ef_board *b, reply *r)
     for (uint32_t i = 0; i < b->recent_n; ++i)
         recent += b->recent[i];
     uint64_t us = b->compute_us;
-    put_u32(o, b->applied);
-    put_u32(o + 4, b->correct);
-    put_u32(o + 8, recent);
-    put_u32(o + 12, b->recent_n);
-    put_u32(o + 16, (uint32_t)us);
-    put_u32(o + 20, (uint32_t)(us >> 32));
-    put_u32(o + 24, b->frames_ok);
-    put_u32(o + 28, b->frames_bad);
-    put_u32(o + 32, b->errors_sent);
+    put_u32(o + EF_METRICS_AT_APPLIED, b->applied);
+    put_u32(o + EF_METRICS_AT_CORRECT, b->correct);
+    put_u32(o + EF_METRICS_AT_RECENT_CORRECT, recent);
+    put_u32(o + EF_METRICS_AT_RECENT_N, b->recent_n);
+    put_u32(o + EF_METRICS_AT_COMPUTE_US, (uint32_t)us);             /* a u64, little-endian */
+    put_u32(o + EF_METRICS_AT_COMPUTE_US + 4, (uint32_t)(us >> 32));
+    put_u32(o + EF_METRICS_AT_FRAMES_OK, b->frames_ok);
+    put_u32(o + EF_METRICS_AT_FRAMES_BAD, b->frames_bad);
+    put_u32(o + EF_METRICS_AT_ERRORS_SENT, b->errors_sent);
     r->type = EF_REPLY_METRICS;
     r->length = EF_METRICS_BYTES;
     return 0;
@@ -499,11 +506,12 @@ static int on_read(ef_board *b, const uint8_t *p, reply *r)
 {
     if (!b->loaded)
         return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded");
-    uint32_t offset = get_u32(p), length = (uint32_t)p[4] | (uint32_t)p[5] << 8, bytes = b->layout.bytes;
+    uint32_t offset = get_u32(p + EF_READ_AT_OFFSET), bytes = b->layout.bytes;
+    uint32_t length = (uint32_t)p[EF_READ_AT_LENGTH] | (uint32_t)p[EF_READ_AT_LENGTH + 1] << 8;
     if (offset > bytes || length > b->max_payload - EF_DATA_BYTES)
         return refuse(r, EF_ERROR_BAD_RANGE, bytes, "read outside the image or longer than a frame");
-    put_u32(r->payload, offset);
-    put_u32(r->payload + 4, bytes);
+    put_u32(r->payload + EF_DATA_AT_OFFSET, offset);
+    put_u32(r->payload + EF_DATA_AT_TOTAL, bytes);
     r->type = EF_REPLY_DATA;
     r->length = EF_DATA_BYTES;
     r->data = b->image + offset;
@@ -547,8 +555,8 @@ static uint32_t encode(ef_board *b, uint16_t seq, reply *r, uint8_t *out)
     if (r->error) {
         ++b->errors_sent;
         uint32_t n = 5, room = b->max_payload;
-        r->payload[0] = r->error;
-        put_u32(r->payload + 1, r->detail);
+        r->payload[EF_ERROR_AT_CODE] = r->error;
+        put_u32(r->payload + EF_ERROR_AT_DETAIL, r->detail);
         for (const char *m = r->message; *m && n < room; ++m)
             r->payload[n++] = (uint8_t)*m;
         return ef_frame_encode(EF_REPLY_ERROR, seq, r->payload, n, out);

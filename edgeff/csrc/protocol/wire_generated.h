@@ -57,7 +57,7 @@ enum ef_nak_reason {
     EF_NAK_TOO_LONG = 0x04,
 };
 
-/* payload bytes of each message's fixed part (messages.py's layouts) */
+/* payload bytes of each message's fixed part (messages.py's layouts), and each field's offset */
 #define EF_HELLO_BYTES 2u
 #define EF_INFO_BYTES 71u
 #define EF_LOAD_BEGIN_BYTES 8u
@@ -75,6 +75,64 @@ enum ef_nak_reason {
 #define EF_STAGED_BYTES 12u
 #define EF_ERROR_BYTES 5u
 #define EF_NAK_BYTES 1u
+#define EF_HELLO_AT_MIN_VERSION 0u
+#define EF_HELLO_AT_MAX_VERSION 1u
+#define EF_INFO_AT_VERSION 0u
+#define EF_INFO_AT_MIN_VERSION 1u
+#define EF_INFO_AT_MAX_VERSION 2u
+#define EF_INFO_AT_MAX_PAYLOAD 3u
+#define EF_INFO_AT_SRAM_BUDGET 5u
+#define EF_INFO_AT_FLASH_BUDGET 9u
+#define EF_INFO_AT_SRAM_FREE 13u
+#define EF_INFO_AT_MODEL_FORMAT 17u
+#define EF_INFO_AT_FLAGS 18u
+#define EF_INFO_AT_RUN_ID 19u
+#define EF_INFO_AT_APPLIED 23u
+#define EF_INFO_AT_CHECKPOINT_APPLIED 27u
+#define EF_INFO_AT_IMAGE_BYTES 31u
+#define EF_INFO_AT_IMAGE_CRC 35u
+#define EF_INFO_AT_NAME 39u
+#define EF_INFO_AT_FIRMWARE 55u
+#define EF_LOAD_BEGIN_AT_TOTAL 0u
+#define EF_LOAD_BEGIN_AT_CRC 4u
+#define EF_STAGE_AT_INDEX 0u
+#define EF_STAGE_AT_OFFSET 4u
+#define EF_CONFIGURE_AT_RUN_ID 0u
+#define EF_CONFIGURE_AT_LR_SHIFT 4u
+#define EF_CONFIGURE_AT_GAMMA_SHIFT 5u
+#define EF_CONFIGURE_AT_LOSS 6u
+#define EF_CONFIGURE_AT_NEGATIVES 7u
+#define EF_CONFIGURE_AT_ROUNDING 8u
+#define EF_CONFIGURE_AT_SEED 12u
+#define EF_CONFIGURE_AT_SIGMOID_MULTIPLIER 16u
+#define EF_CONFIGURE_AT_SIGMOID_SHIFT 20u
+#define EF_CONFIGURE_AT_THETA_Q 24u
+#define EF_TRAIN_AT_INDEX 0u
+#define EF_TRAIN_AT_CRC 4u
+#define EF_INFER_AT_INDEX 0u
+#define EF_INFER_AT_CRC 4u
+#define EF_READ_AT_OFFSET 0u
+#define EF_READ_AT_LENGTH 4u
+#define EF_TRAINED_AT_APPLIED 0u
+#define EF_TRAINED_AT_CORRECT 4u
+#define EF_TRAINED_AT_DUPLICATE 5u
+#define EF_SCORES_AT_MULTI_PASS 0u
+#define EF_SCORES_AT_ONE_PASS 1u
+#define EF_METRICS_AT_APPLIED 0u
+#define EF_METRICS_AT_CORRECT 4u
+#define EF_METRICS_AT_RECENT_CORRECT 8u
+#define EF_METRICS_AT_RECENT_N 12u
+#define EF_METRICS_AT_COMPUTE_US 16u
+#define EF_METRICS_AT_FRAMES_OK 24u
+#define EF_METRICS_AT_FRAMES_BAD 28u
+#define EF_METRICS_AT_ERRORS_SENT 32u
+#define EF_DATA_AT_OFFSET 0u
+#define EF_DATA_AT_TOTAL 4u
+#define EF_STAGED_AT_APPLIED 0u
+#define EF_STAGED_AT_HELD 4u
+#define EF_STAGED_AT_MISSING 8u
+#define EF_ERROR_AT_CODE 0u
+#define EF_ERROR_AT_DETAIL 1u
 /* payload bytes of each request by type: -n chunked (a header of n bytes, then at least one byte) */
 #define EF_REQUEST_PAYLOAD_BYTES {0, 2, 8, -4, 0, 28, -8, 8, 8, 0, 6, 0, 0, 0}
 
@@ -87,5 +145,22 @@ enum ef_nak_reason {
 #define EF_IMAGE_LAYER_BYTES 16u   /* one layer's record */
 #define EF_IMAGE_ALIGN 8u   /* every array starts on this boundary */
 #define EF_IMAGE_FLAG_MASTERS 1u
+/* the header's fields, and a layer record's */
+#define EF_IMAGE_AT_MAGIC 0u
+#define EF_IMAGE_AT_FORMAT 4u
+#define EF_IMAGE_AT_N_LAYERS 5u
+#define EF_IMAGE_AT_N_CLASSES 6u
+#define EF_IMAGE_AT_FLAGS 7u
+#define EF_IMAGE_AT_GOODNESS_FRAC_BITS 8u
+#define EF_IMAGE_AT_LABEL_Q 9u
+#define EF_IMAGE_AT_NEUTRAL_LABEL_Q 10u
+#define EF_IMAGE_AT_EVAL_MASK 11u
+#define EF_IMAGE_AT_HEAD_MASK 12u
+#define EF_IMAGE_AT_STEP 16u
+#define EF_IMAGE_LAYER_AT_OUT_ZERO_POINT 0u
+#define EF_IMAGE_LAYER_AT_NORM_BITS 1u
+#define EF_IMAGE_LAYER_AT_GOODNESS_MULTIPLIER 4u
+#define EF_IMAGE_LAYER_AT_GOODNESS_SHIFT 8u
+#define EF_IMAGE_LAYER_AT_GAMMA_Q 12u
 
 #endif

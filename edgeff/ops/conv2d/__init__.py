@@ -1,5 +1,5 @@
-"""The FF convolutional block (seed 002 sec. III): BatchNorm, Conv2d, ReLU, optional max pooling.
+"""The FF convolutional block (Ortiz Torres et al. sec. III): BatchNorm, Conv2d, ReLU, optional max pooling.
 
 Its trainer, profiler, PTQ and integer-inference facets exist; its ONNX / TFLite writers, board image and
-integer update rule do not yet, so the registry refuses those backends by name (issue 19 builds them)."""
+integer update rule do not yet, so the registry refuses those backends by name."""
 FACETS = ("spec", "torch_module", "ptq", "runtime", "cost")

@@ -27,7 +27,7 @@ Memory, float32 (torch, Adam; what edgeff.train.saved_tensors records with autog
                freed by then) and, when the input needs a gradient (backprop past the first block),
                BatchNorm's (the input gradient beside the incoming one; the convolution's saved input freed)
   scratch      Adam's two temporaries of the filter bank (sqrt and divide), after the backward pass
-Memory, int8 (a board, CMSIS-NN's arm_convolve_s8 layout; the board's runtime is issue 19's):
+Memory, int8 (a board, CMSIS-NN's arm_convolve_s8 layout; estimates until a memory plan lays them out):
   inference    flash: int8 filters, int32 bias, per-channel int32 multiplier and shift (BatchNorm folded
                into the filters); SRAM: the int8 input and output and the im2col scratch of two columns of
                int16 (2 x C_in k^2 x 2 bytes)
@@ -156,7 +156,7 @@ def int8_backprop_memory(spec, batch: int) -> dict:
 
 
 def int8_ff_memory(spec, batch: int) -> dict:
-    """One block's int8 FF update beyond its parameters (an estimate until the integer runtime of issue 19
+    """One block's int8 FF update beyond its parameters (an estimate until a memory plan of the integer update
     lays it out): the same buffers as backprop's, but FF needs them for one block at a time."""
     return int8_backprop_memory(spec, batch)
 

@@ -1,6 +1,6 @@
 """The conv block's post-training quantization: the BatchNorm folded into the convolution, per-output-channel
-int8 filters, int32 bias, requantization multipliers, and the calibrated output range (TFLite semantics, see
-edgeff.runtime.conv2d and edgeff/ops/conv2d/runtime.py).
+int8 filters, int32 bias, requantization multipliers, the padding value, and the calibrated output range
+(TFLite semantics, see edgeff.runtime.conv2d and edgeff/ops/conv2d/runtime.py).
 
 The fold. The block is BatchNorm -> Conv -> ReLU -> MaxPool, with BatchNorm's inference form
 BN(x)_c = a_c * x_c + t_c, a = gamma / sqrt(running_var + eps), t = beta - running_mean * a. Since the
@@ -9,14 +9,21 @@ convolution is linear,
     conv(BN(x))[o] = sum_{c, ky, kx} W[o, c, ky, kx] * a_c * x + (b[o] + sum_{c, ky, kx} W[o, c, ky, kx] * t_c)
 
 so W'[o, c, ...] = W[o, c, ...] * a_c and b'[o] = b[o] + sum W[o, c, ...] * t_c, and the integer block is one
-CONV_2D of the raw input. This is exact where the filter window lies inside the input, and NOT at a padded
-border: the int8 convolution pads its input with the input's zero point, which is the pre-BatchNorm value 0,
-while torch pads BatchNorm's output with 0. A padded tap therefore contributes W' * 0 = 0 to the folded
-block and W * 0 = 0 to torch's, but the folded bias b' still counts that tap's W * t_c: outputs within
-`padding` of a border differ by the sum over their padded taps of W[o, c, ky, kx] * t_c. (No TFLite op pads
-with another value, and a per-position bias would not be a CONV_2D.) `fold` gives the block with exactly
-these semantics, in float64, so the fold's share of the PTQ gap is measured apart from the quantization's
-(benchmarks/conv_int8.py, docs/conv_int8.md); the calibration runs on it, as it is what the integers compute.
+CONV_2D of the raw input. This is exact where the filter window lies inside the input. At a padded border
+it depends on what the input is padded with (`padding_value`, `edgeff quantize --conv-padding`):
+
+  zero-point  TFLite's CONV_2D padding: the input's zero point, the pre-BatchNorm value 0. NOT exact: torch
+              pads BatchNorm's OUTPUT with 0, so an output within `padding` of a border differs by the sum
+              over its padded taps of W[o, c, ky, kx] * t_c: 10 points of the board model's accuracy
+              (docs/conv_int8.md). Kept to measure that.
+  batchnorm   the pre-BatchNorm value that BatchNorm maps to 0, x0_c = -t_c / a_c (0 where a_c = 0, whose
+              folded filters are 0), per channel, rounded to the input's int8 grid and clamped to int8: the
+              input padded explicitly, then a VALID CONV_2D. Exact up to that rounding (and the clamp where
+              x0_c lies outside the input's range). The default.
+
+`fold` gives the block with the chosen semantics in float64 (the batchnorm padding unrounded, so exactly
+torch's), so the fold's share of the PTQ gap is measured apart from the quantization's (benchmarks/
+conv_int8.py, docs/conv_int8.md); the calibration runs on it, as it is what the integers compute.
 
 The quantization, on the folded block: input a (int8, scale s_in, zero point z_in: the image's 1/255 and
 -128, or the previous layer's output), filters OHWI with s_w[o] = max|W'[o]| / 127, bias round(b' / (s_in *
@@ -28,6 +35,7 @@ import copy
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edgeff.errors import EdgeFFError
@@ -35,32 +43,66 @@ from edgeff.quant.fully_connected import per_channel, relu_output_scale
 from edgeff.runtime.requantize import INT32_MAX, float32
 
 ACT_ZERO_POINT = -128
+PADDINGS = ("zero-point", "batchnorm")
 FOLD = ("BatchNorm folded into the filters and bias: W' = W * a_c, b' = b + sum W * t_c, a = gamma / "
         "sqrt(running_var + eps), t = beta - running_mean * a")
-BORDER = ("the int8 convolution pads its input with the zero point (pre-BatchNorm 0) where torch pads "
-          "BatchNorm's output with 0: outputs within the padding of a border differ by the padded taps' sum "
-          "of W * t_c")
+BORDER = {"zero-point": "the input is padded with its zero point (pre-BatchNorm 0) where torch pads BatchNorm's "
+                        "output with 0: outputs within the padding of a border differ by the padded taps' sum of "
+                        "W * t_c",
+          "batchnorm": "the input is padded with pad_value, per channel the pre-BatchNorm value -t_c / a_c that "
+                       "BatchNorm maps to 0 (torch's padding), rounded to the input's int8 grid"}
+
+
+class PadWith(nn.Module):
+    """Pads an NCHW input by `padding` with one value per channel (the folded block's input padding)."""
+
+    def __init__(self, values: torch.Tensor, padding: int):
+        super().__init__()
+        self.register_buffer("values", values)
+        self.padding = padding
+
+    def forward(self, x):
+        p = self.padding
+        shifted = x - self.values[None, :, None, None]   # pad the shifted input with 0, then shift back
+        return F.pad(shifted, (p, p, p, p)) + self.values[None, :, None, None]
+
+
+def _affine(module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, t) float64 of the block's BatchNorm: BN(x) = a * x + t per channel."""
+    norm = module.norm
+    a = norm.weight.detach().double() / torch.sqrt(norm.running_var.detach().double() + norm.eps)
+    return a, norm.bias.detach().double() - norm.running_mean.detach().double() * a
 
 
 def folded_parameters(module) -> tuple[np.ndarray, np.ndarray]:
     """(W', b') float64 of a trained block (module docstring): W' (out, in, k, k), b' (out,)."""
-    norm, conv = module.norm, module.conv
-    a = norm.weight.detach().double() / torch.sqrt(norm.running_var.detach().double() + norm.eps)
-    t = norm.bias.detach().double() - norm.running_mean.detach().double() * a
-    w = conv.weight.detach().double()
+    a, t = _affine(module)
+    w = module.conv.weight.detach().double()
     return ((w * a[None, :, None, None]).numpy(),
-            (conv.bias.detach().double() + (w * t[None, :, None, None]).sum(dim=(1, 2, 3))).numpy())
+            (module.conv.bias.detach().double() + (w * t[None, :, None, None]).sum(dim=(1, 2, 3))).numpy())
 
 
-def fold(module, spec):
+def batchnorm_zero(module) -> np.ndarray:
+    """Per input channel the pre-BatchNorm value BatchNorm maps to 0 (0 where its scale a is 0)."""
+    a, t = _affine(module)
+    return torch.where(a != 0, -t / torch.where(a != 0, a, 1.0), 0.0).numpy()
+
+
+def fold(module, spec, padding: str = "batchnorm"):
     """The block as the integer convolution computes it, in float64: no BatchNorm, the folded filters and
-    bias, the input padded with (pre-BatchNorm) zeros."""
+    bias, the input padded with pre-BatchNorm zeros (`padding` "zero-point") or with BatchNorm's zero
+    ("batchnorm", then a convolution without padding)."""
+    if padding not in PADDINGS:
+        raise EdgeFFError(f"conv padding {padding!r} must be one of {', '.join(PADDINGS)}")
     w, b = folded_parameters(module)
     block = copy.deepcopy(module).double()
     block.norm = nn.Identity()
     with torch.no_grad():
         block.conv.weight.copy_(torch.from_numpy(w))
         block.conv.bias.copy_(torch.from_numpy(b))
+    if padding == "batchnorm" and spec.padding:
+        block.norm = PadWith(torch.from_numpy(batchnorm_zero(module)), spec.padding)
+        block.conv.padding = (0, 0)
     return block
 
 
@@ -72,17 +114,24 @@ def quantize(spec, module, index: int, activities: np.ndarray, input_quant: dict
     point. qat and norm_bits do not apply (a conv block trains in float and normalizes with BatchNorm)."""
     w = module.conv.weight.detach().numpy().astype(np.float64)      # (O, C, k, k), folded
     b = module.conv.bias.detach().numpy().astype(np.float64)
-    in_scale, out_scale = input_quant["scale"], relu_output_scale(activities, percentile)
+    in_scale, in_zp = input_quant["scale"], input_quant["zero_point"]
+    out_scale = relu_output_scale(activities, percentile)
     ohwi = w.transpose(0, 2, 3, 1)
     q, scales, mult, shift = per_channel(ohwi.reshape(len(w), -1), in_scale, out_scale)
     bias = np.round(b / (scales.astype(np.float64) * float32(in_scale)))
     if np.abs(bias).max() > INT32_MAX:
         raise EdgeFFError(f"layer {index + 1} (conv2d): a folded bias does not fit int32 at its scale; the "
                           "block's BatchNorm or bias is far out of range of its filters")
+    padding = "batchnorm" if isinstance(module.norm, PadWith) else "zero-point"
+    if padding == "batchnorm":
+        pad = np.clip(np.round(in_zp + module.norm.values.numpy() / float32(in_scale)), -128, 127)
+    else:
+        pad = np.full(spec.in_channels, in_zp)
     name = f"layers.{index}."
     tensors = {name + "weight": q.reshape(ohwi.shape), name + "weight_scale": scales,
-               name + "bias": bias.astype(np.int32), name + "multiplier": mult, name + "shift": shift}
+               name + "bias": bias.astype(np.int32), name + "multiplier": mult, name + "shift": shift,
+               name + "pad_value": pad.astype(np.int8)}
     fold_record = {"batchnorm": FOLD, "padding": spec.padding}
     if spec.padding:
-        fold_record["border"] = BORDER
+        fold_record |= {"padding_value": padding, "border": BORDER[padding]}
     return tensors, {"out_scale": out_scale, "out_zero_point": ACT_ZERO_POINT, "fold": fold_record}

@@ -2,7 +2,7 @@
 "out_channels", "kernel", "padding", "stride", "pool"}. Core code: imports only edgeff.errors and edgeff.ops.layer_spec.
 
 The block is BatchNorm2d(in_channels) -> Conv2d(kernel x kernel, padding, stride) -> ReLU -> MaxPool2d(pool)
-(pool 1: none), the FF layer of seed 002 sec. III. Activities are NCHW; n_inputs / n_outputs count one
+(pool 1: none), the FF layer of Ortiz Torres et al. sec. III. Activities are NCHW; n_inputs / n_outputs count one
 sample's values, as for every kind, and in_shape / out_shape give their (C, H, W) layout.
 """
 from dataclasses import dataclass
@@ -72,10 +72,11 @@ class Conv2dSpec(ShapedSpec):
     def int8_tensors(self, norm_bits: int) -> dict:
         """Name suffix -> (dtype name, shape) of this block's tensors in an int8 model file: the filters with
         the BatchNorm folded in, OHWI (out, kernel, kernel, in) as TFLite stores them, the int32 bias at
-        scale s_in * s_w[o] and the per-output-channel multiplier and shift (norm_bits: a dense layer's, unused)."""
+        scale s_in * s_w[o], the per-output-channel multiplier and shift, and per input channel the int8 value
+        the input is padded with (norm_bits: a dense layer's, unused)."""
         o, k = self.out_channels, self.kernel
         return {"weight": ("int8", (o, k, k, self.in_channels)), "bias": ("int32", (o,)),
-                "multiplier": ("int32", (o,)), "shift": ("int32", (o,))}
+                "multiplier": ("int32", (o,)), "shift": ("int32", (o,)), "pad_value": ("int8", (self.in_channels,))}
 
 
 SPEC = Conv2dSpec

@@ -9,14 +9,14 @@ Each layer has a record in the image header and its arrays after it:
 
 Tensors and header fields are named as in an int8 model file (`prefix` is the layer's "layers.<i>.").
 """
-import struct
-
 import numpy as np
 
+from edgeff.byte_layout import ByteLayout
 from edgeff.errors import EdgeFFError
 from edgeff.runtime.l2_normalization import NORM_BITS_INT8, NORM_BITS_INT16
+from edgeff.runtime.memory_plan import Buffer
 
-RECORD = struct.Struct("<bBxxiii")
+RECORD = ByteLayout("<bBxxiii", ("out_zero_point", "norm_bits", "goodness_multiplier", "goodness_shift", "gamma_q"))
 NORM_BITS = (NORM_BITS_INT8, NORM_BITS_INT16)   # int8 normalized inputs (TFLite), int16 (16x8 mode)
 
 
@@ -51,3 +51,21 @@ def array_specs(spec, prefix: str, quant_layer: dict, masters: bool) -> list:
     if masters:
         specs += [(prefix + "weight_master", np.int16, (d_out, d_in)), (prefix + "bias_master", bias, (d_out,))]
     return specs
+
+
+def training_buffers(spec, layer: int, norm_bits: int) -> list:
+    """The layer's buffers of one integer training step on a board (edgeff.runtime.memory_plan): its arrays in
+    SRAM or flash, and the step's activations."""
+    p, d_in, d_out = f"layer {layer} ", spec.in_features, spec.out_features
+    wide = norm_bits > NORM_BITS_INT8
+    bias = "int64" if wide else "int32"
+    return [Buffer(p + "weights int8", "sram", "int8", (d_out, d_in), "weights", layer),
+            Buffer(p + "master weights int16", "sram", "int16", (d_out, d_in), "update_state", layer),
+            Buffer(p + "bias", "sram", bias, (d_out,), "weights", layer),
+            Buffer(p + "master bias", "sram", bias, (d_out,), "update_state", layer),
+            Buffer(p + "normalized input, +/- pass", "sram", "int16" if wide else "int8", (2, d_in), "activations",
+                   layer),
+            Buffer(p + "output, +/- pass", "sram", "int8", (2, d_out), "activations", layer),
+            Buffer(p + "goodness, +/- pass", "sram", "int32", (2,), "activations", layer),
+            Buffer(p + "multiplier + shift", "flash", "int32", (2, d_out), "constants", layer),
+            Buffer(p + "goodness multiplier + shift", "flash", "int32", (2,), "constants", layer)]

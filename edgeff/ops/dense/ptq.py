@@ -31,8 +31,9 @@ def _output_scale(module, activities: np.ndarray, qat: bool, percentile: float) 
     return relu_output_scale(activities, percentile)
 
 
-def fold(module, spec):
-    """The layer as the integer kernels compute it: itself (its normalization runs in integers)."""
+def fold(module, spec, padding: str = "batchnorm"):
+    """The layer as the integer kernels compute it: itself (its normalization runs in integers; `padding`,
+    a conv block's border, does not apply)."""
     return module
 
 

@@ -1,7 +1,7 @@
 """Max pooling as a layer of its own, between conv blocks: {kind = "maxpool2d", size = 2}.
 
 A parameterless layer, as flatten: it trains nothing and has no loss (edgeff.train.conv_network). A conv
-block's own `pool` parameter stays (seed 002's blocks pool inside the block, so their FF loss sees the pooled
+block's own `pool` parameter stays (Ortiz Torres et al.'s blocks pool inside the block, so their FF loss sees the pooled
 output; with this layer the block before it is scored on its unpooled output).
 
 Its trainer, profiler, PTQ and integer-inference facets exist; its other integer backends do not yet

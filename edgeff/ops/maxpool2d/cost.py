@@ -15,7 +15,7 @@ Memory, float32 (torch; per tensor, as edgeff.train.saved_tensors records it):
                to the output all the same and frees them after, so the layer's step holds both (measured as
                `edgeff profile --measure` does, 95-100% of this figure for 64 images of 20x28x28 pooled by 2:
                tests/test_maxpool.py)
-Memory, int8 (estimates, as the conv block's until issue 19 lays them out):
+Memory, int8 (estimates, as the conv block's, until a memory plan lays them out):
   inference    SRAM: the int8 input and output; no flash
   training     the int8 output (the next layer's input); backprop also an int32 error per output, which the
                backward pass routes to the input that was the maximum
