@@ -345,8 +345,7 @@ def _refused(res, message):
 
 def test_what_conv_int8_models_lack_is_refused_in_one_line(padded, tmp_path):
     float_path, int_path, data, _ = padded
-    lacking = "integer training, exports and board images take int8 FF MLPs only"
-    _refused(run_cli("finetune", int_path, "--out", tmp_path / "ft.safetensors", "--data-dir", data), lacking)
+    lacking = "board training, exports and board images take int8 FF MLPs only"
     for fmt in ("onnx", "tflite"):
         _refused(run_cli("export", int_path, "--format", fmt, "--out", tmp_path / f"m.{fmt}"), lacking)
     _refused(run_cli("board", "train", "--model", int_path, "--out", tmp_path / "b.safetensors", "--data-dir", data,
@@ -357,5 +356,5 @@ def test_what_conv_int8_models_lack_is_refused_in_one_line(padded, tmp_path):
                                                 "layers do not have yet")
     _refused(run_cli("quantize", float_path, "--out", tmp_path / "s.safetensors", "--data-dir", data,
                      "--from-scratch", "1"), "--from-scratch prepares integer training")
-    assert not any((tmp_path / name).exists() for name in ("ft.safetensors", "m.onnx", "m.tflite", "b.safetensors",
+    assert not any((tmp_path / name).exists() for name in ("m.onnx", "m.tflite", "b.safetensors",
                                                            "s.safetensors"))
