@@ -75,8 +75,9 @@ class IntFFModel:
             untrained = sorted({k for k in kinds if not trains_in_integers(k)})
             missing = f" ({', '.join(untrained)} layers have no integer update rule yet)" if untrained else ""
             raise EdgeFFError(f"{path}: an int8 layered model ({', '.join(kinds)}; objective {arch['objective']}): "
-                              "integer training, exports and board images take int8 FF MLPs only, and layered "
-                              f"models run integer inference only{missing}; `edgeff eval` runs it")
+                              "integer training, ONNX exports and board images take int8 FF MLPs only, and "
+                              f"layered models run integer inference only{missing}; `edgeff eval` runs it and "
+                              "`edgeff export --format tflite` exports it")
         # an architecture built from a board image has only the layer sizes: stored_architecture gives it layers
         description = ModelDescription.from_header(stored_architecture(arch, str(path))["layers"], str(path))
         layers = [layer_facet(spec, "runtime").load(spec, i, tensors, quant["layers"][i], path)

@@ -11,8 +11,9 @@ multiplier / shift int32 (O,), pad_value int8 (C,); its quantization header entr
 point and the fold. The input is padded with pad_value: where that is the input's zero point (TFLite's
 padding, the default) the kernel pads itself, skipping the taps outside the input; otherwise (BatchNorm's
 zero, `edgeff quantize --conv-padding batchnorm`) the input is padded explicitly and the convolution is VALID.
-Inference only: the block has no integer update rule yet, so integer training, board images and exports of a
-conv model are refused (edgeff.runtime.int_model.IntFFModel says so).
+Inference only: the block has no integer update rule yet, so integer training, board images and ONNX exports
+of a conv model are refused (edgeff.runtime.int_model.IntFFModel says so); its TFLite form is
+edgeff/ops/conv2d/tflite_writer.py.
 """
 from dataclasses import dataclass
 
