@@ -71,3 +71,10 @@ def trains_in_integers(kind: str) -> bool:
     """Whether the kind's runtime facet has the integer update rule (`update`): the kinds the integer trainer,
     the runtime's memory plan and the board's C layer kernels (ef_layer_kind) take."""
     return "runtime" in facets_of(kind) and hasattr(facet(kind, "runtime"), "update")
+
+
+def trains_cwc_in_integers(kind: str) -> bool:
+    """Whether the kind's runtime facet has the integer rule of a layered channel-wise competitive model
+    (`cwc_update`, edgeff.runtime.int_layered_training): NumPy only, no C kernels and no board image yet, so
+    the kinds of trains_in_integers (the MLP's trainer, the memory plan, ef_layer_kind) stay dense alone."""
+    return "runtime" in facets_of(kind) and hasattr(facet(kind, "runtime"), "cwc_update")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgeff.errors import EdgeFFError
-from edgeff.op_registry import FACETS, KINDS, facet, facets_of, spec_class, trains_in_integers
+from edgeff.op_registry import FACETS, KINDS, facet, facets_of, spec_class, trains_cwc_in_integers, trains_in_integers
 
 # what each facet must define for the backends that walk the model description through it
 REQUIRED = {
@@ -34,6 +34,9 @@ DECLARED = {"dense": FACETS, "conv2d": INFERENCE, "flatten": INFERENCE, "maxpool
 # estimates int8 training from the cost facet where the runtime's memory plan does not lay it out
 EXTRA = {("dense", "torch_module"): ("every_label_activities",), ("dense", "ptq"): ("fresh_weights",),
          ("dense", "runtime"): ("every_label_outputs", "initial_masters", "load_masters", "master_tensors", "update"),
+         # the layered CwC rule (edgeff.runtime.int_layered_training): NumPy only, so not trains_in_integers
+         ("conv2d", "runtime"): ("forward_kept", "update_scales", "gradient", "cwc_update", "initial_masters",
+                                 "load_masters", "master_tensors"),
          **{(kind, "cost"): ("int8_ff_memory",) for kind in KINDS}}
 DECLARED_PAIRS = [(kind, name) for kind in KINDS for name in DECLARED[kind]]
 MISSING_PAIRS = [(kind, name) for kind in KINDS for name in FACETS if name not in DECLARED[kind]]
@@ -114,9 +117,10 @@ def test_dense_int8_tensors_of_the_spec_are_what_the_runtime_loads_and_writes(no
 
 
 def test_only_the_kinds_with_an_update_rule_train_in_integers():
-    """The integer trainer, the memory plan and the board's ef_layer_kind take these kinds; the conv kinds run
-    int8 inference only."""
+    """The MLP's integer trainer, the memory plan and the board's ef_layer_kind take these kinds; conv2d has the
+    layered CwC rule (NumPy only, no C kernels yet)."""
     assert [kind for kind in KINDS if trains_in_integers(kind)] == ["dense"]
+    assert [kind for kind in KINDS if trains_cwc_in_integers(kind)] == ["conv2d"]
     assert all("runtime" in facets_of(kind) for kind in KINDS)
 
 

@@ -128,3 +128,18 @@ def test_non_negative_fast_path_equals_reference(rounding, fused, monkeypatch):
     want = [multiply_by_quantized_multiplier_ref(int(a), int(b), int(c), rounding)
             for a, b, c in zip(x, m, shift, strict=True)]
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_the_fused_relu_epilogue_equals_the_reference_for_any_multiplier_sign(rounding):
+    """requantize_output's ReLU shortcut (clamp negative sums to 0 first) holds for non-negative multipliers
+    only; a negative one must take the general path, as the C kernels do."""
+    from edgeff.runtime.fully_connected import requantize_output
+    rng = np.random.default_rng(7)
+    acc = rng.integers(-(1 << 20), 1 << 20, (64, 6))
+    multiplier = np.array([1 << 30, INT32_MAX, -(1 << 30), -INT32_MAX, 1 << 30, -(3 << 29)], np.int64)
+    shift = np.array([-4, -8, -4, -8, 0, -6])
+    got = requantize_output(acc, None, multiplier, shift, -128, -128, 127, rounding)
+    want = np.array([[max(-128, min(127, multiply_by_quantized_multiplier_ref(int(a), int(m), int(s), rounding) - 128))
+                      for a, m, s in zip(row, multiplier, shift, strict=True)] for row in acc])
+    assert np.array_equal(got, want)

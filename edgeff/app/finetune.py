@@ -1,4 +1,6 @@
-"""`edgeff finetune`: continue training an int8 model with the integer-only FF rule (edgeff/runtime/finetune.py)."""
+"""`edgeff finetune`: continue training an int8 model with the integer-only FF rule (edgeff/runtime/finetune.py):
+an MLP with its FF rule (edgeff.runtime.int_training), a layered CwC (conv) model with the conv blocks' CwC rule
+on its last --last-k trainable blocks (edgeff.runtime.int_layered_training)."""
 from edgeff.app.options import (
     add_command,
     at_least,
@@ -25,6 +27,10 @@ def register(sub):
     sp.add_argument("--epochs", type=at_least(1), default=1, help="passes over the samples")
     sp.add_argument("--samples", type=at_least(1), help="training samples per epoch (default: all)")
     sp.add_argument("--batch-size", type=at_least(1), default=1, help="samples per update (default: 1, as a board)")
+    # a plain int: a bad K is refused by the trainer in one line that names the model's trainable layers
+    sp.add_argument("--last-k", type=int, help="layered (conv) models: train the last K trainable blocks, the "
+                                               "earlier ones frozen (default: every block; the step is 2^-lr-shift "
+                                               "of SGD on the folded block)")
     training_options(sp)
     data_dir_option(sp)
     json_flag(sp)
@@ -43,14 +49,23 @@ def run(args):
         raise EdgeFFError(f"{args.model}: finetune continues training an int8 model; make one with "
                           "`edgeff quantize MODEL --out MODEL_INT8`")
     data = dataset_of(header, args.data_dir)
-    trainer = load_trainer(args.model, training_config(args))
+    layered = "objective" in header["architecture"]
+    if layered:
+        from edgeff.runtime.int_layered_training import load_layered_trainer
+
+        trainer = load_layered_trainer(args.model, training_config(args), args.last_k)
+    elif args.last_k is not None:
+        raise EdgeFFError(f"{args.model}: --last-k takes a layered (conv) int8 model; an FF MLP trains every layer")
+    else:
+        trainer = load_trainer(args.model, training_config(args))
     n = min(args.samples or len(data.train), len(data.train))
     bar = tqdm(total=args.epochs * n, unit="sample", desc="finetune int8", disable=progress_off(args))
 
     def save(history):
         bar.set_postfix(val=f"{history[-1]['val_multi_pass']:.4f}")
-        save_model(args.out, trainer_tensors(trainer),
-                   {**header, "int_training": {"config": vars(trainer.config), "step": trainer.step_count,
+        config = trainer.training_record() if layered else vars(trainer.config)
+        save_model(args.out, trainer.tensors() if layered else trainer_tensors(trainer),
+                   {**header, "int_training": {"config": config, "step": trainer.step_count,
                                                "history": history, "source_model": str(args.model)}})
 
     history = finetune(trainer, data.train, data.val, args.epochs, n, args.batch_size, args.seed,

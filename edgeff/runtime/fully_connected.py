@@ -68,9 +68,10 @@ def requantize_output(acc, bias, multiplier, shift, output_zero_point, act_min, 
         return np.clip(y, act_min, act_max, out=y).astype(dtype)
     if acc.size and (acc.max() > INT32_MAX or acc.min() < INT32_MIN):
         acc = wrap_int32(acc)  # the board accumulates in int32
-    if act_min >= output_zero_point and np.all(np.asarray(shift) <= 0):
-        # fused ReLU: a negative accumulator rescales to <= 0 and clamps to act_min either way, so
-        # clamping it to 0 first changes nothing and lets the rescale take its non-negative path
+    if act_min >= output_zero_point and np.all(np.asarray(shift) <= 0) and np.all(np.asarray(multiplier) >= 0):
+        # fused ReLU: with a non-negative multiplier a negative accumulator rescales to <= 0 and clamps to
+        # act_min either way, so clamping it to 0 first changes nothing and lets the rescale take its
+        # non-negative path (QuantizeMultiplier's multipliers are all >= 2^30; a negative one takes the general)
         np.maximum(acc, 0, out=acc)
     y = multiply_by_quantized_multiplier(acc, multiplier, shift, rounding)
     y += output_zero_point

@@ -16,7 +16,7 @@ from edgeff.data.labels import overlay_labels, overlay_neutral
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription, ModelKind, stored_architecture
 from edgeff.model_file import load_model
-from edgeff.op_registry import layer_facet, trains_in_integers
+from edgeff.op_registry import layer_facet
 from edgeff.runtime import backend, c_kernels
 from edgeff.runtime.int_fully_connected import (
     ACT_MAX,
@@ -70,14 +70,12 @@ class IntFFModel:
         if arch.get("kind") != ModelKind.INT8 or not isinstance(quant, dict):
             raise EdgeFFError(f"{path}: not an int8 FF model (architecture kind {arch.get('kind')!r}); "
                               "make one with `edgeff quantize MODEL --out MODEL_INT8`")
-        if "objective" in arch:   # edgeff.runtime.int_layered runs it: inference only
+        if "objective" in arch:   # edgeff.runtime.int_layered runs it, edgeff.runtime.int_layered_training trains it
             kinds = [layer["kind"] for layer in arch["layers"]]
-            untrained = sorted({k for k in kinds if not trains_in_integers(k)})
-            missing = f" ({', '.join(untrained)} layers have no integer update rule yet)" if untrained else ""
             raise EdgeFFError(f"{path}: an int8 layered model ({', '.join(kinds)}; objective {arch['objective']}): "
-                              "integer training, ONNX exports and board images take int8 FF MLPs only, and "
-                              f"layered models run integer inference only{missing}; `edgeff eval` runs it and "
-                              "`edgeff export --format tflite` exports it")
+                              "board training, ONNX exports and board images take int8 FF MLPs only (the conv "
+                              "kinds have no C training kernels, ONNX writer or board image yet); `edgeff eval` "
+                              "runs it, `edgeff finetune` trains it and `edgeff export --format tflite` exports it")
         # an architecture built from a board image has only the layer sizes: stored_architecture gives it layers
         description = ModelDescription.from_header(stored_architecture(arch, str(path))["layers"], str(path))
         layers = [layer_facet(spec, "runtime").load(spec, i, tensors, quant["layers"][i], path)

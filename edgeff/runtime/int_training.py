@@ -90,6 +90,8 @@ def loss_constants(config: IntTrainingConfig, goodness_frac_bits: int) -> LossCo
 class IntTrainer:
     """Integer training state of an IntFFModel: master weights, collaboration gamma, step counter."""
 
+    TRAIN_METRIC = "train_pos_above_neg"   # the share of samples whose positive goodness beat the negative's
+
     def __init__(self, model: IntFFModel, config: IntTrainingConfig, masters=None, step=0,
                  constants: LossConstants | None = None):
         config.check()
@@ -167,6 +169,9 @@ class IntTrainer:
         self.step_count += 1
         pos, neg = g[:, :b].sum(axis=0), g[:, b:].sum(axis=0)
         return {"correct": int((pos > neg).sum()), "samples": b}
+
+    def epoch_state(self) -> dict:
+        return {"gamma_q": self.gamma_q.tolist()}
 
 
 

@@ -26,16 +26,19 @@ static inline int32_t min_i32(int32_t a, int32_t b)
 }
 
 #if EF_ARM_DSP
-/* ---- The Cortex-M4 / M7 path.
- * Four output pixels at a time: each one's window is widened once into the caller's scratch (im2col), then
- * every output channel's filter meets all four, so that one filter word, widened by two SXTB16, feeds eight
- * SMLADs (two products each): 15 instructions per 16 MACs with the loop's (channel_loop). The window is laid
- * out per filter row of row4 = kernel_w * in_c rounded up to 4 values, each group of four (x0, x1, x2, x3) as
- * the int16 pairs (x0, x2), (x1, x3) that SXTB16 of the raw bytes gives (CMSIS-NN's reordered q7-to-q15),
- * pixel after pixel within a group: one LDM fetches a group of two pixels. Where row4 > kernel_w * in_c the
- * filter rows are copied into the scratch with zeros after them, so the values read past a window row meet
- * zero weights. The windows hold the raw int8 values: sum w * (x - zp) = sum w * x - zp * sum w, the second
- * term worked out once per channel, and a tap outside the input holds zp, which that term cancels. */
+/* ---- The Cortex-M4 / M7 path, after CMSIS-NN's arm_convolve_s8.
+ * Per output row, its kernel_h input rows are copied into the scratch with the padding filled in (the row
+ * buffer: every window then lies inside it). Four output pixels at a time, each one's window is widened from
+ * there into the im2col block, then every output channel's filter meets all four: one filter word, widened by
+ * two SXTB16, feeds eight SMLADs (two products each), 15 instructions per 16 MACs with the loop (CHANNEL_LOOP).
+ * A window row of kernel_w * in_c values is read as row4 = that rounded up to 4 values, each group of four
+ * (x0, x1, x2, x3) widened to the int16 pairs (x0, x2), (x1, x3) that SXTB16 of the raw bytes gives (CMSIS-NN's
+ * reordered q7-to-q15), pixel after pixel within a group: one LDM fetches a group of two pixels. Where row4 >
+ * kernel_w * in_c (not a multiple of 4: a first layer's filter, small), the filter is widened once into
+ * the scratch in the same pairs, its rows padded with zero weights, which meet the values read past a window
+ * row: one LDRD a group instead of LDR and two SXTB16. The windows hold the raw int8 values: sum w * (x - zp)
+ * = sum w * x - zp * sum w, the second term worked out once per channel, and the padding holds zp, which that
+ * term cancels. */
 #define PIXELS 4
 
 typedef struct {              /* one output channel's constants, worked out once per call (32 bytes) */
@@ -48,15 +51,21 @@ typedef struct {              /* one output channel's constants, worked out once
 
 typedef struct {              /* the scratch, carved out as ef_conv2d_s8_scratch_bytes sizes it */
     channel_consts *consts;   /* out_c */
-    int32_t *cols;            /* the windows: taps4 / 4 groups of PIXELS x (x0 x2, x1 x3) */
+    int32_t *cols;            /* the im2col block: taps4 / 4 groups of PIXELS x (x0 x2, x1 x3) */
     int32_t *acc;             /* PIXELS x out_c sums for the general epilogue, or a short block's outputs */
-    int8_t *window;           /* taps4: a window that crosses the input's edge, padded with zp */
-    int8_t *filter;           /* out_c x taps4: the filter with its rows padded, where row4 > kernel_w * in_c */
+    int8_t *rows;             /* the row buffer: kernel_h rows of row_bytes, padded with zp */
+    int32_t *filter;          /* out_c x taps4 / 2 pairs: the widened filter, where row4 > kernel_w * in_c */
 } scratch_parts;
 
 static int32_t row4_of(const ef_conv2d_shape *s)
 {
     return (s->kernel_w * s->in_c + 3) & ~3;
+}
+
+/* the row buffer's rows: from the first window's first value to the last's row4-th */
+static int32_t row_bytes(const ef_conv2d_shape *s)
+{
+    return (s->out_w - 1) * s->stride_w * s->in_c + row4_of(s);
 }
 
 static int32_t align8(int32_t bytes)
@@ -71,8 +80,8 @@ static void part_sizes(const ef_conv2d_shape *s, int32_t sizes[5])
     sizes[0] = s->out_c * (int32_t)sizeof(channel_consts);
     sizes[1] = PIXELS * taps4 * 2;
     sizes[2] = PIXELS * s->out_c * 4;
-    sizes[3] = align8(taps4);
-    sizes[4] = row4 == s->kernel_w * s->in_c ? 0 : align8(s->out_c * taps4);
+    sizes[3] = align8(s->kernel_h * row_bytes(s));
+    sizes[4] = row4 == s->kernel_w * s->in_c ? 0 : s->out_c * taps4 * 2;
 }
 
 static scratch_parts carve(const ef_conv2d_shape *s, void *scratch)
@@ -84,8 +93,8 @@ static scratch_parts carve(const ef_conv2d_shape *s, void *scratch)
     parts.consts = (channel_consts *)(void *)at;
     parts.cols = (int32_t *)(void *)(at += sizes[0]);
     parts.acc = (int32_t *)(void *)(at += sizes[1]);
-    parts.window = at += sizes[2];
-    parts.filter = at + sizes[3];
+    parts.rows = at += sizes[2];
+    parts.filter = (int32_t *)(void *)(at + sizes[3]);
     return parts;
 }
 
@@ -126,7 +135,7 @@ static void channel_constants(const ef_conv2d_shape *s, const int8_t *filter, in
     for (int32_t c = 0; c < s->out_c; ++c) {
         int32_t sum = 0;
         for (int32_t k = 0; k < taps; ++k)
-            sum += filter[(int64_t)c * taps + k];
+            sum += filter[c * taps + k];
         uint32_t init = 0u - (uint32_t)zp * (uint32_t)sum;
         for (int32_t p = 0; p < PIXELS; ++p)
             consts[c].init[p] = (int32_t)(short_form ? init + (uint32_t)bias[c] : init);
@@ -136,98 +145,60 @@ static void channel_constants(const ef_conv2d_shape *s, const int8_t *filter, in
     }
 }
 
-/* The filter rows padded to row4 with zero weights (where the window reads past kernel_w * in_c values) */
-static void pad_filter(const ef_conv2d_shape *s, const int8_t *filter, int8_t *padded)
+/* The filter widened to the pairs (w0, w2), (w1, w3) of each group of four, its rows padded to row4 with zero
+ * weights (where the windows' rows read past kernel_w * in_c values) */
+static void widen_filter(const ef_conv2d_shape *s, const int8_t *filter, int32_t *widened)
 {
     int32_t run = s->kernel_w * s->in_c, row4 = row4_of(s);
     for (int32_t r = 0; r < s->out_c * s->kernel_h; ++r)
-        for (int32_t j = 0; j < row4; ++j)
-            padded[(int64_t)r * row4 + j] = j < run ? filter[(int64_t)r * run + j] : 0;
-}
-
-/* What the im2col of one pixel needs, worked out once per call: the geometry in bytes and the outputs whose
- * window lies inside the image with every row's row4 values (those read past kernel_w * in_c meet zero
- * weights), which are widened straight from the image; the others from a copy padded with zp. */
-typedef struct {
-    int32_t row, row4, kh, in_h, in_c, run;     /* bytes of an input row, of a window row padded, ... */
-    int32_t stride_h, stride_w, pad_h, pad_w;
-    int32_t oy0, oy1, ox0, ox1;                 /* the inside outputs: oy0 <= oy < oy1, ox0 <= ox < ox1 */
-    int32_t zp;
-} im2col_geometry;
-
-static int32_t ceil_div(int32_t a, int32_t b)   /* a >= 0, b > 0 */
-{
-    return (a + b - 1) / b;
-}
-
-/* the number of outputs o >= 0 with o * stride - pad + reach <= side, reach >= 1 */
-static int32_t outputs_within(int32_t side, int32_t reach, int32_t stride, int32_t pad)
-{
-    int32_t room = side - reach + pad;
-    return room < 0 ? 0 : room / stride + 1;
-}
-
-static im2col_geometry im2col_geometry_of(const ef_conv2d_shape *s, int32_t zp)
-{
-    im2col_geometry g;
-    g.row = s->in_w * s->in_c, g.row4 = row4_of(s), g.kh = s->kernel_h, g.in_h = s->in_h, g.in_c = s->in_c;
-    g.run = s->kernel_w * s->in_c, g.zp = zp;
-    g.stride_h = s->stride_h, g.stride_w = s->stride_w, g.pad_h = s->pad_h, g.pad_w = s->pad_w;
-    g.oy0 = ceil_div(s->pad_h, s->stride_h), g.ox0 = ceil_div(s->pad_w, s->stride_w);
-    g.oy1 = min_i32(s->out_h, outputs_within(s->in_h, s->kernel_h, s->stride_h, s->pad_h));
-    /* in whole values of in_c: row4 values reach ceil(row4 / in_c) pixels */
-    g.ox1 = min_i32(s->out_w, outputs_within(s->in_w, ceil_div(g.row4, s->in_c), s->stride_w, s->pad_w));
-    return g;
-}
-
-/* Output (oy, ox)'s window: in the image when it lies inside, else copied into `window` and padded with zp;
- * *stride is the distance between its rows. */
-static const int8_t *window_of(const im2col_geometry *g, const int8_t *image, int32_t oy, int32_t ox,
-                               int8_t *window, int32_t *stride)
-{
-    int32_t iy = oy * g->stride_h - g->pad_h, ix = ox * g->stride_w - g->pad_w;
-    if (oy >= g->oy0 && oy < g->oy1 && ox >= g->ox0 && ox < g->ox1) {
-        *stride = g->row;
-        return image + iy * g->row + ix * g->in_c;
-    }
-    int32_t j0 = max_i32(0, -ix) * g->in_c, j1 = min_i32(g->run, g->row - ix * g->in_c);
-    uint32_t fill = (uint8_t)g->zp * 0x01010101u;
-    for (int32_t ky = 0; ky < g->kh; ++ky) {
-        int8_t *w = window + ky * g->row4;
-        const int8_t *x = image + (iy + ky) * g->row + ix * g->in_c;
-        for (int32_t j = 0; j < g->row4; j += 4)
-            __builtin_memcpy(w + j, &fill, 4);
-        for (int32_t j = j0; iy + ky >= 0 && iy + ky < g->in_h && j < j1; ++j)
-            w[j] = x[j];
-    }
-    *stride = g->row4;
-    return window;
-}
-
-/* Pixel p's window into the im2col block: group g of it at cols[8 g + 2 p], the pairs (x0, x2), (x1, x3) */
-static void widen_window(const int8_t *rows, int32_t stride, int32_t kh, int32_t row4, int32_t p, int32_t *cols)
-{
-    int32_t *dst = cols + 2 * p;
-    for (int32_t ky = 0; ky < kh; ++ky, rows += stride)
-        for (const int8_t *x = rows, *end = rows + row4; x != end; x += 4, dst += 2 * PIXELS) {
-            int32_t word;
-            __builtin_memcpy(&word, x, 4);
-            dst[0] = __sxtb16(word);
-            dst[1] = ef_sxtb16_ror8(word);
+        for (int32_t j = 0; j < row4; j += 4, widened += 2) {
+            int8_t w[4];
+            for (int32_t i = 0; i < 4; ++i)
+                w[i] = j + i < run ? filter[r * run + j + i] : 0;
+            widened[0] = (int32_t)((uint32_t)(uint16_t)w[0] | (uint32_t)(uint16_t)w[2] << 16);
+            widened[1] = (int32_t)((uint32_t)(uint16_t)w[1] | (uint32_t)(uint16_t)w[3] << 16);
         }
 }
 
-/* the output pixel after (*oy, *ox) of the image at `at` (`image` bytes), and that pixel's image */
-static inline const int8_t *next_pixel(const ef_conv2d_shape *s, const int8_t *at, int32_t image, int32_t *oy,
-                                       int32_t *ox)
+/* The row buffer of output row oy of `image`: its kernel_h input rows from the first window's first value on,
+ * row_bytes each, with zp above, below, left and right of the image */
+static void fill_rows(const ef_conv2d_shape *s, const int8_t *image, int32_t oy, int32_t zp, int8_t *rows)
 {
-    if (++*ox < s->out_w)
-        return at;
-    *ox = 0;
-    if (++*oy < s->out_h)
-        return at;
-    *oy = 0;
-    return at + image;
+    int32_t bytes = row_bytes(s), row = s->in_w * s->in_c, left = s->pad_w * s->in_c;
+    for (int32_t ky = 0; ky < s->kernel_h; ++ky, rows += bytes) {
+        int32_t iy = oy * s->stride_h - s->pad_h + ky;
+        int32_t j0 = iy >= 0 && iy < s->in_h ? min_i32(left, bytes) : bytes, j1 = min_i32(left + row, bytes);
+        int32_t at = iy * row - left;   /* where rows[j] is in the image */
+        for (int32_t j = 0; j < j0; ++j)
+            rows[j] = (int8_t)zp;
+        for (int32_t j = j0; j < j1; ++j)
+            rows[j] = image[at + j];
+        for (int32_t j = max_i32(j0, j1); j < bytes; ++j)
+            rows[j] = (int8_t)zp;
+    }
+}
+
+/* The window at `x` (kernel_h rows, `stride` bytes apart) into the im2col block as pixel p: group g of it at
+ * cols[8 g + 2 p], the pairs (x0, x2), (x1, x3) of its four values. In assembly, 6 instructions a group and
+ * 3 a row: the compiler's loops cost three times that on a 3x3 window of one channel (3 groups). */
+static inline void widen_window(const int8_t *x, int32_t stride, int32_t kh, int32_t row4, int32_t p, int32_t *cols)
+{
+    int32_t *dst = cols + 2 * p, skip = stride - row4, words = row4 / 4, n, lo, hi;
+    __asm__ volatile("1:\n"
+                     "mov %[n], %[words]\n"
+                     "2:\n"
+                     "ldr %[hi], [%[x]], #4\n"
+                     "sxtb16 %[lo], %[hi]\n"
+                     "sxtb16 %[hi], %[hi], ror #8\n"
+                     "strd %[lo], %[hi], [%[dst]], #32\n"
+                     "subs %[n], %[n], #1\n"
+                     "bne 2b\n"
+                     "add %[x], %[x], %[skip]\n"
+                     "subs %[kh], %[kh], #1\n"
+                     "bne 1b\n"
+                     : [x] "+r"(x), [dst] "+r"(dst), [kh] "+r"(kh), [n] "=&r"(n), [lo] "=&r"(lo), [hi] "=&r"(hi)
+                     : [words] "r"(words), [skip] "r"(skip)
+                     : "cc", "memory");
 }
 
 typedef struct {              /* what channel_loop keeps on its stack, in this order */
@@ -240,79 +211,82 @@ typedef struct {              /* what channel_loop keeps on its stack, in this o
 } block_run;
 
 /* Every channel of one block of four pixels, from filter row f and its constants k on: the four sums (started
- * by one LDM of init), group by group (one filter word, two SXTB16, two LDMs of the window words, eight
+ * by one LDM of init), group by group (the group's widened filter pairs, two LDMs of the window words, eight
  * SMLADs), then either the short epilogue (per output: LDRD of the rounding term, SMLAL, ASR, SSAT, STRB) or
  * the four sums stored. In assembly, all of it: the loop keeps 13 registers live (4 sums, 2 widened weights,
  * 4 window words, 3 pointers), which the compiler spills, and its epilogue and channel loop cost more in C
- * than the 36 MACs of a 3x3 window on one input channel. */
+ * than the 36 MACs of a 3x3 window on one input channel. LOAD_FILTER is how the group's pairs reach r9 (w0, w2)
+ * and r8 (w1, w3) from r10: from the int8 filter or from the widened one. */
 #define IN_R0_R2 __attribute__((unused))   /* a naked function's arguments, read by its assembly alone */
-__attribute__((naked, noinline)) static void channel_loop(IN_R0_R2 const int8_t *f, IN_R0_R2 const channel_consts *k,
-                                                          IN_R0_R2 const block_run *run)
-{
-    __asm__("push {r4-r11, lr}\n"
-            "mov r10, r0\n"                       /* f */
-            "mov lr, r1\n"                        /* k */
-            "ldm r2, {r4-r9}\n"
-            "push {r4-r8}\n"                      /* [sp]: short_form, out, stride, cols, consts_end */
-            "mov r12, r9\n"                       /* cols_end */
-            "2:\n"
-            "ldm lr!, {r0-r3}\n"                  /* the sums' start; lr: multiplier */
-            "ldr r11, [sp, #12]\n"
-            "1:\n"
-            "ldr r8, [r10], #4\n"
-            "ldm r11!, {r4-r7}\n"
-            "sxtb16 r9, r8\n"
-            "sxtb16 r8, r8, ror #8\n"
-            "smlad r0, r9, r4, r0\n"
-            "smlad r0, r8, r5, r0\n"
-            "smlad r1, r9, r6, r1\n"
-            "smlad r1, r8, r7, r1\n"
-            "ldm r11!, {r4-r7}\n"
-            "smlad r2, r9, r4, r2\n"
-            "smlad r2, r8, r5, r2\n"
-            "smlad r3, r9, r6, r3\n"
-            "smlad r3, r8, r7, r3\n"
-            "cmp r11, r12\n"
-            "bne 1b\n"
-            "ldm sp, {r6, r8, r9}\n"              /* short_form, out, stride */
-            "add r11, r8, r9, lsl #1\n"           /* pixel 2's */
-            "cbz r6, 3f\n"
-            "ldrd r4, r5, [lr], #8\n"             /* multiplier, rsh; lr: rounding */
-            "ldrd r6, r7, [lr]\n"
-            "smlal r6, r7, r3, r4\n"
-            "asr r7, r7, r5\n"
-            "ssat r7, #8, r7\n"
-            "strb r7, [r11, r9]\n"
-            "ldrd r6, r7, [lr]\n"
-            "smlal r6, r7, r2, r4\n"
-            "asr r7, r7, r5\n"
-            "ssat r7, #8, r7\n"
-            "strb r7, [r11]\n"
-            "ldrd r6, r7, [lr]\n"
-            "smlal r6, r7, r1, r4\n"
-            "asr r7, r7, r5\n"
-            "ssat r7, #8, r7\n"
-            "strb r7, [r8, r9]\n"
-            "ldrd r6, r7, [lr], #8\n"             /* lr: the next channel's */
-            "smlal r6, r7, r0, r4\n"
-            "asr r7, r7, r5\n"
-            "ssat r7, #8, r7\n"
-            "strb r7, [r8], #1\n"
-            "b 4f\n"
-            "3:\n"
-            "str r3, [r11, r9]\n"
-            "str r2, [r11]\n"
-            "str r1, [r8, r9]\n"
-            "str r0, [r8], #4\n"
-            "add lr, lr, #16\n"
-            "4:\n"
-            "ldr r6, [sp, #16]\n"
-            "str r8, [sp, #4]\n"
-            "cmp lr, r6\n"
-            "bne 2b\n"
-            "add sp, sp, #20\n"
-            "pop {r4-r11, pc}\n");
-}
+#define CHANNEL_LOOP(name, LOAD_FILTER)                                                                        \
+    __attribute__((naked, noinline)) static void name(IN_R0_R2 const void *f, IN_R0_R2 const channel_consts *k, \
+                                                      IN_R0_R2 const block_run *run)                          \
+    {                                                                                                         \
+        __asm__("push {r4-r11, lr}\n"                                                                         \
+                "mov r10, r0\n"                     /* f */                                                   \
+                "mov lr, r1\n"                      /* k */                                                   \
+                "ldm r2, {r4-r9}\n"                                                                           \
+                "push {r4-r8}\n"                    /* [sp]: short_form, out, stride, cols, consts_end */     \
+                "mov r12, r9\n"                     /* cols_end */                                            \
+                "2:\n"                                                                                        \
+                "ldm lr!, {r0-r3}\n"                /* the sums' start; lr: multiplier */                     \
+                "ldr r11, [sp, #12]\n"                                                                        \
+                "1:\n" LOAD_FILTER                                                                            \
+                "ldm r11!, {r4-r7}\n"                                                                         \
+                "smlad r0, r9, r4, r0\n"                                                                      \
+                "smlad r0, r8, r5, r0\n"                                                                      \
+                "smlad r1, r9, r6, r1\n"                                                                      \
+                "smlad r1, r8, r7, r1\n"                                                                      \
+                "ldm r11!, {r4-r7}\n"                                                                         \
+                "smlad r2, r9, r4, r2\n"                                                                      \
+                "smlad r2, r8, r5, r2\n"                                                                      \
+                "smlad r3, r9, r6, r3\n"                                                                      \
+                "smlad r3, r8, r7, r3\n"                                                                      \
+                "cmp r11, r12\n"                                                                              \
+                "bne 1b\n"                                                                                    \
+                "ldm sp, {r6, r8, r9}\n"            /* short_form, out, stride */                             \
+                "add r11, r8, r9, lsl #1\n"         /* pixel 2's */                                           \
+                "cbz r6, 3f\n"                                                                                \
+                "ldrd r4, r5, [lr], #8\n"           /* multiplier, rsh; lr: rounding */                       \
+                "ldrd r6, r7, [lr]\n"                                                                         \
+                "smlal r6, r7, r3, r4\n"                                                                      \
+                "asr r7, r7, r5\n"                                                                            \
+                "ssat r7, #8, r7\n"                                                                           \
+                "strb r7, [r11, r9]\n"                                                                        \
+                "ldrd r6, r7, [lr]\n"                                                                         \
+                "smlal r6, r7, r2, r4\n"                                                                      \
+                "asr r7, r7, r5\n"                                                                            \
+                "ssat r7, #8, r7\n"                                                                           \
+                "strb r7, [r11]\n"                                                                            \
+                "ldrd r6, r7, [lr]\n"                                                                         \
+                "smlal r6, r7, r1, r4\n"                                                                      \
+                "asr r7, r7, r5\n"                                                                            \
+                "ssat r7, #8, r7\n"                                                                           \
+                "strb r7, [r8, r9]\n"                                                                         \
+                "ldrd r6, r7, [lr], #8\n"           /* lr: the next channel's */                              \
+                "smlal r6, r7, r0, r4\n"                                                                      \
+                "asr r7, r7, r5\n"                                                                            \
+                "ssat r7, #8, r7\n"                                                                           \
+                "strb r7, [r8], #1\n"                                                                         \
+                "4:\n"                                                                                        \
+                "ldr r6, [sp, #16]\n"                                                                         \
+                "str r8, [sp, #4]\n"                                                                          \
+                "cmp lr, r6\n"                                                                                \
+                "bne 2b\n"                                                                                    \
+                "add sp, sp, #20\n"                                                                           \
+                "pop {r4-r11, pc}\n"                                                                          \
+                "3:\n"                              /* the sums, for the general epilogue */                  \
+                "str r3, [r11, r9]\n"                                                                         \
+                "str r2, [r11]\n"                                                                             \
+                "str r1, [r8, r9]\n"                                                                          \
+                "str r0, [r8], #4\n"                                                                          \
+                "add lr, lr, #16\n"                                                                           \
+                "b 4b\n");                                                                                    \
+    }
+CHANNEL_LOOP(channel_loop_s8, "ldr r8, [r10], #4\n"
+                              "sxtb16 r9, r8\n"
+                              "sxtb16 r8, r8, ror #8\n")
+CHANNEL_LOOP(channel_loop_s16, "ldrd r9, r8, [r10], #8\n")
 
 static void conv_dsp(const int8_t *in, int32_t batch, const ef_conv2d_shape *s, int32_t in_zero_point,
                      const int8_t *filter, const int32_t *bias, const int32_t *multiplier, const int32_t *shift,
@@ -320,42 +294,38 @@ static void conv_dsp(const int8_t *in, int32_t batch, const ef_conv2d_shape *s, 
                      int8_t *out)
 {
     scratch_parts sp = carve(s, scratch);
-    int32_t row4 = row4_of(s), taps4 = s->kernel_h * row4, out_c = s->out_c, image = s->in_h * s->in_w * s->in_c;
-    int32_t pixels = batch * s->out_h * s->out_w;
+    int32_t row4 = row4_of(s), taps4 = s->kernel_h * row4, out_c = s->out_c, bytes = row_bytes(s);
+    int32_t step = s->stride_w * s->in_c;   /* from one window to the next in the row buffer */
     int short_form = short_epilogue(multiplier, shift, out_c, out_zero_point, act_min, act_max, rounding);
     int relu = ef_requantize_relu_form(multiplier, shift, out_c, out_zero_point, act_min, act_max);
-    const int8_t *f = filter;
-    if (row4 != s->kernel_w * s->in_c) {
-        pad_filter(s, filter, sp.filter);
-        f = sp.filter;
-    }
+    int widened = row4 != s->kernel_w * s->in_c;
+    if (widened)
+        widen_filter(s, filter, sp.filter);
     channel_constants(s, filter, in_zero_point, bias, multiplier, shift, out_zero_point, rounding, short_form,
                       sp.consts);
-    im2col_geometry g = im2col_geometry_of(s, in_zero_point);
-    const int8_t *at = in;           /* the next pixel's image and place in it */
-    int32_t oy = 0, ox = 0;
-    for (int32_t p0 = 0; p0 < pixels; p0 += PIXELS) {
-        /* a last block of fewer pixels repeats its last one, its outputs staged in the scratch */
-        int32_t n = min_i32(PIXELS, pixels - p0);
-        for (int32_t p = 0; p < PIXELS; ++p) {
-            int32_t stride;
-            const int8_t *rows = window_of(&g, at, oy, ox, sp.window, &stride);
-            widen_window(rows, stride, s->kernel_h, row4, p, sp.cols);
-            if (p + 1 < n)
-                at = next_pixel(s, at, image, &oy, &ox);
+    for (int32_t b = 0; b < batch; ++b)
+        for (int32_t oy = 0; oy < s->out_h; ++oy) {
+            fill_rows(s, in + b * s->in_h * s->in_w * s->in_c, oy, in_zero_point, sp.rows);
+            for (int32_t ox = 0; ox < s->out_w; ox += PIXELS) {
+                int8_t *o = out + ((b * s->out_h + oy) * s->out_w + ox) * out_c;
+                /* a row's last block of fewer pixels repeats its last one, its outputs staged in the scratch */
+                int32_t n = min_i32(PIXELS, s->out_w - ox);
+                for (int32_t p = 0; p < PIXELS; ++p)
+                    widen_window(sp.rows + (ox + min_i32(p, n - 1)) * step, bytes, s->kernel_h, row4, p, sp.cols);
+                int staged = !short_form || n < PIXELS;
+                block_run run = {short_form, staged ? (void *)sp.acc : (void *)o, short_form ? out_c : 4 * out_c,
+                                 sp.cols, sp.consts + out_c, sp.cols + 2 * PIXELS * (taps4 / 4)};
+                if (widened)
+                    channel_loop_s16(sp.filter, sp.consts, &run);
+                else
+                    channel_loop_s8(filter, sp.consts, &run);
+                for (int32_t p = 0; short_form && staged && p < n * out_c; ++p)
+                    o[p] = ((const int8_t *)sp.acc)[p];
+                for (int32_t p = 0; !short_form && p < n; ++p)
+                    ef_requantize_row_s8(sp.acc + p * out_c, out_c, bias, multiplier, shift, out_zero_point,
+                                         act_min, act_max, rounding, relu, o + p * out_c);
+            }
         }
-        at = next_pixel(s, at, image, &oy, &ox);   /* the next block's first */
-        int8_t *o = out + (int64_t)p0 * out_c;
-        int staged = !short_form || n < PIXELS;
-        block_run run = {short_form, staged ? (void *)sp.acc : (void *)o, short_form ? out_c : 4 * out_c, sp.cols,
-                         sp.consts + out_c, sp.cols + 2 * PIXELS * (taps4 / 4)};
-        channel_loop(f, sp.consts, &run);
-        for (int32_t p = 0; short_form && staged && p < n * out_c; ++p)
-            o[p] = ((const int8_t *)sp.acc)[p];
-        for (int32_t p = 0; !short_form && p < n; ++p)
-            ef_requantize_row_s8(sp.acc + p * out_c, out_c, bias, multiplier, shift, out_zero_point, act_min,
-                                 act_max, rounding, relu, o + p * out_c);
-    }
 }
 #else
 #define CHANNEL_BLOCK 64   /* int32 accumulators a pixel keeps on the stack at a time */

@@ -70,13 +70,12 @@ void ef_requantize_s16(const int64_t *acc, int32_t rows, int32_t units, const in
  * (batch, out_h, out_w, out_c), OHWI filters (out_c, kernel_h, kernel_w, in_c); taps outside the input (pad_h
  * rows above, pad_w columns left, and whatever the output size reaches past the bottom and right) count as
  * the input zero point; then ef_requantize_row_s8's epilogue per pixel. `scratch` is the caller's, 8-byte
- * aligned, of ef_conv2d_s8_scratch_bytes(shape) bytes: 0 for the portable path (NULL will do), and on a core
- * with the Arm DSP extension, with row4 = kernel_w * in_c rounded up to a multiple of 4 and
- * taps4 = kernel_h * row4,
- *   32 out_c + 8 taps4 + 16 out_c + taps4 (rounded up to 8) [+ out_c * taps4 (rounded up to 8) if row4 >
- *   kernel_w * in_c]
+ * aligned, of ef_conv2d_s8_scratch_bytes(shape) bytes: 0 for the portable path (NULL will do); on a core with
+ * the Arm DSP extension, with run = kernel_w * in_c, row4 = run rounded up to a multiple of 4,
+ * taps4 = kernel_h * row4 and row_bytes = (out_w - 1) * stride_w * in_c + row4,
+ *   32 out_c + 8 taps4 + 16 out_c + kernel_h * row_bytes (rounded up to 8) [+ 2 out_c taps4 if row4 > run]
  * bytes: per channel its constants and four pixels' sums, the im2col block of four pixels' windows as int16,
- * one window of the input's edge, and the filter with its rows padded to row4. */
+ * the row buffer of one output row's input rows, padded, and the filter widened to int16. */
 typedef struct {
     int32_t in_h, in_w, in_c, out_h, out_w, out_c;
     int32_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;

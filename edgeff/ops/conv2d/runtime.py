@@ -1,5 +1,6 @@
-"""The conv block in the integer runtime, for inference: int8 CONV_2D with the BatchNorm folded into its filters
-and bias, fused ReLU (the clamp at the output zero point), then MAX_POOL_2D when the block pools.
+"""The conv block in the integer runtime, inference and its integer update rule: int8 CONV_2D with the BatchNorm
+folded into its filters and bias, fused ReLU (the clamp at the output zero point), then MAX_POOL_2D when the block
+pools.
 
 NHWC activations and OHWI filters (edgeff.runtime.conv2d); the kernels run on the active kernel set
 (edgeff.runtime.backend: the NumPy reference or the C twins), never chosen here. Max pooling after the clamp
@@ -11,17 +12,48 @@ multiplier / shift int32 (O,), pad_value int8 (C,); its quantization header entr
 point and the fold. The input is padded with pad_value: where that is the input's zero point (TFLite's
 padding, the default) the kernel pads itself, skipping the taps outside the input; otherwise (BatchNorm's
 zero, `edgeff quantize --conv-padding batchnorm`) the input is padded explicitly and the convolution is VALID.
-Inference only: the block has no integer update rule yet, so integer training, board images and ONNX exports
-of a conv model are refused (edgeff.runtime.int_model.IntFFModel says so); its TFLite form is
-edgeff/ops/conv2d/tflite_writer.py.
+
+The integer update rule (the CwC loss of the block's own output, batch 1 as a board; edgeff.runtime.
+int_layered_training drives it). With e_j = dL/dG_j in Q15 (edgeff.runtime.cwc_loss) and the real relations
+a_real = s_out (a - zp_out), x_real = s_in (x - zp_in), W'_real = s_w[o] W_q, b'_real = s_in s_w[o] b_q:
+
+  dL/da_real = e_j / 2^15 * 2 a_real / count          (G_j = the mean square of group j's `count` values)
+  back through MAX_POOL_2D to the window's largest value (the first of equals, row-major, as torch's
+  indices), and through the fused ReLU's clamp: zero where the int8 output sits at either bound;
+  dz[pos, o] = e_j(o) * (a - zp_out) at those positions, 0 elsewhere (int64: |.| <= 2^15 * 255)
+  g[o, tap] = sum over positions and rows of dz[pos, o] * (x[pos, tap] - zp_in)   (taps of the padded input)
+  h[o]      = sum over positions and rows of dz[pos, o]
+
+so dL/dW'_real = 2 s_in s_out / (count 2^15) * g and dL/db'_real = 2 s_out / (count 2^15) * h. The rule is SGD
+on the folded block's real filters and biases at step 2^-lr_shift, written in master units (int16 filters
+with 8 fractional bits over the int8 ones, int64 biases with 8 fractional bits over the int32 ones):
+
+  M[o, tap] += round(-g * 2^-lr_shift * 2^-6 s_in^2 / (count M_o))
+  B[o]      += round(-h * 2^-lr_shift * 2^-6 / (count M_o))                  M_o = s_in s_w[o] / s_out
+
+the per-channel factors fixed integers (a multiplier per channel over one power of two, `update_scales`,
+made once on the host from the file's scales: the formats never change on the device) and the rounding
+stochastic (integer_hash noise of (seed, stream), unbiased) or to nearest. The int8 filters are the masters
+rounded (edgeff.runtime.master_weights), the int32 bias the bias master rounded; multipliers, shifts,
+activation scales and pad_value stay as quantized.
+
+No overflow: a position's term of g is at most 2^15 * 255 * 255 < 2^31 and the sum over one sample's P
+gradient positions (the block's output positions) fits in 31 + ceil(log2 P) bits (the board model's block 1:
+P = 196, under 2^39); since e_j is one value per channel, a board can sum (a - zp)(x - zp_in) in int32 (at
+most P * 65,025 < 2^31 for P <= 33,025, which check_group_size already guarantees) and multiply once in
+int64. The per-channel multipliers have 62 minus those bits, so g times one fits int64; a batch whose
+summed gradient exceeds the bound is refused, never wrapped.
 """
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgeff.errors import EdgeFFError
-from edgeff.runtime import backend
+from edgeff.runtime import backend, conv2d
 from edgeff.runtime.int_fully_connected import ACT_MAX, ACT_MIN, check_requantization, checked_tensor
+from edgeff.runtime.master_weights import MASTER_FRAC_BITS, round_shift, weights_from_masters
+from edgeff.runtime.requantize import rounding_divide_by_pot
 
 
 @dataclass
@@ -59,13 +91,174 @@ def tensors(layer: IntConv2d, index: int) -> dict:
             p + "shift": layer.shift, p + "pad_value": layer.pad_value}
 
 
-def forward(layer: IntConv2d, q: np.ndarray, zero_point: int, rounding: str) -> np.ndarray:
-    """The block's int8 NHWC output for the int8 NHWC input q (zero point `zero_point`)."""
-    kernels = backend.kernels()
-    s, p = layer.stride, layer.padding
+def padded_input(layer: IntConv2d, q: np.ndarray, zero_point: int) -> tuple[np.ndarray, int]:
+    """(input, padding left to the convolution): q padded explicitly with pad_value where that is not the
+    input's zero point (the convolution is then VALID), else q and the block's padding."""
+    p = layer.padding
     if p and (layer.pad_value != zero_point).any():
         q = np.pad(q.astype(np.int16) - layer.pad_value, ((0, 0), (p, p), (p, p), (0, 0))) + layer.pad_value
-        q, p = q.astype(np.int8), 0
-    out = kernels.conv2d(q, zero_point, layer.weight, layer.bias, layer.multiplier, layer.shift,
-                         layer.out_zero_point, layer.act_min, ACT_MAX, (s, s), (p, p), layer.conv_size, rounding)
-    return kernels.max_pool2d(out, layer.pool, ACT_MIN, ACT_MAX) if layer.pool > 1 else out
+        return q.astype(np.int8), 0
+    return q, p
+
+
+def convolve(layer: IntConv2d, q: np.ndarray, pad: int, zero_point: int, rounding: str) -> np.ndarray:
+    """The int8 CONV_2D with fused ReLU of an input padded_input gave: the output before pooling."""
+    s = layer.stride
+    return backend.kernels().conv2d(q, zero_point, layer.weight, layer.bias, layer.multiplier, layer.shift,
+                                    layer.out_zero_point, layer.act_min, ACT_MAX, (s, s), (pad, pad),
+                                    layer.conv_size, rounding)
+
+
+def pool(layer: IntConv2d, out: np.ndarray) -> np.ndarray:
+    return backend.kernels().max_pool2d(out, layer.pool, ACT_MIN, ACT_MAX) if layer.pool > 1 else out
+
+
+def forward(layer: IntConv2d, q: np.ndarray, zero_point: int, rounding: str) -> np.ndarray:
+    """The block's int8 NHWC output for the int8 NHWC input q (zero point `zero_point`)."""
+    q, p = padded_input(layer, q, zero_point)
+    return pool(layer, convolve(layer, q, p, zero_point, rounding))
+
+
+# ---------------------------------------------------------------------- integer training (module docstring)
+
+@dataclass
+class Kept:
+    """What one forward pass keeps for the update: the (padded) input, its zero point and remaining padding,
+    the convolution's output before pooling and the block's output."""
+    input: np.ndarray
+    zero_point: int
+    pad: int
+    conv: np.ndarray
+    out: np.ndarray
+
+
+def forward_kept(layer: IntConv2d, q: np.ndarray, zero_point: int, rounding: str) -> Kept:
+    """forward, keeping what the update needs (the same output bits)."""
+    x, p = padded_input(layer, q, zero_point)
+    conv = convolve(layer, x, p, zero_point, rounding)
+    return Kept(x, zero_point, p, conv, pool(layer, conv))
+
+
+@dataclass(frozen=True)
+class UpdateScales:
+    """The per-channel factors of the rule in integers: weight step factor[o] = weight_multiplier[o] *
+    2^-weight_shift, bias step factor[o] = bias_multiplier[o] * 2^-bias_shift (times 2^-lr_shift)."""
+    weight_multiplier: np.ndarray   # int64 (out,)
+    weight_shift: int
+    bias_multiplier: np.ndarray     # int64 (out,)
+    bias_shift: int
+    weight_gradient_bits: int       # |g| < 2^this for one sample, so |g * weight_multiplier| < 2^62
+    bias_gradient_bits: int
+
+
+GRADIENT_PRODUCT_BITS = 62   # g times a multiplier stays below 2^62: int64 with a bit to spare for the noise
+
+
+def _fixed(factors: np.ndarray, gradient_bits: int) -> tuple[np.ndarray, int]:
+    """(multipliers, shift): factors ~ multipliers * 2^-shift, the largest multiplier below 2^(62 - bits)."""
+    bits = GRADIENT_PRODUCT_BITS - gradient_bits
+    if bits < 8:
+        raise EdgeFFError(f"a conv block's gradient needs {gradient_bits} bits, leaving its step factors fewer than "
+                          "8 bits in int64; the block has too many output positions to train in integers")
+    shift = bits - 1 - math.frexp(float(factors.max()))[1]   # the largest factor * 2^shift in [2^(bits-2), 2^(bits-1))
+    return np.round(factors * 2.0 ** shift).astype(np.int64), shift
+
+
+def update_scales(layer: IntConv2d, in_scale: float, out_scale: float, count: int) -> UpdateScales:
+    """The rule's per-channel factors (module docstring), from the block's fixed formats, on the host: M_o from
+    the stored multiplier and shift, count the values of one class group."""
+    real_m = layer.multiplier.astype(np.float64) * 2.0 ** (layer.shift.astype(np.float64) - 31)
+    # a channel whose multiplier is 0 outputs its zero point whatever its filter: nothing to train
+    bias = np.divide(2.0 ** -6, count * real_m, out=np.zeros_like(real_m), where=real_m > 0)
+    weight = bias * in_scale * in_scale
+    positions = int(np.prod(layer.conv_size)) // (layer.pool * layer.pool)
+    term = 15 + 8 + math.ceil(math.log2(positions + 1))          # 2^15 * 255 per dz, times P positions
+    wm, ws = _fixed(weight, term + 8)                              # times |x - zp_in| <= 255
+    bm, bs = _fixed(bias, term)
+    return UpdateScales(wm, ws, bm, bs, term + 8, term)
+
+
+def _dz(layer: IntConv2d, kept: Kept, dgoodness: np.ndarray) -> np.ndarray:
+    """(rows, conv h, conv w, out) int64: dL/da in integers at the positions the output came from (module
+    docstring), dgoodness (rows, n_classes) Q15."""
+    n, out_h, out_w, o = kept.conv.shape
+    groups = dgoodness.shape[1]
+    a = kept.out.astype(np.int64)
+    live = (kept.out > layer.act_min) & (kept.out < ACT_MAX)     # the ReLU's clamp passes no gradient
+    per_channel = np.repeat(dgoodness, o // groups, axis=1)      # channel c is in group c // (out / n), as NHWC
+    value = np.where(live, (a - layer.out_zero_point) * per_channel[:, None, None, :], 0)
+    s = layer.pool
+    ph, pw = value.shape[1:3]
+    windows = (kept.conv[:, :ph * s, :pw * s].reshape(n, ph, s, pw, s, o).transpose(0, 1, 3, 2, 4, 5)
+               .reshape(n, ph, pw, s * s, o))
+    first = windows.argmax(axis=3)[:, :, :, None]               # the first largest, as torch's max_pool2d
+    spread = np.zeros(windows.shape, np.int64)
+    np.put_along_axis(spread, first, value[:, :, :, None], axis=3)
+    dz = np.zeros((n, out_h, out_w, o), np.int64)
+    dz[:, :ph * s, :pw * s] = spread.reshape(n, ph, pw, s, s, o).transpose(0, 1, 3, 2, 4, 5).reshape(
+        n, ph * s, pw * s, o)
+    return dz
+
+
+def gradient(layer: IntConv2d, kept: Kept, dgoodness: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(g (out, k*k*in) in OHWI order, h (out,)) int64: the exact integer gradient sums of the module
+    docstring over every row, from the block's own forward and its own loss's dL/dG (Q15) only."""
+    dz = _dz(layer, kept, dgoodness)
+    o, k = layer.weight.shape[:2]
+    s = layer.stride
+    cols = conv2d.patches(kept.input, kept.zero_point, (k, k), (s, s), (kept.pad, kept.pad), layer.conv_size)
+    cols = cols.astype(np.int64) - kept.zero_point
+    rows = dz.reshape(-1, o)
+    return rows.T @ cols, rows.sum(axis=0)
+
+
+def initial_masters(layer: IntConv2d) -> tuple[np.ndarray, np.ndarray]:
+    """(filter master int16, bias master int64) of a block that starts training: 8 fractional bits."""
+    return layer.weight.astype(np.int16) << MASTER_FRAC_BITS, layer.bias.astype(np.int64) << MASTER_FRAC_BITS
+
+
+def load_masters(layer: IntConv2d, index: int, tensors: dict, where):
+    """(filter master, bias master) of layer `index` from model-file tensors, checked against its int8
+    filters and bias; None when the tensors hold none (training starts from the block's filters)."""
+    p = f"layers.{index}."
+    if p + "weight_master" not in tensors:
+        return None
+    m, b = tensors[p + "weight_master"], tensors.get(p + "bias_master")
+    if (m.dtype != np.int16 or m.shape != layer.weight.shape or b is None or b.dtype != np.int64
+            or b.shape != layer.bias.shape):
+        raise EdgeFFError(f"{where}: master weights of layer {index + 1} do not match its int8 filters")
+    if (not np.array_equal(weights_from_masters(m), layer.weight)
+            or not np.array_equal(_bias_from_master(b), layer.bias)):
+        raise EdgeFFError(f"{where}: layer {index + 1}'s int8 filters or bias are not the rounding of its "
+                          "masters; the file was edited or is corrupt")
+    return m, b
+
+
+def master_tensors(layer: IntConv2d, index: int, weight_master: np.ndarray, bias_master: np.ndarray) -> dict:
+    p = f"layers.{index}."
+    return {p + "weight_master": weight_master, p + "bias_master": bias_master}
+
+
+BIAS_MASTER_LIMIT = (1 << 31 << MASTER_FRAC_BITS) - 1 - (1 << (MASTER_FRAC_BITS - 1))   # rounds into int32
+
+
+def _bias_from_master(master: np.ndarray) -> np.ndarray:
+    return rounding_divide_by_pot(master, MASTER_FRAC_BITS).astype(np.int32)
+
+
+def cwc_update(layer: IntConv2d, weight_master: np.ndarray, bias_master: np.ndarray, scales: UpdateScales,
+               g: np.ndarray, h: np.ndarray, lr_shift: int, stochastic: bool, seed: int, stream: int) -> None:
+    """One step of the rule (module docstring) from gradient()'s sums, in place: the masters, the int8
+    filters and the int32 bias. Rounding draws noise streams `stream` (filters) and `stream + 1` (bias)."""
+    for name, values, bits in (("filter", g, scales.weight_gradient_bits), ("bias", h, scales.bias_gradient_bits)):
+        if values.size and np.abs(values).max() >= 1 << bits:
+            raise EdgeFFError(f"a conv block's summed {name} gradient reached 2^{bits}, past what its int64 step "
+                              "allows; train with a smaller --batch-size (1 is the board's rule)")
+    step = round_shift(-g * scales.weight_multiplier[:, None], lr_shift + scales.weight_shift, stochastic, seed,
+                       stream)
+    flat = weight_master.reshape(len(weight_master), -1)
+    flat[...] = np.clip(flat.astype(np.int64) + step, -32768, 32767)
+    layer.weight[...] = weights_from_masters(weight_master)
+    bias_step = round_shift(-h * scales.bias_multiplier, lr_shift + scales.bias_shift, stochastic, seed, stream + 1)
+    bias_master[...] = np.clip(bias_master + bias_step, -BIAS_MASTER_LIMIT, BIAS_MASTER_LIMIT)
+    layer.bias[...] = _bias_from_master(bias_master)

@@ -1,6 +1,6 @@
 """Flatten in the integer runtime: an NHWC int8 activity as rows in torch's channel-major order
 (edgeff.runtime.layout), so the dense layer after it keeps its trained weights. The same scale and zero point
-in and out (no tensors). Inference only, as the conv block."""
+in and out (no tensors). No parameters: nothing to train."""
 from dataclasses import dataclass
 
 import numpy as np

@@ -1,5 +1,5 @@
 """Max pooling in the integer runtime: int8 MAX_POOL_2D (edgeff.runtime.pooling) on the active kernel set, NHWC,
-the same scale and zero point in and out (no tensors). Inference only, as the conv block."""
+the same scale and zero point in and out (no tensors). No parameters: nothing to train."""
 from dataclasses import dataclass
 
 import numpy as np
