@@ -240,8 +240,8 @@ def test_train_eval_a_conv_model_and_refuse_what_has_no_backend(conv_run):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip() == ("edgeff: error: exporting conv2d layers to ONNX is not supported yet: "
                                   "edgeff/ops/conv2d/ has no onnx_writer facet (it has spec, torch_module, ptq, "
-                                  "runtime, cost); keep this model in float (`edgeff train`, `edgeff eval`, "
-                                  "`edgeff profile`)")
+                                  "runtime, tflite_writer, cost); keep this model in float (`edgeff train`, "
+                                  "`edgeff eval`, `edgeff profile`)")
     assert not (root / "m.onnx").exists()
 
 

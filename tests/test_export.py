@@ -306,7 +306,7 @@ def test_verify_refuses_another_models_export(exportable, float_model, tmp_path)
             res.stderr
         assert str(paths["single"]) in res.stderr and "Traceback" not in res.stderr
         res = run_cli("verify", float_path, tmp_path / name, "--data-dir", data, "--images", "20")
-        assert res.returncode == 2 and "is a int8 export with 784 inputs, but" in res.stderr, res.stderr
+        assert res.returncode == 2 and "is a int8 export with inputs of shape [784], but" in res.stderr, res.stderr
         assert "is a float model" in res.stderr
 
 

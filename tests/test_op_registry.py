@@ -24,10 +24,10 @@ REQUIRED = {
     "runtime": ("load", "tensors", "forward"),
 }
 TORCH_FREE = ("spec", "runtime", "cost", "board_image")
-# which facets each kind has: dense every backend's; conv2d, flatten and maxpool2d train, profile, quantize and
-# run int8 inference (issue 19 adds the other integer backends); a kind's declaration
+# which facets each kind has: dense every backend's; conv2d, flatten and maxpool2d train, profile, quantize, run
+# int8 inference and export to TFLite (issue 19 adds the other integer backends); a kind's declaration
 # (edgeff/ops/<kind>/__init__.py) must say the same
-INFERENCE = ("spec", "torch_module", "ptq", "runtime", "cost")
+INFERENCE = ("spec", "torch_module", "ptq", "runtime", "tflite_writer", "cost")
 DECLARED = {"dense": FACETS, "conv2d": INFERENCE, "flatten": INFERENCE, "maxpool2d": INFERENCE}
 # what only some kinds need: the MLP's first layer scores every label from one matmul (FFNetwork.label_scores);
 # a kind that trains in integers has the update rule, its master state and a fresh start; the profiler

@@ -7,8 +7,9 @@ from edgeff.errors import EdgeFFError
 
 def register(sub):
     sp = add_command(sub, "export", "Export a model file for another runtime: ONNX (float or int8 integer ops), "
-                                    "TFLite int8, a C header of the TFLite model for firmware (c-header), or a C "
-                                    "header of the board image that EdgeFF's board firmware compiles in "
+                                    "TFLite int8 (MLPs and conv models), a C header of the TFLite model for "
+                                    "firmware (c-header), or a C header of the board image that EdgeFF's board "
+                                    "firmware compiles in "
                                     "(board-header, array `board_model`), an Arduino and PlatformIO library that "
                                     "trains the model on a real board over its serial port (arduino: --out is a "
                                     "folder; docs/arduino.md), or a NIR graph of rate-coded "
@@ -22,9 +23,10 @@ def register(sub):
                     help="board-header: the emulated board whose firmware compiles it in, which refuses a model "
                          "larger than its RAM for one (a hardware profile with a [firmware] table; default: "
                          "%(default)s)")
-    sp.add_argument("--layer-op", choices=["fully_connected", "conv_2d"], default="fully_connected",
-                    help="TFLite op for each layer: FULLY_CONNECTED (default; what TFLite Micro runs) or the "
-                         "equivalent 1x1 CONV_2D, which LiteRT's reference kernels requantize exactly as TFLM")
+    sp.add_argument("--layer-op", choices=["fully_connected", "conv_2d"],
+                    help="TFLite op for each dense layer and the head: FULLY_CONNECTED (the default for an MLP; "
+                         "what TFLite Micro runs) or the equivalent 1x1 CONV_2D, which LiteRT's reference kernels "
+                         "requantize exactly as TFLM (the default for a conv model, which needs CONV_2D anyway)")
     sp.add_argument("--calibration-samples", type=at_least(1),
                     help="nir: training images that calibrate the thresholds (default: 2000, or all when there "
                          "are fewer)")

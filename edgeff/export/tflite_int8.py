@@ -22,7 +22,9 @@ Graph:
   -> goodness int32 (n_layers, N, n_classes) by PACK; the one-pass head on the neutral input:
      L2_NORMALIZATION of the head layers, CONCATENATION, FULLY_CONNECTED -> logits int8 (N, n_classes).
 Each layer is written by its kind's TFLite writer (edgeff/ops/<kind>/tflite_writer.py, found by
-edgeff.op_registry) from the ops of TFLiteGraph; this module writes the rest of the graph.
+edgeff.op_registry) from the ops of TFLiteGraph; this module writes the rest of the graph. A layered (conv)
+model's graph is edgeff/export/tflite_layered.py, on the same TFLiteGraph (its CONV_2D, MAX_POOL_2D, border,
+TRANSPOSE and int32 sum ops are here too).
 layer_op "conv_2d" writes each FC as the equivalent 1x1 CONV_2D on (rows, 1, 1, D) tensors instead.
 Why both: TFLM runs FULLY_CONNECTED with integer per-channel requantization (TFLM's double rounding, what
 EdgeFF computes), but LiteRT's own kernels do not: its reference per-channel FULLY_CONNECTED rescales in
@@ -52,9 +54,9 @@ SEARCH_ULPS = 8    # float32 neighbours tried around each multiplier's scale
 INT32_MAX = 2 ** 31 - 1
 
 
-def weight_scales(layer: IntFullyConnected, input_scale: float, output_scale: float, what: str) -> np.ndarray:
+def weight_scales(layer, input_scale: float, output_scale: float, what: str) -> np.ndarray:
     """Per-channel float32 scales s_w[c] with multiplier_from_scales(s_in, s_w[c], s_out) equal to the
-    layer's (multiplier, shift)."""
+    layer's (multiplier, shift) (an IntFullyConnected or a conv block's IntConv2d)."""
     out = np.empty(len(layer.multiplier), np.float32)
     for c, (mult, shift) in enumerate(zip(layer.multiplier.tolist(), layer.shift.tolist(), strict=True)):
         estimate = np.float32(mult * 2.0 ** (shift - 31) * float32(output_scale) / float32(input_scale))
@@ -225,49 +227,134 @@ class TFLiteGraph:
 
     def fully_connected(self, n, n_rows, layer: IntFullyConnected, weight, bias, scale, relu: bool) -> int:
         d_out = layer.weight.shape[0]
-        out = self.int8("fc_out", self.rows(n_rows, d_out), scale, layer.out_zero_point)
-        activation = schema.ActivationFunctionType.RELU if relu else schema.ActivationFunctionType.NONE
         if self.conv:
-            self.w.op(Op.CONV_2D, [n, weight, bias], [out], Options.Conv2DOptions,
-                      _options(schema.Conv2DOptionsT, padding=schema.Padding.VALID, strideW=1, strideH=1,
-                               dilationWFactor=1, dilationHFactor=1, fusedActivationFunction=activation))
-        else:
-            self.w.op(Op.FULLY_CONNECTED, [n, weight, bias], [out], Options.FullyConnectedOptions,
-                      _options(schema.FullyConnectedOptionsT, fusedActivationFunction=activation))
+            return self.conv_2d(n, weight, bias, self.rows(n_rows, d_out), scale, layer.out_zero_point, 1,
+                                schema.Padding.VALID, relu, "fc_out")
+        out = self.int8("fc_out", self.rows(n_rows, d_out), scale, layer.out_zero_point)
+        self.w.op(Op.FULLY_CONNECTED, [n, weight, bias], [out], Options.FullyConnectedOptions,
+                  _options(schema.FullyConnectedOptionsT, fusedActivationFunction=_activation(relu)))
         return out
 
-    def layer_constants(self, layer: IntFullyConnected, input_scale, output_scale, what):
+    def conv_2d(self, x, weight, bias, shape, scale, zero_point, stride: int, padding, relu: bool,
+                hint="conv_out") -> int:
+        """CONV_2D (per-channel int8 filters, int32 bias, `padding` SAME or VALID, RELU fused or none)."""
+        out = self.int8(hint, shape, scale, zero_point)
+        self.w.op(Op.CONV_2D, [x, weight, bias], [out], Options.Conv2DOptions,
+                  _options(schema.Conv2DOptionsT, padding=padding, strideW=stride, strideH=stride,
+                           dilationWFactor=1, dilationHFactor=1, fusedActivationFunction=_activation(relu)))
+        return out
+
+    def max_pool_2d(self, x, size: int, shape, scale, zero_point) -> int:
+        """MAX_POOL_2D over size x size windows at stride size (VALID: a remainder row or column is dropped)."""
+        out = self.int8("pooled", shape, scale, zero_point)
+        self.w.op(Op.MAX_POOL_2D, [x], [out], Options.Pool2DOptions,
+                  _options(schema.Pool2DOptionsT, padding=schema.Padding.VALID, strideW=size, strideH=size,
+                           filterWidth=size, filterHeight=size,
+                           fusedActivationFunction=schema.ActivationFunctionType.NONE))
+        return out
+
+    def pad(self, x, paddings, shape, scale, zero_point) -> int:
+        """PAD of an int8 tensor: TFLite pads a quantized tensor with its zero point."""
+        out = self.int8("padded", shape, scale, zero_point)
+        self.w.op(Op.PAD, [x, self.w.const_i32(self.name("padding"), paddings)], [out], Options.PadOptions,
+                  schema.PadOptionsT())
+        return out
+
+    def batch_slice(self, x, n_rows, scale, zero_point) -> int:
+        """One value per batch entry of a 4-D x, shaped (n_rows, 1, 1, 1): what a constant is broadcast against
+        to give it the batch's size (STRIDED_SLICE, the batch axis taken whole by its masks)."""
+        out = self.int8("batch_slice", [n_rows, 1, 1, 1], scale, zero_point)
+        self.w.op(Op.STRIDED_SLICE, [x, *(self.w.const_i32(self.name(hint), values) for hint, values in
+                                          (("begin", [0] * 4), ("end", [1] * 4), ("strides", [1] * 4)))],
+                  [out], Options.StridedSliceOptions, _options(schema.StridedSliceOptionsT, beginMask=1, endMask=1))
+        return out
+
+    def channel_major_rows(self, x, n_rows, chw, scale, zero_point) -> int:
+        """An NHWC activity (n_rows, H, W, C) as rows in torch's flatten order: TRANSPOSE to NCHW, RESHAPE."""
+        c, h, w = chw
+        out = self.int8("nchw", [n_rows, c, h, w], scale, zero_point)
+        self.w.op(Op.TRANSPOSE, [x, self.w.const_i32(self.name("perm"), [0, 3, 1, 2])], [out],
+                  Options.TransposeOptions, schema.TransposeOptionsT())
+        return self.reshape(out, self.rows(n_rows, c * h * w), scale=scale, zero_point=zero_point)
+
+    def layer_constants(self, layer, input_scale, output_scale, what, shape=None):
+        """(weight, bias) tensors of a layer with per-channel int8 weights and multipliers; `shape`: the
+        weight's stored shape (default: the FC's, or its 1x1 CONV_2D form's)."""
         scales = weight_scales(layer, input_scale, output_scale, f"{self.where}: {what}")
-        shape = (layer.weight.shape[0], 1, 1, layer.weight.shape[1]) if self.conv else layer.weight.shape
+        if shape is None:
+            shape = (layer.weight.shape[0], 1, 1, layer.weight.shape[1]) if self.conv else layer.weight.shape
         weight = self.w.tensor(f"{what}.weight", Type.INT8, shape, layer.weight.reshape(shape), scales, 0)
         bias = self.w.tensor(f"{what}.bias", Type.INT32, layer.bias.shape, layer.bias.astype(np.int32),
                              float32(input_scale) * scales.astype(np.float64), 0)
         return weight, bias
 
-    def goodness(self, a, n_rows: Batch, width: int, zero_point: int) -> int:
-        """int32 sum over each row of (a - zero_point)^2 for `width` wide rows a, arranged (N, rows per image)."""
-        wide = self.w.tensor(self.name("acts_i32"), Type.INT32, self.rows(n_rows, width))
+    def squares(self, a, shape, zero_point: int) -> int:
+        """int32 (a - zero_point)^2 of an int8 tensor of `shape`: CAST, then SQUARED_DIFFERENCE."""
+        wide = self.w.tensor(self.name("acts_i32"), Type.INT32, shape)
         self.w.op(Op.CAST, [a], [wide], Options.CastOptions,
                   _options(schema.CastOptionsT, inDataType=Type.INT8, outDataType=Type.INT32))
-        squares = self.w.tensor(self.name("squares"), Type.INT32, self.rows(n_rows, width))
+        squares = self.w.tensor(self.name("squares"), Type.INT32, shape)
         self.w.op(Op.SQUARED_DIFFERENCE, [wide, self.w.const_i32(self.name("zero_point"), [zero_point])],
                   [squares], Options.SquaredDifferenceOptions, schema.SquaredDifferenceOptionsT())
+        return squares
+
+    def sum_axis(self, x, shape, axis: int) -> int:
+        """The int32 sum of x (of `shape`) along `axis`, kept as a size-1 axis: a zero PAD to a power of two,
+        then a pairwise tree of SPLIT and ADD (TFLM has no int32 SUM). Exact: every partial sum is a sum of
+        some of the terms, so it fits int32 when the whole sum does (the exporters check that)."""
+        def resized(n):
+            out = list(shape)
+            out[axis] = n
+            return out
+
+        padded = 1 << (shape[axis] - 1).bit_length()
+        if padded > shape[axis]:
+            out = self.w.tensor(self.name("padded"), Type.INT32, resized(padded))
+            paddings = [[0, 0] for _ in shape]
+            paddings[axis] = [0, padded - shape[axis]]
+            self.w.op(Op.PAD, [x, self.w.const_i32(self.name("padding"), paddings)], [out], Options.PadOptions,
+                      schema.PadOptionsT())
+            x = out
+        while padded > 1:   # each level adds the right half along the axis to the left half
+            padded //= 2
+            halves = [self.w.tensor(self.name("half"), Type.INT32, resized(padded)) for _ in range(2)]
+            self.w.op(Op.SPLIT, [self.w.const_i32(self.name("axis"), [axis]), x], halves, Options.SplitOptions,
+                      _options(schema.SplitOptionsT, numSplits=2))
+            x = self.w.tensor(self.name("partial_sums"), Type.INT32, resized(padded))
+            self.w.op(Op.ADD, halves, [x], Options.AddOptions, schema.AddOptionsT())
+        return x
+
+    def goodness(self, a, n_rows: Batch, width: int, zero_point: int) -> int:
+        """int32 sum over each row of (a - zero_point)^2 for `width` wide rows a, arranged (N, rows per image)."""
+        squares = self.squares(a, self.rows(n_rows, width), zero_point)
         if self.conv:
             squares = self.reshape(squares, [n_rows, width], Type.INT32)
-        padded = 1 << (width - 1).bit_length()
-        if padded > width:
-            out = self.w.tensor(self.name("padded"), Type.INT32, [n_rows, padded])
-            self.w.op(Op.PAD, [squares, self.w.const_i32(self.name("padding"), [[0, 0], [0, padded - width]])],
-                      [out], Options.PadOptions, schema.PadOptionsT())
-            squares = out
-        while padded > 1:   # each level adds the right half of the columns to the left half
-            padded //= 2
-            halves = [self.w.tensor(self.name("half"), Type.INT32, [n_rows, padded]) for _ in range(2)]
-            self.w.op(Op.SPLIT, [self.w.const_i32(self.name("axis"), [1]), squares], halves, Options.SplitOptions,
-                      _options(schema.SplitOptionsT, numSplits=2))
-            squares = self.w.tensor(self.name("partial_sums"), Type.INT32, [n_rows, padded])
-            self.w.op(Op.ADD, halves, [squares], Options.AddOptions, schema.AddOptionsT())
-        return self.reshape(squares, [BATCH, int(n_rows)], Type.INT32)
+        return self.reshape(self.sum_axis(squares, [n_rows, width], 1), [BATCH, int(n_rows)], Type.INT32)
+
+    def stack(self, goodness: list) -> int:
+        """Every layer's int32 goodness (N, n_classes) as the output `goodness` (n_layers, N, n_classes), PACK."""
+        stacked = self.w.tensor("goodness", Type.INT32, [len(goodness), BATCH, self.model.n_classes])
+        self.w.op(Op.PACK, goodness, [stacked], Options.PackOptions,
+                  _options(schema.PackOptionsT, valuesCount=len(goodness), axis=0))
+        return stacked
+
+    def one_pass_head(self, rows: list, logit_scale) -> int:
+        """The output `logits` (N, n_classes) int8 of the one-pass head on the head layers' (rows, width):
+        L2_NORMALIZATION of each, CONCATENATION, FULLY_CONNECTED (or its 1x1 CONV_2D form)."""
+        parts = [self.l2_normalize(a, BATCH, width) for a, width in rows]
+        width = sum(w for _, w in rows)
+        features = parts[0] if len(parts) == 1 else self.concat(parts, 3 if self.conv else 1,
+                                                                self.rows(BATCH, width), NORM_SCALE, 0)
+        head = self.layer_constants(self.model.head, NORM_SCALE, logit_scale, "head")
+        logits = self.fully_connected(features, BATCH, self.model.head, *head, logit_scale, relu=False)
+        if self.conv:
+            logits = self.reshape(logits, [BATCH, self.model.n_classes], scale=logit_scale, zero_point=0)
+        self.w.tensors[logits].name = "logits"
+        return logits
+
+
+def _activation(relu: bool):
+    return schema.ActivationFunctionType.RELU if relu else schema.ActivationFunctionType.NONE
 
 
 def check_tflite_exportable(model: IntFFModel, where: str):
@@ -304,23 +391,13 @@ def build(model: IntFFModel, where: str = "model", layer_op: str = "fully_connec
     for (writer, spec, layer), k in zip(layers, consts, strict=True):
         a, zero_point = writer.forward(g, spec, layer, k, a, labels)
         goodness.append(g.goodness(a, labels, spec.n_outputs, zero_point))
-    stacked = g.w.tensor("goodness", Type.INT32, [len(goodness), BATCH, c])
-    g.w.op(Op.PACK, goodness, [stacked], Options.PackOptions,
-           _options(schema.PackOptionsT, valuesCount=len(goodness), axis=0))
+    stacked = g.stack(goodness)
 
     a, acts = g.labelled(images, [np.full(c, quant["neutral_label_q"])], sizes[0]), []
     for (writer, spec, layer), k in zip(layers, consts, strict=True):
         a = writer.forward(g, spec, layer, k, a, BATCH)[0]
         acts.append(a)
-    parts = [g.l2_normalize(acts[l - 1], BATCH, sizes[l]) for l in model.head_layers]
-    width = sum(sizes[l] for l in model.head_layers)
-    features = parts[0] if len(parts) == 1 else g.concat(parts, 3 if g.conv else 1, g.rows(BATCH, width),
-                                                        NORM_SCALE, 0)
-    logit_scale = float32(quant["head"]["out_scale"])
-    head = g.layer_constants(model.head, NORM_SCALE, logit_scale, "head")
-    logits = g.fully_connected(features, BATCH, model.head, *head, logit_scale, relu=False)
-    if g.conv:
-        logits = g.reshape(logits, [BATCH, c], scale=logit_scale, zero_point=0)
-    g.w.tensors[logits].name = "logits"
+    logits = g.one_pass_head([(acts[l - 1], sizes[l]) for l in model.head_layers],
+                             float32(quant["head"]["out_scale"]))
     return g.w.finish([images], [stacked, logits], "EdgeFF int8 FF model: raw goodness per layer and label "
                       "(multi-pass), one-pass head logits", metadata or {})

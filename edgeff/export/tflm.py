@@ -19,8 +19,9 @@ ARENA_ALIGNMENT = 16   # TFLM aligns tensor buffers to 16 bytes; the arena is me
 RESOLVER_METHODS = {
     "ADD": "AddAdd", "CAST": "AddCast", "CONCATENATION": "AddConcatenation", "CONV_2D": "AddConv2D",
     "FULLY_CONNECTED": "AddFullyConnected", "L2_NORMALIZATION": "AddL2Normalization", "MAXIMUM": "AddMaximum",
-    "MINIMUM": "AddMinimum", "PACK": "AddPack", "PAD": "AddPad", "RESHAPE": "AddReshape", "SPLIT": "AddSplit",
-    "SPLIT_V": "AddSplitV", "SQUARED_DIFFERENCE": "AddSquaredDifference",
+    "MAX_POOL_2D": "AddMaxPool2D", "MINIMUM": "AddMinimum", "PACK": "AddPack", "PAD": "AddPad",
+    "RESHAPE": "AddReshape", "SPLIT": "AddSplit", "SPLIT_V": "AddSplitV", "SQUARED_DIFFERENCE": "AddSquaredDifference",
+    "STRIDED_SLICE": "AddStridedSlice", "TRANSPOSE": "AddTranspose",
 }
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
@@ -100,18 +101,19 @@ def op_names_and_outputs(content: bytes) -> tuple[list[str], list[str]]:
     return ops, [sub.tensors[i].name.decode() for i in sub.outputs]
 
 
-def decision_constants(model, array: str) -> str:
+def decision_constants(multipliers, shifts, eval_layers, n_classes: int, array: str) -> str:
     """C arrays a board needs to turn the goodness output into the multi-pass prediction exactly as EdgeFF
-    does: each layer's raw goodness rescaled to the common fixed point (TFLM's own
+    does (an MLP's per-layer goodness or a layered model's class goodness; `multipliers` / `shifts` per layer,
+    eval_layers 1-based): each layer's raw goodness rescaled to the common fixed point (TFLM's own
     MultiplyByQuantizedMultiplier, double rounding), summed over the evaluated layers; argmax over labels."""
     def c_array(ctype, name, values):
         return f"static const {ctype} {array}_{name}[{len(values)}] = {{{', '.join(map(str, values))}}};"
 
     return "\n".join([
-        c_array("int32_t", "goodness_multiplier", [int(layer.goodness_multiplier) for layer in model.layers]),
-        c_array("int", "goodness_shift", [int(layer.goodness_shift) for layer in model.layers]),
-        c_array("int", "eval_layers", [int(i) - 1 for i in model.eval_layers]),   # 0-based rows of output(0)
-        f"#define {array.upper()}_N_CLASSES {model.n_classes}"])
+        c_array("int32_t", "goodness_multiplier", [int(m) for m in multipliers]),
+        c_array("int", "goodness_shift", [int(s) for s in shifts]),
+        c_array("int", "eval_layers", [int(i) - 1 for i in eval_layers]),   # 0-based rows of output(0)
+        f"#define {array.upper()}_N_CLASSES {n_classes}"])
 
 
 def resolver_snippet(content: bytes, array: str, arena: int) -> str:

@@ -19,8 +19,9 @@ from edgeff.c_array import tflite_bytes_from_c_header
 from edgeff.errors import EdgeFFError
 from edgeff.export.provenance import KEY, check_source
 from edgeff.export.tflm import run_tflm
-from edgeff.model_description import ModelKind
+from edgeff.model_description import ModelDescription, ModelKind
 from edgeff.model_file import load_model
+from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_model import INPUT_ZERO_POINT, IntFFModel
 
 BATCH = 500
@@ -111,6 +112,10 @@ def _edgeff_outputs(model_path, images, header):
         x0 = images_to_input(images, net.n_classes)
         with torch.no_grad():
             return "float", net.label_scores(x0).numpy(), net.head_logits(x0).numpy(), lambda g: g
+    if "objective" in header["architecture"]:
+        layered = IntLayeredModel.from_file(model_path)
+        return ("int8", layered.raw_class_goodness(images), layered.head_logits(images),
+                lambda g: layered.layer_goodness(np.asarray(g, np.int64)))
     model = IntFFModel.from_file(model_path)
     return ("int8", model.raw_label_goodness(images), model.head_logits(images),
             lambda g: model.layer_goodness(list(np.asarray(g, np.int64))))
@@ -141,14 +146,18 @@ def _tflite_runs(model_path, path: Path, images, header, progress) -> dict:
     try:
         model = schema.ModelT.InitFromPackedBuf(content, 0)
         sub = model.subgraphs[0]
-        width = [int(d) for d in sub.tensors[sub.inputs[0]].shape][-1]
+        shape = [int(d) for d in sub.tensors[sub.inputs[0]].shape][1:]
         recorded = {m.name.decode(): bytes(model.buffers[m.buffer].data).decode() for m in model.metadata or []}
     except Exception:  # noqa: BLE001  the flatbuffer reader raises whatever a damaged buffer provokes
         raise EdgeFFError(f"{path}: a damaged TFLite file; export it again with `edgeff export`") from None
-    _check_shape(model_path, header, path, "int8", width)
+    _check_shape(model_path, header, path, "int8", shape, _input_shape(header))
     check_source(model_path, path, recorded.get(KEY))
-    form = int("CONV_2D" in op_names_and_outputs(content)[0])
-    inputs = (images.astype(np.int16) + INPUT_ZERO_POINT).astype(np.int8)
+    if "objective" in header["architecture"]:   # the image as the layered export takes it: int8 NHWC
+        inputs = IntLayeredModel.from_file(model_path).quantize_images(images)
+    else:
+        inputs = (images.astype(np.int16) + INPUT_ZERO_POINT).astype(np.int8)
+    # the form whose integer semantics LiteRT's reference kernels compute exactly: no FULLY_CONNECTED
+    form = int("FULLY_CONNECTED" not in op_names_and_outputs(content)[0])
     runs = {TFLM: (run_tflm(content, inputs, progress), "bit-exact")}
     for resolver, (label, policies) in RESOLVERS.items():
         runs[label] = run_tflite(content, inputs, resolver, progress), policies[form]
@@ -161,11 +170,11 @@ def _onnx_runs(model_path, path: Path, images, header, kind, progress) -> dict:
     try:
         proto = onnx.load(str(path), load_external_data=False)
         graph_input = proto.graph.input[0].type.tensor_type
-        width = graph_input.shape.dim[-1].dim_value
+        shape = [d.dim_value for d in graph_input.shape.dim][1:]
         is_float = graph_input.elem_type == onnx.TensorProto.FLOAT
     except Exception:  # noqa: BLE001  onnx raises its own and protobuf's types for a damaged file
         raise EdgeFFError(f"{path}: a damaged ONNX file; export it again with `edgeff export`") from None
-    _check_shape(model_path, header, path, "float" if is_float else "int8", width)
+    _check_shape(model_path, header, path, "float" if is_float else "int8", shape, _input_shape(header))
     check_source(model_path, path, {p.key: p.value for p in proto.metadata_props}.get(KEY))
     inputs = images.astype(np.float32) / 255.0 if kind == "float" else images
     # Brevitas' QCDQ (a QAT model): onnxruntime's QDQ fusion rounds its own way, and even without it a value on a
@@ -178,14 +187,23 @@ def _onnx_runs(model_path, path: Path, images, header, kind, progress) -> dict:
     return runs
 
 
-def _check_shape(model_path, header, exported_path, export_kind, width):
-    """Refuse an export of another kind (float vs int8) or input width than the model, naming both."""
+def _input_shape(header) -> list:
+    """A model's input shape without the batch: (D,) for an MLP, NHWC (H, W, C) for a layered model's image."""
     arch = header["architecture"]
-    kind = "float" if arch["kind"] == ModelKind.FLOAT else "int8"
-    if export_kind != kind or width != arch["sizes"][0]:
-        raise EdgeFFError(f"{exported_path} is a {export_kind} export with {width} inputs, but {model_path} is a "
-                          f"{kind} model with {arch['sizes'][0]} inputs: verify an export against the model it was "
-                          "exported from")
+    if "objective" in header["architecture"]:
+        c, h, w = ModelDescription.from_header(arch["layers"]).input_shape
+        return [h, w, c]
+    return [arch["sizes"][0]]
+
+
+def _check_shape(model_path, header, exported_path, export_kind, shape, expected):
+    """Refuse an export of another kind (float vs int8) or input shape (`expected`, without the batch) than
+    the model, naming both."""
+    kind = "float" if header["architecture"]["kind"] == ModelKind.FLOAT else "int8"
+    if export_kind != kind or shape != expected:
+        raise EdgeFFError(f"{exported_path} is a {export_kind} export with inputs of shape {shape}, but {model_path} "
+                          f"is a {kind} model with inputs of shape {expected}: verify an export against the model it "
+                          "was exported from")
 
 
 def verify(model_path, exported_path, images: np.ndarray, labels: np.ndarray, progress=False) -> dict:

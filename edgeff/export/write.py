@@ -46,9 +46,10 @@ def _nir_bytes(model_path: Path, calibration: tuple) -> tuple[bytes, str]:
                                        f"the {percentile:g} percentile of {len(images)} calibration images)")
 
 
-def _exported(model_path: Path, fmt: str, kind: str, layer_op: str, calibration) -> tuple[bytes, str]:
-    """(file bytes, what they are) of one export; c-header wraps the TFLite model.
-    ONNX, TFLite and NIR files record their source model (provenance.py)."""
+def _exported(model_path: Path, fmt: str, kind: str, layered: bool, layer_op: str | None,
+              calibration) -> tuple[bytes, str]:
+    """(file bytes, what they are) of one export; c-header wraps the TFLite model. layered: a conv (layered
+    CwC) model. ONNX, TFLite and NIR files record their source model (provenance.py)."""
     if fmt == "nir":
         return _nir_bytes(model_path, calibration)
     source = source_record(model_path, kind)
@@ -63,6 +64,8 @@ def _exported(model_path: Path, fmt: str, kind: str, layer_op: str, calibration)
     if kind != ModelKind.INT8:
         raise EdgeFFError(f"{model_path}: {fmt} export takes an int8 model; make one with "
                           f"`edgeff quantize {model_path} --out MODEL_INT8`")
+    if layered:
+        return _layered_tflite(model_path, fmt, layer_op or "conv_2d", source)
     from edgeff.runtime.int_model import IntFFModel
 
     model = IntFFModel.from_file(model_path)
@@ -73,20 +76,50 @@ def _exported(model_path: Path, fmt: str, kind: str, layer_op: str, calibration)
             "int8 ONNX (integer ops)"
     from edgeff.export import tflite_int8
 
+    layer_op = layer_op or "fully_connected"
     return (tflite_int8.build(model, str(model_path), layer_op, {KEY: source}),
             f"int8 TFLite ({layer_op.upper()} layers)")
 
 
-def export_model(model_path, fmt: str, out_path, layer_op: str = "fully_connected", calibration=None) -> dict:
-    """Write model_path as `fmt` to out_path; returns what was written (for the CLI's report). The NIR export
-    takes calibration = (uint8 training images, percentile) for its thresholds."""
+def _layered_tflite(model_path: Path, fmt: str, layer_op: str, source: str) -> tuple[bytes, str]:
+    if fmt == "onnx":
+        raise EdgeFFError(f"{model_path}: exporting an int8 layered (conv) model to ONNX is not supported yet; "
+                          "export it with --format tflite or c-header")
+    from edgeff.export import tflite_layered
+    from edgeff.runtime.int_layered import IntLayeredModel
+
+    model = IntLayeredModel.from_file(model_path)
+    return (tflite_layered.build(model, str(model_path), layer_op, {KEY: source}),
+            f"int8 TFLite of the layered model (dense layers and head as {layer_op.upper()})")
+
+
+def _decision(model_path: Path, layered: bool) -> tuple:
+    """(goodness multipliers, shifts, eval layers, n_classes) of the int8 model, for a C header's decision."""
+    if layered:
+        from edgeff.runtime.int_layered import IntLayeredModel
+
+        model = IntLayeredModel.from_file(model_path)
+        return model.class_multiplier, model.class_shift, model.eval_layers, model.n_classes
+    from edgeff.runtime.int_model import IntFFModel
+
+    model = IntFFModel.from_file(model_path)
+    return ([layer.goodness_multiplier for layer in model.layers], [layer.goodness_shift for layer in model.layers],
+            model.eval_layers, model.n_classes)
+
+
+def export_model(model_path, fmt: str, out_path, layer_op: str | None = None, calibration=None) -> dict:
+    """Write model_path as `fmt` to out_path; returns what was written (for the CLI's report). layer_op: the
+    TFLite op of dense layers and the head (default: fully_connected for an MLP, conv_2d for a layered model,
+    tflite_layered.py says why). The NIR export takes calibration = (uint8 training images, percentile) for its
+    thresholds."""
     if fmt not in FORMATS:
         raise EdgeFFError(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
     model_path, out_path = Path(model_path), Path(out_path)
-    kind = (load_model(model_path)[1].get("architecture") or {}).get("kind")
+    arch = load_model(model_path)[1].get("architecture") or {}
+    kind, layered = arch.get("kind"), "objective" in arch   # a layered (conv) network has a training objective
     if kind not in tuple(ModelKind):
         raise EdgeFFError(f"{model_path}: not an EdgeFF model file (architecture kind {kind!r})")
-    data, what = _exported(model_path, fmt, kind, layer_op, calibration)
+    data, what = _exported(model_path, fmt, kind, layered, layer_op, calibration)
     written = {"model": str(model_path), "out": str(out_path), "format": fmt}
     tflm_code = ""
     if fmt in ("tflite", "c-header"):   # what a board running TFLM needs: its ops and the arena it measured
@@ -96,10 +129,8 @@ def export_model(model_path, fmt: str, out_path, layer_op: str = "fully_connecte
         written["tflm_arena_bytes"] = tflm.arena_bytes(data)
         tflm_code = tflm.resolver_snippet(data, c_identifier(out_path.stem), written["tflm_arena_bytes"])
     if fmt == "c-header":
-        from edgeff.runtime.int_model import IntFFModel
-
         name = out_path.stem
-        constants = tflm.decision_constants(IntFFModel.from_file(model_path), c_identifier(name))
+        constants = tflm.decision_constants(*_decision(model_path, layered), c_identifier(name))
         data = c_header(data, name, f"{model_path.name} as {what}", fmt, tflm_code, constants).encode()
         what = f"C array of the {what}"
     atomic_write_bytes(out_path, data)

@@ -1,0 +1,243 @@
+"""The int8 TFLite export of layered (conv) models: TensorFlow Lite Micro's interpreter and LiteRT's reference
+kernels compute the integer runtime's class goodness and one-pass logits bit for bit, for both conv paddings
+(TFLite's zero-point padding as SAME or PAD + VALID, BatchNorm's per-channel border as concatenated
+constants), strides, max pooling, flatten and dense; a wrong border shows; the C header; and the command line
+(export, verify, --json, the refusals)."""
+import copy
+import json
+import re
+
+import numpy as np
+import pytest
+from ai_edge_litert import schema_py_generated as schema
+
+from edgeff.c_array import tflite_bytes_from_c_header
+from edgeff.data.datasets import load_dataset
+from edgeff.errors import EdgeFFError
+from edgeff.export import tflite_layered, tflm
+from edgeff.export.tflm import op_names_and_outputs, run_tflm
+from edgeff.export.verify import run_tflite, verify
+from edgeff.export.write import export_model
+from edgeff.model_description import ModelDescription
+from edgeff.model_file import load_model
+from edgeff.op_registry import facet
+from edgeff.runtime.class_goodness import MAX_GROUP_VALUES
+from edgeff.runtime.int_layered import IntLayeredModel
+from edgeff.runtime.requantize import multiply_by_quantized_multiplier
+from tests.conftest import run_cli
+from tests.test_conv_ptq import MIXED, PADDED, _quantized, _random_images
+
+pytest.importorskip("tflite_micro")
+
+# 14 -> stride 2 -> 7 -> 5x5 kernel, padding 1 -> 5 -> pool 2 -> 2: neither block's padding is TFLite's SAME
+STRIDED = ('[{kind = "conv2d", out_channels = 10, kernel = 3, padding = 1, stride = 2}, '
+           '{kind = "conv2d", out_channels = 20, kernel = 5, padding = 1, pool = 2}]', [1, 2])
+EXACT = ("TensorFlow Lite Micro", "LiteRT reference kernels")
+
+
+@pytest.fixture(scope="module")
+def padded(tmp_path_factory):
+    return _quantized(tmp_path_factory, "padded", PADDED, "--conv-padding", "zero-point")
+
+
+@pytest.fixture(scope="module")
+def strided(tmp_path_factory):
+    return _quantized(tmp_path_factory, "strided", STRIDED, "--conv-padding", "zero-point")
+
+
+def _requantized(model, name):
+    """The same float model quantized with BatchNorm's padding (the default)."""
+    float_path, int_path, data, _ = model
+    path = int_path.with_name(f"int8-{name}.safetensors")
+    res = run_cli("quantize", float_path, "--out", path, "--data-dir", data, "--json")
+    assert res.returncode == 0, res.stderr
+    return float_path, path, data, json.loads(res.stdout)
+
+
+@pytest.fixture(scope="module")
+def padded_bn(padded):
+    return _requantized(padded, "bn")
+
+
+@pytest.fixture(scope="module")
+def strided_bn(strided):
+    return _requantized(strided, "bn")
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    return _quantized(tmp_path_factory, "mixed", MIXED)
+
+
+def _images(data):
+    """Test images of the kind the model was trained on, random ones, and the input range's ends."""
+    test = load_dataset(data, val_size=100).test
+    noise = _random_images(150, seed=3)
+    noise[:2] = np.array([[0], [255]])
+    return np.concatenate([test.images, noise]), np.concatenate([test.labels, np.zeros(150, test.labels.dtype)])
+
+
+def _conv_paddings(content: bytes) -> list:
+    """Each CONV_2D's padding (SAME / VALID) in the file, in graph order."""
+    model = schema.ModelT.InitFromPackedBuf(content, 0)
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    names = {schema.Padding.SAME: "SAME", schema.Padding.VALID: "VALID"}
+    return [names[op.builtinOptions.padding] for op in model.subgraphs[0].operators
+            if codes[op.opcodeIndex] == schema.BuiltinOperator.CONV_2D]
+
+
+@pytest.mark.parametrize(("name", "convs", "concatenated"), [
+    ("padded", ["SAME", "SAME", "VALID"], False),          # stride 1, kernel 3, padding 1: TFLite's SAME
+    ("strided", ["VALID", "VALID", "VALID"], False),       # PAD with the zero point, then VALID
+    ("padded_bn", ["VALID", "VALID", "VALID"], True),      # BatchNorm's border, concatenated
+    ("strided_bn", ["VALID", "VALID", "VALID"], True),
+    ("mixed", ["VALID", "VALID", "VALID", "VALID"], False)])   # no padding; a dense layer, then the head
+def test_tflite_export_is_bit_exact_in_tflm_and_litert_reference(request, tmp_path, name, convs, concatenated):
+    _, int_path, data, _ = request.getfixturevalue(name)
+    out = tmp_path / "m.tflite"
+    written = export_model(int_path, "tflite", out)
+    content = out.read_bytes()
+    assert _conv_paddings(content) == convs   # the blocks', then the head's 1x1 CONV_2D
+    assert ("CONCATENATION" in written["tflm_ops"]) == concatenated
+    assert "FULLY_CONNECTED" not in written["tflm_ops"]   # the default form for conv models: 1x1 CONV_2D
+    images, labels = _images(data)
+    result = verify(int_path, out, images, labels)
+    rows = {r["runtime"]: r for r in result["rows"]}
+    for runtime in EXACT:
+        row = rows[runtime]
+        assert row["policy"].startswith("bit-exact") and row["pass"], row
+        assert row["goodness_differing"] == 0 and row["logits_differing"] == 0
+        assert row["multi_pass_agreement"] == 1.0 and row["one_pass_agreement"] == 1.0
+    assert result["verdict"] == "pass", result["failed"]
+    model = IntLayeredModel.from_file(int_path)
+    assert rows["TensorFlow Lite Micro"]["goodness_values"] == len(model.layers) * len(images) * model.n_classes
+    if concatenated:
+        assert load_model(int_path)[1]["quantization"]["conv_padding"] == "batchnorm"
+
+
+def _outputs(content, model, images):
+    return run_tflm(content, model.quantize_images(images))
+
+
+def test_the_border_holds_each_channels_pad_value(padded_bn):
+    """The border constants are each channel's pad_value: with pad values far from the zero point (the
+    trained ones, and then every channel's replaced by the int8 range's ends and values between), the export
+    computes what the runtime computes with them, and what the trained pad values give differs from what
+    those others give, so a wrong border would show."""
+    _, int_path, data, _ = padded_bn
+    model = IntLayeredModel.from_file(int_path)
+    zero_points = [e["in_zero_point"] for e in model.quant["layers"]]
+    assert max(np.abs(layer.pad_value.astype(int) - zp).max() for layer, zp in zip(model.layers, zero_points,
+                                                                                  strict=True)) > 20
+    images = _images(data)[0][:150]
+    other = copy.deepcopy(model)
+    for layer in other.layers:
+        layer.pad_value = np.resize(np.array([127, -128, 64, -50, 0], np.int8), layer.pad_value.shape)
+    for m in (model, other):
+        got = _outputs(tflite_layered.build(m), m, images)
+        assert np.array_equal(got["goodness"], m.raw_class_goodness(images))
+        assert np.array_equal(got["logits"], m.head_logits(images))
+    assert not np.array_equal(model.raw_class_goodness(images), other.raw_class_goodness(images))
+
+
+def test_litert_runs_the_file_at_any_batch_size(padded_bn):
+    """The batch is dynamic in LiteRT: one image at a time gives the rows of a batch of 150, and the broadcast
+    border is the same for each image."""
+    _, int_path, data, _ = padded_bn
+    model = IntLayeredModel.from_file(int_path)
+    content = tflite_layered.build(model)
+    q = model.quantize_images(_images(data)[0][:150])
+    whole = run_tflite(content, q, "BUILTIN_REF")
+    for i in (0, 7, 149):
+        one = run_tflite(content, q[i:i + 1], "BUILTIN_REF")
+        assert np.array_equal(one["goodness"], whole["goodness"][:, i:i + 1])
+        assert np.array_equal(one["logits"], whole["logits"][i:i + 1])
+
+
+def test_c_header_of_a_conv_model(padded_bn, tmp_path):
+    """The C header holds the TFLite file, registers exactly its ops, and its class-goodness constants turn
+    TFLM's goodness output into the integer runtime's multi-pass decision."""
+    _, int_path, data, _ = padded_bn
+    written = export_model(int_path, "c-header", tmp_path / "conv.h")
+    export_model(int_path, "tflite", tmp_path / "conv.tflite")
+    content = tflite_bytes_from_c_header(tmp_path / "conv.h")
+    assert content == (tmp_path / "conv.tflite").read_bytes()
+    text = (tmp_path / "conv.h").read_text()
+    assert sorted(re.findall(r"resolver\.(Add\w+)\(\);", text)) == sorted(tflm.RESOLVER_METHODS[op]
+                                                                          for op in written["tflm_ops"])
+    tflm.interpreter(content, written["tflm_arena_bytes"])
+
+    def constant(name):
+        return np.array([int(v) for v in re.search(rf"conv_{name}\[\d+\] = \{{([^}}]*)\}}", text)[1].split(",")])
+
+    model = IntLayeredModel.from_file(int_path)
+    images = _images(data)[0]
+    goodness = _outputs(content, model, images)["goodness"]
+    layers = constant("eval_layers")
+    scores = sum(multiply_by_quantized_multiplier(goodness[l], constant("goodness_multiplier")[l],
+                                                  constant("goodness_shift")[l]) for l in layers)
+    assert np.array_equal(scores, model.multi_pass_scores(images))
+
+
+def test_a_class_group_whose_goodness_could_overflow_int32_is_refused_at_export(padded_bn):
+    """The exporter checks every layer's class groups against int32 itself (a model built in memory skips the
+    file's checks): 10 channels of 190 x 190 hold 36,100 values a group."""
+    model = IntLayeredModel.from_file(padded_bn[1])
+    wide = copy.copy(model)
+    wide.layers = model.layers[:1]
+    wide.description = ModelDescription.chain((1, 190, 190), [{"kind": "conv2d", "out_channels": 10, "kernel": 1}])
+    assert wide.description.layers[0].n_outputs // 10 > MAX_GROUP_VALUES
+    with pytest.raises(EdgeFFError, match="layer 1's class groups hold 36100 values each"):
+        tflite_layered.build(wide, "wide")
+
+
+def test_conv_layers_have_a_tflite_writer_and_no_onnx_one():
+    for kind in ("conv2d", "maxpool2d", "flatten"):
+        assert hasattr(facet(kind, "tflite_writer"), "forward")
+        with pytest.raises(EdgeFFError, match=f"exporting {kind} layers to ONNX is not supported yet"):
+            facet(kind, "onnx_writer")
+
+
+# ------------------------------------------------------------------ the command line
+
+def test_export_and_verify_from_the_command_line(strided_bn, tmp_path):
+    _, int_path, data, _ = strided_bn
+    out = tmp_path / "m.tflite"
+    res = run_cli("export", int_path, "--format", "tflite", "--out", out, "--json")
+    assert res.returncode == 0, res.stderr
+    written = json.loads(res.stdout)   # one JSON document
+    assert written["out"] == str(out) and written["bytes"] == out.stat().st_size
+    assert "CONV_2D" in written["tflm_ops"] and written["tflm_arena_bytes"] > 0
+    # every test image: XNNPACK's float rescale moves a few near-tied one-pass decisions of this tiny model
+    res = run_cli("verify", int_path, out, "--data-dir", data, "--json")
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)
+    assert result["verdict"] == "pass" and result["images"] == 200 and result["kind"] == "int8"
+    assert {r["runtime"] for r in result["rows"] if r["goodness_differing"] == 0 and r["logits_differing"] == 0
+            } >= set(EXACT)
+    assert "verify: PASS" in res.stderr
+    res = run_cli("verify", int_path, out, "--data-dir", data, "--images", "60")
+    assert "| TensorFlow Lite Micro | 0 | 0 of 1,200 | 0 | 0 of 600 |" in res.stdout, res.stdout
+    # the FULLY_CONNECTED form: TFLM still bit-exact, LiteRT's reference kernel rescales the head in float
+    fc = tmp_path / "fc.tflite"
+    assert run_cli("export", int_path, "--format", "tflite", "--out", fc, "--layer-op", "fully_connected"
+                   ).returncode == 0
+    assert "FULLY_CONNECTED" in op_names_and_outputs(fc.read_bytes())[0]
+    res = run_cli("verify", int_path, fc, "--data-dir", data, "--images", "60", "--json")
+    rows = {r["runtime"]: r for r in json.loads(res.stdout)["rows"]}
+    assert rows["TensorFlow Lite Micro"]["logits_differing"] == 0
+    assert rows["LiteRT reference kernels"]["policy"].startswith("rounds in float")
+
+
+def test_verify_refuses_a_conv_export_against_another_model(strided_bn, padded_bn, tmp_path):
+    export_model(strided_bn[1], "tflite", tmp_path / "m.tflite")
+    res = run_cli("verify", padded_bn[1], tmp_path / "m.tflite", "--data-dir", padded_bn[2], "--images", "5")
+    assert res.returncode == 2 and "was exported from another model" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_onnx_export_of_a_conv_model_is_refused_in_one_line(padded_bn, tmp_path):
+    res = run_cli("export", padded_bn[1], "--format", "onnx", "--out", tmp_path / "m.onnx")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "exporting an int8 layered (conv) model to ONNX is not supported yet" in res.stderr
+    assert not (tmp_path / "m.onnx").exists()
