@@ -18,7 +18,7 @@ from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_layered_training import IntLayeredTrainer, load_layered_trainer
 from edgeff.runtime.int_training import IntTrainingConfig
 from tests.conftest import run_cli, train_tiny
-from tests.test_conv_ptq import CONFIG, PADDED
+from tests.test_conv_ptq import CONFIG, MIXED, PADDED, _quantized
 
 RUNTIME = facet("conv2d", "runtime")
 
@@ -202,3 +202,24 @@ def test_a_bad_last_k_is_refused_in_one_line(tiny, tmp_path, k):
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert f"--last-k {k} must be from 1 to 2" in res.stderr
     assert not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """conv, maxpool2d, conv, flatten, dense: the dense layer is the last trainable one."""
+    return _quantized(tmp_path_factory, "mixed", MIXED)
+
+
+def test_a_dense_layer_among_the_last_k_is_refused(mixed, tmp_path):
+    _, int_path, data, _ = mixed
+    res = run_cli("finetune", int_path, "--last-k", "1", "--lr-shift", "6", "--out", tmp_path / "x.safetensors",
+                  "--data-dir", data)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "layer 5 (dense) has no integer CwC update rule yet" in res.stderr
+
+
+def test_last_k_on_an_mlp_is_refused(int_model, tmp_path):
+    _, int_path, data = int_model
+    res = run_cli("finetune", int_path, "--last-k", "1", "--out", tmp_path / "x.safetensors", "--data-dir", data)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "--last-k takes a layered (conv) int8 model" in res.stderr
