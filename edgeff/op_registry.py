@@ -8,9 +8,9 @@ asks the registry for the facet of each layer's kind, like TensorFlow Lite Micro
 backends never name a layer kind, so a new kind is a new folder, not an edit of every backend.
 
 A kind declares the facets it has (FACETS in its package, edgeff/ops/<kind>/__init__.py): a kind that is
-built for some backends only (conv2d trains, profiles, quantizes and runs int8 inference, but has no ONNX,
-TFLite or board-image writer and no integer update rule yet) is refused by the others with a message naming
-the kind and what is missing, never half-run.
+built for some backends only (conv2d trains, profiles, quantizes, runs int8 inference and exports to int8
+ONNX and TFLite, but has no board-image writer or NIR writer yet) is refused by the others with a message
+naming the kind and what is missing, never half-run.
 
 Facets are imported on first use by name, so this module, the model description and the torch-free
 backends never load the trainer's or the exporters' dependencies (torch, Brevitas, onnx) to find a

@@ -238,10 +238,9 @@ def test_train_eval_a_conv_model_and_refuse_what_has_no_backend(conv_run):
     assert result["multi_pass"] > 0.3 and result["multi_pass_layers"] == [1, 2]
     res = run_cli("export", model, "--format", "onnx", "--out", root / "m.onnx")   # quantizing works: test_conv_ptq
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert res.stderr.strip() == ("edgeff: error: exporting conv2d layers to ONNX is not supported yet: "
-                                  "edgeff/ops/conv2d/ has no onnx_writer facet (it has spec, torch_module, ptq, "
-                                  "runtime, tflite_writer, cost); keep this model in float (`edgeff train`, "
-                                  "`edgeff eval`, `edgeff profile`)")
+    assert res.stderr.strip() == (f"edgeff: error: {model}: exporting a float layered (conv) model to ONNX is not "
+                                  f"supported yet; quantize it (`edgeff quantize {model} --out MODEL_INT8`) and export "
+                                  "the int8 model")
     assert not (root / "m.onnx").exists()
 
 

@@ -345,8 +345,8 @@ def _refused(res, message):
 
 def test_what_conv_int8_models_lack_is_refused_in_one_line(padded, tmp_path):
     float_path, int_path, data, _ = padded
-    _refused(run_cli("export", int_path, "--format", "onnx", "--out", tmp_path / "m.onnx"),
-             "exporting an int8 layered (conv) model to ONNX is not supported yet; export it with --format tflite")
+    _refused(run_cli("export", int_path, "--format", "board-header", "--out", tmp_path / "b.h"),
+             "board training and board images take int8 FF MLPs only")
     _refused(run_cli("board", "train", "--model", int_path, "--out", tmp_path / "b.safetensors", "--data-dir", data,
                      "--storage", tmp_path / "board", "--samples", "5"),
              "layer 0 is a conv2d layer; a board image of format 1 holds dense layers only")
@@ -355,5 +355,4 @@ def test_what_conv_int8_models_lack_is_refused_in_one_line(padded, tmp_path):
                                                 "layers do not have yet")
     _refused(run_cli("quantize", float_path, "--out", tmp_path / "s.safetensors", "--data-dir", data,
                      "--from-scratch", "1"), "--from-scratch prepares integer training")
-    assert not any((tmp_path / name).exists() for name in ("m.onnx", "b.safetensors",
-                                                           "s.safetensors"))
+    assert not any((tmp_path / name).exists() for name in ("b.h", "b.safetensors", "s.safetensors"))

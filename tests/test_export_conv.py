@@ -1,13 +1,14 @@
-"""The int8 TFLite export of layered (conv) models: TensorFlow Lite Micro's interpreter and LiteRT's reference
-kernels compute the integer runtime's class goodness and one-pass logits bit for bit, for both conv paddings
-(TFLite's zero-point padding as SAME or PAD + VALID, BatchNorm's per-channel border as concatenated
-constants), strides, max pooling, flatten and dense; a wrong border shows; the C header; and the command line
-(export, verify, --json, the refusals)."""
+"""The int8 TFLite and ONNX exports of layered (conv) models: TensorFlow Lite Micro's interpreter, LiteRT's
+reference kernels and onnxruntime compute the integer runtime's class goodness and one-pass logits bit for bit,
+for both conv paddings (TFLite's zero-point padding as SAME or PAD + VALID, BatchNorm's per-channel border as
+concatenated constants), strides, max pooling, flatten and dense; a wrong border shows; the C header; and the
+command line (export, verify, --json, the refusal of a float conv model's ONNX)."""
 import copy
 import json
 import re
 
 import numpy as np
+import onnx
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
@@ -16,11 +17,10 @@ from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.export import tflite_layered, tflm
 from edgeff.export.tflm import op_names_and_outputs, run_tflm
-from edgeff.export.verify import run_tflite, verify
+from edgeff.export.verify import run_onnx, run_tflite, verify
 from edgeff.export.write import export_model
 from edgeff.model_description import ModelDescription
 from edgeff.model_file import load_model
-from edgeff.op_registry import facet
 from edgeff.runtime.class_goodness import MAX_GROUP_VALUES
 from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.requantize import multiply_by_quantized_multiplier
@@ -115,6 +115,24 @@ def test_tflite_export_is_bit_exact_in_tflm_and_litert_reference(request, tmp_pa
         assert load_model(int_path)[1]["quantization"]["conv_padding"] == "batchnorm"
 
 
+@pytest.mark.parametrize("name", ["padded", "strided", "padded_bn", "strided_bn", "mixed"])
+def test_onnx_export_is_bit_exact_in_onnxruntime(request, tmp_path, name):
+    """The int8 ONNX graph of integer ops (ConvInteger, MaxPool, int64 requantization) in onnxruntime: every
+    goodness and logit equal, at the batch size of the whole set and one image alone."""
+    _, int_path, data, _ = request.getfixturevalue(name)
+    out = tmp_path / "m.onnx"
+    export_model(int_path, "onnx", out)
+    assert {"ConvInteger", "MatMulInteger"} & {n.op_type for n in onnx.load(out).graph.node} == {"ConvInteger",
+                                                                                             "MatMulInteger"}
+    images, labels = _images(data)
+    result = verify(int_path, out, images, labels)
+    (row,) = result["rows"]
+    assert row["runtime"] == "onnxruntime" and row["policy"].startswith("bit-exact") and row["pass"], row
+    assert row["goodness_differing"] == 0 and row["logits_differing"] == 0 and row["goodness_values"] > 0
+    one = run_onnx(out, images[5:6])
+    assert np.array_equal(one["goodness"], IntLayeredModel.from_file(int_path).raw_class_goodness(images[5:6]))
+
+
 def _outputs(content, model, images):
     return run_tflm(content, model.quantize_images(images))
 
@@ -191,13 +209,6 @@ def test_a_class_group_whose_goodness_could_overflow_int32_is_refused_at_export(
         tflite_layered.build(wide, "wide")
 
 
-def test_conv_layers_have_a_tflite_writer_and_no_onnx_one():
-    for kind in ("conv2d", "maxpool2d", "flatten"):
-        assert hasattr(facet(kind, "tflite_writer"), "forward")
-        with pytest.raises(EdgeFFError, match=f"exporting {kind} layers to ONNX is not supported yet"):
-            facet(kind, "onnx_writer")
-
-
 # ------------------------------------------------------------------ the command line
 
 def test_export_and_verify_from_the_command_line(strided_bn, tmp_path):
@@ -236,8 +247,8 @@ def test_verify_refuses_a_conv_export_against_another_model(strided_bn, padded_b
     assert "Traceback" not in res.stderr
 
 
-def test_onnx_export_of_a_conv_model_is_refused_in_one_line(padded_bn, tmp_path):
-    res = run_cli("export", padded_bn[1], "--format", "onnx", "--out", tmp_path / "m.onnx")
+def test_float_onnx_of_a_conv_model_is_refused_in_one_line(padded_bn, tmp_path):
+    res = run_cli("export", padded_bn[0], "--format", "onnx", "--out", tmp_path / "m.onnx")
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
-    assert "exporting an int8 layered (conv) model to ONNX is not supported yet" in res.stderr
+    assert "exporting a float layered (conv) model to ONNX is not supported yet" in res.stderr
     assert not (tmp_path / "m.onnx").exists()

@@ -240,7 +240,8 @@ def test_the_backends_without_maxpool2d_refuse_it_by_name(tmp_path):
     path = save_network(tmp_path / "m.safetensors", ConvFFNetwork(d, 10, "cwc"), [3])
     images = np.zeros((4, d.layers[0].n_inputs), np.uint8)
     quantize(path, tmp_path / "q.safetensors", images, np.zeros(4, np.int64), {})   # int8 inference: test_conv_ptq
-    res = run_cli("export", path, "--format", "onnx", "--out", tmp_path / "m.onnx")
+    res = run_cli("export", tmp_path / "q.safetensors", "--format", "board-header", "--out", tmp_path / "b.h")
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert "exporting maxpool2d layers to ONNX is not supported yet" in res.stderr
-    assert not (tmp_path / "m.onnx").exists()
+    assert "an int8 layered model (maxpool2d, flatten, dense; objective cwc): board training and board images take " \
+           "int8 FF MLPs only" in res.stderr, res.stderr
+    assert not (tmp_path / "b.h").exists()

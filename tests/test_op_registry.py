@@ -14,8 +14,7 @@ REQUIRED = {
     "spec": ("SPEC",),
     "torch_module": ("build", "forward"),
     "ptq": ("quantize", "fold"),
-    "onnx_writer": ("float_parameters", "float_forward", "float_every_label_activities", "check_int8_exportable",
-                    "int8_forward"),
+    "onnx_writer": ("check_int8_exportable", "int8_forward"),
     "tflite_writer": ("check_exportable", "constants", "forward"),
     "nir_writer": ("parameters", "forward", "nodes"),
     "cost": ("float32_memory", "float32_saved", "float32_backward", "gradient_elements", "int8_backprop_memory",
@@ -25,14 +24,16 @@ REQUIRED = {
 }
 TORCH_FREE = ("spec", "runtime", "cost", "board_image")
 # which facets each kind has: dense every backend's; conv2d, flatten and maxpool2d train, profile, quantize, run
-# int8 inference and export to TFLite (issue 19 adds the other integer backends); a kind's declaration
-# (edgeff/ops/<kind>/__init__.py) must say the same
-INFERENCE = ("spec", "torch_module", "ptq", "runtime", "tflite_writer", "cost")
+# int8 inference and export to int8 ONNX and TFLite (issue 19 adds the other integer backends); a kind's
+# declaration (edgeff/ops/<kind>/__init__.py) must say the same
+INFERENCE = ("spec", "torch_module", "ptq", "runtime", "onnx_writer", "tflite_writer", "cost")
 DECLARED = {"dense": FACETS, "conv2d": INFERENCE, "flatten": INFERENCE, "maxpool2d": INFERENCE}
 # what only some kinds need: the MLP's first layer scores every label from one matmul (FFNetwork.label_scores);
 # a kind that trains in integers has the update rule, its master state and a fresh start; the profiler
-# estimates int8 training from the cost facet where the runtime's memory plan does not lay it out
+# estimates int8 training from the cost facet where the runtime's memory plan does not lay it out; the float
+# ONNX graph (edgeff/export/onnx_float.py) takes MLPs only
 EXTRA = {("dense", "torch_module"): ("every_label_activities",), ("dense", "ptq"): ("fresh_weights",),
+         ("dense", "onnx_writer"): ("float_parameters", "float_forward", "float_every_label_activities"),
          ("dense", "runtime"): ("every_label_outputs", "initial_masters", "load_masters", "master_tensors", "update"),
          # the layered CwC rule (edgeff.runtime.int_layered_training): NumPy only, so not trains_in_integers
          ("conv2d", "runtime"): ("forward_kept", "update_scales", "gradient", "cwc_update", "initial_masters",

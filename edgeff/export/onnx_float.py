@@ -29,6 +29,9 @@ def build(path):
     if arch.get("kind") != ModelKind.FLOAT:
         raise EdgeFFError(f"{path}: not a float FF model (architecture kind {arch.get('kind')!r}); the float "
                           "ONNX export takes `edgeff train` output (int8 models export with --int8 formats)")
+    if "objective" in arch:
+        raise EdgeFFError(f"{path}: exporting a float layered (conv) model to ONNX is not supported yet; quantize "
+                          f"it (`edgeff quantize {path} --out MODEL_INT8`) and export the int8 model")
     layers = ModelDescription.from_header(arch["layers"], str(path)).layers
     writers = [layer_facet(spec, "onnx_writer") for spec in layers]   # a kind without a writer is refused first
     if arch["normalization"] not in ("rms", "length") or arch["goodness"] not in ("mean", "sum"):

@@ -117,6 +117,11 @@ class IntegerGraph(GraphBuilder):
                             rounding)
         return self.clip(self.op("Add", y, self.i64(layer.out_zero_point)), layer.act_min, 127)
 
+    def max_pool(self, a: str, size: int) -> str:
+        """MAX_POOL_2D of NCHW int8 values over size x size windows at stride size (the remainder dropped)."""
+        pooled = self.op("MaxPool", self.cast(a, TensorProto.INT8), kernel_shape=[size, size], strides=[size, size])
+        return self.cast(pooled, INT64)
+
     def goodness(self, a: str, zero_point: int) -> str:
         d = self.op("Sub", a, self.i64(zero_point))
         return self.op("ReduceSum", self.op("Mul", d, d), self.i64([1]), keepdims=0)

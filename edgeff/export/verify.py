@@ -174,7 +174,8 @@ def _onnx_runs(model_path, path: Path, images, header, kind, progress) -> dict:
         is_float = graph_input.elem_type == onnx.TensorProto.FLOAT
     except Exception:  # noqa: BLE001  onnx raises its own and protobuf's types for a damaged file
         raise EdgeFFError(f"{path}: a damaged ONNX file; export it again with `edgeff export`") from None
-    _check_shape(model_path, header, path, "float" if is_float else "int8", shape, _input_shape(header))
+    # every ONNX export takes the raw pixels as rows
+    _check_shape(model_path, header, path, "float" if is_float else "int8", shape, [header["architecture"]["sizes"][0]])
     check_source(model_path, path, {p.key: p.value for p in proto.metadata_props}.get(KEY))
     inputs = images.astype(np.float32) / 255.0 if kind == "float" else images
     # Brevitas' QCDQ (a QAT model): onnxruntime's QDQ fusion rounds its own way, and even without it a value on a
@@ -188,7 +189,8 @@ def _onnx_runs(model_path, path: Path, images, header, kind, progress) -> dict:
 
 
 def _input_shape(header) -> list:
-    """A model's input shape without the batch: (D,) for an MLP, NHWC (H, W, C) for a layered model's image."""
+    """A TFLite export's input shape without the batch: (D,) for an MLP, NHWC (H, W, C) for a layered model's
+    image."""
     arch = header["architecture"]
     if "objective" in header["architecture"]:
         c, h, w = ModelDescription.from_header(arch["layers"]).input_shape

@@ -65,7 +65,7 @@ def _exported(model_path: Path, fmt: str, kind: str, layered: bool, layer_op: st
         raise EdgeFFError(f"{model_path}: {fmt} export takes an int8 model; make one with "
                           f"`edgeff quantize {model_path} --out MODEL_INT8`")
     if layered:
-        return _layered_tflite(model_path, fmt, layer_op or "conv_2d", source)
+        return _layered_export(model_path, fmt, layer_op or "conv_2d", source)
     from edgeff.runtime.int_model import IntFFModel
 
     model = IntFFModel.from_file(model_path)
@@ -81,14 +81,17 @@ def _exported(model_path: Path, fmt: str, kind: str, layered: bool, layer_op: st
             f"int8 TFLite ({layer_op.upper()} layers)")
 
 
-def _layered_tflite(model_path: Path, fmt: str, layer_op: str, source: str) -> tuple[bytes, str]:
-    if fmt == "onnx":
-        raise EdgeFFError(f"{model_path}: exporting an int8 layered (conv) model to ONNX is not supported yet; "
-                          "export it with --format tflite or c-header")
-    from edgeff.export import tflite_layered
+def _layered_export(model_path: Path, fmt: str, layer_op: str, source: str) -> tuple[bytes, str]:
     from edgeff.runtime.int_layered import IntLayeredModel
 
     model = IntLayeredModel.from_file(model_path)
+    if fmt == "onnx":
+        from edgeff.export import onnx_layered
+
+        return (_with_source(onnx_layered.build(model, str(model_path)).SerializeToString(), source),
+                "int8 ONNX of the layered model (integer ops)")
+    from edgeff.export import tflite_layered
+
     return (tflite_layered.build(model, str(model_path), layer_op, {KEY: source}),
             f"int8 TFLite of the layered model (dense layers and head as {layer_op.upper()})")
 

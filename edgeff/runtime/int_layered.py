@@ -10,9 +10,9 @@ class_goodness_shift; the decision is the argmax of their sum over the evaluatio
 (edgeff.scoring). The one-pass head, an IntFullyConnected over the L2-normalized, channel-major flattened
 outputs of the head layers, gives int8 logits (head.*), as the MLP's.
 
-Integer training of it is edgeff.runtime.int_layered_training's; board images and ONNX exports take int8 FF
-MLPs (edgeff.runtime.int_model.IntFFModel) and refuse this model; the TFLite export
-(edgeff/export/tflite_layered.py) writes what this model computes.
+Integer training of it is edgeff.runtime.int_layered_training's; board images take int8 FF MLPs
+(edgeff.runtime.int_model.IntFFModel) and refuse this model; the TFLite and ONNX exports
+(edgeff/export/tflite_layered.py, onnx_layered.py) write what this model computes.
 """
 from pathlib import Path
 

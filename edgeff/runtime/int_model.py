@@ -73,9 +73,9 @@ class IntFFModel:
         if "objective" in arch:   # edgeff.runtime.int_layered runs it, edgeff.runtime.int_layered_training trains it
             kinds = [layer["kind"] for layer in arch["layers"]]
             raise EdgeFFError(f"{path}: an int8 layered model ({', '.join(kinds)}; objective {arch['objective']}): "
-                              "board training, ONNX exports and board images take int8 FF MLPs only (the conv "
-                              "kinds have no C training kernels, ONNX writer or board image yet); `edgeff eval` "
-                              "runs it, `edgeff finetune` trains it and `edgeff export --format tflite` exports it")
+                              "board training and board images take int8 FF MLPs only (the conv kinds have no C "
+                              "training kernels or board image yet); `edgeff eval` runs it, `edgeff finetune` "
+                              "trains it and `edgeff export` (onnx, tflite, c-header) exports it")
         # an architecture built from a board image has only the layer sizes: stored_architecture gives it layers
         description = ModelDescription.from_header(stored_architecture(arch, str(path))["layers"], str(path))
         layers = [layer_facet(spec, "runtime").load(spec, i, tensors, quant["layers"][i], path)
