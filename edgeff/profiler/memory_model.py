@@ -37,8 +37,10 @@ How the peak follows from them differs with the allocator:
     square's). Backprop's classifier saves its normalization's tensors and the cross-entropy's.
   int8, board (static buffers, the firmware's layout): everything is allocated at once, so the peak is
     the sum. FF's buffers are edgeff.runtime.memory_plan's (batch 1; activations scale with the batch)
-    where every layer's kind runs in the integer runtime; a network with a kind that does not yet (conv2d)
-    is estimated from its cost facets (int8_parameters, int8_ff_memory): an estimate, not a plan.
+    where every layer's kind runs in the integer runtime, and an int8 layered CwC model's FF and backprop of
+    its last k blocks at batch 1 are edgeff.runtime.memory_plan.layered_training_plan's (cwc_plans, from the
+    int8 model file: explicit padding and the trained blocks follow the file); a float conv model, or a
+    batch above 1, is estimated from the cost facets (int8_parameters, int8_ff_memory): an estimate, not a plan.
     Backprop keeps the same weights, masters and constants per layer, plus a classifier layer, each
     layer's int8 output for the backward pass and its int32 error (delta).
 What each layer kind holds is its cost facet's (edgeff/ops/<kind>/cost.py, through edgeff.op_registry).
@@ -49,7 +51,7 @@ from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription
 from edgeff.op_registry import trains_in_integers
 from edgeff.profiler.layers import classifier, cost, description
-from edgeff.runtime.memory_plan import training_plan
+from edgeff.runtime.memory_plan import layered_training_plan, training_plan
 
 FLOAT = 4
 INDEX = 8    # int64 class targets
@@ -182,6 +184,31 @@ def _int8_layers_estimated(method: str, model: ModelDescription, batch: int, n_c
         shared.activations += widest["activations"]
         shared.scratch, shared.gradients = widest["scratch"], widest["gradients"]
     return [shared, *rows]
+
+
+def cwc_plans(model_path, last_k=None) -> dict:
+    """The memory plans of an int8 layered CwC model file training its last k blocks (None: all), FF and
+    backprop of the same blocks: {"trained_layers": 1-based, "ff": plan, "backprop": plan}. A k the trainer
+    refuses is refused here in its words."""
+    from edgeff.runtime.int_layered import IntLayeredModel
+    from edgeff.runtime.int_layered_training import trained_layers
+
+    model = IntLayeredModel.from_file(model_path)
+    trained = trained_layers(model, last_k)
+    return {"trained_layers": [i + 1 for i in trained],
+            **{method: layered_training_plan(model, trained, method) for method in METHODS}}
+
+
+def plan_rows(plan: list, n_layers: int) -> list:
+    """int8 rows of a memory plan: a shared row, one per layer and (backprop) the classifier; flash buffers are
+    constants, SRAM buffers count under their role."""
+    rows = [LayerMemory("shared")] + [LayerMemory(f"layer {k}") for k in range(1, n_layers + 1)]
+    if any(buf.layer > n_layers for buf in plan):
+        rows.append(LayerMemory("classifier"))
+    for buf in plan:
+        field = "constants" if buf.region == "flash" else buf.role
+        setattr(rows[buf.layer], field, getattr(rows[buf.layer], field) + buf.bytes)
+    return rows
 
 
 def _int8_layers(method: str, model: ModelDescription, batch: int, n_classes: int, head_layers, norm_bits) -> list:

@@ -21,13 +21,18 @@ from edgeff.profiler.memory_measure import measure_int_training_peak
 from edgeff.profiler.memory_model import (
     METHODS,
     PRECISIONS,
+    cwc_plans,
     inference_memory,
     largest_width,
     layer_memory,
     layer_update_bytes,
+    layered,
     peak_bytes,
+    plan_rows,
     planned,
 )
+from edgeff.runtime.int_layered_training import trainable_layers
+from edgeff.runtime.memory_plan import plan_summary
 
 
 def model_architecture(path) -> dict:
@@ -43,13 +48,44 @@ def model_architecture(path) -> dict:
             "norm_bits": [q.get("norm_bits", 7) for q in quant_layers] or None, "int8": bool(quant_layers)}
 
 
+def layered_plans(model_path, arch: dict) -> dict | None:
+    """{k: cwc_plans} for every --last-k of an int8 layered model (k = the trainable blocks last), else None."""
+    if not (arch["int8"] and layered(arch["layers"])):
+        return None
+    from edgeff.runtime.int_layered import IntLayeredModel
+
+    n = len(trainable_layers(IntLayeredModel.from_file(model_path)))
+    return {k: cwc_plans(model_path, k) for k in range(1, n + 1)}
+
+
+def budgets(profile) -> tuple[int, int]:
+    """(SRAM, flash) bytes a board leaves to the model."""
+    return profile.sram_bytes - profile.sram_reserved_bytes, profile.flash_bytes
+
+
+def plan_fit(summary: dict, board: str) -> dict:
+    """Whether a memory plan (plan_summary) fits a board's budgets."""
+    profile = load_profile(board)
+    sram, flash = budgets(profile)
+    return {"board": profile.name, "sram_budget_bytes": sram, "flash_budget_bytes": flash,
+            "fits": summary["sram_bytes"] <= sram and summary["flash_bytes"] <= flash}
+
+
+def _int8_rows(arch: dict, method: str, batch: int):
+    """int8 rows of an int8 layered model from its memory plan of every block (batch 1), else None: the
+    profiler's own int8 rows (the MLP's plan, or estimates)."""
+    if arch.get("plans") is None or batch != 1:
+        return None
+    return plan_rows(arch["plans"][max(arch["plans"])][method], len(arch["layers"].layers))
+
+
 def memory_section(arch: dict, batch: int) -> dict:
     """Per-layer analytic memory and peak for FF and backprop, float32 and int8."""
     out = {}
     for precision in PRECISIONS:
         for method in METHODS:
-            rows = layer_memory(method, precision, arch["layers"], batch, arch["n_classes"],
-                                arch["head_layers"], arch["norm_bits"])
+            rows = (precision == "int8" and _int8_rows(arch, method, batch)) or layer_memory(
+                method, precision, arch["layers"], batch, arch["n_classes"], arch["head_layers"], arch["norm_bits"])
             out[f"{method}_{precision}"] = {"layers": [r.as_dict() for r in rows],
                                             "peak_bytes": peak_bytes(method, precision, rows)}
     return out
@@ -89,18 +125,26 @@ def _compare(measured: int, analytic: int) -> dict:
 
 
 def fit_section(arch: dict, profile) -> dict:
-    sram = profile.sram_bytes - profile.sram_reserved_bytes
-    flash = profile.flash_bytes
+    sram, flash = budgets(profile)
     out = {"sram_budget_bytes": sram, "flash_budget_bytes": flash}
     for method in METHODS:
-        rows = layer_memory(method, "int8", arch["layers"], 1, arch["n_classes"], arch["head_layers"],
-                            arch["norm_bits"])
+        rows = _int8_rows(arch, method, 1) or layer_memory(method, "int8", arch["layers"], 1, arch["n_classes"],
+                                                           arch["head_layers"], arch["norm_bits"])
         need_sram, need_flash = sum(r.sram for r in rows), sum(r.constants for r in rows)
         out[f"train_{method}_int8"] = {"sram_bytes": need_sram, "flash_bytes": need_flash,
                                        "fits": need_sram <= sram and need_flash <= flash}
         if planned(arch["layers"]):   # the MLP of the same depth whose hidden width just fits
             out[f"train_{method}_int8"]["largest_hidden_width"] = largest_width(method, arch["layers"], sram, flash,
                                                                                 arch["n_classes"])
+    if arch.get("plans"):   # the memory plan of training each number of last blocks
+        out["last_k"] = []
+        for k, plans in arch["plans"].items():
+            entry = {"k": k, "trained_layers": plans["trained_layers"]}
+            for method in METHODS:
+                summary = plan_summary(plans[method])
+                entry[method] = {"sram_bytes": summary["sram_bytes"], "flash_bytes": summary["flash_bytes"],
+                                 "fits": summary["sram_bytes"] <= sram and summary["flash_bytes"] <= flash}
+            out["last_k"].append(entry)
     inf = inference_memory(arch["layers"], arch["n_classes"])
     out["inference_int8"] = {"sram_bytes": inf["sram"], "flash_bytes": inf["flash"],
                              "fits": inf["sram"] <= sram and inf["flash"] <= flash}
@@ -146,6 +190,7 @@ def profile_model(model_path, board: str, batch: int = 1, measure: bool = False,
         raise EdgeFFError(f"--batch {batch}: must be at least 1")
     profile = load_profile(board)
     arch = model_architecture(model_path)
+    arch["plans"] = layered_plans(model_path, arch)
     result = {"model": str(model_path), "board": profile.name, "board_description": profile.description,
               "board_kind": profile.kind, "sizes": arch["sizes"],
               "layer_kinds": [spec.kind for spec in arch["layers"].layers], "batch": batch,
@@ -192,7 +237,8 @@ def format_table(result: dict) -> str:
     labels = {n: f"{n} {kinds[n]}" if n in kinds else n for n in names}
     w = max(12, *(len(label) for label in labels.values()))
     lines = [f"{result['model']} on {result['board']} ({result['board_description']}), batch {result['batch']}",
-             "", "Training memory per layer (KiB; analytic)",
+             "", "Training memory per layer (KiB; analytic"
+             + ("; int8: the memory plan of training every block" if result["fit"].get("last_k") else "") + ")",
              f"{'layer':{w}s} {'FF f32':>10s} {'BP f32':>10s} {'BP/FF':>6s} {'FF int8':>10s} {'BP int8':>10s} "
              f"{'BP/FF':>6s}"]
     def by(key):
@@ -215,11 +261,19 @@ def format_table(result: dict) -> str:
     fit = result["fit"]
     lines += ["", f"Fit (int8, batch 1) in {fit['sram_budget_bytes'] / kib:.0f} KiB SRAM for the model, "
                   f"{fit['flash_budget_bytes'] / kib:.0f} KiB flash"]
+    def fit_line(key, f, extra=""):
+        return (f"  {key:20s} SRAM {f['sram_bytes'] / kib:8.1f} KiB  flash {f['flash_bytes'] / kib:8.1f} KiB  "
+                f"{'fits' if f['fits'] else 'DOES NOT FIT'}{extra}")
     for key in ("train_ff_int8", "train_backprop_int8", "inference_int8"):
         f = fit[key]
         extra = f", largest hidden width that fits: {f['largest_hidden_width']}" if "largest_hidden_width" in f else ""
-        lines.append(f"  {key:20s} SRAM {f['sram_bytes'] / kib:8.1f} KiB  flash {f['flash_bytes'] / kib:8.1f} KiB  "
-                     f"{'fits' if f['fits'] else 'DOES NOT FIT'}{extra}")
+        lines.append(fit_line(key, f, extra))
+    if "last_k" in fit:
+        lines.append("  the memory plan of the last k blocks (edgeff memory-plan --last-k K):")
+        for entry in fit["last_k"]:
+            ratio = f", backprop / FF SRAM {entry['backprop']['sram_bytes'] / entry['ff']['sram_bytes']:.2f}"
+            lines.append(fit_line(f"last {entry['k']}, FF", entry["ff"]))
+            lines.append(fit_line(f"last {entry['k']}, backprop", entry["backprop"], ratio))
     lines += ["", "Energy per image / training sample, int8 (board energy from cycles; op energy from Horowitz 45 nm)",
               f"{'workload':22s} {'MACs':>10s} {'cycles':>12s} {'board uJ':>10s} {'op uJ':>8s} {'f32 op uJ':>9s}  "
               "cycles from"]

@@ -40,6 +40,22 @@ def trainable_layers(model: IntLayeredModel) -> list:
     return [i for i, spec in enumerate(model.description.layers) if spec.float_tensors()]
 
 
+def trained_layers(model: IntLayeredModel, last_k: int | None) -> list:
+    """0-based indices of the layers --last-k trains (None: every trainable one), each with the CwC rule;
+    EdgeFFError naming what to change otherwise."""
+    trainable = trainable_layers(model)
+    last_k = len(trainable) if last_k is None else last_k
+    if not 1 <= last_k <= len(trainable):
+        raise EdgeFFError(f"--last-k {last_k} must be from 1 to {len(trainable)}, the model's trainable layers "
+                          f"({', '.join(str(i + 1) for i in trainable)})")
+    specs = model.description.layers
+    for i in trainable[-last_k:]:
+        if not trains_cwc_in_integers(specs[i].kind):
+            raise EdgeFFError(f"layer {i + 1} ({specs[i].kind}) has no integer CwC update rule yet; train fewer "
+                              "of the last layers (--last-k) so that only conv2d blocks train")
+    return trainable[-last_k:]
+
+
 class IntLayeredTrainer:
     """Integer training state of an IntLayeredModel: the trained blocks' masters and step factors."""
 
@@ -50,17 +66,9 @@ class IntLayeredTrainer:
         """last_k: how many of the last trainable layers train (None: all of them)."""
         config.check()
         self.model, self.config, self.step_count = model, config, step
-        trainable = trainable_layers(model)
-        last_k = len(trainable) if last_k is None else last_k
-        if not 1 <= last_k <= len(trainable):
-            raise EdgeFFError(f"--last-k {last_k} must be from 1 to {len(trainable)}, the model's trainable layers "
-                              f"({', '.join(str(i + 1) for i in trainable)})")
-        self.last_k, self.trained = last_k, trainable[-last_k:]
+        self.trained = trained_layers(model, last_k)
+        self.last_k = len(self.trained)
         specs = model.description.layers
-        for i in self.trained:
-            if not trains_cwc_in_integers(specs[i].kind):
-                raise EdgeFFError(f"layer {i + 1} ({specs[i].kind}) has no integer CwC update rule yet; train fewer "
-                                  "of the last layers (--last-k) so that only conv2d blocks train")
         entries = model.quant["layers"]
         self.scales = {i: layer_facet(specs[i], "runtime").update_scales(
             model.layers[i], entries[i]["in_scale"], entries[i]["out_scale"],

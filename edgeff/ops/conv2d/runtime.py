@@ -53,6 +53,7 @@ from edgeff.errors import EdgeFFError
 from edgeff.runtime import backend, conv2d
 from edgeff.runtime.int_fully_connected import ACT_MAX, ACT_MIN, check_requantization, checked_tensor
 from edgeff.runtime.master_weights import MASTER_FRAC_BITS, round_shift, weights_from_masters
+from edgeff.runtime.memory_plan import Buffer
 from edgeff.runtime.requantize import rounding_divide_by_pot
 
 
@@ -91,11 +92,17 @@ def tensors(layer: IntConv2d, index: int) -> dict:
             p + "shift": layer.shift, p + "pad_value": layer.pad_value}
 
 
+def pads_explicitly(layer: IntConv2d, zero_point: int) -> bool:
+    """Whether the input is padded with pad_value before a VALID convolution: where pad_value is not the input's
+    zero point (BatchNorm's padding); else the kernel pads itself with the zero point."""
+    return bool(layer.padding) and bool((layer.pad_value != zero_point).any())
+
+
 def padded_input(layer: IntConv2d, q: np.ndarray, zero_point: int) -> tuple[np.ndarray, int]:
     """(input, padding left to the convolution): q padded explicitly with pad_value where that is not the
     input's zero point (the convolution is then VALID), else q and the block's padding."""
     p = layer.padding
-    if p and (layer.pad_value != zero_point).any():
+    if pads_explicitly(layer, zero_point):
         q = np.pad(q.astype(np.int16) - layer.pad_value, ((0, 0), (p, p), (p, p), (0, 0))) + layer.pad_value
         return q.astype(np.int8), 0
     return q, p
@@ -262,3 +269,58 @@ def cwc_update(layer: IntConv2d, weight_master: np.ndarray, bias_master: np.ndar
     bias_step = round_shift(-h * scales.bias_multiplier, lr_shift + scales.bias_shift, stochastic, seed, stream + 1)
     bias_master[...] = np.clip(bias_master + bias_step, -BIAS_MASTER_LIMIT, BIAS_MASTER_LIMIT)
     layer.bias[...] = _bias_from_master(bias_master)
+
+
+# ---------------------------------------------------------------------- the memory plan of a training step
+# What edgeff.runtime.memory_plan lays out for the block. It is here, not in a board_image facet as the dense
+# layer's, because the registry's board_image contract is the board image's record and arrays (RECORD,
+# pack_record, ...), which a conv block does not have yet: a facet of training_buffers alone would claim one.
+
+# the Cortex-M DSP path's scratch (edgeff/csrc/kernels/conv2d.c, part_sizes): per output channel its
+# constants, then four pixels' im2col block of int16 pairs, four pixels' int32 sums, the row buffer and, where a
+# window row is not a multiple of 4 values, the filter widened to int16 pairs
+DSP_PIXELS = 4
+CHANNEL_CONSTS_BYTES = 32
+
+
+def dsp_scratch_bytes(spec) -> int:
+    """ef_conv2d_s8_scratch_bytes of the block on a core with the DSP extension (0 on the portable path); the
+    padding does not change it (the row buffer spans the output's windows, padded or not)."""
+    k, c, o = spec.kernel, spec.in_channels, spec.out_channels
+    row4 = (k * c + 3) & ~3
+    taps4 = k * row4
+    row_bytes = (spec.conv_shape[2] - 1) * spec.stride * c + row4
+    return (o * CHANNEL_CONSTS_BYTES + DSP_PIXELS * taps4 * 2 + DSP_PIXELS * o * 4 + ((k * row_bytes + 7) & ~7)
+            + (0 if row4 == k * c else o * taps4 * 2))
+
+
+def training_shapes(spec, layer: IntConv2d, in_zero_point: int) -> dict:
+    """NHWC shapes (batch 1) of what the block reads and writes in a step: its input as the convolution reads it
+    (padded_input's), the convolution's output before pooling (None unpooled: it is the output), the output;
+    its DSP scratch bytes and the values of one filter row (the update's gradient row)."""
+    c, h, w = spec.in_shape
+    p = spec.padding if pads_explicitly(layer, in_zero_point) else 0
+    o, ho, wo = spec.conv_shape
+    _, hp, wp = spec.out_shape
+    return {"input": (h + 2 * p, w + 2 * p, c), "conv": (ho, wo, o) if spec.pool > 1 else None,
+            "output": (hp, wp, o), "scratch": dsp_scratch_bytes(spec), "gradient_row": spec.kernel ** 2 * c}
+
+
+def training_buffers(spec, index: int, trained: bool) -> list:
+    """The block's own arrays in a step (layer index + 1): a frozen block's all in flash (it runs inference
+    only); a trained block's filters and bias with their masters in SRAM, the rule's fixed step factors
+    (update_scales) and its class goodness rescaling in flash. Activations are the plan's (shared buffers)."""
+    p, layer, o, k, c = f"layer {index + 1} ", index + 1, spec.out_channels, spec.kernel, spec.in_channels
+    filters = (o, k, k, c)
+    region = "sram" if trained else "flash"
+    out = [Buffer(p + "filters int8", region, "int8", filters, "weights", layer),
+           Buffer(p + "bias int32", region, "int32", (o,), "weights", layer),
+           Buffer(p + "multiplier + shift", "flash", "int32", (2, o), "constants", layer),
+           Buffer(p + "pad values", "flash", "int8", (c,), "constants", layer)]
+    if trained:
+        out += [Buffer(p + "filter masters int16", "sram", "int16", filters, "update_state", layer),
+                Buffer(p + "bias masters int64", "sram", "int64", (o,), "update_state", layer),
+                Buffer(p + "step multipliers (filter, bias)", "flash", "int64", (2, o), "constants", layer),
+                Buffer(p + "step shifts (filter, bias)", "flash", "int32", (2,), "constants", layer),
+                Buffer(p + "class goodness multiplier + shift", "flash", "int32", (2,), "constants", layer)]
+    return out

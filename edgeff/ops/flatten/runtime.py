@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeff.errors import EdgeFFError
+from edgeff.runtime import memory_plan
 from edgeff.runtime.layout import flatten_channel_major
 
 
@@ -27,3 +28,12 @@ def tensors(layer: IntFlatten, index: int) -> dict:
 
 def forward(layer: IntFlatten, q: np.ndarray, zero_point: int, rounding: str) -> np.ndarray:
     return flatten_channel_major(q)
+
+
+def training_shapes(spec, layer: IntFlatten, in_zero_point: int) -> dict:
+    """What a training step's plan (edgeff.runtime.memory_plan) needs of the layer: its input and output."""
+    return memory_plan.parameterless_shapes(spec)
+
+
+def training_buffers(spec, index: int, trained: bool) -> list:
+    return []   # no parameters, no constants

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeff.errors import EdgeFFError
-from edgeff.runtime import backend
+from edgeff.runtime import backend, memory_plan
 from edgeff.runtime.int_fully_connected import ACT_MAX, ACT_MIN
 
 
@@ -29,3 +29,12 @@ def tensors(layer: IntMaxPool2d, index: int) -> dict:
 def forward(layer: IntMaxPool2d, q: np.ndarray, zero_point: int, rounding: str) -> np.ndarray:
     # TFLM's fused activation of MAX_POOL_2D is none here: the full int8 range
     return backend.kernels().max_pool2d(q, layer.size, ACT_MIN, ACT_MAX)
+
+
+def training_shapes(spec, layer: IntMaxPool2d, in_zero_point: int) -> dict:
+    """What a training step's plan (edgeff.runtime.memory_plan) needs of the layer: its input and output."""
+    return memory_plan.parameterless_shapes(spec)
+
+
+def training_buffers(spec, index: int, trained: bool) -> list:
+    return []   # no parameters, no constants
