@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from edgeff.data.datasets import load_dataset
+from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
 from edgeff.op_registry import facet
 from edgeff.runtime.class_goodness import group_values
@@ -223,3 +224,34 @@ def test_last_k_on_an_mlp_is_refused(int_model, tmp_path):
     res = run_cli("finetune", int_path, "--last-k", "1", "--out", tmp_path / "x.safetensors", "--data-dir", data)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "--last-k takes a layered (conv) int8 model" in res.stderr
+
+
+def test_resuming_with_more_blocks_keeps_the_trained_blocks_masters_and_the_step(tiny, tmp_path):
+    """A file fine-tuned with --last-k 1, continued with --last-k 2: block 2 keeps its masters (their fractional
+    bits), block 1 starts from its filters, and the step count goes on (fresh rounding noise)."""
+    int_path, data = tiny
+    out = tmp_path / "ft1.safetensors"
+    res = run_cli("finetune", int_path, "--last-k", "1", "--lr-shift", "6", "--out", out, "--data-dir", data,
+                  "--samples", "40")
+    assert res.returncode == 0, res.stderr
+    tensors, header = load_model(out)
+    both = _trainer(out, last_k=2, lr_shift=6)
+    assert both.step_count == header["int_training"]["step"] > 0
+    assert np.array_equal(both.masters[1][0], tensors["layers.1.weight_master"])
+    assert (both.masters[1][0] % 256 != 0).any()                      # fractional bits kept, not rebuilt
+    assert (both.masters[0][0] % 256 == 0).all()                      # block 1: from its int8 filters
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("goodness_frac_bits", 4, "goodness_frac_bits 4 is not this runtime's 12"),
+    ("rounding", "foo", "rounding 'foo' must be double or single"),
+    ("eval_layers", [0], "eval_layers [0] must list layers 1 to 2"),
+    ("eval_layers", [9], "eval_layers [9] must list layers 1 to 2"),
+    ("n_classes", 3, "do not split into 3 class groups"),
+])
+def test_a_corrupted_decision_field_is_refused_by_name(tiny, field, value, message):
+    tensors, header = load_model(tiny[0])
+    section = header["quantization"] if field in ("goodness_frac_bits", "rounding") else header["architecture"]
+    section[field] = value
+    with pytest.raises(EdgeFFError, match=message.replace("[", "\\[").replace("]", "\\]")):
+        IntLayeredModel.from_tensors(tensors, header, where="m")

@@ -31,7 +31,7 @@ from edgeff.runtime.int_fully_connected import (
     checked_tensor,
     fully_connected_tensors,
 )
-from edgeff.runtime.int_model import INPUT_SCALE, INPUT_ZERO_POINT
+from edgeff.runtime.int_model import GOODNESS_FRAC_BITS, INPUT_SCALE, INPUT_ZERO_POINT
 from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.layout import flatten_channel_major, image_nhwc
 from edgeff.runtime.requantize import multiply_by_quantized_multiplier
@@ -61,7 +61,7 @@ class IntLayeredModel:
     def from_tensors(cls, tensors: dict, header: dict, where="model") -> "IntLayeredModel":
         try:
             return cls._from_tensors(where, tensors, header)
-        except (KeyError, TypeError, IndexError) as exc:
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise EdgeFFError(f"{where}: the int8 model header is incomplete ({exc!r} is missing or malformed); "
                               "the file is corrupt or was not written by `edgeff quantize`") from None
 
@@ -72,6 +72,7 @@ class IntLayeredModel:
             raise EdgeFFError(f"{where}: not an int8 layered (cwc) model; make one with `edgeff quantize MODEL "
                               "--out MODEL_INT8` from a layered model trained with objective cwc")
         description = ModelDescription.from_header(arch["layers"], str(where))
+        _check_header(where, arch, quant, description)
         entries = quant["layers"]
         zero_point, scale = INPUT_ZERO_POINT, INPUT_SCALE
         for i, entry in enumerate(entries):   # each layer was quantized for the output of the one before
@@ -153,3 +154,25 @@ class IntLayeredModel:
                           for r, l in zip(rows, self.head_layers, strict=True)]
             parts.append(self.head.forward(np.concatenate(normalized, axis=1), self.rounding))
         return np.concatenate(parts)
+
+
+def _check_header(where, arch: dict, quant: dict, description: ModelDescription):
+    """Refuse, naming the field, a header whose decision fields the kernels would trust: the rounding, the
+    goodness fixed point the class-goodness multipliers were made for, the classes and the layers scored."""
+    n_layers, n = len(description.layers), arch["n_classes"]
+    if quant.get("rounding", "double") not in ("double", "single"):
+        raise EdgeFFError(f"{where}: rounding {quant.get('rounding')!r} must be double or single; the file is corrupt")
+    if quant["goodness_frac_bits"] != GOODNESS_FRAC_BITS:
+        raise EdgeFFError(f"{where}: goodness_frac_bits {quant['goodness_frac_bits']!r} is not this runtime's "
+                          f"{GOODNESS_FRAC_BITS}; quantize the float model again with this EdgeFF")
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 2):
+        raise EdgeFFError(f"{where}: n_classes {n!r} must be a whole number of at least 2; the file is corrupt")
+    for i, spec in enumerate(description.layers):
+        if spec.out_shape[0] % n:
+            raise EdgeFFError(f"{where}: layer {i + 1}'s {spec.out_shape[0]} channels do not split into {n} class "
+                              "groups; the file is corrupt")
+    for key in ("eval_layers", "head_layers"):
+        layers = arch[key]
+        if not (isinstance(layers, list) and layers and all(
+                isinstance(l, int) and not isinstance(l, bool) and 1 <= l <= n_layers for l in layers)):
+            raise EdgeFFError(f"{where}: {key} {layers!r} must list layers 1 to {n_layers}; the file is corrupt")

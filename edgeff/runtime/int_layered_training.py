@@ -152,9 +152,12 @@ def load_layered_trainer(path, config: IntTrainingConfig, last_k: int | None) ->
     tensors, header = load_model(path)
     model = IntLayeredModel.from_tensors(tensors, header, where=path)
     trainer = IntLayeredTrainer(model, config, last_k)
-    loaded = {i: layer_facet(model.description.layers[i], "runtime").load_masters(model.layers[i], i, tensors, path)
-              for i in trainer.trained}
-    if all(m is not None for m in loaded.values()):
-        trainer.masters = loaded
-        trainer.step_count = int(header.get("int_training", {}).get("step", 0))
+    # each trained block continues from its masters where the file has them (a block trained before: its
+    # fractional bits), else from its int8 filters; the step count always continues, so the rounding noise does
+    # not repeat the earlier run's
+    for i in trainer.trained:
+        loaded = layer_facet(model.description.layers[i], "runtime").load_masters(model.layers[i], i, tensors, path)
+        if loaded is not None:
+            trainer.masters[i] = loaded
+    trainer.step_count = int((header.get("int_training") or {}).get("step", 0))
     return trainer

@@ -120,8 +120,10 @@ def quantize(spec, module, index: int, activities: np.ndarray, input_quant: dict
     q, scales, mult, shift = per_channel(ohwi.reshape(len(w), -1), in_scale, out_scale)
     bias = np.round(b / (scales.astype(np.float64) * float32(in_scale)))
     if np.abs(bias).max() > INT32_MAX:
-        raise EdgeFFError(f"layer {index + 1} (conv2d): a folded bias does not fit int32 at its scale; the "
-                          "block's BatchNorm or bias is far out of range of its filters")
+        channels = np.flatnonzero(np.abs(bias) > INT32_MAX).tolist()
+        raise EdgeFFError(f"layer {index + 1} (conv2d): the folded bias of output channel(s) {channels} does not fit "
+                          "int32 at its scale (input scale x the channel's filter scale, max|filter| / 127): their "
+                          "filters are nearly zero beside their bias; prune those channels or retrain")
     padding = "batchnorm" if isinstance(module.norm, PadWith) else "zero-point"
     if padding == "batchnorm":
         pad = np.clip(np.round(in_zp + module.norm.values.numpy() / float32(in_scale)), -128, 127)
