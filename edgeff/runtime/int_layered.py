@@ -14,13 +14,11 @@ Integer training of it is edgeff.runtime.int_layered_training's; board images ta
 (edgeff.runtime.int_model.IntFFModel) and refuse this model; the TFLite and ONNX exports
 (edgeff/export/tflite_layered.py, onnx_layered.py) write what this model computes.
 """
-from pathlib import Path
 
 import numpy as np
 
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription, ModelKind
-from edgeff.model_file import load_model
 from edgeff.op_registry import layer_facet
 from edgeff.runtime import backend
 from edgeff.runtime.class_goodness import check_group_size, check_scores_fit, class_goodness, group_values
@@ -31,7 +29,7 @@ from edgeff.runtime.int_fully_connected import (
     checked_tensor,
     fully_connected_tensors,
 )
-from edgeff.runtime.int_model import GOODNESS_FRAC_BITS, INPUT_SCALE, INPUT_ZERO_POINT
+from edgeff.runtime.int_model import GOODNESS_FRAC_BITS, INPUT_SCALE, INPUT_ZERO_POINT, IntModel
 from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.layout import flatten_channel_major, image_nhwc
 from edgeff.runtime.requantize import multiply_by_quantized_multiplier
@@ -39,31 +37,10 @@ from edgeff.runtime.requantize import multiply_by_quantized_multiplier
 CHUNK = 500   # images per pass: the first block's NHWC output of 500 28x28 images x 20 channels is 7.8 MB
 
 
-class IntLayeredModel:
+class IntLayeredModel(IntModel):
     def __init__(self, description: ModelDescription, layers, head, arch, quant, class_multiplier, class_shift):
-        self.description, self.layers, self.head, self.arch, self.quant = description, layers, head, arch, quant
+        super().__init__(description, layers, head, arch, quant)
         self.class_multiplier, self.class_shift = class_multiplier, class_shift
-        self.n_classes = arch["n_classes"]
-        self.head_layers = arch["head_layers"]
-        self.eval_layers = arch["eval_layers"]
-        self.rounding = quant.get("rounding", "double")
-
-    @property
-    def facets(self) -> list:
-        return [layer_facet(spec, "runtime") for spec in self.description.layers]
-
-    @classmethod
-    def from_file(cls, path) -> "IntLayeredModel":
-        path = Path(path)
-        return cls.from_tensors(*load_model(path), where=path)
-
-    @classmethod
-    def from_tensors(cls, tensors: dict, header: dict, where="model") -> "IntLayeredModel":
-        try:
-            return cls._from_tensors(where, tensors, header)
-        except (KeyError, TypeError, IndexError, ValueError) as exc:
-            raise EdgeFFError(f"{where}: the int8 model header is incomplete ({exc!r} is missing or malformed); "
-                              "the file is corrupt or was not written by `edgeff quantize`") from None
 
     @classmethod
     def _from_tensors(cls, where, tensors, header) -> "IntLayeredModel":

@@ -36,10 +36,13 @@ GAMMA_FRAC_BITS = 8         # collaboration strength gamma in Q8
 CHUNK_ACTIVATIONS = 1 << 19   # multi-pass work per chunk: image-labels x widest layer
 
 
-class IntFFModel:
-    def __init__(self, description: ModelDescription, layers, head, arch, quant, gamma_q):
+class IntModel:
+    """What every int8 model shares: its description's layers (each through its kind's runtime facet), the
+    one-pass head, the header, and reading it from a model file. Each model class checks its own header in
+    `_from_tensors`."""
+
+    def __init__(self, description: ModelDescription, layers, head, arch, quant):
         self.description, self.layers, self.head, self.arch, self.quant = description, layers, head, arch, quant
-        self.gamma_q = gamma_q            # collaboration strength per layer, Q8 (0 for plain FF)
         self.n_classes = arch["n_classes"]
         self.head_layers = arch["head_layers"]
         self.eval_layers = arch["eval_layers"]
@@ -51,18 +54,24 @@ class IntFFModel:
         return [layer_facet(spec, "runtime") for spec in self.description.layers]
 
     @classmethod
-    def from_file(cls, path) -> "IntFFModel":
+    def from_file(cls, path):
         path = Path(path)
         return cls.from_tensors(*load_model(path), where=path)
 
     @classmethod
-    def from_tensors(cls, tensors: dict, header: dict, where="model") -> "IntFFModel":
+    def from_tensors(cls, tensors: dict, header: dict, where="model"):
         """The model held by model-file tensors and header; `where` names their origin in errors."""
         try:
             return cls._from_tensors(where, tensors, header)
-        except (KeyError, TypeError, IndexError) as exc:
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise EdgeFFError(f"{where}: the int8 model header is incomplete ({exc!r} is missing or malformed); "
                               "the file is corrupt or was not written by `edgeff quantize`") from None
+
+
+class IntFFModel(IntModel):
+    def __init__(self, description: ModelDescription, layers, head, arch, quant, gamma_q):
+        super().__init__(description, layers, head, arch, quant)
+        self.gamma_q = gamma_q            # collaboration strength per layer, Q8 (0 for plain FF)
 
     @classmethod
     def _from_tensors(cls, path, tensors, header) -> "IntFFModel":
