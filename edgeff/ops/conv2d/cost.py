@@ -21,11 +21,12 @@ Memory, float32 (torch, Adam; what edgeff.train.saved_tensors records with autog
                tensors (float32_backward): the largest over its nodes, MaxPool (the pooled gradient and the
                ReLU output's, zero-filled), ReLU (its incoming and outgoing gradient, C_out Ho Wo each; the
                indices are freed by then), the convolution (the input gradient, and oneDNN's copies of the
-               output gradient and the input in its blocked layout, channels padded to 8 floats, AVX2's
-               vector; torch's slow path, batch 1 with a kernel of 3 or less and a small input, unfolds one
-               image at a time instead: the C_in k^2 x Ho Wo im2col buffer; ReLU's output and the indices are
-               freed by then) and, when the input needs a gradient (backprop past the first block),
-               BatchNorm's (the input gradient beside the incoming one; the convolution's saved input freed)
+               output gradient and the input in its blocked layout, channels padded to one vector of
+               floats: 16 with AVX-512, 8 with AVX2, onednn_channel_block; torch's slow path, batch 1 with
+               a kernel of 3 or less and a small input, unfolds one image at a time instead: the C_in k^2 x
+               Ho Wo im2col buffer; ReLU's output and the indices are freed by then) and, when the input
+               needs a gradient (backprop past the first block), BatchNorm's (the input gradient beside the
+               incoming one; the convolution's saved input freed)
   scratch      Adam's two temporaries of the filter bank (sqrt and divide), after the backward pass
 Memory, int8 (a board, CMSIS-NN's arm_convolve_s8 layout; estimates until a memory plan lays them out):
   inference    flash: int8 filters, int32 bias, per-channel int32 multiplier and shift (BatchNorm folded
@@ -41,6 +42,10 @@ Operation counts per image or training sample (MACs):
                         (the BatchNorm's parameters need it): 3M, the same for backprop, whose first block
                         too needs its input gradient for its BatchNorm; FF's saving is memory, not MACs
 """
+import functools
+import re
+from pathlib import Path
+
 FLOAT = 4
 INT32 = 4
 INDEX = 8    # MaxPool2d keeps an int64 index per pooled value
@@ -94,8 +99,20 @@ def _onednn(spec, batch: int) -> bool:
     return batch > 1 or spec.kernel > 3 or spec.n_inputs > 20480
 
 
-def _padded8(channels: int) -> int:
-    return -(-channels // 8) * 8
+@functools.cache
+def onednn_channel_block() -> int:
+    """Channels per group of oneDNN's blocked float32 layout on this CPU: one vector register, 16 floats where
+    it runs AVX-512, else 8 (AVX2). Read from the CPU's flags (Linux), so the facet stays torch-free."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return 8
+    return 16 if re.search(r"\bavx512f\b", flags) else 8
+
+
+def _padded(channels: int) -> int:
+    block = onednn_channel_block()
+    return -(-channels // block) * block
 
 
 def float32_backward(spec, batch: int, input_grad: bool) -> int:
@@ -105,7 +122,7 @@ def float32_backward(spec, batch: int, input_grad: bool) -> int:
     x, conv, pooled = (FLOAT * batch * n for n in _sizes(spec))
     indices = INDEX * batch * spec.n_outputs if spec.pool > 1 else 0
     if _onednn(spec, batch):
-        copies = conv * _padded8(spec.out_channels) // spec.out_channels + x * _padded8(
+        copies = conv * _padded(spec.out_channels) // spec.out_channels + x * _padded(
             spec.in_channels) // spec.in_channels
     else:
         copies = FLOAT * im2col_elements(spec)
