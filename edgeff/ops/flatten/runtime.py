@@ -5,8 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeff.errors import EdgeFFError
-from edgeff.runtime import memory_plan
+from edgeff.ops.passthrough import check_passthrough, tensors, training_buffers, training_shapes
 from edgeff.runtime.layout import flatten_channel_major
 
 
@@ -16,24 +15,12 @@ class IntFlatten:
 
 
 def load(spec, index: int, tensors: dict, quant: dict, where) -> IntFlatten:
-    if quant["in_zero_point"] != quant["out_zero_point"] or quant["in_scale"] != quant["out_scale"]:
-        raise EdgeFFError(f"{where}: layer {index + 1} (flatten) must keep its input's scale and zero point; "
-                          "the file is corrupt")
+    check_passthrough(spec, index, quant, where)
     return IntFlatten(quant["out_zero_point"])
-
-
-def tensors(layer: IntFlatten, index: int) -> dict:
-    return {}
 
 
 def forward(layer: IntFlatten, q: np.ndarray, zero_point: int, rounding: str) -> np.ndarray:
     return flatten_channel_major(q)
 
 
-def training_shapes(spec, layer: IntFlatten, in_zero_point: int) -> dict:
-    """What a training step's plan (edgeff.runtime.memory_plan) needs of the layer: its input and output."""
-    return memory_plan.parameterless_shapes(spec)
-
-
-def training_buffers(spec, index: int, trained: bool) -> list:
-    return []   # no parameters, no constants
+__all__ = ["load", "tensors", "forward", "training_shapes", "training_buffers"]
