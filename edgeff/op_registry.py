@@ -75,7 +75,8 @@ def trains_in_integers(kind: str) -> bool:
 
 def trains_cwc_in_integers(kind: str) -> bool:
     """Whether the kind's runtime facet has the integer rule of a layered channel-wise competitive model
-    (`cwc_update`, edgeff.runtime.int_layered_training): NumPy only, no C kernels and no board image yet, so
-    the kinds of trains_in_integers (the MLP's trainer, the MLP's memory plan, ef_layer_kind) stay dense alone (a
-    layered model's memory plan is edgeff.runtime.memory_plan.layered_training_plan)."""
+    (`cwc_update`, edgeff.runtime.int_layered_training; C kernels in cwc_train.c, but no board image and no case in
+    the FF layer dispatch yet), so the kinds of trains_in_integers (the MLP's trainer, the MLP's memory plan,
+    ef_layer_kind) stay dense alone (a layered model's memory plan is
+    edgeff.runtime.memory_plan.layered_training_plan)."""
     return "runtime" in facets_of(kind) and hasattr(facet(kind, "runtime"), "cwc_update")

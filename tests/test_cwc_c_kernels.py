@@ -1,20 +1,25 @@
 """The C twin of a conv block's integer CwC rule (edgeff/csrc/kernels/cwc_train.c) gives the bits of the NumPy
 specification (edgeff/runtime/conv2d_training.py, edgeff/runtime/cwc_loss.py) at batch 1: the update on 100,000
 random cases of tiny random blocks and at the worst-case bounds, the loss derivative on 100,000 random goodness
-vectors, ef_round_shift against round_shift at every shift the rule uses, and the generated table."""
+vectors, ef_round_shift against round_shift at every shift the rule uses, the generated table, and a whole
+`edgeff finetune --last-k 1` with either kernel set."""
 import ctypes
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from edgeff.errors import EdgeFFError
+from edgeff.model_file import load_model
 from edgeff.ops.conv2d.runtime import IntConv2d, update_scales
-from edgeff.runtime import c_kernels, conv2d_training, pooling
+from edgeff.runtime import backend, c_kernels, conv2d_training, pooling
 from edgeff.runtime.conv2d_training import BIAS_MASTER_LIMIT, Kept, bias_from_master
 from edgeff.runtime.cwc_loss import POW2_TABLE, Q15, loss_derivative
 from edgeff.runtime.integer_hash import hash32
 from edgeff.runtime.master_weights import round_shift, weights_from_masters
+from tests.conftest import run_cli
 from tests.test_c_kernels import _c_builds
+from tests.test_conv_training import tiny  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.skipif(not _c_builds(), reason="no C compiler: the C kernels cannot build")
 
@@ -193,6 +198,51 @@ def test_the_c_update_equals_the_specification_at_the_worst_case_bounds(pool, ke
             assert list(c[1]) == [c_kernels.INT32_MAX, -c_kernels.INT32_MAX]
 
 
+def test_a_batch_is_summed_before_its_one_rounding_and_refused_past_the_bound():
+    """The C set takes one sample; a batch (the host's --batch-size > 1) goes to the specification, which sums its
+    gradients before one rounding (not three steps one after the other) and refuses a summed gradient past the
+    int64 bound before touching anything."""
+    rng = np.random.default_rng(5)
+    layer, in_zp, in_shape, n_classes, in_scale, out_scale = _block(rng)
+    positions = (layer.conv_size[0] // layer.pool) * (layer.conv_size[1] // layer.pool)
+    scales = update_scales(layer, in_scale, out_scale, positions * len(layer.bias) // n_classes)
+    kept, dg = _kept(rng, layer, in_zp, in_shape, 3), _dgoodness(rng, 3, n_classes)
+    master, bias_master = (a[0] for a in _states(rng, layer, 1))
+    with backend.using("c") as kernels:
+        m, b = master.copy(), bias_master.copy()
+        block = _stepped(layer, m, b)
+        kernels.conv2d_cwc_step(block, kept, dg, m, b, scales, 3, True, 1, 2)
+        one_by_one = _stepped(layer, master.copy(), bias_master.copy())
+        mo, bo = one_by_one.weight.astype(np.int16) << 8, one_by_one.bias.astype(np.int64) << 8
+        mo[...], bo[...] = master, bias_master
+        for r in range(3):
+            kernels.conv2d_cwc_step(one_by_one, Kept(kept.input[r:r + 1], in_zp, kept.pad, kept.conv[r:r + 1],
+                                                     kept.out[r:r + 1]), dg[r:r + 1], mo, bo, scales, 3, True, 1, 2)
+    want = _stepped(layer, master.copy(), bias_master.copy())
+    wm, wb = master.copy(), bias_master.copy()
+    conv2d_training.update(want, wm, wb, scales, *conv2d_training.gradient(layer, kept, dg), 3, True, 1, 2)
+    for x, y in ((block.weight, want.weight), (block.bias, want.bias), (m, wm), (b, wb)):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(m, mo)
+    # one position at every bound: one sample's |g| = 2^15 * 255^2 stays below 2^32, three reach past it
+    worst = IntConv2d(np.zeros((1, 1, 1, 1), np.int8), np.zeros(1, np.int32), np.full(1, 1 << 30, np.int32),
+                      np.zeros(1, np.int32), 127, -129, 1, 0, (1, 1), 1, np.zeros(1, np.int8))
+    scales = update_scales(worst, 1.0, 1.0, 1)
+    full = np.full((3, 1, 1, 1), -128, np.int8)
+    m, b = np.full((1, 1, 1, 1), 5 << 8, np.int16), np.full(1, 7 << 8, np.int64)
+    block = _stepped(worst, m, b)
+    with backend.using("c") as kernels:
+        one, mo, bo = _stepped(worst, m, b), m.copy(), b.copy()
+        kernels.conv2d_cwc_step(one, Kept(full[:1], 127, 0, full[:1], full[:1]), np.full((1, 1), Q15), mo, bo,
+                                scales, 8, False, 0, 0)   # one sample is fine
+        assert mo.ravel().tolist() != [5 << 8]
+        with pytest.raises(EdgeFFError, match=r"summed filter gradient reached 2\^32.*smaller --batch-size"):
+            kernels.conv2d_cwc_step(block, Kept(full, 127, 0, full, full), np.full((3, 1), Q15), m, b, scales, 8,
+                                    False, 0, 0)
+    assert m.ravel().tolist() == [5 << 8] and b.tolist() == [7 << 8]
+    assert block.weight.ravel().tolist() == [5] and block.bias.tolist() == [7]
+
+
 @pytest.mark.parametrize("stochastic", [False, True])
 def test_round_shift_in_c_equals_the_runtimes_at_every_shift(stochastic):
     """ef_round_shift (ff_update.c), which the C rule reuses, against master_weights.round_shift: left shifts,
@@ -241,3 +291,18 @@ def test_the_compiled_pow2_table_is_the_runtimes():
     """ef_pow2_q15 (generated into ff_constants.h from cwc_loss.POW2_TABLE) holds the runtime's 256 entries."""
     table = np.ctypeslib.as_array((ctypes.c_uint16 * 256).in_dll(c_kernels.library(), "ef_pow2_q15"))
     assert np.array_equal(table, POW2_TABLE)
+
+
+def test_finetune_last_k_gives_the_same_file_with_either_kernel_set(tiny, tmp_path, monkeypatch):  # noqa: F811
+    int_path, data = tiny
+    files = {}
+    for name in ("c", "reference"):
+        monkeypatch.setenv(backend.VARIABLE, name)
+        files[name] = tmp_path / f"{name}.safetensors"
+        res = run_cli("finetune", int_path, "--last-k", "1", "--epochs", "1", "--lr-shift", "6", "--out",
+                      files[name], "--data-dir", data)
+        assert res.returncode == 0, res.stderr
+    assert files["c"].read_bytes() == files["reference"].read_bytes()
+    before, _ = load_model(int_path)
+    after, _ = load_model(files["c"])
+    assert not np.array_equal(before["layers.1.weight"], after["layers.1.weight"])   # the step did train

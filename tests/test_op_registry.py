@@ -35,7 +35,8 @@ DECLARED = {"dense": FACETS, "conv2d": INFERENCE, "flatten": INFERENCE, "maxpool
 EXTRA = {("dense", "torch_module"): ("every_label_activities",), ("dense", "ptq"): ("fresh_weights",),
          ("dense", "onnx_writer"): ("float_parameters", "float_forward", "float_every_label_activities"),
          ("dense", "runtime"): ("every_label_outputs", "initial_masters", "load_masters", "master_tensors", "update"),
-         # the layered CwC rule (edgeff.runtime.int_layered_training): NumPy only, so not trains_in_integers
+         # the layered CwC rule (edgeff.runtime.int_layered_training), not in the FF layer dispatch, so not
+         # trains_in_integers
          ("conv2d", "runtime"): ("forward_kept", "update_scales", "gradient", "cwc_update", "initial_masters",
                                  "load_masters", "master_tensors", "training_shapes", "training_buffers"),
          # a layered model's memory plan (edgeff.runtime.memory_plan.layered_training_plan) walks every layer

@@ -333,7 +333,7 @@ def _data(a: np.ndarray) -> int:
 def conv2d_cwc_step(layer, kept, dgoodness, weight_master, bias_master, scales, lr_shift: int, stochastic: bool,
                     seed: int, stream: int):
     """One sample's CwC update of a conv block (ef_conv2d_cwc_step), in place on the block's filters and bias and
-    on the masters (C-contiguous int8 filters, int32 bias, int16 and int64 masters)."""
+    on the masters (C-contiguous arrays of the dtypes the C reads, as _conv2d_cwc_step_covered checks)."""
     _, h, w, c = kept.input.shape
     _, oh, ow, o = kept.conv.shape
     kh, kw = layer.weight.shape[1:3]
@@ -356,6 +356,7 @@ C_MAX_GOODNESS_UNITS = INT32_MAX // (255 * 255)   # the C goodness cannot overfl
 C_CONV_MAX_WINDOW = INT32_MAX // (128 * 255)   # kh * kw * C the C convolution's int32 sum holds exactly
 C_FUSED_MAX_ROWS = 32    # batches up to this many rows run a layer fused in C; larger ones through BLAS
 C_NORMALIZATIONS = ((7, -128, 127), (15, -32768, 32767))   # (output bits, clamp): int8 and int16 outputs
+C_CWC_MAX_POSITIONS = INT32_MAX // (255 * 255)   # pooled positions the C update's int32 row sums hold exactly
 
 
 def _c_for(covered):
@@ -373,6 +374,21 @@ def _c_for(covered):
 
 def _int8_rows(q) -> bool:
     return q.ndim == 2 and q.dtype == np.int8
+
+
+def _in_place(a, dtype) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+
+
+def _conv2d_cwc_step_covered(layer, kept, dgoodness, weight_master, bias_master, *_) -> bool:
+    """One sample (the board's rule; a batch sums its gradients before rounding, in the reference), int8 tensors
+    with an int8 input zero point, positions the int32 row sums hold, and the arrays updated in place C's."""
+    n, oh, ow, _ = kept.conv.shape
+    return (n == 1 and len(dgoodness) == 1 and -128 <= kept.zero_point <= 127
+            and (oh // layer.pool) * (ow // layer.pool) <= C_CWC_MAX_POSITIONS
+            and all(np.asarray(a).dtype == np.int8 for a in (kept.input, kept.conv, kept.out))
+            and _in_place(layer.weight, np.int8) and _in_place(layer.bias, np.int32)
+            and _in_place(weight_master, np.int16) and _in_place(bias_master, np.int64))
 
 
 class CKernels(ReferenceKernels):
@@ -424,3 +440,8 @@ class CKernels(ReferenceKernels):
     def update_weight_rows(master, weight, rows, grad, lr_shift, stochastic, seed, stream):
         update_weight_rows(master, weight, rows, grad, lr_shift, stochastic, seed, stream)
 
+    @_c_for(_conv2d_cwc_step_covered)
+    def conv2d_cwc_step(layer, kept, dgoodness, weight_master, bias_master, scales, lr_shift, stochastic, seed,
+                        stream):
+        conv2d_cwc_step(layer, kept, dgoodness, weight_master, bias_master, scales, lr_shift, stochastic, seed,
+                        stream)

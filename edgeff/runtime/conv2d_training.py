@@ -3,7 +3,8 @@ integer gradient sums of the block's own loss and the update of its masters, int
 bias (edgeff/ops/conv2d/runtime.py's docstring derives the rule and its overflow bounds; update_scales there makes
 the per-channel step factors once on the host).
 
-Its C twin is ef_conv2d_cwc_step (edgeff/csrc/kernels/cwc_train.c): `step` on one sample, the board's rule.
+The kernel sets run it as `conv2d_cwc_step` (edgeff.runtime.reference_kernels runs `step` here; the C set runs
+ef_conv2d_cwc_step, edgeff/csrc/kernels/cwc_train.c, on one sample, the board's rule, and hands a batch here).
 `layer` is the block as the conv2d runtime facet loads it (edgeff.ops.conv2d.runtime.IntConv2d): this module
 reads its weight, bias, out_zero_point, act_min, stride and pool and writes weight and bias.
 """

@@ -14,8 +14,8 @@ padding, the default) the kernel pads itself, skipping the taps outside the inpu
 zero, `edgeff quantize --conv-padding batchnorm`) the input is padded explicitly and the convolution is VALID.
 
 The integer update rule (the CwC loss of the block's own output, batch 1 as a board; edgeff.runtime.
-int_layered_training drives it; its NumPy specification is edgeff.runtime.conv2d_training, its C twin
-ef_conv2d_cwc_step in edgeff/csrc/kernels/cwc_train.c). With
+int_layered_training drives it; `cwc_update` runs it on the active kernel set: its NumPy specification is
+edgeff.runtime.conv2d_training, its C twin ef_conv2d_cwc_step in edgeff/csrc/kernels/cwc_train.c). With
 e_j = dL/dG_j in Q15 (edgeff.runtime.cwc_loss) and the real relations
 a_real = s_out (a - zp_out), x_real = s_in (x - zp_in), W'_real = s_w[o] W_q, b'_real = s_in s_w[o] b_q:
 
@@ -170,11 +170,14 @@ def gradient(layer: IntConv2d, kept: Kept, dgoodness: np.ndarray) -> tuple[np.nd
     return conv2d_training.gradient(layer, kept, dgoodness)
 
 
-def cwc_update(layer: IntConv2d, weight_master: np.ndarray, bias_master: np.ndarray, scales: UpdateScales,
-               g: np.ndarray, h: np.ndarray, lr_shift: int, stochastic: bool, seed: int, stream: int) -> None:
-    """One step of the rule (module docstring) from gradient()'s sums, in place: the masters, the int8
-    filters and the int32 bias (edgeff.runtime.conv2d_training.update, the specification)."""
-    conv2d_training.update(layer, weight_master, bias_master, scales, g, h, lr_shift, stochastic, seed, stream)
+def cwc_update(layer: IntConv2d, kept: Kept, dgoodness: np.ndarray, weight_master: np.ndarray,
+               bias_master: np.ndarray, scales: UpdateScales, lr_shift: int, stochastic: bool, seed: int,
+               stream: int) -> None:
+    """One step of the rule (module docstring) from the block's kept forward and its loss's dL/dG (rows,
+    n_classes, Q15), in place: the masters, the int8 filters and the int32 bias, on the active kernel set.
+    Rounding draws noise streams `stream` (filters) and `stream + 1` (bias)."""
+    backend.kernels().conv2d_cwc_step(layer, kept, dgoodness, weight_master, bias_master, scales, lr_shift,
+                                      stochastic, seed, stream)
 
 
 def initial_masters(layer: IntConv2d) -> tuple[np.ndarray, np.ndarray]:
