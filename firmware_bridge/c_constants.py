@@ -3,7 +3,8 @@
 The Python modules are the one source: messages.py (message types, error codes, payload layouts), framing.py
 (frame overhead), board_image.py (the board image's header layout and layer limit, its layers' record from their
 board-image facet), the layer kinds (edgeff.op_registry) and the runtime's integer
-constants (edgeff/runtime/int_model.py, master_weights.py). The generated headers are committed, so a C build
+constants (edgeff/runtime/int_model.py, master_weights.py, the CwC loss's table and constants in cwc_loss.py, the
+conv rule's bias-master limit in conv2d_training.py). The generated headers are committed, so a C build
 needs no Python; tests/test_board_descriptor.py regenerates them in memory and fails when a committed copy
 has drifted. Regenerate with
 
@@ -13,7 +14,7 @@ import sys
 
 from edgeff.csrc import KERNELS, PROTOCOL
 from edgeff.op_registry import KINDS, trains_in_integers
-from edgeff.runtime import int_layered_training, int_model, int_training, master_weights
+from edgeff.runtime import conv2d_training, cwc_loss, int_layered_training, int_model, int_training, master_weights
 from firmware_bridge import board_image, framing, layered_firmware
 from firmware_bridge import messages as m
 
@@ -96,6 +97,13 @@ def wire_header() -> str:
     ])
 
 
+def initializer(name: str, values, per_line: int = 16) -> str:
+    """`#define name {v0, v1, ...}`: an array's initializer, over continued lines, for the one C definition."""
+    values = [str(int(v)) for v in values]
+    lines = [", ".join(values[i:i + per_line]) for i in range(0, len(values), per_line)]
+    return f"#define {name} {{ \\\n    " + ", \\\n    ".join(lines) + " }"
+
+
 def kernel_constants_header() -> str:
     """edgeff/csrc/kernels/ff_constants.h: the integer constants the kernels share with the runtime."""
     return _guarded("EDGEFF_FF_CONSTANTS_H", [
@@ -109,6 +117,13 @@ def kernel_constants_header() -> str:
           for key, bounds in (("LR_SHIFT", int_training.LR_SHIFT_RANGE),
                               ("GAMMA_SHIFT", int_training.GAMMA_SHIFT_RANGE))
           for end, value in zip(("MIN", "MAX"), bounds, strict=True)),
+        "",
+        "/* the CwC rule (cwc_loss.py, conv2d_training.py): dL/dG in Q15, 2^(-i/256) in Q15 (ef_pow2_q15) */",
+        signed("EF_Q15", cwc_loss.Q15),
+        signed("EF_LOG2E_Q16", cwc_loss.LOG2E_Q16, "log2(e) in Q16"),
+        signed("EF_BIAS_MASTER_LIMIT", conv2d_training.BIAS_MASTER_LIMIT,
+               "a conv bias master's clamp: rounds into int32"),
+        initializer("EF_POW2_Q15_TABLE", cwc_loss.POW2_TABLE),
         "",
         "/* the layer kinds with integer training kernels (edgeff.op_registry.KINDS that trains_in_integers,",
         "   numbered by their place in KINDS): ef_ff_layer.kind selects a layer's kernels */",

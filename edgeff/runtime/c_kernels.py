@@ -27,6 +27,7 @@ from threadpoolctl import ThreadpoolController
 
 from edgeff.csrc import KERNELS
 from edgeff.errors import EdgeFFError
+from edgeff.runtime.int_fully_connected import ACT_MAX
 from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.reference_kernels import ReferenceKernels
 from edgeff.runtime.requantize import INT32_MAX, output_dtype
@@ -105,6 +106,16 @@ class Conv2dShape(ctypes.Structure):
                                           "kernel_w", "stride_h", "stride_w", "pad_h", "pad_w")]
 
 
+class Conv2dBlock(ctypes.Structure):
+    """ef_conv2d_block: a conv block as its CwC update reads and writes it (cwc_train.c)."""
+    _fields_ = [("shape", Conv2dShape), *((name, _i32) for name in ("in_zero_point", "out_zero_point", "act_min",
+                                                                       "act_max", "pool", "rounding")),
+                *((name, ctypes.c_void_p) for name in ("weight", "bias", "multiplier", "shift", "weight_master",
+                                                       "bias_master", "step_weight_multiplier",
+                                                       "step_bias_multiplier")),
+                ("step_weight_shift", _i32), ("step_bias_shift", _i32)]
+
+
 _SIGNATURES = {
     "ef_multiply_by_quantized_multiplier_n": [_arr(np.int32), _arr(np.int32), _arr(np.int32), _i32, _int,
                                               _arr(np.int32)],
@@ -132,8 +143,12 @@ _SIGNATURES = {
     "ef_hash32": [_u32, _u32, _u32],
     "ef_update_weight_rows": [_arr(np.int16), _arr(np.int8), _i32, _arr(np.int32), _i32, _arr(np.int64), _i32,
                               _int, _u32, _u32],
+    "ef_round_shift": [ctypes.c_int64, _i32, _int, _u32],
+    "ef_cwc_loss_derivative_q15": [_arr(np.int32), _i32, _i32, _i32, _arr(np.int32)],
+    "ef_conv2d_cwc_step": [ctypes.POINTER(Conv2dBlock), _arr(np.int8), _arr(np.int8), _arr(np.int8),
+                           _arr(np.int32), _i32, _i32, _int, _u32, _u32, _arr(np.int32)],
 }
-_RESTYPES = {"ef_hash32": _u32, "ef_conv2d_s8_scratch_bytes": _i32}
+_RESTYPES = {"ef_hash32": _u32, "ef_conv2d_s8_scratch_bytes": _i32, "ef_round_shift": ctypes.c_int64}
 
 
 @functools.cache
@@ -311,6 +326,30 @@ def update_weight_rows(master, weight, rows, grad, lr_shift: int, stochastic: bo
                                     stream & 0xFFFFFFFF)
 
 
+def _data(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def conv2d_cwc_step(layer, kept, dgoodness, weight_master, bias_master, scales, lr_shift: int, stochastic: bool,
+                    seed: int, stream: int):
+    """One sample's CwC update of a conv block (ef_conv2d_cwc_step), in place on the block's filters and bias and
+    on the masters (C-contiguous int8 filters, int32 bias, int16 and int64 masters)."""
+    _, h, w, c = kept.input.shape
+    _, oh, ow, o = kept.conv.shape
+    kh, kw = layer.weight.shape[1:3]
+    consts = [_c(layer.multiplier, np.int32), _c(layer.shift, np.int32), _c(scales.weight_multiplier, np.int64),
+              _c(scales.bias_multiplier, np.int64)]   # kept alive until the call returns
+    block = Conv2dBlock(Conv2dShape(h, w, c, oh, ow, o, kh, kw, layer.stride, layer.stride, kept.pad, kept.pad),
+                        kept.zero_point, layer.out_zero_point, layer.act_min, ACT_MAX, layer.pool,
+                        ROUNDING["double"],   # the forward's rounding: the step reads none
+                        _data(layer.weight), _data(layer.bias), *map(_data, consts[:2]), _data(weight_master),
+                        _data(bias_master), *map(_data, consts[2:]), scales.weight_shift, scales.bias_shift)
+    library().ef_conv2d_cwc_step(ctypes.byref(block), _c(kept.input, np.int8), _c(kept.conv, np.int8),
+                                 _c(kept.out, np.int8), _c(dgoodness, np.int32).reshape(-1), dgoodness.shape[1],
+                                 lr_shift, int(stochastic), seed & 0xFFFFFFFF, stream & 0xFFFFFFFF,
+                                 np.empty(kh * kw * c, np.int32))
+
+
 # ---------------------------------------------------------------- the kernel set
 
 C_MAX_GOODNESS_UNITS = INT32_MAX // (255 * 255)   # the C goodness cannot overflow int32 below this width
@@ -384,3 +423,4 @@ class CKernels(ReferenceKernels):
     @_c_for(lambda *args: True)
     def update_weight_rows(master, weight, rows, grad, lr_shift, stochastic, seed, stream):
         update_weight_rows(master, weight, rows, grad, lr_shift, stochastic, seed, stream)
+

@@ -86,6 +86,41 @@ void ef_conv2d_s8(const int8_t *in, int32_t batch, const ef_conv2d_shape *shape,
                   int32_t out_zero_point, int32_t act_min, int32_t act_max, int rounding, void *scratch,
                   int8_t *out);
 
+/* ---- cwc_train.c: the channel-wise competitive (CwC) rule of a conv block, batch 1 (edgeff/ops/conv2d/runtime.py;
+ * its NumPy specification is edgeff/runtime/conv2d_training.py) */
+typedef struct {
+    ef_conv2d_shape shape;      /* the convolution as run: pad_h/pad_w the kernel's own padding (0 when the input
+                                 * was padded explicitly with pad_value, then VALID) */
+    int32_t in_zero_point, out_zero_point, act_min, act_max;
+    int32_t pool;               /* 1: no pooling; else MAX_POOL_2D size = stride = pool after the ReLU */
+    int32_t rounding;           /* EF_ROUNDING_DOUBLE / SINGLE: the forward's (ef_conv2d_s8); the step reads none */
+    int8_t *weight;             /* (out_c, kernel_h, kernel_w, in_c) OHWI */
+    int32_t *bias;              /* (out_c) */
+    const int32_t *multiplier, *shift;          /* (out_c) requantization */
+    int16_t *weight_master;     /* (out_c, taps): 8 fractional bits over weight; NULL for a frozen block */
+    int64_t *bias_master;       /* (out_c): 8 fractional bits over bias */
+    const int64_t *step_weight_multiplier, *step_bias_multiplier;   /* (out_c): update_scales' multipliers */
+    int32_t step_weight_shift, step_bias_shift;                      /* update_scales' shifts */
+} ef_conv2d_block;
+
+extern const uint16_t ef_pow2_q15[256];   /* round(2^15 * 2^(-i/256)): cwc_loss.POW2_TABLE */
+/* dL/dG_j = p_j - [j == label] in Q15 (cwc_loss.loss_derivative) of one sample's class goodness in Q(frac_bits)
+ * (frac_bits >= -7; 0 <= label < n_classes <= 65,536) */
+void ef_cwc_loss_derivative_q15(const int32_t *goodness, int32_t n_classes, int32_t label, int32_t frac_bits,
+                                int32_t *dgoodness);
+/* One trained block's update on one sample, output channel by output channel (the exact integer gradient row of
+ * channel o, then its masters, int8 filters, bias master and int32 bias, as conv2d_training.step does), so a board
+ * needs one row of sums: row_scratch holds taps = kernel_h * kernel_w * in_c int32 values. in: the block's input as
+ * the convolution read it (batch 1, shape->in_h x in_w x in_c); conv: the convolution's output before pooling
+ * (out_h, out_w, out_c); pooled: the block's output (== conv when pool == 1); dgoodness: (n_classes) Q15.
+ * Noise: stream `stream` for the filters at index o * taps + t, `stream + 1` for the biases at index o.
+ * Needs what a loaded block has: at most 33,025 pooled positions (the int32 row sums), out_c a multiple of
+ * n_classes, the step factors of update_scales (so every product fits int64), weight and bias the rounding of
+ * their masters (a channel with a zero step is left untouched). */
+void ef_conv2d_cwc_step(ef_conv2d_block *block, const int8_t *in, const int8_t *conv, const int8_t *pooled,
+                        const int32_t *dgoodness, int32_t n_classes, int32_t lr_shift, int stochastic, uint32_t seed,
+                        uint32_t stream, int32_t *row_scratch);
+
 /* ---- maxpool2d.c: TFLM MAX_POOL_2D with filter = stride = size, VALID, NHWC: out (batch, in_h / size,
  * in_w / size, channels), clamped to [act_min, act_max] */
 void ef_max_pool2d_s8(const int8_t *in, int32_t batch, int32_t in_h, int32_t in_w, int32_t channels, int32_t size,
