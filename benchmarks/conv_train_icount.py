@@ -8,8 +8,10 @@ training images, runs it under `qemu-system-arm -icount shift=0` (firmware_bridg
 SysTick ticks times the calibration loop's instructions per tick) and checks its decisions and scores and its
 trained filters, biases and masters against the NumPy runtime's on the same samples. The firmware's buffers are
 the memory plan's (firmware_bridge/layered_firmware.py): the table checks every planned symbol's size in the ELF,
-then sets the linked sections beside the plan's totals: RAM = .data + .bss (+ the descriptor's stack), flash =
-.text (code, constants, frozen blocks, compiled-in samples, less the samples) + .data's initial values.
+then sets the linked sections beside the plan's totals: RAM = .data + .bss (+ the descriptor's stack); flash =
+.text less the compiled-in samples (code and the model's read-only arrays, the planned flash buffers among them),
+and apart from it .data's initial values (what the SRAM arrays start from: a board that loads its model over the
+link needs no flash for them).
 
     python benchmarks/conv_train_icount.py INT8_MODEL [--last-k K] [--samples 16] [--test-images 8] \\
         [--lr-shift 16] [--board mps2-an386] [--data-dir D] [--json]
@@ -52,11 +54,13 @@ def measure(path, last_k: int, data, args, target, work: Path) -> dict:
     matching = sum(symbols.get(s, (None, None)) == (b.bytes, b.region) for s, b in planned)
     sections = emulator.linked_sections(got["elf"])
     samples = sum(symbols[s][0] for s in SAMPLE_SYMBOLS)
+    planned_flash = sum(b.bytes for s, b in planned if b.region == "flash")
     return {"last_k": last_k, "trained_layers": [i + 1 for i in trainer.trained], "macs": forward_macs(model),
             "decision": got["infer"], "step": got["step"], "same": got["same_scores"] and got["same_state"],
             "plan_sram": plan["sram_bytes"], "plan_flash": plan["flash_bytes"],
             "linked_ram": sections["data"] + sections["bss"], "stack": sections.get("stack", 0),
-            "linked_flash": sections["text"] + sections["data"] - samples,
+            "linked_flash": sections["text"] - samples, "linked_planned_flash": planned_flash,
+            "data_initial_values": sections["data"],
             "planned_symbols": len(planned), "matching_symbols": matching}
 
 
@@ -87,12 +91,14 @@ def main() -> int:
         return 0
     print(f"{args.board}: {args.samples} training steps, {args.test_images} decisions (instructions, -icount)")
     print("| trained blocks | decision | instr/MAC | training step | step / decision | SRAM plan | RAM linked "
-          "(.data + .bss) | + stack | flash plan | flash linked | plan symbols | bit-exact |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "(.data + .bss) | + stack | flash plan | .text less samples | of it planned | .data initial values "
+          "| plan symbols | bit-exact |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {', '.join(map(str, r['trained_layers']))} | {r['decision']:,.0f} | {r['decision'] / r['macs']:.2f} "
               f"| {r['step']:,.0f} | {r['step'] / r['decision']:.2f} | {r['plan_sram']:,} | {r['linked_ram']:,} "
-              f"| {r['stack']:,} | {r['plan_flash']:,} | {r['linked_flash']:,} "
+              f"| {r['stack']:,} | {r['plan_flash']:,} | {r['linked_flash']:,} | {r['linked_planned_flash']:,} "
+              f"| {r['data_initial_values']:,} "
               f"| {r['matching_symbols']}/{r['planned_symbols']} | {'yes' if r['same'] else 'NO'} |")
     return 0 if all(r["same"] for r in rows) else 1
 
