@@ -14,8 +14,8 @@ import sys
 
 from edgeff.csrc import KERNELS, PROTOCOL
 from edgeff.op_registry import KINDS, trains_in_integers
-from edgeff.runtime import conv2d_training, cwc_loss, int_model, int_training, master_weights
-from firmware_bridge import board_image, framing
+from edgeff.runtime import conv2d_training, cwc_loss, int_layered_training, int_model, int_training, master_weights
+from firmware_bridge import board_image, framing, layered_firmware
 from firmware_bridge import messages as m
 
 REGENERATE = "python -m firmware_bridge.c_constants"
@@ -129,6 +129,13 @@ def kernel_constants_header() -> str:
         "   numbered by their place in KINDS): ef_ff_layer.kind selects a layer's kernels */",
         _enum("ef_layer_kind", "EF_LAYER_", ((kind.upper(), i) for i, kind in enumerate(KINDS)
                                              if trains_in_integers(kind))),
+        "",
+        "/* the layer kinds the layered CwC model's firmware runs (firmware_bridge/layered_firmware.py, numbered by",
+        "   their place in KINDS): ef_cwc_layer.kind */",
+        _enum("ef_cwc_layer_kind", "EF_CWC_", ((kind.upper(), i) for i, kind in enumerate(KINDS)
+                                               if kind in layered_firmware.KINDS)),
+        define("EF_CWC_NOISE_STREAMS", int_layered_training.NOISE_STREAMS,
+               "noise streams per CwC training step: layer l draws 2l (filters) and 2l + 1 (biases)"),
     ])
 
 

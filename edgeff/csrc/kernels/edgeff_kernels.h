@@ -253,4 +253,44 @@ int32_t ef_ff_hardest_negative_label(ef_ff_trainer *t, const uint8_t *image, int
 /* One-pass: the head's int8 logits over the neutral-label pass; returns the first highest. */
 int32_t ef_ff_one_pass(ef_ff_trainer *t, const ef_ff_head *head, const uint8_t *image, int8_t *logits);
 
+/* ---- cwc_model.c: a layered channel-wise competitive model (conv blocks, max pooling) on one image: its decision,
+ * and the training step of its trained blocks at batch 1 (mirror of IntLayeredModel.multi_pass_scores and
+ * IntLayeredTrainer.step). Every buffer is the caller's, as edgeff.runtime.memory_plan.layered_training_plan
+ * plans them (cwc_model.c says how they are used). */
+typedef struct {
+    int32_t kind;                  /* enum ef_cwc_layer_kind */
+    int32_t in_h, in_w, in_c;      /* the layer's input, unpadded */
+    int32_t out_h, out_w, out_c;   /* its output */
+    int32_t out_zero_point;
+    int32_t class_multiplier, class_shift;   /* raw class goodness -> the common fixed point */
+    int32_t pool;                  /* maxpool2d: its window (a conv2d block pools by block.pool) */
+    ef_conv2d_block block;         /* conv2d: the block; block.shape is the convolution as run */
+    int32_t explicit_pad;          /* conv2d: rows and columns of pad values written around its input (0: the
+                                    * kernel pads by itself with the input zero point) */
+    const int8_t *pad_value;       /* conv2d: (in_c) */
+    int32_t trained;               /* conv2d: the step updates it (its block's masters and step factors set) */
+} ef_cwc_layer;
+
+#define EF_CWC_MAX_CLASSES 64      /* a train step's scores live on the stack */
+
+typedef struct {
+    int32_t n_layers, n_classes, frac_bits, rounding;
+    uint32_t eval_mask;            /* bit l: layer l + 1's class goodness counts in the decision */
+    ef_cwc_layer layers[EF_MAX_LAYERS];
+    int32_t lr_shift, stochastic;
+    uint32_t seed, step;
+    int8_t *slot[2];               /* the activations taking turns: a_j in slot[j % 2] */
+    int8_t *prepool;               /* a pooled block's convolution output */
+    int32_t *goodness, *dgoodness; /* (n_classes): one layer's class goodness and its dL/dG in Q15 */
+    int32_t *row_sums;             /* the largest trained filter row's int32 sums */
+    void *scratch;                 /* ef_conv2d_s8_scratch_bytes of the largest block, 8-byte aligned */
+} ef_cwc_model;
+
+/* The decision on one image (n_inputs uint8 pixels, channel-major; quantized in place when the first layer reads it
+ * unpadded): scores[j] the class goodness of the evaluation layers summed; returns the first highest class. */
+int32_t ef_cwc_classify(ef_cwc_model *m, uint8_t *image, int64_t *scores);
+/* One training step on an image and its label: returns 1 when the decision before the update was right. Advances
+ * m->step. */
+int32_t ef_cwc_train_step(ef_cwc_model *m, uint8_t *image, int32_t label);
+
 #endif

@@ -42,4 +42,12 @@ enum ef_layer_kind {
     EF_LAYER_DENSE = 0x00,
 };
 
+/* the layer kinds the layered CwC model's firmware runs (firmware_bridge/layered_firmware.py, numbered by
+   their place in KINDS): ef_cwc_layer.kind */
+enum ef_cwc_layer_kind {
+    EF_CWC_CONV2D = 0x01,
+    EF_CWC_MAXPOOL2D = 0x03,
+};
+#define EF_CWC_NOISE_STREAMS 64u   /* noise streams per CwC training step: layer l draws 2l (filters) and 2l + 1 (biases) */
+
 #endif
