@@ -19,6 +19,7 @@ import zlib
 import numpy as np
 
 from edgeff.errors import EdgeFFError
+from edgeff.op_registry import layer_facet
 from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_layered_training import IntLayeredTrainer
 from edgeff.runtime.int_model import INPUT_ZERO_POINT
@@ -40,16 +41,13 @@ def check(model: IntLayeredModel):
                               "layers only")
     c = model.description.input_shape[0]
     first = model.layers[0]
-    if c > 1 and not (model.description.layers[0].kind == "conv2d" and _explicit_pad(first, INPUT_ZERO_POINT)):
+    if c > 1 and not (model.description.layers[0].kind == "conv2d"
+                      and layer_facet(model.description.layers[0], "runtime").explicit_pad(first, INPUT_ZERO_POINT)):
         raise EdgeFFError(f"the model's images have {c} channels and its first layer reads them unpadded; the CwC "
                           "firmware quantizes an image in place, which keeps a one-channel image's order only")
     if not 2 <= model.n_classes <= MAX_CLASSES or len(model.layers) > MAX_LAYERS:
         raise EdgeFFError(f"the CwC firmware takes 2 to {MAX_CLASSES} classes and up to {MAX_LAYERS} layers; the "
                           f"model has {model.n_classes} classes and {len(model.layers)} layers")
-
-
-def _explicit_pad(layer, zero_point: int) -> int:
-    return layer.padding if layer.padding and bool((layer.pad_value != zero_point).any()) else 0
 
 
 def _array(name: str, values, dtype, const: bool) -> str:
@@ -109,7 +107,7 @@ def _layer(trainer: IntLayeredTrainer, i: int, zero_point: int, lines: list) -> 
     if spec.kind == "maxpool2d":
         return f"(ef_cwc_layer){{.kind = EF_CWC_MAXPOOL2D, {common}, .pool = {layer.size}}}"
     trained, p = i in trainer.trained, f"l{i}_"
-    pad = _explicit_pad(layer, zero_point)
+    pad = layer_facet(spec, "runtime").explicit_pad(layer, zero_point)
     o, k = layer.weight.shape[:2]
     lines += [_array(p + "weight", layer.weight, np.int8, not trained),
               _array(p + "bias", layer.bias, np.int32, not trained),
