@@ -1,12 +1,13 @@
-"""Instructions per decision and per integer training step of a layered int8 CwC model on an emulated board's core
+"""Instructions per inference and per integer training step of a layered int8 CwC model on an emulated board's core
 (--board: mps2-an386, the Cortex-M4, by default), training its last K blocks (--last-k; every K by default), and
-the linked firmware's RAM and flash set against the memory plan.
+the linked firmware's RAM and flash set against the memory plan. An inference is the decision and the one-pass head.
 
 For each K, builds the CwC self-test firmware (firmware_bridge/firmware/cwc_selftest/) around the int8 model and
 its trainer (--lr-shift, stochastic rounding, seed 0), the first --test-images test images and the first --samples
 training images, runs it under `qemu-system-arm -icount shift=0` (firmware_bridge/instruction_counts.py:
 SysTick ticks times the calibration loop's instructions per tick) and checks its decisions and scores and its
-trained filters, biases and masters against the NumPy runtime's on the same samples. The firmware's buffers are
+trained filters, biases and masters against the NumPy runtime's on the same samples. The inference's own buffer (the
+head's input) and arrays are the firmware's beside the plan, which plans a training step. The firmware's buffers are
 the memory plan's (firmware_bridge/layered_firmware.py): the table checks every planned symbol's size in the ELF,
 then sets the linked sections beside the plan's totals: RAM = .data + .bss (+ the descriptor's stack); flash =
 .text less the compiled-in samples (code and the model's read-only arrays, the planned flash buffers among them),
@@ -37,9 +38,11 @@ SAMPLE_SYMBOLS = ("cwc_test_images", "cwc_images", "cwc_labels")   # the compile
 
 
 def forward_macs(model) -> int:
-    """Multiply-accumulates of one decision: every convolution's output values times its filter's taps."""
-    return sum(int(np.prod(layer.conv_size)) * layer.weight.size for spec, layer in
-               zip(model.description.layers, model.layers, strict=True) if spec.kind == "conv2d")
+    """Multiply-accumulates of one inference: every convolution's output values times its filter's taps, and the
+    head's."""
+    convs = sum(int(np.prod(layer.conv_size)) * layer.weight.size for spec, layer in
+                zip(model.description.layers, model.layers, strict=True) if spec.kind == "conv2d")
+    return convs + model.head.weight.size
 
 
 def measure(path, last_k: int, data, args, target, work: Path) -> dict:
@@ -56,7 +59,7 @@ def measure(path, last_k: int, data, args, target, work: Path) -> dict:
     samples = sum(symbols[s][0] for s in SAMPLE_SYMBOLS)
     planned_flash = sum(b.bytes for s, b in planned if b.region == "flash")
     return {"last_k": last_k, "trained_layers": [i + 1 for i in trainer.trained], "macs": forward_macs(model),
-            "decision": got["infer"], "step": got["step"], "same": got["same_scores"] and got["same_state"],
+            "inference": got["infer"], "step": got["step"], "same": got["same_scores"] and got["same_state"],
             "plan_sram": plan["sram_bytes"], "plan_flash": plan["flash_bytes"],
             "linked_ram": sections["data"] + sections["bss"], "stack": sections.get("stack", 0),
             "linked_flash": sections["text"] - samples, "linked_planned_flash": planned_flash,
@@ -89,14 +92,15 @@ def main() -> int:
         print(json.dumps({"board": args.board, "samples": args.samples, "test_images": args.test_images,
                           "rows": rows}))
         return 0
-    print(f"{args.board}: {args.samples} training steps, {args.test_images} decisions (instructions, -icount)")
-    print("| trained blocks | decision | instr/MAC | training step | step / decision | SRAM plan | RAM linked "
+    print(f"{args.board}: {args.samples} training steps, {args.test_images} inferences (instructions, -icount)")
+    print("| trained blocks | inference | instr/MAC | training step | step / inference | SRAM plan | RAM linked "
           "(.data + .bss) | + stack | flash plan | .text less samples | of it planned | .data initial values "
           "| plan symbols | bit-exact |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {', '.join(map(str, r['trained_layers']))} | {r['decision']:,.0f} | {r['decision'] / r['macs']:.2f} "
-              f"| {r['step']:,.0f} | {r['step'] / r['decision']:.2f} | {r['plan_sram']:,} | {r['linked_ram']:,} "
+        print(f"| {', '.join(map(str, r['trained_layers']))} | {r['inference']:,.0f} "
+              f"| {r['inference'] / r['macs']:.2f} "
+              f"| {r['step']:,.0f} | {r['step'] / r['inference']:.2f} | {r['plan_sram']:,} | {r['linked_ram']:,} "
               f"| {r['stack']:,} | {r['plan_flash']:,} | {r['linked_flash']:,} | {r['linked_planned_flash']:,} "
               f"| {r['data_initial_values']:,} "
               f"| {r['matching_symbols']}/{r['planned_symbols']} | {'yes' if r['same'] else 'NO'} |")

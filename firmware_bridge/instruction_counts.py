@@ -100,13 +100,13 @@ def measure_layered(trainer: IntLayeredTrainer, test_images: np.ndarray, images:
                     elf: Path, target: FirmwareTarget = emulator.TARGET) -> dict:
     """Build the CwC self-test firmware for `target` into `elf` around the trainer's layered model and state, run it
     (the decision on each test image, then one training step per sample) and train the trainer on the same samples
-    (it is left trained). Returns, in instructions: `infer` (one decision), `step` (one training step, per
-    sample), `per_tick`; `correct` (the firmware's decisions before each update), and `same_scores` /
-    `same_state`: whether the firmware's decisions and scores, and its trained filters, biases and masters, equal
-    the NumPy runtime's."""
+    (it is left trained). Returns, in instructions: `infer` (one inference: the decision and the one-pass head),
+    `step` (one training step, per sample), `per_tick`; `correct` (the firmware's decisions before each update),
+    and `same_scores` / `same_state`: whether the firmware's decisions, scores, head logits, and its trained
+    filters, biases and masters, equal the NumPy runtime's."""
     labels = np.asarray(labels, np.int64)
     header = {"cwc_selftest_data.h": layered_firmware.selftest_header(trainer, test_images, images, labels)}
-    expected_scores = layered_firmware.scores_crc(trainer.model, test_images)
+    expected_scores = layered_firmware.inference_crc(trainer.model, test_images)
     correct = sum(trainer.step(images[i:i + 1], labels[i:i + 1])["correct"] for i in range(len(labels)))
     emulator.build("cwc_selftest", elf, header, target=target)
     out = emulator.run(elf, b"EDGEFF-CWC-", target=target)   # its result line, or the scratch it lacked

@@ -1,7 +1,7 @@
 """A layered int8 CwC model (conv blocks, max pooling) compiled into firmware: an IntLayeredTrainer's model and
-training state as C arrays and the ef_cwc_model that edgeff/csrc/kernels/cwc_model.c runs, for the CwC self-test
-firmware (firmware/cwc_selftest/), which classifies test images, trains on samples and reports CRCs the host
-compares with the NumPy runtime.
+training state as C arrays and the ef_cwc_model (and one-pass head) that edgeff/csrc/kernels/cwc_model.c runs, for
+the CwC self-test firmware (firmware/cwc_selftest/), which infers on test images, trains on samples and reports
+CRCs the host compares with the NumPy runtime.
 
 Every array and buffer of the step is one C symbol, sized and placed as the memory plan plans it
 (edgeff.runtime.memory_plan.layered_training_plan, method "ff"): what training changes in SRAM (non-const), what it
@@ -11,7 +11,7 @@ differ from the runtime's.
 
     KINDS                                        the layer kinds the firmware runs
     selftest_header(trainer, test_images, images, labels) -> C source of cwc_selftest_data.h
-    state_crc(trainer), scores_crc(model, test_images) -> the CRC-32s the firmware prints for the same state
+    state_crc(trainer), inference_crc(model, test_images) -> the CRC-32s the firmware prints for the same state
     planned_symbols(trainer) -> [(C symbol, plan buffer)]: the symbols that hold a plan's buffers
 """
 import zlib
@@ -178,7 +178,15 @@ def selftest_header(trainer: IntLayeredTrainer, test_images: np.ndarray, images:
     for i, layer in enumerate(model.layers):
         init.append(f"    m->layers[{i}] = {_layer(trainer, i, zero_point, lines)};")
         zero_point = layer.out_zero_point
-    lines.append("static void cwc_init(ef_cwc_model *m)\n{\n" + "\n".join(init) + "\n}")
+    head, n = model.head, model.n_classes
+    d_head = head.weight.shape[1]
+    lines += [_array("head_weight", head.weight, np.int8, True), _array("head_bias", head.bias, np.int32, True),
+              _array("head_requant", np.concatenate([head.multiplier, head.shift]), np.int32, True),
+              _buffer("cwc_head_input", d_head)]
+    init += [f"    h->d_in = {d_head};", f"    h->layer_mask = {sum(1 << (l - 1) for l in model.head_layers)}u;",
+             "    h->weight = head_weight;", "    h->bias = head_bias;", "    h->multiplier = head_requant;",
+             f"    h->shift = head_requant + {n};", "    h->input = cwc_head_input;"]
+    lines.append("static void cwc_init(ef_cwc_model *m, ef_ff_head *h)\n{\n" + "\n".join(init) + "\n}")
     return "\n".join(lines) + "\n"
 
 
@@ -194,10 +202,12 @@ def state_crc(trainer: IntLayeredTrainer) -> int:
     return crc
 
 
-def scores_crc(model: IntLayeredModel, images: np.ndarray) -> int:
-    """CRC-32 of every image's decision (int32) and scores (int64, the evaluation layers' class goodness)."""
-    scores = model.multi_pass_scores(images).astype(np.int64)
+def inference_crc(model: IntLayeredModel, images: np.ndarray) -> int:
+    """CRC-32 of every image's decision (int32), scores (int64, the evaluation layers' class goodness), one-pass
+    class (int32) and the head's logits (int8)."""
+    scores, logits = model.multi_pass_scores(images).astype(np.int64), model.head_logits(images)
     crc = 0
-    for row in scores:
-        crc = zlib.crc32(np.int32(row.argmax()).tobytes() + row.tobytes(), crc)
+    for row, head in zip(scores, logits, strict=True):
+        crc = zlib.crc32(np.int32(row.argmax()).tobytes() + row.tobytes() + np.int32(head.argmax()).tobytes()
+                         + head.astype(np.int8).tobytes(), crc)
     return crc

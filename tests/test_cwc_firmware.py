@@ -13,7 +13,8 @@ from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_layered_training import load_layered_trainer
 from edgeff.runtime.int_training import IntTrainingConfig
 from firmware_bridge import emulator, instruction_counts, layered_firmware
-from tests.test_conv_ptq import MIXED, PADDED, _quantized
+from tests.conftest import run_cli
+from tests.test_conv_ptq import COLOUR, MIXED, PADDED, _quantized
 
 needs_qemu = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
                                 reason="needs gcc-arm-none-eabi and qemu-system-arm")
@@ -32,6 +33,11 @@ def pooled(tmp_path_factory):
     return _quantized(tmp_path_factory, "cwcfw-pooled", POOLED, "--rounding", "single")
 
 
+@pytest.fixture(scope="module")
+def colour(tmp_path_factory):   # three channels: the image's planes written to NHWC, with the first block's border
+    return _quantized(tmp_path_factory, "cwcfw-colour", COLOUR, colour=True)
+
+
 def _samples(data, n_test=8, n_train=24):
     ds = load_dataset(data)
     train, test = ds.train, ds.test
@@ -40,7 +46,7 @@ def _samples(data, n_test=8, n_train=24):
 
 @needs_qemu
 @pytest.mark.parametrize("case, last_k, rounding", [("padded", None, "stochastic"), ("padded", 1, "nearest"),
-                                                     ("pooled", None, "stochastic")])
+                                                     ("pooled", None, "stochastic"), ("colour", 1, "stochastic")])
 def test_the_firmware_decides_and_trains_as_the_runtime(case, last_k, rounding, request, tmp_path):
     _, int_path, data, _ = request.getfixturevalue(case)
     trainer = load_layered_trainer(int_path, IntTrainingConfig(lr_shift=8, rounding=rounding, seed=3), last_k)
@@ -70,7 +76,15 @@ def test_the_firmware_holds_the_memory_plans_buffers_at_their_sizes(padded, tmp_
     assert frozen and all(symbols[s][1] == "flash" for s in frozen)   # block 1 is frozen: only read
 
 
-def test_what_the_firmware_cannot_run_is_refused_by_name(tmp_path_factory):
+def test_what_the_firmware_cannot_run_is_refused_by_name(tmp_path_factory, colour, tmp_path):
     _, int_path, _, _ = _quantized(tmp_path_factory, "cwcfw-mixed", MIXED)
     with pytest.raises(EdgeFFError, match="layer 4 is a flatten layer"):
         layered_firmware.check(IntLayeredModel.from_file(int_path))
+    # colour images read unpadded (zero-point padding: the kernel pads) cannot be quantized in place
+    float_path, _, data, _ = colour
+    zero_point = tmp_path / "zp.safetensors"
+    res = run_cli("quantize", float_path, "--out", zero_point, "--conv-padding",
+                  "zero-point", "--data-dir", data)
+    assert res.returncode == 0, res.stderr
+    with pytest.raises(EdgeFFError, match="images have 3 channels and its first layer reads them unpadded"):
+        layered_firmware.check(IntLayeredModel.from_file(zero_point))

@@ -99,6 +99,20 @@ static const int8_t *run_layer(ef_cwc_model *m, int32_t l, const int8_t *in, int
     return conv;
 }
 
+/* Layer l's output (out_h x out_w x out_c, NHWC) into the head's input in torch's flatten order (channel, row,
+ * column: edgeff.runtime.layout.flatten_channel_major), L2-normalized in place (the kernel reads each value
+ * before it writes it); returns the next free place. */
+static int8_t *head_part(const ef_cwc_model *m, const ef_cwc_layer *L, const int8_t *out, int8_t *to)
+{
+    int32_t positions = L->out_h * L->out_w;
+    for (int32_t c = 0; c < L->out_c; ++c)
+        for (int32_t p = 0; p < positions; ++p)
+            to[(int64_t)c * positions + p] = out[(int64_t)p * L->out_c + c];
+    int32_t d = positions * L->out_c;
+    ef_l2_normalize_s8(to, 1, d, L->out_zero_point, m->rounding, to);
+    return to + d;
+}
+
 static int32_t first_highest(const int64_t *scores, int32_t n)
 {
     int32_t best = 0;
@@ -108,11 +122,12 @@ static int32_t first_highest(const int64_t *scores, int32_t n)
     return best;
 }
 
-/* The whole pass (module comment); trains when label >= 0. */
-static int32_t run(ef_cwc_model *m, uint8_t *image, int32_t label, int64_t *scores)
+/* The whole pass (module comment); trains when label >= 0; fills the head's input when a head is given. */
+static int32_t run(ef_cwc_model *m, uint8_t *image, int32_t label, int64_t *scores, const ef_ff_head *head)
 {
     for (int32_t j = 0; j < m->n_classes; ++j)
         scores[j] = 0;
+    int8_t *head_in = head ? head->input : 0;
     const int8_t *in = first_input(m, image);
     for (int32_t l = 0; l < m->n_layers; ++l) {
         ef_cwc_layer *L = &m->layers[l];
@@ -129,6 +144,8 @@ static int32_t run(ef_cwc_model *m, uint8_t *image, int32_t label, int64_t *scor
             ef_conv2d_cwc_step(&L->block, in, conv, out, m->dgoodness, m->n_classes, m->lr_shift, m->stochastic,
                                m->seed, m->step * EF_CWC_NOISE_STREAMS + 2u * (uint32_t)l, m->row_sums);
         }
+        if (head && head->layer_mask >> l & 1u)
+            head_in = head_part(m, L, out, head_in);
         if (l + 1 < m->n_layers && m->layers[l + 1].explicit_pad) {
             const ef_cwc_layer *next = &m->layers[l + 1];
             pad_in_place(out, next->in_h, next->in_w, next->in_c, next->explicit_pad, next->pad_value);
@@ -140,13 +157,27 @@ static int32_t run(ef_cwc_model *m, uint8_t *image, int32_t label, int64_t *scor
 
 int32_t ef_cwc_classify(ef_cwc_model *m, uint8_t *image, int64_t *scores)
 {
-    return run(m, image, -1, scores);
+    return run(m, image, -1, scores, 0);
+}
+
+int32_t ef_cwc_infer(ef_cwc_model *m, const ef_ff_head *head, uint8_t *image, int64_t *scores, int8_t *logits,
+                     int32_t *one_pass)
+{
+    int32_t decision = run(m, image, -1, scores, head);
+    ef_fully_connected_s8(head->input, 1, head->d_in, head->weight, m->n_classes, head->bias, head->multiplier,
+                          head->shift, 0, -128, 127, m->rounding, logits);
+    int32_t best = 0;
+    for (int32_t c = 1; c < m->n_classes; ++c)
+        if (logits[c] > logits[best])
+            best = c;
+    *one_pass = best;
+    return decision;
 }
 
 int32_t ef_cwc_train_step(ef_cwc_model *m, uint8_t *image, int32_t label)
 {
     int64_t scores[EF_CWC_MAX_CLASSES];
-    int32_t correct = run(m, image, label, scores) == label;
+    int32_t correct = run(m, image, label, scores, 0) == label;
     m->step += 1u;
     return correct;
 }

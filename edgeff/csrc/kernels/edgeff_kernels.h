@@ -289,6 +289,11 @@ typedef struct {
 /* The decision on one image (n_inputs uint8 pixels, channel-major; quantized in place when the first layer reads it
  * unpadded): scores[j] the class goodness of the evaluation layers summed; returns the first highest class. */
 int32_t ef_cwc_classify(ef_cwc_model *m, uint8_t *image, int64_t *scores);
+/* The same decision and scores in the same pass, and the one-pass head's int8 logits (head: ff_infer.c's
+ * struct; its layer mask names the head layers, whose outputs it takes in torch's flatten order, each
+ * L2-normalized: IntLayeredModel.head_logits); *one_pass is the first highest logit's class. */
+int32_t ef_cwc_infer(ef_cwc_model *m, const ef_ff_head *head, uint8_t *image, int64_t *scores, int8_t *logits,
+                     int32_t *one_pass);
 /* One training step on an image and its label: returns 1 when the decision before the update was right. Advances
  * m->step. */
 int32_t ef_cwc_train_step(ef_cwc_model *m, uint8_t *image, int32_t label);

@@ -1,11 +1,12 @@
 /* CwC self-test firmware: a layered int8 model compiled in (cwc_selftest_data.h, written by
- * firmware_bridge/layered_firmware.py) classifies the test images, then trains on the samples, one step each
+ * firmware_bridge/layered_firmware.py) infers on the test images, then trains on the samples, one step each
  * (edgeff/csrc/kernels/cwc_model.c), and prints lines the host checks against the NumPy runtime:
  *   EDGEFF-CALIBRATION instructions=I ticks=T      a loop of I instructions, to convert ticks
- *   EDGEFF-CWC-INFER images=N crc=CRC32 ticks=T     every decision (int32) and its scores (int64 per class)
+ *   EDGEFF-CWC-INFER images=N crc=CRC32 ticks=T     every decision (int32), its scores (int64 per class), the
+ *                                                   one-pass class (int32) and the head's logits (int8)
  *   EDGEFF-CWC-SELFTEST samples=N correct=C crc=CRC32 ticks=T
  * The second crc covers every conv block's int8 filters and int32 bias, then a trained block's filter and bias
- * masters, layer after layer. Ticks count the classify and train calls only (not the copy of each image into the
+ * masters, layer after layer. Ticks count the infer and train calls only (not the copy of each image into the
  * image buffer, which stands for its reception); with QEMU's -icount shift=0 a tick is a fixed number of
  * instructions. A block that needs more convolution scratch than the plan gives prints
  * EDGEFF-CWC-SCRATCH layer=L needs=S and stops. */
@@ -64,8 +65,9 @@ static uint32_t state_crc(const ef_cwc_model *m)
 int main(void)
 {
     static ef_cwc_model model;
+    static ef_ff_head head;
     uart_init();
-    cwc_init(&model);
+    cwc_init(&model, &head);
     systick_calibrate();
     if (!scratch_fits(&model))
         board_exit();
@@ -73,12 +75,16 @@ int main(void)
     uint32_t crc = 0, ticks = 0;
     for (int32_t i = 0; i < CWC_TEST_IMAGES; ++i) {
         int64_t scores[EF_CWC_MAX_CLASSES];
+        int8_t logits[EF_CWC_MAX_CLASSES];
+        int32_t one_pass;
         receive(cwc_test_images[i]);
         uint32_t start = systick_ticks();
-        int32_t decision = ef_cwc_classify(&model, cwc_image, scores);
+        int32_t decision = ef_cwc_infer(&model, &head, cwc_image, scores, logits, &one_pass);
         ticks += systick_ticks() - start;
         crc = ef_crc32(crc, (const uint8_t *)&decision, 4u);
         crc = ef_crc32(crc, (const uint8_t *)scores, 8u * (uint32_t)model.n_classes);
+        crc = ef_crc32(crc, (const uint8_t *)&one_pass, 4u);
+        crc = ef_crc32(crc, (const uint8_t *)logits, (uint32_t)model.n_classes);
     }
     print_field("EDGEFF-CWC-INFER images=", CWC_TEST_IMAGES);
     uart_puts(" crc=");
