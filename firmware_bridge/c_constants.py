@@ -13,7 +13,7 @@ has drifted. Regenerate with
 import sys
 
 from edgeff.csrc import KERNELS, PROTOCOL
-from edgeff.op_registry import KINDS, trains_in_integers
+from edgeff.op_registry import KINDS, facet, trains_in_integers
 from edgeff.runtime import conv2d_training, cwc_loss, int_layered_training, int_model, int_training, master_weights
 from firmware_bridge import board_image, framing, layered_firmware
 from firmware_bridge import messages as m
@@ -94,6 +94,20 @@ def wire_header() -> str:
         "/* the header's fields, and a layer record's */",
         *offsets("EF_IMAGE", board_image.FIXED),
         *offsets("EF_IMAGE_LAYER", board_image.layer_encoding().RECORD),
+        "",
+        "/* format 2, a layered CwC model: its header, the record part every layer has, then its kind's record */",
+        define("EF_LAYERED_MODEL_FORMAT", m.LAYERED_MODEL_FORMAT),
+        define("EF_IMAGE_FLAG_SINGLE_ROUNDING", board_image.FLAG_SINGLE_ROUNDING),
+        define("EF_CWC_IMAGE_FIXED_BYTES", board_image.LAYERED_FIXED.size, "magic .. step"),
+        define("EF_CWC_IMAGE_LAYER_BYTES", board_image.LAYERED_LAYER.size, "the record part every layer has"),
+        *offsets("EF_CWC_IMAGE", board_image.LAYERED_FIXED),
+        *offsets("EF_CWC_IMAGE_LAYER", board_image.LAYERED_LAYER),
+        *(line for kind in board_image.LAYERED_KINDS for line in (
+            define(f"EF_CWC_IMAGE_{kind.upper()}_BYTES", facet(kind, "board_image").RECORD.size,
+                   f"a {kind} layer's own record"),
+            *offsets(f"EF_CWC_IMAGE_{kind.upper()}", facet(kind, "board_image").RECORD))),
+        define("EF_CWC_IMAGE_STEP_SHIFT_MAX", facet("conv2d", "board_image").SHIFT_RANGE[1],
+               "a trained block's step shifts lie in 0 .. this"),
     ])
 
 

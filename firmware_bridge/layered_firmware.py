@@ -61,10 +61,8 @@ def check(model: IntLayeredModel):
 
 def _explicit_pad(model: IntLayeredModel, i: int, zero_point: int) -> int:
     """Rows and columns of pad values written around layer i's input (0: the kernel pads by itself)."""
-    spec, layer = model.description.layers[i], model.layers[i]
-    if spec.kind != "conv2d" or not layer_facet(spec, "runtime").pads_explicitly(layer, zero_point):
-        return 0
-    return layer.padding
+    spec = model.description.layers[i]
+    return layer_facet(spec, "runtime").explicit_pad(model.layers[i], zero_point) if spec.kind == "conv2d" else 0
 
 
 def _buffer(name: str, n_bytes: int, ctype: str) -> str:

@@ -57,6 +57,15 @@ def trained_layers(model: IntLayeredModel, last_k: int | None) -> list:
     return trainable[-last_k:]
 
 
+def step_scales(model: IntLayeredModel, trained: list) -> dict:
+    """{trained layer: its rule's fixed step factors (update_scales)}, made on the host from the file's float
+    scales: the trainer's, and the ones a board image carries (firmware_bridge/board_image.py)."""
+    specs, entries = model.description.layers, model.quant["layers"]
+    return {i: layer_facet(specs[i], "runtime").update_scales(
+        model.layers[i], entries[i]["in_scale"], entries[i]["out_scale"],
+        group_values(specs[i].out_shape, model.n_classes)) for i in trained}
+
+
 class IntLayeredTrainer:
     """Integer training state of an IntLayeredModel: the trained blocks' masters and step factors."""
 
@@ -70,10 +79,7 @@ class IntLayeredTrainer:
         self.trained = trained_layers(model, last_k)
         self.last_k = len(self.trained)
         specs = model.description.layers
-        entries = model.quant["layers"]
-        self.scales = {i: layer_facet(specs[i], "runtime").update_scales(
-            model.layers[i], entries[i]["in_scale"], entries[i]["out_scale"],
-            group_values(specs[i].out_shape, model.n_classes)) for i in self.trained}
+        self.scales = step_scales(model, self.trained)
         for i, s in self.scales.items():
             if config.lr_shift + max(s.weight_shift, s.bias_shift) > 62:
                 raise EdgeFFError(f"--lr-shift {config.lr_shift} is too small a step for layer {i + 1}'s integers "

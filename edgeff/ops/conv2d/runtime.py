@@ -107,6 +107,11 @@ def pads_explicitly(layer: IntConv2d, zero_point: int) -> bool:
     return bool(layer.padding) and bool((layer.pad_value != zero_point).any())
 
 
+def explicit_pad(layer: IntConv2d, zero_point: int) -> int:
+    """Rows and columns of pad values written around the input before the convolution (0: the kernel pads)."""
+    return layer.padding if pads_explicitly(layer, zero_point) else 0
+
+
 def padded_input(layer: IntConv2d, q: np.ndarray, zero_point: int) -> tuple[np.ndarray, int]:
     """(input, padding left to the convolution): q padded explicitly with pad_value where that is not the
     input's zero point (the convolution is then VALID), else q and the block's padding."""
@@ -164,11 +169,24 @@ def update_scales(layer: IntConv2d, in_scale: float, out_scale: float, count: in
     # a channel whose multiplier is 0 outputs its zero point whatever its filter: nothing to train
     bias = np.divide(2.0 ** -6, count * real_m, out=np.zeros_like(real_m), where=real_m > 0)
     weight = bias * in_scale * in_scale
+    weight_bits, bias_bits = gradient_bits(layer)
+    wm, ws = _fixed(weight, weight_bits)
+    bm, bs = _fixed(bias, bias_bits)
+    return UpdateScales(wm, ws, bm, bs, weight_bits, bias_bits)
+
+
+def gradient_bits(layer: IntConv2d) -> tuple[int, int]:
+    """(filter, bias) gradient bits of one sample: 2^15 * 255 per dz, times P pooled positions, the filter's
+    times |x - zp_in| <= 255 too."""
     positions = int(np.prod(layer.conv_size)) // (layer.pool * layer.pool)
-    term = 15 + 8 + math.ceil(math.log2(positions + 1))          # 2^15 * 255 per dz, times P positions
-    wm, ws = _fixed(weight, term + 8)                              # times |x - zp_in| <= 255
-    bm, bs = _fixed(bias, term)
-    return UpdateScales(wm, ws, bm, bs, term + 8, term)
+    term = 15 + 8 + math.ceil(math.log2(positions + 1))
+    return term + 8, term
+
+
+def largest_step_multiplier(gradient_bits: int) -> int:
+    """The largest step multiplier _fixed makes for a gradient of these bits (its factors times 2^shift stay
+    below 2^(bits - 1), rounded): g times it fits int64 with a bit to spare."""
+    return 1 << (GRADIENT_PRODUCT_BITS - gradient_bits - 1)
 
 
 def cwc_update(layer: IntConv2d, kept: Kept, dgoodness: np.ndarray, weight_master: np.ndarray,
