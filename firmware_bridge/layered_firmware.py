@@ -25,7 +25,7 @@ from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_layered_training import IntLayeredTrainer
 from edgeff.runtime.int_model import INPUT_ZERO_POINT
 from edgeff.runtime.memory_plan import layered_training_plan
-from firmware_bridge.board_image import MAX_LAYERS
+from firmware_bridge.messages import MAX_LAYERS
 
 KINDS = ("conv2d", "maxpool2d")
 MAX_CLASSES = 64          # EF_CWC_MAX_CLASSES (generated): a step's scores live on the firmware's stack
