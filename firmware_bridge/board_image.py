@@ -48,10 +48,9 @@ from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_layered_training import step_scales, trainable_layers
 from edgeff.runtime.int_model import INPUT_SCALE, INPUT_ZERO_POINT
 from firmware_bridge import layered_firmware
-from firmware_bridge.messages import LAYERED_MODEL_FORMAT, MODEL_FORMAT
+from firmware_bridge.messages import LAYERED_MODEL_FORMAT, MAX_LAYERS, MODEL_FORMAT
 
 MAGIC = b"EFFB"
-MAX_LAYERS = 8
 FIXED = ByteLayout("<4sBBBBBbbBBxxxI", ("magic", "format", "n_layers", "n_classes", "flags", "goodness_frac_bits",
                                       "label_q", "neutral_label_q", "eval_mask", "head_mask", "step"))
 LAYER_KIND = "dense"             # the image has no kind field: every layer of this format is of this kind

@@ -162,6 +162,7 @@ def kernel_constants_header() -> str:
         "   their place in KINDS): ef_cwc_layer.kind */",
         _enum("ef_cwc_layer_kind", "EF_CWC_", ((kind.upper(), i) for i, kind in enumerate(KINDS)
                                                if kind in layered_firmware.KINDS)),
+        signed("EF_CWC_MAX_CLASSES", layered_firmware.MAX_CLASSES, "a CwC step's scores live on the stack"),
         define("EF_CWC_NOISE_STREAMS", int_layered_training.NOISE_STREAMS,
                "noise streams per CwC training step: layer l draws 2l (filters) and 2l + 1 (biases)"),
     ])
