@@ -251,9 +251,6 @@ def _pack_layered(tensors: dict, header: dict) -> bytes:
         if max(*spec.in_shape, *spec.out_shape) > MAX_SIDE:
             raise EdgeFFError(f"layer {i + 1}'s shapes {spec.in_shape} -> {spec.out_shape}: a board image holds "
                               f"up to {MAX_SIDE} channels, rows and columns")
-    for key in ("eval_layers", "head_layers"):
-        if sorted(set(model.arch[key])) != list(model.arch[key]):
-            raise EdgeFFError(f"{key} {model.arch[key]} must be in ascending order, each once, for a board image")
     trained = [i for i in range(len(specs)) if _prefix(i) + "weight_master" in tensors]
     _checked_trained(model, trained, "model")
     arrays = model.tensors()

@@ -154,6 +154,8 @@ def _corruptions(image: bytes) -> list:
              ("requantization multiplier", _set(image, arrays["layers.1.multiplier"][0], "<i", 5),
               "invalid quantized multiplier/shift"),
              ("head multiplier", _set(image, arrays["head.multiplier"][0], "<i", 5), "invalid quantized multiplier"),
+             ("filter -128", _set(image, arrays["layers.0.weight"][0] + 3, "<b", -128), "filter value of -128"),
+             ("bias -2^31", _set(image, arrays["layers.0.bias"][0] + 4, "<i", -(1 << 31)), "bias of -2\\^31"),
              ("master", _set(image, arrays["layers.1.weight_master"][0], "<h", 1000),
               "not the rounding of its masters"),
              ("bias master", _set(image, arrays["layers.1.bias_master"][0], "<q", 1 << 40),

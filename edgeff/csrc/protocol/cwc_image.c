@@ -253,9 +253,18 @@ int ef_cwc_image_check(const uint8_t *image, uint32_t length, uint32_t image_cap
             return fail(why, "a layer's class goodness could overflow int32");
         if (L[l].kind == EF_CWC_MAXPOOL2D && L[l].zero_point != L[l].in_zero_point)
             return fail(why, "a maxpool2d layer's zero point is not its input's");
-        if (L[l].kind == EF_CWC_CONV2D
-            && !ef_requantization_valid(image + A->multiplier, image + A->shift, L[l].out_c))
+        if (L[l].kind != EF_CWC_CONV2D)
+            continue;
+        if (!ef_requantization_valid(image + A->multiplier, image + A->shift, L[l].out_c))
             return fail(why, "a layer holds an invalid quantized multiplier or shift");
+        /* what a master rounds back to: filters in [-127, 127], biases above -2^31 */
+        const int8_t *w = (const int8_t *)(image + A->weight);
+        for (uint32_t k = 0, count = (uint32_t)volume(L[l].out_c, L[l].kernel * L[l].kernel, L[l].in_c); k < count; ++k)
+            if (w[k] == -128)
+                return fail(why, "a conv2d layer holds an int8 filter value of -128");
+        for (int32_t j = 0; j < L[l].out_c; ++j)
+            if (ef_get_i32(image + A->bias + 4u * (uint32_t)j) == INT32_MIN)
+                return fail(why, "a conv2d layer holds an int32 bias of -2^31");
     }
     if (!scores_fit(image, record, L, n, classes))
         return fail(why, "the layers' summed class goodness could overflow int32");
