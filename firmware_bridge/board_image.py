@@ -352,8 +352,8 @@ def array_offsets(blob: bytes) -> dict:
 
 def _unpack_layered(blob: bytes) -> tuple[dict, dict]:
     fixed, description, common, fields, arrays = _parse_layered(blob)
-    tensors, pos = {}, arrays[0][3]
-    for name, dtype, shape, pos in arrays:
+    tensors = {}
+    for name, dtype, shape, pos in arrays:   # the head's arrays always come last
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if pos + size > len(blob):
             raise EdgeFFError(f"board image is truncated at tensor '{name}'")
