@@ -153,6 +153,20 @@ def pack_image(tensors: dict, header: dict) -> bytes:
     return bytes(out)
 
 
+def _read_array(blob: bytes, name: str, dtype, shape, pos: int) -> tuple[np.ndarray, int]:
+    """(the array at pos, where the next one starts: past its padding to ALIGN), refused if the image ends first."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if pos + size > len(blob):
+        raise EdgeFFError(f"board image is truncated at tensor '{name}'")
+    array = np.frombuffer(blob, np.dtype(dtype).newbyteorder("<"), int(np.prod(shape)), pos).reshape(shape)
+    return array.astype(dtype), pos + size + _pad(size)
+
+
+def _check_end(blob: bytes, pos: int):
+    if pos != len(blob):
+        raise EdgeFFError(f"board image has {len(blob) - pos} bytes after its last tensor")
+
+
 def unpack_image(blob: bytes) -> tuple[dict, dict]:
     """(tensors, header) of a board image; EdgeFFError naming the problem if it is not a valid one."""
     if len(blob) <= len(MAGIC) or blob[:4] != MAGIC:
@@ -193,14 +207,8 @@ def unpack_image(blob: bytes) -> tuple[dict, dict]:
     image_layers = [spec_class(LAYER_KIND)(d_in, d_out) for d_in, d_out in zip(sizes[:-1], sizes[1:], strict=True)]
     specs = _array_specs(image_layers, n_classes, head_layers, layers, bool(flags & FLAG_MASTERS))
     for name, dtype, shape in specs:
-        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        if pos + size > len(blob):
-            raise EdgeFFError(f"board image is truncated at tensor '{name}'")
-        tensors[name] = np.frombuffer(blob, np.dtype(dtype).newbyteorder("<"), int(np.prod(shape)),
-                                      pos).reshape(shape).astype(dtype)
-        pos += size + _pad(size)
-    if pos != len(blob):
-        raise EdgeFFError(f"board image has {len(blob) - pos} bytes after its last tensor")
+        tensors[name], pos = _read_array(blob, name, dtype, shape, pos)
+    _check_end(blob, pos)
     header = {"architecture": {"kind": ModelKind.INT8, "sizes": sizes, "n_classes": n_classes,
                                "collab_mode": COLLAB_MODES[flags >> 1 & 3], "eval_layers": eval_layers,
                                "head_layers": head_layers},
@@ -354,14 +362,8 @@ def _unpack_layered(blob: bytes) -> tuple[dict, dict]:
     fixed, description, common, fields, arrays = _parse_layered(blob)
     tensors = {}
     for name, dtype, shape, pos in arrays:   # the head's arrays always come last
-        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        if pos + size > len(blob):
-            raise EdgeFFError(f"board image is truncated at tensor '{name}'")
-        tensors[name] = np.frombuffer(blob, np.dtype(dtype).newbyteorder("<"), int(np.prod(shape)),
-                                      pos).reshape(shape).astype(dtype)
-        pos += size + _pad(size)
-    if pos != len(blob):
-        raise EdgeFFError(f"board image has {len(blob) - pos} bytes after its last tensor")
+        tensors[name], pos = _read_array(blob, name, dtype, shape, pos)
+    _check_end(blob, pos)
     specs, trained = description.layers, _trained(fixed)
     # a trained block's step factors are the image's, not a model-file tensor (a layer of a kind that has none is
     # refused as trained by _check_layered)

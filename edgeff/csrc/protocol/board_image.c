@@ -219,13 +219,8 @@ void ef_image_bind(uint8_t *image, const ef_image_layout *layout, uint8_t *scrat
         L->output = (int8_t *)scratch;
         scratch += 2 * L->d_out;
     }
-    head->d_in = layout->d_head;
-    head->layer_mask = layout->head_mask;
-    head->weight = (const int8_t *)(image + layout->head_weight);
-    head->bias = (const int32_t *)(void *)(image + layout->head_bias);
-    head->multiplier = (const int32_t *)(void *)(image + layout->head_multiplier);
-    head->shift = (const int32_t *)(void *)(image + layout->head_shift);
-    head->input = (int8_t *)scratch;
+    ef_bind_head(head, image, layout->d_head, layout->head_mask, layout->head_weight, layout->head_bias,
+                 layout->head_multiplier, layout->head_shift, (int8_t *)scratch);
 }
 
 void ef_image_store_state(uint8_t *image, const ef_image_layout *layout, const ef_ff_trainer *t)

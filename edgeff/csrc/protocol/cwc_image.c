@@ -403,13 +403,8 @@ void ef_cwc_image_bind(uint8_t *image, const ef_cwc_image_layout *layout, uint8_
     at += ef_image_align(b->row_sums);
     m->scratch = at;
     at += ef_image_align(b->conv_scratch);
-    head->d_in = layout->d_head;
-    head->layer_mask = layout->head_mask;
-    head->weight = (const int8_t *)(image + layout->head_weight);
-    head->bias = (const int32_t *)(void *)(image + layout->head_bias);
-    head->multiplier = (const int32_t *)(void *)(image + layout->head_multiplier);
-    head->shift = (const int32_t *)(void *)(image + layout->head_shift);
-    head->input = (int8_t *)at;
+    ef_bind_head(head, image, layout->d_head, layout->head_mask, layout->head_weight, layout->head_bias,
+                 layout->head_multiplier, layout->head_shift, (int8_t *)at);
 }
 
 void ef_cwc_image_store_state(uint8_t *image, const ef_cwc_model *m)

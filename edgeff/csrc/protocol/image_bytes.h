@@ -1,5 +1,6 @@
 /* What both board-image formats' C code reads and writes the same way (board_image.c: format 1, cwc_image.c:
- * format 2): little-endian fields at any offset, the arrays' 8-byte boundary, an int8 weight from its master. */
+ * format 2): little-endian fields at any offset, the arrays' 8-byte boundary, an int8 weight from its master, the
+ * one-pass head's binding. */
 #ifndef EDGEFF_IMAGE_BYTES_H
 #define EDGEFF_IMAGE_BYTES_H
 
@@ -39,6 +40,19 @@ static inline int ef_requantization_valid(const uint8_t *multiplier, const uint8
             return 0;
     }
     return 1;
+}
+
+/* The one-pass head in the image (its arrays at the offsets given), its input buffer the caller's. */
+static inline void ef_bind_head(ef_ff_head *head, uint8_t *image, int32_t d_head, uint32_t layer_mask, uint32_t weight,
+                                uint32_t bias, uint32_t multiplier, uint32_t shift, int8_t *input)
+{
+    head->d_in = d_head;
+    head->layer_mask = layer_mask;
+    head->weight = (const int8_t *)(image + weight);
+    head->bias = (const int32_t *)(void *)(image + bias);
+    head->multiplier = (const int32_t *)(void *)(image + multiplier);
+    head->shift = (const int32_t *)(void *)(image + shift);
+    head->input = input;
 }
 
 #endif
