@@ -9,7 +9,7 @@ backends never name a layer kind, so a new kind is a new folder, not an edit of 
 
 A kind declares the facets it has (FACETS in its package, edgeff/ops/<kind>/__init__.py): a kind that is
 built for some backends only (conv2d trains, profiles, quantizes, runs int8 inference and exports to int8
-ONNX and TFLite, but has no board-image writer or NIR writer yet) is refused by the others with a message
+ONNX and TFLite, writes a board image, but has no NIR writer yet) is refused by the others with a message
 naming the kind and what is missing, never half-run.
 
 Facets are imported on first use by name, so this module, the model description and the torch-free
@@ -75,7 +75,8 @@ def trains_in_integers(kind: str) -> bool:
 
 def trains_cwc_in_integers(kind: str) -> bool:
     """Whether the kind's runtime facet has the integer rule of a layered channel-wise competitive model
-    (`cwc_update`, edgeff.runtime.int_layered_training): NumPy only, no C kernels and no board image yet, so
-    the kinds of trains_in_integers (the MLP's trainer, the MLP's memory plan, ef_layer_kind) stay dense alone (a
-    layered model's memory plan is edgeff.runtime.memory_plan.layered_training_plan)."""
+    (`cwc_update`, edgeff.runtime.int_layered_training; C kernels in cwc_train.c and cwc_model.c, a board image of
+    format 2, but no case in the FF layer dispatch), so the kinds of trains_in_integers (the MLP's trainer, the
+    MLP's memory plan, ef_layer_kind) stay dense alone (a layered model's memory plan is
+    edgeff.runtime.memory_plan.layered_training_plan)."""
     return "runtime" in facets_of(kind) and hasattr(facet(kind, "runtime"), "cwc_update")

@@ -2,7 +2,10 @@
 
 A board cannot parse safetensors and JSON with fixed buffers, so the link carries this format instead
 (PROTOCOL.md, "Board image"). It holds exactly the integer content of an int8 model file: a fixed header,
-then every array in a fixed order, each starting on an 8-byte boundary so firmware can point into it.
+then every array in a fixed order, each starting on an 8-byte boundary so firmware can point into it. Two
+formats, told apart by the byte after the magic:
+
+Format 1, an FF MLP (dense layers only; it has no kind field):
 
     header   "EFFB", format u8, n_layers u8, n_classes u8, flags u8, goodness_frac_bits u8, label_q i8,
              neutral_label_q i8, eval-layer mask u8, head-layer mask u8, 3 pad, step u32,
@@ -11,11 +14,27 @@ then every array in a fixed order, each starting on an 8-byte boundary so firmwa
     flags    bit 0 master weights present; bits 1-2 collaboration (0 none, 1 fixed, 2 adaptive);
              bit 3 single rounding (TFLite's default double rounding when clear)
 
-A layer's record and arrays are its kind's board-image facet's (edgeff/ops/<kind>/board_image.py, through
-edgeff.op_registry). The format has no kind field: every layer of an image of this format is a dense layer.
+Format 2, a layered channel-wise competitive (CwC) int8 model (conv2d blocks, maxpool2d; IntLayeredModel):
 
-pack_image/unpack_image convert between this and (tensors, header) in model-file form, so a board image
-round-trips into `IntFFModel.from_tensors` with every check of a model file.
+    header   "EFFB", format u8, n_layers u8, n_classes u8, flags u8, goodness_frac_bits u8, eval-layer mask u8,
+             head-layer mask u8, trained-layer mask u8, step u32, then each layer's record
+    record   LAYERED_LAYER (kind u8: its place in edgeff.op_registry.KINDS, out_zero_point i8, 2 pad, input and
+             output channels, height, width u16 each, class-goodness multiplier i32 and shift i32), then its
+             kind's record (edgeff/ops/<kind>/board_image.py); pad to 8 after the last
+    arrays   each layer's arrays (its kind's), then the head: weight int8, bias, multiplier, shift (int32)
+    flags    bit 3 single rounding, as format 1; the other bits 0
+
+The trained layers of a format-2 image are the blocks whose masters the tensors hold (as format 1's master
+flag, and as load_layered_trainer continues from them): pack_image(trainer.tensors(), header) is a trainer's
+whole state, and one source (the tensors) says which blocks train, so no `last_k` can disagree with them. They
+must be the last k trainable layers, as --last-k trains. A trained block's step factors are made at pack time
+from the header's float scales (edgeff.runtime.int_layered_training.step_scales).
+
+A layer's record and arrays are its kind's board-image facet's (edgeff/ops/<kind>/board_image.py, through
+edgeff.op_registry). pack_image/unpack_image convert between an image and (tensors, header) in model-file
+form, so an image round-trips into `IntFFModel.from_tensors` / `IntLayeredModel.from_tensors` (with the
+conv facet's `load_masters`) with every check of a model file; unpack_image refuses, naming what is wrong,
+every image those refuse and every image the firmware could not run.
 """
 import struct
 
@@ -24,8 +43,12 @@ import numpy as np
 from edgeff.byte_layout import ByteLayout
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription, ModelKind, stored_architecture
-from edgeff.op_registry import facet, layer_facet, spec_class
-from firmware_bridge.messages import MODEL_FORMAT
+from edgeff.op_registry import KINDS, facet, layer_facet, spec_class
+from edgeff.runtime.int_layered import IntLayeredModel
+from edgeff.runtime.int_layered_training import step_scales, trainable_layers
+from edgeff.runtime.int_model import INPUT_SCALE, INPUT_ZERO_POINT
+from firmware_bridge import layered_firmware
+from firmware_bridge.messages import LAYERED_MODEL_FORMAT, MODEL_FORMAT
 
 MAGIC = b"EFFB"
 MAX_LAYERS = 8
@@ -34,7 +57,16 @@ FIXED = ByteLayout("<4sBBBBBbbBBxxxI", ("magic", "format", "n_layers", "n_classe
 LAYER_KIND = "dense"             # the image has no kind field: every layer of this format is of this kind
 ALIGN = 8
 FLAG_MASTERS = 1                 # flags bit 0: master weights present
+FLAG_SINGLE_ROUNDING = 8         # flags bit 3: single rounding
 COLLAB_MODES = ("none", "fixed", "adaptive")
+# format 2
+LAYERED_FIXED = ByteLayout("<4sBBBBBBBBI", ("magic", "format", "n_layers", "n_classes", "flags", "goodness_frac_bits",
+                                           "eval_mask", "head_mask", "trained_mask", "step"))
+LAYERED_LAYER = ByteLayout("<BbxxHHHHHHii", ("kind", "out_zero_point", "in_channels", "in_height", "in_width",
+                                            "out_channels", "out_height", "out_width", "class_multiplier",
+                                            "class_shift"))
+LAYERED_KINDS = layered_firmware.KINDS   # the kinds the board's CwC model runs (edgeff/csrc/kernels/cwc_model.c)
+MAX_SIDE = 65535                         # channels, height and width are u16
 
 
 def _mask(layers) -> int:
@@ -89,7 +121,9 @@ def _layers(arch: dict) -> tuple:
 
 def pack_image(tensors: dict, header: dict) -> bytes:
     """The board image of an int8 model (tensors and header as in its model file; master weights included
-    when the tensors have them)."""
+    when the tensors have them): format 2 for a layered CwC model, else format 1."""
+    if "objective" in (header.get("architecture") or {}):
+        return _pack_layered(tensors, header)
     arch, quant = header["architecture"], header["quantization"]
     sizes, n = arch["sizes"], len(arch["sizes"]) - 1
     if not 1 <= n <= MAX_LAYERS or any(not 0 < s < 65536 for s in sizes) or arch["n_classes"] > 255:
@@ -122,12 +156,17 @@ def pack_image(tensors: dict, header: dict) -> bytes:
 
 def unpack_image(blob: bytes) -> tuple[dict, dict]:
     """(tensors, header) of a board image; EdgeFFError naming the problem if it is not a valid one."""
-    if len(blob) < FIXED.size or blob[:4] != MAGIC:
+    if len(blob) <= len(MAGIC) or blob[:4] != MAGIC:
         raise EdgeFFError("not a board image (no 'EFFB' magic)")
+    if blob[4] == LAYERED_MODEL_FORMAT:
+        return _unpack_layered(blob)
+    if len(blob) < FIXED.size:
+        raise EdgeFFError("board image is truncated inside its header")
     (_, fmt, n, n_classes, flags, frac_bits, label_q, neutral_q, eval_mask, head_mask,
      step) = FIXED.unpack_from(blob)
     if fmt != MODEL_FORMAT:
-        raise EdgeFFError(f"board image format {fmt}; this side reads format {MODEL_FORMAT}")
+        raise EdgeFFError(f"board image format {fmt}; this side reads formats {MODEL_FORMAT} and "
+                          f"{LAYERED_MODEL_FORMAT}")
     if not 1 <= n <= MAX_LAYERS or n_classes < 2 or (flags >> 1 & 3) > 2 or flags >> 4:
         raise EdgeFFError(f"board image header is invalid ({n} layers, {n_classes} classes, flags {flags:#x})")
     encoding = layer_encoding()
@@ -183,3 +222,187 @@ def merge_header(base: dict, image_header: dict) -> dict:
     out["quantization"] = quant
     out["int_training"] = {**(base.get("int_training") or {}), "step": image_header["int_training"]["step"]}
     return out
+
+
+# ---------------------------------------------------------------------- format 2: a layered CwC model
+
+def _layered_array_specs(description: ModelDescription, trained, n_classes: int, head_layers) -> list:
+    """(tensor name, dtype, shape) of every array of a format-2 image, in image order."""
+    specs = []
+    for i, spec in enumerate(description.layers):
+        specs += layer_facet(spec, "board_image").array_specs(spec, _prefix(i), i in trained)
+    d_head = sum(description.sizes[l] for l in head_layers)
+    return specs + [("head.weight", np.int8, (n_classes, d_head)), ("head.bias", np.int32, (n_classes,)),
+                    ("head.multiplier", np.int32, (n_classes,)), ("head.shift", np.int32, (n_classes,))]
+
+
+def _checked_trained(model: IntLayeredModel, trained: list, where: str) -> None:
+    """Refuse trained layers that are not the last k trainable ones (what --last-k trains)."""
+    trainable = trainable_layers(model)
+    if trained and trained != trainable[-len(trained):]:
+        raise EdgeFFError(f"{where}: layers {[i + 1 for i in trained]} train (hold master weights), but a board "
+                          f"trains the last k trainable layers (--last-k) of {[i + 1 for i in trainable]}")
+
+
+def _pack_layered(tensors: dict, header: dict) -> bytes:
+    model = IntLayeredModel.from_tensors(tensors, header)
+    layered_firmware.check(model)
+    specs = model.description.layers
+    for i, spec in enumerate(specs):
+        if max(*spec.in_shape, *spec.out_shape) > MAX_SIDE:
+            raise EdgeFFError(f"layer {i + 1}'s shapes {spec.in_shape} -> {spec.out_shape}: a board image holds "
+                              f"up to {MAX_SIDE} channels, rows and columns")
+    for key in ("eval_layers", "head_layers"):
+        if sorted(set(model.arch[key])) != list(model.arch[key]):
+            raise EdgeFFError(f"{key} {model.arch[key]} must be in ascending order, each once, for a board image")
+    trained = [i for i in range(len(specs)) if _prefix(i) + "weight_master" in tensors]
+    _checked_trained(model, trained, "model")
+    arrays = model.tensors()
+    for i in trained:
+        runtime = layer_facet(specs[i], "runtime")
+        arrays |= runtime.master_tensors(model.layers[i], i, *runtime.load_masters(model.layers[i], i, tensors,
+                                                                                    "model"))
+    scales = step_scales(model, trained)
+    flags = FLAG_SINGLE_ROUNDING * (model.rounding == "single")
+    step = int((header.get("int_training") or {}).get("step", 0))
+    out = bytearray(LAYERED_FIXED.pack(MAGIC, LAYERED_MODEL_FORMAT, len(specs), model.n_classes, flags,
+                                       model.quant["goodness_frac_bits"], _mask(model.eval_layers),
+                                       _mask(model.head_layers), _mask(i + 1 for i in trained), step))
+    zero_point = INPUT_ZERO_POINT
+    for i, (spec, layer) in enumerate(zip(specs, model.layers, strict=True)):
+        encoding = layer_facet(spec, "board_image")
+        out += LAYERED_LAYER.pack(KINDS.index(spec.kind), layer.out_zero_point, *spec.in_shape, *spec.out_shape,
+                                  int(model.class_multiplier[i]), int(model.class_shift[i]))
+        out += encoding.pack_record(spec, layer, zero_point, scales.get(i))
+        if i in scales:
+            arrays[_prefix(i) + encoding.STEP_MULTIPLIERS] = encoding.step_factors(scales[i])
+        zero_point = layer.out_zero_point
+    out += bytes(_pad(len(out)))
+    for name, dtype, _ in _layered_array_specs(model.description, trained, model.n_classes, model.head_layers):
+        out += np.ascontiguousarray(arrays[name], dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
+        out += bytes(_pad(len(out)))
+    _unpack_layered(bytes(out))   # what pack writes, unpack takes: the record's checks (step factors) are one code
+    return bytes(out)
+
+
+def _layered_records(blob: bytes, n: int) -> tuple[list, list, list, int]:
+    """(specs, common fields, kind fields) of a format-2 image's n layer records, and where the arrays start."""
+    pos, specs, common, fields = LAYERED_FIXED.size, [], [], []
+    for i in range(n):
+        where = f"board image layer {i + 1}"
+        if pos + LAYERED_LAYER.size > len(blob):
+            raise EdgeFFError("board image is truncated inside its header")
+        record = dict(zip(LAYERED_LAYER.fields, LAYERED_LAYER.unpack_from(blob, pos), strict=True))
+        kind = KINDS[record["kind"]] if record["kind"] < len(KINDS) else None
+        if kind not in LAYERED_KINDS:
+            raise EdgeFFError(f"{where} has kind {record['kind']}; a board image of format {LAYERED_MODEL_FORMAT} "
+                              "holds " + " and ".join(f"{k} ({KINDS.index(k)})" for k in LAYERED_KINDS) + " layers")
+        encoding = facet(kind, "board_image")
+        pos += LAYERED_LAYER.size
+        if pos + encoding.RECORD.size > len(blob):
+            raise EdgeFFError("board image is truncated inside its header")
+        in_shape = (record["in_channels"], record["in_height"], record["in_width"])
+        out_shape = (record["out_channels"], record["out_height"], record["out_width"])
+        try:
+            spec, kind_fields = encoding.unpack_record(blob, pos, in_shape, record["out_channels"])
+        except EdgeFFError as exc:
+            raise EdgeFFError(f"{where}: {exc}") from None
+        if spec.out_shape != out_shape:
+            raise EdgeFFError(f"{where}: a {kind} layer of input {list(in_shape)} gives {list(spec.out_shape)}, but "
+                              f"its record says {list(out_shape)}")
+        pos += encoding.RECORD.size
+        specs.append(spec)
+        common.append(record)
+        fields.append(kind_fields)
+    return specs, common, fields, pos + _pad(pos)
+
+
+def _parse_layered(blob: bytes) -> tuple:
+    """(header fields, description, common record fields, kind record fields, [(array name, dtype, shape,
+    offset)]) of a format-2 image, its header and records checked; the arrays not read yet."""
+    if len(blob) < LAYERED_FIXED.size:
+        raise EdgeFFError("board image is truncated inside its header")
+    fixed = dict(zip(LAYERED_FIXED.fields, LAYERED_FIXED.unpack_from(blob), strict=True))
+    n, masks = fixed["n_layers"], fixed["eval_mask"] | fixed["head_mask"] | fixed["trained_mask"]
+    if not 1 <= n <= MAX_LAYERS or fixed["n_classes"] < 2 or fixed["flags"] & ~FLAG_SINGLE_ROUNDING or masks >> n:
+        raise EdgeFFError(f"board image header is invalid ({n} layers, {fixed['n_classes']} classes, flags "
+                          f"{fixed['flags']:#x}, eval mask {fixed['eval_mask']:#x}, head mask {fixed['head_mask']:#x}, "
+                          f"trained mask {fixed['trained_mask']:#x})")
+    specs, common, fields, pos = _layered_records(blob, n)
+    if pos > len(blob):
+        raise EdgeFFError("board image is truncated inside its header")
+    try:
+        description = ModelDescription(tuple(specs))
+    except EdgeFFError as exc:   # the shapes do not chain
+        raise EdgeFFError(f"board image: the layers' shapes do not chain ({exc})") from None
+    arrays = []
+    for name, dtype, shape in _layered_array_specs(description, _trained(fixed), fixed["n_classes"],
+                                                   _unmask(fixed["head_mask"])):
+        arrays.append((name, dtype, shape, pos))
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        pos += size + _pad(size)
+    return fixed, description, common, fields, arrays
+
+
+def _trained(fixed: dict) -> list:
+    return [l - 1 for l in _unmask(fixed["trained_mask"])]
+
+
+def array_offsets(blob: bytes) -> dict:
+    """{array name: (offset, dtype, shape)} of a format-2 image (its header checked), as the firmware points
+    into it; a trained block's step multipliers are "layers.<i>.step_multipliers"."""
+    return {name: (at, dtype, shape) for name, dtype, shape, at in _parse_layered(blob)[4]}
+
+
+def _unpack_layered(blob: bytes) -> tuple[dict, dict]:
+    fixed, description, common, fields, arrays = _parse_layered(blob)
+    tensors, pos = {}, arrays[0][3]
+    for name, dtype, shape, pos in arrays:
+        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if pos + size > len(blob):
+            raise EdgeFFError(f"board image is truncated at tensor '{name}'")
+        tensors[name] = np.frombuffer(blob, np.dtype(dtype).newbyteorder("<"), int(np.prod(shape)),
+                                      pos).reshape(shape).astype(dtype)
+        pos += size + _pad(size)
+    if pos != len(blob):
+        raise EdgeFFError(f"board image has {len(blob) - pos} bytes after its last tensor")
+    specs, trained = description.layers, _trained(fixed)
+    # a trained block's step factors are the image's, not a model-file tensor (a layer of a kind that has none is
+    # refused as trained by _check_layered)
+    steps = {i: _prefix(i) + getattr(layer_facet(specs[i], "board_image"), "STEP_MULTIPLIERS", "") for i in trained}
+    multipliers = {i: tensors.pop(name) for i, name in steps.items() if name in tensors}
+    tensors["class_goodness_multiplier"] = np.array([r["class_multiplier"] for r in common], np.int32)
+    tensors["class_goodness_shift"] = np.array([r["class_shift"] for r in common], np.int32)
+    zero_points = [INPUT_ZERO_POINT] + [r["out_zero_point"] for r in common]
+    header = {"architecture": {"kind": ModelKind.INT8, "objective": "cwc", "layers": description.to_header(),
+                               "sizes": description.sizes, "n_classes": fixed["n_classes"],
+                               "eval_layers": _unmask(fixed["eval_mask"]), "head_layers": _unmask(fixed["head_mask"])},
+              "quantization": {"goodness_frac_bits": fixed["goodness_frac_bits"],
+                               "rounding": "single" if fixed["flags"] & FLAG_SINGLE_ROUNDING else "double",
+                               "layers": [{"in_zero_point": a, "out_zero_point": b}
+                                          for a, b in zip(zero_points[:-1], zero_points[1:], strict=True)]},
+              "int_training": {"step": fixed["step"]}}
+    _check_layered(tensors, header, trained, fields, multipliers)
+    return tensors, header
+
+
+def _check_layered(tensors: dict, header: dict, trained: list, fields: list, multipliers: dict) -> None:
+    """Every check of the model loader, the trainer's masters and the firmware on a decoded format-2 image. The
+    image holds no float scales; the loader's chain of (zero point, scale) is given one placeholder scale, so
+    every integer check runs and only the scales (which merge_header takes from the base file) are not checked."""
+    quant = header["quantization"]
+    placeholder = {**header, "quantization": {**quant, "layers": [
+        {**entry, "in_scale": INPUT_SCALE, "out_scale": INPUT_SCALE} for entry in quant["layers"]]}}
+    where = "board image"
+    model = IntLayeredModel.from_tensors(tensors, placeholder, where=where)
+    try:
+        layered_firmware.check(model)
+    except EdgeFFError as exc:
+        raise EdgeFFError(f"{where}: {exc}") from None
+    _checked_trained(model, trained, where)
+    specs, zero_point = model.description.layers, INPUT_ZERO_POINT
+    for i, (spec, layer) in enumerate(zip(specs, model.layers, strict=True)):
+        if i in trained:
+            layer_facet(spec, "runtime").load_masters(layer, i, tensors, where)
+        layer_facet(spec, "board_image").check_record(i, layer, zero_point, fields[i], multipliers.get(i))
+        zero_point = layer.out_zero_point

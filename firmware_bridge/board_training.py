@@ -19,6 +19,7 @@ from tqdm import tqdm
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelKind
 from edgeff.model_file import load_model, save_model
+from edgeff.runtime.int_model import check_mlp
 from edgeff.runtime.int_training import (
     IntTrainingConfig,
     load_trainer,
@@ -95,6 +96,7 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
     tensors, header = load_model(model_path)
     if (header.get("architecture") or {}).get("kind") != ModelKind.INT8:
         raise EdgeFFError(f"{model_path}: a board trains int8 models; make one with `edgeff quantize`")
+    check_mlp(model_path, header["architecture"])
     image = pack_image(tensors, header)
     frac_bits = header["quantization"]["goodness_frac_bits"]
     run_id = run_id_of(image, config, frac_bits, stream)

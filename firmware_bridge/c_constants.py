@@ -3,7 +3,8 @@
 The Python modules are the one source: messages.py (message types, error codes, payload layouts), framing.py
 (frame overhead), board_image.py (the board image's header layout and layer limit, its layers' record from their
 board-image facet), the layer kinds (edgeff.op_registry) and the runtime's integer
-constants (edgeff/runtime/int_model.py, master_weights.py). The generated headers are committed, so a C build
+constants (edgeff/runtime/int_model.py, master_weights.py, the CwC loss's table and constants in cwc_loss.py, the
+conv rule's bias-master limit in conv2d_training.py). The generated headers are committed, so a C build
 needs no Python; tests/test_board_descriptor.py regenerates them in memory and fails when a committed copy
 has drifted. Regenerate with
 
@@ -12,9 +13,9 @@ has drifted. Regenerate with
 import sys
 
 from edgeff.csrc import KERNELS, PROTOCOL
-from edgeff.op_registry import KINDS, trains_in_integers
-from edgeff.runtime import int_model, int_training, master_weights
-from firmware_bridge import board_image, framing
+from edgeff.op_registry import KINDS, facet, trains_in_integers
+from edgeff.runtime import conv2d_training, cwc_loss, int_layered_training, int_model, int_training, master_weights
+from firmware_bridge import board_image, framing, layered_firmware
 from firmware_bridge import messages as m
 
 REGENERATE = "python -m firmware_bridge.c_constants"
@@ -93,7 +94,28 @@ def wire_header() -> str:
         "/* the header's fields, and a layer record's */",
         *offsets("EF_IMAGE", board_image.FIXED),
         *offsets("EF_IMAGE_LAYER", board_image.layer_encoding().RECORD),
+        "",
+        "/* format 2, a layered CwC model: its header, the record part every layer has, then its kind's record */",
+        define("EF_LAYERED_MODEL_FORMAT", m.LAYERED_MODEL_FORMAT),
+        define("EF_IMAGE_FLAG_SINGLE_ROUNDING", board_image.FLAG_SINGLE_ROUNDING),
+        define("EF_CWC_IMAGE_FIXED_BYTES", board_image.LAYERED_FIXED.size, "magic .. step"),
+        define("EF_CWC_IMAGE_LAYER_BYTES", board_image.LAYERED_LAYER.size, "the record part every layer has"),
+        *offsets("EF_CWC_IMAGE", board_image.LAYERED_FIXED),
+        *offsets("EF_CWC_IMAGE_LAYER", board_image.LAYERED_LAYER),
+        *(line for kind in board_image.LAYERED_KINDS for line in (
+            define(f"EF_CWC_IMAGE_{kind.upper()}_BYTES", facet(kind, "board_image").RECORD.size,
+                   f"a {kind} layer's own record"),
+            *offsets(f"EF_CWC_IMAGE_{kind.upper()}", facet(kind, "board_image").RECORD))),
+        define("EF_CWC_IMAGE_STEP_SHIFT_MAX", facet("conv2d", "board_image").SHIFT_RANGE[1],
+               "a trained block's step shifts lie in 0 .. this"),
     ])
+
+
+def initializer(name: str, values, per_line: int = 16) -> str:
+    """`#define name {v0, v1, ...}`: an array's initializer, over continued lines, for the one C definition."""
+    values = [str(int(v)) for v in values]
+    lines = [", ".join(values[i:i + per_line]) for i in range(0, len(values), per_line)]
+    return f"#define {name} {{ \\\n    " + ", \\\n    ".join(lines) + " }"
 
 
 def kernel_constants_header() -> str:
@@ -110,10 +132,24 @@ def kernel_constants_header() -> str:
                               ("GAMMA_SHIFT", int_training.GAMMA_SHIFT_RANGE))
           for end, value in zip(("MIN", "MAX"), bounds, strict=True)),
         "",
+        "/* the CwC rule (cwc_loss.py, conv2d_training.py): dL/dG in Q15, 2^(-i/256) in Q15 (ef_pow2_q15) */",
+        signed("EF_Q15", cwc_loss.Q15),
+        signed("EF_LOG2E_Q16", cwc_loss.LOG2E_Q16, "log2(e) in Q16"),
+        signed("EF_BIAS_MASTER_LIMIT", conv2d_training.BIAS_MASTER_LIMIT,
+               "a conv bias master's clamp: rounds into int32"),
+        initializer("EF_POW2_Q15_TABLE", cwc_loss.POW2_TABLE),
+        "",
         "/* the layer kinds with integer training kernels (edgeff.op_registry.KINDS that trains_in_integers,",
         "   numbered by their place in KINDS): ef_ff_layer.kind selects a layer's kernels */",
         _enum("ef_layer_kind", "EF_LAYER_", ((kind.upper(), i) for i, kind in enumerate(KINDS)
                                              if trains_in_integers(kind))),
+        "",
+        "/* the layer kinds the layered CwC model's firmware runs (firmware_bridge/layered_firmware.py, numbered by",
+        "   their place in KINDS): ef_cwc_layer.kind */",
+        _enum("ef_cwc_layer_kind", "EF_CWC_", ((kind.upper(), i) for i, kind in enumerate(KINDS)
+                                               if kind in layered_firmware.KINDS)),
+        define("EF_CWC_NOISE_STREAMS", int_layered_training.NOISE_STREAMS,
+               "noise streams per CwC training step: layer l draws 2l (filters) and 2l + 1 (biases)"),
     ])
 
 

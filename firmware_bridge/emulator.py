@@ -59,6 +59,17 @@ def linked_sections(elf: Path) -> dict:
     return {name: int(size) for name, size in re.findall(r"^\.(\w+)\s+(\d+)", out, re.M)}
 
 
+def symbol_sizes(elf: Path) -> dict:
+    """Symbol -> (bytes, region) of a linked firmware image, as arm-none-eabi-nm lists them: "flash" for code and
+    read-only data (the linker script puts .rodata into .text), "sram" for initialized and zeroed data (an
+    initialized one also takes its initial values' bytes in flash, which linked_sections counts)."""
+    out = subprocess.run([tool_path("arm-none-eabi-nm"), "-S", str(elf)], capture_output=True, text=True,
+                         check=True).stdout
+    regions = {"t": "flash", "r": "flash", "d": "sram", "b": "sram"}
+    return {name: (int(size, 16), regions[kind.lower()])
+            for size, kind, name in re.findall(r"^[0-9a-f]+ ([0-9a-f]+) ([tTrRdDbB]) (\S+)$", out, re.M)}
+
+
 def build(app: str, out: Path, generated: dict | None = None, defines=(), target: FirmwareTarget = TARGET,
           kernels: Path = KERNELS) -> Path:
     """Compile and link firmware/<app>/ with the library and the board's support folders into out (an ELF);

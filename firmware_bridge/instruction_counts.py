@@ -5,12 +5,15 @@ training step per sample, with the trained weights checked against the NumPy run
 
     measure(int_path, images, labels, elf) -> {"per_tick", "layers", "step", "correct", "same", "elf", "samples"}
     measure_kernels(convs, pools, elf, portable) -> {"cases", "per_tick", "same"}
+    measure_layered(trainer, test_images, images, labels, elf) -> {"per_tick", "infer", "step", "correct",
+                                                                   "same_scores", "same_state", ...}
 
 The benchmark (benchmarks/firmware_icount.py) and `edgeff profile` on an emulated board both measure
 through measure(); -icount counts instructions, not cycles. The training step's count depends on the samples
 (rows whose gradient is zero in both passes are skipped), so both measure on the model's own training images.
 measure_kernels() counts single CONV_2D and MAX_POOL_2D calls the same way, in the conv check firmware
-(firmware/conv_check/), for benchmarks/conv_icount.py.
+(firmware/conv_check/), for benchmarks/conv_icount.py. measure_layered() runs a layered CwC model's decision and
+training step in the CwC self-test firmware (firmware/cwc_selftest/), for benchmarks/conv_train_icount.py.
 """
 import re
 from pathlib import Path
@@ -20,9 +23,10 @@ import numpy as np
 from edgeff.csrc import KERNELS
 from edgeff.errors import EdgeFFError
 from edgeff.profiler.hw_profile import FirmwareTarget
+from edgeff.runtime.int_layered_training import IntLayeredTrainer
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig
-from firmware_bridge import conv_check, emulator, selftest
+from firmware_bridge import conv_check, emulator, layered_firmware, selftest
 
 # the benchmark's learning rate: small enough that a few samples keep the model sane, large enough to move weights
 CONFIG = IntTrainingConfig(lr_shift=20)
@@ -90,3 +94,29 @@ def measure_kernels(convs, pools, elf: Path, portable: bool = False, target: Fir
     got = conv_check.parse(out)
     cases = [{"instructions": case["ticks"] * per_tick, "scratch": case["scratch"]} for case in got["cases"]]
     return {"cases": cases, "per_tick": per_tick, "same": got["crc"] == conv_check.expected_crc(convs, pools)}
+
+
+def measure_layered(trainer: IntLayeredTrainer, test_images: np.ndarray, images: np.ndarray, labels: np.ndarray,
+                    elf: Path, target: FirmwareTarget = emulator.TARGET) -> dict:
+    """Build the CwC self-test firmware for `target` into `elf` around the trainer's layered model and state, run it
+    (the decision on each test image, then one training step per sample) and train the trainer on the same samples
+    (it is left trained). Returns, in instructions: `infer` (one inference: the decision and the one-pass head),
+    `step` (one training step, per sample), `per_tick`; `correct` (the firmware's decisions before each update),
+    and `same_scores` / `same_state`: whether the firmware's decisions, scores, head logits, and its trained
+    filters, biases and masters, equal the NumPy runtime's."""
+    labels = np.asarray(labels, np.int64)
+    header = {"cwc_selftest_data.h": layered_firmware.selftest_header(trainer, test_images, images, labels)}
+    expected_scores = layered_firmware.inference_crc(trainer.model, test_images)
+    correct = sum(trainer.step(images[i:i + 1], labels[i:i + 1])["correct"] for i in range(len(labels)))
+    emulator.build("cwc_selftest", elf, header, target=target)
+    out = emulator.run(elf, b"EDGEFF-CWC-", target=target)   # its result line, or the scratch it lacked
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith(b"EDGEFF-")}
+    if b"EDGEFF-CWC-SELFTEST" not in lines:
+        raise EdgeFFError(f"the CwC firmware stopped before its result line: {out[-300:]!r}")
+    per_tick = _per_tick(lines)
+    infer, result = _fields(lines[b"EDGEFF-CWC-INFER"]), _fields(lines[b"EDGEFF-CWC-SELFTEST"])
+    return {"per_tick": per_tick, "infer": int(infer["ticks"]) * per_tick / max(len(test_images), 1),
+            "step": int(result["ticks"]) * per_tick / max(len(labels), 1), "correct": int(result["correct"]),
+            "runtime_correct": correct, "same_scores": int(infer["crc"], 16) == expected_scores,
+            "same_state": int(result["crc"], 16) == layered_firmware.state_crc(trainer), "elf": elf,
+            "samples": len(labels)}

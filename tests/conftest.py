@@ -1,10 +1,11 @@
-"""Shared fixtures: a tiny, learnable MNIST-format dataset written as real IDX files."""
+"""Shared fixtures: tiny, learnable datasets written as real files (MNIST-format IDX, CIFAR-10 binary)."""
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from edgeff.data import cifar10
 from edgeff.data.idx import write_idx
 
 
@@ -26,6 +27,28 @@ def write_dataset(directory, n_train=600, n_test=200, seed=0, gz=True, side=28):
         labels = rng.integers(0, 10, size=n).astype(np.uint8)
         write_idx(directory / f"{split}-images-idx3-ubyte{ext}", make_images(labels, rng, side))
         write_idx(directory / f"{split}-labels-idx1-ubyte{ext}", labels)
+    return directory
+
+
+def write_cifar_batch(path, images: np.ndarray, labels: np.ndarray):
+    """images (N, 3, 32, 32) uint8: each record is the label byte, then the R, G and B planes row-major."""
+    records = np.concatenate([labels.astype(np.uint8)[:, None], images.reshape(len(images), -1)], axis=1)
+    path.write_bytes(records.tobytes())
+
+
+def write_cifar_dataset(directory, n_per_batch=60, n_test=100, seed=0):
+    """A CIFAR-10 binary directory of learnable colour images: class c's square (make_images') in colour plane
+    c % 3, the other planes noise, so that a model must read every channel."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in cifar10.SPLIT_FILES["train"] + cifar10.SPLIT_FILES["test"]:
+        n = n_test if name in cifar10.SPLIT_FILES["test"] else n_per_batch
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 60, (n, *cifar10.SHAPE)).astype(np.uint8)
+        squares = make_images(labels, rng, cifar10.SHAPE[1])
+        for i, c in enumerate(labels):
+            images[i, c % 3] = squares[i]
+        write_cifar_batch(directory / name, images, labels)
     return directory
 
 
@@ -67,10 +90,10 @@ def run_cli(*args):
                           text=True, timeout=300)
 
 
-def train_tiny(root, config: str, **data):
-    """`edgeff train` of the config text on IDX files written under root (write_dataset's keyword arguments):
-    (float model path, data dir)."""
-    data_dir = write_dataset(root / "data", **data)
+def train_tiny(root, config: str, cifar=False, **data):
+    """`edgeff train` of the config text on IDX files written under root (write_dataset's keyword arguments), or
+    on a CIFAR-10 binary directory (write_cifar_dataset's) with `cifar`: (float model path, data dir)."""
+    data_dir = (write_cifar_dataset if cifar else write_dataset)(root / "data", **data)
     cfg = root / "tiny.toml"
     cfg.write_text(config)
     res = run_cli("train", cfg, "--data-dir", data_dir, "--out", root / "run", "--quiet")

@@ -5,12 +5,15 @@ import struct
 import pytest
 
 from edgeff.byte_layout import ByteLayout
+from edgeff.op_registry import facet
 from firmware_bridge import board_image
 from firmware_bridge import messages as m
 
 
 @pytest.mark.parametrize("layout", [m.INFO, m.CONFIGURE, m.METRICS, m.STAGED, m.ERROR, board_image.FIXED,
-                                    board_image.layer_encoding().RECORD])
+                                    board_image.layer_encoding().RECORD, board_image.LAYERED_FIXED,
+                                    board_image.LAYERED_LAYER,
+                                    *(facet(kind, "board_image").RECORD for kind in board_image.LAYERED_KINDS)])
 def test_each_offset_is_where_struct_packs_its_field(layout):
     """Pack distinct marker values, one field at a time, and find each one's bytes at its offset."""
     codes = [c for c in struct.Struct(layout.format).format.lstrip("<") if c.isalpha() and c != "x"]

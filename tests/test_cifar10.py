@@ -5,12 +5,7 @@ import pytest
 from edgeff.data import cifar10
 from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
-
-
-def _write_batch(path, images: np.ndarray, labels: np.ndarray):
-    """images (N, 3, 32, 32) uint8: each record is the label byte, then the R, G and B planes row-major."""
-    records = np.concatenate([labels.astype(np.uint8)[:, None], images.reshape(len(images), -1)], axis=1)
-    path.write_bytes(records.tobytes())
+from tests.conftest import write_cifar_batch
 
 
 def _cifar_dir(tmp_path, n_per_batch=4, seed=0):
@@ -19,7 +14,7 @@ def _cifar_dir(tmp_path, n_per_batch=4, seed=0):
     for name in cifar10.SPLIT_FILES["train"] + cifar10.SPLIT_FILES["test"]:
         images = rng.integers(0, 256, (n_per_batch, *cifar10.SHAPE), dtype=np.uint8)
         labels = rng.integers(0, 10, n_per_batch)
-        _write_batch(tmp_path / name, images, labels)
+        write_cifar_batch(tmp_path / name, images, labels)
         written[name] = (images, labels)
     return written
 
@@ -28,7 +23,7 @@ def test_a_batch_reads_back_channel_major_with_its_labels(tmp_path):
     images = np.zeros((2, 3, 32, 32), np.uint8)
     images[0, 0, 0, 1] = 11      # red, row 0, column 1
     images[1, 2, 31, 31] = 200   # blue, last pixel
-    _write_batch(tmp_path / "b.bin", images, np.array([3, 9]))
+    write_cifar_batch(tmp_path / "b.bin", images, np.array([3, 9]))
     got, labels = cifar10.read_batch(tmp_path / "b.bin")
     assert got.shape == (2, 3072) and got.dtype == np.uint8
     assert got[0, 1] == 11 and got[1, 2 * 1024 + 31 * 32 + 31] == 200 and got.sum() == 211
@@ -54,7 +49,7 @@ def test_the_dataset_loader_reads_a_cifar_directory_with_every_training_batch(tm
     (lambda raw: bytes([10]) + raw[1:], "record 0 has label 10"),
 ])
 def test_a_damaged_batch_is_refused_by_name(tmp_path, damage, message):
-    _write_batch(tmp_path / "b.bin", np.zeros((2, 3, 32, 32), np.uint8), np.array([1, 2]))
+    write_cifar_batch(tmp_path / "b.bin", np.zeros((2, 3, 32, 32), np.uint8), np.array([1, 2]))
     (tmp_path / "b.bin").write_bytes(damage((tmp_path / "b.bin").read_bytes()))
     with pytest.raises(EdgeFFError, match=message):
         cifar10.read_batch(tmp_path / "b.bin")

@@ -13,6 +13,7 @@ from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
 from edgeff.op_registry import facet
+from edgeff.runtime import conv2d_training
 from edgeff.runtime.class_goodness import group_values
 from edgeff.runtime.cwc_loss import PROBABILITY_ERROR_BOUND, Q15, loss_derivative, softmax_q15
 from edgeff.runtime.int_layered import IntLayeredModel
@@ -141,7 +142,7 @@ def test_stochastic_rounding_is_unbiased_over_seeds(tiny):
     for seed in range(300):
         m0, b0 = RUNTIME.initial_masters(layer)
         m = m0.copy()
-        RUNTIME.cwc_update(layer, m, b0.copy(), scales, g, h, 12, True, seed, 0)
+        conv2d_training.update(layer, m, b0.copy(), scales, g, h, 12, True, seed, 0)
         steps.append((m.astype(np.int64) - m0).reshape(len(m), -1))
     mean = np.mean(steps, axis=0)
     assert np.abs(mean - exact).max() < 4 * 0.5 / np.sqrt(300), np.abs(mean - exact).max()   # 4 sigma of U(0, 1)

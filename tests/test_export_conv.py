@@ -25,7 +25,7 @@ from edgeff.runtime.class_goodness import MAX_GROUP_VALUES
 from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.requantize import multiply_by_quantized_multiplier
 from tests.conftest import run_cli
-from tests.test_conv_ptq import MIXED, PADDED, _quantized, _random_images
+from tests.test_conv_ptq import COLOUR, MIXED, PADDED, _quantized, _random_images
 
 pytest.importorskip("tflite_micro")
 
@@ -69,10 +69,15 @@ def mixed(tmp_path_factory):
     return _quantized(tmp_path_factory, "mixed", MIXED)
 
 
+@pytest.fixture(scope="module")
+def colour(tmp_path_factory):
+    return _quantized(tmp_path_factory, "colour", COLOUR, colour=True)
+
+
 def _images(data):
     """Test images of the kind the model was trained on, random ones, and the input range's ends."""
     test = load_dataset(data, val_size=100).test
-    noise = _random_images(150, seed=3)
+    noise = _random_images(150, seed=3, pixels=test.images.shape[1])
     noise[:2] = np.array([[0], [255]])
     return np.concatenate([test.images, noise]), np.concatenate([test.labels, np.zeros(150, test.labels.dtype)])
 
@@ -91,7 +96,8 @@ def _conv_paddings(content: bytes) -> list:
     ("strided", ["VALID", "VALID", "VALID"], False),       # PAD with the zero point, then VALID
     ("padded_bn", ["VALID", "VALID", "VALID"], True),      # BatchNorm's border, concatenated
     ("strided_bn", ["VALID", "VALID", "VALID"], True),
-    ("mixed", ["VALID", "VALID", "VALID", "VALID"], False)])   # no padding; a dense layer, then the head
+    ("mixed", ["VALID", "VALID", "VALID", "VALID"], False),   # no padding; a dense layer, then the head
+    ("colour", ["VALID", "VALID", "VALID"], True)])           # three input channels, BatchNorm's border
 def test_tflite_export_is_bit_exact_in_tflm_and_litert_reference(request, tmp_path, name, convs, concatenated):
     _, int_path, data, _ = request.getfixturevalue(name)
     out = tmp_path / "m.tflite"
@@ -115,7 +121,7 @@ def test_tflite_export_is_bit_exact_in_tflm_and_litert_reference(request, tmp_pa
         assert load_model(int_path)[1]["quantization"]["conv_padding"] == "batchnorm"
 
 
-@pytest.mark.parametrize("name", ["padded", "strided", "padded_bn", "strided_bn", "mixed"])
+@pytest.mark.parametrize("name", ["padded", "strided", "padded_bn", "strided_bn", "mixed", "colour"])
 def test_onnx_export_is_bit_exact_in_onnxruntime(request, tmp_path, name):
     """The int8 ONNX graph of integer ops (ConvInteger, MaxPool, int64 requantization) in onnxruntime: every
     goodness and logit equal, at the batch size of the whole set and one image alone."""

@@ -19,15 +19,16 @@ REQUIRED = {
     "nir_writer": ("parameters", "forward", "nodes"),
     "cost": ("float32_memory", "float32_saved", "float32_backward", "gradient_elements", "int8_backprop_memory",
              "int8_parameters", "inference_memory", "operation_counts"),
-    "board_image": ("RECORD", "pack_record", "unpack_record", "check_record", "array_specs", "training_buffers"),
+    "board_image": ("RECORD", "pack_record", "unpack_record", "check_record", "array_specs"),
     "runtime": ("load", "tensors", "forward"),
 }
 TORCH_FREE = ("spec", "runtime", "cost", "board_image")
 # which facets each kind has: dense every backend's; conv2d, flatten and maxpool2d train, profile, quantize, run
-# int8 inference and export to int8 ONNX and TFLite (issue 19 adds the other integer backends); a kind's
+# int8 inference and export to int8 ONNX and TFLite, conv2d and maxpool2d have a board image (format 2); a kind's
 # declaration (edgeff/ops/<kind>/__init__.py) must say the same
 INFERENCE = ("spec", "torch_module", "ptq", "runtime", "onnx_writer", "tflite_writer", "cost")
-DECLARED = {"dense": FACETS, "conv2d": INFERENCE, "flatten": INFERENCE, "maxpool2d": INFERENCE}
+DECLARED = {"dense": FACETS, "conv2d": (*INFERENCE, "board_image"), "flatten": INFERENCE,
+            "maxpool2d": (*INFERENCE, "board_image")}
 # what only some kinds need: the MLP's first layer scores every label from one matmul (FFNetwork.label_scores);
 # a kind that trains in integers has the update rule, its master state and a fresh start; the profiler
 # estimates int8 training from the cost facet where the runtime's memory plan does not lay it out; the float
@@ -35,7 +36,13 @@ DECLARED = {"dense": FACETS, "conv2d": INFERENCE, "flatten": INFERENCE, "maxpool
 EXTRA = {("dense", "torch_module"): ("every_label_activities",), ("dense", "ptq"): ("fresh_weights",),
          ("dense", "onnx_writer"): ("float_parameters", "float_forward", "float_every_label_activities"),
          ("dense", "runtime"): ("every_label_outputs", "initial_masters", "load_masters", "master_tensors", "update"),
-         # the layered CwC rule (edgeff.runtime.int_layered_training): NumPy only, so not trains_in_integers
+         # the MLP's memory plan walks the dense record's training buffers; the layered kinds' are in their runtime
+         # facet, beside flatten's, which has no board image
+         ("dense", "board_image"): ("training_buffers",),
+         # a format-2 image's trained block carries its step factors
+         ("conv2d", "board_image"): ("STEP_MULTIPLIERS", "step_factors"),
+         # the layered CwC rule (edgeff.runtime.int_layered_training), not in the FF layer dispatch, so not
+         # trains_in_integers
          ("conv2d", "runtime"): ("forward_kept", "update_scales", "gradient", "cwc_update", "initial_masters",
                                  "load_masters", "master_tensors", "training_shapes", "training_buffers"),
          # a layered model's memory plan (edgeff.runtime.memory_plan.layered_training_plan) walks every layer

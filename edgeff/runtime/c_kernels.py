@@ -27,6 +27,7 @@ from threadpoolctl import ThreadpoolController
 
 from edgeff.csrc import KERNELS
 from edgeff.errors import EdgeFFError
+from edgeff.runtime.int_fully_connected import ACT_MAX
 from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.reference_kernels import ReferenceKernels
 from edgeff.runtime.requantize import INT32_MAX, output_dtype
@@ -105,6 +106,16 @@ class Conv2dShape(ctypes.Structure):
                                           "kernel_w", "stride_h", "stride_w", "pad_h", "pad_w")]
 
 
+class Conv2dBlock(ctypes.Structure):
+    """ef_conv2d_block: a conv block as its CwC update reads and writes it (cwc_train.c)."""
+    _fields_ = [("shape", Conv2dShape), *((name, _i32) for name in ("in_zero_point", "out_zero_point", "act_min",
+                                                                       "act_max", "pool", "rounding")),
+                *((name, ctypes.c_void_p) for name in ("weight", "bias", "multiplier", "shift", "weight_master",
+                                                       "bias_master", "step_weight_multiplier",
+                                                       "step_bias_multiplier")),
+                ("step_weight_shift", _i32), ("step_bias_shift", _i32)]
+
+
 _SIGNATURES = {
     "ef_multiply_by_quantized_multiplier_n": [_arr(np.int32), _arr(np.int32), _arr(np.int32), _i32, _int,
                                               _arr(np.int32)],
@@ -132,8 +143,12 @@ _SIGNATURES = {
     "ef_hash32": [_u32, _u32, _u32],
     "ef_update_weight_rows": [_arr(np.int16), _arr(np.int8), _i32, _arr(np.int32), _i32, _arr(np.int64), _i32,
                               _int, _u32, _u32],
+    "ef_round_shift": [ctypes.c_int64, _i32, _int, _u32],
+    "ef_cwc_loss_derivative_q15": [_arr(np.int32), _i32, _i32, _i32, _arr(np.int32)],
+    "ef_conv2d_cwc_step": [ctypes.POINTER(Conv2dBlock), _arr(np.int8), _arr(np.int8), _arr(np.int8),
+                           _arr(np.int32), _i32, _i32, _int, _u32, _u32, _arr(np.int32)],
 }
-_RESTYPES = {"ef_hash32": _u32, "ef_conv2d_s8_scratch_bytes": _i32}
+_RESTYPES = {"ef_hash32": _u32, "ef_conv2d_s8_scratch_bytes": _i32, "ef_round_shift": ctypes.c_int64}
 
 
 @functools.cache
@@ -311,12 +326,37 @@ def update_weight_rows(master, weight, rows, grad, lr_shift: int, stochastic: bo
                                     stream & 0xFFFFFFFF)
 
 
+def _data(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def conv2d_cwc_step(layer, kept, dgoodness, weight_master, bias_master, scales, lr_shift: int, stochastic: bool,
+                    seed: int, stream: int):
+    """One sample's CwC update of a conv block (ef_conv2d_cwc_step), in place on the block's filters and bias and
+    on the masters (C-contiguous arrays of the dtypes the C reads, as _conv2d_cwc_step_covered checks)."""
+    _, h, w, c = kept.input.shape
+    _, oh, ow, o = kept.conv.shape
+    kh, kw = layer.weight.shape[1:3]
+    consts = [_c(layer.multiplier, np.int32), _c(layer.shift, np.int32), _c(scales.weight_multiplier, np.int64),
+              _c(scales.bias_multiplier, np.int64)]   # kept alive until the call returns
+    block = Conv2dBlock(Conv2dShape(h, w, c, oh, ow, o, kh, kw, layer.stride, layer.stride, kept.pad, kept.pad),
+                        kept.zero_point, layer.out_zero_point, layer.act_min, ACT_MAX, layer.pool,
+                        ROUNDING["double"],   # the forward's rounding: the step reads none
+                        _data(layer.weight), _data(layer.bias), *map(_data, consts[:2]), _data(weight_master),
+                        _data(bias_master), *map(_data, consts[2:]), scales.weight_shift, scales.bias_shift)
+    library().ef_conv2d_cwc_step(ctypes.byref(block), _c(kept.input, np.int8), _c(kept.conv, np.int8),
+                                 _c(kept.out, np.int8), _c(dgoodness, np.int32).reshape(-1), dgoodness.shape[1],
+                                 lr_shift, int(stochastic), seed & 0xFFFFFFFF, stream & 0xFFFFFFFF,
+                                 np.empty(kh * kw * c, np.int32))
+
+
 # ---------------------------------------------------------------- the kernel set
 
 C_MAX_GOODNESS_UNITS = INT32_MAX // (255 * 255)   # the C goodness cannot overflow int32 below this width
 C_CONV_MAX_WINDOW = INT32_MAX // (128 * 255)   # kh * kw * C the C convolution's int32 sum holds exactly
 C_FUSED_MAX_ROWS = 32    # batches up to this many rows run a layer fused in C; larger ones through BLAS
 C_NORMALIZATIONS = ((7, -128, 127), (15, -32768, 32767))   # (output bits, clamp): int8 and int16 outputs
+C_CWC_MAX_POSITIONS = INT32_MAX // (255 * 255)   # pooled positions the C update's int32 row sums hold exactly
 
 
 def _c_for(covered):
@@ -334,6 +374,21 @@ def _c_for(covered):
 
 def _int8_rows(q) -> bool:
     return q.ndim == 2 and q.dtype == np.int8
+
+
+def _in_place(a, dtype) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+
+
+def _conv2d_cwc_step_covered(layer, kept, dgoodness, weight_master, bias_master, *_) -> bool:
+    """One sample (the board's rule; a batch sums its gradients before rounding, in the reference), int8 tensors
+    with an int8 input zero point, positions the int32 row sums hold, and the arrays updated in place C's."""
+    n, oh, ow, _ = kept.conv.shape
+    return (n == 1 and len(dgoodness) == 1 and -128 <= kept.zero_point <= 127
+            and (oh // layer.pool) * (ow // layer.pool) <= C_CWC_MAX_POSITIONS
+            and all(np.asarray(a).dtype == np.int8 for a in (kept.input, kept.conv, kept.out))
+            and _in_place(layer.weight, np.int8) and _in_place(layer.bias, np.int32)
+            and _in_place(weight_master, np.int16) and _in_place(bias_master, np.int64))
 
 
 class CKernels(ReferenceKernels):
@@ -384,3 +439,9 @@ class CKernels(ReferenceKernels):
     @_c_for(lambda *args: True)
     def update_weight_rows(master, weight, rows, grad, lr_shift, stochastic, seed, stream):
         update_weight_rows(master, weight, rows, grad, lr_shift, stochastic, seed, stream)
+
+    @_c_for(_conv2d_cwc_step_covered)
+    def conv2d_cwc_step(layer, kept, dgoodness, weight_master, bias_master, scales, lr_shift, stochastic, seed,
+                        stream):
+        conv2d_cwc_step(layer, kept, dgoodness, weight_master, bias_master, scales, lr_shift, stochastic, seed,
+                        stream)

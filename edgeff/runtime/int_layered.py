@@ -10,8 +10,8 @@ class_goodness_shift; the decision is the argmax of their sum over the evaluatio
 (edgeff.scoring). The one-pass head, an IntFullyConnected over the L2-normalized, channel-major flattened
 outputs of the head layers, gives int8 logits (head.*), as the MLP's.
 
-Integer training of it is edgeff.runtime.int_layered_training's; board images take int8 FF MLPs
-(edgeff.runtime.int_model.IntFFModel) and refuse this model; the TFLite and ONNX exports
+Integer training of it is edgeff.runtime.int_layered_training's; its board image is format 2
+(firmware_bridge/board_image.py), which the protocol does not carry yet; the TFLite and ONNX exports
 (edgeff/export/tflite_layered.py, onnx_layered.py) write what this model computes.
 """
 

@@ -8,9 +8,10 @@ One step on samples (x, y), with no float anywhere:
  2. For each trained block, its class goodness G_j (int32, edgeff.runtime.class_goodness) in the common fixed
     point (the model's class_goodness_multiplier / shift) and the CwC loss's dL/dG_j = p_j - [j == y] in Q15
     (edgeff.runtime.cwc_loss: a max-subtracted base-2 softmax with a 256-entry table).
- 3. Each trained block's integer gradient from its own kept forward and its own dL/dG (`gradient`), and its
-    update (`cwc_update`): SGD on the folded block's real filters and biases at step 2^-lr_shift, in int16
-    filter masters and int64 bias masters with 8 fractional bits, rounded stochastically (integer_hash,
+ 3. Each trained block's update (`cwc_update`, one call of the active kernel set: the NumPy specification
+    edgeff.runtime.conv2d_training, or its C twin for one sample): the exact integer gradient from its own kept
+    forward and its own dL/dG, then SGD on the folded block's real filters and biases at step 2^-lr_shift, in
+    int16 filter masters and int64 bias masters with 8 fractional bits, rounded stochastically (integer_hash,
     seeded) or to nearest (edgeff/ops/conv2d/runtime.py has the rule and its overflow bound).
 
 FF is local: a block's gradient is made from its input activations (int8, no gradient attached) and its own
@@ -56,6 +57,15 @@ def trained_layers(model: IntLayeredModel, last_k: int | None) -> list:
     return trainable[-last_k:]
 
 
+def step_scales(model: IntLayeredModel, trained: list) -> dict:
+    """{trained layer: its rule's fixed step factors (update_scales)}, made on the host from the file's float
+    scales: the trainer's, and the ones a board image carries (firmware_bridge/board_image.py)."""
+    specs, entries = model.description.layers, model.quant["layers"]
+    return {i: layer_facet(specs[i], "runtime").update_scales(
+        model.layers[i], entries[i]["in_scale"], entries[i]["out_scale"],
+        group_values(specs[i].out_shape, model.n_classes)) for i in trained}
+
+
 class IntLayeredTrainer:
     """Integer training state of an IntLayeredModel: the trained blocks' masters and step factors."""
 
@@ -69,10 +79,7 @@ class IntLayeredTrainer:
         self.trained = trained_layers(model, last_k)
         self.last_k = len(self.trained)
         specs = model.description.layers
-        entries = model.quant["layers"]
-        self.scales = {i: layer_facet(specs[i], "runtime").update_scales(
-            model.layers[i], entries[i]["in_scale"], entries[i]["out_scale"],
-            group_values(specs[i].out_shape, model.n_classes)) for i in self.trained}
+        self.scales = step_scales(model, self.trained)
         for i, s in self.scales.items():
             if config.lr_shift + max(s.weight_shift, s.bias_shift) > 62:
                 raise EdgeFFError(f"--lr-shift {config.lr_shift} is too small a step for layer {i + 1}'s integers "
@@ -106,7 +113,8 @@ class IntLayeredTrainer:
         return kept, goodness
 
     def gradients(self, images: np.ndarray, labels: np.ndarray) -> tuple[dict, dict]:
-        """({trained layer: (filter gradient g, bias gradient h)}, the forward's class goodness)."""
+        """({trained layer: (filter gradient g, bias gradient h)}, the forward's class goodness): the exact integer
+        sums step() rounds into each block's update, for inspecting the rule."""
         kept, goodness = self.forward(images)
         grads = {}
         for i in self.trained:
@@ -116,14 +124,18 @@ class IntLayeredTrainer:
         return grads, goodness
 
     def step(self, images: np.ndarray, labels: np.ndarray) -> dict:
-        """One integer update on a batch (1 sample on a board). Returns integer diagnostics."""
+        """One integer update on a batch (1 sample on a board), each trained block's gradient and update in one
+        kernel call of the active kernel set. Returns integer diagnostics."""
         labels = np.asarray(labels)
-        grads, goodness = self.gradients(images, labels)
-        for i, (g, h) in grads.items():
+        kept, goodness = self.forward(images)
+        # a block's update reads only its own kept forward, never another block's filters, so updating the blocks
+        # one after the other is the same as taking every gradient before any update
+        for i in self.trained:
             weight_master, bias_master = self.masters[i]
             layer_facet(self.model.description.layers[i], "runtime").cwc_update(
-                self.model.layers[i], weight_master, bias_master, self.scales[i], g, h, self.config.lr_shift,
-                self.config.rounding == "stochastic", self.config.seed, self.step_count * NOISE_STREAMS + 2 * i)
+                self.model.layers[i], kept[i], loss_derivative(goodness[i], labels, self.frac_bits), weight_master,
+                bias_master, self.scales[i], self.config.lr_shift, self.config.rounding == "stochastic",
+                self.config.seed, self.step_count * NOISE_STREAMS + 2 * i)
         self.step_count += 1
         scores = sum(goodness[l - 1] for l in self.model.eval_layers)
         return {"correct": int((scores.argmax(axis=1) == labels).sum()), "samples": len(labels)}

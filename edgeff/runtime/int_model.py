@@ -68,6 +68,18 @@ class IntModel:
                               "the file is corrupt or was not written by `edgeff quantize`") from None
 
 
+def check_mlp(path, arch: dict) -> None:
+    """Refuse, in one line saying what exists for it, a layered model where an FF MLP is needed: board training
+    and the board-header export (the board's protocol carries format-1 images, an MLP's, only)."""
+    if "objective" in arch:   # edgeff.runtime.int_layered runs it, edgeff.runtime.int_layered_training trains it
+        kinds = [layer["kind"] for layer in arch["layers"]]
+        raise EdgeFFError(f"{path}: an int8 layered model ({', '.join(kinds)}; objective {arch['objective']}): "
+                          "board training and the board-header export take int8 FF MLPs only (a CwC model's board "
+                          "image, format 2, and its C model exist, the protocol's path for it does not yet); "
+                          "`edgeff eval` runs it, `edgeff finetune` trains it and `edgeff export` (onnx, tflite, "
+                          "c-header) exports it")
+
+
 class IntFFModel(IntModel):
     def __init__(self, description: ModelDescription, layers, head, arch, quant, gamma_q):
         super().__init__(description, layers, head, arch, quant)
@@ -79,12 +91,7 @@ class IntFFModel(IntModel):
         if arch.get("kind") != ModelKind.INT8 or not isinstance(quant, dict):
             raise EdgeFFError(f"{path}: not an int8 FF model (architecture kind {arch.get('kind')!r}); "
                               "make one with `edgeff quantize MODEL --out MODEL_INT8`")
-        if "objective" in arch:   # edgeff.runtime.int_layered runs it, edgeff.runtime.int_layered_training trains it
-            kinds = [layer["kind"] for layer in arch["layers"]]
-            raise EdgeFFError(f"{path}: an int8 layered model ({', '.join(kinds)}; objective {arch['objective']}): "
-                              "board training and board images take int8 FF MLPs only (the conv kinds have no C "
-                              "training kernels or board image yet); `edgeff eval` runs it, `edgeff finetune` "
-                              "trains it and `edgeff export` (onnx, tflite, c-header) exports it")
+        check_mlp(path, arch)
         # an architecture built from a board image has only the layer sizes: stored_architecture gives it layers
         description = ModelDescription.from_header(stored_architecture(arch, str(path))["layers"], str(path))
         layers = [layer_facet(spec, "runtime").load(spec, i, tensors, quant["layers"][i], path)

@@ -7,7 +7,7 @@ speeds those up speeds the composites up too.
 """
 import numpy as np
 
-from edgeff.runtime import conv2d, fully_connected, goodness, l2_normalization, pooling
+from edgeff.runtime import conv2d, conv2d_training, fully_connected, goodness, l2_normalization, pooling
 from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.master_weights import round_shift, weights_from_masters
 
@@ -64,3 +64,11 @@ class ReferenceKernels:
         master[rows] = np.clip(master[rows].astype(np.int64)
                                + round_shift(grad, lr_shift, stochastic, seed, stream, element), -32768, 32767)
         weight[rows] = weights_from_masters(master[rows])
+
+    def conv2d_cwc_step(self, layer, kept, dgoodness, weight_master, bias_master, scales, lr_shift, stochastic, seed,
+                        stream) -> None:
+        """In place: one conv block's CwC update (edgeff.runtime.conv2d_training.step) from its kept forward
+        (conv2d_training.Kept) and dL/dG (rows, n_classes, Q15): masters, int8 filters, bias masters, int32 bias.
+        A batch's gradients are summed before the one rounding."""
+        conv2d_training.step(layer, kept, dgoodness, weight_master, bias_master, scales, lr_shift, stochastic, seed,
+                             stream)

@@ -86,6 +86,41 @@ void ef_conv2d_s8(const int8_t *in, int32_t batch, const ef_conv2d_shape *shape,
                   int32_t out_zero_point, int32_t act_min, int32_t act_max, int rounding, void *scratch,
                   int8_t *out);
 
+/* ---- cwc_train.c: the channel-wise competitive (CwC) rule of a conv block, batch 1 (edgeff/ops/conv2d/runtime.py;
+ * its NumPy specification is edgeff/runtime/conv2d_training.py) */
+typedef struct {
+    ef_conv2d_shape shape;      /* the convolution as run: pad_h/pad_w the kernel's own padding (0 when the input
+                                 * was padded explicitly with pad_value, then VALID) */
+    int32_t in_zero_point, out_zero_point, act_min, act_max;
+    int32_t pool;               /* 1: no pooling; else MAX_POOL_2D size = stride = pool after the ReLU */
+    int32_t rounding;           /* EF_ROUNDING_DOUBLE / SINGLE: the forward's (ef_conv2d_s8); the step reads none */
+    int8_t *weight;             /* (out_c, kernel_h, kernel_w, in_c) OHWI */
+    int32_t *bias;              /* (out_c) */
+    const int32_t *multiplier, *shift;          /* (out_c) requantization */
+    int16_t *weight_master;     /* (out_c, taps): 8 fractional bits over weight; NULL for a frozen block */
+    int64_t *bias_master;       /* (out_c): 8 fractional bits over bias */
+    const int64_t *step_weight_multiplier, *step_bias_multiplier;   /* (out_c): update_scales' multipliers */
+    int32_t step_weight_shift, step_bias_shift;                      /* update_scales' shifts */
+} ef_conv2d_block;
+
+extern const uint16_t ef_pow2_q15[256];   /* round(2^15 * 2^(-i/256)): cwc_loss.POW2_TABLE */
+/* dL/dG_j = p_j - [j == label] in Q15 (cwc_loss.loss_derivative) of one sample's class goodness in Q(frac_bits)
+ * (frac_bits >= -7; 0 <= label < n_classes <= 65,536) */
+void ef_cwc_loss_derivative_q15(const int32_t *goodness, int32_t n_classes, int32_t label, int32_t frac_bits,
+                                int32_t *dgoodness);
+/* One trained block's update on one sample, output channel by output channel (the exact integer gradient row of
+ * channel o, then its masters, int8 filters, bias master and int32 bias, as conv2d_training.step does), so a board
+ * needs one row of sums: row_scratch holds taps = kernel_h * kernel_w * in_c int32 values. in: the block's input as
+ * the convolution read it (batch 1, shape->in_h x in_w x in_c); conv: the convolution's output before pooling
+ * (out_h, out_w, out_c); pooled: the block's output (== conv when pool == 1); dgoodness: (n_classes) Q15.
+ * Noise: stream `stream` for the filters at index o * taps + t, `stream + 1` for the biases at index o.
+ * Needs what a loaded block has: at most 33,025 pooled positions (the int32 row sums), out_c a multiple of
+ * n_classes, the step factors of update_scales (so every product fits int64), weight and bias the rounding of
+ * their masters (a channel with a zero step is left untouched). */
+void ef_conv2d_cwc_step(ef_conv2d_block *block, const int8_t *in, const int8_t *conv, const int8_t *pooled,
+                        const int32_t *dgoodness, int32_t n_classes, int32_t lr_shift, int stochastic, uint32_t seed,
+                        uint32_t stream, int32_t *row_scratch);
+
 /* ---- maxpool2d.c: TFLM MAX_POOL_2D with filter = stride = size, VALID, NHWC: out (batch, in_h / size,
  * in_w / size, channels), clamped to [act_min, act_max] */
 void ef_max_pool2d_s8(const int8_t *in, int32_t batch, int32_t in_h, int32_t in_w, int32_t channels, int32_t size,
@@ -217,5 +252,50 @@ int32_t ef_ff_multi_pass(ef_ff_trainer *t, const uint8_t *image, uint32_t layer_
 int32_t ef_ff_hardest_negative_label(ef_ff_trainer *t, const uint8_t *image, int32_t label, int64_t *scores);
 /* One-pass: the head's int8 logits over the neutral-label pass; returns the first highest. */
 int32_t ef_ff_one_pass(ef_ff_trainer *t, const ef_ff_head *head, const uint8_t *image, int8_t *logits);
+
+/* ---- cwc_model.c: a layered channel-wise competitive model (conv blocks, max pooling) on one image: its decision,
+ * and the training step of its trained blocks at batch 1 (mirror of IntLayeredModel.multi_pass_scores and
+ * IntLayeredTrainer.step). Every buffer is the caller's, as edgeff.runtime.memory_plan.layered_training_plan
+ * plans them (cwc_model.c says how they are used). */
+typedef struct {
+    int32_t kind;                  /* enum ef_cwc_layer_kind */
+    int32_t in_h, in_w, in_c;      /* the layer's input, unpadded */
+    int32_t out_h, out_w, out_c;   /* its output */
+    int32_t out_zero_point;
+    int32_t class_multiplier, class_shift;   /* raw class goodness -> the common fixed point */
+    int32_t pool;                  /* maxpool2d: its window (a conv2d block pools by block.pool) */
+    ef_conv2d_block block;         /* conv2d: the block; block.shape is the convolution as run */
+    int32_t explicit_pad;          /* conv2d: rows and columns of pad values written around its input (0: the
+                                    * kernel pads by itself with the input zero point) */
+    const int8_t *pad_value;       /* conv2d: (in_c) */
+    int32_t trained;               /* conv2d: the step updates it (its block's masters and step factors set) */
+} ef_cwc_layer;
+
+#define EF_CWC_MAX_CLASSES 64      /* a train step's scores live on the stack */
+
+typedef struct {
+    int32_t n_layers, n_classes, frac_bits, rounding;
+    uint32_t eval_mask;            /* bit l: layer l + 1's class goodness counts in the decision */
+    ef_cwc_layer layers[EF_MAX_LAYERS];
+    int32_t lr_shift, stochastic;
+    uint32_t seed, step;
+    int8_t *slot[2];               /* the activations taking turns: a_j in slot[j % 2] */
+    int8_t *prepool;               /* a pooled block's convolution output */
+    int32_t *goodness, *dgoodness; /* (n_classes): one layer's class goodness and its dL/dG in Q15 */
+    int32_t *row_sums;             /* the largest trained filter row's int32 sums */
+    void *scratch;                 /* ef_conv2d_s8_scratch_bytes of the largest block, 8-byte aligned */
+} ef_cwc_model;
+
+/* The decision on one image (n_inputs uint8 pixels, channel-major; quantized in place when the first layer reads it
+ * unpadded): scores[j] the class goodness of the evaluation layers summed; returns the first highest class. */
+int32_t ef_cwc_classify(ef_cwc_model *m, uint8_t *image, int64_t *scores);
+/* The same decision and scores in the same pass, and the one-pass head's int8 logits (head: ff_infer.c's
+ * struct; its layer mask names the head layers, whose outputs it takes in torch's flatten order, each
+ * L2-normalized: IntLayeredModel.head_logits); *one_pass is the first highest logit's class. */
+int32_t ef_cwc_infer(ef_cwc_model *m, const ef_ff_head *head, uint8_t *image, int64_t *scores, int8_t *logits,
+                     int32_t *one_pass);
+/* One training step on an image and its label: returns 1 when the decision before the update was right. Advances
+ * m->step. */
+int32_t ef_cwc_train_step(ef_cwc_model *m, uint8_t *image, int32_t label);
 
 #endif

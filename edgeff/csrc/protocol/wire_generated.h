@@ -163,4 +163,42 @@ enum ef_nak_reason {
 #define EF_IMAGE_LAYER_AT_GOODNESS_SHIFT 8u
 #define EF_IMAGE_LAYER_AT_GAMMA_Q 12u
 
+/* format 2, a layered CwC model: its header, the record part every layer has, then its kind's record */
+#define EF_LAYERED_MODEL_FORMAT 2u
+#define EF_IMAGE_FLAG_SINGLE_ROUNDING 8u
+#define EF_CWC_IMAGE_FIXED_BYTES 16u   /* magic .. step */
+#define EF_CWC_IMAGE_LAYER_BYTES 24u   /* the record part every layer has */
+#define EF_CWC_IMAGE_AT_MAGIC 0u
+#define EF_CWC_IMAGE_AT_FORMAT 4u
+#define EF_CWC_IMAGE_AT_N_LAYERS 5u
+#define EF_CWC_IMAGE_AT_N_CLASSES 6u
+#define EF_CWC_IMAGE_AT_FLAGS 7u
+#define EF_CWC_IMAGE_AT_GOODNESS_FRAC_BITS 8u
+#define EF_CWC_IMAGE_AT_EVAL_MASK 9u
+#define EF_CWC_IMAGE_AT_HEAD_MASK 10u
+#define EF_CWC_IMAGE_AT_TRAINED_MASK 11u
+#define EF_CWC_IMAGE_AT_STEP 12u
+#define EF_CWC_IMAGE_LAYER_AT_KIND 0u
+#define EF_CWC_IMAGE_LAYER_AT_OUT_ZERO_POINT 1u
+#define EF_CWC_IMAGE_LAYER_AT_IN_CHANNELS 4u
+#define EF_CWC_IMAGE_LAYER_AT_IN_HEIGHT 6u
+#define EF_CWC_IMAGE_LAYER_AT_IN_WIDTH 8u
+#define EF_CWC_IMAGE_LAYER_AT_OUT_CHANNELS 10u
+#define EF_CWC_IMAGE_LAYER_AT_OUT_HEIGHT 12u
+#define EF_CWC_IMAGE_LAYER_AT_OUT_WIDTH 14u
+#define EF_CWC_IMAGE_LAYER_AT_CLASS_MULTIPLIER 16u
+#define EF_CWC_IMAGE_LAYER_AT_CLASS_SHIFT 20u
+#define EF_CWC_IMAGE_CONV2D_BYTES 16u   /* a conv2d layer's own record */
+#define EF_CWC_IMAGE_CONV2D_AT_KERNEL 0u
+#define EF_CWC_IMAGE_CONV2D_AT_STRIDE 1u
+#define EF_CWC_IMAGE_CONV2D_AT_PADDING 2u
+#define EF_CWC_IMAGE_CONV2D_AT_POOL 3u
+#define EF_CWC_IMAGE_CONV2D_AT_EXPLICIT_PAD 4u
+#define EF_CWC_IMAGE_CONV2D_AT_ACT_MIN 5u
+#define EF_CWC_IMAGE_CONV2D_AT_STEP_WEIGHT_SHIFT 8u
+#define EF_CWC_IMAGE_CONV2D_AT_STEP_BIAS_SHIFT 12u
+#define EF_CWC_IMAGE_MAXPOOL2D_BYTES 4u   /* a maxpool2d layer's own record */
+#define EF_CWC_IMAGE_MAXPOOL2D_AT_SIZE 0u
+#define EF_CWC_IMAGE_STEP_SHIFT_MAX 62u   /* a trained block's step shifts lie in 0 .. this */
+
 #endif

@@ -14,7 +14,9 @@ padding, the default) the kernel pads itself, skipping the taps outside the inpu
 zero, `edgeff quantize --conv-padding batchnorm`) the input is padded explicitly and the convolution is VALID.
 
 The integer update rule (the CwC loss of the block's own output, batch 1 as a board; edgeff.runtime.
-int_layered_training drives it). With e_j = dL/dG_j in Q15 (edgeff.runtime.cwc_loss) and the real relations
+int_layered_training drives it; `cwc_update` runs it on the active kernel set: its NumPy specification is
+edgeff.runtime.conv2d_training, its C twin ef_conv2d_cwc_step in edgeff/csrc/kernels/cwc_train.c). With
+e_j = dL/dG_j in Q15 (edgeff.runtime.cwc_loss) and the real relations
 a_real = s_out (a - zp_out), x_real = s_in (x - zp_in), W'_real = s_w[o] W_q, b'_real = s_in s_w[o] b_q:
 
   dL/da_real = e_j / 2^15 * 2 a_real / count          (G_j = the mean square of group j's `count` values)
@@ -50,11 +52,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeff.errors import EdgeFFError
-from edgeff.runtime import backend, conv2d
+from edgeff.runtime import backend, conv2d_training
+from edgeff.runtime.conv2d_training import Kept, UpdateScales, bias_from_master
 from edgeff.runtime.int_fully_connected import ACT_MAX, ACT_MIN, check_requantization, checked_tensor
-from edgeff.runtime.master_weights import MASTER_FRAC_BITS, round_shift, weights_from_masters
+from edgeff.runtime.master_weights import MASTER_FRAC_BITS, weights_from_masters
 from edgeff.runtime.memory_plan import Buffer
-from edgeff.runtime.requantize import rounding_divide_by_pot
 
 
 @dataclass
@@ -98,6 +100,11 @@ def pads_explicitly(layer: IntConv2d, zero_point: int) -> bool:
     return bool(layer.padding) and bool((layer.pad_value != zero_point).any())
 
 
+def explicit_pad(layer: IntConv2d, zero_point: int) -> int:
+    """Rows and columns of pad values written around the input before the convolution (0: the kernel pads)."""
+    return layer.padding if pads_explicitly(layer, zero_point) else 0
+
+
 def padded_input(layer: IntConv2d, q: np.ndarray, zero_point: int) -> tuple[np.ndarray, int]:
     """(input, padding left to the convolution): q padded explicitly with pad_value where that is not the
     input's zero point (the convolution is then VALID), else q and the block's padding."""
@@ -128,34 +135,11 @@ def forward(layer: IntConv2d, q: np.ndarray, zero_point: int, rounding: str) -> 
 
 # ---------------------------------------------------------------------- integer training (module docstring)
 
-@dataclass
-class Kept:
-    """What one forward pass keeps for the update: the (padded) input, its zero point and remaining padding,
-    the convolution's output before pooling and the block's output."""
-    input: np.ndarray
-    zero_point: int
-    pad: int
-    conv: np.ndarray
-    out: np.ndarray
-
-
 def forward_kept(layer: IntConv2d, q: np.ndarray, zero_point: int, rounding: str) -> Kept:
     """forward, keeping what the update needs (the same output bits)."""
     x, p = padded_input(layer, q, zero_point)
     conv = convolve(layer, x, p, zero_point, rounding)
     return Kept(x, zero_point, p, conv, pool(layer, conv))
-
-
-@dataclass(frozen=True)
-class UpdateScales:
-    """The per-channel factors of the rule in integers: weight step factor[o] = weight_multiplier[o] *
-    2^-weight_shift, bias step factor[o] = bias_multiplier[o] * 2^-bias_shift (times 2^-lr_shift)."""
-    weight_multiplier: np.ndarray   # int64 (out,)
-    weight_shift: int
-    bias_multiplier: np.ndarray     # int64 (out,)
-    bias_shift: int
-    weight_gradient_bits: int       # |g| < 2^this for one sample, so |g * weight_multiplier| < 2^62
-    bias_gradient_bits: int
 
 
 GRADIENT_PRODUCT_BITS = 62   # g times a multiplier stays below 2^62: int64 with a bit to spare for the noise
@@ -178,45 +162,40 @@ def update_scales(layer: IntConv2d, in_scale: float, out_scale: float, count: in
     # a channel whose multiplier is 0 outputs its zero point whatever its filter: nothing to train
     bias = np.divide(2.0 ** -6, count * real_m, out=np.zeros_like(real_m), where=real_m > 0)
     weight = bias * in_scale * in_scale
+    weight_bits, bias_bits = gradient_bits(layer)
+    wm, ws = _fixed(weight, weight_bits)
+    bm, bs = _fixed(bias, bias_bits)
+    return UpdateScales(wm, ws, bm, bs, weight_bits, bias_bits)
+
+
+def gradient_bits(layer: IntConv2d) -> tuple[int, int]:
+    """(filter, bias) gradient bits of one sample: 2^15 * 255 per dz, times P pooled positions, the filter's
+    times |x - zp_in| <= 255 too."""
     positions = int(np.prod(layer.conv_size)) // (layer.pool * layer.pool)
-    term = 15 + 8 + math.ceil(math.log2(positions + 1))          # 2^15 * 255 per dz, times P positions
-    wm, ws = _fixed(weight, term + 8)                              # times |x - zp_in| <= 255
-    bm, bs = _fixed(bias, term)
-    return UpdateScales(wm, ws, bm, bs, term + 8, term)
+    term = 15 + 8 + math.ceil(math.log2(positions + 1))
+    return term + 8, term
 
 
-def _dz(layer: IntConv2d, kept: Kept, dgoodness: np.ndarray) -> np.ndarray:
-    """(rows, conv h, conv w, out) int64: dL/da in integers at the positions the output came from (module
-    docstring), dgoodness (rows, n_classes) Q15."""
-    n, out_h, out_w, o = kept.conv.shape
-    groups = dgoodness.shape[1]
-    a = kept.out.astype(np.int64)
-    live = (kept.out > layer.act_min) & (kept.out < ACT_MAX)     # the ReLU's clamp passes no gradient
-    per_channel = np.repeat(dgoodness, o // groups, axis=1)      # channel c is in group c // (out / n), as NHWC
-    value = np.where(live, (a - layer.out_zero_point) * per_channel[:, None, None, :], 0)
-    s = layer.pool
-    ph, pw = value.shape[1:3]
-    windows = (kept.conv[:, :ph * s, :pw * s].reshape(n, ph, s, pw, s, o).transpose(0, 1, 3, 2, 4, 5)
-               .reshape(n, ph, pw, s * s, o))
-    first = windows.argmax(axis=3)[:, :, :, None]               # the first largest, as torch's max_pool2d
-    spread = np.zeros(windows.shape, np.int64)
-    np.put_along_axis(spread, first, value[:, :, :, None], axis=3)
-    dz = np.zeros((n, out_h, out_w, o), np.int64)
-    dz[:, :ph * s, :pw * s] = spread.reshape(n, ph, pw, s, s, o).transpose(0, 1, 3, 2, 4, 5).reshape(
-        n, ph * s, pw * s, o)
-    return dz
+def largest_step_multiplier(gradient_bits: int) -> int:
+    """The largest step multiplier _fixed makes for a gradient of these bits (its factors times 2^shift stay
+    below 2^(bits - 1), rounded): g times it fits int64 with a bit to spare."""
+    return 1 << (GRADIENT_PRODUCT_BITS - gradient_bits - 1)
 
 
 def gradient(layer: IntConv2d, kept: Kept, dgoodness: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(g (out, k*k*in) in OHWI order, h (out,)) int64: the exact integer gradient sums of the module
-    docstring over every row, from the block's own forward and its own loss's dL/dG (Q15) only."""
-    dz = _dz(layer, kept, dgoodness)
-    o, k = layer.weight.shape[:2]
-    s = layer.stride
-    cols = conv2d.patches(kept.input, kept.zero_point, (k, k), (s, s), (kept.pad, kept.pad), layer.conv_size)
-    cols = cols.astype(np.int64) - kept.zero_point
-    rows = dz.reshape(-1, o)
-    return rows.T @ cols, rows.sum(axis=0)
+    docstring over every row (edgeff.runtime.conv2d_training.gradient, the specification)."""
+    return conv2d_training.gradient(layer, kept, dgoodness)
+
+
+def cwc_update(layer: IntConv2d, kept: Kept, dgoodness: np.ndarray, weight_master: np.ndarray,
+               bias_master: np.ndarray, scales: UpdateScales, lr_shift: int, stochastic: bool, seed: int,
+               stream: int) -> None:
+    """One step of the rule (module docstring) from the block's kept forward and its loss's dL/dG (rows,
+    n_classes, Q15), in place: the masters, the int8 filters and the int32 bias, on the active kernel set.
+    Rounding draws noise streams `stream` (filters) and `stream + 1` (bias)."""
+    backend.kernels().conv2d_cwc_step(layer, kept, dgoodness, weight_master, bias_master, scales, lr_shift,
+                                      stochastic, seed, stream)
 
 
 def initial_masters(layer: IntConv2d) -> tuple[np.ndarray, np.ndarray]:
@@ -235,7 +214,7 @@ def load_masters(layer: IntConv2d, index: int, tensors: dict, where):
             or b.shape != layer.bias.shape):
         raise EdgeFFError(f"{where}: master weights of layer {index + 1} do not match its int8 filters")
     if (not np.array_equal(weights_from_masters(m), layer.weight)
-            or not np.array_equal(_bias_from_master(b), layer.bias)):
+            or not np.array_equal(bias_from_master(b), layer.bias)):
         raise EdgeFFError(f"{where}: layer {index + 1}'s int8 filters or bias are not the rounding of its "
                           "masters; the file was edited or is corrupt")
     return m, b
@@ -244,31 +223,6 @@ def load_masters(layer: IntConv2d, index: int, tensors: dict, where):
 def master_tensors(layer: IntConv2d, index: int, weight_master: np.ndarray, bias_master: np.ndarray) -> dict:
     p = f"layers.{index}."
     return {p + "weight_master": weight_master, p + "bias_master": bias_master}
-
-
-BIAS_MASTER_LIMIT = (1 << 31 << MASTER_FRAC_BITS) - 1 - (1 << (MASTER_FRAC_BITS - 1))   # rounds into int32
-
-
-def _bias_from_master(master: np.ndarray) -> np.ndarray:
-    return rounding_divide_by_pot(master, MASTER_FRAC_BITS).astype(np.int32)
-
-
-def cwc_update(layer: IntConv2d, weight_master: np.ndarray, bias_master: np.ndarray, scales: UpdateScales,
-               g: np.ndarray, h: np.ndarray, lr_shift: int, stochastic: bool, seed: int, stream: int) -> None:
-    """One step of the rule (module docstring) from gradient()'s sums, in place: the masters, the int8
-    filters and the int32 bias. Rounding draws noise streams `stream` (filters) and `stream + 1` (bias)."""
-    for name, values, bits in (("filter", g, scales.weight_gradient_bits), ("bias", h, scales.bias_gradient_bits)):
-        if values.size and np.abs(values).max() >= 1 << bits:
-            raise EdgeFFError(f"a conv block's summed {name} gradient reached 2^{bits}, past what its int64 step "
-                              "allows; train with a smaller --batch-size (1 is the board's rule)")
-    step = round_shift(-g * scales.weight_multiplier[:, None], lr_shift + scales.weight_shift, stochastic, seed,
-                       stream)
-    flat = weight_master.reshape(len(weight_master), -1)
-    flat[...] = np.clip(flat.astype(np.int64) + step, -32768, 32767)
-    layer.weight[...] = weights_from_masters(weight_master)
-    bias_step = round_shift(-h * scales.bias_multiplier, lr_shift + scales.bias_shift, stochastic, seed, stream + 1)
-    bias_master[...] = np.clip(bias_master + bias_step, -BIAS_MASTER_LIMIT, BIAS_MASTER_LIMIT)
-    layer.bias[...] = _bias_from_master(bias_master)
 
 
 # ---------------------------------------------------------------------- the memory plan of a training step

@@ -4,6 +4,6 @@ A parameterless layer, as flatten: it trains nothing and has no loss (edgeff.tra
 block's own `pool` parameter stays (Ortiz Torres et al.'s blocks pool inside the block, so their FF loss sees the pooled
 output; with this layer the block before it is scored on its unpooled output).
 
-Its trainer, profiler, PTQ, integer-inference and int8 ONNX / TFLite writer facets exist; its other integer
-backends do not yet (the registry refuses them by name)."""
-FACETS = ("spec", "torch_module", "ptq", "runtime", "onnx_writer", "tflite_writer", "cost")
+Its trainer, profiler, PTQ, integer-inference, int8 ONNX / TFLite writer and board-image (format 2) facets
+exist; its NIR writer does not (the registry refuses it by name)."""
+FACETS = ("spec", "torch_module", "ptq", "runtime", "onnx_writer", "tflite_writer", "cost", "board_image")
