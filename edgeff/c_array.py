@@ -1,13 +1,39 @@
-"""Bytes (an exported .tflite model, or a board image) as a C header for firmware: what `xxd -i` writes,
+"""C arrays for firmware. Bytes (an exported .tflite model, or a board image) as a C header: what `xxd -i` writes,
 plus the alignment TFLite Micro wants for a model it reads in place (16; a board image needs 8), and a
-length constant."""
+length constant. And integer arrays as C definitions (`c_definition`), for the sources the host writes for its
+self-test and check firmwares (compiled-in models, training states, samples and cases)."""
 import re
 from pathlib import Path
+
+import numpy as np
 
 from edgeff.errors import EdgeFFError
 
 ALIGNMENT = 16
 BYTES_PER_LINE = 12
+
+
+C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(np.int16): "int16_t",
+           np.dtype(np.int32): "int32_t", np.dtype(np.int64): "int64_t"}
+
+
+def c_definition(name: str, values, dtype, const: bool = False, align: int = 0) -> str:
+    """`static [const] <type> name[n] = {...};` of the values as dtype with the alignment given (none: the
+    type's); an empty array holds one 0 (C has no empty arrays)."""
+    dtype = np.dtype(dtype)
+    flat = np.ascontiguousarray(values, dtype).ravel()
+    suffix = "LL" if dtype == np.int64 else ""   # an int64 literal beyond int32 needs it
+    body = ", ".join(f"{int(v)}{suffix}" for v in flat) or "0"
+    attribute = f" __attribute__((aligned({align})))" if align else ""
+    return f"static {'const ' if const else ''}{C_TYPES[dtype]} {name}[{max(len(flat), 1)}]{attribute} = {{{body}}};"
+
+
+def c_image_rows(name: str, images: np.ndarray) -> str:
+    """`static const uint8_t name[n][d] = {{...}, ...};`: uint8 images (n, d), one row each (one row of zeros
+    when there are none)."""
+    n, d = images.shape
+    rows = ", ".join("{" + ", ".join(map(str, row)) + "}" for row in images) or "{0}"
+    return f"static const uint8_t {name}[{max(n, 1)}][{d}] = {{{rows}}};"
 
 
 def c_identifier(name: str) -> str:

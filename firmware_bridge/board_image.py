@@ -48,10 +48,9 @@ from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_layered_training import step_scales, trainable_layers
 from edgeff.runtime.int_model import INPUT_SCALE, INPUT_ZERO_POINT
 from firmware_bridge import layered_firmware
-from firmware_bridge.messages import LAYERED_MODEL_FORMAT, MODEL_FORMAT
+from firmware_bridge.messages import LAYERED_MODEL_FORMAT, MAX_LAYERS, MODEL_FORMAT
 
 MAGIC = b"EFFB"
-MAX_LAYERS = 8
 FIXED = ByteLayout("<4sBBBBBbbBBxxxI", ("magic", "format", "n_layers", "n_classes", "flags", "goodness_frac_bits",
                                       "label_q", "neutral_label_q", "eval_mask", "head_mask", "step"))
 LAYER_KIND = "dense"             # the image has no kind field: every layer of this format is of this kind
@@ -252,9 +251,6 @@ def _pack_layered(tensors: dict, header: dict) -> bytes:
         if max(*spec.in_shape, *spec.out_shape) > MAX_SIDE:
             raise EdgeFFError(f"layer {i + 1}'s shapes {spec.in_shape} -> {spec.out_shape}: a board image holds "
                               f"up to {MAX_SIDE} channels, rows and columns")
-    for key in ("eval_layers", "head_layers"):
-        if sorted(set(model.arch[key])) != list(model.arch[key]):
-            raise EdgeFFError(f"{key} {model.arch[key]} must be in ascending order, each once, for a board image")
     trained = [i for i in range(len(specs)) if _prefix(i) + "weight_master" in tensors]
     _checked_trained(model, trained, "model")
     arrays = model.tensors()
@@ -356,8 +352,8 @@ def array_offsets(blob: bytes) -> dict:
 
 def _unpack_layered(blob: bytes) -> tuple[dict, dict]:
     fixed, description, common, fields, arrays = _parse_layered(blob)
-    tensors, pos = {}, arrays[0][3]
-    for name, dtype, shape, pos in arrays:
+    tensors = {}
+    for name, dtype, shape, pos in arrays:   # the head's arrays always come last
         size = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if pos + size > len(blob):
             raise EdgeFFError(f"board image is truncated at tensor '{name}'")

@@ -18,19 +18,28 @@ import zlib
 
 import numpy as np
 
+from edgeff.c_array import c_definition, c_image_rows
 from edgeff.errors import EdgeFFError
 from edgeff.op_registry import layer_facet
 from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_layered_training import IntLayeredTrainer
 from edgeff.runtime.int_model import INPUT_ZERO_POINT
 from edgeff.runtime.memory_plan import layered_training_plan
+from firmware_bridge.messages import MAX_LAYERS
 
 KINDS = ("conv2d", "maxpool2d")
-MAX_CLASSES = 64          # EF_CWC_MAX_CLASSES
-MAX_LAYERS = 8            # EF_MAX_LAYERS
-_C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(np.int16): "int16_t",
-            np.dtype(np.int32): "int32_t", np.dtype(np.int64): "int64_t"}
-_SUFFIX = {np.dtype(np.int64): "LL"}
+MAX_CLASSES = 64          # EF_CWC_MAX_CLASSES (generated): a step's scores live on the firmware's stack
+# the plan's shared buffers (by the start of their name) and the symbol and C type that hold each
+SHARED = {"input image": ("cwc_image", "uint8_t"), "activations ping": ("cwc_ping", "int8_t"),
+          "activations pong": ("cwc_pong", "int8_t"), "pre-pool output": ("cwc_prepool", "int8_t"),
+          "class goodness": ("cwc_goodness", "int32_t"), "dL/dG": ("cwc_dgoodness", "int32_t"),
+          "filter row gradient sums": ("cwc_row_sums", "int32_t"),
+          "convolution scratch": ("cwc_scratch", "uint64_t"), "softmax table": ("ef_pow2_q15", None)}
+# a layer's plan buffers (by what follows "layer N " in their name) and the suffix of the symbol that holds each
+PER_LAYER = {"filters int8": "weight", "bias int32": "bias", "multiplier + shift": "requant",
+             "pad values": "pad_value", "filter masters int16": "weight_master", "bias masters int64": "bias_master",
+             "step multipliers": "step_multiplier"}
+ALIGN = 8
 
 
 def check(model: IntLayeredModel):
@@ -40,27 +49,25 @@ def check(model: IntLayeredModel):
             raise EdgeFFError(f"layer {i + 1} is a {spec.kind} layer; the CwC firmware runs {' and '.join(KINDS)} "
                               "layers only")
     c = model.description.input_shape[0]
-    first = model.layers[0]
-    if c > 1 and not (model.description.layers[0].kind == "conv2d"
-                      and layer_facet(model.description.layers[0], "runtime").explicit_pad(first, INPUT_ZERO_POINT)):
-        raise EdgeFFError(f"the model's images have {c} channels and its first layer reads them unpadded; the CwC "
-                          "firmware quantizes an image in place, which keeps a one-channel image's order only")
+    if c > 1 and not _explicit_pad(model, 0, INPUT_ZERO_POINT):
+        raise EdgeFFError(f"the model's images have {c} channels and its first layer reads them unpadded: the memory "
+                          "plan keeps such an image where it arrives, quantized in place, which keeps a one-channel "
+                          "image's order only; quantize it with `--conv-padding batchnorm` (the default) from a "
+                          "model whose first block pads")
     if not 2 <= model.n_classes <= MAX_CLASSES or len(model.layers) > MAX_LAYERS:
         raise EdgeFFError(f"the CwC firmware takes 2 to {MAX_CLASSES} classes and up to {MAX_LAYERS} layers; the "
                           f"model has {model.n_classes} classes and {len(model.layers)} layers")
 
 
-def _array(name: str, values, dtype, const: bool) -> str:
-    dtype = np.dtype(dtype)
-    values = np.ascontiguousarray(values, dtype).ravel()
-    body = ", ".join(f"{int(v)}{_SUFFIX.get(dtype, '')}" for v in values) or "0"
-    align = " __attribute__((aligned(8)))"
-    return f"static {'const ' if const else ''}{_C_TYPES[dtype]} {name}[{max(len(values), 1)}]{align} = {{{body}}};"
+def _explicit_pad(model: IntLayeredModel, i: int, zero_point: int) -> int:
+    """Rows and columns of pad values written around layer i's input (0: the kernel pads by itself)."""
+    spec = model.description.layers[i]
+    return layer_facet(spec, "runtime").explicit_pad(model.layers[i], zero_point) if spec.kind == "conv2d" else 0
 
 
-def _buffer(name: str, n_bytes: int, ctype: str = "int8_t") -> str:
+def _buffer(name: str, n_bytes: int, ctype: str) -> str:
     size = {"int8_t": 1, "uint8_t": 1, "int32_t": 4, "uint64_t": 8}[ctype]
-    return f"static {ctype} {name}[{max(-(-n_bytes // size), 1)}] __attribute__((aligned(8)));"
+    return f"static {ctype} {name}[{max(-(-n_bytes // size), 1)}] __attribute__((aligned({ALIGN})));"
 
 
 def training_plan(trainer: IntLayeredTrainer) -> list:
@@ -68,32 +75,25 @@ def training_plan(trainer: IntLayeredTrainer) -> list:
     return layered_training_plan(trainer.model, trainer.trained, "ff")
 
 
-def _plan_buffer(plan: list, prefix: str):
-    found = [b for b in plan if b.layer == 0 and b.name.startswith(prefix)]
-    return found[0] if found else None
+def _shared_buffers(plan: list) -> dict:
+    """{plan prefix: the plan's shared buffer of that name, or None}."""
+    found = {}
+    for prefix in SHARED:
+        matches = [b for b in plan if b.layer == 0 and b.name.startswith(prefix)]
+        found[prefix] = matches[0] if matches else None
+    return found
 
 
 def planned_symbols(trainer: IntLayeredTrainer) -> list:
     """(C symbol, memory-plan Buffer) for every plan buffer the self-test firmware holds in a symbol of its own:
     each layer's arrays, the image, the activation buffers, the class goodness and dL/dG, the row sums, the DSP
     scratch and the softmax table (the step shifts and class goodness factors are fields of the model's struct)."""
-    plan, out = training_plan(trainer), []
-    shared = {"input image": "cwc_image", "activations ping": "cwc_ping", "activations pong": "cwc_pong",
-              "pre-pool output": "cwc_prepool", "class goodness": "cwc_goodness", "dL/dG": "cwc_dgoodness",
-              "filter row gradient sums": "cwc_row_sums", "convolution scratch": "cwc_scratch",
-              "softmax table": "ef_pow2_q15"}
-    for prefix, symbol in shared.items():
-        buffer = _plan_buffer(plan, prefix)
-        if buffer is not None:
-            out.append((symbol, buffer))
-    per_layer = {"filters int8": "weight", "bias int32": "bias", "multiplier + shift": "requant",
-                 "pad values": "pad_value", "filter masters int16": "weight_master",
-                 "bias masters int64": "bias_master", "step multipliers": "step_multiplier"}
+    plan = training_plan(trainer)
+    out = [(SHARED[prefix][0], b) for prefix, b in _shared_buffers(plan).items() if b is not None]
     for b in plan:
-        if b.layer:
-            for prefix, part in per_layer.items():
-                if b.name.startswith(f"layer {b.layer} {prefix}"):
-                    out.append((f"l{b.layer - 1}_{part}", b))
+        for name, part in PER_LAYER.items():
+            if b.layer and b.name.startswith(f"layer {b.layer} {name}"):
+                out.append((f"l{b.layer - 1}_{part}", b))
     return out
 
 
@@ -107,12 +107,12 @@ def _layer(trainer: IntLayeredTrainer, i: int, zero_point: int, lines: list) -> 
     if spec.kind == "maxpool2d":
         return f"(ef_cwc_layer){{.kind = EF_CWC_MAXPOOL2D, {common}, .pool = {layer.size}}}"
     trained, p = i in trainer.trained, f"l{i}_"
-    pad = layer_facet(spec, "runtime").explicit_pad(layer, zero_point)
+    pad = _explicit_pad(model, i, zero_point)
     o, k = layer.weight.shape[:2]
-    lines += [_array(p + "weight", layer.weight, np.int8, not trained),
-              _array(p + "bias", layer.bias, np.int32, not trained),
-              _array(p + "requant", np.concatenate([layer.multiplier, layer.shift]), np.int32, True),
-              _array(p + "pad_value", layer.pad_value, np.int8, True)]
+    lines += [c_definition(p + "weight", layer.weight, np.int8, not trained, ALIGN),
+              c_definition(p + "bias", layer.bias, np.int32, not trained, ALIGN),
+              c_definition(p + "requant", np.concatenate([layer.multiplier, layer.shift]), np.int32, True, ALIGN),
+              c_definition(p + "pad_value", layer.pad_value, np.int8, True, ALIGN)]
     in_h, in_w = h + 2 * pad, w + 2 * pad
     shape = (f"{{.in_h = {in_h}, .in_w = {in_w}, .in_c = {c}, .out_h = {layer.conv_size[0]}, "
              f".out_w = {layer.conv_size[1]}, .out_c = {o}, .kernel_h = {k}, .kernel_w = {k}, "
@@ -125,10 +125,10 @@ def _layer(trainer: IntLayeredTrainer, i: int, zero_point: int, lines: list) -> 
     if trained:
         master, bias_master = trainer.masters[i]
         s = trainer.scales[i]
-        lines += [_array(p + "weight_master", master, np.int16, False),
-                  _array(p + "bias_master", bias_master, np.int64, False),
-                  _array(p + "step_multiplier", np.concatenate([s.weight_multiplier, s.bias_multiplier]), np.int64,
-                         True)]
+        lines += [c_definition(p + "weight_master", master, np.int16, False, ALIGN),
+                  c_definition(p + "bias_master", bias_master, np.int64, False, ALIGN),
+                  c_definition(p + "step_multiplier", np.concatenate([s.weight_multiplier, s.bias_multiplier]),
+                               np.int64, True, ALIGN)]
         block += (f", .weight_master = {p}weight_master, .bias_master = {p}bias_master, "
                   f".step_weight_multiplier = {p}step_multiplier, .step_bias_multiplier = {p}step_multiplier + {o}, "
                   f".step_weight_shift = {s.weight_shift}, .step_bias_shift = {s.bias_shift}")
@@ -145,24 +145,17 @@ def selftest_header(trainer: IntLayeredTrainer, test_images: np.ndarray, images:
     d = model.description.layers[0].n_inputs
     lines = ["/* Generated by firmware_bridge/layered_firmware.py; do not edit. */", "#include \"edgeff_kernels.h\"",
              f"#define CWC_TEST_IMAGES {len(test_images)}", f"#define CWC_SAMPLES {len(labels)}",
-             f"#define CWC_IMAGE_BYTES {d}",
-             f"static const uint8_t cwc_test_images[{max(len(test_images), 1)}][{d}] = {{"
-             + ", ".join("{" + ", ".join(map(str, row)) + "}" for row in test_images) + "};",
-             f"static const uint8_t cwc_images[{max(len(labels), 1)}][{d}] = {{"
-             + ", ".join("{" + ", ".join(map(str, row)) + "}" for row in images) + "};",
-             _array("cwc_labels", labels, np.int32, True)]
-    shared = {"input image": ("cwc_image", "uint8_t"), "activations ping": ("cwc_ping", "int8_t"),
-              "activations pong": ("cwc_pong", "int8_t"), "pre-pool output": ("cwc_prepool", "int8_t"),
-              "class goodness": ("cwc_goodness", "int32_t"), "dL/dG": ("cwc_dgoodness", "int32_t"),
-              "filter row gradient sums": ("cwc_row_sums", "int32_t"),
-              "convolution scratch": ("cwc_scratch", "uint64_t")}
+             f"#define CWC_IMAGE_BYTES {d}", c_image_rows("cwc_test_images", test_images),
+             c_image_rows("cwc_images", images), c_definition("cwc_labels", labels, np.int32, True)]
     pointers = {}
-    for prefix, (symbol, ctype) in shared.items():
-        buffer = _plan_buffer(plan, prefix)
+    for prefix, buffer in _shared_buffers(plan).items():
+        symbol, ctype = SHARED[prefix]
+        if ctype is None:   # the kernels' own table
+            continue
         if buffer is not None:
             lines.append(_buffer(symbol, buffer.bytes, ctype))
         pointers[symbol] = symbol if buffer is not None else "0"
-    scratch = _plan_buffer(plan, "convolution scratch")
+    scratch = _shared_buffers(plan)["convolution scratch"]
     lines.append(f"#define CWC_SCRATCH_BYTES {scratch.bytes if scratch else 0}")
     init = [f"    m->n_layers = {len(model.layers)};", f"    m->n_classes = {model.n_classes};",
             f"    m->frac_bits = {model.quant['goodness_frac_bits']};",
@@ -180,9 +173,10 @@ def selftest_header(trainer: IntLayeredTrainer, test_images: np.ndarray, images:
         zero_point = layer.out_zero_point
     head, n = model.head, model.n_classes
     d_head = head.weight.shape[1]
-    lines += [_array("head_weight", head.weight, np.int8, True), _array("head_bias", head.bias, np.int32, True),
-              _array("head_requant", np.concatenate([head.multiplier, head.shift]), np.int32, True),
-              _buffer("cwc_head_input", d_head)]
+    lines += [c_definition("head_weight", head.weight, np.int8, True, ALIGN),
+              c_definition("head_bias", head.bias, np.int32, True, ALIGN),
+              c_definition("head_requant", np.concatenate([head.multiplier, head.shift]), np.int32, True, ALIGN),
+              _buffer("cwc_head_input", d_head, "int8_t")]
     init += [f"    h->d_in = {d_head};", f"    h->layer_mask = {sum(1 << (l - 1) for l in model.head_layers)}u;",
              "    h->weight = head_weight;", "    h->bias = head_bias;", "    h->multiplier = head_requant;",
              f"    h->shift = head_requant + {n};", "    h->input = cwc_head_input;"]

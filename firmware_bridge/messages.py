@@ -15,6 +15,7 @@ STAGING_SLOTS = 4                # records a v3 board stages at once: samples ap
 EMPTY_SLOT = 0xFFFFFFFF          # a staging slot's tag while it holds no sample
 MODEL_FORMAT = 1                 # board image format of an FF MLP (board_image.py)
 LAYERED_MODEL_FORMAT = 2         # board image format of a layered CwC model (board_image.py)
+MAX_LAYERS = 8                   # layers a board image holds and a board's model runs (EF_MAX_LAYERS)
 NO_NEGATIVE = 0xFF               # in a sample record: "the board draws the negative label itself"
 NAK_SEQ = 0xFFFF                 # a NAK's sequence number: the frame it answers could not be read
 TEXT_FIELD = 16                  # INFO's name and firmware texts: UTF-8, NUL-padded

@@ -15,7 +15,7 @@ from edgeff.runtime.int_layered_training import IntLayeredTrainer, load_layered_
 from edgeff.runtime.int_training import IntTrainingConfig
 from firmware_bridge import board_image as bi
 from firmware_bridge.messages import LAYERED_MODEL_FORMAT, MODEL_FORMAT
-from tests.test_conv_ptq import PADDED, _quantized
+from tests.test_conv_ptq import MIXED, PADDED, _quantized
 from tests.test_cwc_firmware import POOLED, _samples
 
 CONFIG = IntTrainingConfig(lr_shift=8, seed=3)
@@ -84,7 +84,7 @@ def test_a_quantized_model_without_masters_is_an_image_with_no_trained_block(poo
     assert len(image) < len(_trained_image(path, None)[2])
 
 
-def test_pack_refuses_what_a_board_cannot_train(padded):
+def test_pack_refuses_what_a_board_cannot_train(padded, tmp_path_factory):
     _, path, _, _ = padded
     trainer = load_layered_trainer(path, CONFIG, None)
     tensors, header = trainer.tensors(), load_model(path)[1]
@@ -94,6 +94,9 @@ def test_pack_refuses_what_a_board_cannot_train(padded):
     arch = {**header["architecture"], "eval_layers": [2, 1]}
     with pytest.raises(EdgeFFError, match="eval_layers .* ascending order"):
         bi.pack_image(tensors, {**header, "architecture": arch})
+    _, mixed, _, _ = _quantized(tmp_path_factory, "image-mixed", MIXED)   # conv, maxpool2d, conv, flatten, dense
+    with pytest.raises(EdgeFFError, match="layer 4 is a flatten layer; the CwC firmware runs conv2d and maxpool2d"):
+        bi.pack_image(*load_model(mixed))
     bad = dict(tensors)
     bad["layers.1.weight_master"] = bad["layers.1.weight_master"] + 256
     with pytest.raises(EdgeFFError, match="not the rounding of its masters"):
@@ -154,6 +157,8 @@ def _corruptions(image: bytes) -> list:
              ("requantization multiplier", _set(image, arrays["layers.1.multiplier"][0], "<i", 5),
               "invalid quantized multiplier/shift"),
              ("head multiplier", _set(image, arrays["head.multiplier"][0], "<i", 5), "invalid quantized multiplier"),
+             ("filter -128", _set(image, arrays["layers.0.weight"][0] + 3, "<b", -128), "filter value of -128"),
+             ("bias -2^31", _set(image, arrays["layers.0.bias"][0] + 4, "<i", -(1 << 31)), "bias of -2\\^31"),
              ("master", _set(image, arrays["layers.1.weight_master"][0], "<h", 1000),
               "not the rounding of its masters"),
              ("bias master", _set(image, arrays["layers.1.bias_master"][0], "<q", 1 << 40),

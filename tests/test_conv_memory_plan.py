@@ -18,6 +18,7 @@ from edgeff.runtime.int_training import IntTrainingConfig
 from edgeff.runtime.memory_plan import layered_training_plan, plan_summary
 from tests.conftest import run_cli, train_tiny
 from tests.test_conv_ptq import CONFIG, PADDED
+from tests.test_conv_training import gradients
 
 RUNTIME = facet("conv2d", "runtime")
 
@@ -116,7 +117,7 @@ def test_the_ff_plan_is_the_arrays_the_trainer_allocates(tiny, padding, last_k):
     for i in trainer.trained:
         assert named["class goodness"].shape == goodness[i].shape[1:]
         assert named["dL/dG Q15"].shape == loss_derivative(goodness[i], labels, trainer.frac_bits).shape[1:]
-    grads, _ = trainer.gradients(images, labels)
+    grads, _ = gradients(trainer, images, labels)
     assert named["filter row gradient sums"].shape == (max(g.shape[1] for g, _ in grads.values()),)
     assert named["convolution scratch (Cortex-M DSP path)"].bytes == max(
         RUNTIME.dsp_scratch_bytes(spec) for spec in model.description.layers)

@@ -38,6 +38,15 @@ def tiny(tmp_path_factory):
     return int_path, data
 
 
+def gradients(trainer, images, labels) -> tuple[dict, dict]:
+    """({trained layer: (filter gradient g, bias gradient h)}, the forward's class goodness): the exact integer sums
+    a step rounds into each block's update (conv2d_training.gradient, the rule's specification)."""
+    kept, goodness = trainer.forward(images)
+    return {i: conv2d_training.gradient(trainer.model.layers[i], kept[i],
+                                        loss_derivative(goodness[i], labels, trainer.frac_bits))
+            for i in trainer.trained}, goodness
+
+
 def _trainer(path, last_k=None, lr_shift=8, rounding="stochastic", seed=0):
     return load_layered_trainer(path, IntTrainingConfig(lr_shift=lr_shift, rounding=rounding, seed=seed), last_k)
 
@@ -86,7 +95,7 @@ def test_the_integer_gradient_is_the_float64_derivative_of_the_cwc_loss(tiny):
     for s in range(150):
         images, labels = train.images[s:s + 1], train.labels[s:s + 1]
         kept, _ = trainer.forward(images)
-        grads, _ = trainer.gradients(images, labels)
+        grads, _ = gradients(trainer, images, labels)
         for i, (g, h) in grads.items():
             dw, db, s_in, s_out = _float64_gradient(trainer, i, kept[i], labels)
             count = group_values(trainer.model.description.layers[i].out_shape, trainer.model.n_classes)
@@ -111,19 +120,19 @@ def test_no_gradient_crosses_a_block_boundary(tiny):
     train = load_dataset(data, val_size=100).train
     images, labels = train.images[:8], train.labels[:8]
     trainer = _trainer(int_path)
-    grads, _ = trainer.gradients(images, labels)
+    grads, _ = gradients(trainer, images, labels)
     other = _trainer(int_path)
     rng = np.random.default_rng(1)
     other.model.layers[1].weight[...] = rng.integers(-127, 128, other.model.layers[1].weight.shape)
     other.model.layers[1].bias[...] = rng.integers(-5000, 5000, other.model.layers[1].bias.shape)
-    changed, _ = other.gradients(images, labels)
+    changed, _ = gradients(other, images, labels)
     assert not np.array_equal(changed[1][0], grads[1][0])          # block 2 did change
     for a, b in zip(changed[0], grads[0], strict=True):
         np.testing.assert_array_equal(a, b)                         # block 1's gradient did not
     model = trainer.model
     first = RUNTIME.forward(model.layers[0], model.quantize_images(images), -128, model.rounding)
     kept = RUNTIME.forward_kept(model.layers[1], first, model.layers[0].out_zero_point, model.rounding)
-    alone = RUNTIME.gradient(model.layers[1], kept, loss_derivative(trainer._goodness(1, kept.out), labels, 12))
+    alone = conv2d_training.gradient(model.layers[1], kept, loss_derivative(trainer._goodness(1, kept.out), labels, 12))
     for a, b in zip(alone, grads[1], strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -246,8 +255,10 @@ def test_resuming_with_more_blocks_keeps_the_trained_blocks_masters_and_the_step
 @pytest.mark.parametrize("field, value, message", [
     ("goodness_frac_bits", 4, "goodness_frac_bits 4 is not this runtime's 12"),
     ("rounding", "foo", "rounding 'foo' must be double or single"),
-    ("eval_layers", [0], "eval_layers [0] must list layers 1 to 2"),
-    ("eval_layers", [9], "eval_layers [9] must list layers 1 to 2"),
+    ("eval_layers", [0], "eval_layers [0] must list layers from 1 to 2"),
+    ("eval_layers", [9], "eval_layers [9] must list layers from 1 to 2"),
+    ("eval_layers", [1, 1], "eval_layers [1, 1] must list layers from 1 to 2 in ascending order, each once"),
+    ("head_layers", [2, 1], "head_layers [2, 1] must list layers from 1 to 2 in ascending order, each once"),
     ("n_classes", 3, "do not split into 3 class groups"),
 ])
 def test_a_corrupted_decision_field_is_refused_by_name(tiny, field, value, message):
@@ -255,4 +266,15 @@ def test_a_corrupted_decision_field_is_refused_by_name(tiny, field, value, messa
     section = header["quantization"] if field in ("goodness_frac_bits", "rounding") else header["architecture"]
     section[field] = value
     with pytest.raises(EdgeFFError, match=message.replace("[", "\\[").replace("]", "\\]")):
+        IntLayeredModel.from_tensors(tensors, header, where="m")
+
+
+@pytest.mark.parametrize("name, value", [("layers.0.weight", -128), ("layers.1.bias", np.iinfo(np.int32).min)])
+def test_values_the_rules_masters_cannot_round_back_to_are_refused(tiny, name, value):
+    """A filter value of -128 or a bias of -2^31 (never written by edgeff quantize) would not be the rounding of
+    its own master, so a first step would move it without a gradient: refused at load, by name."""
+    tensors, header = load_model(tiny[0])
+    tensors[name] = tensors[name].copy()
+    tensors[name].flat[0] = value
+    with pytest.raises(EdgeFFError, match="holds an int8 filter value of -128 or an int32 bias of -2\\^31"):
         IntLayeredModel.from_tensors(tensors, header, where="m")

@@ -1,6 +1,7 @@
 """The layered CwC model on the emulated Cortex-M4 (firmware/cwc_selftest/, edgeff/csrc/kernels/cwc_model.c): its
-decisions and scores on test images, and its filters, biases and masters after integer training steps on samples,
-equal the NumPy runtime's bit for bit (explicitly padded blocks and kernel-padded ones, a standalone max pooling,
+decisions, scores and one-pass logits on test images, and its filters, biases and masters after integer training
+steps on samples, equal the NumPy reference kernels' bit for bit (blocks padded explicitly with their BatchNorm pad
+values and blocks the kernel pads with the zero point, a standalone max pooling, a stride-2 block, colour images,
 every block trained or the last only, both roundings of the update and of the requantization); the firmware's
 buffers are the memory plan's; what it cannot run is refused by name."""
 import shutil
@@ -9,6 +10,7 @@ import pytest
 
 from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
+from edgeff.runtime import backend
 from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_layered_training import load_layered_trainer
 from edgeff.runtime.int_training import IntTrainingConfig
@@ -29,6 +31,11 @@ def padded(tmp_path_factory):   # batchnorm padding: each block's input padded e
 
 
 @pytest.fixture(scope="module")
+def kernel_padded(tmp_path_factory):   # zero-point padding: the convolution pads by itself, no pad values written
+    return _quantized(tmp_path_factory, "cwcfw-kernel-padded", PADDED, "--conv-padding", "zero-point")
+
+
+@pytest.fixture(scope="module")
 def pooled(tmp_path_factory):
     return _quantized(tmp_path_factory, "cwcfw-pooled", POOLED, "--rounding", "single")
 
@@ -46,13 +53,15 @@ def _samples(data, n_test=8, n_train=24):
 
 @needs_qemu
 @pytest.mark.parametrize("case, last_k, rounding", [("padded", None, "stochastic"), ("padded", 1, "nearest"),
+                                                     ("kernel_padded", None, "stochastic"),
                                                      ("pooled", None, "stochastic"), ("colour", 1, "stochastic")])
 def test_the_firmware_decides_and_trains_as_the_runtime(case, last_k, rounding, request, tmp_path):
     _, int_path, data, _ = request.getfixturevalue(case)
     trainer = load_layered_trainer(int_path, IntTrainingConfig(lr_shift=8, rounding=rounding, seed=3), last_k)
     before = layered_firmware.state_crc(trainer)
     test_images, images, labels = _samples(data)
-    got = instruction_counts.measure_layered(trainer, test_images, images, labels, tmp_path / "cwc.elf")
+    with backend.using("reference"):   # the firmware against the NumPy specification itself
+        got = instruction_counts.measure_layered(trainer, test_images, images, labels, tmp_path / "cwc.elf")
     assert layered_firmware.state_crc(trainer) != before   # the steps moved the state the CRCs compare
     assert got["same_scores"] and got["same_state"], got
     assert got["correct"] == got["runtime_correct"]

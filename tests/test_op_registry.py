@@ -43,7 +43,7 @@ EXTRA = {("dense", "torch_module"): ("every_label_activities",), ("dense", "ptq"
          ("conv2d", "board_image"): ("STEP_MULTIPLIERS", "step_factors"),
          # the layered CwC rule (edgeff.runtime.int_layered_training), not in the FF layer dispatch, so not
          # trains_in_integers
-         ("conv2d", "runtime"): ("forward_kept", "update_scales", "gradient", "cwc_update", "initial_masters",
+         ("conv2d", "runtime"): ("forward_kept", "update_scales", "cwc_update", "initial_masters",
                                  "load_masters", "master_tensors", "training_shapes", "training_buffers"),
          # a layered model's memory plan (edgeff.runtime.memory_plan.layered_training_plan) walks every layer
          **{(kind, "runtime"): ("training_shapes", "training_buffers") for kind in ("maxpool2d", "flatten")},

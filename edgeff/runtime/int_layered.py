@@ -150,6 +150,9 @@ def _check_header(where, arch: dict, quant: dict, description: ModelDescription)
                               "groups; the file is corrupt")
     for key in ("eval_layers", "head_layers"):
         layers = arch[key]
+        # ascending, each once: as a config gives them, and as a board's layer mask holds them
         if not (isinstance(layers, list) and layers and all(
-                isinstance(l, int) and not isinstance(l, bool) and 1 <= l <= n_layers for l in layers)):
-            raise EdgeFFError(f"{where}: {key} {layers!r} must list layers 1 to {n_layers}; the file is corrupt")
+                isinstance(l, int) and not isinstance(l, bool) and 1 <= l <= n_layers for l in layers)
+                and layers == sorted(set(layers))):
+            raise EdgeFFError(f"{where}: {key} {layers!r} must list layers from 1 to {n_layers} in ascending order, "
+                              "each once; the file is corrupt")

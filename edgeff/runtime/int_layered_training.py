@@ -112,17 +112,6 @@ class IntLayeredTrainer:
                 goodness[i] = self._goodness(i, q)
         return kept, goodness
 
-    def gradients(self, images: np.ndarray, labels: np.ndarray) -> tuple[dict, dict]:
-        """({trained layer: (filter gradient g, bias gradient h)}, the forward's class goodness): the exact integer
-        sums step() rounds into each block's update, for inspecting the rule."""
-        kept, goodness = self.forward(images)
-        grads = {}
-        for i in self.trained:
-            facet = layer_facet(self.model.description.layers[i], "runtime")
-            grads[i] = facet.gradient(self.model.layers[i], kept[i],
-                                      loss_derivative(goodness[i], labels, self.frac_bits))
-        return grads, goodness
-
     def step(self, images: np.ndarray, labels: np.ndarray) -> dict:
         """One integer update on a batch (1 sample on a board), each trained block's gradient and update in one
         kernel call of the active kernel set. Returns integer diagnostics."""

@@ -271,8 +271,6 @@ typedef struct {
     int32_t trained;               /* conv2d: the step updates it (its block's masters and step factors set) */
 } ef_cwc_layer;
 
-#define EF_CWC_MAX_CLASSES 64      /* a train step's scores live on the stack */
-
 typedef struct {
     int32_t n_layers, n_classes, frac_bits, rounding;
     uint32_t eval_mask;            /* bit l: layer l + 1's class goodness counts in the decision */
@@ -294,8 +292,8 @@ int32_t ef_cwc_classify(ef_cwc_model *m, uint8_t *image, int64_t *scores);
  * L2-normalized: IntLayeredModel.head_logits); *one_pass is the first highest logit's class. */
 int32_t ef_cwc_infer(ef_cwc_model *m, const ef_ff_head *head, uint8_t *image, int64_t *scores, int8_t *logits,
                      int32_t *one_pass);
-/* One training step on an image and its label: returns 1 when the decision before the update was right. Advances
- * m->step. */
+/* One training step on an image and its label (0 <= label < n_classes: the caller checks it): returns 1 when the
+ * decision before the update was right. Advances m->step. */
 int32_t ef_cwc_train_step(ef_cwc_model *m, uint8_t *image, int32_t label);
 
 #endif

@@ -48,6 +48,7 @@ enum ef_cwc_layer_kind {
     EF_CWC_CONV2D = 0x01,
     EF_CWC_MAXPOOL2D = 0x03,
 };
+#define EF_CWC_MAX_CLASSES 64   /* a CwC step's scores live on the stack */
 #define EF_CWC_NOISE_STREAMS 64u   /* noise streams per CwC training step: layer l draws 2l (filters) and 2l + 1 (biases) */
 
 #endif

@@ -1,26 +1,15 @@
 /* The board image in place: check, add master weights, bind (board_image.h; the format is in
  * firmware_bridge/board_image.py). */
 #include "board_image.h"
+#include "image_bytes.h"
 
 #define MAX_ARRAYS (EF_MAX_LAYERS * 6 + 4)
-
-static uint32_t get_u16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
-static uint32_t get_u32(const uint8_t *p) { return get_u16(p) | get_u16(p + 2) << 16; }
-static int32_t get_i32(const uint8_t *p) { return (int32_t)get_u32(p); }
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; ++i)
-        p[i] = (uint8_t)(v >> 8 * i);
-}
-
-static uint32_t align(uint32_t n) { return (n + EF_IMAGE_ALIGN - 1u) & ~(EF_IMAGE_ALIGN - 1u); }
 
 /* Every array's offset and length, in image order (with or without masters); returns the image size. The
  * offsets of each layer's arrays and the head's are also kept in the layout when `keep` is set. */
 static uint32_t arrays(ef_image_layout *layout, int masters, uint32_t *offset, uint32_t *length, int keep)
 {
-    uint32_t pos = align(layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)layout->n_layers), n = 0;
+    uint32_t pos = ef_image_align(layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)layout->n_layers), n = 0;
     for (int32_t l = 0; l <= layout->n_layers; ++l) {
         int head = l == layout->n_layers;
         uint32_t d_out = (uint32_t)(head ? layout->n_classes : layout->sizes[l + 1]);
@@ -30,7 +19,7 @@ static uint32_t arrays(ef_image_layout *layout, int masters, uint32_t *offset, u
         for (uint32_t a = 0; a < count; ++a, ++n) {
             offset[n] = at[a] = pos;
             length[n] = sizes[a];
-            pos = align(pos + sizes[a]);
+            pos = ef_image_align(pos + sizes[a]);
         }
         if (keep && head) {
             layout->head_weight = at[0];
@@ -44,22 +33,6 @@ static uint32_t arrays(ef_image_layout *layout, int masters, uint32_t *offset, u
     return pos;
 }
 
-static int requantization_valid(const uint8_t *multiplier, const uint8_t *shift, int32_t n)
-{
-    for (int32_t i = 0; i < n; ++i) {
-        int32_t m = get_i32(multiplier + 4 * i), s = get_i32(shift + 4 * i);
-        if ((m != 0 && m < (1 << 30)) || s < -31 || s > 30)
-            return 0;
-    }
-    return 1;
-}
-
-static int32_t weight_from_master(int32_t master)
-{
-    int32_t w = ef_rounding_divide_by_pot(master, EF_MASTER_FRAC_BITS);
-    return w > EF_WEIGHT_MAX ? EF_WEIGHT_MAX : w < -EF_WEIGHT_MAX ? -EF_WEIGHT_MAX : w;
-}
-
 static int fail(const char **why, const char *message)
 {
     *why = message;
@@ -70,7 +43,7 @@ int ef_image_check(const uint8_t *image, uint32_t length, uint32_t image_capacit
                    ef_image_layout *layout, const char **why, uint32_t *detail)
 {
     *detail = 0;
-    if (length < EF_IMAGE_FIXED_BYTES || get_u32(image + EF_IMAGE_AT_MAGIC) != EF_IMAGE_MAGIC)
+    if (length < EF_IMAGE_FIXED_BYTES || ef_get_u32(image + EF_IMAGE_AT_MAGIC) != EF_IMAGE_MAGIC)
         return fail(why, "not a board image (no 'EFFB' magic)");
     if (image[EF_IMAGE_AT_FORMAT] != EF_MODEL_FORMAT)
         return fail(why, "board image format is not the one this firmware reads");
@@ -84,10 +57,10 @@ int ef_image_check(const uint8_t *image, uint32_t length, uint32_t image_capacit
     layout->eval_mask = image[EF_IMAGE_AT_EVAL_MASK];
     layout->head_mask = image[EF_IMAGE_AT_HEAD_MASK];
     layout->layer_header = (EF_IMAGE_FIXED_BYTES + 2u * (uint32_t)(n + 1) + 3u) & ~3u;
-    if (length < align(layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)n))
+    if (length < ef_image_align(layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)n))
         return fail(why, "board image is truncated inside its header");
     for (int32_t i = 0; i <= n; ++i)
-        layout->sizes[i] = (int32_t)get_u16(image + EF_IMAGE_FIXED_BYTES + 2 * i);
+        layout->sizes[i] = (int32_t)ef_get_u16(image + EF_IMAGE_FIXED_BYTES + 2 * i);
     layout->d_head = 0;
     for (int32_t l = 0; l < n; ++l)
         if (layout->head_mask >> l & 1u)
@@ -119,19 +92,19 @@ int ef_image_check(const uint8_t *image, uint32_t length, uint32_t image_capacit
     for (int32_t l = 0; l < n; ++l) {
         const uint8_t *h = image + layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)l;
         const ef_image_layer *L = &layout->layers[l];
-        if (!requantization_valid(image + L->multiplier, image + L->shift, layout->sizes[l + 1])
-            || !requantization_valid(h + EF_IMAGE_LAYER_AT_GOODNESS_MULTIPLIER,
+        if (!ef_requantization_valid(image + L->multiplier, image + L->shift, layout->sizes[l + 1])
+            || !ef_requantization_valid(h + EF_IMAGE_LAYER_AT_GOODNESS_MULTIPLIER,
                                      h + EF_IMAGE_LAYER_AT_GOODNESS_SHIFT, 1))
             return fail(why, "a layer holds an invalid quantized multiplier or shift");
         if (masters) {
             const int8_t *w = (const int8_t *)(image + L->weight);
             uint32_t count = (uint32_t)layout->sizes[l] * (uint32_t)layout->sizes[l + 1];
             for (uint32_t k = 0; k < count; ++k)
-                if (w[k] != weight_from_master((int16_t)get_u16(image + L->weight_master + 2 * k)))
+                if (w[k] != ef_weight_from_master((int16_t)ef_get_u16(image + L->weight_master + 2 * k)))
                     return fail(why, "int8 weights are not the rounding of their master weights");
         }
     }
-    if (!requantization_valid(image + layout->head_multiplier, image + layout->head_shift, n_classes))
+    if (!ef_requantization_valid(image + layout->head_multiplier, image + layout->head_shift, n_classes))
         return fail(why, "the head holds an invalid quantized multiplier or shift");
     if (!masters)
         arrays(layout, 1, offset, size, 1);
@@ -178,7 +151,7 @@ void ef_image_normalize(uint8_t *image, const ef_image_layout *checked)
     for (uint32_t i = count; i-- > 0;) {  /* back to front: every array stays or moves up */
         uint32_t dst = to[kept[i]];
         move_up(image + dst, image + from[i], size[i]);
-        zero(image, dst + size[i], align(dst + size[i]));
+        zero(image, dst + size[i], ef_image_align(dst + size[i]));
     }
     for (int32_t l = 0; l < layout.n_layers && !masters; ++l) {
         const ef_image_layer *L = &layout.layers[l];
@@ -190,13 +163,13 @@ void ef_image_normalize(uint8_t *image, const ef_image_layout *checked)
             m[2 * k] = (uint8_t)v;
             m[2 * k + 1] = (uint8_t)(v >> 8);
         }
-        zero(image, L->weight_master + 2u * count_w, align(L->weight_master + 2u * count_w));
+        zero(image, L->weight_master + 2u * count_w, ef_image_align(L->weight_master + 2u * count_w));
         for (uint32_t j = 0; j < d_out; ++j) {
-            int64_t b = (int64_t)get_i32(image + L->bias + 4 * j) * (1 << EF_MASTER_FRAC_BITS);
-            put_u32(image + L->bias_master + 4 * j, (uint32_t)(int32_t)(b > INT32_MAX ? INT32_MAX
+            int64_t b = (int64_t)ef_get_i32(image + L->bias + 4 * j) * (1 << EF_MASTER_FRAC_BITS);
+            ef_put_u32(image + L->bias_master + 4 * j, (uint32_t)(int32_t)(b > INT32_MAX ? INT32_MAX
                                                                        : b < INT32_MIN ? INT32_MIN : b));
         }
-        zero(image, L->bias_master + 4u * d_out, align(L->bias_master + 4u * d_out));
+        zero(image, L->bias_master + 4u * d_out, ef_image_align(L->bias_master + 4u * d_out));
     }
     image[EF_IMAGE_AT_FLAGS] |= EF_IMAGE_FLAG_MASTERS;
     zero(image, EF_IMAGE_AT_HEAD_MASK + 1u, EF_IMAGE_AT_STEP);   /* the header's padding */
@@ -204,7 +177,7 @@ void ef_image_normalize(uint8_t *image, const ef_image_layout *checked)
     uint32_t h = layout.layer_header;
     for (int32_t l = 0; l < layout.n_layers; ++l, h += EF_IMAGE_LAYER_BYTES)
         zero(image, h + EF_IMAGE_LAYER_AT_NORM_BITS + 1u, h + EF_IMAGE_LAYER_AT_GOODNESS_MULTIPLIER);   /* padding */
-    zero(image, h, align(h));
+    zero(image, h, ef_image_align(h));
 }
 
 void ef_image_bind(uint8_t *image, const ef_image_layout *layout, uint8_t *scratch, ef_ff_trainer *t,
@@ -238,9 +211,9 @@ void ef_image_bind(uint8_t *image, const ef_image_layout *layout, uint8_t *scrat
         L->shift = (const int32_t *)(void *)(image + A->shift);
         L->out_zero_point = (int8_t)h[EF_IMAGE_LAYER_AT_OUT_ZERO_POINT];
         L->act_min = L->out_zero_point;     /* the fused ReLU: max(-128, zero point) */
-        L->goodness_multiplier = get_i32(h + EF_IMAGE_LAYER_AT_GOODNESS_MULTIPLIER);
-        L->goodness_shift = get_i32(h + EF_IMAGE_LAYER_AT_GOODNESS_SHIFT);
-        t->gamma_q[l] = get_i32(h + EF_IMAGE_LAYER_AT_GAMMA_Q);
+        L->goodness_multiplier = ef_get_i32(h + EF_IMAGE_LAYER_AT_GOODNESS_MULTIPLIER);
+        L->goodness_shift = ef_get_i32(h + EF_IMAGE_LAYER_AT_GOODNESS_SHIFT);
+        t->gamma_q[l] = ef_get_i32(h + EF_IMAGE_LAYER_AT_GAMMA_Q);
         L->normalized = (int8_t *)scratch;
         scratch += 2 * L->d_in;
         L->output = (int8_t *)scratch;
@@ -257,10 +230,10 @@ void ef_image_bind(uint8_t *image, const ef_image_layout *layout, uint8_t *scrat
 
 void ef_image_store_state(uint8_t *image, const ef_image_layout *layout, const ef_ff_trainer *t)
 {
-    put_u32(image + EF_IMAGE_AT_STEP, t->step);
+    ef_put_u32(image + EF_IMAGE_AT_STEP, t->step);
     for (int32_t l = 0; l < layout->n_layers; ++l)
-        put_u32(image + layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)l + EF_IMAGE_LAYER_AT_GAMMA_Q,
+        ef_put_u32(image + layout->layer_header + EF_IMAGE_LAYER_BYTES * (uint32_t)l + EF_IMAGE_LAYER_AT_GAMMA_Q,
                 (uint32_t)t->gamma_q[l]);
 }
 
-uint32_t ef_image_step(const uint8_t *image) { return get_u32(image + EF_IMAGE_AT_STEP); }
+uint32_t ef_image_step(const uint8_t *image) { return ef_get_u32(image + EF_IMAGE_AT_STEP); }

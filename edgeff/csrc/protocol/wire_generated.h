@@ -200,5 +200,8 @@ enum ef_nak_reason {
 #define EF_CWC_IMAGE_MAXPOOL2D_BYTES 4u   /* a maxpool2d layer's own record */
 #define EF_CWC_IMAGE_MAXPOOL2D_AT_SIZE 0u
 #define EF_CWC_IMAGE_STEP_SHIFT_MAX 62u   /* a trained block's step shifts lie in 0 .. this */
+#define EF_CWC_GOODNESS_FRAC_BITS 12   /* the class goodness's common fixed point */
+#define EF_CWC_MAX_GROUP_VALUES 33025   /* values of one class group whose goodness int32 holds */
+#define EF_CWC_GRADIENT_PRODUCT_BITS 62   /* a gradient times its step multiplier stays below 2^this */
 
 #endif

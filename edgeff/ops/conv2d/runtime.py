@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeff.errors import EdgeFFError
-from edgeff.runtime import backend, conv2d_training
+from edgeff.runtime import backend
 from edgeff.runtime.conv2d_training import Kept, UpdateScales, bias_from_master
 from edgeff.runtime.int_fully_connected import ACT_MAX, ACT_MIN, check_requantization, checked_tensor
 from edgeff.runtime.master_weights import MASTER_FRAC_BITS, weights_from_masters
@@ -84,6 +84,13 @@ def load(spec, index: int, tensors: dict, quant: dict, where) -> IntConv2d:
     weight, bias, multiplier, shift, pad_value = (checked_tensor(where, tensors, p + name, np.dtype(dtype), shape)
                                                   for name, (dtype, shape) in layout.items())
     check_requantization(where, p + "multiplier", multiplier, shift)
+    # what the integer rule's masters round back to (master_weights: filters in [-127, 127], a bias master within
+    # BIAS_MASTER_LIMIT), as edgeff quantize writes them; else a trained block's first step would move filters and
+    # biases that no gradient touched
+    if (weight == -128).any() or (bias == np.iinfo(np.int32).min).any():
+        raise EdgeFFError(f"{where}: layer {index + 1} holds an int8 filter value of -128 or an int32 bias of -2^31; "
+                          "symmetric int8 filters lie in [-127, 127] and biases above -2^31 (quantize the float "
+                          "model again with `edgeff quantize`)")
     return IntConv2d(weight, bias, multiplier, shift, zp, max(ACT_MIN, zp), spec.stride, spec.padding,
                      spec.conv_shape[1:], spec.pool, pad_value)
 
@@ -180,12 +187,6 @@ def largest_step_multiplier(gradient_bits: int) -> int:
     """The largest step multiplier _fixed makes for a gradient of these bits (its factors times 2^shift stay
     below 2^(bits - 1), rounded): g times it fits int64 with a bit to spare."""
     return 1 << (GRADIENT_PRODUCT_BITS - gradient_bits - 1)
-
-
-def gradient(layer: IntConv2d, kept: Kept, dgoodness: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(g (out, k*k*in) in OHWI order, h (out,)) int64: the exact integer gradient sums of the module
-    docstring over every row (edgeff.runtime.conv2d_training.gradient, the specification)."""
-    return conv2d_training.gradient(layer, kept, dgoodness)
 
 
 def cwc_update(layer: IntConv2d, kept: Kept, dgoodness: np.ndarray, weight_master: np.ndarray,
