@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edgeff.data.datasets import load_dataset
-from edgeff.data.sensor_shifts import add_noise, gain_offset, rotate, shifted
+from edgeff.data.idx import read_idx
+from edgeff.data.sensor_shifts import add_noise, gain_offset, rotate, shifted, write_shifted_copy
 from edgeff.errors import EdgeFFError
 from edgeff.runtime.int_model import IntFFModel
 from firmware_bridge.scenarios import drift, new_classes
@@ -33,6 +34,34 @@ def test_exposure_and_noise_stay_in_the_pixel_range_and_are_repeatable():
     with pytest.raises(EdgeFFError, match="unknown sensor shift"):
         shifted(images, "fog")
 
+
+
+@pytest.mark.parametrize("shift", ["exposure", "mount"])
+def test_a_shifted_copy_holds_the_cameras_images_split_as_the_original(tmp_path, shift):
+    source = write_dataset(tmp_path / "clean", n_train=300, n_test=80)   # gzipped; the copy is raw IDX
+    out = write_shifted_copy(source, tmp_path / shift, shift)
+    for split, seed in (("train", 0), ("t10k", 1)):
+        clean = read_idx(source / f"{split}-images-idx3-ubyte.gz")
+        moved = read_idx(out / f"{split}-images-idx3-ubyte")
+        assert moved.shape == clean.shape and moved.dtype == np.uint8
+        assert np.array_equal(moved.reshape(len(moved), -1), shifted(clean.reshape(len(clean), -1), shift, seed))
+        assert not np.array_equal(moved, clean)
+        assert np.array_equal(read_idx(out / f"{split}-labels-idx1-ubyte"),
+                              read_idx(source / f"{split}-labels-idx1-ubyte.gz"))
+    original, camera = load_dataset(source, val_size=40), load_dataset(out, val_size=40)
+    assert np.array_equal(camera.val.labels, original.val.labels) and len(camera.train) == len(original.train)
+    if shift == "exposure":   # no noise: the recorded split's images are the original's, shifted
+        assert np.array_equal(camera.val.images, shifted(original.val.images, shift))
+
+
+def test_a_shifted_copy_refuses_bad_input_in_one_line(tmp_path):
+    source = write_dataset(tmp_path / "clean", n_train=50, n_test=20)
+    with pytest.raises(EdgeFFError, match="overwrite its source"):
+        write_shifted_copy(source, source, "exposure")
+    with pytest.raises(EdgeFFError, match="unknown sensor shift"):
+        write_shifted_copy(source, tmp_path / "out", "fog")
+    with pytest.raises(EdgeFFError, match="missing"):
+        write_shifted_copy(tmp_path / "out", tmp_path / "out2", "mount")
 
 def test_the_host_never_sees_the_new_classes_and_the_board_gets_them_with_replay(tmp_path):
     data = load_dataset(write_dataset(tmp_path / "data", n_train=400, n_test=100), val_size=50)

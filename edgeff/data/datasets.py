@@ -51,7 +51,8 @@ class Dataset:
     fingerprint: dict
 
 
-def _find_file(directory: Path, stem: str) -> Path:
+def find_file(directory: Path, stem: str) -> Path:
+    """The IDX file `stem` in `directory`, raw or .gz."""
     for name in (stem, stem + ".gz"):
         if (directory / name).is_file():
             return directory / name
@@ -77,7 +78,7 @@ def _load_split(directory: Path, split: str) -> tuple[Split, str]:
     if cifar10.is_cifar10_dir(directory):
         return _split_and_digest(*cifar10.read_split(directory, split))
     image_stem, label_stem = SPLIT_FILES[split]
-    image_path, label_path = _find_file(directory, image_stem), _find_file(directory, label_stem)
+    image_path, label_path = find_file(directory, image_stem), find_file(directory, label_stem)
     images = read_idx(image_path, expect_ndim=3)
     labels = read_idx(label_path, expect_ndim=1)
     if images.dtype != np.uint8 or labels.dtype != np.uint8:
