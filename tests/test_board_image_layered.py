@@ -161,10 +161,19 @@ def _corruptions(image: bytes) -> list:
              ("bias -2^31", _set(image, arrays["layers.0.bias"][0] + 4, "<i", -(1 << 31)), "bias of -2\\^31"),
              ("master", _set(image, arrays["layers.1.weight_master"][0], "<h", 1000),
               "not the rounding of its masters"),
-             ("bias master", _set(image, arrays["layers.1.bias_master"][0], "<q", 1 << 40),
+             ("bias master", _set(image, arrays["layers.1.bias_master"][0], "<q",
+                                  struct.unpack_from("<q", image, arrays["layers.1.bias_master"][0])[0] + (7 << 8)),
               "not the rounding of its masters"),
              ("class goodness overflow", _set(image, c1 + common["class_shift"], "<i", 30),
-              "beyond int32|could reach")]
+              "beyond int32|could reach"),
+             ("class goodness shift", _set(image, c0 + common["class_shift"], "<i", -40),
+              "invalid quantized multiplier"),
+             ("class goodness multiplier", _set(image, c1 + common["class_multiplier"], "<i", 5),
+              "invalid quantized multiplier"),
+             ("bias master past the clamp",   # rounds to the same int32 bias: 2^32 more, wrapped
+              _set(image, arrays["layers.1.bias_master"][0], "<q",
+                   struct.unpack_from("<q", image, arrays["layers.1.bias_master"][0])[0] + (1 << 40)),
+              "beyond the update's clamp")]
     cases += [(f"truncated at {n}", image[:n], "truncated") for n in (10, bi.LAYERED_FIXED.size + 5, header_end - 1,
                                                                      header_end + 8, len(image) - 1)]
     return cases

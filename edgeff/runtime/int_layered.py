@@ -26,6 +26,7 @@ from edgeff.runtime.int_fully_connected import (
     ACT_MAX,
     ACT_MIN,
     IntFullyConnected,
+    check_requantization,
     checked_tensor,
     fully_connected_tensors,
 )
@@ -65,6 +66,7 @@ class IntLayeredModel(IntModel):
         counts = [group_values(spec.out_shape, n) for spec in description.layers]
         for i, count in enumerate(counts):
             check_group_size(where, i + 1, count)
+        check_requantization(where, "class_goodness_multiplier", mult, shift)
         check_scores_fit(where, counts, mult, shift, quant.get("rounding", "double"))
         d_head = sum(description.sizes[l] for l in arch["head_layers"])
         head = IntFullyConnected(*fully_connected_tensors(where, tensors, "head.", (n, d_head)), 0, ACT_MIN)

@@ -182,6 +182,7 @@ int ef_cwc_image_check(const uint8_t *image, uint32_t length, uint32_t image_cap
     layout->eval_mask = image[EF_CWC_IMAGE_AT_EVAL_MASK];
     layout->head_mask = image[EF_CWC_IMAGE_AT_HEAD_MASK];
     layout->trained_mask = image[EF_CWC_IMAGE_AT_TRAINED_MASK];
+    layout->max_step_shift = 0;
     if (n < 1 || n > EF_MAX_LAYERS || classes < 2 || (layout->flags & ~EF_IMAGE_FLAG_SINGLE_ROUNDING)
         || (layout->eval_mask | layout->head_mask | layout->trained_mask) >> n)
         return fail(why, "board image header is invalid (layers, classes, flags or masks)");
@@ -249,6 +250,9 @@ int ef_cwc_image_check(const uint8_t *image, uint32_t length, uint32_t image_cap
         const ef_cwc_image_layer *A = &layout->layers[l];
         if (L[l].out_c % classes)
             return fail(why, "a layer's channels do not split into the class groups");
+        if (!ef_requantization_valid(image + record[l] + EF_CWC_IMAGE_LAYER_AT_CLASS_MULTIPLIER,
+                                     image + record[l] + EF_CWC_IMAGE_LAYER_AT_CLASS_SHIFT, 1))
+            return fail(why, "a layer's class goodness multiplier or shift is not a valid quantized multiplier");
         if (volume(L[l].out_c, L[l].out_h, L[l].out_w) / (uint64_t)classes > EF_CWC_MAX_GROUP_VALUES)
             return fail(why, "a layer's class goodness could overflow int32");
         if (L[l].kind == EF_CWC_MAXPOOL2D && L[l].zero_point != L[l].in_zero_point)
@@ -308,6 +312,9 @@ int ef_cwc_image_check(const uint8_t *image, uint32_t length, uint32_t image_cap
         if (B->weight_shift < 0 || B->weight_shift > (int32_t)EF_CWC_IMAGE_STEP_SHIFT_MAX || B->bias_shift < 0
             || B->bias_shift > (int32_t)EF_CWC_IMAGE_STEP_SHIFT_MAX)
             return fail(why, "a trained block's step shifts are outside 0..62");
+        int32_t larger = B->weight_shift > B->bias_shift ? B->weight_shift : B->bias_shift;
+        if (larger > layout->max_step_shift)
+            layout->max_step_shift = larger;
         /* gradient bits (conv2d runtime's gradient_bits): 2^15 * 255 per dz times the pooled positions, the
          * filter's times 255 again; a multiplier up to 2^(62 - bits - 1) keeps the product inside int64 */
         uint64_t positions = (uint64_t)B->conv_h * (uint64_t)B->conv_w / (uint64_t)(B->pool * B->pool);
@@ -326,6 +333,8 @@ int ef_cwc_image_check(const uint8_t *image, uint32_t length, uint32_t image_cap
                 return fail(why, "int8 filters are not the rounding of their masters");
         for (int32_t j = 0; j < o; ++j) {   /* bias_from_master: RoundingDivideByPOT(master, 8) in int64, then int32 */
             int64_t b = get_i64(image + A->bias_master + 8u * (uint32_t)j);
+            if (b > EF_BIAS_MASTER_LIMIT || b < -EF_BIAS_MASTER_LIMIT)   /* the update's clamp: rounds into int32 */
+                return fail(why, "a trained block's bias master is beyond the update's clamp");
             int64_t r = floor_shift(b, EF_MASTER_FRAC_BITS) + ((b & 255) > 127 + (b < 0));
             if ((int32_t)(uint32_t)(uint64_t)r != ef_get_i32(image + A->bias + 4u * (uint32_t)j))
                 return fail(why, "int32 biases are not the rounding of their masters");

@@ -37,6 +37,8 @@ typedef struct {
     uint32_t bytes;                /* the image's size */
     ef_cwc_buffers buffers;
     uint32_t scratch_bytes;        /* the buffers, each on an 8-byte boundary */
+    int32_t max_step_shift;        /* the trained blocks' largest step shift: a caller's lr_shift may be at most
+                                    * 62 minus it (IntLayeredTrainer's bound: the update's shift stays <= 62) */
 } ef_cwc_image_layout;
 
 /* Checks the `length` bytes at image (8-byte aligned). Returns EF_CWC_IMAGE_OK with its layout, or an error code
@@ -48,7 +50,7 @@ int ef_cwc_image_check(const uint8_t *image, uint32_t length, uint32_t image_cap
                        ef_cwc_image_layout *layout, const char **why, uint32_t *detail);
 /* Points a model (its layers, decision fields and step) and the one-pass head into a checked image, their working
  * buffers into scratch (8-byte aligned, layout->scratch_bytes). The training settings (lr_shift, stochastic, seed)
- * are the caller's. */
+ * are the caller's, lr_shift at most 62 - layout->max_step_shift. */
 void ef_cwc_image_bind(uint8_t *image, const ef_cwc_image_layout *layout, uint8_t *scratch, ef_cwc_model *m,
                        ef_ff_head *head);
 /* Writes the model's step back into the image header (the trained arrays are the image's already). */

@@ -13,7 +13,7 @@ record carries them so the firmware need not derive them, and unpack refuses a r
 The step factors need the file's float scales, which the image does not hold: the host makes them at pack time
 (edgeff.runtime.int_layered_training.step_scales, as the trainer does), and an image's are checked against the
 bound that keeps the update's products inside int64 (largest_step_multiplier). They are not a model-file
-tensor: unpack_image hands them back apart from the tensors.
+tensor: unpack_image checks them and leaves them out of the tensors (array_offsets says where they are).
 """
 import numpy as np
 

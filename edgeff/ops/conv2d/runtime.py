@@ -53,7 +53,7 @@ import numpy as np
 
 from edgeff.errors import EdgeFFError
 from edgeff.runtime import backend
-from edgeff.runtime.conv2d_training import Kept, UpdateScales, bias_from_master
+from edgeff.runtime.conv2d_training import BIAS_MASTER_LIMIT, Kept, UpdateScales, bias_from_master
 from edgeff.runtime.int_fully_connected import ACT_MAX, ACT_MIN, check_requantization, checked_tensor
 from edgeff.runtime.master_weights import MASTER_FRAC_BITS, weights_from_masters
 from edgeff.runtime.memory_plan import Buffer
@@ -214,6 +214,9 @@ def load_masters(layer: IntConv2d, index: int, tensors: dict, where):
     if (m.dtype != np.int16 or m.shape != layer.weight.shape or b is None or b.dtype != np.int64
             or b.shape != layer.bias.shape):
         raise EdgeFFError(f"{where}: master weights of layer {index + 1} do not match its int8 filters")
+    if np.abs(b).max(initial=0) > BIAS_MASTER_LIMIT:
+        raise EdgeFFError(f"{where}: layer {index + 1}'s bias masters lie beyond the update's clamp "
+                          f"(+-{BIAS_MASTER_LIMIT}); the file was edited or is corrupt")
     if (not np.array_equal(weights_from_masters(m), layer.weight)
             or not np.array_equal(bias_from_master(b), layer.bias)):
         raise EdgeFFError(f"{where}: layer {index + 1}'s int8 filters or bias are not the rounding of its "
@@ -227,9 +230,8 @@ def master_tensors(layer: IntConv2d, index: int, weight_master: np.ndarray, bias
 
 
 # ---------------------------------------------------------------------- the memory plan of a training step
-# What edgeff.runtime.memory_plan lays out for the block. It is here, not in a board_image facet as the dense
-# layer's, because the registry's board_image contract is the board image's record and arrays (RECORD,
-# pack_record, ...), which a conv block does not have yet: a facet of training_buffers alone would claim one.
+# What edgeff.runtime.memory_plan lays out for the block. It is here, not in the board_image facet as the dense
+# layer's: the plan walks every kind's runtime facet, and flatten, which a layered model may hold, has no board image.
 
 # the Cortex-M DSP path's scratch (edgeff/csrc/kernels/conv2d.c, part_sizes): per output channel its
 # constants, then four pixels' im2col block of int16 pairs, four pixels' int32 sums, the row buffer and, where a
