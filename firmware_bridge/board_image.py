@@ -95,10 +95,13 @@ def _array_specs(layers, n_classes, head_layers, quant_layers, masters: bool) ->
     for i, spec in enumerate(layers):
         specs += layer_facet(spec, "board_image").array_specs(spec, _prefix(i), quant_layers[i], masters)
     sizes = [layers[0].n_inputs, *(spec.n_outputs for spec in layers)]
-    d_head = sum(sizes[l] for l in head_layers)
-    specs += [("head.weight", np.int8, (n_classes, d_head)), ("head.bias", np.int32, (n_classes,)),
-              ("head.multiplier", np.int32, (n_classes,)), ("head.shift", np.int32, (n_classes,))]
-    return specs
+    return specs + _head_specs(n_classes, sum(sizes[l] for l in head_layers))
+
+
+def _head_specs(n_classes: int, d_head: int) -> list:
+    """(tensor name, dtype, shape) of the one-pass head's arrays, the last of every image (both formats)."""
+    return [("head.weight", np.int8, (n_classes, d_head)), ("head.bias", np.int32, (n_classes,)),
+            ("head.multiplier", np.int32, (n_classes,)), ("head.shift", np.int32, (n_classes,))]
 
 
 def _header_size(n_layers: int, record_bytes: int) -> int:
@@ -238,9 +241,7 @@ def _layered_array_specs(description: ModelDescription, trained, n_classes: int,
     specs = []
     for i, spec in enumerate(description.layers):
         specs += layer_facet(spec, "board_image").array_specs(spec, _prefix(i), i in trained)
-    d_head = sum(description.sizes[l] for l in head_layers)
-    return specs + [("head.weight", np.int8, (n_classes, d_head)), ("head.bias", np.int32, (n_classes,)),
-                    ("head.multiplier", np.int32, (n_classes,)), ("head.shift", np.int32, (n_classes,))]
+    return specs + _head_specs(n_classes, sum(description.sizes[l] for l in head_layers))
 
 
 def _checked_trained(model: IntLayeredModel, trained: list, where: str) -> None:

@@ -27,6 +27,7 @@ from threadpoolctl import ThreadpoolController
 
 from edgeff.csrc import KERNELS
 from edgeff.errors import EdgeFFError
+from edgeff.runtime.class_goodness import MAX_GROUP_VALUES
 from edgeff.runtime.int_fully_connected import ACT_MAX
 from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.reference_kernels import ReferenceKernels
@@ -352,11 +353,11 @@ def conv2d_cwc_step(layer, kept, dgoodness, weight_master, bias_master, scales, 
 
 # ---------------------------------------------------------------- the kernel set
 
-C_MAX_GOODNESS_UNITS = INT32_MAX // (255 * 255)   # the C goodness cannot overflow int32 below this width
+C_MAX_GOODNESS_UNITS = MAX_GROUP_VALUES   # the C goodness's int32 sum of (q - zp)^2 cannot overflow below this width
 C_CONV_MAX_WINDOW = INT32_MAX // (128 * 255)   # kh * kw * C the C convolution's int32 sum holds exactly
 C_FUSED_MAX_ROWS = 32    # batches up to this many rows run a layer fused in C; larger ones through BLAS
 C_NORMALIZATIONS = ((7, -128, 127), (15, -32768, 32767))   # (output bits, clamp): int8 and int16 outputs
-C_CWC_MAX_POSITIONS = INT32_MAX // (255 * 255)   # pooled positions the C update's int32 row sums hold exactly
+C_CWC_MAX_POSITIONS = MAX_GROUP_VALUES    # pooled positions the C update's int32 row sums hold exactly
 
 
 def _c_for(covered):
