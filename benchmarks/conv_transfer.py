@@ -11,22 +11,25 @@ the shifted test images. For each shift, K and step 2^-S it runs, one at a time:
              its test_before is the folded float64 model on the shifted test images)
     integer: edgeff finetune INT8 --last-k K --lr-shift S, then edgeff eval of its output
 
-Both fine-tunings see the same shifted training images in the same order (seed 0), batch 1, one epoch (or
---samples of it). Every command's JSON is kept in WORK/results, so a second call with the same WORK reuses what
-is there (an interrupted run resumes; a new K or S runs only what is new). Progress on stderr; the table (or
---json) on stdout.
+Both fine-tunings see the same shifted training images in the same order (each --seed: the sample order, and the
+integer rule's stochastic rounding), batch 1, one epoch (or --samples of it). Every command's JSON is kept in
+WORK/results, so a second call with the same WORK reuses what is there (an interrupted run resumes; a new K, S or
+seed runs only what is new). Progress on stderr; the table (or --json) on stdout.
 
     OMP_NUM_THREADS=1 python benchmarks/conv_transfer.py /work/runs/board-s0/model.safetensors \\
         --data-dir /usr/share/datasets/fashion-mnist --work /tmp/transfer --shift mount exposure \\
-        --last-k 1 2 --lr-shift 14 16 [--samples N]
+        --last-k 1 2 --lr-shift 14 16 [--samples N] [--seed 0 1 2]
 """
 import argparse
+import itertools
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeff.atomic_write import atomic_write_bytes
@@ -81,18 +84,19 @@ def measure(args) -> dict:
                   "int8": run(f"{shift}-before-int8",
                               edgeff("eval", int8, "--mode", "multi", "--data-dir", data, "--json"))}
         rows = []
-        for k in args.last_k:
-            for s in args.lr_shift:
-                name = f"{shift}-k{k}-s{s}-n{n}"
-                flt = run(f"{name}-float", [sys.executable, ROOT / "benchmarks" / "conv_finetune.py", args.model,
-                                            "--last-k", k, "--lr-shift", s, "--data-dir", data, *samples])
-                tuned = work / f"{name}.safetensors"
-                fin = run(f"{name}-int8", edgeff("finetune", int8, "--last-k", k, "--lr-shift", s, "--out", tuned,
-                                                 "--data-dir", data, "--json", *samples))
-                ev = run(f"{name}-int8-eval", edgeff("eval", tuned, "--mode", "multi", "--data-dir", data, "--json"))
-                rows.append({"last_k": k, "lr_shift": s, "samples": flt["samples"], "float64": flt["test_after"],
-                             "float64_before": flt["test_before"], "int8": ev["multi_pass"],
-                             "float_wall_s": flt["wall_s"], "int8_wall_s": fin["wall_s"]})
+        for k, s, seed in itertools.product(args.last_k, args.lr_shift, args.seed):
+            # seed 0's names carry no seed, as the results kept before --seed existed
+            name = f"{shift}-k{k}-s{s}-n{n}" + (f"-seed{seed}" if seed else "")
+            seeded = ["--seed", seed]
+            flt = run(f"{name}-float", [sys.executable, ROOT / "benchmarks" / "conv_finetune.py", args.model,
+                                        "--last-k", k, "--lr-shift", s, "--data-dir", data, *samples, *seeded])
+            tuned = work / f"{name}.safetensors"
+            fin = run(f"{name}-int8", edgeff("finetune", int8, "--last-k", k, "--lr-shift", s, "--out", tuned,
+                                             "--data-dir", data, "--json", *samples, *seeded))
+            ev = run(f"{name}-int8-eval", edgeff("eval", tuned, "--mode", "multi", "--data-dir", data, "--json"))
+            rows.append({"last_k": k, "lr_shift": s, "seed": seed, "samples": flt["samples"],
+                         "float64": flt["test_after"], "float64_before": flt["test_before"], "int8": ev["multi_pass"],
+                         "float_wall_s": flt["wall_s"], "int8_wall_s": fin["wall_s"]})
         table[shift] = {"float32_before": before["float32"]["multi_pass"],
                         "int8_before": before["int8"]["multi_pass"], "rows": rows}
     return {"model": args.model, "calibration": f"clean training images, percentile {CALIBRATION_PERCENTILE}",
@@ -108,18 +112,29 @@ def markdown(result: dict) -> str:
     for shift, t in result["shifts"].items():
         folded = t["rows"][0]["float64_before"] if t["rows"] else None
         lines += [f"shift {shift}, shifted test images:", "",
-                  "| fine-tuning | samples | float64 SGD, test % | int8 integer rule, test % | int8 − float (points) "
-                  "| float gain | int8 gain |", "|---|---|---|---|---|---|---|",
-                  f"| none (float32 torch {100 * t['float32_before']:.2f}) | | "
+                  "| fine-tuning | seed | samples | float64 SGD, test % | int8 integer rule, test % "
+                  "| int8 − float (points) | float gain | int8 gain |", "|---|---|---|---|---|---|---|---|",
+                  f"| none (float32 torch {100 * t['float32_before']:.2f}) | | | "
                   + (f"{100 * folded:.2f} (folded)" if folded is not None else "")
                   + f" | {100 * t['int8_before']:.2f} | "
                   + (points(t['int8_before'] - folded) if folded is not None else "") + " | | |"]
         for r in t["rows"]:
-            lines.append(f"| last {r['last_k']}, S = {r['lr_shift']} | {r['samples']:,} | {100 * r['float64']:.2f} "
+            lines.append(f"| last {r['last_k']}, S = {r['lr_shift']} | {r['seed']} | {r['samples']:,} "
+                         f"| {100 * r['float64']:.2f} "
                          f"| {100 * r['int8']:.2f} | {points(r['int8'] - r['float64'])} "
                          f"| {points(r['float64'] - r['float64_before'])} | {points(r['int8'] - t['int8_before'])} |")
-        lines.append("")
+        lines += ["", *_over_seeds(t["rows"]), ""]
     return "\n".join(lines)
+
+
+def _over_seeds(rows: list) -> list:
+    """int8 − float, mean ± sample standard deviation over the seeds, for each K and S run with more than one."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["last_k"], r["lr_shift"]), []).append(100 * (r["int8"] - r["float64"]))
+    lines = [f"last {k}, S = {s}, int8 − float over {len(d)} seeds: {np.mean(d):+.2f} ± {np.std(d, ddof=1):.2f} "
+             f"points (worst {min(d):+.2f})".replace("-", "−") for (k, s), d in groups.items() if len(d) > 1]
+    return lines
 
 
 def main():
@@ -131,6 +146,7 @@ def main():
     ap.add_argument("--last-k", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--lr-shift", nargs="+", type=int, default=[14, 16])
     ap.add_argument("--samples", type=int, help="training samples of the epoch (default: all)")
+    ap.add_argument("--seed", nargs="+", type=int, default=[0], help="seeds of the sample order and rounding")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON document")
     args = ap.parse_args()
     try:
