@@ -35,7 +35,8 @@ BOARD_NAME = "arduino-edgeff"
 # frames up to 1 KB, as the emulated firmware: a host keeps that many bytes in flight, which USB CDC's flow
 # control holds back and a hardware UART's receive buffer must take (README.md says how to lower it)
 MAX_PAYLOAD = 1024
-PROTOCOL_HEADERS = ("framing.h", "board_image.h", "image_bytes.h", "board_protocol.h", "wire_generated.h")
+PROTOCOL_HEADERS = ("framing.h", "board_image.h", "cwc_image.h", "image_bytes.h", "board_protocol.h",
+                    "wire_generated.h")
 
 
 def _align8(n: int) -> int:

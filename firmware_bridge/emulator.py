@@ -36,7 +36,7 @@ def target_of(board: str) -> FirmwareTarget:
 TARGET = target_of(DEFAULT_BOARD)     # the default emulated board
 FIRMWARE = Path(__file__).resolve().parent / "firmware"
 # the firmware's protocol code (not the host-only fuzzing harness beside it)
-PROTOCOL_SOURCES = [PROTOCOL / name for name in ("framing.c", "board_image.c", "board_protocol.c")]
+PROTOCOL_SOURCES = [PROTOCOL / name for name in ("framing.c", "board_image.c", "cwc_image.c", "board_protocol.c")]
 
 
 def cflags(target: FirmwareTarget) -> list:

@@ -33,12 +33,12 @@ pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compile
 
 MAX_PAYLOAD = 256
 SOURCES = [*sorted(KERNELS.glob("*.c")),
-           *(PROTOCOL / n for n in ("framing.c", "board_image.c", "board_protocol.c", "host_board.c"))]
+           *(PROTOCOL / n for n in ("framing.c", "board_image.c", "cwc_image.c", "board_protocol.c", "host_board.c"))]
 
 
-@pytest.fixture(scope="module")
-def c_board(tmp_path_factory):
-    so = tmp_path_factory.mktemp("host-board") / "host_board.so"
+def build_host_board(directory):
+    """The firmware's protocol built for this host (host_board.c), loaded through ctypes."""
+    so = directory / "host_board.so"
     subprocess.run(["cc", "-std=c99", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror",
                     f"-I{KERNELS}", f"-I{PROTOCOL}", *map(str, SOURCES), "-o", str(so)],
                    check=True)
@@ -46,6 +46,11 @@ def c_board(tmp_path_factory):
     lib.ef_host_board_feed.argtypes = [ctypes.c_char_p, ctypes.c_uint32, ctypes.c_char_p, ctypes.c_uint32]
     lib.ef_host_board_feed.restype = ctypes.c_uint32
     return lib
+
+
+@pytest.fixture(scope="module")
+def c_board(tmp_path_factory):
+    return build_host_board(tmp_path_factory.mktemp("host-board"))
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from firmware_bridge.board_image import pack_image
 from firmware_bridge.board_training import configure_payload
 from firmware_bridge.framing import BadFrame, Frame, FrameDecoder, crc32, encode_frame, max_encoded_size
 
-BOARD_SOURCES = ["framing.c", "board_image.c", "board_protocol.c", "host_board.c"]
+BOARD_SOURCES = ["framing.c", "board_image.c", "cwc_image.c", "board_protocol.c", "host_board.c"]
 REASONS = {2: "cobs", 3: "crc", 4: "short", 5: "too_long"}
 MAX_PAYLOAD = 40
 

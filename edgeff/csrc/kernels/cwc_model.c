@@ -63,11 +63,13 @@ static void pad_in_place(int8_t *a, int32_t h, int32_t w, int32_t c, int32_t pad
 /* a_0 from the image (n_inputs uint8 pixels, channel-major as a model file holds them): q = pixel - 128 in
  * NHWC, in place where the first layer reads it unpadded (one channel: the same order), else into slot 0 with the
  * first block's padding (a multi-channel image read unpadded is refused on the host: the plan has it in place). */
+static int in_place(const ef_cwc_model *m) { return m->layers[0].explicit_pad == 0 && m->layers[0].in_c == 1; }
+
 static int8_t *first_input(ef_cwc_model *m, uint8_t *image)
 {
     const ef_cwc_layer *L = &m->layers[0];
     int32_t h = L->in_h, w = L->in_w, c = L->in_c, pad = L->explicit_pad, wide = w + 2 * pad;
-    if (pad == 0 && c == 1) {
+    if (in_place(m)) {
         for (int32_t k = 0; k < h * w; ++k)
             image[k] ^= 0x80u;   /* p - 128 in int8 is p with its top bit flipped */
         return (int8_t *)image;
@@ -180,4 +182,11 @@ int32_t ef_cwc_train_step(ef_cwc_model *m, uint8_t *image, int32_t label)
     int32_t correct = run(m, image, label, scores, 0) == label;
     m->step += 1u;
     return correct;
+}
+
+void ef_cwc_restore_image(const ef_cwc_model *m, uint8_t *image)
+{
+    const ef_cwc_layer *L = &m->layers[0];
+    for (int32_t k = 0; in_place(m) && k < L->in_h * L->in_w; ++k)
+        image[k] ^= 0x80u;   /* q + 128 = the pixel: the top bit flipped back */
 }

@@ -295,5 +295,9 @@ int32_t ef_cwc_infer(ef_cwc_model *m, const ef_ff_head *head, uint8_t *image, in
 /* One training step on an image and its label (0 <= label < n_classes: the caller checks it): returns 1 when the
  * decision before the update was right. Advances m->step. */
 int32_t ef_cwc_train_step(ef_cwc_model *m, uint8_t *image, int32_t label);
+/* The image's pixels back after a pass that quantized it in place (nothing to do when the first layer pads or reads
+ * several channels): a caller that keeps the image (a board's staged record, which INFER may name again) calls it
+ * after each pass. */
+void ef_cwc_restore_image(const ef_cwc_model *m, uint8_t *image);
 
 #endif

@@ -1,8 +1,11 @@
-/* The board side of the serial protocol: each request's handler, as firmware_bridge/board.py's _on_* */
+/* The board side of the serial protocol: each request's handler, as firmware_bridge/board.py's _on_*. Format 1
+ * (an FF MLP) and format 2 (a layered CwC model) differ in install, configure, train and infer; the rest is shared. */
 #include "board_protocol.h"
+#include "image_bytes.h"
 
 #define CHECKPOINT_MAGIC 0x43464645u       /* "EFFC" */
 #define CHECKPOINT_CRC_AT 52u              /* the slot's CRC covers the bytes before it and the image */
+#define LAYERED EF_LAYERED_MODEL_FORMAT
 
 /* payload lengths of the fixed-size requests, by type (-n: chunked, a header of n bytes and at least one byte) */
 static const int16_t request_bytes[EF_LAST_REQUEST + 1] = EF_REQUEST_PAYLOAD_BYTES;
@@ -81,29 +84,72 @@ static void empty(ef_board *b)
     b->image_bytes = b->image_crc = 0;
 }
 
-/* Installs the image in the image buffer (checked, masters added); training starts unconfigured. */
-static int install(ef_board *b, uint32_t length, reply *r)
+/* The staging slots' bytes: each a record and a bit per byte of it */
+static uint64_t slots_bytes(uint64_t record) { return EF_STAGING_SLOTS * (record + (record + 7u) / 8u); }
+
+/* Format 1: checked, masters added, bound; board_image.c counts the staging slots at the end of its scratch. */
+static int install_ff(ef_board *b, uint32_t length, reply *r)
 {
     const char *why;
     uint32_t detail;
-    int code = ef_image_check(b->image, length, b->image_capacity, b->scratch_capacity, &b->layout, &why, &detail);
+    ef_image_layout *layout = &b->model.ff.layout;
+    int code = ef_image_check(b->image, length, b->image_capacity, b->scratch_capacity, layout, &why, &detail);
     if (code != EF_IMAGE_OK)
         return refuse(r, (uint8_t)code, detail, why);
-    ef_image_normalize(b->image, &b->layout);
-    ef_image_bind(b->image, &b->layout, b->scratch, &b->trainer, &b->head);
-    uint32_t record = 2u + (uint32_t)b->layout.sizes[0];
-    b->slots = b->scratch + b->layout.scratch_bytes - EF_STAGING_SLOTS * (record + (record + 7u) / 8u);
+    ef_image_normalize(b->image, layout);
+    ef_image_bind(b->image, layout, b->scratch, &b->model.ff.trainer, &b->head);
+    b->n_classes = (uint32_t)layout->n_classes;
+    b->record_bytes = 2u + (uint32_t)layout->sizes[0];
+    b->slots = b->scratch + layout->scratch_bytes - (uint32_t)slots_bytes(b->record_bytes);
+    b->image_bytes = layout->bytes;
+    b->memory_bytes = layout->bytes + layout->scratch_bytes;
+    return 1;
+}
+
+/* Format 2: checked and bound as sent (it carries its masters); the staging slots follow the model's working
+ * buffers, so the bytes needed (NO_MEMORY's detail) are the image, those buffers and the slots, as for format 1. */
+static int install_cwc(ef_board *b, uint32_t length, reply *r)
+{
+    const char *why;
+    uint32_t detail;
+    ef_cwc_image_layout *layout = &b->model.cwc.layout;
+    int code = ef_cwc_image_check(b->image, length, b->image_capacity, b->scratch_capacity, layout, &why, &detail);
+    if (code == EF_CWC_IMAGE_BAD_MODEL)
+        return refuse(r, (uint8_t)code, detail, why);
+    const uint8_t *first = b->image + EF_CWC_IMAGE_FIXED_BYTES;   /* checked: the first layer's record */
+    uint64_t inputs = (uint64_t)ef_get_u16(first + EF_CWC_IMAGE_LAYER_AT_IN_CHANNELS)
+                      * ef_get_u16(first + EF_CWC_IMAGE_LAYER_AT_IN_HEIGHT)
+                      * ef_get_u16(first + EF_CWC_IMAGE_LAYER_AT_IN_WIDTH);
+    uint64_t scratch = layout->scratch_bytes + slots_bytes(2u + inputs), need = length + scratch;
+    if (length > b->image_capacity || scratch > b->scratch_capacity)   /* 64-bit: u16 shapes can say 2^48 bytes */
+        return refuse(r, EF_ERROR_NO_MEMORY, need > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)need,
+                      "the model needs more RAM than this board has");
+    ef_cwc_image_bind(b->image, layout, b->scratch, &b->model.cwc.model, &b->head);
+    b->n_classes = (uint32_t)layout->n_classes;
+    b->record_bytes = 2u + (uint32_t)inputs;
+    b->slots = b->scratch + layout->scratch_bytes;
+    b->image_bytes = length;
+    b->memory_bytes = (uint32_t)need;
+    return 1;
+}
+
+/* Installs the image in the image buffer (checked, bound; format 1 gets its masters); training starts
+ * unconfigured. */
+static int install(ef_board *b, uint32_t length, reply *r)
+{
+    b->format = length > EF_IMAGE_AT_FORMAT && b->image[EF_IMAGE_AT_FORMAT] == LAYERED ? LAYERED : EF_MODEL_FORMAT;
+    if (!(b->format == LAYERED ? install_cwc(b, length, r) : install_ff(b, length, r)))
+        return 0;
     b->loaded = 1;
     b->configured = b->trained_since_install = 0;
     b->run_id = b->applied = b->correct = b->checkpoint_applied = 0;
     empty_slots(b);
-    b->image_bytes = b->layout.bytes;
     b->image_crc = ef_crc32(0, b->image, b->image_bytes);
     return 1;
 }
 
-/* Applies CONFIGURE's settings (checked) to the installed model; training restarts at sample 0. */
-static int configure(ef_board *b, const uint8_t *p, reply *r)
+/* Format 1's settings (checked) into its trainer. */
+static int configure_ff(ef_board *b, const uint8_t *p, reply *r)
 {
     uint32_t lr_shift = p[EF_CONFIGURE_AT_LR_SHIFT], gamma_shift = p[EF_CONFIGURE_AT_GAMMA_SHIFT];
     uint32_t loss = p[EF_CONFIGURE_AT_LOSS], negatives = p[EF_CONFIGURE_AT_NEGATIVES];
@@ -117,7 +163,7 @@ static int configure(ef_board *b, const uint8_t *p, reply *r)
     if (lr_shift < EF_LR_SHIFT_MIN || lr_shift > EF_LR_SHIFT_MAX || gamma_shift < EF_GAMMA_SHIFT_MIN
         || gamma_shift > EF_GAMMA_SHIFT_MAX)
         return refuse(r, EF_ERROR_BAD_RANGE, 0, "lr_shift or gamma_shift outside the range a trainer takes");
-    ef_ff_trainer *t = &b->trainer;
+    ef_ff_trainer *t = &b->model.ff.trainer;
     t->lr_shift = (int32_t)lr_shift;
     t->gamma_shift = (int32_t)gamma_shift;
     t->softplus = (int32_t)loss;
@@ -127,6 +173,40 @@ static int configure(ef_board *b, const uint8_t *p, reply *r)
     t->arg_shift = shift;
     t->theta_q = (int32_t)get_u32(p + EF_CONFIGURE_AT_THETA_Q);
     b->hard_negatives = negatives;
+    return 1;
+}
+
+/* Format 2's settings (checked, as IntLayeredTrainer checks them) into its model: run id, lr_shift, rounding and
+ * seed; the FF loss's fields must be 0 (a CwC model has none). */
+static int configure_cwc(ef_board *b, const uint8_t *p, reply *r)
+{
+    const ef_cwc_image_layout *layout = &b->model.cwc.layout;
+    uint32_t lr_shift = p[EF_CONFIGURE_AT_LR_SHIFT], rounding = p[EF_CONFIGURE_AT_ROUNDING];
+    uint32_t largest = EF_CWC_IMAGE_STEP_SHIFT_MAX - (uint32_t)layout->max_step_shift;   /* the update's shift <= 62 */
+    if (layout->trained_mask == 0)
+        return refuse(r, EF_ERROR_BAD_STATE, 0, "the model has no trained block: load one with masters to train");
+    if (p[EF_CONFIGURE_AT_GAMMA_SHIFT] || p[EF_CONFIGURE_AT_LOSS] || p[EF_CONFIGURE_AT_NEGATIVES]
+        || get_u32(p + EF_CONFIGURE_AT_SIGMOID_MULTIPLIER) || get_u32(p + EF_CONFIGURE_AT_SIGMOID_SHIFT)
+        || get_u32(p + EF_CONFIGURE_AT_THETA_Q))
+        return refuse(r, EF_ERROR_BAD_RANGE, 0, "a CwC model takes no gamma_shift, loss, negatives, sigmoid or theta");
+    if (rounding > 1)
+        return refuse(r, EF_ERROR_BAD_RANGE, 0, "rounding code out of range");
+    if (lr_shift < EF_LR_SHIFT_MIN || lr_shift > EF_LR_SHIFT_MAX)
+        return refuse(r, EF_ERROR_BAD_RANGE, 0, "lr_shift outside the range a trainer takes");
+    if (lr_shift > largest)
+        return refuse(r, EF_ERROR_BAD_RANGE, largest, "lr_shift too small a step for the trained blocks' integers");
+    ef_cwc_model *m = &b->model.cwc.model;
+    m->lr_shift = (int32_t)lr_shift;
+    m->stochastic = rounding == 0;
+    m->seed = get_u32(p + EF_CONFIGURE_AT_SEED);
+    return 1;
+}
+
+/* Applies CONFIGURE's settings (checked) to the installed model; training restarts at sample 0. */
+static int configure(ef_board *b, const uint8_t *p, reply *r)
+{
+    if (!(b->format == LAYERED ? configure_cwc(b, p, r) : configure_ff(b, p, r)))
+        return 0;
     b->run_id = get_u32(p + EF_CONFIGURE_AT_RUN_ID);
     for (uint32_t i = 0; i < EF_CONFIGURE_BYTES; ++i)
         b->configuration[i] = p[i];
@@ -200,8 +280,8 @@ static int checkpoint(ef_board *b, reply *r)
         return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded: nothing to checkpoint");
     if (b->storage == 0)
         return refuse(r, EF_ERROR_STORAGE, 0, "this board has no storage for checkpoints");
-    if (b->layout.bytes > b->storage_slot_bytes - EF_CHECKPOINT_HEADER)
-        return refuse(r, EF_ERROR_STORAGE, b->layout.bytes, "the storage slots are smaller than the model");
+    if (b->image_bytes > b->storage_slot_bytes - EF_CHECKPOINT_HEADER)
+        return refuse(r, EF_ERROR_STORAGE, b->image_bytes, "the storage slots are smaller than the model");
     uint8_t h[EF_CHECKPOINT_HEADER] = {0};
     uint32_t generation = b->generation + 1, target = generation % 2u * b->storage_slot_bytes;
     put_u32(h, CHECKPOINT_MAGIC);
@@ -209,11 +289,11 @@ static int checkpoint(ef_board *b, reply *r)
     put_u32(h + 8, b->applied);
     put_u32(h + 12, b->correct);
     put_u32(h + 16, (uint32_t)b->configured);
-    put_u32(h + 20, b->layout.bytes);
+    put_u32(h + 20, b->image_bytes);
     for (uint32_t i = 0; i < EF_CONFIGURE_BYTES && b->configured; ++i)
         h[24 + i] = b->configuration[i];
-    put_u32(h + CHECKPOINT_CRC_AT, ef_crc32(ef_crc32(0, h, CHECKPOINT_CRC_AT), b->image, b->layout.bytes));
-    if (b->storage_write(target + EF_CHECKPOINT_HEADER, b->image, b->layout.bytes) != 0
+    put_u32(h + CHECKPOINT_CRC_AT, ef_crc32(ef_crc32(0, h, CHECKPOINT_CRC_AT), b->image, b->image_bytes));
+    if (b->storage_write(target + EF_CHECKPOINT_HEADER, b->image, b->image_bytes) != 0
         || b->storage_write(target, h, EF_CHECKPOINT_HEADER) != 0)
         return refuse(r, EF_ERROR_STORAGE, 0, "checkpoint not written");
     b->generation = generation;
@@ -239,7 +319,7 @@ static int on_hello(ef_board *b, const uint8_t *p, reply *r)
     put_u16(o + EF_INFO_AT_MAX_PAYLOAD, b->max_payload);
     put_u32(o + EF_INFO_AT_SRAM_BUDGET, budget);
     put_u32(o + EF_INFO_AT_FLASH_BUDGET, b->flash_budget);
-    put_u32(o + EF_INFO_AT_SRAM_FREE, budget - (b->loaded ? b->layout.bytes + b->layout.scratch_bytes : 0u));
+    put_u32(o + EF_INFO_AT_SRAM_FREE, budget - (b->loaded ? b->memory_bytes : 0u));
     o[EF_INFO_AT_MODEL_FORMAT] = EF_MODEL_FORMAT;
     o[EF_INFO_AT_FLAGS] = (uint8_t)(b->loaded | b->configured << 1);
     put_u32(o + EF_INFO_AT_RUN_ID, b->run_id);
@@ -328,18 +408,16 @@ static int on_configure(ef_board *b, const uint8_t *p, reply *r)
     return ok(r, 0);
 }
 
-static uint32_t record_bytes(const ef_board *b) { return 2u + (uint32_t)b->layout.sizes[0]; }
-
 /* slot i's record; its bitmap of received bytes follows it */
 static uint8_t *slot_record(const ef_board *b, uint32_t i)
 {
-    uint32_t size = record_bytes(b);
+    uint32_t size = b->record_bytes;
     return b->slots + i * (size + (size + 7u) / 8u);
 }
 
 static int staged(ef_board *b, uint32_t i, reply *r)
 {
-    uint32_t size = record_bytes(b), missing = 0;
+    uint32_t size = b->record_bytes, missing = 0;
     const uint8_t *bits = slot_record(b, i) + size;
     while (missing < size && (bits[missing / 8u] >> (missing % 8u) & 1u))
         ++missing;
@@ -357,7 +435,7 @@ static int on_stage(ef_board *b, const uint8_t *p, uint32_t n, reply *r)
     if (!b->loaded)
         return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded");
     uint32_t index = get_u32(p + EF_STAGE_AT_INDEX), offset = get_u32(p + EF_STAGE_AT_OFFSET);
-    uint32_t size = record_bytes(b), i = index % EF_STAGING_SLOTS;
+    uint32_t size = b->record_bytes, i = index % EF_STAGING_SLOTS;
     n -= EF_STAGE_BYTES;
     if (offset + n > size || offset + n < offset)
         return refuse(r, EF_ERROR_BAD_RANGE, size, "stage outside the record");
@@ -391,12 +469,12 @@ static int on_stage(ef_board *b, const uint8_t *p, uint32_t n, reply *r)
 
 /* the record staged as sample `index`, checked against the CRC the host sent; a whole record with another
  * CRC empties its slot (board.py's _staged_record says why) */
-static const uint8_t *staged_record(ef_board *b, uint32_t index, uint32_t crc, reply *r)
+static uint8_t *staged_record(ef_board *b, uint32_t index, uint32_t crc, reply *r)
 {
-    uint32_t size = record_bytes(b), i = index % EF_STAGING_SLOTS;
+    uint32_t size = b->record_bytes, i = index % EF_STAGING_SLOTS;
     /* an empty slot's tag is no sample's, though INFER may name any index */
     uint32_t held = b->slot_tag[i] == index && index != EF_EMPTY_SLOT ? b->slot_held[i] : 0u;
-    const uint8_t *record = slot_record(b, i);
+    uint8_t *record = slot_record(b, i);
     if (held != size || ef_crc32(0, record, size) != crc) {
         if (held == size)
             b->slot_tag[i] = EF_EMPTY_SLOT;
@@ -404,16 +482,46 @@ static const uint8_t *staged_record(ef_board *b, uint32_t index, uint32_t crc, r
         return 0;
     }
     uint8_t label = record[0], negative = record[1];
+    uint32_t detail = (uint32_t)label << 8 | negative;
     /* the record arrived intact, so its content is wrong: BAD_RANGE, which no restaging can mend */
-    if (label >= b->layout.n_classes || (negative != EF_NO_NEGATIVE && negative >= b->layout.n_classes)) {
-        refuse(r, EF_ERROR_BAD_RANGE, (uint32_t)label << 8 | negative, "a label outside the model's classes");
+    if (label >= b->n_classes || (negative != EF_NO_NEGATIVE && negative >= b->n_classes)) {
+        refuse(r, EF_ERROR_BAD_RANGE, detail, "a label outside the model's classes");
+        return 0;
+    }
+    if (b->format == LAYERED && negative != EF_NO_NEGATIVE) {
+        refuse(r, EF_ERROR_BAD_RANGE, detail, "a CwC step takes no negative label (send 0xFF)");
         return 0;
     }
     if (negative == label) {
-        refuse(r, EF_ERROR_BAD_RANGE, (uint32_t)label << 8 | negative, "the negative label equals the label");
+        refuse(r, EF_ERROR_BAD_RANGE, detail, "the negative label equals the label");
         return 0;
     }
     return record;
+}
+
+/* One training step on a whole record; returns whether the decision before the update was right, with the
+ * image's state (step, collaboration strengths) written back. */
+static int32_t train_ff(ef_board *b, const uint8_t *record)
+{
+    ef_ff_trainer *t = &b->model.ff.trainer;
+    const uint8_t *image = record + 2;
+    int32_t label = record[0], negative = record[1];
+    int64_t scores[256];
+    if (negative == EF_NO_NEGATIVE)
+        negative = b->hard_negatives ? ef_ff_hardest_negative_label(t, image, label, scores)
+                                     : ef_random_negative_label(t->seed, t->step, label, t->n_classes);
+    int32_t correct = ef_ff_train_step(t, image, label, negative);
+    ef_image_store_state(b->image, &b->model.ff.layout, t);
+    return correct;
+}
+
+static int32_t train_cwc(ef_board *b, uint8_t *record)
+{
+    ef_cwc_model *m = &b->model.cwc.model;
+    int32_t correct = ef_cwc_train_step(m, record + 2, record[0]);
+    ef_cwc_restore_image(m, record + 2);   /* the record stays as staged: INFER may name it */
+    ef_cwc_image_store_state(b->image, m);
+    return correct;
 }
 
 static int on_train(ef_board *b, const uint8_t *p, reply *r)
@@ -431,22 +539,14 @@ static int on_train(ef_board *b, const uint8_t *p, reply *r)
     }
     if (index > b->applied)
         return refuse(r, EF_ERROR_SEQUENCE, b->applied, "a sample ahead of the ones applied");
-    const uint8_t *record = staged_record(b, index, get_u32(p + EF_TRAIN_AT_CRC), r);
+    uint8_t *record = staged_record(b, index, get_u32(p + EF_TRAIN_AT_CRC), r);
     if (record == 0)
         return 0;
-    ef_ff_trainer *t = &b->trainer;
-    const uint8_t *image = record + 2;
-    int32_t label = record[0], negative = record[1];
-    int64_t scores[256];
     uint32_t start = b->ticks();
-    if (negative == EF_NO_NEGATIVE)
-        negative = b->hard_negatives ? ef_ff_hardest_negative_label(t, image, label, scores)
-                                     : ef_random_negative_label(t->seed, t->step, label, t->n_classes);
-    int32_t correct = ef_ff_train_step(t, image, label, negative);
+    int32_t correct = b->format == LAYERED ? train_cwc(b, record) : train_ff(b, record);
     uint32_t elapsed = b->ticks() - start + b->compute_ticks_left;   /* 32-bit division only */
     b->compute_us += elapsed / b->ticks_per_us;
     b->compute_ticks_left = elapsed % b->ticks_per_us;
-    ef_image_store_state(b->image, &b->layout, t);
     b->trained_since_install = 1;
     b->applied += 1;
     b->correct += (uint32_t)correct;
@@ -464,15 +564,23 @@ static int on_infer(ef_board *b, const uint8_t *p, reply *r)
 {
     if (!b->loaded)
         return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded");
-    const uint8_t *record = staged_record(b, get_u32(p + EF_INFER_AT_INDEX), get_u32(p + EF_INFER_AT_CRC), r);
+    uint8_t *record = staged_record(b, get_u32(p + EF_INFER_AT_INDEX), get_u32(p + EF_INFER_AT_CRC), r);
     if (record == 0)
         return 0;
     int64_t scores[256];
     int8_t logits[256];
-    const uint8_t *image = record + 2;
-    int32_t n = b->layout.n_classes;
-    r->payload[EF_SCORES_AT_MULTI_PASS] = (uint8_t)ef_ff_multi_pass(&b->trainer, image, b->layout.eval_mask, scores);
-    r->payload[EF_SCORES_AT_ONE_PASS] = (uint8_t)ef_ff_one_pass(&b->trainer, &b->head, image, logits);
+    uint8_t *image = record + 2;
+    int32_t n = (int32_t)b->n_classes, decision, one_pass;
+    if (b->format == LAYERED) {            /* the decision and the head's class in one pass */
+        decision = ef_cwc_infer(&b->model.cwc.model, &b->head, image, scores, logits, &one_pass);
+        ef_cwc_restore_image(&b->model.cwc.model, image);
+    } else {
+        ef_ff_trainer *t = &b->model.ff.trainer;
+        decision = ef_ff_multi_pass(t, image, b->model.ff.layout.eval_mask, scores);
+        one_pass = ef_ff_one_pass(t, &b->head, image, logits);
+    }
+    r->payload[EF_SCORES_AT_MULTI_PASS] = (uint8_t)decision;
+    r->payload[EF_SCORES_AT_ONE_PASS] = (uint8_t)one_pass;
     for (int32_t c = 0; c < n; ++c)
         put_u32(r->payload + EF_SCORES_BYTES + 4 * c, (uint32_t)(int32_t)(scores[c] > INT32_MAX ? INT32_MAX
                                                             : scores[c] < INT32_MIN ? INT32_MIN : scores[c]));
@@ -506,7 +614,7 @@ static int on_read(ef_board *b, const uint8_t *p, reply *r)
 {
     if (!b->loaded)
         return refuse(r, EF_ERROR_BAD_STATE, 0, "no model loaded");
-    uint32_t offset = get_u32(p + EF_READ_AT_OFFSET), bytes = b->layout.bytes;
+    uint32_t offset = get_u32(p + EF_READ_AT_OFFSET), bytes = b->image_bytes;
     uint32_t length = (uint32_t)p[EF_READ_AT_LENGTH] | (uint32_t)p[EF_READ_AT_LENGTH + 1] << 8;
     if (offset > bytes || length > b->max_payload - EF_DATA_BYTES)
         return refuse(r, EF_ERROR_BAD_RANGE, bytes, "read outside the image or longer than a frame");

@@ -1,10 +1,10 @@
 /* The board side of the serial protocol (firmware_bridge/PROTOCOL.md): one reply frame for every frame
  * received, exactly as the virtual board (firmware_bridge/board.py, the executable specification) answers.
  *
- * The model lives in the application's image buffer as a board image (board_image.h) and is trained in
- * place; its working buffers and the staging slots (EF_STAGING_SLOTS sample records, each with a bitmap of
- * the bytes received) are carved from the scratch buffer. Checkpoints
- * go to two slots of non-volatile storage in turn, each with a CRC, so a write cut short leaves the other
+ * The model lives in the application's image buffer as a board image (format 1, an FF MLP: board_image.h; format
+ * 2, a layered CwC model: cwc_image.h) and is trained in place; its working buffers and the staging slots
+ * (EF_STAGING_SLOTS sample records, each with a bitmap of the bytes received) are carved from the scratch
+ * buffer. Checkpoints go to two slots of non-volatile storage in turn, each with a CRC, so a write cut short leaves the other
  * slot to boot from. No malloc, no float. */
 #ifndef EDGEFF_BOARD_PROTOCOL_H
 #define EDGEFF_BOARD_PROTOCOL_H
@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "board_image.h"
+#include "cwc_image.h"
 #include "framing.h"
 #include "wire_generated.h"
 
@@ -39,9 +40,20 @@ typedef struct {
     int loaded, configured, trained_since_install, loading, reboot;
     uint32_t load_bytes, load_crc, received;
     uint32_t image_bytes, image_crc;       /* of the image as installed (LOAD_END or checkpoint) */
-    ef_image_layout layout;
-    ef_ff_trainer trainer;
-    ef_ff_head head;
+    uint8_t format;                        /* the installed image's: EF_MODEL_FORMAT or EF_LAYERED_MODEL_FORMAT */
+    uint32_t n_classes, record_bytes;      /* its classes; a sample record's bytes (label, negative label, image) */
+    uint32_t memory_bytes;                 /* RAM it takes: the image, its working buffers and the staging slots */
+    union {                                /* one model at a time: each format's state in the same bytes */
+        struct {
+            ef_image_layout layout;
+            ef_ff_trainer trainer;
+        } ff;                              /* format 1: an FF MLP (board_image.c) */
+        struct {
+            ef_cwc_image_layout layout;
+            ef_cwc_model model;
+        } cwc;                             /* format 2: a layered CwC model (cwc_image.c) */
+    } model;
+    ef_ff_head head;                       /* the one-pass head of either */
     uint8_t configuration[EF_CONFIGURE_BYTES];
     uint32_t run_id, hard_negatives;
     uint32_t applied, correct, checkpoint_applied, generation;

@@ -4,7 +4,7 @@
 #include "board_protocol.h"
 
 #define HOST_IMAGE_LIMIT (256u * 1024u)
-#define HOST_SCRATCH_LIMIT (16u * 1024u)
+#define HOST_SCRATCH_LIMIT (64u * 1024u)
 #define HOST_SLOT_BYTES (EF_CHECKPOINT_HEADER + HOST_IMAGE_LIMIT)
 
 static uint8_t image[HOST_IMAGE_LIMIT] __attribute__((aligned(8)));
