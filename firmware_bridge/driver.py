@@ -215,7 +215,7 @@ class BoardLink:
         reply = self._checked(m.Request.HELLO, m.HELLO.pack(m.MIN_VERSION, m.PROTOCOL_VERSION), m.Reply.INFO)
         info = self._parse(BoardInfo.parse, reply, "INFO")
         if not set(m.formats_in(info.model_format)) & set(m.MODEL_FORMAT_NAMES):
-            raise EdgeFFError(f"the board takes {_formats_text(info.model_format)}; this EdgeFF writes formats "
+            raise EdgeFFError(f"the board takes {formats_text(info.model_format)}; this EdgeFF writes formats "
                               f"{' and '.join(map(str, m.MODEL_FORMAT_NAMES))}: update the firmware or EdgeFF")
         self.max_payload = min(info.max_payload, self.payload_limit or info.max_payload)
         if self.max_payload < m.DATA.size + 1 or self.max_payload < m.OFFSET.size + 1:
@@ -389,7 +389,7 @@ class BoardLink:
         """Refuse, before anything is sent, an image of a format the board's INFO does not list."""
         fmt = image[4]
         if not self.info.model_format & m.format_bit(fmt):
-            raise EdgeFFError(f"the board ({self.info.name}) takes {_formats_text(self.info.model_format)}; this is a "
+            raise EdgeFFError(f"the board ({self.info.name}) takes {formats_text(self.info.model_format)}; this is a "
                               f"format-{fmt} ({m.MODEL_FORMAT_NAMES.get(fmt, 'unknown')}) model: update the firmware")
 
     def load_image(self, image: bytes, progress=None):
@@ -535,7 +535,7 @@ class BoardLink:
         return bytes(out)
 
 
-def _formats_text(mask: int) -> str:
+def formats_text(mask: int) -> str:
     """INFO's model formats mask in words: "model format 1 only", "model formats 1 and 2"."""
     formats = m.formats_in(mask)
     if not formats:

@@ -1,11 +1,13 @@
 """A layered CwC (conv) model on a board, board image format 2 over the serial protocol (PROTOCOL.md, "Format 2
 over the link"): `edgeff board train` of the last block and of every block, both roundings, over a real socket to
 the virtual board, ends on the NumPy runtime's bits, and `edgeff board pull` writes them back as a model file; a
-run broken by a RESET and a new host resumes bit-identically; INFER is the runtime's decision, head class and
-scores; and the board refuses what a CwC model cannot take (the FF rule's settings, too large an lr_shift, a
-negative label, training an image with no trained block, a model over its RAM), as the host refuses a conv model
-for a board that takes format 1 only, before it loads anything."""
+run broken by a RESET and a new host, or by a power cut of the board, resumes bit-identically; INFER is the
+runtime's decision, head class and scores, and `board info` lists both formats; the board refuses what a CwC
+model cannot take (the FF rule's settings, too large an lr_shift, a negative label, training an image with no
+trained block, a model over its RAM), and the host refuses a conv model for a board that takes format 1 only,
+before it loads anything."""
 import json
+import threading
 
 import pytest
 
@@ -32,7 +34,7 @@ from firmware_bridge.framing import crc32
 from firmware_bridge.virtual_board import VirtualBoard
 from tests.conftest import run_cli
 from tests.test_conv_ptq import PADDED, _quantized
-from tests.test_serial_bridge import _ask, _ScriptedBoard, _train
+from tests.test_serial_bridge import _ask, _kill_at, _ScriptedBoard, _train
 
 CONFIG = IntTrainingConfig(lr_shift=8, seed=3)
 
@@ -129,21 +131,38 @@ def test_a_run_broken_by_a_reset_and_a_new_host_resumes_on_the_same_bits(conv, t
     assert result["image"] == runtime_image(int_path, stream, CONFIG, last_k=1)
 
 
+def test_a_run_through_a_board_power_cut_resumes_on_the_same_bits(conv, tmp_path):
+    """The board process killed and started again mid-run (what was not checkpointed is lost): train_on_board
+    reconnects and goes on from the board's checkpoint."""
+    int_path, data = conv
+    stream = _stream(int_path, data, n=30, epochs=1, seed=2)
+    with VirtualBoard(tmp_path / "flash", baud=38400) as board:      # slow enough for the kill to fall mid-run
+        killer = threading.Thread(target=_kill_at, args=(board, tmp_path / "flash", [9]), daemon=True)
+        with BoardLink(board.url) as link:
+            killer.start()
+            result = train_on_board(link, int_path, stream, CONFIG, checkpoint_every=4, quiet=True)
+        killer.join()
+    assert result["resumes"] >= 1
+    assert result["image"] == runtime_image(int_path, stream, CONFIG)
+
+
 def test_infer_is_the_runtimes_decision_head_class_and_scores(conv, tmp_path):
     int_path, data = conv
     stream = _stream(int_path, data, n=6, epochs=1)
-    with VirtualBoard(tmp_path / "flash") as board, BoardLink(board.url) as link:
-        result = train_on_board(link, int_path, stream, CONFIG, quiet=True)
-        tensors, header = load_model(int_path)
-        trained = load_layered_trainer(int_path, CONFIG, None)
-        for p in range(len(stream)):
-            index, _ = stream.sample(p)
-            trained.step(stream.images[[index]], stream.labels[[index]])
-        model, images = trained.model, stream.images[:6]
-        scores, heads = model.multi_pass_scores(images), model.head_logits(images).argmax(axis=1)
-        assert len(set(heads.tolist()) | set(scores.argmax(axis=1).tolist())) > 1   # not one class for all
-        for i, image in enumerate(images):
-            assert link.infer(image) == (scores[i].argmax(), heads[i], scores[i].tolist())
+    trained = load_layered_trainer(int_path, CONFIG, None)
+    for p in range(len(stream)):
+        index, _ = stream.sample(p)
+        trained.step(stream.images[[index]], stream.labels[[index]])
+    model, images = trained.model, stream.images[:6]
+    scores, heads = model.multi_pass_scores(images), model.head_logits(images).argmax(axis=1)
+    assert len(set(heads.tolist()) | set(scores.argmax(axis=1).tolist())) > 1   # not one class for all
+    with VirtualBoard(tmp_path / "flash") as board:
+        with BoardLink(board.url) as link:
+            result = train_on_board(link, int_path, stream, CONFIG, quiet=True)
+            for i, image in enumerate(images):
+                assert link.infer(image) == (scores[i].argmax(), heads[i], scores[i].tolist())
+        res = run_cli("board", "info", "--port", board.url, "--json")     # the board serves one link at a time
+        assert res.returncode == 0 and json.loads(res.stdout)["model_formats"] == [1, 2], res.stderr
     assert result["image"] == runtime_image(int_path, stream, CONFIG)
 
 

@@ -138,14 +138,19 @@ def _open_board(args):
 
 
 def run_info(args):
+    from firmware_bridge.driver import formats_text
+    from firmware_bridge.messages import formats_in
+
     with _open_board(args) as link:
         info, metrics = link.info, link.metrics()
-    payload = {**vars(info), "board_versions": list(info.board_versions), "metrics": metrics}
+    payload = {**vars(info), "board_versions": list(info.board_versions),
+               "model_formats": formats_in(info.model_format), "metrics": metrics}
     model = (f"a model of {info.image_bytes} bytes, run {info.run_id:#010x}, {info.applied} samples applied "
              f"({info.checkpoint_applied} checkpointed)" if info.model_loaded else "no model")
     print_result(args, payload, f"{info.name} ({info.firmware}), protocol v{info.version}, frames up to "
-                                f"{info.max_payload} B\nmemory: {info.sram_budget} B SRAM for models "
-                                f"({info.sram_free} B free), {info.flash_budget} B flash\nholds {model}")
+                                f"{info.max_payload} B, takes {formats_text(info.model_format)}\nmemory: "
+                                f"{info.sram_budget} B SRAM for models ({info.sram_free} B free), "
+                                f"{info.flash_budget} B flash\nholds {model}")
 
 
 def run_train(args):
