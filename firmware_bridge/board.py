@@ -2,9 +2,11 @@
 
 BoardCore is the virtual board's brain and the executable specification the C firmware follows: it keeps
 a model and its integer training state, answers every frame (good or bad) with exactly one reply frame
-as PROTOCOL.md specifies, trains with the fixed-point runtime's rule (edgeff.runtime.int_training), and
-refuses a model that would not fit the memory of its hardware profile. Its checkpoint, kept in a storage
-folder (a real board's flash), survives a reset; after a reboot it resumes from it.
+as PROTOCOL.md specifies, trains with the fixed-point runtime's rule, and refuses a model that would not fit
+the memory of its hardware profile. What a request means for the model it holds (an FF MLP, format 1, or a
+layered CwC model, format 2) is the model's (firmware_bridge/board_models.py); this module is the protocol.
+Its checkpoint, kept in a storage folder (a real board's flash), survives a reset; after a reboot it resumes
+from it.
 """
 import struct
 import time
@@ -14,12 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeff.atomic_write import atomic_write_bytes
-from edgeff.errors import EdgeFFError
 from edgeff.profiler.hw_profile import HardwareProfile
-from edgeff.runtime.int_training import IntTrainingConfig, LossConstants, trainer_from_tensors, trainer_tensors
-from edgeff.runtime.memory_plan import plan_summary, training_plan
 from firmware_bridge import messages as m
-from firmware_bridge.board_image import pack_image, unpack_image
+from firmware_bridge.board_models import Memory, ProtocolError, install
 from firmware_bridge.framing import BadFrame, Frame, crc32, encode_frame
 
 # two slots, written in turn: magic, generation, samples applied, goodness-correct count, configured (0/1),
@@ -28,6 +27,7 @@ CHECKPOINT_SLOTS = ("checkpoint-0.bin", "checkpoint-1.bin")
 CHECKPOINT = struct.Struct("<4sIIII")
 CHECKPOINT_MAGIC = b"EFC2"
 RECENT = 100                              # window of the running goodness accuracy reported by METRICS
+MODEL_FORMATS = m.format_bit(m.MODEL_FORMAT) | m.format_bit(m.LAYERED_MODEL_FORMAT)   # INFO's mask: both
 
 
 def _checked_slot(blob: bytes):
@@ -40,14 +40,6 @@ def _checked_slot(blob: bytes):
     _, generation, applied, correct, configured = CHECKPOINT.unpack_from(blob)
     config = blob[CHECKPOINT.size:CHECKPOINT.size + m.CONFIGURE.size]
     return generation, applied, correct, config if configured else None, blob[CHECKPOINT.size + m.CONFIGURE.size:-4]
-
-
-class ProtocolError(Exception):
-    """A request the board answers with an ERROR frame."""
-
-    def __init__(self, code: m.ErrorCode, message: str, detail: int = 0):
-        super().__init__(message)
-        self.code, self.detail = code, detail
 
 
 class BoardCore:
@@ -97,10 +89,13 @@ class BoardCore:
         if self.boot_error:
             self.boot_error += "; no other checkpoint: starting empty"
 
+    @property
+    def trainer(self):
+        """The model's integer training state after CONFIGURE, else None."""
+        return self.model.trainer if self.model is not None else None
+
     def _empty(self):
-        self.image = None                 # board image of the model as loaded (or as checkpointed)
-        self.trainer = None               # integer training state after CONFIGURE
-        self.model = None                 # IntFFModel for inference (the trainer's once configured)
+        self.model = None                 # the model held (board_models), installed from its image
         self.run_id, self.configure_payload = 0, None
         self.applied = self.correct = self.checkpoint_applied = self.generation = 0
         self.recent = deque(maxlen=RECENT)
@@ -109,7 +104,6 @@ class BoardCore:
         self.loaded_bytes = 0
         self.trained_since_install = False
         self._empty_slots()
-        self.current_image = None         # cached image of the current training state, for READ
 
     def _empty_slots(self):
         """Staging slot i holds the record of a sample whose index is i modulo STAGING_SLOTS: [its index (tag),
@@ -119,14 +113,14 @@ class BoardCore:
     def _checkpoint(self):
         """Write the state to the slot that does not hold the newest checkpoint (atomically, with a CRC), so
         a damaged slot leaves the other one to boot from."""
-        if self.image is None:
+        if self.model is None:
             raise ProtocolError(m.ErrorCode.BAD_STATE, "no model loaded: nothing to checkpoint")
         if self.storage is None:
             raise ProtocolError(m.ErrorCode.STORAGE, "this board has no storage for checkpoints")
         generation = self.generation + 1
         config = self.configure_payload or bytes(m.CONFIGURE.size)
         blob = CHECKPOINT.pack(CHECKPOINT_MAGIC, generation, self.applied, self.correct,
-                               int(self.trainer is not None)) + config + self._current_image()
+                               int(self.trainer is not None)) + config + self.model.current_image()
         try:
             atomic_write_bytes(self.storage / CHECKPOINT_SLOTS[generation % 2], blob + m.OK.pack(crc32(blob)))
         except OSError as exc:
@@ -134,61 +128,21 @@ class BoardCore:
         self.generation = generation
         self.checkpoint_applied = self.applied
 
-    def _current_image(self) -> bytes:
-        if self.trainer is None:
-            return self.image
-        if self.current_image is None:
-            header = {**self.model_header, "int_training": {"step": self.trainer.step_count}}
-            self.current_image = pack_image(trainer_tensors(self.trainer), header)
-        return self.current_image
-
     def _install_model(self, image: bytes):
-        """Check an image fully (format, integer model, master weights, memory budget) and install it with
-        master weights (added as the trainer starts them when the image has none), untrained and
-        unconfigured."""
-        try:
-            tensors, header = unpack_image(image)
-            trainer = trainer_from_tensors(tensors, header, IntTrainingConfig(), "board image")
-        except EdgeFFError as exc:
-            raise ProtocolError(m.ErrorCode.BAD_MODEL, str(exc)) from None
-        arch = header["architecture"]
-        norm_bits = [layer["norm_bits"] for layer in header["quantization"]["layers"]]
-        plan = plan_summary(training_plan(arch["sizes"], arch["n_classes"], arch["head_layers"], norm_bits))
-        if plan["sram_bytes"] > self.sram_budget or plan["flash_bytes"] > self.flash_budget:
-            raise ProtocolError(m.ErrorCode.NO_MEMORY,
-                                f"model needs {plan['sram_bytes']} B SRAM and {plan['flash_bytes']} B flash to "
-                                f"train; {self.profile.name} has {self.sram_budget} B and {self.flash_budget} B",
-                                plan["sram_bytes"])
-        self.model_tensors, self.model_header = trainer_tensors(trainer), header
-        self.image = pack_image(self.model_tensors, header)
-        self.model, self.trainer = trainer.model, None
-        self.sram_used = plan["sram_bytes"]
+        """Check an image fully and install its model (board_models.install), untrained and unconfigured."""
+        self.model = install(image, Memory(self.sram_budget, self.flash_budget, self.profile.name))
         self.run_id, self.configure_payload = 0, None
         self.applied = self.correct = self.checkpoint_applied = 0
         self.trained_since_install = False
         self._empty_slots()
-        self.current_image = None
 
     def _configure(self, payload: bytes):
-        run_id, lr_shift, gamma_shift, loss, negatives, rounding, seed, mult, shift, theta = \
-            m.CONFIGURE.unpack(payload)
-        if loss >= len(m.LOSSES) or negatives >= len(m.NEGATIVES) or rounding >= len(m.ROUNDINGS):
-            raise ProtocolError(m.ErrorCode.BAD_RANGE, "loss, negatives or rounding code out of range")
-        if not (mult == 0 or 1 << 30 <= mult < 1 << 31) or not -31 <= shift <= 30:
-            raise ProtocolError(m.ErrorCode.BAD_RANGE, "sigmoid argument multiplier or shift out of range")
-        config = IntTrainingConfig(lr_shift=lr_shift, gamma_shift=gamma_shift, loss=m.LOSSES[loss],
-                                   negatives=m.NEGATIVES[negatives], rounding=m.ROUNDINGS[rounding], seed=seed)
-        try:
-            trainer = trainer_from_tensors(self.model_tensors, self.model_header, config, "board image",
-                                           LossConstants(mult, shift, theta))
-        except EdgeFFError as exc:
-            raise ProtocolError(m.ErrorCode.BAD_RANGE, str(exc)) from None
-        self.trainer, self.model = trainer, trainer.model
+        self.model.configure(payload)
+        run_id = m.CONFIGURE.unpack(payload)[0]
         self.run_id, self.configure_payload = run_id, bytes(payload)
         self.applied = self.correct = self.checkpoint_applied = 0
         self.recent.clear()
         self._empty_slots()               # records staged for another run's samples
-        self.current_image = None
 
     # ------------------------------------------------------------------ frames
     def handle(self, item: Frame | BadFrame) -> bytes:
@@ -235,11 +189,11 @@ class BoardCore:
         if version < max(host_min, low):
             raise ProtocolError(m.ErrorCode.VERSION, f"board speaks protocol versions {low}..{high}, "
                                 f"host {host_min}..{host_max}", low << 8 | high)
-        image = self.image or b""
+        image = self.model.image if self.model is not None else b""
         flags = int(self.model is not None) | int(self.trainer is not None) << 1
-        sram_free = self.sram_budget - (self.sram_used if self.model is not None else 0)
+        sram_free = self.sram_budget - (self.model.sram_bytes if self.model is not None else 0)
         return m.Reply.INFO, m.INFO.pack(
-            version, low, high, self.max_payload, self.sram_budget, self.flash_budget, sram_free, m.MODEL_FORMAT,
+            version, low, high, self.max_payload, self.sram_budget, self.flash_budget, sram_free, MODEL_FORMATS,
             flags, self.run_id, self.applied, self.checkpoint_applied, len(image), crc32(image),
             self.name.encode()[:16], self.firmware.encode()[:16])
 
@@ -262,7 +216,7 @@ class BoardCore:
             raise ProtocolError(m.ErrorCode.BAD_RANGE, f"chunk at {offset} (+{len(data)}) outside the received "
                                 f"{self.loaded_bytes} of {total} bytes", self.loaded_bytes)
         if self.model is not None:        # a board loads into its model's memory: from here on it has none
-            self.image = self.model = self.trainer = None
+            self.model = None
             self.run_id, self.configure_payload = 0, None
         buffer[offset:offset + len(data)] = data
         self.loaded_bytes = max(self.loaded_bytes, offset + len(data))
@@ -270,8 +224,8 @@ class BoardCore:
 
     def _on_load_end(self, p):
         if self.loading is None:   # a repeated LOAD_END after success: answer as before
-            if self.image is not None:
-                return self._ok(len(self.image))
+            if self.model is not None:
+                return self._ok(len(self.model.image))
             raise ProtocolError(m.ErrorCode.BAD_STATE, "LOAD_END without LOAD_BEGIN")
         total, crc, buffer = self.loading
         self.loading = None
@@ -299,16 +253,13 @@ class BoardCore:
             self._checkpoint()
         return self._ok(0)
 
-    def _record_size(self) -> int:
-        return 2 + self.model.arch["sizes"][0]     # label, negative label (or NO_NEGATIVE), image
-
     def _on_stage(self, p):
         """Bytes of sample `index`'s record at `offset`, into its slot, in any order: a chunk lost on the way
         is sent again alone. Idempotent: a sample already applied is ignored (a late resend), one too far
         ahead for a slot is refused, and a slot holding an earlier sample starts over for this one."""
         self._require_model()
         (index, offset), data = m.STAGE.unpack_from(p), p[m.STAGE.size:]
-        size = self._record_size()
+        size = self.model.record_size
         if offset + len(data) > size:
             raise ProtocolError(m.ErrorCode.BAD_RANGE, f"stage at {offset} (+{len(data)}) outside the {size}-byte "
                                 "record", size)
@@ -328,7 +279,7 @@ class BoardCore:
         """The record staged as sample `index`, checked against the CRC the host sent. A whole record with
         another CRC is another record's bytes (staged for the same index before): the slot is emptied, so
         staging it again starts from nothing."""
-        size = self._record_size()
+        size = self.model.record_size
         slot = self.slots[index % m.STAGING_SLOTS]
         held = _held(slot[2])[0] if slot[0] == index != m.EMPTY_SLOT else 0   # INFER may name any index
         if held != size or crc32(bytes(slot[1])) != crc:
@@ -338,14 +289,7 @@ class BoardCore:
                                 f"({held} of {size} bytes); stage it again", held)
         record = slot[1]
         label, negative = record[0], record[1]
-        n = self.model.n_classes
-        # the record arrived intact, so its content is wrong: BAD_RANGE, which no restaging can mend
-        if label >= n or (negative != m.NO_NEGATIVE and negative >= n):
-            raise ProtocolError(m.ErrorCode.BAD_RANGE, f"sample labels {label}, {negative}: a label outside "
-                                f"the model's classes 0..{n - 1}", label << 8 | negative)
-        if negative == label:
-            raise ProtocolError(m.ErrorCode.BAD_RANGE, f"sample labels {label}, {negative}: the negative label "
-                                "equals the label", label << 8 | negative)
+        self.model.check_labels(label, negative)
         image = np.frombuffer(bytes(record[2:]), np.uint8)[None]
         return label, negative, image
 
@@ -359,24 +303,21 @@ class BoardCore:
                                 self.applied)
         label, negative, image = self._staged_record(index, crc)
         start = time.perf_counter_ns()
-        result = self.trainer.step(image, np.array([label]),
-                                   None if negative == m.NO_NEGATIVE else np.array([negative]))
+        correct = self.model.train(label, negative, image)
         self.compute_ns += time.perf_counter_ns() - start
         self.applied += 1
         self.trained_since_install = True
-        self.correct += result["correct"]
-        self.recent.append(result["correct"])
-        self.current_image = None
-        return m.Reply.TRAINED, m.TRAINED.pack(self.applied, result["correct"], 0)
+        self.correct += correct
+        self.recent.append(correct)
+        return m.Reply.TRAINED, m.TRAINED.pack(self.applied, correct, 0)
 
     def _on_infer(self, p):
         self._require_model()
         index, crc = m.INFER.unpack(p)
         _, _, image = self._staged_record(index, crc)
-        scores = self.model.multi_pass_scores(image)[0]
-        one_pass = int(self.model.head_logits(image).argmax(axis=1)[0])
+        decision, one_pass, scores = self.model.infer(image)
         clipped = np.clip(scores, -(1 << 31), (1 << 31) - 1).astype("<i4")
-        return m.Reply.SCORES, m.SCORES.pack(int(scores.argmax()), one_pass) + clipped.tobytes()
+        return m.Reply.SCORES, m.SCORES.pack(decision, one_pass) + clipped.tobytes()
 
     def _on_metrics(self, p):
         return m.Reply.METRICS, m.METRICS.pack(self.applied, self.correct, sum(self.recent), len(self.recent),
@@ -386,7 +327,7 @@ class BoardCore:
     def _on_read(self, p):
         self._require_model()
         offset, length = m.READ.unpack(p)
-        image = self._current_image()
+        image = self.model.current_image()
         if offset > len(image) or length > self.max_payload - m.DATA.size:
             raise ProtocolError(m.ErrorCode.BAD_RANGE, f"read at {offset} (+{length}) outside the "
                                 f"{len(image)}-byte image or longer than a frame", len(image))

@@ -359,7 +359,38 @@ def array_offsets(blob: bytes) -> dict:
     return {name: (at, dtype, shape) for name, dtype, shape, at in _parse_layered(blob)[4]}
 
 
+def layered_state(blob: bytes) -> tuple:
+    """What a board trains of a format-2 image, checked as unpack_image checks it: (the model, with placeholder
+    float scales it never reads; {trained layer: (filter master, bias master)}; {trained layer: its step factors,
+    an UpdateScales}; the step). A board has no float scales to make the step factors from: it takes the image's."""
+    _, header, model, masters, steps = _decode_layered(blob)
+    scales = {i: layer_facet(model.description.layers[i], "board_image").step_scales(model.layers[i], *steps[i])
+              for i in steps}
+    return model, masters, scales, header["int_training"]["step"]
+
+
+def trained_in_place(blob: bytes, tensors: dict, step: int) -> bytes:
+    """The format-2 image `blob` with the arrays of `tensors` (by their model-file names) written over its own and
+    its step set: what a board that trains the image in place holds (PROTOCOL.md, "Format 2 over the link")."""
+    out = bytearray(blob)
+    for name, (at, dtype, shape) in array_offsets(blob).items():
+        if name in tensors:
+            data = np.ascontiguousarray(tensors[name], dtype=np.dtype(dtype).newbyteorder("<"))
+            if data.shape != shape:
+                raise EdgeFFError(f"tensor '{name}' has shape {list(data.shape)}, expected {list(shape)}")
+            out[at:at + data.nbytes] = data.tobytes()
+    struct.pack_into("<I", out, LAYERED_FIXED.offsets["step"], step)
+    return bytes(out)
+
+
 def _unpack_layered(blob: bytes) -> tuple[dict, dict]:
+    tensors, header, _, _, _ = _decode_layered(blob)
+    return tensors, header
+
+
+def _decode_layered(blob: bytes) -> tuple:
+    """(model-file tensors, integer header, the model with placeholder scales, {trained layer: its masters},
+    {trained layer: (its kind record's fields, its step multipliers)}) of a format-2 image, every check made."""
     fixed, description, common, fields, arrays = _parse_layered(blob)
     tensors = {}
     for name, dtype, shape, pos in arrays:   # the head's arrays always come last
@@ -381,14 +412,15 @@ def _unpack_layered(blob: bytes) -> tuple[dict, dict]:
                                "layers": [{"in_zero_point": a, "out_zero_point": b}
                                           for a, b in zip(zero_points[:-1], zero_points[1:], strict=True)]},
               "int_training": {"step": fixed["step"]}}
-    _check_layered(tensors, header, trained, fields, multipliers)
-    return tensors, header
+    model, masters = _check_layered(tensors, header, trained, fields, multipliers)
+    return tensors, header, model, masters, {i: (fields[i], multipliers[i]) for i in multipliers}
 
 
-def _check_layered(tensors: dict, header: dict, trained: list, fields: list, multipliers: dict) -> None:
-    """Every check of the model loader, the trainer's masters and the firmware on a decoded format-2 image. The
-    image holds no float scales; the loader's chain of (zero point, scale) is given one placeholder scale, so
-    every integer check runs and only the scales (which merge_header takes from the base file) are not checked."""
+def _check_layered(tensors: dict, header: dict, trained: list, fields: list, multipliers: dict) -> tuple:
+    """Every check of the model loader, the trainer's masters and the firmware on a decoded format-2 image; (the
+    model, {trained layer: its masters}) it checked. The image holds no float scales; the loader's chain of (zero
+    point, scale) is given one placeholder scale, so every integer check runs and only the scales (which
+    merge_header takes from the base file) are not checked."""
     quant = header["quantization"]
     placeholder = {**header, "quantization": {**quant, "layers": [
         {**entry, "in_scale": INPUT_SCALE, "out_scale": INPUT_SCALE} for entry in quant["layers"]]}}
@@ -399,9 +431,10 @@ def _check_layered(tensors: dict, header: dict, trained: list, fields: list, mul
     except EdgeFFError as exc:
         raise EdgeFFError(f"{where}: {exc}") from None
     _checked_trained(model, trained, where)
-    specs, zero_point = model.description.layers, INPUT_ZERO_POINT
+    specs, zero_point, masters = model.description.layers, INPUT_ZERO_POINT, {}
     for i, (spec, layer) in enumerate(zip(specs, model.layers, strict=True)):
         if i in trained:
-            layer_facet(spec, "runtime").load_masters(layer, i, tensors, where)
+            masters[i] = layer_facet(spec, "runtime").load_masters(layer, i, tensors, where)
         layer_facet(spec, "board_image").check_record(i, layer, zero_point, fields[i], multipliers.get(i))
         zero_point = layer.out_zero_point
+    return model, masters

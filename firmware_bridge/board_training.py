@@ -5,6 +5,10 @@ seeded as in `edgeff finetune`) and sends sample p only as TRAIN(p): the board a
 exactly the count it has applied, so a resent or stale sample is never applied twice, and after a reboot
 the board's checkpointed count tells the host where to go on. The run id (a CRC of the model image, the
 training settings and the sample stream) tells whether the board holds this run or must start it.
+
+An FF MLP goes as a format-1 image of the model file's tensors (the board adds master weights); a layered CwC
+(conv) model as the format-2 image of its IntLayeredTrainer on the last --last-k trainable blocks, whose masters
+tell the board which blocks train (PROTOCOL.md, "Format 2 over the link").
 """
 import struct
 import sys
@@ -19,6 +23,8 @@ from tqdm import tqdm
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelKind
 from edgeff.model_file import load_model, save_model
+from edgeff.runtime.int_layered import IntLayeredModel
+from edgeff.runtime.int_layered_training import IntLayeredTrainer, load_layered_trainer
 from edgeff.runtime.int_model import check_mlp
 from edgeff.runtime.int_training import (
     IntTrainingConfig,
@@ -74,7 +80,13 @@ class SampleStream:
             struct.pack("<II", crc32(self.images.tobytes()), crc32(self.labels.astype(np.uint8).tobytes()))
 
 
-def configure_payload(config: IntTrainingConfig, goodness_frac_bits: int, run_id: int = 0) -> bytes:
+def configure_payload(config: IntTrainingConfig, goodness_frac_bits: int, run_id: int = 0,
+                      model_format: int = m.MODEL_FORMAT) -> bytes:
+    """CONFIGURE's payload for a model of this format: a layered CwC model (format 2) uses lr_shift, rounding and
+    seed, and the fields of the FF rule it has none of are 0."""
+    if model_format == m.LAYERED_MODEL_FORMAT:
+        return m.CONFIGURE.pack(run_id, config.lr_shift, 0, 0, 0, m.ROUNDINGS.index(config.rounding),
+                                config.seed & 0xFFFFFFFF, 0, 0, 0)
     c = loss_constants(config, goodness_frac_bits)
     return m.CONFIGURE.pack(run_id, config.lr_shift, config.gamma_shift, m.LOSSES.index(config.loss),
                             m.NEGATIVES.index(config.negatives), m.ROUNDINGS.index(config.rounding),
@@ -82,23 +94,62 @@ def configure_payload(config: IntTrainingConfig, goodness_frac_bits: int, run_id
 
 
 def run_id_of(image: bytes, config: IntTrainingConfig, goodness_frac_bits: int, stream: SampleStream) -> int:
-    """What identifies a run: the model it starts from, its settings and its samples."""
-    return crc32(image + configure_payload(config, goodness_frac_bits) + stream.identity())
+    """What identifies a run: the model it starts from, its settings (as CONFIGURE carries them for the image's
+    format) and its samples."""
+    return crc32(image + configure_payload(config, goodness_frac_bits, model_format=image[4]) + stream.identity())
+
+
+def is_layered(header: dict) -> bool:
+    """Whether a model file's header is a layered (conv) model's, as `edgeff finetune` tells them apart."""
+    return "objective" in (header.get("architecture") or {})
+
+
+def load_board_trainer(model_path, config: IntTrainingConfig, last_k: int | None = None):
+    """(the runtime trainer of an int8 model file as a board trains it, the file's header): IntLayeredTrainer of
+    the last_k trainable blocks (None: all) for a layered CwC model, IntTrainer for an FF MLP (no last_k)."""
+    _, header = load_model(model_path)
+    if (header.get("architecture") or {}).get("kind") != ModelKind.INT8:
+        raise EdgeFFError(f"{model_path}: a board trains int8 models; make one with `edgeff quantize`")
+    if is_layered(header):
+        return load_layered_trainer(model_path, config, last_k), header
+    if last_k is not None:
+        raise EdgeFFError(f"{model_path}: --last-k takes a layered (conv) int8 model; an FF MLP trains every layer")
+    check_mlp(model_path, header["architecture"])
+    return load_trainer(model_path, config), header
+
+
+def trainer_image(trainer, header: dict) -> bytes:
+    """The board image of a runtime trainer's state (its tensors with master weights, its step)."""
+    tensors = trainer.tensors() if isinstance(trainer, IntLayeredTrainer) else trainer_tensors(trainer)
+    return pack_image(tensors, {**header, "int_training": {"step": trainer.step_count}})
+
+
+def start_image(model_path, config: IntTrainingConfig, last_k: int | None = None) -> bytes:
+    """The board image a run of the model file starts from: an FF MLP's tensors as its file holds them (the board
+    adds master weights where there are none), a layered CwC model's trainer state on its last_k blocks."""
+    trainer, header = load_board_trainer(model_path, config, last_k)
+    return trainer_image(trainer, header) if is_layered(header) else pack_image(*load_model(model_path))
+
+
+def _check_negatives(layered: bool, stream: SampleStream):
+    if layered and stream.host_negatives:
+        raise EdgeFFError("a layered CwC (conv) model trains without negative labels: host negatives "
+                          "(--host-negatives) are for FF MLPs")
 
 
 def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: IntTrainingConfig,
-                   checkpoint_every=1000, quiet=False, checkpoints_outlive=True, window=True) -> dict:
+                   checkpoint_every=1000, quiet=False, checkpoints_outlive=True, window=True,
+                   last_k: int | None = None) -> dict:
     """Train the board on the whole stream (resuming a run it already holds); returns the run's figures
     and the board's final image. Progress (load, samples, pull) and notices go to stderr.
     checkpoints_outlive: whether the board's checkpoints outlast this call (not an emulated board's).
-    window: several requests in flight (BoardLink.train_window); False: one at a time, stop-and-wait."""
+    window: several requests in flight (BoardLink.train_window); False: one at a time, stop-and-wait.
+    last_k: a layered model's trained blocks, the last K trainable ones (None: all)."""
     config.check()
-    tensors, header = load_model(model_path)
-    if (header.get("architecture") or {}).get("kind") != ModelKind.INT8:
-        raise EdgeFFError(f"{model_path}: a board trains int8 models; make one with `edgeff quantize`")
-    check_mlp(model_path, header["architecture"])
-    image = pack_image(tensors, header)
-    frac_bits = header["quantization"]["goodness_frac_bits"]
+    image = start_image(model_path, config, last_k)
+    _check_negatives(image[4] == m.LAYERED_MODEL_FORMAT, stream)
+    link.check_format(image)          # before anything is sent: the board keeps what it holds
+    frac_bits = load_model(model_path)[1]["quantization"]["goodness_frac_bits"]
     run_id = run_id_of(image, config, frac_bits, stream)
     recent = deque(maxlen=RECENT)
     resets, first, sent = 0, None, set()        # sent: the samples whose record went to the board
@@ -120,7 +171,7 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
                     t = time.monotonic()
                     with _bytes_bar("loading the model", len(image), quiet) as progress:
                         link.load_image(image, progress)
-                    link.value(m.Request.CONFIGURE, configure_payload(config, frac_bits, run_id))
+                    link.value(m.Request.CONFIGURE, configure_payload(config, frac_bits, run_id, image[4]))
                     clock["load"] += time.monotonic() - t
                     position = 0
                 # the board's compute counter runs since its boot: only this stretch of the run is this run's
@@ -230,28 +281,44 @@ def _train_stretch(link: BoardLink, stream: SampleStream, start: int, stop: int,
                           f"{stream.labels[index]}, negative {negative}): {exc.reason}") from None
 
 
-def runtime_image(model_path, stream: SampleStream, config: IntTrainingConfig, after_step=None) -> bytes:
+def runtime_image(model_path, stream: SampleStream, config: IntTrainingConfig, after_step=None,
+                  last_k: int | None = None) -> bytes:
     """What a board should read back after the stream: the NumPy runtime's training state after the same
     samples, as a board image (every board's result is compared with this, byte for byte).
-    after_step(samples applied, trainer), if given, sees the runtime's state after each sample: the board's own."""
-    trainer = load_trainer(model_path, config)
+    after_step(samples applied, trainer), if given, sees the runtime's state after each sample: the board's own.
+    last_k: a layered model's trained blocks, as train_on_board's."""
+    trainer, header = load_board_trainer(model_path, config, last_k)
+    layered = isinstance(trainer, IntLayeredTrainer)
+    _check_negatives(layered, stream)
     for p in range(len(stream)):
         index, negative = stream.sample(p)
-        trainer.step(stream.images[[index]], stream.labels[[index]],
-                     None if negative == m.NO_NEGATIVE else np.array([negative]))
+        images, labels = stream.images[[index]], stream.labels[[index]]
+        if layered:
+            trainer.step(images, labels)
+        else:
+            trainer.step(images, labels, None if negative == m.NO_NEGATIVE else np.array([negative]))
         if after_step:
             after_step(p + 1, trainer)
-    header = load_model(model_path)[1]
-    return pack_image(trainer_tensors(trainer), {**header, "int_training": {"step": trainer.step_count}})
+    return trainer_image(trainer, header)
 
 
 def save_pulled_model(image: bytes, out_path, base_model=None, training: dict | None = None):
     """Write a board image as an int8 model file (with master weights), keeping the base model file's
-    header and float metadata when one is given."""
+    header and float metadata when one is given. A format-2 image (a layered CwC model) holds no float scales,
+    so it needs the base model, the file the board was loaded from."""
     image_tensors, image_header = unpack_image(image)
-    trainer = trainer_from_tensors(image_tensors, image_header, IntTrainingConfig(), "board image")
     base_tensors, base_header = load_model(base_model) if base_model else ({}, {})
     header = merge_header(base_header, image_header)
     if training:
         header["int_training"] = {**header["int_training"], **training}
+    if image[4] == m.LAYERED_MODEL_FORMAT:
+        if base_model is None:
+            raise EdgeFFError("the board holds a layered CwC (conv) model, whose image has no float scales: give the "
+                              "model file it was loaded from (--model)")
+        tensors = {**base_tensors, **image_tensors}
+        # the base file's scales with the image's integers: refused here, not when the file is next read, when
+        # the base is another model
+        IntLayeredModel.from_tensors(tensors, header, where=f"the board's model with {base_model}'s header")
+        return save_model(out_path, tensors, header)
+    trainer = trainer_from_tensors(image_tensors, image_header, IntTrainingConfig(), "board image")
     return save_model(out_path, {**base_tensors, **trainer_tensors(trainer)}, header)

@@ -214,9 +214,9 @@ class BoardLink:
     def _hello(self) -> BoardInfo:
         reply = self._checked(m.Request.HELLO, m.HELLO.pack(m.MIN_VERSION, m.PROTOCOL_VERSION), m.Reply.INFO)
         info = self._parse(BoardInfo.parse, reply, "INFO")
-        if info.model_format != m.MODEL_FORMAT:
-            raise EdgeFFError(f"the board takes model format {info.model_format}; this EdgeFF writes format "
-                              f"{m.MODEL_FORMAT}: update the firmware or EdgeFF")
+        if not set(m.formats_in(info.model_format)) & set(m.MODEL_FORMAT_NAMES):
+            raise EdgeFFError(f"the board takes {formats_text(info.model_format)}; this EdgeFF writes formats "
+                              f"{' and '.join(map(str, m.MODEL_FORMAT_NAMES))}: update the firmware or EdgeFF")
         self.max_payload = min(info.max_payload, self.payload_limit or info.max_payload)
         if self.max_payload < m.DATA.size + 1 or self.max_payload < m.OFFSET.size + 1:
             raise EdgeFFError(f"frames of {self.max_payload} payload bytes are too small for the protocol")
@@ -385,9 +385,18 @@ class BoardLink:
         Pipelined chunks (the training window's) do not wait for the board's turnaround one by one."""
         return self.line.chunk_size(self.max_payload - fields, 2 * max_encoded_size(fields), pipelined)
 
+    def check_format(self, image: bytes):
+        """Refuse, before anything is sent, an image of a format the board's INFO does not list."""
+        fmt = image[4]
+        if not self.info.model_format & m.format_bit(fmt):
+            raise EdgeFFError(f"the board ({self.info.name}) takes {formats_text(self.info.model_format)}; this is a "
+                              f"format-{fmt} ({m.MODEL_FORMAT_NAMES.get(fmt, 'unknown')}) model: update the firmware")
+
     def load_image(self, image: bytes, progress=None):
         """Send a board image in chunks; the board checks it (CRC, format, memory) and keeps it. After a
-        lost link the load goes on from the bytes the board holds (LOAD_BEGIN says how many)."""
+        lost link the load goes on from the bytes the board holds (LOAD_BEGIN says how many). An image of a
+        format the board does not take is refused first (check_format): the board keeps what it holds."""
+        self.check_format(image)
         while True:
             try:
                 received = self.value(m.Request.LOAD_BEGIN, m.LOAD_BEGIN.pack(len(image), crc32(image)))
@@ -524,6 +533,16 @@ class BoardLink:
             if progress:
                 progress(len(out), total)
         return bytes(out)
+
+
+def formats_text(mask: int) -> str:
+    """INFO's model formats mask in words: "model format 1 only", "model formats 1 and 2"."""
+    formats = m.formats_in(mask)
+    if not formats:
+        return "no model format"
+    if len(formats) == 1:
+        return f"model format {formats[0]} only"
+    return f"model formats {', '.join(map(str, formats[:-1]))} and {formats[-1]}"
 
 
 def _trained(payload: bytes) -> tuple[int, int, int]:

@@ -108,6 +108,19 @@ FIXED_REQUEST_SIZES = {Request.HELLO: HELLO.size, Request.LOAD_BEGIN: LOAD_BEGIN
 CHUNKED_REQUESTS = {Request.LOAD_CHUNK: OFFSET, Request.STAGE: STAGE}   # this header, then at least one byte
 
 
+MODEL_FORMAT_NAMES = {MODEL_FORMAT: "FF MLP", LAYERED_MODEL_FORMAT: "layered CwC"}
+
+
+def format_bit(fmt: int) -> int:
+    """A model format's bit in INFO's model formats mask (bit f - 1 for format f)."""
+    return 1 << (fmt - 1)
+
+
+def formats_in(mask: int) -> list:
+    """The model formats an INFO mask names, ascending."""
+    return [f + 1 for f in range(8) if mask >> f & 1]
+
+
 def error_payload(code: ErrorCode, detail: int, message: str, max_payload: int) -> bytes:
     text = message.encode("utf-8")[:max(0, max_payload - ERROR.size)]
     return ERROR.pack(code, detail & 0xFFFFFFFF) + text

@@ -516,7 +516,7 @@ def test_board_stages_the_next_samples_in_slots_in_any_order(small_model, tmp_pa
             stage_all(p)
         reply = _ask(core, m.Request.TRAIN, m.TRAIN.pack(p, crc32(stream.record(p))))
         assert m.TRAINED.unpack(reply.payload)[:3:2] == (p + 1, 0)
-    assert core._current_image() == _reference_image(small_model[0], stream)
+    assert core.model.current_image() == _reference_image(small_model[0], stream)
 
 
 # ---------------------------------------------------------------------- the command line

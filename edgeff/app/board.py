@@ -67,12 +67,17 @@ def register(sub):
                             "resumes a run the board holds; pulls the trained model into --out.",
                    interrupted=_train_interrupted)
     bp.set_defaults(func=run_train)
-    bp.add_argument("--model", required=True, help="int8 model file to load onto the board")
+    bp.add_argument("--model", required=True, help="int8 model file to load onto the board: an FF MLP, or a layered "
+                                                   "(conv) CwC model for a board whose INFO lists model format 2")
     bp.add_argument("--out", required=True, help="int8 model file to write with the board's trained weights")
+    # a plain int: a bad K is refused by the trainer in one line that names the model's trainable layers
+    bp.add_argument("--last-k", type=int, help="layered (conv) models: train the last K trainable blocks, the "
+                                               "earlier ones frozen (default: every block)")
     bp.add_argument("--samples", type=at_least(1), help="training samples per epoch (default: all)")
     bp.add_argument("--epochs", type=at_least(1), default=1, help="passes over the samples")
     bp.add_argument("--host-negatives", action="store_true",
-                    help="send a random wrong label with each sample (default: the board draws negatives)")
+                    help="send a random wrong label with each sample (default: the board draws negatives; FF "
+                         "MLPs only: a layered CwC model trains without negatives)")
     bp.add_argument("--checkpoint-every", type=at_least(1), default=1000,
                     help="samples between board checkpoints (default: %(default)s)")
     bp.add_argument("--one-at-a-time", action="store_true",
@@ -103,7 +108,8 @@ def register(sub):
     bp.set_defaults(func=run_pull)
     bp.add_argument("--out", required=True, help="int8 model file to write")
     bp.add_argument("--model", help="the model file the board was loaded from: its header (data split, scales, "
-                                    "history) is carried over")
+                                    "history) is carried over (needed for a layered CwC model, whose image has "
+                                    "no float scales)")
     bp = board_sub("virtual", "Run a virtual board (the integer runtime behind the serial protocol) until "
                               "killed; prints the URL to open.", link=False,
                    interrupted="virtual board stopped; its flash (the last checkpoint) stays in --storage")
@@ -132,35 +138,47 @@ def _open_board(args):
 
 
 def run_info(args):
+    from firmware_bridge.driver import formats_text
+    from firmware_bridge.messages import formats_in
+
     with _open_board(args) as link:
         info, metrics = link.info, link.metrics()
-    payload = {**vars(info), "board_versions": list(info.board_versions), "metrics": metrics}
+    payload = {**vars(info), "board_versions": list(info.board_versions),
+               "model_formats": formats_in(info.model_format), "metrics": metrics}
     model = (f"a model of {info.image_bytes} bytes, run {info.run_id:#010x}, {info.applied} samples applied "
              f"({info.checkpoint_applied} checkpointed)" if info.model_loaded else "no model")
     print_result(args, payload, f"{info.name} ({info.firmware}), protocol v{info.version}, frames up to "
-                                f"{info.max_payload} B\nmemory: {info.sram_budget} B SRAM for models "
-                                f"({info.sram_free} B free), {info.flash_budget} B flash\nholds {model}")
+                                f"{info.max_payload} B, takes {formats_text(info.model_format)}\nmemory: "
+                                f"{info.sram_budget} B SRAM for models ({info.sram_free} B free), "
+                                f"{info.flash_budget} B flash\nholds {model}")
 
 
 def run_train(args):
-    from edgeff.model_file import load_model
-    from firmware_bridge.board_training import SampleStream, save_pulled_model, train_on_board
+    from firmware_bridge.board_training import (
+        SampleStream,
+        is_layered,
+        load_board_trainer,
+        save_pulled_model,
+        train_on_board,
+    )
     from firmware_bridge.ports import check_url, checkpoints_outlive
 
     check_url(args.port)
     check_out_path(args.out, inputs=[args.model])
-    _, header = load_model(args.model)
+    config = training_config(args)
+    # refuses what no board trains (a float model, --last-k on an MLP, a bad K) before the data is read
+    trainer, header = load_board_trainer(args.model, config, args.last_k)
+    record = trainer.training_record() if is_layered(header) else vars(config)
     data = dataset_of(header, args.data_dir)
     stream = SampleStream(data.train.images, data.train.labels, min(args.samples or len(data.train),
                           len(data.train)), args.epochs, args.seed, args.host_negatives,
                           header["architecture"]["n_classes"])
-    config = training_config(args)
     with _open_board(args) as link:
         result = train_on_board(link, args.model, stream, config, args.checkpoint_every,
                                 quiet=progress_off(args), checkpoints_outlive=checkpoints_outlive(args.port),
-                                window=not args.one_at_a_time)
+                                window=not args.one_at_a_time, last_k=args.last_k)
     save_pulled_model(result.pop("image"), args.out, args.model,
-                      {"config": vars(config), "on_board": {"samples": len(stream), "port": args.port}})
+                      {"config": record, "on_board": {"samples": len(stream), "port": args.port}})
     result["model"] = str(args.out)
     compute = result["board_compute_us_per_sample"]
     compute = "none: the board already held the finished run" if compute is None else f"{compute:.0f} us per sample"

@@ -86,11 +86,15 @@ def val_fraction_option(sp):
 def training_options(sp):
     """The integer training rule's options (`edgeff finetune` and `edgeff board train`)."""
     sp.add_argument("--lr-shift", type=int, default=22, help="learning rate 2^-N (default: %(default)s)")
-    sp.add_argument("--gamma-shift", type=int, default=36, help="A-CFF gamma learning rate 2^-N")
+    # a layered CwC model's rule has no gamma, FF loss or negatives: it ignores these three
+    sp.add_argument("--gamma-shift", type=int, default=36,
+                    help="A-CFF gamma learning rate 2^-N (FF MLPs; a layered CwC model ignores it)")
     sp.add_argument("--loss", choices=["symba", "softplus"], default="symba",
-                    help="FF loss of the integer rule: SymBa's or the theta-softplus")
+                    help="FF loss of the integer rule: SymBa's or the theta-softplus (FF MLPs; a layered CwC "
+                         "model ignores it)")
     sp.add_argument("--negatives", choices=["random", "hard"], default="random",
-                    help="how negative labels are drawn: uniformly random wrong, or the model's hardest")
+                    help="how negative labels are drawn: uniformly random wrong, or the model's hardest (FF MLPs; "
+                         "a layered CwC model ignores it)")
     sp.add_argument("--rounding", choices=["stochastic", "nearest"], default="stochastic",
                     help="how weight updates are rounded to the master weights' integers")
     sp.add_argument("--seed", type=int, default=0, help="seeds the sample order and stochastic rounding")

@@ -72,14 +72,15 @@ class IntLayeredTrainer:
     TRAIN_METRIC = "train_accuracy"   # the model's decision before each step's update
 
     def __init__(self, model: IntLayeredModel, config: IntTrainingConfig, last_k: int | None, masters=None,
-                 step=0):
-        """last_k: how many of the last trainable layers train (None: all of them)."""
+                 step=0, scales=None):
+        """last_k: how many of the last trainable layers train (None: all of them). scales: the trained blocks'
+        step factors where they are not made from the model's float scales (a board image's: a board has none)."""
         config.check()
         self.model, self.config, self.step_count = model, config, step
         self.trained = trained_layers(model, last_k)
         self.last_k = len(self.trained)
         specs = model.description.layers
-        self.scales = step_scales(model, self.trained)
+        self.scales = step_scales(model, self.trained) if scales is None else scales
         for i, s in self.scales.items():
             if config.lr_shift + max(s.weight_shift, s.bias_shift) > 62:
                 raise EdgeFFError(f"--lr-shift {config.lr_shift} is too small a step for layer {i + 1}'s integers "

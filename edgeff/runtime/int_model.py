@@ -69,15 +69,16 @@ class IntModel:
 
 
 def check_mlp(path, arch: dict) -> None:
-    """Refuse, in one line saying what exists for it, a layered model where an FF MLP is needed: board training
-    and the board-header export (the board's protocol carries format-1 images, an MLP's, only)."""
+    """Refuse, in one line saying what exists for it, a layered model where an FF MLP is needed: the FF MLP's
+    integer model and trainer, and the board-header export (the board firmware loads format-1 images, an MLP's,
+    only; the virtual board trains format 2 too)."""
     if "objective" in arch:   # edgeff.runtime.int_layered runs it, edgeff.runtime.int_layered_training trains it
         kinds = [layer["kind"] for layer in arch["layers"]]
         raise EdgeFFError(f"{path}: an int8 layered model ({', '.join(kinds)}; objective {arch['objective']}): "
-                          "board training and the board-header export take int8 FF MLPs only (a CwC model's board "
-                          "image, format 2, and its C model exist, the protocol's path for it does not yet); "
-                          "`edgeff eval` runs it, `edgeff finetune` trains it and `edgeff export` (onnx, tflite, "
-                          "c-header) exports it")
+                          "the board-header export takes int8 FF MLPs only (the board firmware does not load a CwC "
+                          "model's image, format 2, yet); `edgeff board train` trains it on a board that takes "
+                          "format 2 (the virtual board), `edgeff eval` runs it, `edgeff finetune` trains it and "
+                          "`edgeff export` (onnx, tflite, c-header) exports it")
 
 
 class IntFFModel(IntModel):

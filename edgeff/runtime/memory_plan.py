@@ -124,7 +124,7 @@ def layered_training_plan(model, trained: list, method: str = "ff") -> list:
     """Buffers of one integer training step (batch 1) of the layered int8 model `model`
     (edgeff.runtime.int_layered.IntLayeredModel) whose layers `trained` (0-based conv blocks, the trainer's) train:
     "ff", each on its own CwC loss as edgeff.runtime.int_layered_training, or "backprop", the same blocks
-    through a classifier (module docstring)."""
+    through a classifier (module docstring). "ff" with no block trained is the buffers of inference alone."""
     if method not in LAYERED_METHODS:
         raise EdgeFFError(f"unknown training method {method!r}; use one of {LAYERED_METHODS}")
     specs, layers, n = model.description.layers, model.layers, len(model.layers)
@@ -143,20 +143,23 @@ def layered_training_plan(model, trained: list, method: str = "ff") -> list:
             size[j] = max(size[j], _size(steps[j - 1]["conv"]))
     label = {j: f"layer {j + 1} input" if j < n else f"layer {n} output" for j in size}
     in_image = size[0] == _size(image)     # the image quantized in place is a_0
-    first = min(trained)
+    if not trained and method != "ff":
+        raise EdgeFFError("backprop trains at least one block; give the blocks that train")
+    first = min(trained, default=n)
     turns = {"ping": {}, "pong": {}}
     for j in range(n + 1 if method == "ff" else first):   # backprop keeps every a_j from the first trained input on
         if j or not in_image:
             turns["ping" if j % 2 == 0 else "pong"][label[j]] = size[j]
     plan += _slots("activations", turns)
     pooled = [i for i, step in enumerate(steps) if step["conv"] is not None]
-    rows = max(steps[i]["gradient_row"] for i in trained)
+    rows = max((steps[i]["gradient_row"] for i in trained), default=0)
     if method == "ff":
         plan += _slots("pre-pool output", {"of one block": {f"layer {i + 1}": _size(steps[i]["conv"])
                                                            for i in pooled}})
         plan += [Buffer("class goodness", "sram", "int32", (model.n_classes,), "activations"),
-                 Buffer("dL/dG Q15", "sram", "int32", (model.n_classes,), "activations"),
-                 Buffer("filter row gradient sums", "sram", "int32", (rows,), "scratch")]
+                 Buffer("dL/dG Q15", "sram", "int32", (model.n_classes,), "activations")]
+        if rows:   # no block trains (a board holding a model to infer with): no update, no row sums
+            plan.append(Buffer("filter row gradient sums", "sram", "int32", (rows,), "scratch"))
     else:
         for j in range(first, n + 1):
             tensor = steps[j]["input"] if j < n else steps[-1]["output"]

@@ -21,6 +21,7 @@ from edgeff.byte_layout import ByteLayout
 from edgeff.errors import EdgeFFError
 from edgeff.ops.conv2d.runtime import explicit_pad, gradient_bits, largest_step_multiplier
 from edgeff.ops.conv2d.spec import Conv2dSpec
+from edgeff.runtime.conv2d_training import UpdateScales
 
 RECORD = ByteLayout("<BBBBBbxxii", ("kernel", "stride", "padding", "pool", "explicit_pad", "act_min",
                                     "step_weight_shift", "step_bias_shift"))
@@ -45,6 +46,13 @@ def unpack_record(blob: bytes, pos: int, in_shape: tuple, out_channels: int) -> 
 def step_factors(scales) -> np.ndarray:
     """The (2, out) int64 array of a trained block's step multipliers."""
     return np.stack([scales.weight_multiplier, scales.bias_multiplier]).astype(np.int64)
+
+
+def step_scales(layer, fields: dict, multipliers: np.ndarray) -> UpdateScales:
+    """A trained block's step factors as its image holds them (the record's shifts, the (2, out) step multipliers):
+    the inverse of pack_record's shifts and step_factors, for a board, which has no float scales to make them."""
+    return UpdateScales(multipliers[0], fields["step_weight_shift"], multipliers[1], fields["step_bias_shift"],
+                        *gradient_bits(layer))
 
 
 def check_record(index: int, layer, in_zero_point: int, fields: dict, multipliers) -> None:
