@@ -116,7 +116,7 @@ def test_the_board_header_comes_from_the_descriptor():
     header = board_config_header(emulator.TARGET)
     for line in ('#define EF_BOARD_NAME "qemu-mps2-an386"', "#define EF_BOARD_TICKS_PER_US 25u",
                  "#define EF_BOARD_FLASH_BYTES 0x100000u", "#define EF_BOARD_IMAGE_BYTES 0x30000u",
-                 "#define EF_BOARD_SCRATCH_BYTES 8192u", "#define EF_BOARD_UART_BASE 0x40004000u",
+                 "#define EF_BOARD_SCRATCH_BYTES 40960u", "#define EF_BOARD_UART_BASE 0x40004000u",
                  "#define EF_BOARD_UART_RX_IRQ 0"):
         assert line in header.splitlines() or any(l.startswith(line + " ") for l in header.splitlines()), line
     assert emulator.TARGET.image_bytes == 196_608

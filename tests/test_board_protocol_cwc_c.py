@@ -12,10 +12,11 @@ import pytest
 
 from edgeff.model_file import load_model
 from edgeff.runtime.int_layered_training import load_layered_trainer
-from edgeff.runtime.int_training import IntTrainingConfig
+from edgeff.runtime.int_training import LR_SHIFT_RANGE, IntTrainingConfig
 from edgeff.runtime.memory_plan import layered_training_plan
 from firmware_bridge import messages as m
 from firmware_bridge.board_image import pack_image
+from firmware_bridge.board_training import configure_payload
 from firmware_bridge.framing import FrameDecoder, crc32, encode_frame
 from tests.test_board_image_layered import padded, pooled  # noqa: F401 (module fixtures, by name)
 from tests.test_board_protocol_c import MAX_PAYLOAD, _chunks, build_host_board
@@ -95,12 +96,11 @@ def _error(reply) -> tuple:
     return tuple(m.ERROR.unpack_from(reply.payload))
 
 
-def configure_payload(config: IntTrainingConfig, run_id=1, **fields) -> bytes:
-    """CONFIGURE for a CwC model: the FF loss's fields 0 unless given."""
-    values = {"run_id": run_id, "lr_shift": config.lr_shift, "gamma_shift": 0, "loss": 0, "negatives": 0,
-              "rounding": m.ROUNDINGS.index(config.rounding), "seed": config.seed, "sigmoid_multiplier": 0,
-              "sigmoid_shift": 0, "theta_q": 0} | fields
-    return m.CONFIGURE.pack(*(values[name] for name in m.CONFIGURE.fields))
+def _configure(config: IntTrainingConfig, **fields) -> bytes:
+    """CONFIGURE for a CwC model as the host sends it (the FF loss's fields 0), with the fields given changed."""
+    values = dict(zip(m.CONFIGURE.fields, m.CONFIGURE.unpack(
+        configure_payload(config, 12, run_id=1, model_format=m.LAYERED_MODEL_FORMAT)), strict=True)) | fields
+    return m.CONFIGURE.pack(*values.values())
 
 
 def _trainer(path, config, last_k):
@@ -141,7 +141,8 @@ def test_the_c_board_trains_a_conv_model_as_the_trainer(c_board, case, last_k, r
     info = m.INFO.unpack(board.request(m.Request.HELLO, m.HELLO.pack(m.MIN_VERSION, m.PROTOCOL_VERSION)).payload)
     assert (info[m.INFO.fields.index("image_bytes")], info[m.INFO.fields.index("image_crc")]) == \
            (len(image), crc32(image))   # installed as sent: no masters added, no byte changed
-    assert board.expect(m.Request.CONFIGURE, configure_payload(config), m.Reply.OK, m.OK) == (0,)
+    assert m.formats_in(info[m.INFO.fields.index("model_format")]) == [m.MODEL_FORMAT, m.LAYERED_MODEL_FORMAT]
+    assert board.expect(m.Request.CONFIGURE, _configure(config), m.Reply.OK, m.OK) == (0,)
 
     def train(first: int, count: int):
         for i in range(first, first + count):
@@ -183,26 +184,26 @@ def test_configure_refuses_what_a_cwc_model_has_not(c_board, request):
     board = CBoard(c_board)
     assert board.load(image).type == m.Reply.OK
     for field, value in (("gamma_shift", 4), ("loss", 1), ("negatives", 1), ("sigmoid_multiplier", 1 << 30),
-                         ("sigmoid_shift", -3), ("theta_q", 100), ("rounding", 2), ("lr_shift", 3),
-                         ("lr_shift", 41)):
-        got = board.refused(m.Request.CONFIGURE, configure_payload(config, **{field: value}))
+                         ("sigmoid_shift", -3), ("theta_q", 100), ("rounding", 2)):
+        got = board.refused(m.Request.CONFIGURE, _configure(config, **{field: value}))
         assert got == (m.ErrorCode.BAD_RANGE, 0), field
-    assert board.expect(m.Request.CONFIGURE, configure_payload(config), m.Reply.OK, m.OK) == (0,)
+    assert board.expect(m.Request.CONFIGURE, _configure(config), m.Reply.OK, m.OK) == (0,)
 
 
 @pytest.mark.parametrize("last_k", [None, 1])
 def test_an_lr_shift_past_the_step_shifts_bound_is_refused_with_the_largest(c_board, last_k, request):
     """lr_shift + the trained blocks' largest step shift may not pass 62: the largest lr_shift IntLayeredTrainer
-    takes is configured, one more is refused with that largest."""
+    takes is configured; one more, and one outside LR_SHIFT_RANGE, is refused with that largest."""
     _, path, _, _ = request.getfixturevalue("pooled")
     trainer, _, image = _trainer(path, IntTrainingConfig(lr_shift=8), last_k)
     largest = 62 - max(max(s.weight_shift, s.bias_shift) for s in trainer.scales.values())
-    assert 4 <= largest < 40   # inside LR_SHIFT_RANGE: the bound, not the range, refuses largest + 1
+    assert LR_SHIFT_RANGE[0] <= largest < LR_SHIFT_RANGE[1]   # the bound, not the range, refuses largest + 1
     board = CBoard(c_board)
     assert board.load(image).type == m.Reply.OK
-    assert board.refused(m.Request.CONFIGURE, configure_payload(IntTrainingConfig(lr_shift=largest + 1))) == \
-           (m.ErrorCode.BAD_RANGE, largest)
-    assert board.expect(m.Request.CONFIGURE, configure_payload(IntTrainingConfig(lr_shift=largest)), m.Reply.OK,
+    for lr_shift in (largest + 1, LR_SHIFT_RANGE[1] + 1, LR_SHIFT_RANGE[0] - 1):   # every refusal names the largest
+        assert board.refused(m.Request.CONFIGURE, _configure(IntTrainingConfig(lr_shift=8), lr_shift=lr_shift)) == \
+               (m.ErrorCode.BAD_RANGE, largest), lr_shift
+    assert board.expect(m.Request.CONFIGURE, _configure(IntTrainingConfig(lr_shift=largest)), m.Reply.OK,
                         m.OK) == (0,)
 
 
@@ -217,7 +218,7 @@ def test_a_model_with_no_trained_block_infers_but_is_not_configured(c_board, req
         decision, one_pass, scores = board.infer(0, pixels, trainer.model.n_classes, random.Random(1))
         want = _runtime_infer(trainer.model, pixels)
         assert (decision, one_pass) == want[:2] and np.array_equal(scores, want[2])
-    assert board.refused(m.Request.CONFIGURE, configure_payload(IntTrainingConfig(lr_shift=8)))[0] == \
+    assert board.refused(m.Request.CONFIGURE, _configure(IntTrainingConfig(lr_shift=8)))[0] == \
            m.ErrorCode.BAD_STATE
 
 
@@ -228,7 +229,7 @@ def test_a_sample_with_a_negative_label_or_a_label_past_the_classes_is_refused(c
     _, images, _ = _samples(data, 0, 1)
     board = CBoard(c_board)
     assert board.load(image).type == m.Reply.OK
-    board.expect(m.Request.CONFIGURE, configure_payload(config), m.Reply.OK, m.OK)
+    board.expect(m.Request.CONFIGURE, _configure(config), m.Reply.OK, m.OK)
     n = trainer.model.n_classes
     for label, negative in ((1, 2), (1, 1), (n, m.NO_NEGATIVE), (200, 0)):
         record = _record(label, images[0], negative)

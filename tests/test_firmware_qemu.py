@@ -28,12 +28,14 @@ from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig, load_trai
 from edgeff.runtime.requantize import INT32_MAX
 from firmware_bridge import emulator, selftest
 from firmware_bridge import messages as m
-from firmware_bridge.board_image import pack_image, unpack_image
+from firmware_bridge.board_image import layered_state, pack_image, unpack_image
 from firmware_bridge.board_training import configure_payload, run_id_of, runtime_image, train_on_board
 from firmware_bridge.driver import BoardError, BoardLink
 from firmware_bridge.framing import Frame, FrameDecoder, crc32, encode_frame
 from tests.conftest import run_cli
 from tests.reference_math import fully_connected
+from tests.test_board_layered import _stream as layered_stream
+from tests.test_board_layered import conv  # noqa: F401 (a module fixture, by name)
 from tests.test_serial_bridge import CONFIG, _stream
 
 pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
@@ -317,6 +319,26 @@ def test_emulated_board_trains_over_the_link_bit_identically(small_model, board,
     assert result["image"] == runtime_image(int_path, stream, config)
     assert result["board_metrics"]["applied"] == 60 and result["board_compute_us_per_sample"] > 0
     assert result["checkpoints_kept"] == (BOARDS[board].storage_bytes > 0)
+
+
+@pytest.mark.parametrize("last_k", [1, None], ids=["last-block", "all-blocks"])
+def test_emulated_board_trains_a_conv_model_over_the_link_bit_identically(last_k, request):
+    """A layered CwC model (board image format 2) on the mps2-an386 firmware, trained over its UART by
+    train_on_board (checkpoints on the way): the image read back equals the runtime's after the same samples, byte
+    for byte, and the board infers as the runtime's model does on the trained state."""
+    int_path, data = request.getfixturevalue("conv")
+    config = IntTrainingConfig(lr_shift=8, seed=3)
+    stream = layered_stream(int_path, data, n=10, epochs=2, seed=1)
+    with emulator.EmulatedBoard() as emulated, _link(emulated) as link:
+        assert m.formats_in(link.info.model_format) == [m.MODEL_FORMAT, m.LAYERED_MODEL_FORMAT]
+        result = train_on_board(link, int_path, stream, config, checkpoint_every=7, quiet=True, last_k=last_k)
+        model = layered_state(result["image"])[0]
+        images = stream.images[:3]
+        scores, one_pass = model.multi_pass_scores(images), model.head_logits(images).argmax(axis=1)
+        for i, image in enumerate(images):
+            assert link.infer(image) == (scores[i].argmax(), one_pass[i], scores[i].tolist())
+    assert result["image"] == runtime_image(int_path, stream, config, last_k=last_k)
+    assert result["board_metrics"]["applied"] == 20
 
 
 def test_emulated_board_reboots_into_its_checkpoint_and_the_run_resumes(small_model):

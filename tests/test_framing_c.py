@@ -13,9 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeff.csrc import KERNELS, PROTOCOL
+from edgeff.op_registry import KINDS
+from edgeff.ops.conv2d.board_image import RECORD as CONV_RECORD
 from edgeff.runtime.int_training import IntTrainingConfig
 from firmware_bridge import messages as m
-from firmware_bridge.board_image import pack_image
+from firmware_bridge.board_image import LAYERED_FIXED, LAYERED_LAYER, pack_image, unpack_image
 from firmware_bridge.board_training import configure_payload
 from firmware_bridge.framing import BadFrame, Frame, FrameDecoder, crc32, encode_frame, max_encoded_size
 
@@ -126,22 +128,47 @@ def _tiny_board_image() -> bytes:
     return pack_image(tensors, header)
 
 
+def _aligned(*arrays) -> bytes:
+    """Little-endian arrays, each padded to the board image's 8-byte boundary."""
+    out = b""
+    for a in arrays:
+        out += a.astype(a.dtype.newbyteorder("<")).tobytes()
+        out += bytes(-len(out) % 8)
+    return out
+
+
+def _tiny_conv_image() -> bytes:
+    """A valid format-2 board image of one trained conv2d block (6x6 grey -> 3x3 kernel -> 4x4x2, 2 classes, its
+    own head), written field by field: a few hundred bytes, so that a fuzz input of a whole session stays under
+    libFuzzer's max_len and reaches the CwC image check, training and inference."""
+    rng = np.random.default_rng(1)
+    weight = rng.integers(-127, 128, (2, 3, 3, 1)).astype(np.int8)
+    bias = rng.integers(-500, 500, 2).astype(np.int32)
+    header = LAYERED_FIXED.pack(b"EFFB", m.LAYERED_MODEL_FORMAT, 1, 2, 0, 12, 1, 1, 1, 0)
+    header += LAYERED_LAYER.pack(KINDS.index("conv2d"), -128, 1, 6, 6, 2, 4, 4, 1 << 30, 0)
+    header += CONV_RECORD.pack(3, 1, 0, 1, 0, -128, 20, 20)   # kernel, stride, padding, pool, explicit_pad, act_min,
+    header += bytes(-len(header) % 8)                         # step shifts
+    return header + _aligned(weight, bias, np.full(2, 1 << 30, np.int32), np.full(2, -6, np.int32),
+                             np.full(1, -128, np.int8), weight.astype(np.int16) * 256, bias.astype(np.int64) * 256,
+                             np.full((2, 2), 1 << 20, np.int64), rng.integers(-127, 128, (2, 32)).astype(np.int8),
+                             np.zeros(2, np.int32), np.full(2, 1 << 30, np.int32), np.full(2, -7, np.int32))
+
+
 def _record(frame_type: int, payload: bytes = b"") -> bytes:
     """One record of the fuzz input that fuzz_protocol.c sends as a valid frame."""
     return bytes([1, len(payload) + 1, frame_type]) + payload
 
 
-def _seed_session() -> bytes:
+def _seed_session(image: bytes, configure: bytes, inputs: int) -> bytes:
     """A whole session as fuzz records: load the tiny model, configure, stage, train, infer, read,
     checkpoint, reset."""
-    image = _tiny_board_image()
     out = _record(m.Request.HELLO, m.HELLO.pack(m.MIN_VERSION, m.PROTOCOL_VERSION))
     out += _record(m.Request.LOAD_BEGIN, m.LOAD_BEGIN.pack(len(image), crc32(image)))
     for offset in range(0, len(image), 200):
         out += _record(m.Request.LOAD_CHUNK, m.OFFSET.pack(offset) + image[offset:offset + 200])
     out += _record(m.Request.LOAD_END)
-    out += _record(m.Request.CONFIGURE, configure_payload(IntTrainingConfig(lr_shift=8, negatives="hard"), 12, 7))
-    record = bytes([1, 0xFF]) + bytes(range(0, 160, 10))
+    out += _record(m.Request.CONFIGURE, configure)
+    record = bytes([1, 0xFF]) + bytes(7 * i % 256 for i in range(inputs))
     for index in range(2):
         out += _record(m.Request.STAGE, m.STAGE.pack(index, 0) + record)
         out += _record(m.Request.TRAIN, m.TRAIN.pack(index, crc32(record)))
@@ -151,8 +178,19 @@ def _seed_session() -> bytes:
     return out + _record(m.Request.METRICS)
 
 
-def test_the_fuzz_seed_session_trains(tmp_path):
-    """The seed really reaches training: the host build of the board answers it with two TRAINED replies."""
+# the seed sessions: an FF MLP (format 1) and a conv block (format 2), each trained twice
+SESSIONS = {
+    "mlp": lambda: _seed_session(_tiny_board_image(),
+                                 configure_payload(IntTrainingConfig(lr_shift=8, negatives="hard"), 12, 7), 16),
+    "conv": lambda: _seed_session(_tiny_conv_image(), configure_payload(
+        IntTrainingConfig(lr_shift=8), 12, 7, model_format=m.LAYERED_MODEL_FORMAT), 36),
+}
+
+
+@pytest.mark.parametrize("session", sorted(SESSIONS))
+def test_the_fuzz_seed_session_trains(tmp_path, session):
+    """Each seed really reaches training: the host build of the board answers it with two TRAINED replies (the
+    conv image is one the host's unpack_image takes)."""
     so = tmp_path / "host_board.so"
     subprocess.run(["cc", "-std=c99", "-O2", "-fPIC", "-shared", f"-I{KERNELS}", f"-I{PROTOCOL}",
                     *map(str, sorted(KERNELS.glob("*.c"))), *(str(PROTOCOL / f) for f in BOARD_SOURCES),
@@ -160,7 +198,9 @@ def test_the_fuzz_seed_session_trains(tmp_path):
     lib = ctypes.CDLL(str(so))
     lib.ef_host_board_feed.restype = ctypes.c_uint32
     assert lib.ef_host_board_init(256, 8192, 2048, 1) == 0
-    seed, wire, seq = _seed_session(), b"", 0
+    if session == "conv":
+        unpack_image(_tiny_conv_image())
+    seed, wire, seq = SESSIONS[session](), b"", 0
     pos = 0
     while pos < len(seed):
         length = seed[pos + 1]
@@ -189,7 +229,8 @@ def test_protocol_survives_a_million_fuzzed_inputs(tmp_path):
     assert build.returncode == 0, build.stderr
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    (corpus / "session").write_bytes(_seed_session())
+    for name, session in SESSIONS.items():
+        (corpus / f"session-{name}").write_bytes(session())
     raw = encode_frame(1, 5, b"hello\x00world") + encode_frame(7, 0xFFFF, bytes(range(60)))
     (corpus / "frames").write_bytes(bytes([0, len(raw)]) + raw)
     (corpus / "garbage").write_bytes(bytes([2, 9]) + b"\x00\x03ab\x00" + encode_frame(3, 0, b""))

@@ -6,6 +6,7 @@
 #define CHECKPOINT_MAGIC 0x43464645u       /* "EFFC" */
 #define CHECKPOINT_CRC_AT 52u              /* the slot's CRC covers the bytes before it and the image */
 #define LAYERED EF_LAYERED_MODEL_FORMAT
+#define MODEL_FORMATS (1u << (EF_MODEL_FORMAT - 1) | 1u << (LAYERED - 1))   /* INFO's mask: bit f - 1, format f */
 
 /* payload lengths of the fixed-size requests, by type (-n: chunked, a header of n bytes and at least one byte) */
 static const int16_t request_bytes[EF_LAST_REQUEST + 1] = EF_REQUEST_PAYLOAD_BYTES;
@@ -182,7 +183,9 @@ static int configure_cwc(ef_board *b, const uint8_t *p, reply *r)
 {
     const ef_cwc_image_layout *layout = &b->model.cwc.layout;
     uint32_t lr_shift = p[EF_CONFIGURE_AT_LR_SHIFT], rounding = p[EF_CONFIGURE_AT_ROUNDING];
-    uint32_t largest = EF_CWC_IMAGE_STEP_SHIFT_MAX - (uint32_t)layout->max_step_shift;   /* the update's shift <= 62 */
+    /* the largest lr_shift it trains with: in LR_SHIFT_RANGE, and the update's shift (lr_shift + a step shift) <= 62 */
+    uint32_t bound = EF_CWC_IMAGE_STEP_SHIFT_MAX - (uint32_t)layout->max_step_shift;
+    uint32_t largest = bound < EF_LR_SHIFT_MAX ? bound : EF_LR_SHIFT_MAX;
     if (layout->trained_mask == 0)
         return refuse(r, EF_ERROR_BAD_STATE, 0, "the model has no trained block: load one with masters to train");
     if (p[EF_CONFIGURE_AT_GAMMA_SHIFT] || p[EF_CONFIGURE_AT_LOSS] || p[EF_CONFIGURE_AT_NEGATIVES]
@@ -191,10 +194,8 @@ static int configure_cwc(ef_board *b, const uint8_t *p, reply *r)
         return refuse(r, EF_ERROR_BAD_RANGE, 0, "a CwC model takes no gamma_shift, loss, negatives, sigmoid or theta");
     if (rounding > 1)
         return refuse(r, EF_ERROR_BAD_RANGE, 0, "rounding code out of range");
-    if (lr_shift < EF_LR_SHIFT_MIN || lr_shift > EF_LR_SHIFT_MAX)
-        return refuse(r, EF_ERROR_BAD_RANGE, 0, "lr_shift outside the range a trainer takes");
-    if (lr_shift > largest)
-        return refuse(r, EF_ERROR_BAD_RANGE, largest, "lr_shift too small a step for the trained blocks' integers");
+    if (lr_shift < EF_LR_SHIFT_MIN || lr_shift > largest)
+        return refuse(r, EF_ERROR_BAD_RANGE, largest, "lr_shift outside the range this model trains with");
     ef_cwc_model *m = &b->model.cwc.model;
     m->lr_shift = (int32_t)lr_shift;
     m->stochastic = rounding == 0;
@@ -320,7 +321,7 @@ static int on_hello(ef_board *b, const uint8_t *p, reply *r)
     put_u32(o + EF_INFO_AT_SRAM_BUDGET, budget);
     put_u32(o + EF_INFO_AT_FLASH_BUDGET, b->flash_budget);
     put_u32(o + EF_INFO_AT_SRAM_FREE, budget - (b->loaded ? b->memory_bytes : 0u));
-    o[EF_INFO_AT_MODEL_FORMAT] = EF_MODEL_FORMAT;
+    o[EF_INFO_AT_MODEL_FORMAT] = MODEL_FORMATS;
     o[EF_INFO_AT_FLAGS] = (uint8_t)(b->loaded | b->configured << 1);
     put_u32(o + EF_INFO_AT_RUN_ID, b->run_id);
     put_u32(o + EF_INFO_AT_APPLIED, b->applied);
