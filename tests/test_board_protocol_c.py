@@ -21,6 +21,7 @@ from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.model_file import load_model
 from edgeff.profiler.hw_profile import load_profile
+from edgeff.runtime.int_layered_training import load_layered_trainer
 from edgeff.runtime.int_training import IntTrainingConfig, load_trainer, trainer_tensors
 from firmware_bridge import messages as m
 from firmware_bridge.board import BoardCore
@@ -28,6 +29,7 @@ from firmware_bridge.board_export import scratch_bytes
 from firmware_bridge.board_image import pack_image, unpack_image
 from firmware_bridge.board_training import configure_payload
 from firmware_bridge.framing import Frame, FrameDecoder, crc32, encode_frame
+from tests.test_board_image_layered import _corruptions, padded, pooled  # noqa: F401 (module fixtures, by name)
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 
@@ -53,6 +55,21 @@ def c_board(tmp_path_factory):
     return build_host_board(tmp_path_factory.mktemp("host-board"))
 
 
+def _mlp_configure(a: int, b: int) -> bytes:
+    config = IntTrainingConfig(lr_shift=(10, 12, 16)[a % 3], loss=("symba", "softplus")[b % 2],
+                               negatives=("random", "hard")[a % 2], rounding=("stochastic", "nearest")[b % 3 % 2],
+                               seed=b)
+    return configure_payload(config, 12, run_id=a)
+
+
+def _conv_configure(a: int, b: int) -> bytes:
+    """A CwC model's CONFIGURE; some with the FF rule's fields (refused) or an lr_shift past the model's largest."""
+    if b % 7 == 6:
+        return _mlp_configure(a, b)
+    config = IntTrainingConfig(lr_shift=(6, 8, 30)[a % 3], rounding=("stochastic", "nearest")[b % 3 % 2], seed=b)
+    return configure_payload(config, 12, run_id=a, model_format=m.LAYERED_MODEL_FORMAT)
+
+
 @pytest.fixture(scope="module")
 def material(small_model):
     """Images, labels and board images of the small model: as quantized (no masters), with masters, and
@@ -64,15 +81,33 @@ def material(small_model):
     bad_multiplier = bytearray(with_masters)
     offset = len(with_masters) - 16 * 4     # inside the head's multipliers (10 classes, 8-byte aligned)
     bad_multiplier[offset:offset + 4] = (5).to_bytes(4, "little")
-    padded = bytearray(with_masters)        # every padding byte set: both boards must clear them
+    padding_set = bytearray(with_masters)   # every padding byte set: both boards must clear them
     for position in _padding(with_masters):
-        padded[position] = 0xA5
+        padding_set[position] = 0xA5
     too_many_classes = bytearray(plain)
     too_many_classes[6] = 200               # more classes than the 144 inputs
     data = load_dataset(data_dir, val_size=100)
     return {"images": data.train.images[:20], "labels": data.train.labels[:20],
-            "images_ok": [plain, with_masters, bytes(padded)],
-            "images_bad": [bytes(bad_multiplier), bytes(too_many_classes), plain[:-8], b"EFFB" + bytes(40)]}
+            "images_ok": [plain, with_masters, bytes(padding_set)],
+            "images_bad": [bytes(bad_multiplier), bytes(too_many_classes), plain[:-8], b"EFFB" + bytes(40)],
+            "configure": _mlp_configure}
+
+
+@pytest.fixture(scope="module")
+def conv_material(request):
+    """The same for layered CwC models (board image format 2): two tiny conv models trained in every block or the
+    last, one with no trained block (it infers, CONFIGURE is refused), and corruptions both boards refuse."""
+    _, pooled_path, data_dir, _ = request.getfixturevalue("pooled")
+    _, padded_path, _, _ = request.getfixturevalue("padded")
+    config = IntTrainingConfig(lr_shift=8)
+    images = [pack_image(load_layered_trainer(path, config, last_k).tensors(), load_model(path)[1])
+              for path, last_k in ((pooled_path, None), (padded_path, 1))]
+    bad = {name: image for name, image, _ in _corruptions(images[1])}
+    data = load_dataset(data_dir, val_size=100)
+    return {"images": data.train.images[:20], "labels": data.train.labels[:20],
+            "images_ok": [*images, pack_image(*load_model(pooled_path))],
+            "images_bad": [bad[name] for name in ("format 3", "filter -128", "master", "step shift")],
+            "configure": _conv_configure}
 
 
 def _padding(image: bytes) -> list:
@@ -152,10 +187,7 @@ def _run(pair: Pair, material: dict, program: list):
             pair.request(m.Request.LOAD_END)
             applied = 0
         elif op == "configure":
-            config = IntTrainingConfig(lr_shift=(10, 12, 16)[a % 3], loss=("symba", "softplus")[b % 2],
-                                       negatives=("random", "hard")[a % 2],
-                                       rounding=("stochastic", "nearest")[b % 3 % 2], seed=b)
-            payload = configure_payload(config, 12, run_id=a)
+            payload = material["configure"](a, b)
             if b % 11 == 0:
                 payload = payload[:4] + bytes([3]) + payload[5:]        # lr_shift out of range
             reply = pair.request(m.Request.CONFIGURE, payload)
@@ -212,6 +244,16 @@ def test_c_board_answers_as_the_virtual_board(c_board, material, program):
         _run(pair, material, [("load", 1, 1), ("configure", 0, 1)] + program)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(st.lists(st.tuples(OPS, st.integers(0, 10_000), st.integers(0, 10_000)), min_size=5, max_size=40))
+def test_c_board_answers_as_the_virtual_board_with_a_conv_model(c_board, conv_material, program):
+    """The same random sequences on layered CwC models (format 2), a model of the other format loaded among them."""
+    with tempfile.TemporaryDirectory() as storage:
+        pair = Pair(c_board, storage)
+        _run(pair, conv_material, [("load", 0, 1), ("configure", 0, 1)] + program)
+
+
 def test_both_boards_refuse_a_sample_by_its_labels(c_board, material):
     """A label outside the classes, or a negative label equal to the label, is refused by both boards with
     BAD_RANGE (the record arrived whole: staging it again cannot help), and nothing is applied."""
@@ -251,6 +293,19 @@ def test_c_board_trains_a_long_run_identically(c_board, material):
         assert sum(reads) == len(range(0, 8000, 240)) + 1    # the whole image, read back equal
         assert pair.core.applied == 30 and pair.core.trainer.step_count == 30
         assert pair.core.trainer.config.negatives == "random" and pair.core.correct > 15
+
+
+def test_c_board_trains_a_conv_run_identically(c_board, conv_material):
+    """A whole run of a layered CwC model: 20 samples, inference, a checkpoint, a reset back to it and 10 more, the
+    images read back equal on both boards throughout (the trained blocks and the step)."""
+    with tempfile.TemporaryDirectory() as storage:
+        pair = Pair(c_board, storage)
+        program = [("load", 0, 1), ("configure", 1, 1)] + [("train", s, _clean(3 * s, True)) for s in range(20)]
+        program += [("infer", 2, 1), ("control", 2, 0), ("train", 21, _clean(5, True)), ("control", 4, 0)]
+        program += [("train", s, _clean(7 * s, True)) for s in range(10)]
+        program += [("read", o, 240) for o in range(0, 9000, 240)]
+        reads = _run(pair, conv_material, program)
+        assert sum(reads) > 10 and pair.core.applied == 30 and pair.core.trainer.step_count == 30
 
 
 def test_the_empty_slots_tag_names_no_sample(c_board, material):
