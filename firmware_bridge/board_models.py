@@ -63,14 +63,25 @@ def _sample_labels_error(label: int, negative: int, why: str) -> ProtocolError:
     return ProtocolError(m.ErrorCode.BAD_RANGE, f"sample labels {label}, {negative}: {why}", label << 8 | negative)
 
 
-def _infer(model, image: np.ndarray) -> tuple[int, int, np.ndarray]:
-    """(decision, the one-pass head's class, the decision's scores per class) of one image, as the model's own
-    methods give them (IntFFModel and IntLayeredModel have the same two)."""
-    scores = model.multi_pass_scores(image)[0]
-    return int(scores.argmax()), int(model.head_logits(image).argmax(axis=1)[0]), scores
+class _BoardModel:
+    """What both formats share: inference with the model's own methods, and the image of the current training
+    state, packed once per state (READ asks for it chunk by chunk)."""
+
+    def infer(self, image: np.ndarray) -> tuple[int, int, np.ndarray]:
+        """(decision, the one-pass head's class, the decision's scores per class) of one image (IntFFModel and
+        IntLayeredModel have the same two methods)."""
+        scores = self.inference.multi_pass_scores(image)[0]
+        return int(scores.argmax()), int(self.inference.head_logits(image).argmax(axis=1)[0]), scores
+
+    def current_image(self) -> bytes:
+        if self.trainer is None:
+            return self.image
+        if self._current is None:
+            self._current = self._trained_image()
+        return self._current
 
 
-class DenseModel:
+class DenseModel(_BoardModel):
     """An FF MLP (format 1), trained with edgeff.runtime.int_training's rule. Installed with master weights: an
     image without them gets them as the trainer starts them."""
 
@@ -124,19 +135,12 @@ class DenseModel:
                                    None if negative == m.NO_NEGATIVE else np.array([negative]))
         return result["correct"]
 
-    def infer(self, image: np.ndarray) -> tuple[int, int, np.ndarray]:
-        return _infer(self.inference, image)
-
-    def current_image(self) -> bytes:
-        if self.trainer is None:
-            return self.image
-        if self._current is None:
-            header = {**self.header, "int_training": {"step": self.trainer.step_count}}
-            self._current = pack_image(trainer_tensors(self.trainer), header)
-        return self._current
+    def _trained_image(self) -> bytes:
+        header = {**self.header, "int_training": {"step": self.trainer.step_count}}
+        return pack_image(trainer_tensors(self.trainer), header)
 
 
-class LayeredModel:
+class LayeredModel(_BoardModel):
     """A layered CwC model (format 2), trained with edgeff.runtime.int_layered_training's rule on the blocks whose
     masters the image holds, with the image's step factors. The image is installed as sent (no byte changes) and
     trained in place: READ gives it with the trained blocks' arrays and the step as they are now."""
@@ -196,12 +200,5 @@ class LayeredModel:
         self._current = None
         return self.trainer.step(image, np.array([label]))["correct"]
 
-    def infer(self, image: np.ndarray) -> tuple[int, int, np.ndarray]:
-        return _infer(self.inference, image)
-
-    def current_image(self) -> bytes:
-        if self.trainer is None:
-            return self.image
-        if self._current is None:
-            self._current = trained_in_place(self.image, self.trainer.tensors(), self.trainer.step_count)
-        return self._current
+    def _trained_image(self) -> bytes:
+        return trained_in_place(self.image, self.trainer.tensors(), self.trainer.step_count)
