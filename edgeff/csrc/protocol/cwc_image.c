@@ -29,6 +29,21 @@ static uint32_t saturated(uint64_t v) { return v > 0xFFFFFFF0u ? 0xFFFFFFF0u : (
 
 static uint64_t volume(int32_t a, int32_t b, int32_t c) { return (uint64_t)a * (uint64_t)b * (uint64_t)c; }
 
+/* n / d by shift and subtract: the board build links no libgcc helper (a 64-bit `/` calls __aeabi_uldivmod), and
+ * the check divides only a few times per load. */
+static uint64_t divide_u64(uint64_t n, uint32_t d)
+{
+    uint64_t q = 0, r = 0;
+    for (int32_t i = 63; i >= 0; --i) {
+        r = r << 1 | (n >> i & 1u);
+        if (r >= d) {
+            r -= d;
+            q |= (uint64_t)1 << i;
+        }
+    }
+    return q;
+}
+
 static int32_t ceil_log2(uint64_t v)   /* the smallest b with 2^b >= v */
 {
     int32_t b = 0;
@@ -100,7 +115,7 @@ static int scores_fit(const uint8_t *image, const uint32_t *record, const layer_
 {
     int64_t sum = 0;
     for (int32_t l = 0; l < n; ++l) {
-        int64_t g = (int64_t)(volume(L[l].out_c, L[l].out_h, L[l].out_w) / (uint64_t)classes) * (255 * 255);
+        int64_t g = (int64_t)divide_u64(volume(L[l].out_c, L[l].out_h, L[l].out_w), (uint32_t)classes) * (255 * 255);
         int64_t m = ef_get_i32(image + record[l] + EF_CWC_IMAGE_LAYER_AT_CLASS_MULTIPLIER);
         int64_t s = ef_get_i32(image + record[l] + EF_CWC_IMAGE_LAYER_AT_CLASS_SHIFT);
         if (s >= 31 || (s > 0 && (g << s) > INT32_MAX))   /* g >= 1: shifted left it would leave int32 */
@@ -253,7 +268,7 @@ int ef_cwc_image_check(const uint8_t *image, uint32_t length, uint32_t image_cap
         if (!ef_requantization_valid(image + record[l] + EF_CWC_IMAGE_LAYER_AT_CLASS_MULTIPLIER,
                                      image + record[l] + EF_CWC_IMAGE_LAYER_AT_CLASS_SHIFT, 1))
             return fail(why, "a layer's class goodness multiplier or shift is not a valid quantized multiplier");
-        if (volume(L[l].out_c, L[l].out_h, L[l].out_w) / (uint64_t)classes > EF_CWC_MAX_GROUP_VALUES)
+        if (divide_u64(volume(L[l].out_c, L[l].out_h, L[l].out_w), (uint32_t)classes) > EF_CWC_MAX_GROUP_VALUES)
             return fail(why, "a layer's class goodness could overflow int32");
         if (L[l].kind == EF_CWC_MAXPOOL2D && L[l].zero_point != L[l].in_zero_point)
             return fail(why, "a maxpool2d layer's zero point is not its input's");
@@ -317,7 +332,7 @@ int ef_cwc_image_check(const uint8_t *image, uint32_t length, uint32_t image_cap
             layout->max_step_shift = larger;
         /* gradient bits (conv2d runtime's gradient_bits): 2^15 * 255 per dz times the pooled positions, the
          * filter's times 255 again; a multiplier up to 2^(62 - bits - 1) keeps the product inside int64 */
-        uint64_t positions = (uint64_t)B->conv_h * (uint64_t)B->conv_w / (uint64_t)(B->pool * B->pool);
+        uint64_t positions = divide_u64((uint64_t)B->conv_h * (uint64_t)B->conv_w, (uint32_t)(B->pool * B->pool));
         int32_t bias_bits = 15 + 8 + ceil_log2(positions + 1u), weight_bits = bias_bits + 8;
         int32_t o = B->out_c;
         for (int32_t k = 0; k < 2 * o; ++k) {
