@@ -148,7 +148,6 @@ def train_on_board(link: BoardLink, model_path, stream: SampleStream, config: In
     config.check()
     image = start_image(model_path, config, last_k)
     _check_negatives(image[4] == m.LAYERED_MODEL_FORMAT, stream)
-    link.check_format(image)          # before anything is sent: the board keeps what it holds
     frac_bits = load_model(model_path)[1]["quantization"]["goodness_frac_bits"]
     run_id = run_id_of(image, config, frac_bits, stream)
     recent = deque(maxlen=RECENT)

@@ -354,8 +354,8 @@ def _refused(res, message):
 def test_what_conv_int8_models_lack_is_refused_in_one_line(padded, tmp_path):
     float_path, int_path, data, _ = padded
     _refused(run_cli("export", int_path, "--format", "board-header", "--out", tmp_path / "b.h"),
-             "the board-header export takes int8 FF MLPs only (the board firmware does not load a CwC model's "
-             "image, format 2, yet)")
+             "the board-header export takes int8 FF MLPs only (a CwC model's image, format 2, is not compiled "
+             "into the firmware yet)")
     _refused(run_cli("memory-plan", float_path), "a conv model's memory plan follows its int8 model file")
     _refused(run_cli("quantize", float_path, "--out", tmp_path / "s.safetensors", "--data-dir", data,
                      "--from-scratch", "1"), "--from-scratch prepares integer training")

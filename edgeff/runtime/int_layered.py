@@ -11,7 +11,7 @@ class_goodness_shift; the decision is the argmax of their sum over the evaluatio
 outputs of the head layers, gives int8 logits (head.*), as the MLP's.
 
 Integer training of it is edgeff.runtime.int_layered_training's; its board image is format 2
-(firmware_bridge/board_image.py), which the virtual board trains over the link (firmware_bridge/board_models.py);
+(firmware_bridge/board_image.py), which boards train over the link (firmware_bridge/board_models.py, board_protocol.c);
 the TFLite and ONNX exports (edgeff/export/tflite_layered.py, onnx_layered.py) write what this model computes.
 """
 
