@@ -5,7 +5,9 @@ model on it exactly as on the emulated board.
 DIR/library.properties, DIR/library.json   the Arduino and PlatformIO descriptions of one library
 DIR/src/                                   the C kernels and the board side of the protocol (the firmware's own
                                            sources, unchanged), EdgeFF.h/.cpp (the Arduino glue), the model
-                                           compiled in (board_model.h) and its buffer sizes (edgeff_config.h)
+                                           compiled in (board_model.h: the board image `edgeff board train`
+                                           loads, an FF MLP's or a layered model's with --last-k's blocks
+                                           training) and its buffer sizes (edgeff_config.h)
 DIR/examples/TrainOverSerial/              a sketch that trains over the USB serial port
 DIR/README.md, DIR/PROTOCOL.md             how to use it, USB CDC pitfalls, the protocol
 
@@ -24,8 +26,7 @@ from edgeff.c_array import c_header
 from edgeff.csrc import KERNELS, PROTOCOL
 from edgeff.errors import EdgeFFError
 from edgeff.profiler.hw_profile import load_profile
-from firmware_bridge.board_export import BOARD_MODEL, checked_board_model, installed_image_bytes, scratch_bytes
-from firmware_bridge.board_image import pack_image
+from firmware_bridge.board_export import BOARD_MODEL, board_model
 from firmware_bridge.emulator import FIRMWARE, PROTOCOL_SOURCES
 from firmware_bridge.framing import max_encoded_size
 
@@ -88,13 +89,12 @@ def _platformio(model_name: str) -> str:
                        "examples": ["examples/*/*.ino"]}, indent=2) + "\n"
 
 
-def library_files(model_path) -> tuple[dict, dict]:
+def library_files(model_path, last_k: int | None = None) -> tuple[dict, dict]:
     """(relative path -> bytes of the library, its static RAM by buffer) for model_path (an int8 model the
-    board firmware trains)."""
+    board firmware trains; a layered one with its last last_k blocks training, None: all)."""
     model_path = Path(model_path)
-    tensors, header = checked_board_model(model_path)
-    image_capacity = _align8(installed_image_bytes(model_path, tensors, header))
-    scratch_capacity = _align8(scratch_bytes(header["architecture"]))
+    model = board_model(model_path, last_k)
+    image_capacity, scratch_capacity = _align8(model.installed_bytes), _align8(model.scratch_bytes)
     board = load_profile(BOARD)
     ram, budget = library_ram(image_capacity, scratch_capacity), board.sram_bytes - board.sram_reserved_bytes
     if sum(ram.values()) > budget:
@@ -105,9 +105,8 @@ def library_files(model_path) -> tuple[dict, dict]:
     files = {f"src/{path.name}": path.read_bytes() for path in c_sources}
     files |= {f"src/{path.name}": path.read_bytes() for path in sorted(GLUE.glob("*.[ch]*"))}
     files |= {str(path.relative_to(GLUE)): path.read_bytes() for path in sorted(GLUE.glob("examples/*/*"))}
-    image = pack_image(tensors, header)
-    files["src/board_model.h"] = c_header(image, BOARD_MODEL, f"{model_path.name} as board image",
-                                          "arduino").encode()
+    files["src/board_model.h"] = c_header(model.image, BOARD_MODEL, f"{model_path.name} as board image"
+                                          f"{model.format_note}", "arduino").encode()
     files["src/edgeff_config.h"] = _config_header(image_capacity, scratch_capacity, board.flash_bytes).encode()
     files["library.properties"] = _properties(model_path.name).encode()
     files["library.json"] = _platformio(model_path.name).encode()
@@ -116,13 +115,14 @@ def library_files(model_path) -> tuple[dict, dict]:
     return files, ram
 
 
-def export_arduino(model_path, out_dir) -> dict:
+def export_arduino(model_path, out_dir, last_k: int | None = None) -> dict:
     """Write the library into out_dir (a new or empty folder), whole or not at all: it is written beside it and
-    renamed into place. Returns what was written (for the CLI)."""
+    renamed into place. last_k: a layered model's trained blocks, as library_files'. Returns what was written (for
+    the CLI)."""
     out_dir = Path(out_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()):
         raise EdgeFFError(f"--out {out_dir} is a folder with files in it; give a new or empty folder for the library")
-    files, ram = library_files(model_path)
+    files, ram = library_files(model_path, last_k)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
     try:

@@ -127,7 +127,11 @@ def trainer_image(trainer, header: dict) -> bytes:
 def start_image(model_path, config: IntTrainingConfig, last_k: int | None = None) -> bytes:
     """The board image a run of the model file starts from: an FF MLP's tensors as its file holds them (the board
     adds master weights where there are none), a layered CwC model's trainer state on its last_k blocks."""
-    trainer, header = load_board_trainer(model_path, config, last_k)
+    return start_image_of(model_path, *load_board_trainer(model_path, config, last_k))
+
+
+def start_image_of(model_path, trainer, header: dict) -> bytes:
+    """start_image given the file's board trainer and header (load_board_trainer's), for a caller that needs both."""
     return trainer_image(trainer, header) if is_layered(header) else pack_image(*load_model(model_path))
 
 

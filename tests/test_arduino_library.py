@@ -6,22 +6,30 @@ import os
 import shutil
 import subprocess
 import tty
+from contextlib import contextmanager
 
 import pytest
 
+from edgeff.c_array import tflite_bytes_from_c_header
 from edgeff.model_file import load_model
+from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_model import IntFFModel
-from edgeff.runtime.int_training import load_trainer, trainer_tensors
+from edgeff.runtime.int_training import IntTrainingConfig, load_trainer, trainer_tensors
 from edgeff.runtime.memory_plan import plan_summary, training_plan
 from firmware_bridge import arduino_build
+from firmware_bridge import messages as m
 from firmware_bridge.arduino_library import MAX_PAYLOAD
-from firmware_bridge.board_export import scratch_bytes
+from firmware_bridge.board_export import board_model, scratch_bytes
 from firmware_bridge.board_image import pack_image, unpack_image
-from firmware_bridge.board_training import runtime_image, train_on_board
+from firmware_bridge.board_training import runtime_image, start_image, train_on_board
 from firmware_bridge.driver import BoardLink
 from firmware_bridge.framing import crc32, max_encoded_size
 from tests.conftest import run_cli
+from tests.test_board_layered import _stream as layered_stream
+from tests.test_board_layered import conv  # noqa: F401 (a module fixture, by name)
 from tests.test_serial_bridge import CONFIG, _stream
+
+CONV_CONFIG = IntTrainingConfig(lr_shift=8, seed=3)   # the image holds no setting: any lr_shift the model takes
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +86,21 @@ def _build_host(library, out):
     return exe
 
 
+@contextmanager
+def _sketch_link(exe):
+    """A BoardLink to the host-built sketch `exe`, its Serial on a pty, for as long as the `with` block."""
+    board_end, host_end = os.openpty()
+    tty.setraw(host_end)
+    sketch = subprocess.Popen([exe], stdin=board_end, stdout=board_end)
+    os.close(board_end)
+    try:
+        with BoardLink(os.ttyname(host_end), timeout=1.0) as link:
+            yield link
+    finally:
+        os.close(host_end)
+        sketch.wait(timeout=10)
+
+
 def test_the_sketch_trains_over_a_pty_bit_identically(library, small_model, tmp_path, capfd):
     """The example sketch with the library, built for the host with Serial on a pty, answers EdgeFF's own
     driver: it boots with the compiled-in model (the runtime's image CRC), trains a windowed stream and reads
@@ -85,29 +108,48 @@ def test_the_sketch_trains_over_a_pty_bit_identically(library, small_model, tmp_
     for checkpoints: the host says so once and trains on."""
     out, _ = library
     int_path, data_dir = small_model
-    exe = _build_host(out, tmp_path / "host")
-    board_end, host_end = os.openpty()
-    tty.setraw(host_end)
-    sketch = subprocess.Popen([exe], stdin=board_end, stdout=board_end)
-    os.close(board_end)
-    try:
-        installed = pack_image(trainer_tensors(load_trainer(int_path, CONFIG)), load_model(int_path)[1])
-        stream, _ = _stream(data_dir, n=30, seed=4)
-        with BoardLink(os.ttyname(host_end), timeout=1.0) as link:
-            assert link.info.model_loaded and link.info.image_crc == crc32(installed)
-            assert link.info.name == "arduino-edgeff"
-            result = train_on_board(link, int_path, stream, CONFIG, checkpoint_every=10, quiet=True)
-            trained = IntFFModel.from_tensors(*unpack_image(result["image"]))
-            for image in stream.images[:3]:
-                scores = trained.multi_pass_scores(image[None])[0]
-                assert link.infer(image) == (scores.argmax(), trained.head_logits(image[None]).argmax(),
-                                             scores.tolist())
-        assert result["image"] == runtime_image(int_path, stream, CONFIG)
-        assert result["board_metrics"]["applied"] == 30 and not result["checkpoints_kept"]
-        assert capfd.readouterr().err.count("keeps no checkpoint") == 1
-    finally:
-        os.close(host_end)
-        sketch.wait(timeout=10)
+    installed = pack_image(trainer_tensors(load_trainer(int_path, CONFIG)), load_model(int_path)[1])
+    stream, _ = _stream(data_dir, n=30, seed=4)
+    with _sketch_link(_build_host(out, tmp_path / "host")) as link:
+        assert link.info.model_loaded and link.info.image_crc == crc32(installed)
+        assert link.info.name == "arduino-edgeff"
+        result = train_on_board(link, int_path, stream, CONFIG, checkpoint_every=10, quiet=True)
+        trained = IntFFModel.from_tensors(*unpack_image(result["image"]))
+        for image in stream.images[:3]:
+            scores = trained.multi_pass_scores(image[None])[0]
+            assert link.infer(image) == (scores.argmax(), trained.head_logits(image[None]).argmax(),
+                                         scores.tolist())
+    assert result["image"] == runtime_image(int_path, stream, CONFIG)
+    assert result["board_metrics"]["applied"] == 30 and not result["checkpoints_kept"]
+    assert capfd.readouterr().err.count("keeps no checkpoint") == 1
+
+
+def test_a_conv_models_library_compiles_in_the_image_board_train_loads(request, tmp_path):
+    """The library of a layered CwC model: src/board_model.h holds the format-2 image `edgeff board train` loads
+    (every block training), edgeff_config.h's capacities are that image and the scratch the firmware counts for it
+    (its RAM check counts both), it links for the Cortex-M4F within the board's RAM, and the sketch built for the
+    host boots with the image installed as sent (INFO's bytes and CRC, READ) and infers as the runtime's model."""
+    int_path, data = request.getfixturevalue("conv")
+    out = tmp_path / "EdgeFF"
+    res = run_cli("export", int_path, "--format", "arduino", "--out", out, "--json")
+    assert res.returncode == 0, res.stderr
+    image, model = start_image(int_path, CONV_CONFIG), board_model(int_path)
+    assert tflite_bytes_from_c_header(out / "src/board_model.h") == image and image[4] == m.LAYERED_MODEL_FORMAT
+    capacities = {"image": (len(image) + 7) // 8 * 8, "scratch": (model.scratch_bytes + 7) // 8 * 8}
+    ram = json.loads(res.stdout)["ram_bytes"]
+    assert (ram["model image with master weights"], ram["working buffers and staging slots"]) == \
+        (capacities["image"], capacities["scratch"])
+    footprint = arduino_build.build_cortex_m(out, tmp_path / "build")
+    assert {name: footprint["ram_symbols"][name] for name in capacities} == capacities
+    assert footprint["ram_bytes"] + footprint["stack_bytes"] <= footprint["board_sram_bytes"]
+    pixels = layered_stream(int_path, data, n=3).images
+    runtime = IntLayeredModel.from_file(int_path)
+    scores, one_pass = runtime.multi_pass_scores(pixels), runtime.head_logits(pixels).argmax(axis=1)
+    with _sketch_link(_build_host(out, tmp_path / "host")) as link:
+        assert link.info.model_loaded and (link.info.image_bytes, link.info.image_crc) == (len(image), crc32(image))
+        assert link.read_image() == image
+        for i, x in enumerate(pixels):
+            assert link.infer(x) == (scores[i].argmax(), one_pass[i], scores[i].tolist())
 
 
 def test_a_model_the_board_cannot_train_is_refused_before_writing(small_model, float_model, tmp_path):

@@ -33,6 +33,7 @@ from firmware_bridge.driver import BoardLink
 from firmware_bridge.framing import crc32
 from firmware_bridge.virtual_board import VirtualBoard
 from tests.conftest import run_cli
+from tests.test_cli_hardening import _refused
 from tests.test_conv_ptq import PADDED, _quantized
 from tests.test_serial_bridge import _ask, _kill_at, _ScriptedBoard, _train
 
@@ -297,3 +298,26 @@ def test_the_host_refuses_negatives_last_k_on_an_mlp_and_a_pull_without_its_base
         res = run_cli("board", "pull", "--port", board.url, "--out", tmp_path / "p.safetensors")
     assert res.returncode != 0 and "give the model file it was loaded from (--model)" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_the_board_exports_refuse_last_k_where_it_means_nothing_and_a_board_without_room(conv, small_model, tmp_path):
+    """`edgeff export` refuses, in one line before writing anything: --last-k on an FF MLP and on an export with no
+    board image, a K beyond the model's trainable blocks, and a conv model whose working buffers exceed the board
+    firmware's scratch (the netduinoplus2's 8 KB; the convolution's DSP scratch is most of it), naming the board
+    that has room."""
+    int_path, _ = conv
+    header, library = tmp_path / "board_model.h", tmp_path / "EdgeFF"
+    for args, message in [
+        ((small_model[0], "--format", "board-header", "--last-k", 1, "--out", header),
+         "--last-k takes a layered (conv) int8 model; an FF MLP trains every layer"),
+        ((int_path, "--format", "board-header", "--last-k", 3, "--out", header),
+         "--last-k 3 must be from 1 to 2, the model's trainable layers (1, 2)"),
+        ((int_path, "--format", "arduino", "--last-k", 0, "--out", library), "--last-k 0 must be from 1 to 2"),
+        ((int_path, "--format", "onnx", "--last-k", 1, "--out", header),
+         "--last-k picks the blocks a board trains: it is for --format board-header and arduino, not onnx"),
+        ((int_path, "--format", "board-header", "--board", "netduinoplus2", "--out", header),
+         "training it takes 10,396 bytes of working buffers and staging slots, but EdgeFF's board firmware on "
+         "netduinoplus2 has 8,192; train a network with a smaller input or fewer channels, or export it with "
+         "--board for mps2-an386")]:
+        _refused(run_cli("export", *args), message)
+    assert not header.exists() and not library.exists() and not list(tmp_path.glob(".EdgeFF.partial-*"))

@@ -13,8 +13,8 @@ import pytest
 from edgeff.model_file import load_model
 from edgeff.runtime.int_layered_training import load_layered_trainer
 from edgeff.runtime.int_training import LR_SHIFT_RANGE, IntTrainingConfig
-from edgeff.runtime.memory_plan import layered_training_plan
 from firmware_bridge import messages as m
+from firmware_bridge.board_export import layered_scratch_bytes
 from firmware_bridge.board_image import pack_image
 from firmware_bridge.board_training import configure_payload
 from firmware_bridge.framing import FrameDecoder, crc32, encode_frame
@@ -28,8 +28,6 @@ IMAGE_CAPACITY, SCRATCH_CAPACITY = 64 * 1024, 64 * 1024
 @pytest.fixture(scope="module")
 def c_board(tmp_path_factory):
     return build_host_board(tmp_path_factory.mktemp("host-board-cwc"))
-PLANNED = ("activations ping", "activations pong", "pre-pool output", "class goodness", "dL/dG",
-           "filter row gradient sums")   # the plan's working buffers of a step that the C board holds
 
 
 class CBoard:
@@ -116,16 +114,6 @@ def _record(label: int, pixels: np.ndarray, negative=m.NO_NEGATIVE) -> bytes:
 def _runtime_infer(model, pixels: np.ndarray) -> tuple:
     scores = model.multi_pass_scores(pixels[None])[0]
     return int(scores.argmax()), int(model.head_logits(pixels[None])[0].argmax()), scores
-
-
-def _scratch_needed(trainer, n_inputs: int) -> int:
-    """The working buffers the plan gives one step (less the convolution scratch: this host's portable kernel needs
-    none) and the inference's head input, each on 8 bytes, then the four staging slots (a record and a bit per byte
-    each)."""
-    plan = [b.bytes for b in layered_training_plan(trainer.model, trainer.trained, "ff") if b.layer == 0
-            and b.name.startswith(PLANNED)]
-    record, head = 2 + n_inputs, trainer.model.head.weight.shape[1]
-    return sum(-(-b // 8) * 8 for b in [*plan, head]) + m.STAGING_SLOTS * (record + -(-record // 8))
 
 
 @pytest.mark.parametrize("case, last_k, rounding", [("pooled", None, "stochastic"), ("pooled", 1, "stochastic"),
@@ -242,11 +230,13 @@ def test_a_sample_with_a_negative_label_or_a_label_past_the_classes_is_refused(c
 
 @pytest.mark.parametrize("case", ["pooled", "padded"])
 def test_a_model_over_the_boards_ram_is_refused_with_the_bytes_it_needs(c_board, case, request):
-    """The bytes needed are the image, the plan's working buffers and the staging slots: a scratch of exactly
-    that takes the model (and INFO's free RAM is what is left: none), one byte less is NO_MEMORY with that need."""
+    """The bytes needed are the image, the plan's working buffers and the staging slots, as the board-header export
+    counts them (board_export.layered_scratch_bytes; no convolution scratch: this host's portable kernel needs
+    none): a scratch of exactly that takes the model (and INFO's free RAM is what is left: none), one byte less is
+    NO_MEMORY with that need."""
     _, path, _, _ = request.getfixturevalue(case)
     trainer, _, image = _trainer(path, IntTrainingConfig(lr_shift=8), None)
-    scratch = _scratch_needed(trainer, int(np.prod(trainer.model.description.layers[0].in_shape)))
+    scratch = layered_scratch_bytes(trainer.model, trainer.trained, dsp=False)
     board = CBoard(c_board, len(image), scratch)
     assert board.load(image).type == m.Reply.OK
     info = m.INFO.unpack(board.request(m.Request.HELLO, m.HELLO.pack(m.MIN_VERSION, m.PROTOCOL_VERSION)).payload)

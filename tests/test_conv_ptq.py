@@ -21,6 +21,7 @@ from edgeff.runtime import backend
 from edgeff.runtime.class_goodness import MAX_GROUP_VALUES
 from edgeff.runtime.fully_connected import accumulate_ref
 from edgeff.runtime.int_layered import IntLayeredModel
+from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.l2_normalization import l2_normalization
 from edgeff.runtime.requantize import multiply_by_quantized_multiplier
 from edgeff.scoring import multi_pass_accuracy
@@ -353,10 +354,9 @@ def _refused(res, message):
 
 def test_what_conv_int8_models_lack_is_refused_in_one_line(padded, tmp_path):
     float_path, int_path, data, _ = padded
-    _refused(run_cli("export", int_path, "--format", "board-header", "--out", tmp_path / "b.h"),
-             "the board-header export takes int8 FF MLPs only (a CwC model's image, format 2, is not compiled "
-             "into the firmware yet)")
+    with pytest.raises(EdgeFFError, match="an int8 layered model .*, not an FF MLP: `edgeff board train` loads"):
+        IntFFModel.from_file(int_path)   # the FF MLP's integer model, and what there is for a layered one instead
     _refused(run_cli("memory-plan", float_path), "a conv model's memory plan follows its int8 model file")
     _refused(run_cli("quantize", float_path, "--out", tmp_path / "s.safetensors", "--data-dir", data,
                      "--from-scratch", "1"), "--from-scratch prepares integer training")
-    assert not any((tmp_path / name).exists() for name in ("b.h", "s.safetensors"))
+    assert not (tmp_path / "s.safetensors").exists()

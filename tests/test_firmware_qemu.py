@@ -19,17 +19,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeff.c_array import tflite_bytes_from_c_header
 from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription
 from edgeff.model_file import load_model
+from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig, load_trainer, trainer_tensors
 from edgeff.runtime.requantize import INT32_MAX
 from firmware_bridge import emulator, selftest
 from firmware_bridge import messages as m
+from firmware_bridge.board_export import board_model
 from firmware_bridge.board_image import layered_state, pack_image, unpack_image
-from firmware_bridge.board_training import configure_payload, run_id_of, runtime_image, train_on_board
+from firmware_bridge.board_training import configure_payload, run_id_of, runtime_image, start_image, train_on_board
 from firmware_bridge.driver import BoardError, BoardLink
 from firmware_bridge.framing import Frame, FrameDecoder, crc32, encode_frame
 from tests.conftest import run_cli
@@ -427,6 +430,34 @@ def test_a_model_compiled_in_from_the_exporters_header(small_model, tmp_path):
         assert link.read_image() == runtime_image(int_path, stream, CONFIG)
     missing = run_cli("board", "emulate", "--model-header", tmp_path / "none.h")
     assert missing.returncode == 2 and "cannot read it" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_conv_model_compiled_in_from_the_exporters_header(request, tmp_path):
+    """`edgeff export --format board-header --last-k 1` of a layered CwC model writes its format-2 image, the one
+    `board train --last-k 1` loads; firmware built with it boots with that image installed as sent (INFO's bytes
+    and CRC, READ), infers as the runtime's model and trains it without a load to the trainer's bits."""
+    int_path, data = request.getfixturevalue("conv")
+    header_path = tmp_path / "conv_model.h"
+    res = run_cli("export", int_path, "--format", "board-header", "--last-k", 1, "--out", header_path)
+    assert res.returncode == 0, res.stderr
+    config = IntTrainingConfig(lr_shift=8, seed=3)
+    image = start_image(int_path, config, 1)
+    assert tflite_bytes_from_c_header(header_path) == image and image[4] == m.LAYERED_MODEL_FORMAT
+    stream = layered_stream(int_path, data, n=4, epochs=1, seed=2)
+    model = IntLayeredModel.from_file(int_path)
+    with emulator.EmulatedBoard(model_header=header_path.read_text()) as board, _link(board) as link:
+        info = link.info
+        assert info.model_loaded and not info.configured
+        assert (info.image_bytes, info.image_crc) == (len(image), crc32(image)) and link.read_image() == image
+        # the RAM it takes, the export's figures (its refusal's): the image and the scratch the firmware counts
+        assert info.sram_budget - info.sram_free == len(image) + board_model(int_path, 1).scratch_bytes
+        scores, one_pass = model.multi_pass_scores(stream.images[:3]), model.head_logits(stream.images[:3])
+        for i, pixels in enumerate(stream.images[:3]):
+            assert link.infer(pixels) == (scores[i].argmax(), one_pass[i].argmax(), scores[i].tolist())
+        link.value(m.Request.CONFIGURE, configure_payload(config, 12, 1, m.LAYERED_MODEL_FORMAT))
+        for p in range(len(stream)):
+            link.train(p, stream.record(p))
+        assert link.read_image() == runtime_image(int_path, stream, config, last_k=1)
 
 
 def _children(pid: int) -> list:

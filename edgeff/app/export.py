@@ -23,6 +23,11 @@ def register(sub):
                     help="board-header: the emulated board whose firmware compiles it in, which refuses a model "
                          "larger than its RAM for one (a hardware profile with a [firmware] table; default: "
                          "%(default)s)")
+    # a plain int: a bad K is refused by the trainer in one line that names the model's trainable layers
+    sp.add_argument("--last-k", type=int,
+                    help="board-header and arduino, layered (conv) int8 models: the image trains the last K "
+                         "trainable blocks (it holds their masters), the earlier ones frozen, as `edgeff board "
+                         "train --last-k K` (default: every block)")
     sp.add_argument("--layer-op", choices=["fully_connected", "conv_2d"],
                     help="TFLite op for each dense layer and the head: FULLY_CONNECTED (the default for an MLP; "
                          "what TFLite Micro runs) or the equivalent 1x1 CONV_2D, which LiteRT's reference kernels "
@@ -49,16 +54,22 @@ def _calibration(args) -> tuple:
     return data.train.images[:n], args.percentile
 
 
+BOARD_FORMATS = ("board-header", "arduino")   # the exports of a board image, which --last-k shapes
+
+
 def run(args):
+    if args.last_k is not None and args.format not in BOARD_FORMATS:
+        raise EdgeFFError(f"--last-k picks the blocks a board trains: it is for --format {' and '.join(BOARD_FORMATS)}"
+                          f", not {args.format}, whose file holds the model alone")
     check_out_path(args.out, inputs=[args.model], directory=args.format == "arduino")
     if args.format == "arduino":
         from firmware_bridge.arduino_library import export_arduino
 
-        written = export_arduino(args.model, args.out)
+        written = export_arduino(args.model, args.out, args.last_k)
     elif args.format == "board-header":
         from firmware_bridge.board_export import export_board_header
 
-        written = export_board_header(args.model, args.out, args.board)
+        written = export_board_header(args.model, args.out, args.board, args.last_k)
     else:
         from edgeff.export.write import export_model
 
@@ -73,9 +84,13 @@ def run(args):
 
 def _next_step(args, written: dict) -> str:
     if args.format == "board-header":
-        return f"run it with `edgeff board emulate --model-header {written['out']}`"
+        return (f"on {written['board']} it takes {written['image_bytes']:,} of the {written['board_image_bytes']:,} "
+                f"bytes for a model and {written['scratch_bytes']:,} of the {written['board_scratch_bytes']:,} bytes "
+                f"of scratch; run it with `edgeff board emulate --board {written['board']} --model-header "
+                f"{written['out']}`")
     if args.format == "arduino":
         ram = sum(written["ram_bytes"].values())
+        last_k = f" --last-k {args.last_k}" if args.last_k is not None else ""
         return (f"{ram:,} bytes of static RAM; upload {written['out']}/examples/TrainOverSerial, then "
-                f"`edgeff board train --model {args.model} --port /dev/ttyACM0 --out TRAINED`")
+                f"`edgeff board train --model {args.model}{last_k} --port /dev/ttyACM0 --out TRAINED`")
     return f"check it with `edgeff verify {args.model} {written['out']}`"

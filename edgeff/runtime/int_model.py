@@ -70,15 +70,14 @@ class IntModel:
 
 def check_mlp(path, arch: dict) -> None:
     """Refuse, in one line saying what exists for it, a layered model where an FF MLP is needed: the FF MLP's
-    integer model and trainer, and the board-header export (a model compiled into the firmware is a format-1 image,
-    an MLP's; a CwC model, format 2, reaches a board over the link)."""
+    integer model and trainer (a board takes a CwC model as board image format 2, over the link or compiled in)."""
     if "objective" in arch:   # edgeff.runtime.int_layered runs it, edgeff.runtime.int_layered_training trains it
         kinds = [layer["kind"] for layer in arch["layers"]]
-        raise EdgeFFError(f"{path}: an int8 layered model ({', '.join(kinds)}; objective {arch['objective']}): "
-                          "the board-header export takes int8 FF MLPs only (a CwC model's image, format 2, is not "
-                          "compiled into the firmware yet); `edgeff board train` loads and trains it on a board "
-                          "over the link (the virtual board, the EdgeFF firmware), `edgeff eval` runs it, `edgeff "
-                          "finetune` trains it and `edgeff export` (onnx, tflite, c-header) exports it")
+        raise EdgeFFError(f"{path}: an int8 layered model ({', '.join(kinds)}; objective {arch['objective']}), "
+                          "not an FF MLP: `edgeff board train` loads and trains it on a board over the link (the "
+                          "virtual board, the EdgeFF firmware), `edgeff export` compiles it into the firmware "
+                          "(board-header, arduino; --last-k) or exports it (onnx, tflite, c-header), `edgeff eval` "
+                          "runs it and `edgeff finetune` trains it")
 
 
 class IntFFModel(IntModel):
