@@ -4,7 +4,9 @@ arm-none-eabi-gcc against a stand-in for the Arduino core), next to the memory p
 (`edgeff memory-plan`) and the board's budget. The board core's own RAM (USB stack, Serial buffers) comes on
 top on a real board and is not counted.
 
-    python benchmarks/arduino_footprint.py --model MODEL_INT8 [--json]
+    python benchmarks/arduino_footprint.py --model MODEL_INT8 [--last-k K] [--json]
+
+A layered (conv) model's plan is its integer training's on the blocks --last-k trains (edgeff memory-plan's).
 """
 import argparse
 import json
@@ -15,9 +17,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeff.model_file import load_model
 from edgeff.profiler.hw_profile import load_profile
-from edgeff.runtime.memory_plan import plan_summary, training_plan
+from edgeff.runtime.memory_plan import layered_training_plan, plan_summary, training_plan
 from firmware_bridge import arduino_build
 from firmware_bridge.arduino_library import BOARD, export_arduino
+from firmware_bridge.board_export import IMAGE_CONFIG
+from firmware_bridge.board_training import is_layered, load_board_trainer
 
 # what each of the library's RAM objects is (the C names as the linker sees them)
 RAM_OBJECTS = {"image": "model image, trained in place (weights, master weights, constants)",
@@ -31,22 +35,31 @@ RAM_OBJECTS = {"image": "model image, trained in place (weights, master weights,
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="int8 model file (edgeff quantize)")
+    p.add_argument("--last-k", type=int, help="a layered (conv) model: the blocks it trains (default: every block)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the tables")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        written = export_arduino(args.model, Path(tmp) / "EdgeFF")
+        written = export_arduino(args.model, Path(tmp) / "EdgeFF", args.last_k)
         print("linking the library for a Cortex-M4F", file=sys.stderr)
         footprint = arduino_build.build_cortex_m(written["out"], Path(tmp) / "build")
-    arch = load_model(args.model)[1]["architecture"]
-    plan = plan_summary(training_plan(arch["sizes"], arch["n_classes"], arch["head_layers"]))
+    header = load_model(args.model)[1]
+    arch = header["architecture"]
+    if is_layered(header):
+        trainer, _ = load_board_trainer(args.model, IMAGE_CONFIG, args.last_k)
+        plan = plan_summary(layered_training_plan(trainer.model, trainer.trained, "ff"))
+        network = (f"layers {', '.join(layer['kind'] for layer in arch['layers'])}, blocks "
+                   f"{', '.join(str(i + 1) for i in trainer.trained)} trained")
+    else:
+        plan = plan_summary(training_plan(arch["sizes"], arch["n_classes"], arch["head_layers"]))
+        network = f"network {arch['sizes']}"
     board = load_profile(BOARD)
-    result = {"model": args.model, "sizes": arch["sizes"], "board": BOARD, "footprint": footprint, "plan": plan,
+    result = {"model": args.model, "network": network, "board": BOARD, "footprint": footprint, "plan": plan,
               "board_sram_available": board.sram_bytes - board.sram_reserved_bytes}
     if args.json:
         footprint.pop("elf")
         print(json.dumps(result, indent=2))
         return
-    print(f"network {arch['sizes']}, linked for a Cortex-M4F ({BOARD}: {board.flash_bytes:,} bytes of flash, "
+    print(f"{network}, linked for a Cortex-M4F ({BOARD}: {board.flash_bytes:,} bytes of flash, "
           f"{board.sram_bytes:,} of SRAM)\n")
     print("| RAM object | bytes | what |")
     print("|---|---|---|")
