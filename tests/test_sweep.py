@@ -103,6 +103,53 @@ def test_a_sweep_killed_midway_resumes_to_the_same_table(uninterrupted, tmp_path
     assert '"skipped": 4' in again.stdout and '"ran": 2' in again.stdout   # only the failed ones run again
 
 
+def _descendants(pid: int) -> list:
+    """Every process below pid, from /proc."""
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        todo += children.get(todo.pop(), [])
+        found += todo
+    return sorted(set(found))
+
+
+def _running_trial(pid: int):
+    """The Ray worker below pid that runs a trial (Ray names the process after the task), or None."""
+    for child in _descendants(pid):
+        try:
+            if Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"ray::run_trial"):
+                return child
+        except OSError:
+            continue
+    return None
+
+
+def test_a_trial_whose_worker_dies_is_recorded_and_the_sweep_ends(uninterrupted, tmp_path):
+    first, _, _ = uninterrupted
+    spec = _sweep_folder(tmp_path, "seeds = 1\ndata_dir = '{data}'\nconfig = 'tiny.toml'\n[set.train]\n"
+                                   "epochs = 500", data=first.parent / "data")
+    proc = subprocess.Popen([sys.executable, "-m", "edgeff", "sweep", str(spec), "--out", str(tmp_path / "out"),
+                             "--cpus", "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, worker = time.monotonic() + 120, None
+    while worker is None and time.monotonic() < deadline and proc.poll() is None:
+        worker = _running_trial(proc.pid)
+        time.sleep(0.1)
+    assert worker is not None, "no trial started"
+    os.kill(worker, signal.SIGKILL)        # as the kernel's out-of-memory killer would
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "1 trials run (1 failed)" in out and "Traceback" not in err, err
+    (row,) = read_table(tmp_path / "out/results.csv")
+    assert row["status"] == "failed" and row["error"].startswith("the worker running it died")
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -166,9 +213,7 @@ def test_without_an_extra_the_sweep_refuses_with_the_install_line(tmp_path, bloc
 
 def test_a_dead_address_is_refused_at_once_not_waited_for(tmp_path):
     spec = _sweep_folder(tmp_path)
-    with socket.socket() as s:            # a port that was free a moment ago: nothing listens there
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()                   # free a moment ago: nothing listens there
     res = run_cli("sweep", spec, "--out", tmp_path / "out", "--address", f"127.0.0.1:{port}")
     assert res.returncode == 2 and f"nothing answers at 127.0.0.1:{port}" in res.stderr
     assert "ray start --head" in res.stderr and "Traceback" not in res.stderr
