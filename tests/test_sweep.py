@@ -137,14 +137,20 @@ def test_a_trial_whose_worker_dies_is_recorded_and_the_sweep_ends(uninterrupted,
     spec = _sweep_folder(tmp_path, "seeds = 1\ndata_dir = '{data}'\nconfig = 'tiny.toml'\n[set.train]\n"
                                    "epochs = 500", data=first.parent / "data")
     proc = subprocess.Popen([sys.executable, "-m", "edgeff", "sweep", str(spec), "--out", str(tmp_path / "out"),
-                             "--cpus", "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline, worker = time.monotonic() + 120, None
-    while worker is None and time.monotonic() < deadline and proc.poll() is None:
-        worker = _running_trial(proc.pid)
-        time.sleep(0.1)
-    assert worker is not None, "no trial started"
-    os.kill(worker, signal.SIGKILL)        # as the kernel's out-of-memory killer would
-    out, err = proc.communicate(timeout=120)
+                             "--cpus", "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline, worker = time.monotonic() + 120, None
+        while worker is None and time.monotonic() < deadline and proc.poll() is None:
+            worker = _running_trial(proc.pid)
+            time.sleep(0.1)
+        assert worker is not None, "no trial started"
+        os.kill(worker, signal.SIGKILL)        # as the kernel's out-of-memory killer would
+        out, err = proc.communicate(timeout=120)
+    finally:                                   # a failed check leaves no sweep running: its whole group goes
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == 1 and "1 trials run (1 failed)" in out and "Traceback" not in err, err
     (row,) = read_table(tmp_path / "out/results.csv")
     assert row["status"] == "failed" and row["error"].startswith("the worker running it died")
