@@ -103,6 +103,59 @@ def test_a_sweep_killed_midway_resumes_to_the_same_table(uninterrupted, tmp_path
     assert '"skipped": 4' in again.stdout and '"ran": 2' in again.stdout   # only the failed ones run again
 
 
+def _descendants(pid: int) -> list:
+    """Every process below pid, from /proc."""
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        todo += children.get(todo.pop(), [])
+        found += todo
+    return sorted(set(found))
+
+
+def _running_trial(pid: int):
+    """The Ray worker below pid that runs a trial (Ray names the process after the task), or None."""
+    for child in _descendants(pid):
+        try:
+            if Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"ray::run_trial"):
+                return child
+        except OSError:
+            continue
+    return None
+
+
+def test_a_trial_whose_worker_dies_is_recorded_and_the_sweep_ends(uninterrupted, tmp_path):
+    first, _, _ = uninterrupted
+    spec = _sweep_folder(tmp_path, "seeds = 1\ndata_dir = '{data}'\nconfig = 'tiny.toml'\n[set.train]\n"
+                                   "epochs = 500", data=first.parent / "data")
+    proc = subprocess.Popen([sys.executable, "-m", "edgeff", "sweep", str(spec), "--out", str(tmp_path / "out"),
+                             "--cpus", "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline, worker = time.monotonic() + 120, None
+        while worker is None and time.monotonic() < deadline and proc.poll() is None:
+            worker = _running_trial(proc.pid)
+            time.sleep(0.1)
+        assert worker is not None, "no trial started"
+        os.kill(worker, signal.SIGKILL)        # as the kernel's out-of-memory killer would
+        out, err = proc.communicate(timeout=120)
+    finally:                                   # a failed check leaves no sweep running: its whole group goes
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1 and "1 trials run (1 failed)" in out and "Traceback" not in err, err
+    (row,) = read_table(tmp_path / "out/results.csv")
+    assert row["status"] == "failed" and row["error"].startswith("the worker running it died")
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -149,14 +202,45 @@ def test_a_sweep_runs_on_a_ray_cluster_at_an_address(uninterrupted, tmp_path, mo
     assert _comparable(read_table(tmp_path / "out/results.csv")) == _comparable(ff_rows)
 
 
-def test_without_ray_the_sweep_refuses_with_the_install_line(tmp_path):
+@pytest.mark.parametrize("blocked, argv", [("ray", ["sweep", "SPEC"]), ("torch", ["sweep", "SPEC"]),
+                                            ("scipy", ["sweep", "report", "TABLE"])])
+def test_without_an_extra_the_sweep_refuses_with_the_install_line(tmp_path, blocked, argv):
     spec = _sweep_folder(tmp_path)
-    # sys.modules[name] = None makes `import ray` raise ImportError, as in a Python without the extra
-    code = ("import sys; sys.modules['ray'] = None; from edgeff.app.cli import main; "
-            f"sys.exit(main(['sweep', {str(spec)!r}]))")
+    write_table(tmp_path / "results.csv", [_row("A", 0, 0.8, 100, 0.9, [0.1, 0.2, 0.3, 0.4])])
+    argv = [{"SPEC": str(spec), "TABLE": str(tmp_path / "results.csv")}.get(a, a) for a in argv]
+    # sys.modules[name] = None makes `import name` raise ImportError, as in a Python without the extra
+    code = (f"import sys; sys.modules[{blocked!r}] = None; from edgeff.app.cli import main; "
+            f"sys.exit(main({argv!r}))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2 and "pip install 'edgeff[sweep]'" in res.stderr and "Traceback" not in res.stderr
-    assert not (tmp_path / "runs").exists()
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert f"needs {blocked} (" in res.stderr and "pip install 'edgeff[train,sweep]'" in res.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "sweep_test_multi_pass.png").exists()
+
+
+def test_a_dead_address_is_refused_at_once_not_waited_for(tmp_path):
+    spec = _sweep_folder(tmp_path)
+    port = _free_port()                   # free a moment ago: nothing listens there
+    res = run_cli("sweep", spec, "--out", tmp_path / "out", "--address", f"127.0.0.1:{port}")
+    assert res.returncode == 2 and f"nothing answers at 127.0.0.1:{port}" in res.stderr
+    assert "ray start --head" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out/results.csv").exists()
+
+
+def test_a_table_of_trials_on_other_data_is_not_resumed(tmp_path):
+    spec = _sweep_folder(tmp_path)
+    row = _row("A", 0, 0.8, 100, 0.9, [0.1, 0.2, 0.3, 0.4]) | {"data_sha256": "0" * 64}
+    write_table(tmp_path / "out/results.csv", [row])
+    before = (tmp_path / "out/results.csv").read_bytes()
+    res = run_cli("sweep", spec, "--out", tmp_path / "out")
+    assert res.returncode == 2 and "1 finished trials were trained on other training data" in res.stderr
+    assert "another --out" in res.stderr and (tmp_path / "out/results.csv").read_bytes() == before
+
+
+def test_a_spec_whose_data_is_missing_is_refused_before_any_trial(tmp_path):
+    spec = _sweep_folder(tmp_path, SPEC.replace('data_dir = "{data}"', 'data_dir = "no-such-data"'), data="x")
+    res = run_cli("sweep", spec, "--out", tmp_path / "out")
+    assert res.returncode == 2 and "no dataset directory at" in res.stderr
+    assert "spec.toml's data_dir" in res.stderr and not (tmp_path / "out/results.csv").exists()
 
 
 @pytest.mark.parametrize("text, message", [
@@ -170,6 +254,7 @@ def test_without_ray_the_sweep_refuses_with_the_install_line(tmp_path):
     ("seeds = 2\nconfig = 'tiny.toml'\n[[variants]]\nname = 'a'\n[[variants]]\nname = 'b'", "train the same config"),
     ("seeds = 2\nconfig = 'tiny.toml'\nfinetune_epochs = 1", "set quantize = true"),
     ("seeds = 2\nconfig = 'tiny.toml'\n[grid]\nmodel.sizes = []", "must list the values"),
+    ("seeds = 2\nconfig = 'no-such-config'", "spec.toml: no config file 'no-such-config'"),
 ])
 def test_bad_specs_are_refused_naming_the_problem(tmp_path, text, message):
     spec = _sweep_folder(tmp_path, text)
@@ -221,16 +306,30 @@ def test_report_statistics_match_hand_computed_values(tmp_path):
     assert lag["mean_diff"] == 1.5 and lag["t"] == pytest.approx(1.5 / (math.sqrt(1 / 3) / 2))
     z = [math.atanh(v) for v in (0.9, 0.8, 0.85, 0.95)]
     assert dyn_a["correlation"][0]["mean_r"] == pytest.approx(math.tanh(sum(z) / 4))
-    trend = r["dynamics"]["width_trend"]
-    assert [(t["depth"], t["layer"], t["widths"]) for t in trend] == [(2, 1, [100, 200]), (2, 2, [100, 200])]
-    # ranks: widths 2.5 x4, 6.5 x4; r of width 100 all above width 200's: rho = -32 / sqrt(32 * 42)
-    assert trend[0]["rho"] == pytest.approx(-math.sqrt(32 / 42)) and trend[0]["p"] < 0.05
-    assert trend[1]["rho"] is None                           # layer 2's r is 0.5 everywhere: no ranks to test
+    (above,) = dyn_a["layer1_above"]                       # z(r of layer 1) - z(0.5) on each seed
+    assert above["layer"] == 2 and above["mean_diff"] == pytest.approx(sum(z) / 4 - math.atanh(0.5))
+    assert r["dynamics"]["width_trend"] == []                # two widths: no trend over widths to test
     assert r["trials"] == {"ok": 8, "failed": 1} and r["failed"][0]["error"] == "boom"
     for png in r["plots"]:
         assert_png(png)
     text = run_cli("sweep", "report", tmp_path / "results.csv", "--plots", tmp_path / "plots").stdout
     assert "| B − A | 4 | -2.50 |" in text and "| A | 4 | 83.00 ± 2.58 |" in text
+
+
+def test_the_width_trend_is_a_spearman_rho_per_seed_tested_over_seeds(tmp_path):
+    r1 = {100: [0.9, 0.8, 0.85, 0.95], 200: [0.5, 0.6, 0.55, 0.4], 400: [0.45, 0.7, 0.3, 0.2]}
+    rows = [_row(f"w{w}", s, 0.8, w, r1[w][s], [0.1, 0.2, 0.3, 0.4]) for w in r1 for s in range(4)]
+    write_table(tmp_path / "results.csv", rows)
+    res = run_cli("sweep", "report", tmp_path, "--json")
+    assert res.returncode == 0, res.stderr
+    first, second = json.loads(res.stdout)["dynamics"]["width_trend"]
+    # per seed, r against widths 100, 200, 400: falling (rho -1) on seeds 0, 2, 3; 0.8, 0.6, 0.7 on seed 1: -0.5
+    assert (first["depth"], first["layer"], first["widths"], first["n"]) == (2, 1, [100, 200, 400], 4)
+    assert first["mean_rho"] == pytest.approx(-0.875) and first["t"] == pytest.approx(-7.0)   # sd 0.25, n 4
+    assert first["p"] == pytest.approx(2 * 0.0029931, rel=1e-4) and first["p_holm"] == first["p"]
+    assert second["layer"] == 2 and second["n"] == 0 and second["p"] is None   # layer 2's r is 0.5 everywhere
+    text = run_cli("sweep", "report", tmp_path).stdout
+    assert "| 2 | 1 | 100, 200, 400 | 4 | -0.875 |" in text
 
 
 def test_holm_adjusts_in_order_and_skips_untested():

@@ -53,10 +53,12 @@ def run(args):
     if args.cpus is not None and (args.address or os.environ.get("RAY_ADDRESS")):
         raise EdgeFFError("--cpus sizes a Ray started here; a cluster (--address or $RAY_ADDRESS) has its own "
                           "CPUs, so drop --cpus")
-    from edgeff.sweep.runner import import_ray, run_sweep
+    from edgeff.sweep.extras import RUNNING, require
+
+    require(RUNNING)   # before any work: the runner imports torch and Ray
+    from edgeff.sweep.runner import run_sweep
     from edgeff.sweep.spec import load_spec
 
-    import_ray()   # refuse before any work when the extra is missing
     spec_path = Path(args.spec)
     out = check_out_path(args.out or Path("runs") / "sweeps" / spec_path.stem, directory=True)
     spec = load_spec(spec_path, results_dir=out)
@@ -71,6 +73,9 @@ def run(args):
 
 
 def report(args):
+    from edgeff.sweep.extras import REPORTING, require
+
+    require(REPORTING)
     from edgeff.sweep.report import build_report, report_text
 
     if args.results is None:

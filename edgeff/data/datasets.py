@@ -59,11 +59,12 @@ def find_file(directory: Path, stem: str) -> Path:
     raise EdgeFFError(f"{directory}: missing {stem} (or {stem}.gz). {HOW_TO_GET_DATA}")
 
 
-def resolve_data_dir(data_dir=None) -> Path:
-    """The directory to read, from the argument, the environment or the Debian package, in that order."""
+def resolve_data_dir(data_dir=None, given_by="--data-dir") -> Path:
+    """The directory to read, from the argument (given_by names where it came from, for the error), the
+    environment or the Debian package, in that order."""
     candidates = []
     if data_dir:
-        candidates = [("--data-dir", Path(data_dir))]
+        candidates = [(given_by, Path(data_dir))]
     elif os.environ.get(DATA_DIR_ENV):
         candidates = [(f"${DATA_DIR_ENV}", Path(os.environ[DATA_DIR_ENV]))]
     else:
@@ -94,6 +95,11 @@ def _split_and_digest(images: np.ndarray, labels: np.ndarray) -> tuple[Split, st
     """The split (images flattened) and the sha256 of its uint8 images and labels, which model files record."""
     digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
     return Split(images.reshape(len(images), -1), labels.astype(np.int64)), digest
+
+
+def training_digest(data_dir=None, given_by="--data-dir") -> str:
+    """The train_sha256 that load_dataset records for data_dir, reading the training split only."""
+    return _load_split(resolve_data_dir(data_dir, given_by), "train")[1]
 
 
 def load_dataset(data_dir=None, val_size=None, split_seed=0, val_fraction=DEFAULT_VAL_FRACTION) -> Dataset:

@@ -7,7 +7,7 @@ and the model's after every evaluated epoch) and the correlations are its layer_
 """
 import numpy as np
 
-from edgeff.sweep.stats import correct, correlation_summary, fisher_z, paired, rank_correlation, summary
+from edgeff.sweep.stats import correct, correlation_summary, fisher_z, one_sample, paired, rank_correlation, summary
 
 
 def delay(epochs: list, accuracy: list, fraction: float):
@@ -42,7 +42,8 @@ def _std(a: np.ndarray) -> np.ndarray:
 
 def variant_dynamics(variant: str, rows: list, fraction: float) -> dict:
     """One variant's curves with bands, each layer's delay, the lag of each layer behind the one before it
-    (paired by seed, Holm-corrected over the variant's layers) and each layer's correlation with the model."""
+    (paired by seed, Holm-corrected over the variant's layers), each layer's correlation with the model, and how
+    much more layer 1 correlates than each deeper layer (Fisher z of r, paired by seed, Holm over the layers)."""
     depth, width = shape(rows[0]["sizes"])
     delays = [[delay(r["curves"]["epoch"], r["curves"]["layers"][l], fraction) for r in rows] for l in range(depth)]
     per_seed = [{r["seed"]: d for r, d in zip(rows, layer, strict=True) if d is not None} for layer in delays]
@@ -52,17 +53,21 @@ def variant_dynamics(variant: str, rows: list, fraction: float) -> dict:
     for l in range(depth):
         rs = [r["correlation"][l] for r in rows if r["correlation"] and r["correlation"][l] is not None]
         correlation.append({"layer": l + 1, **correlation_summary(rs)})
+    z = [{r["seed"]: fisher_z(r["correlation"][l]) for r in rows
+          if r["correlation"] and r["correlation"][l] is not None} for l in range(depth)]
+    above = correct([{"layer": l + 1, **paired(z[0], z[l])} for l in range(1, depth)])
     return {"variant": variant, "depth": depth, "width": width, "n": len(rows), **_bands(rows),
             "delay": [{"layer": l + 1, **summary([d for d in layer if d is not None])}
                       for l, layer in enumerate(delays)],
-            "lag": lags, "correlation": correlation}
+            "lag": lags, "correlation": correlation, "layer1_above": above}
 
 
 def width_trend(by_variant: dict) -> list:
-    """Per depth and layer: Spearman's rho between width and the layer's correlation with the model (Fisher z)
-    over every trial of that depth; rho < 0 is Adamson 2025's "width weakens the correlation". Holm-corrected over
-    the whole family."""
-    points = {}
+    """Per depth and layer, Adamson 2025's "width weakens the correlation" on the seeds the widths share: for each
+    seed, Spearman's rho between width and the layer's correlation with the model over that seed's trials (at
+    least 3 widths), then a one-sample t-test of the seeds' rhos against 0. A mean rho < 0: width weakens the
+    correlation. The seed is the unit because every width trains on each seed. Holm-corrected over the family."""
+    points = {}   # (depth, layer) -> seed -> [(width, r)]
     for rows in by_variant.values():
         depth, width = shape(rows[0]["sizes"])
         if width is None:
@@ -70,13 +75,16 @@ def width_trend(by_variant: dict) -> list:
         for r in rows:
             for l, c in enumerate(r["correlation"] or []):
                 if c is not None:
-                    points.setdefault((depth, l + 1), []).append((width, fisher_z(c)))
+                    points.setdefault((depth, l + 1), {}).setdefault(r["seed"], []).append((width, c))
     trend = []
-    for (depth, layer), pts in sorted(points.items()):
-        widths = sorted({w for w, _ in pts})
-        if len(widths) >= 2:
-            trend.append({"depth": depth, "layer": layer, "widths": widths,
-                          **rank_correlation([w for w, _ in pts], [z for _, z in pts])})
+    for (depth, layer), by_seed in sorted(points.items()):
+        widths = sorted({w for pts in by_seed.values() for w, _ in pts})
+        rhos = [rank_correlation([w for w, _ in pts], [c for _, c in pts])["rho"] for pts in by_seed.values()]
+        rhos = [rho for rho in rhos if rho is not None]
+        if len(widths) >= 3:
+            test = one_sample(rhos)
+            trend.append({"depth": depth, "layer": layer, "widths": widths, "n": test["n"],
+                          "mean_rho": test["mean"], "ci95": test["ci95"], "t": test["t"], "p": test["p"]})
     return correct(trend)
 
 

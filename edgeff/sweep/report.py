@@ -105,12 +105,23 @@ def report_text(r: dict) -> str:
                            f"{_num(lag['mean_diff']) if lag else ''} | {_p(lag) if lag else ''} | "
                            f"{_num(lag['cohens_d']) if lag else ''} | {_num(c['mean_r'], '.3f')} | "
                            f"{_ci(c['ci95'], 1, 3)} |")
+        above = [(v["variant"], c) for v in d["variants"] for c in v["layer1_above"]]
+        if above:
+            out += ["", "Does layer 1 correlate with the model more than deeper layers? z(r of layer 1) − z(r of "
+                    "the layer), Fisher z, paired by seed (p Holm-corrected over the variant's layers).", "",
+                    "| variant | layer | mean difference in z | 95% CI | p / p Holm | Cohen's d |",
+                    "|---|---|---|---|---|---|"]
+            out += [f"| {v} | {c['layer']} | {_num(c['mean_diff'], '.3f')} | {_ci(c['ci95'], 1, 3)} | {_p(c)} | "
+                    f"{_num(c['cohens_d'])} |" for v, c in above]
     if d["width_trend"]:
-        out += ["", "Width and the layer-model correlation: Spearman's rho between width and Fisher z of r over "
-                "the trials of one depth (rho < 0: width weakens the correlation).", "",
-                "| depth | layer | widths | trials | rho | p / p Holm |", "|---|---|---|---|---|---|"]
+        out += ["", "Width and the layer-model correlation: per seed, Spearman's rho between width and the layer's r "
+                "over that seed's widths; then the seeds' mean rho, tested against 0 (one-sample t; rho < 0: width "
+                "weakens the correlation).", "",
+                "| depth | layer | widths | seeds | mean rho | 95% CI | t | p / p Holm |",
+                "|---|---|---|---|---|---|---|---|"]
         out += [f"| {t['depth']} | {t['layer']} | {', '.join(map(str, t['widths']))} | {t['n']} | "
-                f"{_num(t['rho'], '.3f')} | {_p(t)} |" for t in d["width_trend"]]
+                f"{_num(t['mean_rho'], '.3f')} | {_ci(t['ci95'], 1, 3)} | {_num(t['t'])} | {_p(t)} |"
+                for t in d["width_trend"]]
     if r["failed"]:
         out += ["", "Failed trials:"] + [f"- {f['variant']} seed {f['seed']}: {f['error']}" for f in r["failed"]]
     if r["plots"]:

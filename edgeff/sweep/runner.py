@@ -1,34 +1,50 @@
 """Run a sweep's trials as Ray tasks and keep the results table current.
 
-Ray is an optional extra (`pip install 'edgeff[sweep]'`). Without an address, Ray starts in this process on
+Ray is an optional extra (edgeff.sweep.extras). Without an address, Ray starts in this process on
 this machine (a fresh local instance, never one another user started) with --cpus CPUs, all cores by
 default; each trial asks for the spec's cpus_per_trial, so Ray runs as many at once as fit. With an address
 (--address or $RAY_ADDRESS) the same trials go to that cluster; the driver, here, writes the table.
 
-Resuming: trials whose (config hash, seed) already has an "ok" row are skipped; failed ones run again. Trials
-are submitted seed by seed; the table is rewritten atomically after every finished trial, in the spec's order
-(variant by variant).
+Resuming: trials whose (config hash, seed) already has an "ok" row are skipped; failed ones run again. A table
+whose finished trials were trained on other training files than the spec's is refused (the driver reads the
+training split to know: so the data must be at the spec's data_dir here too). Trials are submitted seed by seed;
+the table is rewritten atomically after every finished trial, in the spec's order (variant by variant).
 """
 import os
+import socket
 import sys
 
 from tqdm import tqdm
 
+from edgeff.data.datasets import training_digest
 from edgeff.errors import EdgeFFError
 from edgeff.sweep.spec import Spec
 from edgeff.sweep.table import read_table, write_table
-from edgeff.sweep.trial import failure_text, run_trial
 
-INSTALL_LINE = "pip install 'edgeff[sweep]'"
+CONNECT_TIMEOUT_S = 5
 
 
-def import_ray():
+def check_reachable(address: str):
+    """A HOST:PORT address must answer before ray.init is given it: ray.init waits for a dead one without end.
+    Other forms (ray://, auto) are left to Ray, which refuses a malformed address itself."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return
     try:
-        import ray
-    except ImportError:
-        raise EdgeFFError(f"edgeff sweep runs its trials on Ray, which is not installed; install it with "
-                          f"`{INSTALL_LINE}` (the sweep extra: Ray and SciPy)") from None
-    return ray
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise EdgeFFError(f"nothing answers at {address} ({exc.strerror or exc}); start the cluster's head there "
+                          "(`ray start --head`) or fix --address / $RAY_ADDRESS") from None
+
+
+def check_same_data(spec: Spec, rows: list, results_path):
+    """Refuse to resume a table whose finished trials were trained on other training files than the spec's."""
+    digest = training_digest(spec.data_dir, given_by=f"{spec.path}'s data_dir")
+    other = [r for r in rows if r["status"] == "ok" and r.get("data_sha256") not in (None, digest)]
+    if other:
+        raise EdgeFFError(f"{results_path}: {len(other)} finished trials were trained on other training data "
+                          f"(sha256 {other[0]['data_sha256'][:12]}…) than the spec's ({digest[:12]}…); give this "
+                          "sweep another --out, or point data_dir at the data those trials used")
 
 
 def ordered(rows: list, spec: Spec) -> list:
@@ -48,6 +64,8 @@ def pending_trials(spec: Spec, rows: list) -> list:
 
 def _crashed_row(trial, exc) -> dict:
     """A trial whose worker died (killed, out of memory): recorded like a trial that raised."""
+    from edgeff.sweep.trial import failure_text
+
     return {"variant": trial.variant, "config_hash": trial.config_hash, "seed": trial.seed,
             "params": trial.params, "sizes": trial.config["model"]["sizes"], "status": "failed",
             "error": f"the worker running it died: {failure_text(exc)}"}
@@ -56,6 +74,7 @@ def _crashed_row(trial, exc) -> dict:
 def run_sweep(spec: Spec, results_path, address=None, cpus=None, quiet=False) -> dict:
     """Run the spec's pending trials; returns counts of what ran, was skipped and failed."""
     rows = read_table(results_path)
+    check_same_data(spec, rows, results_path)
     todo = pending_trials(spec, rows)
     skipped = len(spec.trials) - len(todo)
     summary = {"trials": len(spec.trials), "skipped": skipped, "ran": 0, "failed": 0, "results": str(results_path)}
@@ -64,10 +83,15 @@ def run_sweep(spec: Spec, results_path, address=None, cpus=None, quiet=False) ->
                    "skipping them", file=sys.stderr)
     if not todo:
         return summary
-    ray = import_ray()
+    # imported here, not at the top: the CLI checks first that Ray and torch (which trial needs) are installed
+    import ray
+
+    from edgeff.sweep.trial import run_trial
+
     address = address or os.environ.get("RAY_ADDRESS")
     try:
         if address:
+            check_reachable(address)
             ray.init(address=address, configure_logging=False, log_to_driver=False)
         else:
             ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False,

@@ -64,6 +64,7 @@ class Spec:
     name: str
     path: Path
     seeds: list
+    data_dir: str | None = None                      # None: $EDGEFF_DATA_DIR or the Debian package
     variants: list = field(default_factory=list)   # variant names, in order
     trials: list = field(default_factory=list)
 
@@ -129,8 +130,12 @@ def _whole(where, raw, key, default, low):
 def _base_config(where, name, folder: Path) -> dict:
     if not isinstance(name, str) or not name:
         raise EdgeFFError(f"{where}: 'config' must name a training config (a path or a name from edgeff/models/)")
-    path = folder / name if (folder / name).is_file() else model_config(name)
-    return read_toml(path)
+    if (folder / name).is_file():
+        return read_toml(folder / name)
+    try:
+        return read_toml(model_config(name))
+    except EdgeFFError as exc:
+        raise EdgeFFError(f"{where}: {exc}") from None
 
 
 def config_hash(config: dict, steps: dict) -> str:
@@ -179,7 +184,7 @@ def load_spec(path, results_dir=None) -> Spec:
         if not isinstance(values, list) or not values:
             raise EdgeFFError(f"{where} [grid]: '{key}' must list the values to try, e.g. {key} = [a, b]")
     steps = {"quantize": quantize, "finetune_epochs": ft_epochs, "finetune_samples": ft_samples}
-    spec = Spec(name=raw.get("name", path.stem), path=path, seeds=seeds)
+    spec = Spec(name=raw.get("name", path.stem), path=path, seeds=seeds, data_dir=data_dir)
     seen = {}
     for k, variant in enumerate(variants):
         bad = set(variant) - VARIANT_KEYS

@@ -42,6 +42,15 @@ def paired(a: dict, b: dict) -> dict:
     return out
 
 
+def one_sample(values) -> dict:
+    """summary(values) and a two-sided one-sample t-test of their mean against 0."""
+    out = summary(values) | {"t": None, "p": None}
+    if out["n"] >= 2 and out["std"]:
+        t, p = stats.ttest_1samp(np.asarray(values, dtype=float), 0.0)
+        out |= {"t": _number(t), "p": _number(p)}
+    return out
+
+
 def holm(pvalues: list) -> list:
     """Holm-Bonferroni adjusted p-values, in the input's order (None stays None and is not counted)."""
     tested = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
