@@ -262,6 +262,13 @@ def test_bad_specs_are_refused_naming_the_problem(tmp_path, text, message):
         load_spec(spec)
 
 
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "benchmarks/sweeps").glob("*.toml")),
+                         ids=lambda p: p.stem)
+def test_the_specs_the_docs_ran_still_load(path):
+    spec = load_spec(path)
+    assert spec.name == path.stem and len(spec.trials) == len(spec.variants) * len(spec.seeds) >= 9
+
+
 def test_a_grid_makes_one_variant_per_combination_with_the_seeds_inside(tmp_path):
     spec = load_spec(_sweep_folder(tmp_path, "seeds = [3, 4]\nconfig = 'tiny.toml'\n[grid]\n"
                                              "model.sizes = [[784, 8], [784, 8, 8]]\ncollab.mode = ['none']"))
