@@ -26,7 +26,7 @@ from edgeff.c_array import c_header
 from edgeff.csrc import KERNELS, PROTOCOL
 from edgeff.errors import EdgeFFError
 from edgeff.profiler.hw_profile import load_profile
-from firmware_bridge.board_export import BOARD_MODEL, board_model
+from firmware_bridge.board_export import BOARD_MODEL, BoardModel, aligned, board_model
 from firmware_bridge.emulator import FIRMWARE, PROTOCOL_SOURCES
 from firmware_bridge.framing import max_encoded_size
 
@@ -38,10 +38,6 @@ BOARD_NAME = "arduino-edgeff"
 MAX_PAYLOAD = 1024
 PROTOCOL_HEADERS = ("framing.h", "board_image.h", "cwc_image.h", "image_bytes.h", "board_protocol.h",
                     "wire_generated.h")
-
-
-def _align8(n: int) -> int:
-    return (n + 7) // 8 * 8
 
 
 def library_ram(image_capacity: int, scratch_capacity: int) -> dict:
@@ -89,12 +85,13 @@ def _platformio(model_name: str) -> str:
                        "examples": ["examples/*/*.ino"]}, indent=2) + "\n"
 
 
-def library_files(model_path, last_k: int | None = None) -> tuple[dict, dict]:
-    """(relative path -> bytes of the library, its static RAM by buffer) for model_path (an int8 model the
-    board firmware trains; a layered one with its last last_k blocks training, None: all)."""
+def library_files(model_path, last_k: int | None = None) -> tuple[dict, dict, BoardModel]:
+    """(relative path -> bytes of the library, its static RAM by buffer, the board image it compiles in) for
+    model_path (an int8 model the board firmware trains; a layered one with its last last_k blocks training, None:
+    all)."""
     model_path = Path(model_path)
     model = board_model(model_path, last_k)
-    image_capacity, scratch_capacity = _align8(model.installed_bytes), _align8(model.scratch_bytes)
+    image_capacity, scratch_capacity = aligned(model.installed_bytes), aligned(model.scratch_bytes)
     board = load_profile(BOARD)
     ram, budget = library_ram(image_capacity, scratch_capacity), board.sram_bytes - board.sram_reserved_bytes
     if sum(ram.values()) > budget:
@@ -112,7 +109,7 @@ def library_files(model_path, last_k: int | None = None) -> tuple[dict, dict]:
     files["library.json"] = _platformio(model_path.name).encode()
     files["README.md"] = (GLUE / "README.md").read_bytes()
     files["PROTOCOL.md"] = (FIRMWARE.parent / "PROTOCOL.md").read_bytes()
-    return files, ram
+    return files, ram, model
 
 
 def export_arduino(model_path, out_dir, last_k: int | None = None) -> dict:
@@ -122,7 +119,7 @@ def export_arduino(model_path, out_dir, last_k: int | None = None) -> dict:
     out_dir = Path(out_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()):
         raise EdgeFFError(f"--out {out_dir} is a folder with files in it; give a new or empty folder for the library")
-    files, ram = library_files(model_path, last_k)
+    files, ram, model = library_files(model_path, last_k)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
     try:
@@ -138,4 +135,4 @@ def export_arduino(model_path, out_dir, last_k: int | None = None) -> dict:
         raise
     return {"model": str(model_path), "out": str(out_dir), "format": "arduino",
             "what": "Arduino and PlatformIO library (src/, examples/TrainOverSerial)", "files": len(files),
-            "bytes": sum(map(len, files.values())), "ram_bytes": ram}
+            "bytes": sum(map(len, files.values())), "ram_bytes": ram, "lr_shifts": model.lr_shifts}

@@ -14,6 +14,7 @@ from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelKind
 from edgeff.model_file import load_model
 from edgeff.profiler.hw_profile import firmware_profile_names
+from edgeff.runtime.int_layered_training import largest_lr_shift
 from edgeff.runtime.int_training import LR_SHIFT_RANGE, IntTrainingConfig
 from edgeff.runtime.memory_plan import layered_training_plan
 from firmware_bridge import messages as m
@@ -33,7 +34,8 @@ CWC_SCRATCH = ("activations ping", "activations pong", "pre-pool output", "class
                "filter row gradient sums", "convolution scratch")
 
 
-def _aligned(n: int) -> int:
+def aligned(n: int) -> int:
+    """n rounded up to the firmware's buffer alignment."""
     return -(-n // ALIGN) * ALIGN
 
 
@@ -62,7 +64,7 @@ def layered_scratch_bytes(model, trained: list, dsp: bool = True) -> int:
     the portable path (a host build), which needs none."""
     names = CWC_SCRATCH if dsp else tuple(n for n in CWC_SCRATCH if n != "convolution scratch")
     plan = [b.bytes for b in layered_training_plan(model, trained, "ff") if b.layer == 0 and b.name.startswith(names)]
-    return (sum(_aligned(n) for n in [*plan, model.head.weight.shape[1]])
+    return (sum(aligned(n) for n in [*plan, model.head.weight.shape[1]])
             + staging_slots_bytes(model.description.layers[0].n_inputs))
 
 
@@ -74,6 +76,7 @@ class BoardModel:
     scratch_bytes: int        # of its scratch buffer: the working buffers of a training step and the staging slots
     format_note: str          # a layered model's image in words; none for an MLP's (its headers keep their bytes)
     layered: bool
+    lr_shifts: tuple | None   # a layered model's (smallest, largest) lr_shift its trained blocks take; None: an MLP
 
 
 def board_model(model_path, last_k: int | None = None) -> BoardModel:
@@ -95,12 +98,14 @@ def board_model(model_path, last_k: int | None = None) -> BoardModel:
                           "model has int16 normalization (quantize it with --norm-bits 7)")
     trainer, header = load_board_trainer(model_path, IMAGE_CONFIG, last_k)
     image = start_image_of(model_path, trainer, header)
-    installed = len(trainer_image(trainer, header))   # format 1: with masters; format 2's image is installed as sent
-    if layered:
+    if layered:   # format 2's image is installed as sent
         blocks = ", ".join(str(i + 1) for i in trainer.trained)
-        return BoardModel(image, installed, layered_scratch_bytes(trainer.model, trainer.trained),
-                          f", format 2 (a layered CwC model, trained blocks {blocks})", True)
-    return BoardModel(image, installed, scratch_bytes(header["architecture"]), "", False)
+        return BoardModel(image, len(image), layered_scratch_bytes(trainer.model, trainer.trained),
+                          f", format 2 (a layered CwC model, trained blocks {blocks})", True,
+                          (LR_SHIFT_RANGE[0], largest_lr_shift(trainer.scales)))
+    # format 1: the board adds master weights as it installs the image
+    return BoardModel(image, len(trainer_image(trainer, header)), scratch_bytes(header["architecture"]), "", False,
+                      None)
 
 
 def _roomier(model: BoardModel) -> str:
@@ -145,5 +150,5 @@ def export_board_header(model_path, out_path, board: str = DEFAULT_BOARD, last_k
     target = target_of(board)
     return {"model": str(model_path), "out": str(out_path), "format": "board-header",
             "what": f"C array of the {what}", "bytes": len(data), "board": board,
-            "image_bytes": model.installed_bytes, "scratch_bytes": model.scratch_bytes,
+            "image_bytes": model.installed_bytes, "scratch_bytes": model.scratch_bytes, "lr_shifts": model.lr_shifts,
             "board_image_bytes": target.image_bytes, "board_scratch_bytes": target.scratch_bytes}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeff.errors import EdgeFFError
-from edgeff.runtime.int_layered_training import IntLayeredTrainer
+from edgeff.runtime.int_layered_training import IntLayeredTrainer, largest_lr_shift
 from edgeff.runtime.int_training import (
     LR_SHIFT_RANGE,
     IntTrainingConfig,
@@ -32,7 +32,6 @@ from firmware_bridge import messages as m
 from firmware_bridge.board_image import layered_state, pack_image, trained_in_place, unpack_image
 
 WORKING_ROLES = ("activations", "scratch")   # a layered plan's buffers that are not the image's arrays
-STEP_SHIFT_LIMIT = 62                        # lr_shift + a block's step shift: the update's shift stays in int64
 
 
 class ProtocolError(Exception):
@@ -163,12 +162,6 @@ class LayeredModel(_BoardModel):
         self.record_size = 2 + self.inference.description.layers[0].n_inputs
         self._current = None
 
-    def largest_lr_shift(self) -> int:
-        """The largest lr_shift this model trains with: within LR_SHIFT_RANGE, and its blocks' step shifts plus it
-        at most STEP_SHIFT_LIMIT (IntLayeredTrainer's bound)."""
-        shift = max(max(s.weight_shift, s.bias_shift) for s in self.scales.values())
-        return min(LR_SHIFT_RANGE[1], STEP_SHIFT_LIMIT - shift)
-
     def configure(self, payload: bytes):
         _, lr_shift, gamma_shift, loss, negatives, rounding, seed, mult, shift, theta = m.CONFIGURE.unpack(payload)
         if not self.trained:
@@ -179,7 +172,7 @@ class LayeredModel(_BoardModel):
                                 "shift and theta must be 0: a CwC model has none of them")
         if rounding >= len(m.ROUNDINGS):
             raise ProtocolError(m.ErrorCode.BAD_RANGE, "rounding code out of range")
-        largest = self.largest_lr_shift()
+        largest = largest_lr_shift(self.scales)
         if not LR_SHIFT_RANGE[0] <= lr_shift <= largest:
             raise ProtocolError(m.ErrorCode.BAD_RANGE, f"lr_shift {lr_shift} must be from {LR_SHIFT_RANGE[0]} to "
                                 f"{largest} for this model", largest)

@@ -244,4 +244,5 @@ def test_the_backends_without_maxpool2d_refuse_it_by_name(tmp_path):
     res = run_cli("export", tmp_path / "q.safetensors", "--format", "board-header", "--out", tmp_path / "b.h")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "layer 3 (dense) has no integer CwC update rule yet" in res.stderr, res.stderr
+    assert "it trains for every --last-k" in res.stderr
     assert not (tmp_path / "b.h").exists()

@@ -82,6 +82,16 @@ def run(args):
                                 f"{_next_step(args, written)}{tflm}")
 
 
+def _training_options(args, written: dict) -> tuple[str, str]:
+    """The `edgeff board train` options a compiled-in layered model needs, and the range of S: its blocks and a step
+    they take (the default lr_shift may be too small a step for them). Nothing for an MLP."""
+    if written["lr_shifts"] is None:
+        return "", ""
+    low, high = written["lr_shifts"]
+    last_k = f" --last-k {args.last_k}" if args.last_k is not None else ""
+    return f"{last_k} --lr-shift S", f" (S from {low} to {high} for these blocks)"
+
+
 def _next_step(args, written: dict) -> str:
     if args.format == "board-header":
         return (f"on {written['board']} it takes {written['image_bytes']:,} of the {written['board_image_bytes']:,} "
@@ -90,7 +100,7 @@ def _next_step(args, written: dict) -> str:
                 f"{written['out']}`")
     if args.format == "arduino":
         ram = sum(written["ram_bytes"].values())
-        last_k = f" --last-k {args.last_k}" if args.last_k is not None else ""
+        options, lr_range = _training_options(args, written)
         return (f"{ram:,} bytes of static RAM; upload {written['out']}/examples/TrainOverSerial, then "
-                f"`edgeff board train --model {args.model}{last_k} --port /dev/ttyACM0 --out TRAINED`")
+                f"`edgeff board train --model {args.model}{options} --port /dev/ttyACM0 --out TRAINED`{lr_range}")
     return f"check it with `edgeff verify {args.model} {written['out']}`"

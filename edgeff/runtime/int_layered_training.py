@@ -30,9 +30,10 @@ from edgeff.runtime.class_goodness import class_goodness, group_values
 from edgeff.runtime.cwc_loss import loss_derivative
 from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_model import INPUT_ZERO_POINT
-from edgeff.runtime.int_training import IntTrainingConfig
+from edgeff.runtime.int_training import LR_SHIFT_RANGE, IntTrainingConfig
 from edgeff.runtime.requantize import multiply_by_quantized_multiplier
 
+STEP_SHIFT_LIMIT = 62   # lr_shift + a block's step shift: the update's shift stays within int64
 NOISE_STREAMS = 64    # per step, as the MLP trainer: layer i draws streams 2i (filters) and 2i + 1 (bias)
 
 
@@ -50,11 +51,23 @@ def trained_layers(model: IntLayeredModel, last_k: int | None) -> list:
         raise EdgeFFError(f"--last-k {last_k} must be from 1 to {len(trainable)}, the model's trainable layers "
                           f"({', '.join(str(i + 1) for i in trainable)})")
     specs = model.description.layers
+    last = trainable[-1]
+    if not trains_cwc_in_integers(specs[last].kind):   # every K trains the last one: no --last-k can help
+        raise EdgeFFError(f"layer {last + 1} ({specs[last].kind}) has no integer CwC update rule yet, and as the "
+                          "model's last trainable layer it trains for every --last-k; the integer rule trains "
+                          "models whose trainable layers end in conv2d blocks")
     for i in trainable[-last_k:]:
         if not trains_cwc_in_integers(specs[i].kind):
             raise EdgeFFError(f"layer {i + 1} ({specs[i].kind}) has no integer CwC update rule yet; train fewer "
                               "of the last layers (--last-k) so that only conv2d blocks train")
     return trainable[-last_k:]
+
+
+def largest_lr_shift(scales: dict) -> int:
+    """The largest lr_shift that blocks with these step factors (step_scales') train with: within LR_SHIFT_RANGE,
+    and lr_shift plus a block's step shift at most STEP_SHIFT_LIMIT, past which every update rounds to 0."""
+    shift = max(max(s.weight_shift, s.bias_shift) for s in scales.values())
+    return min(LR_SHIFT_RANGE[1], STEP_SHIFT_LIMIT - shift)
 
 
 def step_scales(model: IntLayeredModel, trained: list) -> dict:
@@ -82,10 +95,10 @@ class IntLayeredTrainer:
         specs = model.description.layers
         self.scales = step_scales(model, self.trained) if scales is None else scales
         for i, s in self.scales.items():
-            if config.lr_shift + max(s.weight_shift, s.bias_shift) > 62:
+            if config.lr_shift + max(s.weight_shift, s.bias_shift) > STEP_SHIFT_LIMIT:
                 raise EdgeFFError(f"--lr-shift {config.lr_shift} is too small a step for layer {i + 1}'s integers "
                                   f"(its updates would all round to 0); give at most "
-                                  f"{62 - max(s.weight_shift, s.bias_shift)}")
+                                  f"{STEP_SHIFT_LIMIT - max(s.weight_shift, s.bias_shift)}")
         if masters is None:
             masters = {i: layer_facet(specs[i], "runtime").initial_masters(model.layers[i]) for i in self.trained}
         self.masters = masters
