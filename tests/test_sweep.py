@@ -266,7 +266,7 @@ def test_bad_specs_are_refused_naming_the_problem(tmp_path, text, message):
                          ids=lambda p: p.stem)
 def test_the_specs_the_docs_ran_still_load(path):
     spec = load_spec(path)
-    assert spec.name == path.stem and len(spec.trials) == len(spec.variants) * len(spec.seeds) >= 9
+    assert spec.name == path.stem and len(spec.trials) == len(spec.variants) * len(spec.seeds) >= 2
 
 
 def test_a_grid_makes_one_variant_per_combination_with_the_seeds_inside(tmp_path):

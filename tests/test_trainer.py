@@ -161,3 +161,13 @@ def test_pipeline_writes_a_report(tiny_data, tiny_config, tmp_path):
     assert on_device["samples"] == 40 and on_device["inference_agreeing"] == on_device["inference_checked"] == 20
     trained = load_model(out / "on-device/board-trained-int8.safetensors")[1]
     assert trained["int_training"]["step"] == 40 and trained["architecture"]["sizes"] == [784, 64, 32]
+
+
+def test_a_flat_accuracy_curve_has_no_correlation_with_the_model():
+    # 0.1058 twenty times: its std comes out 2.8e-17, not 0, and corrcoef would then correlate rounding noise
+    model = np.linspace(0.2, 0.5, 20)
+    history = [{"val_model": float(m), "val_per_layer": [0.1058, float(2 * m)]} for m in model]
+    flat, rising = trainer.layer_model_correlation(history)
+    assert flat is None and rising == pytest.approx(1.0)
+    flat_model = [{"val_model": 0.1058, "val_per_layer": [0.1 * k, 0.2]} for k in range(20)]
+    assert trainer.layer_model_correlation(flat_model) == [None, None]

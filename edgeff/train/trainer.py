@@ -120,14 +120,16 @@ def fit_head(net: FFNetwork, images: np.ndarray, labels: np.ndarray, epochs: int
 
 
 def layer_model_correlation(history: list) -> list:
-    """Pearson correlation of each layer's validation accuracy with the model's over training (Adamson 2025)."""
+    """Pearson correlation of each layer's validation accuracy with the model's over training (Adamson 2025); None
+    where either curve is flat, which has no correlation (tested on max - min: the std of equal floats can come
+    out a rounding error above 0, and corrcoef then correlates that noise)."""
     if len(history) < 3:
         return []
     model = np.array([h["val_model"] for h in history])
     layers = np.array([h["val_per_layer"] for h in history]).T
     out = []
     for acc in layers:
-        ok = acc.std() > 0 and model.std() > 0
+        ok = np.ptp(acc) > 0 and np.ptp(model) > 0
         out.append(float(np.corrcoef(acc, model)[0, 1]) if ok else None)
     return out
 
