@@ -15,13 +15,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from edgeff.model_file import load_model
+from edgeff.model_file import is_layered, load_model
 from edgeff.profiler.hw_profile import load_profile
 from edgeff.runtime.memory_plan import layered_training_plan, plan_summary, training_plan
 from firmware_bridge import arduino_build
 from firmware_bridge.arduino_library import BOARD, export_arduino
 from firmware_bridge.board_export import IMAGE_CONFIG
-from firmware_bridge.board_training import is_layered, load_board_trainer
+from firmware_bridge.board_training import load_board_trainer
 
 # what each of the library's RAM objects is (the C names as the linker sees them)
 RAM_OBJECTS = {"image": "model image, trained in place (weights, master weights, constants)",
@@ -44,7 +44,7 @@ def main():
         footprint = arduino_build.build_cortex_m(written["out"], Path(tmp) / "build")
     header = load_model(args.model)[1]
     arch = header["architecture"]
-    if is_layered(header):
+    if is_layered(header.get("architecture")):
         trainer, _ = load_board_trainer(args.model, IMAGE_CONFIG, args.last_k)
         plan = plan_summary(layered_training_plan(trainer.model, trainer.trained, "ff"))
         network = (f"layers {', '.join(layer['kind'] for layer in arch['layers'])}, blocks "

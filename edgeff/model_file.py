@@ -203,7 +203,7 @@ def _check_ff_settings(path, arch):
         if not isinstance(arch.get(key), str) or arch[key] not in choices:
             raise EdgeFFError(f"{path}: the architecture's '{key}' must be one of {', '.join(choices)}, "
                               f"got {arch.get(key)!r}; the file is corrupt")
-    if "objective" in arch and arch["objective"] not in OBJECTIVES:
+    if is_layered(arch) and arch["objective"] not in OBJECTIVES:
         raise EdgeFFError(f"{path}: the architecture's 'objective' must be one of {', '.join(OBJECTIVES)}, "
                           f"got {arch['objective']!r}; the file is corrupt")
     if not isinstance(arch.get("qat", False), bool):
@@ -211,6 +211,12 @@ def _check_ff_settings(path, arch):
     value = arch.get("label_value")
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
         raise EdgeFFError(f"{path}: the architecture's 'label_value' must be a positive number, got {value!r}")
+
+
+def is_layered(arch: dict | None) -> bool:
+    """Whether a model file's architecture is a layered network's (conv blocks, pooling, flatten, dense), which
+    has a training objective, rather than an FF MLP's; None or {} (not a model file's) is neither."""
+    return "objective" in (arch or {})
 
 
 def int8_tensor_specs(arch: dict, quant: dict) -> dict:
@@ -224,7 +230,7 @@ def int8_tensor_specs(arch: dict, quant: dict) -> dict:
     specs |= {"head.weight": (np.int8, (n_classes, d_head)), "head.bias": (np.int32, (n_classes,)),
               "head.multiplier": (np.int32, (n_classes,)), "head.shift": (np.int32, (n_classes,))}
     per_layer = (np.int32, (len(sizes) - 1,))
-    if "objective" in arch:   # a layered model decides by class goodness (edgeff.runtime.class_goodness)
+    if is_layered(arch):   # a layered model decides by class goodness (edgeff.runtime.class_goodness)
         return specs | {"class_goodness_multiplier": per_layer, "class_goodness_shift": per_layer}
     return specs | {"gamma_q": per_layer}
 

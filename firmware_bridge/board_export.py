@@ -12,13 +12,13 @@ from edgeff.atomic_write import atomic_write_bytes
 from edgeff.c_array import c_header
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelKind
-from edgeff.model_file import load_model
+from edgeff.model_file import is_layered, load_model
 from edgeff.profiler.hw_profile import firmware_profile_names
 from edgeff.runtime.int_layered_training import largest_lr_shift
 from edgeff.runtime.int_training import LR_SHIFT_RANGE, IntTrainingConfig
 from edgeff.runtime.memory_plan import layered_training_plan
 from firmware_bridge import messages as m
-from firmware_bridge.board_training import is_layered, load_board_trainer, start_image_of, trainer_image
+from firmware_bridge.board_training import load_board_trainer, start_image_of, trainer_image
 from firmware_bridge.emulator import DEFAULT_BOARD, target_of
 
 BOARD_MODEL = "board_model"   # the array a board-header defines: the name the board firmware includes
@@ -92,7 +92,7 @@ def board_model(model_path, last_k: int | None = None) -> BoardModel:
     if kind != ModelKind.INT8:
         raise EdgeFFError(f"{model_path}: the board firmware takes an int8 model; make one with "
                           f"`edgeff quantize {model_path} --out MODEL_INT8`")
-    layered = is_layered(header)
+    layered = is_layered(header.get("architecture"))
     if not layered and any(layer.norm_bits != 7 for layer in IntFFModel.from_file(model_path).layers):
         raise EdgeFFError(f"{model_path}: EdgeFF's board firmware trains int8-normalized layers only; this "
                           "model has int16 normalization (quantize it with --norm-bits 7)")

@@ -43,6 +43,7 @@ import numpy as np
 from edgeff.byte_layout import ByteLayout
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription, ModelKind, stored_architecture
+from edgeff.model_file import is_layered
 from edgeff.op_registry import KINDS, facet, layer_facet, spec_class
 from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_layered_training import step_scales, trainable_layers
@@ -124,7 +125,7 @@ def _layers(arch: dict) -> tuple:
 def pack_image(tensors: dict, header: dict) -> bytes:
     """The board image of an int8 model (tensors and header as in its model file; master weights included
     when the tensors have them): format 2 for a layered CwC model, else format 1."""
-    if "objective" in (header.get("architecture") or {}):
+    if is_layered(header.get("architecture")):
         return _pack_layered(tensors, header)
     arch, quant = header["architecture"], header["quantization"]
     sizes, n = arch["sizes"], len(arch["sizes"]) - 1

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelKind
-from edgeff.model_file import load_model, save_model
+from edgeff.model_file import is_layered, load_model, save_model
 from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_layered_training import IntLayeredTrainer, load_layered_trainer
 from edgeff.runtime.int_model import check_mlp
@@ -99,18 +99,13 @@ def run_id_of(image: bytes, config: IntTrainingConfig, goodness_frac_bits: int, 
     return crc32(image + configure_payload(config, goodness_frac_bits, model_format=image[4]) + stream.identity())
 
 
-def is_layered(header: dict) -> bool:
-    """Whether a model file's header is a layered (conv) model's, as `edgeff finetune` tells them apart."""
-    return "objective" in (header.get("architecture") or {})
-
-
 def load_board_trainer(model_path, config: IntTrainingConfig, last_k: int | None = None):
     """(the runtime trainer of an int8 model file as a board trains it, the file's header): IntLayeredTrainer of
     the last_k trainable blocks (None: all) for a layered CwC model, IntTrainer for an FF MLP (no last_k)."""
     _, header = load_model(model_path)
     if (header.get("architecture") or {}).get("kind") != ModelKind.INT8:
         raise EdgeFFError(f"{model_path}: a board trains int8 models; make one with `edgeff quantize`")
-    if is_layered(header):
+    if is_layered(header.get("architecture")):
         return load_layered_trainer(model_path, config, last_k), header
     if last_k is not None:
         raise EdgeFFError(f"{model_path}: --last-k takes a layered (conv) int8 model; an FF MLP trains every layer")
@@ -132,7 +127,9 @@ def start_image(model_path, config: IntTrainingConfig, last_k: int | None = None
 
 def start_image_of(model_path, trainer, header: dict) -> bytes:
     """start_image given the file's board trainer and header (load_board_trainer's), for a caller that needs both."""
-    return trainer_image(trainer, header) if is_layered(header) else pack_image(*load_model(model_path))
+    if is_layered(header.get("architecture")):
+        return trainer_image(trainer, header)
+    return pack_image(*load_model(model_path))
 
 
 def _check_negatives(layered: bool, stream: SampleStream):

@@ -154,9 +154,9 @@ def run_info(args):
 
 
 def run_train(args):
+    from edgeff.model_file import is_layered
     from firmware_bridge.board_training import (
         SampleStream,
-        is_layered,
         load_board_trainer,
         save_pulled_model,
         train_on_board,
@@ -168,7 +168,7 @@ def run_train(args):
     config = training_config(args)
     # refuses what no board trains (a float model, --last-k on an MLP, a bad K) before the data is read
     trainer, header = load_board_trainer(args.model, config, args.last_k)
-    record = trainer.training_record() if is_layered(header) else vars(config)
+    record = trainer.training_record() if is_layered(header.get("architecture")) else vars(config)
     data = dataset_of(header, args.data_dir)
     stream = SampleStream(data.train.images, data.train.labels, min(args.samples or len(data.train),
                           len(data.train)), args.epochs, args.seed, args.host_negatives,

@@ -33,7 +33,7 @@ def _thresholds(text: str) -> list:
 
 
 def run(args):
-    from edgeff.model_file import load_model
+    from edgeff.model_file import is_layered, load_model
     from edgeff.train.config import layer_list
 
     _, header = load_model(args.model)
@@ -50,7 +50,7 @@ def run(args):
         from edgeff.runtime.int_model import IntFFModel, evaluate_int
 
         # a layered (conv) model decides by class goodness (edgeff.runtime.int_layered), an MLP by its labels
-        model = (IntLayeredModel if "objective" in arch else IntFFModel).from_file(args.model)
+        model = (IntLayeredModel if is_layered(arch) else IntFFModel).from_file(args.model)
         scores = evaluate_int(model, split.images, split.labels, layers, args.mode)
         arithmetic = "int8 (integer runtime)"
     else:
@@ -69,7 +69,7 @@ def run(args):
     if "multi_pass" in result:
         lines.append(f"  multi-pass accuracy {result['multi_pass']:.4f} (goodness of layers {layers})")
         # a layered model numbers every layer, its parameterless ones (maxpool2d, flatten) too: say which is which
-        kinds = [f" ({layer['kind']})" if "objective" in arch else "" for layer in arch["layers"]]
+        kinds = [f" ({layer['kind']})" if is_layered(arch) else "" for layer in arch["layers"]]
         lines += [f"    layer {i + 1} alone {a:.4f}{kinds[i]}" for i, a in enumerate(result["per_layer"])]
     if "one_pass" in result:
         lines.append(f"  one-pass accuracy   {result['one_pass']:.4f} (softmax head)")

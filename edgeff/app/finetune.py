@@ -39,7 +39,7 @@ def register(sub):
 def run(args):
     from tqdm import tqdm
 
-    from edgeff.model_file import load_model, save_model
+    from edgeff.model_file import is_layered, load_model, save_model
     from edgeff.runtime.finetune import finetune
     from edgeff.runtime.int_training import load_trainer, trainer_tensors
 
@@ -49,7 +49,7 @@ def run(args):
         raise EdgeFFError(f"{args.model}: finetune continues training an int8 model; make one with "
                           "`edgeff quantize MODEL --out MODEL_INT8`")
     data = dataset_of(header, args.data_dir)
-    layered = "objective" in header["architecture"]
+    layered = is_layered(header["architecture"])
     if layered:
         from edgeff.runtime.int_layered_training import load_layered_trainer
 

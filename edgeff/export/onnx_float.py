@@ -13,7 +13,7 @@ from onnx import TensorProto
 from edgeff.errors import EdgeFFError
 from edgeff.export.onnx_graph import GraphBuilder
 from edgeff.model_description import ModelDescription, ModelKind
-from edgeff.model_file import load_model
+from edgeff.model_file import is_layered, load_model
 from edgeff.op_registry import layer_facet
 
 FLOAT = TensorProto.FLOAT
@@ -29,7 +29,7 @@ def build(path):
     if arch.get("kind") != ModelKind.FLOAT:
         raise EdgeFFError(f"{path}: not a float FF model (architecture kind {arch.get('kind')!r}); the float "
                           "ONNX export takes `edgeff train` output (int8 models export with --int8 formats)")
-    if "objective" in arch:
+    if is_layered(arch):
         raise EdgeFFError(f"{path}: exporting a float layered (conv) model to ONNX is not supported yet; quantize "
                           f"it (`edgeff quantize {path} --out MODEL_INT8`) and export the int8 model")
     layers = ModelDescription.from_header(arch["layers"], str(path)).layers

@@ -20,7 +20,7 @@ from edgeff.errors import EdgeFFError
 from edgeff.export.provenance import KEY, check_source
 from edgeff.export.tflm import run_tflm
 from edgeff.model_description import ModelDescription, ModelKind
-from edgeff.model_file import load_model
+from edgeff.model_file import is_layered, load_model
 from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_model import INPUT_ZERO_POINT, IntFFModel
 
@@ -112,7 +112,7 @@ def _edgeff_outputs(model_path, images, header):
         x0 = images_to_input(images, net.n_classes)
         with torch.no_grad():
             return "float", net.label_scores(x0).numpy(), net.head_logits(x0).numpy(), lambda g: g
-    if "objective" in header["architecture"]:
+    if is_layered(header["architecture"]):
         layered = IntLayeredModel.from_file(model_path)
         return ("int8", layered.raw_class_goodness(images), layered.head_logits(images),
                 lambda g: layered.layer_goodness(np.asarray(g, np.int64)))
@@ -152,7 +152,7 @@ def _tflite_runs(model_path, path: Path, images, header, progress) -> dict:
         raise EdgeFFError(f"{path}: a damaged TFLite file; export it again with `edgeff export`") from None
     _check_shape(model_path, header, path, "int8", shape, _input_shape(header))
     check_source(model_path, path, recorded.get(KEY))
-    if "objective" in header["architecture"]:   # the image as the layered export takes it: int8 NHWC
+    if is_layered(header["architecture"]):   # the image as the layered export takes it: int8 NHWC
         inputs = IntLayeredModel.from_file(model_path).quantize_images(images)
     else:
         inputs = (images.astype(np.int16) + INPUT_ZERO_POINT).astype(np.int8)
@@ -192,7 +192,7 @@ def _input_shape(header) -> list:
     """A TFLite export's input shape without the batch: (D,) for an MLP, NHWC (H, W, C) for a layered model's
     image."""
     arch = header["architecture"]
-    if "objective" in header["architecture"]:
+    if is_layered(header["architecture"]):
         c, h, w = ModelDescription.from_header(arch["layers"]).input_shape
         return [h, w, c]
     return [arch["sizes"][0]]

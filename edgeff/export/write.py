@@ -8,7 +8,7 @@ from edgeff.c_array import c_header, c_identifier
 from edgeff.errors import EdgeFFError
 from edgeff.export.provenance import KEY, source_record
 from edgeff.model_description import ModelKind
-from edgeff.model_file import load_model
+from edgeff.model_file import is_layered, load_model
 
 FORMATS = ("onnx", "tflite", "c-header", "nir")
 
@@ -119,7 +119,7 @@ def export_model(model_path, fmt: str, out_path, layer_op: str | None = None, ca
         raise EdgeFFError(f"format {fmt!r} must be one of {', '.join(FORMATS)}")
     model_path, out_path = Path(model_path), Path(out_path)
     arch = load_model(model_path)[1].get("architecture") or {}
-    kind, layered = arch.get("kind"), "objective" in arch   # a layered (conv) network has a training objective
+    kind, layered = arch.get("kind"), is_layered(arch)
     if kind not in tuple(ModelKind):
         raise EdgeFFError(f"{model_path}: not an EdgeFF model file (architecture kind {kind!r})")
     data, what = _exported(model_path, fmt, kind, layered, layer_op, calibration)

@@ -16,7 +16,7 @@ import torch
 from edgeff.data.labels import overlay_labels
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelKind
-from edgeff.model_file import save_model
+from edgeff.model_file import is_layered, save_model
 from edgeff.op_registry import layer_facet
 from edgeff.quant.fully_connected import quantize_head
 from edgeff.quant.layered import quantize_layered
@@ -71,7 +71,7 @@ def quantize(float_model_path, out_path, calib_images: np.ndarray, calib_labels:
         raise EdgeFFError(f"rounding {rounding!r} must be double or single")
     net, header = load_network(float_model_path)
     arch = header["architecture"]
-    if "objective" in arch:   # a layered network: conv blocks, pooling, flatten, dense (edgeff.quant.layered)
+    if is_layered(arch):   # a layered network: conv blocks, pooling, flatten, dense (edgeff.quant.layered)
         return quantize_layered(net, header, float_model_path, out_path, calib_images, data_fingerprint,
                                 from_scratch_seed, percentile, norm_bits, rounding, conv_padding)
     if not 0.0 < arch["label_value"] <= 1.0:

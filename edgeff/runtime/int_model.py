@@ -15,7 +15,7 @@ import numpy as np
 from edgeff.data.labels import overlay_labels, overlay_neutral
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription, ModelKind, stored_architecture
-from edgeff.model_file import load_model
+from edgeff.model_file import is_layered, load_model
 from edgeff.op_registry import layer_facet
 from edgeff.runtime import backend, c_kernels
 from edgeff.runtime.int_fully_connected import (
@@ -71,7 +71,7 @@ class IntModel:
 def check_mlp(path, arch: dict) -> None:
     """Refuse, in one line saying what exists for it, a layered model where an FF MLP is needed: the FF MLP's
     integer model and trainer (a board takes a CwC model as board image format 2, over the link or compiled in)."""
-    if "objective" in arch:   # edgeff.runtime.int_layered runs it, edgeff.runtime.int_layered_training trains it
+    if is_layered(arch):   # edgeff.runtime.int_layered runs it, edgeff.runtime.int_layered_training trains it
         kinds = [layer["kind"] for layer in arch["layers"]]
         raise EdgeFFError(f"{path}: an int8 layered model ({', '.join(kinds)}; objective {arch['objective']}), "
                           "not an FF MLP: `edgeff board train` loads and trains it on a board over the link (the "

@@ -3,7 +3,7 @@ import torch
 
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription, ModelKind
-from edgeff.model_file import load_model, save_model
+from edgeff.model_file import is_layered, load_model, save_model
 from edgeff.train.conv_network import ConvFFNetwork
 from edgeff.train.network import FFNetwork
 
@@ -37,7 +37,7 @@ def load_network(path) -> tuple[FFNetwork, dict]:
         raise EdgeFFError(f"{path}: not a float FF model (architecture kind "
                           f"{(arch or {}).get('kind')!r}); this command needs a file from `edgeff train`")
     description = ModelDescription.from_header(arch["layers"], str(path))
-    if "objective" in arch:   # a layered network (conv blocks, flatten, dense)
+    if is_layered(arch):   # a layered network (conv blocks, flatten, dense)
         net = ConvFFNetwork(description, arch["n_classes"], arch["objective"], arch["head_layers"],
                             arch["label_value"])
     else:
