@@ -42,9 +42,8 @@ def main():
         written = export_arduino(args.model, Path(tmp) / "EdgeFF", args.last_k)
         print("linking the library for a Cortex-M4F", file=sys.stderr)
         footprint = arduino_build.build_cortex_m(written["out"], Path(tmp) / "build")
-    header = load_model(args.model)[1]
-    arch = header["architecture"]
-    if is_layered(header.get("architecture")):
+    arch = load_model(args.model)[1]["architecture"]
+    if is_layered(arch):
         trainer, _ = load_board_trainer(args.model, IMAGE_CONFIG, args.last_k)
         plan = plan_summary(layered_training_plan(trainer.model, trainer.trained, "ff"))
         network = (f"layers {', '.join(layer['kind'] for layer in arch['layers'])}, blocks "
@@ -53,8 +52,8 @@ def main():
         plan = plan_summary(training_plan(arch["sizes"], arch["n_classes"], arch["head_layers"]))
         network = f"network {arch['sizes']}"
     board = load_profile(BOARD)
-    result = {"model": args.model, "network": network, "board": BOARD, "footprint": footprint, "plan": plan,
-              "board_sram_available": board.sram_bytes - board.sram_reserved_bytes}
+    result = {"model": args.model, "sizes": arch["sizes"], "network": network, "board": BOARD, "footprint": footprint,
+              "plan": plan, "board_sram_available": board.sram_bytes - board.sram_reserved_bytes}
     if args.json:
         footprint.pop("elf")
         print(json.dumps(result, indent=2))

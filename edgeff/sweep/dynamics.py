@@ -49,12 +49,10 @@ def variant_dynamics(variant: str, rows: list, fraction: float) -> dict:
     per_seed = [{r["seed"]: d for r, d in zip(rows, layer, strict=True) if d is not None} for layer in delays]
     lags = correct([{"layer": l + 2, "behind": l + 1, **paired(per_seed[l + 1], per_seed[l])}
                     for l in range(depth - 1)])
-    correlation = []
-    for l in range(depth):
-        rs = [r["correlation"][l] for r in rows if r["correlation"] and r["correlation"][l] is not None]
-        correlation.append({"layer": l + 1, **correlation_summary(rs)})
-    z = [{r["seed"]: fisher_z(r["correlation"][l]) for r in rows
-          if r["correlation"] and r["correlation"][l] is not None} for l in range(depth)]
+    r_by_seed = [{r["seed"]: r["correlation"][l] for r in rows if r["correlation"] and r["correlation"][l] is not None}
+                 for l in range(depth)]
+    correlation = [{"layer": l + 1, **correlation_summary(list(rs.values()))} for l, rs in enumerate(r_by_seed)]
+    z = [{seed: fisher_z(r) for seed, r in rs.items()} for rs in r_by_seed]
     above = correct([{"layer": l + 1, **paired(z[0], z[l])} for l in range(1, depth)])
     return {"variant": variant, "depth": depth, "width": width, "n": len(rows), **_bands(rows),
             "delay": [{"layer": l + 1, **summary([d for d in layer if d is not None])}
@@ -79,12 +77,12 @@ def width_trend(by_variant: dict) -> list:
     trend = []
     for (depth, layer), by_seed in sorted(points.items()):
         widths = sorted({w for pts in by_seed.values() for w, _ in pts})
+        if len(widths) < 3:
+            continue
         rhos = [rank_correlation([w for w, _ in pts], [c for _, c in pts])["rho"] for pts in by_seed.values()]
-        rhos = [rho for rho in rhos if rho is not None]
-        if len(widths) >= 3:
-            test = one_sample(rhos)
-            trend.append({"depth": depth, "layer": layer, "widths": widths, "n": test["n"],
-                          "mean_rho": test["mean"], "ci95": test["ci95"], "t": test["t"], "p": test["p"]})
+        test = one_sample([rho for rho in rhos if rho is not None])
+        trend.append({"depth": depth, "layer": layer, "widths": widths, "n": test["n"],
+                      "mean_rho": test["mean"], "ci95": test["ci95"], "t": test["t"], "p": test["p"]})
     return correct(trend)
 
 
