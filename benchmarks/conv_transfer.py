@@ -9,6 +9,8 @@ the shifted test images. For each shift, K and step 2^-S it runs, one at a time:
     before:  edgeff eval MODEL (float32 torch) and edgeff eval INT8, on the shifted test images
     float:   benchmarks/conv_finetune.py MODEL --last-k K --lr-shift S   (SGD on the folded float64 blocks;
              its test_before is the folded float64 model on the shifted test images)
+    twin:    the same with --int8 INT8: SGD from what the int8 model computes, in real numbers (its start is
+             the integer training's, so int8 − twin is the integer arithmetic's share alone)
     integer: edgeff finetune INT8 --last-k K --lr-shift S, then edgeff eval of its output
 
 Both fine-tunings see the same shifted training images in the same order (each --seed: the sample order, and the
@@ -88,14 +90,17 @@ def measure(args) -> dict:
             # seed 0's names carry no seed, as the results kept before --seed existed
             name = f"{shift}-k{k}-s{s}-n{n}" + (f"-seed{seed}" if seed else "")
             seeded = ["--seed", seed]
-            flt = run(f"{name}-float", [sys.executable, ROOT / "benchmarks" / "conv_finetune.py", args.model,
-                                        "--last-k", k, "--lr-shift", s, "--data-dir", data, *samples, *seeded])
+            float_sgd = [sys.executable, ROOT / "benchmarks" / "conv_finetune.py", args.model, "--last-k", k,
+                         "--lr-shift", s, "--data-dir", data, *samples, *seeded]
+            flt = run(f"{name}-float", float_sgd)
+            twin = run(f"{name}-twin", [*float_sgd, "--int8", int8])
             tuned = work / f"{name}.safetensors"
             fin = run(f"{name}-int8", edgeff("finetune", int8, "--last-k", k, "--lr-shift", s, "--out", tuned,
                                              "--data-dir", data, "--json", *samples, *seeded))
             ev = run(f"{name}-int8-eval", edgeff("eval", tuned, "--mode", "multi", "--data-dir", data, "--json"))
             rows.append({"last_k": k, "lr_shift": s, "seed": seed, "samples": flt["samples"],
-                         "float64": flt["test_after"], "float64_before": flt["test_before"], "int8": ev["multi_pass"],
+                         "float64": flt["test_after"], "float64_before": flt["test_before"], "twin": twin["test_after"],
+                         "twin_before": twin["test_before"], "int8": ev["multi_pass"],
                          "float_wall_s": flt["wall_s"], "int8_wall_s": fin["wall_s"]})
         table[shift] = {"float32_before": before["float32"]["multi_pass"],
                         "int8_before": before["int8"]["multi_pass"], "rows": rows}
@@ -110,31 +115,35 @@ def points(x: float) -> str:
 def markdown(result: dict) -> str:
     lines = []
     for shift, t in result["shifts"].items():
-        folded = t["rows"][0]["float64_before"] if t["rows"] else None
+        first = t["rows"][0] if t["rows"] else None
         lines += [f"shift {shift}, shifted test images:", "",
-                  "| fine-tuning | seed | samples | float64 SGD, test % | int8 integer rule, test % "
-                  "| int8 − float (points) | float gain | int8 gain |", "|---|---|---|---|---|---|---|---|",
+                  "| fine-tuning | seed | samples | float64 SGD, test % | float64 SGD from int8, test % "
+                  "| int8 integer rule, test % | int8 − float | int8 − from int8 | float gain | int8 gain |",
+                  "|---|---|---|---|---|---|---|---|---|---|",
                   f"| none (float32 torch {100 * t['float32_before']:.2f}) | | | "
-                  + (f"{100 * folded:.2f} (folded)" if folded is not None else "")
+                  + (f"{100 * first['float64_before']:.2f} (folded) | {100 * first['twin_before']:.2f}" if first
+                     else " | ")
                   + f" | {100 * t['int8_before']:.2f} | "
-                  + (points(t['int8_before'] - folded) if folded is not None else "") + " | | |"]
+                  + (f"{points(t['int8_before'] - first['float64_before'])} | "
+                     f"{points(t['int8_before'] - first['twin_before'])}" if first else " | ") + " | | |"]
         for r in t["rows"]:
             lines.append(f"| last {r['last_k']}, S = {r['lr_shift']} | {r['seed']} | {r['samples']:,} "
-                         f"| {100 * r['float64']:.2f} "
+                         f"| {100 * r['float64']:.2f} | {100 * r['twin']:.2f} "
                          f"| {100 * r['int8']:.2f} | {points(r['int8'] - r['float64'])} "
+                         f"| {points(r['int8'] - r['twin'])} "
                          f"| {points(r['float64'] - r['float64_before'])} | {points(r['int8'] - t['int8_before'])} |")
-        lines += ["", *_over_seeds(t["rows"]), ""]
+        lines += ["", *_over_seeds(t["rows"], "float64", "float"), *_over_seeds(t["rows"], "twin", "from int8"), ""]
     return "\n".join(lines)
 
 
-def _over_seeds(rows: list) -> list:
-    """int8 − float, mean ± sample standard deviation over the seeds, for each K and S run with more than one."""
+def _over_seeds(rows: list, reference: str, label: str) -> list:
+    """int8 − reference, mean ± sample standard deviation over the seeds, for each K and S run with more than
+    one."""
     groups = {}
     for r in rows:
-        groups.setdefault((r["last_k"], r["lr_shift"]), []).append(100 * (r["int8"] - r["float64"]))
-    lines = [f"last {k}, S = {s}, int8 − float over {len(d)} seeds: {np.mean(d):+.2f} ± {np.std(d, ddof=1):.2f} "
-             f"points (worst {min(d):+.2f})".replace("-", "−") for (k, s), d in groups.items() if len(d) > 1]
-    return lines
+        groups.setdefault((r["last_k"], r["lr_shift"]), []).append(100 * (r["int8"] - r[reference]))
+    return [f"last {k}, S = {s}, int8 − {label} over {len(d)} seeds: {np.mean(d):+.2f} ± {np.std(d, ddof=1):.2f} "
+            f"points (worst {min(d):+.2f})".replace("-", "−") for (k, s), d in groups.items() if len(d) > 1]
 
 
 def main():

@@ -15,7 +15,13 @@ from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription
 from edgeff.model_file import load_model
 from edgeff.op_registry import facet
-from edgeff.quant.layered import class_goodness_multipliers, folded_network, folded_outputs, group_counts
+from edgeff.quant.layered import (
+    class_goodness_multipliers,
+    dequantized_network,
+    folded_network,
+    folded_outputs,
+    group_counts,
+)
 from edgeff.quant.ptq import quantize
 from edgeff.runtime import backend
 from edgeff.runtime.class_goodness import MAX_GROUP_VALUES
@@ -293,6 +299,37 @@ def test_int8_predicts_as_the_folded_float_model_with_padded_borders(padded):
     agree = (_predictions(folded_scores, model.eval_layers) == _predictions(model.label_scores(test.images),
                                                                             model.eval_layers)).mean()
     assert agree >= 0.9
+
+
+# ------------------------------------------------------------------ the int8 model in real numbers
+
+@pytest.mark.parametrize("name", ["padded", "padded_bn"])
+def test_the_dequantized_network_is_the_int8_model_but_for_its_roundings(request, name):
+    """Each layer of dequantized_network, fed the int8 model's dequantized input, lands within one output step of
+    the int8 layer's output (its requantization's double rounding), saturated outputs included."""
+    float_path, int_path, data, _ = request.getfixturevalue(name)
+    images = np.concatenate([_random_images(100, seed=3), load_dataset(data, val_size=100).test.images[:100]])
+    images[:50] = np.where(images[:50] > 127, 255, 0)   # hard edges: outputs beyond the calibrated range
+    net = load_network(float_path)[0]
+    twin = dequantized_network(net, int_path)
+    entries = load_model(int_path)[1]["quantization"]["layers"]
+    real_in, saturated = net.inputs(images).double(), 0
+    for k, (q, entry) in enumerate(zip(IntLayeredModel.from_file(int_path).activities(images), entries, strict=True)):
+        q = q.transpose(0, 3, 1, 2).astype(np.float64)
+        with torch.no_grad():
+            ours = twin.run(real_in, k, k + 1)[0].numpy() / entry["out_scale"] + entry["out_zero_point"]
+        assert np.abs(ours - q).max() <= 1.0 + 1e-6
+        saturated += int((q == 127).sum())
+        real_in = torch.from_numpy((q - entry["out_zero_point"]) * entry["out_scale"])
+    assert saturated > 0   # the saturation was exercised: without it those outputs run past code 127
+
+
+def test_the_dequantized_network_refuses_a_dense_layer_and_another_models_file(mixed, padded):
+    float_path, int_path, _, _ = mixed
+    with pytest.raises(EdgeFFError, match=r"layer 5 \(dense\) has no real-number form of its int8 tensors"):
+        dequantized_network(load_network(float_path)[0], int_path)
+    with pytest.raises(EdgeFFError, match="its layers are not the float model's"):
+        dequantized_network(load_network(padded[0])[0], int_path)
 
 
 # ------------------------------------------------------------------ overflow guards

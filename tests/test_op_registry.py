@@ -47,6 +47,9 @@ EXTRA = {("dense", "torch_module"): ("every_label_activities",), ("dense", "ptq"
                                  "load_masters", "master_tensors", "training_shapes", "training_buffers"),
          # a layered model's memory plan (edgeff.runtime.memory_plan.layered_training_plan) walks every layer
          **{(kind, "runtime"): ("training_shapes", "training_buffers") for kind in ("maxpool2d", "flatten")},
+         # the int8 layered model in real numbers (edgeff.quant.layered.dequantized_network), the float twin of its
+         # integer training; a dense layer has none yet and is refused there
+         **{(kind, "ptq"): ("dequantize",) for kind in ("conv2d", "maxpool2d", "flatten")},
          **{(kind, "cost"): ("int8_ff_memory",) for kind in KINDS}}
 DECLARED_PAIRS = [(kind, name) for kind in KINDS for name in DECLARED[kind]]
 MISSING_PAIRS = [(kind, name) for kind in KINDS for name in FACETS if name not in DECLARED[kind]]

@@ -9,6 +9,10 @@ def fold(module, spec, padding: str = "batchnorm"):
     return module   # no parameters
 
 
+def dequantize(module, spec, index: int, tensors: dict, entry: dict):
+    return module   # no parameters, no range of its own
+
+
 def quantize(spec, module, index: int, activities, input_quant: dict, qat: bool, percentile: float, norm_bits: int,
              rounding: str):
     """No tensors; the header entry repeats the input's scale and zero point."""

@@ -23,7 +23,7 @@ import torch
 
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelKind
-from edgeff.model_file import save_model
+from edgeff.model_file import is_layered, load_model, save_model
 from edgeff.op_registry import layer_facet
 from edgeff.quant.fully_connected import quantize_head
 from edgeff.runtime.class_goodness import check_group_size, check_scores_fit, group_values
@@ -44,6 +44,28 @@ def folded_network(net, conv_padding: str = "batchnorm", only=None):
         if only is None or i in only:
             folded.layers[i] = layer_facet(spec, "ptq").fold(folded.layers[i], spec, conv_padding)
     return folded.eval()
+
+
+def dequantized_network(net, int8_path):
+    """A float64 copy of the network computing what the int8 model file at int8_path computes, without its
+    roundings: each layer as its kind's ptq `dequantize` rebuilds it from the file's tensors (the integer
+    model's starting point in real numbers, where fine-tuning can follow the device's integer training).
+    Refused for another architecture, or a layer kind without a real-number form of its int8 tensors."""
+    tensors, header = load_model(int8_path)
+    arch, quant = header.get("architecture") or {}, header.get("quantization")
+    if not is_layered(arch) or arch.get("kind") != ModelKind.INT8 or not isinstance(quant, dict):
+        raise EdgeFFError(f"{int8_path}: not an int8 layered model; make one with `edgeff quantize MODEL --out "
+                          "MODEL_INT8`")
+    if [spec.to_header() for spec in net.specs] != arch["layers"]:
+        raise EdgeFFError(f"{int8_path}: its layers are not the float model's; quantize that float model")
+    copied = copy.deepcopy(net).double()
+    for i, spec in enumerate(net.specs):
+        ptq = layer_facet(spec, "ptq")
+        if not hasattr(ptq, "dequantize"):
+            raise EdgeFFError(f"{int8_path}: layer {i + 1} ({spec.kind}) has no real-number form of its int8 "
+                              "tensors yet")
+        copied.layers[i] = ptq.dequantize(copied.layers[i], spec, i, tensors, quant["layers"][i])
+    return copied.eval()
 
 
 @torch.no_grad()

@@ -30,6 +30,10 @@ The quantization, on the folded block: input a (int8, scale s_in, zero point z_i
 s_w[o])) int32, M[o] = s_in * s_w[o] / s_out from the float32 scales as TFLite derives it, fused ReLU; output
 int8 with zero point -128 and s_out the `percentile` of the block's calibration outputs over 255 (the pooled
 outputs: with the maximum, the default, the same as the unpooled ones).
+
+`dequantize` goes back: the block as the int8 model computes it, in real numbers (its int8 filters, int32 bias and
+padding times their scales, its output saturating where the int8 code does), unrounded. Fine-tuning that float
+block is the float twin of the device's integer training from the same int8 model (benchmarks/conv_finetune.py).
 """
 import copy
 
@@ -40,6 +44,7 @@ from torch import nn
 
 from edgeff.errors import EdgeFFError
 from edgeff.quant.fully_connected import per_channel, relu_output_scale
+from edgeff.runtime.int_fully_connected import ACT_MAX
 from edgeff.runtime.requantize import INT32_MAX, float32
 
 ACT_ZERO_POINT = -128
@@ -65,6 +70,18 @@ class PadWith(nn.Module):
         p = self.padding
         shifted = x - self.values[None, :, None, None]   # pad the shifted input with 0, then shift back
         return F.pad(shifted, (p, p, p, p)) + self.values[None, :, None, None]
+
+
+class SaturateAt(nn.Module):
+    """min(x, high): the largest output the int8 block can write (code 127) in real units. The block's fused ReLU
+    follows it, so the two give the int8 output's range."""
+
+    def __init__(self, high: float):
+        super().__init__()
+        self.high = high
+
+    def forward(self, x):
+        return torch.clamp(x, max=self.high)
 
 
 def _affine(module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,3 +154,24 @@ def quantize(spec, module, index: int, activities: np.ndarray, input_quant: dict
     if spec.padding:
         fold_record |= {"padding_value": padding, "border": BORDER[padding]}
     return tensors, {"out_scale": out_scale, "out_zero_point": ACT_ZERO_POINT, "fold": fold_record}
+
+
+def dequantize(module, spec, index: int, tensors: dict, entry: dict):
+    """The trained block as the int8 model file's block `index` computes it, in float64 without its roundings:
+    filters q[o] * s_w[o], bias q_b[o] * s_w[o] * s_in (the scales `quantize` rounded them at), the input padded
+    with pad_value's real value, and the output saturating at code 127 (a calibrated range the float block does
+    not have). entry is the file's quantization entry of the layer."""
+    name = f"layers.{index}."
+    in_scale, in_zp = float32(entry["in_scale"]), entry["in_zero_point"]
+    w_scale = tensors[name + "weight_scale"].astype(np.float64)
+    padding = entry["fold"].get("padding_value", "zero-point")
+    block = fold(module, spec, padding)
+    with torch.no_grad():
+        w = tensors[name + "weight"].astype(np.float64).transpose(0, 3, 1, 2) * w_scale[:, None, None, None]
+        block.conv.weight.copy_(torch.from_numpy(w))
+        block.conv.bias.copy_(torch.from_numpy(tensors[name + "bias"].astype(np.float64) * w_scale * in_scale))
+        if isinstance(block.norm, PadWith):
+            pad = (tensors[name + "pad_value"].astype(np.float64) - in_zp) * in_scale
+            block.norm.values.copy_(torch.from_numpy(pad))
+    block.conv = nn.Sequential(block.conv, SaturateAt((ACT_MAX - entry["out_zero_point"]) * entry["out_scale"]))
+    return block

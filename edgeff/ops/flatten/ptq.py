@@ -1,5 +1,5 @@
 """The flatten layer's post-training quantization: nothing to quantize (edgeff/ops/passthrough.py). Its int8
 output has its input's scale and zero point, as a RESHAPE keeps them; no tensors."""
-from edgeff.ops.passthrough import fold, quantize
+from edgeff.ops.passthrough import dequantize, fold, quantize
 
-__all__ = ["fold", "quantize"]
+__all__ = ["dequantize", "fold", "quantize"]
