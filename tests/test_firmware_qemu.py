@@ -440,19 +440,45 @@ def test_emulated_board_refuses_what_it_cannot_train(int_model, tmp_path):
             assert info.model_loaded and not info.configured and info.image_bytes > len(image)   # masters added
 
 
+def _cli_train_on_the_emulated_board(int_path, data_dir, out, *args) -> dict:
+    """`edgeff board train --port qemu://` (the default board's firmware) of the model, writing out: the one
+    JSON document on stdout, after checking the command succeeded and said where the run stands on stderr."""
+    res = run_cli("board", "train", "--port", "qemu://", "--model", int_path, "--out", out, "--data-dir", data_dir,
+                  *args, "--json")
+    assert res.returncode == 0, res.stderr
+    assert "qemu-mps2-an386 holds no part of this run" in res.stderr
+    return json.loads(res.stdout)
+
+
 def test_cli_trains_on_the_emulated_board(small_model, tmp_path):
     """`edgeff board train --port qemu://` runs unchanged against the firmware of the default board and writes
     the trained model, equal to the runtime's after the same samples."""
     int_path, data_dir = small_model
     out = tmp_path / "trained.safetensors"
-    res = run_cli("board", "train", "--port", "qemu://", "--model", int_path, "--out", out, "--samples", 12,
-                  "--data-dir", data_dir, "--lr-shift", 16, "--seed", 3, "--json")
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["samples"] == 12 and "qemu-mps2-an386 holds no part of this run" in res.stderr
+    result = _cli_train_on_the_emulated_board(int_path, data_dir, out, "--samples", 12, "--lr-shift", 16, "--seed", 3)
+    assert result["samples"] == 12
     stream, _ = _stream(data_dir, n=12, seed=3)
     reference = unpack_image(runtime_image(int_path, stream, CONFIG))[0]
     trained = load_model(out)[0]
     assert all(np.array_equal(trained[k], v) for k, v in reference.items())
+
+
+@pytest.mark.parametrize("last_k", [1, None], ids=["last-block", "all-blocks"])
+def test_cli_trains_a_conv_model_on_the_emulated_board(last_k, request, tmp_path):
+    """`edgeff board train --port qemu://` of a layered CwC model (--last-k, or every block) on the default
+    board's firmware: the model file it writes is, as a board image, the integer runtime's after the same
+    samples in the same order, byte for byte."""
+    int_path, data = request.getfixturevalue("conv")
+    out = tmp_path / "trained.safetensors"
+    k = [] if last_k is None else ["--last-k", last_k]
+    result = _cli_train_on_the_emulated_board(int_path, data, out, *k, "--samples", 6, "--epochs", 1, "--seed", 1,
+                                              "--lr-shift", 8)
+    assert result["samples"] == 6 and result["board_metrics"]["applied"] == 6
+    stream = layered_stream(int_path, data, n=6, epochs=1, seed=1)
+    config = IntTrainingConfig(lr_shift=8, seed=1)
+    expected = runtime_image(int_path, stream, config, last_k=last_k)
+    assert expected != start_image(int_path, config, last_k)          # the samples move the model
+    assert pack_image(*load_model(out)) == expected
 
 
 def test_a_model_compiled_in_from_the_exporters_header(small_model, tmp_path):
