@@ -5,6 +5,7 @@ import ctypes
 import platform
 import shutil
 import subprocess
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,10 +14,13 @@ from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.op_registry import KINDS
 from edgeff.runtime import backend, c_kernels
+from edgeff.runtime.class_goodness import check_scores_fit, class_goodness, group_values
+from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig, sigmoid_table
 from edgeff.runtime.integer_hash import hash32
 from edgeff.runtime.l2_normalization import inv_sqrt_quantized_multiplier_ref
+from edgeff.runtime.layout import image_nhwc
 from edgeff.runtime.master_weights import weights_from_masters
 from edgeff.runtime.reference_kernels import ReferenceKernels
 from edgeff.runtime.requantize import INT32_MAX, INT32_MIN
@@ -35,6 +39,7 @@ def _c_builds() -> bool:
 
 pytestmark = pytest.mark.skipif(not _c_builds(), reason="no C compiler: the C kernels cannot build")
 REFERENCE = ReferenceKernels()
+EF_CWC_MAXPOOL2D = 0x03   # ff_constants.h's enum ef_cwc_layer_kind
 
 
 @pytest.fixture
@@ -204,15 +209,44 @@ def test_avx2_paths_equal_the_boards_scalar_loops(tmp_path, monkeypatch):
              [np.empty((50, 10 * 203), np.int8), np.empty((50, 10), np.int32)])
 
 
+# (C, H, W) outputs of conv blocks the docs and benchmarks train on 28x28 images, whose class groups (10
+# classes) the goodness kernel scores: conv 10/20/50 pool 2, conv 50 and conv 260 unpooled, 260 on 14x14 pooled
+CONV_OUTPUTS = [(10, 14, 14), (20, 14, 14), (50, 14, 14), (50, 28, 28), (260, 14, 14), (260, 7, 7)]
+
+
+def _goodness_widths() -> list:
+    """Every width up to 64 (the short rows and the loop's start), a geometric sweep to the largest group
+    C_MAX_GOODNESS_UNITS, the conv models' class-group sizes, and the largest group itself."""
+    sweep = np.unique(np.geomspace(65, c_kernels.C_MAX_GOODNESS_UNITS, 60).astype(int))
+    conv = [group_values(shape, 10) for shape in CONV_OUTPUTS]
+    return sorted({*range(1, 65), *sweep.tolist(), *conv, c_kernels.C_MAX_GOODNESS_UNITS})
+
+
 def test_goodness_equals_numpy():
-    rng = np.random.default_rng(15)
-    a = np.concatenate([rng.integers(-128, 128, (1000, 120)), np.full((1, 120), 127),
-                        np.full((1, 120), -128)]).astype(np.int8)
-    for zp in (-128, 0, 127):
-        c, numpy = both_backends(lambda k: k.goodness(a, zp))
-        assert np.array_equal(c, numpy)
-    widest = np.full((1, 32_767), 127, np.int8)
-    assert c_kernels.CKernels().goodness(widest, -128)[0] == 32_767 * 255 ** 2
+    """ef_goodness (called directly, so no case falls back to NumPy) against the NumPy goodness on 221,518
+    random rows over 130 widths from 1 to C_MAX_GOODNESS_UNITS, each width under a random zero point and
+    under one of -128, 0, 127."""
+    rng, results = np.random.default_rng(15), 0
+    for i, width in enumerate(_goodness_widths()):
+        rows = max(8, min(1000, 2_000_000 // width))
+        for zp in (int(rng.integers(-128, 128)), (-128, 0, 127)[i % 3]):
+            a = rng.integers(-128, 128, (rows, width)).astype(np.int8)
+            assert np.array_equal(c_kernels.goodness(a, zp), REFERENCE.goodness(a, zp)), (width, zp)
+            results += rows
+    assert results >= 100_000
+
+
+def test_goodness_at_the_int32_bound():
+    """The largest group the C kernel takes (C_MAX_GOODNESS_UNITS values), every value at the int8 end
+    farthest from the zero point, for each of the 256 zero points: the sum reaches 33,025 * 255^2 =
+    2,147,450,625 at zero points -128 and 127, just under INT32_MAX, and must be exact (no wrap)."""
+    width, zps = c_kernels.C_MAX_GOODNESS_UNITS, np.arange(-128, 128)
+    assert (width + 1) * 255 ** 2 > INT32_MAX >= width * 255 ** 2   # the bound is the largest that fits
+    far = np.where(zps < 0, 127, -128)                                # the end farthest from each zero point
+    got = np.concatenate([c_kernels.goodness(np.full((1, width), end, np.int8), int(zp))
+                          for zp, end in zip(zps, far, strict=True)])
+    want = width * (far.astype(np.int64) - zps) ** 2
+    assert np.array_equal(got, want) and got.max() == width * 255 ** 2
 
 
 def test_hash32_equals_numpy(lib):
@@ -468,3 +502,154 @@ def test_board_training_step_equals_the_runtime(lib, int_model, loss, collab, ro
         assert list(t.gamma_q)[:len(model.layers)] == trainer.gamma_q.tolist() and t.step == trainer.step_count
     assert updated >= 5  # the steps really changed the weights (nearest rounding skips the small ones)
 
+
+
+class _CwcLayer(ctypes.Structure):
+    _fields_ = [*((name, ctypes.c_int32) for name in ("kind", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c",
+                                                      "out_zero_point", "class_multiplier", "class_shift", "pool")),
+                ("block", c_kernels.Conv2dBlock), ("explicit_pad", ctypes.c_int32), ("pad_value", ctypes.c_void_p),
+                ("trained", ctypes.c_int32)]
+
+
+class _CwcModel(ctypes.Structure):
+    _fields_ = [("n_layers", ctypes.c_int32), ("n_classes", ctypes.c_int32), ("frac_bits", ctypes.c_int32),
+                ("rounding", ctypes.c_int32), ("eval_mask", ctypes.c_uint32), ("layers", _CwcLayer * 8),
+                ("lr_shift", ctypes.c_int32), ("stochastic", ctypes.c_int32), ("seed", ctypes.c_uint32),
+                ("step", ctypes.c_uint32), ("slot", ctypes.c_void_p * 2),
+                *((name, ctypes.c_void_p) for name in ("prepool", "goodness", "dgoodness", "row_sums", "scratch"))]
+
+
+def _fitting_shifts(counts, multipliers, shifts, rounding):
+    """The shifts lowered, the largest first, until check_scores_fit takes them: random factors at (or just
+    under) the largest the model checks allow."""
+    shifts = list(shifts)
+    while True:
+        try:
+            check_scores_fit("case", counts, multipliers, shifts, rounding)
+            return shifts
+        except EdgeFFError:
+            shifts[int(np.argmax(shifts))] -= 1
+
+
+def _c_decisions(lib, shape, pools, n_classes, zps, mult, shift, rounding, eval_layers, images):
+    """ef_cwc_classify (the firmware's decision: cwc_model.c's class goodness, the sum over the evaluation
+    layers, the first highest) on max-pooling layers, image by image: (decisions, int64 scores)."""
+    c, h, w = shape
+    m = _CwcModel(n_layers=len(pools), n_classes=n_classes, rounding=c_kernels.ROUNDING[rounding],
+                  eval_mask=sum(1 << (l - 1) for l in eval_layers))
+    for i, pool in enumerate(pools):
+        m.layers[i] = _CwcLayer(kind=EF_CWC_MAXPOOL2D, in_h=h, in_w=w, in_c=c, out_h=h // pool, out_w=w // pool,
+                                out_c=c, out_zero_point=zps[i], class_multiplier=int(mult[i]),
+                                class_shift=int(shift[i]), pool=pool)
+        h, w = h // pool, w // pool
+    keep = [np.zeros(c * shape[1] * shape[2], np.int8) for _ in range(2)] + [np.zeros(n_classes, np.int32)]
+    m.slot[0], m.slot[1], m.goodness = (a.ctypes.data for a in keep)
+    images = np.array(images, np.uint8)   # quantized in place by a one-channel first layer
+    scores, decisions = np.zeros((len(images), n_classes), np.int64), np.empty(len(images), np.int64)
+    lib.ef_cwc_classify.argtypes = [ctypes.POINTER(_CwcModel), ctypes.c_void_p, ctypes.c_void_p]
+    lib.ef_cwc_classify.restype = ctypes.c_int32
+    for i in range(len(images)):
+        decisions[i] = lib.ef_cwc_classify(ctypes.byref(m), images[i].ctypes.data, scores[i].ctypes.data)
+    return decisions, scores
+
+
+def _reference_decisions(shape, pools, n_classes, zps, mult, shift, rounding, eval_layers, images):
+    """The runtime's decision: class_goodness of each layer's output, IntLayeredModel.layer_goodness's mapping to
+    the common fixed point, the sum over the evaluation layers, NumPy's argmax (the first highest)."""
+    q, raw = image_nhwc((images ^ np.uint8(0x80)).view(np.int8), shape), []
+    with backend.using("reference"):
+        for pool, zp in zip(pools, zps, strict=True):
+            q = REFERENCE.max_pool2d(q, pool, -128, 127)
+            raw.append(class_goodness(q, zp, n_classes))
+    model = SimpleNamespace(class_multiplier=np.array(mult), class_shift=np.array(shift), rounding=rounding)
+    scores = IntLayeredModel.layer_goodness(model, np.stack(raw))[np.array(eval_layers) - 1].sum(axis=0)
+    return scores.argmax(axis=1), scores
+
+
+def _random_decision_case(rng):
+    """(n_classes, (C, H, W) input, the pooling windows of 1 to 4 layers, halving the sides now and then)."""
+    n_classes, side = int(rng.integers(2, 11)), int(rng.integers(2, 9))
+    pools, h = [], side
+    for _ in range(int(rng.integers(1, 5))):
+        pools.append(2 if h >= 2 and rng.random() < 0.3 else 1)
+        h //= pools[-1]
+    return n_classes, (n_classes * int(rng.integers(1, 4)), side, side), pools
+
+
+def _group_counts(shape, pools, n_classes):
+    c, h, counts = shape[0], shape[1], []
+    for pool in pools:
+        h //= pool
+        counts.append(group_values((c, h, h), n_classes))
+    return counts
+
+
+def _check_decisions(lib, shape, pools, n_classes, zps, mult, shift, rounding, eval_layers, images):
+    """The C decisions and scores equal the runtime's; returns the reference scores."""
+    case = (shape, pools, n_classes, [int(z) for z in zps], mult, shift, rounding, eval_layers)
+    got, got_scores = _c_decisions(lib, *case, images)
+    want, want_scores = _reference_decisions(*case, images)
+    assert np.array_equal(got_scores, want_scores) and np.array_equal(got, want), case
+    return want_scores
+
+
+def test_class_decision_equals_the_runtime(lib):
+    """ef_cwc_classify's decision and scores against the runtime's on 100,000+ images over random layers (1 to
+    4, pooled or not), classes (2 to 10), zero points, roundings, evaluation layers and class-goodness factors
+    (multipliers in [2^30, 2^31) or 0, shifts lowered to where check_scores_fit takes them, half from its
+    largest): a third of the images two-level and a third with one class's group copied onto another's, so that
+    classes tie and the first highest must win."""
+    rng, decided, tied = np.random.default_rng(22), 0, 0
+    while decided < 100_000:
+        n_classes, shape, pools = _random_decision_case(rng)
+        rounding, n_layers = str(rng.choice(["double", "single"])), len(pools)
+        mult = rng.integers(1 << 30, INT32_MAX, n_layers, endpoint=True)
+        mult[rng.random(n_layers) < 0.1] = 0
+        shift = np.where(rng.random(n_layers) < 0.5, 30, rng.integers(-31, 31, n_layers))
+        shift = _fitting_shifts(_group_counts(shape, pools, n_classes), mult, shift, rounding)
+        eval_layers = sorted(int(l) for l in rng.choice(np.arange(1, n_layers + 1), int(rng.integers(1, n_layers + 1)),
+                                                         replace=False))
+        images = _decision_images(rng, 250, shape, n_classes)
+        scores = _check_decisions(lib, shape, pools, n_classes, rng.integers(-128, 128, n_layers), mult, shift,
+                                  rounding, eval_layers, images)
+        decided += len(images)
+        tied += int(((scores == scores.max(axis=1, keepdims=True)).sum(axis=1) > 1).sum())
+    assert tied > 10_000   # ties decided by the first highest, not a rare accident
+
+
+@pytest.mark.parametrize("rounding", ["double", "single"])
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_class_decision_at_the_bounds(lib, rounding, n_layers):
+    """Two classes of the largest group (33,025 values) in each of 1 or 2 layers, every value at the int8 end
+    farthest from the zero point (G = 33,025 * 255^2), multipliers INT32_MAX and the largest shifts
+    check_scores_fit takes: the sum nears INT32_MAX; the classes tie (class 0 wins), or one pixel one step in
+    from the end in either class's group breaks the tie (if the mapping keeps the difference)."""
+    per_class = c_kernels.C_MAX_GOODNESS_UNITS // 25
+    shape, pools = (2 * per_class, 5, 5), [1] * n_layers
+    counts = _group_counts(shape, pools, 2)
+    assert counts == [c_kernels.C_MAX_GOODNESS_UNITS] * n_layers
+    mult = [INT32_MAX] * n_layers
+    shift = _fitting_shifts(counts, mult, [30] * n_layers, rounding)
+    with pytest.raises(EdgeFFError):   # the largest shifts: one more on any layer is refused
+        check_scores_fit("case", counts, mult, [shift[0] + 1, *shift[1:]], rounding)
+    for zp, end, inner in ((-128, 255, 254), (127, 0, 1)):   # q = pixel - 128: 127 or -128
+        images = np.full((3, int(np.prod(shape))), end, np.uint8)
+        images[1, 0] = images[2, per_class * 25] = inner     # class 0's first value, class 1's first value
+        scores = _check_decisions(lib, shape, pools, 2, [zp] * n_layers, mult, shift, rounding,
+                                  list(range(1, n_layers + 1)), images)
+        assert scores[0, 0] == scores[0, 1] > INT32_MAX // 2 and scores.max() <= INT32_MAX
+
+
+def _decision_images(rng, n, shape, n_classes):
+    """Uniform images, images of two levels (many tied classes) and one class's group copied onto another's
+    (exact ties), a third each."""
+    d = int(np.prod(shape))
+    images = rng.integers(0, 256, (n, d)).astype(np.uint8)
+    two = rng.random(n) < 1 / 3
+    images[two] = rng.choice(np.array([0, 255], np.uint8), (int(two.sum()), d))
+    nhwc = image_nhwc(images.view(np.int8), shape).view(np.uint8)
+    groups = nhwc.reshape(n, shape[1], shape[2], n_classes, -1)
+    copied = ~two & (rng.random(n) < 0.5)
+    src, dst = rng.integers(0, n_classes, 2)
+    groups[copied, :, :, dst] = groups[copied, :, :, src]
+    return np.ascontiguousarray(groups.reshape(n, shape[1], shape[2], shape[0]).transpose(0, 3, 1, 2)).reshape(n, d)

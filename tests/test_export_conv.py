@@ -1,8 +1,9 @@
 """The int8 TFLite and ONNX exports of layered (conv) models: TensorFlow Lite Micro's interpreter, LiteRT's
 reference kernels and onnxruntime compute the integer runtime's class goodness and one-pass logits bit for bit,
 for both conv paddings (TFLite's zero-point padding as SAME or PAD + VALID, BatchNorm's per-channel border as
-concatenated constants), strides, max pooling, flatten and dense; a wrong border shows; the C header; and the
-command line (export, verify, --json, the refusal of a float conv model's ONNX)."""
+concatenated constants), strides, max pooling, flatten and dense; a wrong border shows; the C header; the float
+ONNX of the same models in onnxruntime within FLOAT_RTOL of torch (BatchNorm's zero-padded output at the
+borders, which a folded conv would miss); and the command line (export, verify, --json, refusals)."""
 import copy
 import json
 import re
@@ -10,6 +11,8 @@ import re
 import numpy as np
 import onnx
 import pytest
+import torch
+import torch.nn.functional as F
 from ai_edge_litert import schema_py_generated as schema
 
 from edgeff.c_array import tflite_bytes_from_c_header
@@ -17,13 +20,14 @@ from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.export import tflite_layered, tflm
 from edgeff.export.tflm import op_names_and_outputs, run_tflm
-from edgeff.export.verify import run_onnx, run_tflite, verify
+from edgeff.export.verify import FLOAT_RTOL, run_onnx, run_tflite, verify
 from edgeff.export.write import export_model
 from edgeff.model_description import ModelDescription
-from edgeff.model_file import load_model
+from edgeff.model_file import load_model, save_model
 from edgeff.runtime.class_goodness import MAX_GROUP_VALUES
 from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.requantize import multiply_by_quantized_multiplier
+from edgeff.train.model_io import load_network
 from tests.conftest import run_cli
 from tests.test_conv_ptq import COLOUR, MIXED, PADDED, _quantized, _random_images
 
@@ -253,8 +257,111 @@ def test_verify_refuses_a_conv_export_against_another_model(strided_bn, padded_b
     assert "Traceback" not in res.stderr
 
 
-def test_float_onnx_of_a_conv_model_is_refused_in_one_line(padded_bn, tmp_path):
-    res = run_cli("export", padded_bn[0], "--format", "onnx", "--out", tmp_path / "m.onnx")
+def test_float_onnx_export_and_verify_from_the_command_line(padded_bn, tmp_path):
+    float_path, int_path, data, _ = padded_bn
+    out = tmp_path / "m.onnx"
+    res = run_cli("export", float_path, "--format", "onnx", "--out", out, "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["bytes"] == out.stat().st_size   # one JSON document
+    res = run_cli("verify", float_path, out, "--data-dir", data, "--json")
+    assert res.returncode == 0, res.stderr
+    result = json.loads(res.stdout)
+    (row,) = result["rows"]
+    assert result["kind"] == "float" and result["verdict"] == "pass" and result["images"] == 200
+    assert row["policy"].startswith("float") and row["goodness_max_rel_diff"] <= FLOAT_RTOL, row
+    assert row["goodness_values"] == 2 * 200 * 10 and row["multi_pass_agreement"] == 1.0
+    assert "verify: PASS" in res.stderr
+    res = run_cli("verify", float_path, out, "--data-dir", data, "--images", "60")
+    assert re.search(r"\| onnxruntime \| [^|]+ \| 0 of 1,200 \| [^|]+ \| 0 of 600 \| 100\.00 % / 100\.00 % \|",
+                     res.stdout), res.stdout
+    # the float export is not the int8 model's: refused in one line, naming both
+    res = run_cli("verify", int_path, out, "--data-dir", data, "--images", "5")
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
-    assert "exporting a float layered (conv) model to ONNX is not supported yet" in res.stderr
+    assert "is a float export with inputs of shape [196], but" in res.stderr and "is a int8 model" in res.stderr
+
+
+def test_float_onnx_of_a_layered_model_without_class_goodness_is_refused_in_one_line(padded_bn, tmp_path):
+    """An overlay-trained layered model scores one pass per label, which the graph does not spell out: the same
+    trained file with its objective rewritten is refused, and nothing is written."""
+    tensors, header = load_model(padded_bn[0])
+    overlay = tmp_path / "overlay.safetensors"
+    save_model(overlay, tensors, {**header, "architecture": {**header["architecture"], "objective": "overlay"}})
+    res = run_cli("export", overlay, "--format", "onnx", "--out", tmp_path / "m.onnx")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "the float ONNX export of a layered model takes objective cwc" in res.stderr and "'overlay'" in res.stderr
     assert not (tmp_path / "m.onnx").exists()
+
+
+# ------------------------------------------------------------------ the float ONNX graph
+
+def _torch_outputs(float_path, images):
+    """What torch computes for uint8 images: goodness (n_layers, N, C), scores over the eval layers, logits."""
+    net, header = load_network(float_path)
+    x = net.inputs(images)
+    with torch.no_grad():
+        goodness, logits = net.label_scores(x).numpy(), net.head_logits(x).numpy()
+    eval_layers = [l - 1 for l in header["architecture"]["eval_layers"]]
+    return {"goodness": goodness, "scores": goodness[eval_layers].sum(axis=0), "logits": logits}
+
+
+def _relative(got, ref) -> float:
+    """The largest difference relative to the reference's scale, as verify's float policy measures it."""
+    return float(np.abs(got.astype(np.float64) - ref).max() / np.abs(ref).max())
+
+
+@pytest.mark.parametrize(("name", "ops"), [
+    ("padded", {"BatchNormalization", "Conv", "Relu", "MaxPool"}),   # padding 1 after BatchNorm
+    ("mixed", {"BatchNormalization", "Conv", "MaxPool", "MatMul"}),  # maxpool2d, flatten, a dense layer
+    ("colour", {"BatchNormalization", "Conv", "MaxPool"})])           # three input planes, 32 x 32
+def test_float_onnx_export_computes_what_torch_computes_in_onnxruntime(request, tmp_path, name, ops):
+    """Class goodness, summed scores and head logits within FLOAT_RTOL of torch on test images, random ones and
+    the range's ends; the same predictions; one image alone gives its row of the batch."""
+    float_path, _, data, _ = request.getfixturevalue(name)
+    out = tmp_path / "m.onnx"
+    written = export_model(float_path, "onnx", out)
+    assert written["what"].startswith("float ONNX of the layered model")
+    assert ops <= {n.op_type for n in onnx.load(out).graph.node}
+    images, labels = _images(data)
+    got = run_onnx(out, images.astype(np.float32) / 255.0)
+    ref = _torch_outputs(float_path, images)
+    for key in ("goodness", "scores", "logits"):
+        assert got[key].shape == ref[key].shape and got[key].dtype == np.float32, key
+        assert _relative(got[key], ref[key]) <= FLOAT_RTOL, key
+    assert np.array_equal(got["scores"].argmax(axis=1), ref["scores"].argmax(axis=1))
+    assert np.array_equal(got["logits"].argmax(axis=1), ref["logits"].argmax(axis=1))
+    one = run_onnx(out, images[7:8].astype(np.float32) / 255.0)
+    assert _relative(one["goodness"], ref["goodness"][:, 7:8]) <= FLOAT_RTOL
+    result = verify(float_path, out, images, labels)
+    (row,) = result["rows"]
+    assert row["policy"].startswith("float") and row["pass"] and result["verdict"] == "pass", row
+    assert row["goodness_differing"] == 0 and row["logits_differing"] == 0
+    assert row["multi_pass_agreement"] == 1.0 and row["one_pass_agreement"] == 1.0
+
+
+def _folded_goodness(float_path, images) -> np.ndarray:
+    """Class goodness with each block's BatchNorm folded into its filters and the conv padded with zeros: what
+    a graph that folded BatchNorm would compute (its border reads 0, torch's reads BatchNorm's output of 0)."""
+    net, _ = load_network(float_path)
+    h, out = net.inputs(images), []
+    with torch.no_grad():
+        for block, spec in zip(net.layers, net.specs, strict=True):
+            a = block.norm.weight / torch.sqrt(block.norm.running_var + block.norm.eps)
+            t = block.norm.bias - block.norm.running_mean * a
+            w = block.conv.weight * a[None, :, None, None]
+            b = block.conv.bias + (block.conv.weight * t[None, :, None, None]).sum(dim=(1, 2, 3))
+            h = torch.relu(F.conv2d(h, w, b, spec.stride, spec.padding))
+            h = F.max_pool2d(h, spec.pool) if spec.pool > 1 else h
+            out.append(net.class_goodness(h).numpy())
+    return np.stack(out)
+
+
+def test_float_onnx_pads_batchnorms_output_as_torch_does(padded, tmp_path):
+    """On these images the folded conv's zero border moves the goodness far beyond FLOAT_RTOL, while the export
+    stays within it: the test would catch a graph that folded BatchNorm or padded its input."""
+    float_path, _, data, _ = padded
+    out = tmp_path / "m.onnx"
+    export_model(float_path, "onnx", out)
+    images = _images(data)[0]
+    ref = _torch_outputs(float_path, images)["goodness"]
+    assert _relative(run_onnx(out, images.astype(np.float32) / 255.0)["goodness"], ref) <= FLOAT_RTOL
+    assert _relative(_folded_goodness(float_path, images), ref) > 100 * FLOAT_RTOL

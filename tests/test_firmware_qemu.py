@@ -15,6 +15,7 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription
 from edgeff.model_file import load_model
+from edgeff.ops.conv2d.runtime import dsp_scratch_bytes
 from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig, load_trainer, trainer_tensors
@@ -150,18 +152,21 @@ EPILOGUES = ["relu128", "single", "relu", "clamp", "shift0", "left", "negative",
              "ties_single"]
 
 
-def _conv_case(rng, geometry, epilogue):
+def _conv_case(rng, geometry, epilogue, extreme=False):
     from firmware_bridge.conv_check import ConvCase
 
     h, w, c_in, c_out, kh, kw, stride, pad, n = geometry
     zp_in = int(rng.choice([-128, 127, *rng.integers(-128, 128, 2)]))
     x = rng.integers(-128, 128, (n, h, w, c_in)).astype(np.int8)
     f = rng.integers(-128, 128, (c_out, kh, kw, c_in)).astype(np.int8)
+    if extreme:   # every input and filter value at an int8 end: the largest products SMLAD's pairs take
+        x, f = (np.where(rng.random(a.shape) < 0.5, -128, 127).astype(np.int8) for a in (x, f))
     if epilogue == "relu128" and c_in == 1:               # the largest sums: |x - zp| = 255 against -128 weights
         x[0, : h // 2] = 127 if zp_in == -128 else -128
         f[0] = -128
     out = tuple((side + 2 * pad - k) // stride + 1 for side, k in ((h, kh), (w, kw)))
-    typical = np.sqrt(kh * kw * c_in) * 74 * np.hypot(74, zp_in)     # about the sums' spread
+    spread = 127.5 if extreme else 74                                 # the values' standard deviation
+    typical = np.sqrt(kh * kw * c_in) * spread * np.hypot(spread, zp_in)     # about the sums' spread
     shift = (5 - np.round(np.log2(typical)) + rng.integers(-2, 2, c_out)).astype(np.int32)
     mult = rng.integers(1 << 30, INT32_MAX, c_out, endpoint=True).astype(np.int32)
     bias = rng.integers(-int(typical), int(typical), c_out).astype(np.int32)
@@ -188,31 +193,75 @@ def _conv_case(rng, geometry, epilogue):
                     rounding)
 
 
+def _largest_window_cases():
+    """The deepest window the conv check firmware's scratch holds on the DSP path (a 1x1 kernel over T channels,
+    two filters: T the largest multiple of 4 whose scratch fits conv_check.SCRATCH_BYTES; C_CONV_MAX_WINDOW's
+    526 KB im2col block fits no board), every value at the int8 end farthest from the zero point against filters
+    of -128 and 127: the largest sums of that window, both signs, under each rounding."""
+    from firmware_bridge.conv_check import SCRATCH_BYTES, ConvCase
+
+    def scratch(taps):
+        return dsp_scratch_bytes(SimpleNamespace(kernel=1, in_channels=taps, out_channels=2, conv_shape=(2, 1, 1),
+                                                 stride=1))
+
+    taps = 4
+    while scratch(taps + 4) <= SCRATCH_BYTES:
+        taps += 4
+    shift = 6 - int(np.ceil(np.log2(taps * 255 * 128)))   # the largest sum lands near +-32: not clamped
+    cases = []
+    for zp, end, rounding in ((-128, 127, "double"), (127, -128, "single")):
+        filters = np.stack([np.full((1, 1, taps), -128), np.full((1, 1, taps), 127)]).astype(np.int8)
+        cases.append(ConvCase(np.full((1, 1, 1, taps), end, np.int8), zp, filters, np.zeros(2, np.int32),
+                              np.full(2, 1 << 30, np.int32), np.full(2, shift, np.int32), 0, -128, 127, (1, 1),
+                              (0, 0), (1, 1), rounding))
+    return cases
+
+
+# the poolings' windows and NHWC inputs (H, W, C, N): odd sides, 1 to 40 channels (four a word and a tail)
+POOL_SIZES = [1, 2, 2, 3, 4, 2, 1, 2, 3, 2, 4, 2, 1, 1, 2]
+POOL_SHAPES = [(5, 7, 3, 1), (28, 28, 20, 1), (7, 9, 21, 2), (10, 8, 4, 1), (9, 9, 1, 1), (14, 14, 40, 1),
+               (28, 28, 20, 1), (28, 28, 40, 1), (27, 27, 13, 1), (29, 27, 21, 2), (28, 28, 20, 1), (15, 17, 40, 1),
+               (28, 28, 40, 1), (25, 23, 37, 1), (28, 28, 40, 2)]
+
+
 @pytest.mark.parametrize("board, portable", [("mps2-an386", False), ("mps2-an500", False), ("netduinoplus2", False),
                                              ("mps2-an386", True)])
 def test_the_boards_convolution_and_pooling_equal_the_reference(tmp_path, board, portable):
     """The C CONV_2D (on the Cortex-M4 and M7 its im2col and SMLAD path with the short epilogue and the general
     one; with EDGEFF_PORTABLE_C the portable loops on the same core) and MAX_POOL_2D on QEMU against the NumPy
-    reference: every geometry of CONV_GEOMETRIES under each epilogue in turn, random zero points (and both
-    ends), wrapping biases, the largest sums; poolings (on the Cortex-M4 and M7 four channels a word, the 2x2
-    window unrolled) of windows 1 to 4 over odd sides, 1 to 21 channels, clamps. One CRC of every output must
-    equal the reference's."""
+    reference: every geometry of CONV_GEOMETRIES six times, under each epilogue in turn, random zero points (and
+    both ends), wrapping biases, the largest sums, the last two rounds on int8 ends only (106,326 outputs);
+    poolings (on the Cortex-M4 and M7 four channels a word, the 2x2 window unrolled) of windows 1 to 4 over odd
+    sides, 1 to 40 channels, clamps, every third on int8 ends only (110,269 outputs). One CRC of every output
+    must equal the reference's. Last, the deepest window the firmware's scratch holds at its largest sums
+    (_largest_window_cases); C_CONV_MAX_WINDOW needs 526 KB of im2col scratch, more than these boards hold:
+    tests/test_conv_kernels.py proves that bound on the portable build."""
     from firmware_bridge import instruction_counts
     from firmware_bridge.conv_check import PoolCase
 
     rng = np.random.default_rng(23)
-    convs = [_conv_case(rng, g, EPILOGUES[i % len(EPILOGUES)]) for i, g in enumerate(CONV_GEOMETRIES * 2)]
+    convs = [_conv_case(rng, g, EPILOGUES[i % len(EPILOGUES)], extreme=i >= 4 * len(CONV_GEOMETRIES))
+             for i, g in enumerate(CONV_GEOMETRIES * 6)]
+    assert sum(k.outputs for k in convs) >= 100_000
+    convs += _largest_window_cases()
     pools = []
-    shapes = [(5, 7, 3, 1), (28, 28, 20, 1), (7, 9, 21, 2), (10, 8, 4, 1), (9, 9, 1, 1), (14, 14, 40, 1)]
-    for i, (size, (h, w, c, n)) in enumerate(zip([1, 2, 2, 3, 4, 2], shapes, strict=True)):
+    for i, (size, (h, w, c, n)) in enumerate(zip(POOL_SIZES, POOL_SHAPES, strict=True)):
         act_min, act_max = (-128, 127) if i % 2 == 0 else (-20, 60)
-        pools.append(PoolCase(rng.integers(-128, 128, (n, h, w, c)).astype(np.int8), size, act_min, act_max))
+        x = rng.integers(-128, 128, (n, h, w, c)).astype(np.int8)
+        if i % 3 == 2:   # the int8 ends only: ties in every window, and the clamps' far sides
+            x = np.where(rng.random(x.shape) < 0.5, -128, 127).astype(np.int8)
+        pools.append(PoolCase(x, size, act_min, act_max))
+    assert sum(k.outputs for k in pools) >= 100_000
     inside = np.concatenate([((k.reference() > -128) & (k.reference() < 127)).ravel() for k in convs])
     assert inside.mean() > 0.4                                  # the rescale shows, not only the clamp
     got = instruction_counts.measure_kernels(convs, pools, tmp_path / "conv_check.elf", portable=portable,
                                              target=BOARDS[board])
     assert len(got["cases"]) == len(convs) + len(pools) and got["same"]
     assert all(case["scratch"] == 0 for case in got["cases"]) == portable
+    if not portable:   # the deepest window ran on the DSP path, with the scratch the host's mirror sizes
+        largest = got["cases"][len(convs) - 1]["scratch"]
+        assert largest == dsp_scratch_bytes(SimpleNamespace(kernel=1, in_channels=convs[-1].filters.shape[-1],
+                                                            out_channels=2, conv_shape=(2, 1, 1), stride=1))
 
 
 def test_a_model_too_big_for_the_board_fails_to_link(int_model, tmp_path):

@@ -32,9 +32,11 @@ DECLARED = {"dense": FACETS, "conv2d": (*INFERENCE, "board_image"), "flatten": I
 # what only some kinds need: the MLP's first layer scores every label from one matmul (FFNetwork.label_scores);
 # a kind that trains in integers has the update rule, its master state and a fresh start; the profiler
 # estimates int8 training from the cost facet where the runtime's memory plan does not lay it out; the float
-# ONNX graph (edgeff/export/onnx_float.py) takes MLPs only
+# ONNX graph (edgeff/export/onnx_float.py) walks every kind, the MLP's first layer scoring every label at once
 EXTRA = {("dense", "torch_module"): ("every_label_activities",), ("dense", "ptq"): ("fresh_weights",),
          ("dense", "onnx_writer"): ("float_parameters", "float_forward", "float_every_label_activities"),
+         **{(kind, "onnx_writer"): ("float_parameters", "float_forward")
+            for kind in ("conv2d", "maxpool2d", "flatten")},
          ("dense", "runtime"): ("every_label_outputs", "initial_masters", "load_masters", "master_tensors", "update"),
          # the MLP's memory plan walks the dense record's training buffers; the layered kinds' are in their runtime
          # facet, beside flatten's, which has no board image

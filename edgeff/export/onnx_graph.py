@@ -69,6 +69,11 @@ class GraphBuilder:
         sq = self.reduce_last(self.op("Mul", x, x), kind == "rms", 1)
         return self.op("Mul", x, self.op("Reciprocal", self.op("Sqrt", self.op("Add", sq, self.f32(EPS)))))
 
+    def max_pool(self, x: str, size: int) -> str:
+        """MaxPool of NCHW values over size x size windows at stride size, the remainder dropped (torch's
+        F.max_pool2d(x, size), TFLite's MAX_POOL_2D VALID)."""
+        return self.op("MaxPool", x, kernel_shape=[size, size], strides=[size, size])
+
     def linear(self, x: str, weight: np.ndarray, bias: np.ndarray) -> str:
         """x @ weight.T + bias, for a float (out, in) weight."""
         return self.op("Add", self.op("MatMul", x, self.f32(np.ascontiguousarray(weight.T))), self.f32(bias))

@@ -118,9 +118,8 @@ class IntegerGraph(GraphBuilder):
         return self.clip(self.op("Add", y, self.i64(layer.out_zero_point)), layer.act_min, 127)
 
     def max_pool(self, a: str, size: int) -> str:
-        """MAX_POOL_2D of NCHW int8 values over size x size windows at stride size (the remainder dropped)."""
-        pooled = self.op("MaxPool", self.cast(a, TensorProto.INT8), kernel_shape=[size, size], strides=[size, size])
-        return self.cast(pooled, INT64)
+        """MAX_POOL_2D of NCHW int8 values (held in int64, a type ONNX's MaxPool does not take)."""
+        return self.cast(super().max_pool(self.cast(a, TensorProto.INT8), size), INT64)
 
     def goodness(self, a: str, zero_point: int) -> str:
         d = self.op("Sub", a, self.i64(zero_point))

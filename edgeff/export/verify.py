@@ -105,11 +105,10 @@ def _edgeff_outputs(model_path, images, header):
     if header["architecture"]["kind"] == ModelKind.FLOAT:
         import torch
 
-        from edgeff.train.evaluate import images_to_input
         from edgeff.train.model_io import load_network
 
         net, _ = load_network(model_path)
-        x0 = images_to_input(images, net.n_classes)
+        x0 = net.inputs(images)   # an MLP's rows with the label pixels zeroed, a layered network's (C, H, W) images
         with torch.no_grad():
             return "float", net.label_scores(x0).numpy(), net.head_logits(x0).numpy(), lambda g: g
     if is_layered(header["architecture"]):

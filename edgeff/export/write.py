@@ -60,7 +60,7 @@ def _exported(model_path: Path, fmt: str, kind: str, layered: bool, layer_op: st
         from edgeff.export import onnx_float
 
         return (_with_source(onnx_float.build(model_path).SerializeToString(), source),
-                "float ONNX (goodness, scores, logits)")
+                f"float ONNX{' of the layered model' if layered else ''} (goodness, scores, logits)")
     if kind != ModelKind.INT8:
         raise EdgeFFError(f"{model_path}: {fmt} export takes an int8 model; make one with "
                           f"`edgeff quantize {model_path} --out MODEL_INT8`")

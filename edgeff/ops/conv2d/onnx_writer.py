@@ -5,11 +5,34 @@ ConvInteger (int8 x int8 -> int32; the padding already done, so no tap reads Con
 add, the per-channel MultiplyByQuantizedMultiplier, the output zero point and the fused ReLU's clamp, then
 MaxPool on the int8 values when the block pools: what edgeff/ops/conv2d/runtime.py computes.
 
-The int8 graph only: a float conv model's ONNX export is refused (edgeff/export/onnx_float.py)."""
+The float graph (edgeff/export/onnx_float.py) writes the block as torch runs it (edgeff/ops/conv2d/
+torch_module.py): BatchNormalization in its inference form on the trained running statistics, then Conv with
+its own zero padding, Relu and MaxPool. BatchNorm is not folded into the filters: torch pads BatchNorm's
+output with zeros, which a folded Conv's zero padding would not reproduce at the borders.
+"""
 import numpy as np
 from onnx import TensorProto
 
 INT64 = TensorProto.INT64
+BATCHNORM_EPS = 1e-5   # nn.BatchNorm2d's default, which ConvBlock keeps; the model file does not store it
+NORM = ("weight", "bias", "running_mean", "running_var")   # BatchNormalization's inputs after X, in its order
+
+
+def float_parameters(spec, index: int, tensors: dict) -> dict:
+    """The block's BatchNorm (scale, bias, running mean and variance) and Conv (OIHW weight, bias) tensors in
+    float32, from the float model file's layers.<index>.norm.* and layers.<index>.conv.*."""
+    return {name: tensors[f"layers.{index}.{name}"].astype(np.float32)
+            for name in (*(f"norm.{n}" for n in NORM), "conv.weight", "conv.bias")}
+
+
+def float_forward(g, spec, params: dict, x: str) -> str:
+    """MaxPool(Relu(Conv(BatchNormalization(x)))) on NCHW float32 activities x (no MaxPool when pool is 1)."""
+    norm = g.op("BatchNormalization", x, *(g.f32(params[f"norm.{n}"]) for n in NORM), epsilon=BATCHNORM_EPS)
+    p, s = spec.padding, spec.stride
+    conv = g.op("Conv", norm, g.f32(params["conv.weight"]), g.f32(params["conv.bias"]),
+                kernel_shape=[spec.kernel, spec.kernel], pads=[p, p, p, p], strides=[s, s])
+    h = g.op("Relu", conv)
+    return g.max_pool(h, spec.pool) if spec.pool > 1 else h
 
 
 def check_int8_exportable(layer, number: int, where: str):

@@ -1,5 +1,14 @@
-"""Max pooling in the int8 ONNX graph (edgeff/export/onnx_layered.py): MaxPool on the int8 values, the
-input's zero point kept. The int8 graph only (a float conv model's ONNX export is refused)."""
+"""Max pooling in the ONNX exports: MaxPool over size x size windows at stride size. The int8 graph
+(edgeff/export/onnx_layered.py) pools the int8 values and keeps the input's zero point; the float graph
+(edgeff/export/onnx_float.py) pools the float activities, as F.max_pool2d does. No parameters."""
+
+
+def float_parameters(spec, index: int, tensors: dict) -> None:
+    return None
+
+
+def float_forward(g, spec, params, x: str) -> str:
+    return g.max_pool(x, spec.size)
 
 
 def check_int8_exportable(layer, number: int, where: str):
