@@ -209,30 +209,39 @@ def test_avx2_paths_equal_the_boards_scalar_loops(tmp_path, monkeypatch):
              [np.empty((50, 10 * 203), np.int8), np.empty((50, 10), np.int32)])
 
 
-# (C, H, W) outputs of conv blocks the docs and benchmarks train on 28x28 images, whose class groups (10
-# classes) the goodness kernel scores: conv 10/20/50 pool 2, conv 50 and conv 260 unpooled, 260 on 14x14 pooled
-CONV_OUTPUTS = [(10, 14, 14), (20, 14, 14), (50, 14, 14), (50, 28, 28), (260, 14, 14), (260, 7, 7)]
+def _shipped_conv_group_values() -> list:
+    """The class-group sizes (10 classes: the shipped configs train on MNIST) of every layer of every shipped
+    conv model (edgeff/models/ff-conv-*.toml), those the C goodness kernel takes (<= C_MAX_GOODNESS_UNITS)."""
+    from edgeff.package_data import MODELS_DIR
+    from edgeff.train.config import description_of, load_config
+
+    sizes = {group_values(layer.out_shape, 10) for path in sorted(MODELS_DIR.glob("ff-conv-*.toml"))
+             for layer in description_of(load_config(path)).layers}
+    assert sizes, MODELS_DIR   # no shipped conv model found: the sweep would silently lose its model widths
+    return sorted(s for s in sizes if s <= c_kernels.C_MAX_GOODNESS_UNITS)
 
 
 def _goodness_widths() -> list:
     """Every width up to 64 (the short rows and the loop's start), a geometric sweep to the largest group
-    C_MAX_GOODNESS_UNITS, the conv models' class-group sizes, and the largest group itself."""
+    C_MAX_GOODNESS_UNITS, the shipped conv models' class-group sizes, and the largest group itself."""
     sweep = np.unique(np.geomspace(65, c_kernels.C_MAX_GOODNESS_UNITS, 60).astype(int))
-    conv = [group_values(shape, 10) for shape in CONV_OUTPUTS]
+    conv = _shipped_conv_group_values()
+    print(f"shipped conv models' class-group sizes: {conv[0]} ... {conv[-1]} ({len(conv)} sizes)")
     return sorted({*range(1, 65), *sweep.tolist(), *conv, c_kernels.C_MAX_GOODNESS_UNITS})
 
 
 def test_goodness_equals_numpy():
-    """ef_goodness (called directly, so no case falls back to NumPy) against the NumPy goodness on 221,518
-    random rows over 130 widths from 1 to C_MAX_GOODNESS_UNITS, each width under a random zero point and
+    """ef_goodness (called directly, so no case falls back to NumPy) against the NumPy goodness on 240,458
+    random rows over 140 widths from 1 to C_MAX_GOODNESS_UNITS (both printed), each width under a random zero point and
     under one of -128, 0, 127."""
-    rng, results = np.random.default_rng(15), 0
-    for i, width in enumerate(_goodness_widths()):
+    rng, results, widths = np.random.default_rng(15), 0, _goodness_widths()
+    for i, width in enumerate(widths):
         rows = max(8, min(1000, 2_000_000 // width))
         for zp in (int(rng.integers(-128, 128)), (-128, 0, 127)[i % 3]):
             a = rng.integers(-128, 128, (rows, width)).astype(np.int8)
             assert np.array_equal(c_kernels.goodness(a, zp), REFERENCE.goodness(a, zp)), (width, zp)
             results += rows
+    print(f"{results} random rows over {len(widths)} widths")
     assert results >= 100_000
 
 
