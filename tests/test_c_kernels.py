@@ -553,11 +553,10 @@ def _c_decisions(lib, shape, pools, n_classes, zps, mult, shift, rounding, eval_
         h, w = h // pool, w // pool
     keep = [np.zeros(c * shape[1] * shape[2], np.int8) for _ in range(2)] + [np.zeros(n_classes, np.int32)]
     m.slot[0], m.slot[1], m.goodness = (a.ctypes.data for a in keep)
-    images = np.array(images, np.uint8)   # quantized in place by a one-channel first layer
     scores, decisions = np.zeros((len(images), n_classes), np.int64), np.empty(len(images), np.int64)
     lib.ef_cwc_classify.argtypes = [ctypes.POINTER(_CwcModel), ctypes.c_void_p, ctypes.c_void_p]
     lib.ef_cwc_classify.restype = ctypes.c_int32
-    for i in range(len(images)):
+    for i in range(len(images)):   # in_c = n_classes * k >= 2: first_input copies the image, never writes it
         decisions[i] = lib.ef_cwc_classify(ctypes.byref(m), images[i].ctypes.data, scores[i].ctypes.data)
     return decisions, scores
 
