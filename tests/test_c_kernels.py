@@ -25,6 +25,7 @@ from edgeff.runtime.master_weights import weights_from_masters
 from edgeff.runtime.reference_kernels import ReferenceKernels
 from edgeff.runtime.requantize import INT32_MAX, INT32_MIN
 from firmware_bridge.emulator import PROTOCOL_SOURCES
+from firmware_bridge.messages import MAX_LAYERS
 from tests.reference_math import fully_connected, fully_connected_16x8, multiply_by_quantized_multiplier_ref
 from tests.test_requantize import EDGES, N_RANDOM, _random_int32
 
@@ -39,7 +40,7 @@ def _c_builds() -> bool:
 
 pytestmark = pytest.mark.skipif(not _c_builds(), reason="no C compiler: the C kernels cannot build")
 REFERENCE = ReferenceKernels()
-EF_CWC_MAXPOOL2D = 0x03   # ff_constants.h's enum ef_cwc_layer_kind
+EF_CWC_MAXPOOL2D = KINDS.index("maxpool2d")   # c_constants.py numbers ef_cwc_layer_kind by the place in KINDS
 
 
 @pytest.fixture
@@ -522,7 +523,7 @@ class _CwcLayer(ctypes.Structure):
 
 class _CwcModel(ctypes.Structure):
     _fields_ = [("n_layers", ctypes.c_int32), ("n_classes", ctypes.c_int32), ("frac_bits", ctypes.c_int32),
-                ("rounding", ctypes.c_int32), ("eval_mask", ctypes.c_uint32), ("layers", _CwcLayer * 8),
+                ("rounding", ctypes.c_int32), ("eval_mask", ctypes.c_uint32), ("layers", _CwcLayer * MAX_LAYERS),
                 ("lr_shift", ctypes.c_int32), ("stochastic", ctypes.c_int32), ("seed", ctypes.c_uint32),
                 ("step", ctypes.c_uint32), ("slot", ctypes.c_void_p * 2),
                 *((name, ctypes.c_void_p) for name in ("prepool", "goodness", "dgoodness", "row_sums", "scratch"))]
