@@ -5,7 +5,6 @@ import ctypes
 import platform
 import shutil
 import subprocess
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,8 +13,7 @@ from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.op_registry import KINDS
 from edgeff.runtime import backend, c_kernels
-from edgeff.runtime.class_goodness import check_scores_fit, class_goodness, group_values
-from edgeff.runtime.int_layered import IntLayeredModel
+from edgeff.runtime.class_goodness import check_scores_fit, class_goodness, group_values, map_class_goodness
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig, sigmoid_table
 from edgeff.runtime.integer_hash import hash32
@@ -563,15 +561,15 @@ def _c_decisions(lib, shape, pools, n_classes, zps, mult, shift, rounding, eval_
 
 
 def _reference_decisions(shape, pools, n_classes, zps, mult, shift, rounding, eval_layers, images):
-    """The runtime's decision: class_goodness of each layer's output, IntLayeredModel.layer_goodness's mapping to
+    """The runtime's decision: class_goodness of each layer's output, map_class_goodness (IntLayeredModel's) to
     the common fixed point, the sum over the evaluation layers, NumPy's argmax (the first highest)."""
     q, raw = image_nhwc((images ^ np.uint8(0x80)).view(np.int8), shape), []
     with backend.using("reference"):
         for pool, zp in zip(pools, zps, strict=True):
             q = REFERENCE.max_pool2d(q, pool, -128, 127)
             raw.append(class_goodness(q, zp, n_classes))
-    model = SimpleNamespace(class_multiplier=np.array(mult), class_shift=np.array(shift), rounding=rounding)
-    scores = IntLayeredModel.layer_goodness(model, np.stack(raw))[np.array(eval_layers) - 1].sum(axis=0)
+    scores = map_class_goodness(np.stack(raw), np.array(mult), np.array(shift), rounding)
+    scores = scores[np.array(eval_layers) - 1].sum(axis=0)
     return scores.argmax(axis=1), scores
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgeff.errors import EdgeFFError
 from edgeff.runtime import backend
-from edgeff.runtime.requantize import INT32_MAX
+from edgeff.runtime.requantize import INT32_MAX, multiply_by_quantized_multiplier
 
 TERM_MAX = 255 * 255                      # (q - zp)^2 for int8 q and zp
 MAX_GROUP_VALUES = INT32_MAX // TERM_MAX  # 33,025 values per class group
@@ -66,3 +66,10 @@ def class_goodness(q: np.ndarray, zero_point: int, n_classes: int) -> np.ndarray
         groups = q.reshape(n, n_classes, -1)
     rows = np.ascontiguousarray(groups).reshape(n * n_classes, -1)
     return np.asarray(backend.kernels().goodness(rows, zero_point), np.int64).reshape(n, n_classes)
+
+
+def map_class_goodness(raw: np.ndarray, multipliers, shifts, rounding: str) -> np.ndarray:
+    """raw class goodness (n_layers, ...), layer l mapped by MultiplyByQuantizedMultiplier with its multiplier
+    and shift into the common fixed point (real mean square * 2^GOODNESS_FRAC_BITS), so layers can be summed."""
+    return np.stack([multiply_by_quantized_multiplier(g, m, s, rounding)
+                     for g, m, s in zip(raw, multipliers, shifts, strict=True)])

@@ -21,7 +21,13 @@ from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription, ModelKind
 from edgeff.op_registry import layer_facet
 from edgeff.runtime import backend
-from edgeff.runtime.class_goodness import check_group_size, check_scores_fit, class_goodness, group_values
+from edgeff.runtime.class_goodness import (
+    check_group_size,
+    check_scores_fit,
+    class_goodness,
+    group_values,
+    map_class_goodness,
+)
 from edgeff.runtime.int_fully_connected import (
     ACT_MAX,
     ACT_MIN,
@@ -33,7 +39,6 @@ from edgeff.runtime.int_fully_connected import (
 from edgeff.runtime.int_model import GOODNESS_FRAC_BITS, INPUT_SCALE, INPUT_ZERO_POINT, IntModel
 from edgeff.runtime.l2_normalization import NORM_BITS_INT8
 from edgeff.runtime.layout import flatten_channel_major, image_nhwc
-from edgeff.runtime.requantize import multiply_by_quantized_multiplier
 
 CHUNK = 500   # images per pass: the first block's NHWC output of 500 28x28 images x 20 channels is 7.8 MB
 
@@ -111,8 +116,7 @@ class IntLayeredModel(IntModel):
 
     def layer_goodness(self, raw: np.ndarray) -> np.ndarray:
         """raw class goodness (n_layers, ...) in the common fixed point (real mean square * 2^12)."""
-        return np.stack([multiply_by_quantized_multiplier(g, m, s, self.rounding)
-                         for g, m, s in zip(raw, self.class_multiplier, self.class_shift, strict=True)])
+        return map_class_goodness(raw, self.class_multiplier, self.class_shift, self.rounding)
 
     def label_scores(self, images: np.ndarray) -> np.ndarray:
         """(n_layers, N, n_classes) every layer's class goodness in the common fixed point."""
