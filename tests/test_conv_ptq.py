@@ -326,6 +326,8 @@ def test_the_dequantized_network_is_the_int8_model_but_for_its_roundings(request
 
 def test_the_dequantized_network_refuses_a_dense_layer_and_another_models_file(mixed, padded):
     float_path, int_path, _, _ = mixed
+    with pytest.raises(EdgeFFError, match="not an int8 layered model"):
+        dequantized_network(load_network(float_path)[0], float_path)
     with pytest.raises(EdgeFFError, match=r"layer 5 \(dense\) has no real-number form of its int8 tensors"):
         dequantized_network(load_network(float_path)[0], int_path)
     with pytest.raises(EdgeFFError, match="its layers are not the float model's"):

@@ -72,16 +72,17 @@ class PadWith(nn.Module):
         return F.pad(shifted, (p, p, p, p)) + self.values[None, :, None, None]
 
 
-class SaturateAt(nn.Module):
-    """min(x, high): the largest output the int8 block can write (code 127) in real units. The block's fused ReLU
-    follows it, so the two give the int8 output's range."""
+class SaturatingConv(nn.Module):
+    """A convolution whose outputs stop at `high`: the largest output the int8 block can write (code 127) in
+    real units. The block's fused ReLU follows it, and ReLU(min(z, high)) = min(ReLU(z), high), so the two give
+    the int8 output's range [0, high]."""
 
-    def __init__(self, high: float):
+    def __init__(self, conv: nn.Conv2d, high: float):
         super().__init__()
-        self.high = high
+        self.conv, self.high = conv, high
 
     def forward(self, x):
-        return torch.clamp(x, max=self.high)
+        return torch.clamp(self.conv(x), max=self.high)
 
 
 def _affine(module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,8 +165,8 @@ def dequantize(module, spec, index: int, tensors: dict, entry: dict):
     name = f"layers.{index}."
     in_scale, in_zp = float32(entry["in_scale"]), entry["in_zero_point"]
     w_scale = tensors[name + "weight_scale"].astype(np.float64)
-    padding = entry["fold"].get("padding_value", "zero-point")
-    block = fold(module, spec, padding)
+    # fold gives the block's structure with the file's border semantics; its folded values are overwritten below
+    block = fold(module, spec, entry["fold"].get("padding_value", "zero-point"))
     with torch.no_grad():
         w = tensors[name + "weight"].astype(np.float64).transpose(0, 3, 1, 2) * w_scale[:, None, None, None]
         block.conv.weight.copy_(torch.from_numpy(w))
@@ -173,5 +174,5 @@ def dequantize(module, spec, index: int, tensors: dict, entry: dict):
         if isinstance(block.norm, PadWith):
             pad = (tensors[name + "pad_value"].astype(np.float64) - in_zp) * in_scale
             block.norm.values.copy_(torch.from_numpy(pad))
-    block.conv = nn.Sequential(block.conv, SaturateAt((ACT_MAX - entry["out_zero_point"]) * entry["out_scale"]))
+    block.conv = SaturatingConv(block.conv, (ACT_MAX - entry["out_zero_point"]) * entry["out_scale"])
     return block
