@@ -15,7 +15,6 @@ import sys
 import time
 import zlib
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,6 +25,7 @@ from edgeff.errors import EdgeFFError
 from edgeff.model_description import ModelDescription
 from edgeff.model_file import load_model
 from edgeff.ops.conv2d.runtime import dsp_scratch_bytes
+from edgeff.ops.conv2d.spec import Conv2dSpec
 from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.int_model import IntFFModel
 from edgeff.runtime.int_training import IntTrainer, IntTrainingConfig, load_trainer, trainer_tensors
@@ -193,6 +193,12 @@ def _conv_case(rng, geometry, epilogue, extreme=False):
                     rounding)
 
 
+def _window_scratch_bytes(taps: int) -> int:
+    """The DSP path's scratch for the deepest-window case: a 1x1 kernel over `taps` channels, two filters, one
+    output pixel."""
+    return dsp_scratch_bytes(Conv2dSpec(in_channels=taps, in_height=1, in_width=1, out_channels=2, kernel=1))
+
+
 def _largest_window_cases():
     """The deepest window the conv check firmware's scratch holds on the DSP path (a 1x1 kernel over T channels,
     two filters: T the largest multiple of 4 whose scratch fits conv_check.SCRATCH_BYTES; C_CONV_MAX_WINDOW's
@@ -200,12 +206,8 @@ def _largest_window_cases():
     of -128 and 127: the largest sums of that window, both signs, under each rounding."""
     from firmware_bridge.conv_check import SCRATCH_BYTES, ConvCase
 
-    def scratch(taps):
-        return dsp_scratch_bytes(SimpleNamespace(kernel=1, in_channels=taps, out_channels=2, conv_shape=(2, 1, 1),
-                                                 stride=1))
-
     taps = 4
-    while scratch(taps + 4) <= SCRATCH_BYTES:
+    while _window_scratch_bytes(taps + 4) <= SCRATCH_BYTES:
         taps += 4
     shift = 6 - int(np.ceil(np.log2(taps * 255 * 128)))   # the largest sum lands near +-32: not clamped
     cases = []
@@ -260,8 +262,7 @@ def test_the_boards_convolution_and_pooling_equal_the_reference(tmp_path, board,
     assert all(case["scratch"] == 0 for case in got["cases"]) == portable
     if not portable:   # the deepest window ran on the DSP path, with the scratch the host's mirror sizes
         largest = got["cases"][len(convs) - 1]["scratch"]
-        assert largest == dsp_scratch_bytes(SimpleNamespace(kernel=1, in_channels=convs[-1].filters.shape[-1],
-                                                            out_channels=2, conv_shape=(2, 1, 1), stride=1))
+        assert largest == _window_scratch_bytes(convs[-1].filters.shape[-1])
 
 
 def test_a_model_too_big_for_the_board_fails_to_link(int_model, tmp_path):
