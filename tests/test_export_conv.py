@@ -311,6 +311,7 @@ def _relative(got, ref) -> float:
 
 @pytest.mark.parametrize(("name", "ops"), [
     ("padded", {"BatchNormalization", "Conv", "Relu", "MaxPool"}),   # padding 1 after BatchNorm
+    ("strided", {"BatchNormalization", "Conv", "Relu", "MaxPool"}),  # stride 2, then a 5x5 kernel
     ("mixed", {"BatchNormalization", "Conv", "MaxPool", "MatMul"}),  # maxpool2d, flatten, a dense layer
     ("colour", {"BatchNormalization", "Conv", "MaxPool"})])           # three input planes, 32 x 32
 def test_float_onnx_export_computes_what_torch_computes_in_onnxruntime(request, tmp_path, name, ops):
