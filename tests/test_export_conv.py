@@ -12,7 +12,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-import torch.nn.functional as F
 from ai_edge_litert import schema_py_generated as schema
 
 from edgeff.c_array import tflite_bytes_from_c_header
@@ -24,6 +23,7 @@ from edgeff.export.verify import FLOAT_RTOL, run_onnx, run_tflite, verify
 from edgeff.export.write import export_model
 from edgeff.model_description import ModelDescription
 from edgeff.model_file import load_model, save_model
+from edgeff.quant.layered import folded_network
 from edgeff.runtime.class_goodness import MAX_GROUP_VALUES
 from edgeff.runtime.int_layered import IntLayeredModel
 from edgeff.runtime.requantize import multiply_by_quantized_multiplier
@@ -343,17 +343,9 @@ def _folded_goodness(float_path, images) -> np.ndarray:
     """Class goodness with each block's BatchNorm folded into its filters and the conv padded with zeros: what
     a graph that folded BatchNorm would compute (its border reads 0, torch's reads BatchNorm's output of 0)."""
     net, _ = load_network(float_path)
-    h, out = net.inputs(images), []
+    folded = folded_network(net, "zero-point")
     with torch.no_grad():
-        for block, spec in zip(net.layers, net.specs, strict=True):
-            a = block.norm.weight / torch.sqrt(block.norm.running_var + block.norm.eps)
-            t = block.norm.bias - block.norm.running_mean * a
-            w = block.conv.weight * a[None, :, None, None]
-            b = block.conv.bias + (block.conv.weight * t[None, :, None, None]).sum(dim=(1, 2, 3))
-            h = torch.relu(F.conv2d(h, w, b, spec.stride, spec.padding))
-            h = F.max_pool2d(h, spec.pool) if spec.pool > 1 else h
-            out.append(net.class_goodness(h).numpy())
-    return np.stack(out)
+        return np.stack([folded.class_goodness(h).numpy() for h in folded.activities(net.inputs(images).double())])
 
 
 def test_float_onnx_pads_batchnorms_output_as_torch_does(padded, tmp_path):
