@@ -19,7 +19,7 @@ from edgeff.data.datasets import load_dataset
 from edgeff.errors import EdgeFFError
 from edgeff.export import tflite_layered, tflm
 from edgeff.export.tflm import op_names_and_outputs, run_tflm
-from edgeff.export.verify import FLOAT_RTOL, run_onnx, run_tflite, verify
+from edgeff.export.verify import FLOAT_RTOL, max_relative_difference, run_onnx, run_tflite, verify
 from edgeff.export.write import export_model
 from edgeff.model_description import ModelDescription
 from edgeff.model_file import load_model, save_model
@@ -304,11 +304,6 @@ def _torch_outputs(float_path, images):
     return {"goodness": goodness, "scores": goodness[eval_layers].sum(axis=0), "logits": logits}
 
 
-def _relative(got, ref) -> float:
-    """The largest difference relative to the reference's scale, as verify's float policy measures it."""
-    return float(np.abs(got.astype(np.float64) - ref).max() / np.abs(ref).max())
-
-
 @pytest.mark.parametrize(("name", "ops"), [
     ("padded", {"BatchNormalization", "Conv", "Relu", "MaxPool"}),   # padding 1 after BatchNorm
     ("strided", {"BatchNormalization", "Conv", "Relu", "MaxPool"}),  # stride 2, then a 5x5 kernel
@@ -327,11 +322,11 @@ def test_float_onnx_export_computes_what_torch_computes_in_onnxruntime(request, 
     ref = _torch_outputs(float_path, images)
     for key in ("goodness", "scores", "logits"):
         assert got[key].shape == ref[key].shape and got[key].dtype == np.float32, key
-        assert _relative(got[key], ref[key]) <= FLOAT_RTOL, key
+        assert max_relative_difference(got[key], ref[key]) <= FLOAT_RTOL, key
     assert np.array_equal(got["scores"].argmax(axis=1), ref["scores"].argmax(axis=1))
     assert np.array_equal(got["logits"].argmax(axis=1), ref["logits"].argmax(axis=1))
     one = run_onnx(out, images[7:8].astype(np.float32) / 255.0)
-    assert _relative(one["goodness"], ref["goodness"][:, 7:8]) <= FLOAT_RTOL
+    assert max_relative_difference(one["goodness"], ref["goodness"][:, 7:8]) <= FLOAT_RTOL
     result = verify(float_path, out, images, labels)
     (row,) = result["rows"]
     assert row["policy"].startswith("float") and row["pass"] and result["verdict"] == "pass", row
@@ -356,5 +351,5 @@ def test_float_onnx_pads_batchnorms_output_as_torch_does(padded, tmp_path):
     export_model(float_path, "onnx", out)
     images = _images(data)[0]
     ref = _torch_outputs(float_path, images)["goodness"]
-    assert _relative(run_onnx(out, images.astype(np.float32) / 255.0)["goodness"], ref) <= FLOAT_RTOL
-    assert _relative(_folded_goodness(float_path, images), ref) > 100 * FLOAT_RTOL
+    assert max_relative_difference(run_onnx(out, images.astype(np.float32) / 255.0)["goodness"], ref) <= FLOAT_RTOL
+    assert max_relative_difference(_folded_goodness(float_path, images), ref) > 100 * FLOAT_RTOL

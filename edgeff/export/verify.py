@@ -120,9 +120,19 @@ def _edgeff_outputs(model_path, images, header):
             lambda g: model.layer_goodness(list(np.asarray(g, np.int64))))
 
 
+def _difference(out, ref) -> tuple:
+    """|out - ref| in float64, and the reference's scale: its largest magnitude (1 where it is all zero)."""
+    return np.abs(out.astype(np.float64) - ref.astype(np.float64)), float(np.abs(ref).max()) or 1.0
+
+
+def max_relative_difference(out, ref) -> float:
+    """The largest |out - ref| over the reference's scale: what the float policy holds to FLOAT_RTOL."""
+    diff, scale = _difference(out, ref)
+    return float(diff.max() / scale)
+
+
 def _compare(name, out, ref, kind):
-    diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
-    scale = float(np.abs(ref).max()) or 1.0
+    diff, scale = _difference(out, ref)
     differing = diff > FLOAT_RTOL * scale if kind == "float" else diff > 0
     return {f"{name}_max_abs_diff": float(diff.max()), f"{name}_max_rel_diff": float(diff.max() / scale),
             f"{name}_differing": int(differing.sum()), f"{name}_values": int(diff.size)}
